@@ -22,8 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from pacbayes.certify import (FAMILY_RUNNERS, CertifyOptions, StochasticSettings,  # noqa: E402
-                              SubspaceSettings, certify)
+from pacbayes.certify import CertifyOptions, certify  # noqa: E402
+from pacbayes.families import FAMILIES  # noqa: E402
+from pacbayes.families.dziugaite_roy import DziugaiteRoySettings  # noqa: E402
+from pacbayes.families.subspace import SubspaceSettings  # noqa: E402
 from pacbayes.data import binarise, load_dataset, take  # noqa: E402
 from pacbayes.demo import demo_network, train_to_zero_error  # noqa: E402
 
@@ -34,7 +36,7 @@ SUBSPACE_DIM = 500
 def run(sizes, seed: int, delta: float, quiet: bool):
     pool = binarise(load_dataset("mnist-embedded", split="train"))
     test = load_dataset("mnist-embedded", split="test")
-    families = tuple(FAMILY_RUNNERS)
+    families = tuple(FAMILIES)
     rows = []
     for m in sizes:
         started = time.perf_counter()
@@ -44,7 +46,7 @@ def run(sizes, seed: int, delta: float, quiet: bool):
         initial_weights = {name: value.clone() for name, value in model.state_dict().items()}
         epochs = train_to_zero_error(model, train, seed=seed, quiet=quiet)
         options = CertifyOptions(bounds=families, delta=delta, seed=seed, quiet=quiet,
-                                 stochastic=StochasticSettings(init_state=initial_weights),
+                                 dziugaite_roy=DziugaiteRoySettings(init_state=initial_weights),
                                  subspace=SubspaceSettings(dim=SUBSPACE_DIM))
         report = certify(model, train, test, options)
         row = {"m": m, "epochs": epochs, "test_error": report.test_error,

@@ -7,11 +7,14 @@ Bad input exits with status 2 and one line on stderr (``pacbayes: error: ...``),
 import json
 import math
 import sys
+import typing
+from dataclasses import replace
 
 import click
 
 from pacbayes import __version__
 from pacbayes.errors import PacBayesError
+from pacbayes.families import FAMILIES, cli_fields, settings_attribute
 
 
 class _OneLineErrors(click.Group):
@@ -107,6 +110,51 @@ def load_data_spec(spec: str):
 quiet_option = click.option("--quiet", is_flag=True, help="Silence progress bars.")
 
 
+def _family_option_fields() -> dict:
+    """flag -> (the settings field, the names of the families that declare it), over the registry."""
+    flags = {}
+    for family in FAMILIES.values():
+        for f in cli_fields(family.settings_type):
+            flags.setdefault(f.metadata["cli"].flag, (f, []))[1].append(family.name)
+    return flags
+
+
+def _click_settings(f) -> dict:
+    """click.option keyword arguments for settings field ``f`` (its type, default and choices)."""
+    declared = f.metadata["cli"]
+    kind = next((t for t in typing.get_args(f.type) if t is not type(None)), f.type)
+    if kind is bool:
+        return {"is_flag": True, "default": f.default}
+    if declared.choices:
+        return {"type": click.Choice(declared.choices), "default": f.default, "show_default": True}
+    if kind is tuple:
+        return {"type": str, "default": None}
+    shown = f.default is not None
+    return {"type": kind if kind in (int, float) else str, "default": f.default, "show_default": shown}
+
+
+def family_options(command):
+    """Add every registered family's user options to ``command``, once per flag (see pacbayes.options)."""
+    for flag, (f, names) in reversed(list(_family_option_fields().items())):
+        declared = f.metadata["cli"]
+        command = click.option(flag, *declared.aliases, declared.key, help=f"{', '.join(names)}: {declared.help}",
+                               **_click_settings(f))(command)
+    return command
+
+
+def _family_settings(values: dict) -> dict:
+    """family name -> its settings dataclass, from the parsed family flags (by claims/CLI key)."""
+    settings = {}
+    for name, family in FAMILIES.items():
+        chosen = {}
+        for f in cli_fields(family.settings_type):
+            declared = f.metadata["cli"]
+            value = values[declared.key]
+            chosen[f.name] = _parse_float_list(value, declared.flag) if f.type is tuple else value
+        settings[name] = family.settings_type(**chosen)
+    return settings
+
+
 @main.command("certify")
 @click.argument("model_path", metavar="MODEL")
 @click.option("--train", "train_spec", default="mnist-embedded:train", show_default=True,
@@ -119,15 +167,6 @@ quiet_option = click.option("--quiet", is_flag=True, help="Silence progress bars
 @click.option("--m", type=int, default=None, help="Use a seeded subset of m training points.")
 @click.option("--delta", type=float, default=0.05, show_default=True,
               help="Total failure probability, split over every certified number by one union bound.")
-@click.option("--kernel", type=click.Choice(["auto", "analytic", "monte-carlo"]), default="auto",
-              show_default=True, help="NNGP prior: analytic for recognised FC/CNN ReLU nets, else Monte Carlo.")
-@click.option("--sigma-w", type=float, default=None, help="Weight std (default: PyTorch's default init).")
-@click.option("--sigma-b", type=float, default=None, help="Bias std (default: PyTorch's default init).")
-@click.option("--kernel-samples", type=int, default=4096, show_default=True,
-              help="Random initialisations for the Monte Carlo kernel.")
-@click.option("--jitter", type=float, default=1e-6, show_default=True,
-              help="Absolute epsilon added to the kernel diagonal; part of the prior K + eps I.")
-@click.option("--variant", type=click.Choice(["langford", "mcallester"]), default="langford", show_default=True)
 @click.option("--corrupt", type=float, default=0.0, show_default=True,
               help="Fraction of training labels replaced by random ones (seeded).")
 @click.option("--negative-classes", default=None,
@@ -140,60 +179,37 @@ quiet_option = click.option("--quiet", is_flag=True, help="Silence progress bars
 @click.option("--device", default=None, help="torch device for kernels and evidence (cpu, cuda).")
 @click.option("--out", "out_path", default=None, help="Also write the JSON report to this file (atomically).")
 @click.option("--max-bound", type=float, default=None,
-              help="Exit with status 1 when the best certified bound exceeds this value (a CI gate).")
-@click.option("--subspace-dim", type=int, default=None,
-              help="subspace bound for an ordinary model: train a compressed model in a random "
-                   "d-dimensional subspace from a seeded random start (the bound is for that model).")
-@click.option("--subspace-distill", is_flag=True, help="Distil the subspace model from MODEL's predictions.")
-@click.option("--configurations", type=int, default=1, show_default=True,
-              help="subspace: number of hyper-parameter settings (d, seeds, ...) you tried; union-bounded.")
-@click.option("--init", "init_path", default=None,
-              help="dziugaite-roy: weights at initialisation (weights-only .pt) for the prior mean.")
-@click.option("--init-seed", type=int, default=None,
-              help="dziugaite-roy: re-create the initial weights from this recorded seed.")
-@click.option("--objective", type=click.Choice(["dr", "quad", "lambda", "classic"]), default="dr",
-              show_default=True, help="dziugaite-roy: Dziugaite-Roy or a PBB objective.")
-@click.option("--prior-split", type=float, default=0.0, show_default=True,
-              help="dziugaite-roy: fraction of S used to learn the prior (the bound uses the rest).")
-@click.option("--mc-samples", type=int, default=1000, show_default=True,
-              help="dziugaite-roy: posterior draws for the sample-convergence bound.")
-@click.option("--fixed-mean", is_flag=True, help="dziugaite-roy: keep the posterior mean at MODEL's weights.")
-@click.option("--attempts-ledger", default=None,
-              help="dziugaite-roy: JSON-lines file counting attempts on this model and data (union-bounded).")
+              help="Exit with status 1 unless every requested family's certified bound is at most this "
+                   "value (a CI gate); the failing families are named.")
+@family_options
 @quiet_option
 @json_option
-def certify_command(model_path, train_spec, test_spec, bound_names, m, delta, kernel, sigma_w, sigma_b,
-                    kernel_samples, jitter, variant, corrupt, negative_classes, architecture, kwargs_json,
-                    trust_pickle, seed, device, out_path, max_bound, subspace_dim, subspace_distill,
-                    configurations, init_path, init_seed, objective, prior_split, mc_samples, fixed_mean,
-                    attempts_ledger, quiet, as_json):
+def certify_command(model_path, train_spec, test_spec, bound_names, m, delta, corrupt, negative_classes,
+                    architecture, kwargs_json, trust_pickle, seed, device, out_path, max_bound, quiet, as_json,
+                    **family_values):
     """Certified bounds on the true error of a trained MODEL, next to its measured errors.
 
     MODEL may also be a compressed model saved by pacbayes.subspace (give its --architecture).
+    Each bound family's own flags are listed with the family names they apply to.
     """
-    from pacbayes.certify import CertifyOptions, StochasticSettings, SubspaceSettings, certify
-    from pacbayes.marginal import MarginalSettings
+    from pacbayes.certify import CertifyOptions, certify
 
     kwargs = _parse_json_object(kwargs_json, "--kwargs")
     model, compressed = _load_model_or_subspace(model_path, architecture, kwargs, trust_pickle)
+    settings = _family_settings(family_values)
+    settings["subspace"] = replace(settings["subspace"], compressed=compressed)
     options = CertifyOptions(
         bounds=tuple(name.strip() for name in bound_names.split(",") if name.strip()),
-        delta=delta, m=m, seed=seed, corrupt=corrupt,
+        delta=delta, m=m, seed=seed, corrupt=corrupt, device=device,
         negative_classes=_parse_int_list(negative_classes, "--negative-classes"),
-        marginal=MarginalSettings(kernel=kernel, sigma_w=sigma_w, sigma_b=sigma_b,
-                                  kernel_samples=kernel_samples, jitter=jitter, variant=variant,
-                                  device=device),
-        subspace=SubspaceSettings(compressed=compressed, dim=subspace_dim, distill=subspace_distill,
-                                  extra_configurations=configurations),
-        stochastic=StochasticSettings(init_state=init_path, init_seed=init_seed, objective=objective,
-                                      prior_split=prior_split, mc_samples=mc_samples, fixed_mean=fixed_mean,
-                                      attempts_ledger=attempts_ledger),
-        quiet=quiet)
+        quiet=quiet, **{settings_attribute(name): value for name, value in settings.items()})
     report = certify(model, load_data_spec(train_spec), load_data_spec(test_spec), options)
     _print_report(report, model_path, out_path, as_json)
-    if max_bound is not None and (report.best_certified() is None or report.best_certified() > max_bound):
-        click.echo(f"pacbayes: certified bound {report.best_certified()} exceeds --max-bound {max_bound}",
-                   err=True)
+    failures = [] if max_bound is None else report.gate_failures(max_bound)
+    if failures:
+        click.echo("pacbayes: --max-bound " + f"{max_bound} fails for "
+                   + ", ".join(f"{family} (certified {'nothing' if value is None else f'{value:.4f}'})"
+                               for family, value in failures), err=True)
         sys.exit(1)
 
 
@@ -230,6 +246,18 @@ def _parse_json_object(text, flag: str):
     if not isinstance(value, dict):
         raise PacBayesError(f"{flag} must be a JSON object, e.g. '{{\"width\": 512}}'")
     return value
+
+
+def _parse_float_list(text, flag: str) -> tuple:
+    if text is None:
+        return ()
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError as err:
+        raise PacBayesError(f"{flag} must be comma-separated numbers, e.g. 1e-6,1e-4,1e-2") from err
+    if not all(math.isfinite(v) and v >= 0 for v in values) or list(values) != sorted(values):
+        raise PacBayesError(f"{flag} must be ascending finite numbers >= 0, e.g. 1e-6,1e-4,1e-2")
+    return values
 
 
 def _parse_int_list(text, flag: str):
@@ -295,14 +323,16 @@ def _load_npy(path: str, what: str, fix: str = "save it with numpy.save"):
 
 
 @main.command("evidence")
-@click.option("--kernel", "kernel_path", required=True, help="m x m kernel matrix K (.npy, float64).")
+@click.option("--kernel-file", "--kernel", "kernel_path", required=True,
+              help="m x m kernel matrix K (.npy, float64); --kernel is the older name.")
 @click.option("--labels", "labels_path", required=True, help="m labels in {-1,+1} or {0,1} (.npy).")
 @click.option("--method", type=click.Choice(["ep", "certified", "all"]), default="all", show_default=True,
               help="ep: EP estimate; certified: tilted-IS lower bound and psi* upper bound; all: both.")
 @click.option("--delta-prime", "delta_prime", type=float, default=0.01, show_default=True,
               help="Failure probability of the certified lower bound.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the tilted sampler.")
-@click.option("--samples", type=int, default=10_000, show_default=True, help="Tilted importance samples.")
+@click.option("--importance-samples", "--samples", "samples", type=int, default=10_000, show_default=True,
+              help="Tilted importance samples (--samples is the older name).")
 @click.option("--jitter", type=float, default=0.0, show_default=True,
               help="Fixed epsilon: the prior is N(0, K + epsilon I).")
 @click.option("--tol", type=float, default=1e-6, show_default=True, help="EP: relative change of ln Z.")
@@ -370,8 +400,8 @@ def _parse_sigma_b(text: str):
 
 @main.command("kernel")
 @click.argument("inputs_path", metavar="INPUTS")
-@click.option("--arch", type=click.Choice(["fc", "cnn"]), default="fc", show_default=True,
-              help="Analytic NNGP of a fully connected or convolutional net.")
+@click.option("--kernel-arch", "--arch", "arch", type=click.Choice(["fc", "cnn"]), default="fc", show_default=True,
+              help="Analytic NNGP of a fully connected or convolutional net (--arch is the older name).")
 @click.option("--depth", type=int, default=2, show_default=True,
               help="Hidden layers (fc) or conv layers (cnn), each followed by the activation.")
 @click.option("--activation", type=click.Choice(["relu", "erf", "linear"]), default="relu", show_default=True)
@@ -385,8 +415,9 @@ def _parse_sigma_b(text: str):
 @click.option("--stride", type=int, default=1, show_default=True, help="cnn: stride.")
 @click.option("--padding", type=int, default=None, help="cnn: zero padding [default: (kernel_size - 1) // 2].")
 @click.option("--model", "model_path", default=None,
-              help="Monte Carlo NNGP of this model file instead (re-initialised --samples times).")
-@click.option("--samples", type=int, default=4096, show_default=True, help="Monte Carlo initialisations.")
+              help="Monte Carlo NNGP of this model file instead (re-initialised --kernel-samples times).")
+@click.option("--kernel-samples", "--samples", "samples", type=int, default=4096, show_default=True,
+              help="Monte Carlo initialisations (--samples is the older name).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Monte Carlo seed.")
 @click.option("--architecture", default=None, help="module:Class for a state_dict --model file.")
 @click.option("--trust-pickle", is_flag=True, help="Allow a fully pickled --model file (runs its code).")
@@ -422,7 +453,7 @@ def kernel_command(inputs_path, arch, depth, activation, sigma_w, sigma_b, pooli
     started = time.perf_counter()
     K = kernel.matrix(x, device=device, block_size=block_size, quiet=quiet)
     seconds = time.perf_counter() - started
-    smallest, method = ((kernel.diagnostics["min_eigenvalue"], "eigvalsh") if model_path is not None
+    smallest, method = ((kernel.diagnostics["min_eigenvalue"], "eigvalsh") if "min_eigenvalue" in kernel.diagnostics
                         else min_eigenvalue(K))
     try:
         np.save(output_path, K.cpu().numpy())
@@ -430,7 +461,7 @@ def kernel_command(inputs_path, arch, depth, activation, sigma_w, sigma_b, pooli
         raise PacBayesError(f"cannot write {output_path!r} ({err}); choose a writable path") from err
     payload = {"shape": list(K.shape), "seconds": seconds, "min_eigenvalue": smallest,
                "min_eigenvalue_method": method, "output": output_path, "kernel": kernel.describe()}
-    if model_path is not None:
+    if kernel.diagnostics:
         payload["diagnostics"] = kernel.diagnostics
     emit(payload, as_json, f"{kernel.describe()['kind']} kernel {K.shape[0]} x {K.shape[1]} -> {output_path} "
          f"in {seconds:.2f} s; smallest eigenvalue {smallest:.3e} ({method})")

@@ -29,16 +29,20 @@ from typing import Callable, Optional
 
 import torch
 
-from pacbayes.bounds import holdout_bound, marginal_likelihood_bound
+from pacbayes.bounds import holdout_bound
 from pacbayes import checks
 from pacbayes.certify import CertifyOptions, certify, delta_shares, prepare_data
-from pacbayes.data import Dataset, binarise, signs
+from pacbayes.data import Dataset, binarise
 from pacbayes.errors import InputError
-from pacbayes.evidence import ep_log_evidence
-from pacbayes.marginal import PAC_BAYES_SHARE, MarginalSettings, build_kernel, split_marginal_delta
+from pacbayes.families import FAMILIES, RunContext
+from pacbayes.marginal import MarginalSettings
 from pacbayes.models import output_dim, predict_labels
 
-MONITOR_FAMILIES = ("marginal",)
+
+
+def monitor_families() -> tuple:
+    """The registered families that can be tracked during training (those with ``track``)."""
+    return tuple(name for name, family in FAMILIES.items() if hasattr(family, "track"))
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,11 @@ class BoundMonitor:
                  negative_classes: Optional[tuple] = None, seed: int = 0,
                  callback: Optional[Callable[[MonitorResult], None]] = None, quiet: bool = True):
         self.delta = checks.delta(delta)
-        unknown = [name for name in bounds if name not in MONITOR_FAMILIES]
+        trackable = monitor_families()
+        unknown = [name for name in bounds if name not in trackable]
         if unknown or not bounds:
             raise InputError(f"the monitor cannot track bound family {', '.join(unknown) or '(none)'}; "
-                             f"choose from {', '.join(MONITOR_FAMILIES)}")
+                             f"choose from {', '.join(trackable)}")
         if every is not None and (not isinstance(every, int) or every < 1):
             raise InputError(f"every must be a positive integer number of steps (or None), got {every!r}")
         if not 0.0 < overhead < 1.0:
@@ -97,9 +102,8 @@ class BoundMonitor:
                                       negative_classes=negative_classes, marginal=marginal, quiet=quiet)
         self._given = (train, test)       # as the user gave them: final() re-prepares through certify
         self.train, self.test, self.outputs = self._prepare(model, train, test)
-        if "marginal" in self.bounds and self.outputs != 1:
-            raise InputError(f"the marginal-likelihood bound needs a single-logit binary model; this "
-                             f"model has {self.outputs} outputs: track another bound family")
+        for name in self.bounds:
+            FAMILIES[name].check(RunContext(outputs=self.outputs, train_error=0.0))
         self.callback = callback
         self.history: list = []
         self.calls = 0
@@ -145,13 +149,17 @@ class BoundMonitor:
         finally:
             model.train(was_training)
         values, certified, applies, notes = {}, {}, {}, []
-        if "marginal" in self.bounds:
-            values["marginal-ep"] = self._marginal_estimate(model)
-            certified["marginal-ep"] = False
-            applies["marginal-ep"] = train_error == 0.0
-            if train_error > 0.0:
-                notes.append("marginal: the network does not fit S yet (training error > 0), so the "
-                             "realisable bound does not apply to it")
+        context = RunContext(outputs=self.outputs, train_error=train_error, seed=self.options.seed,
+                             device=self.options.device, quiet=self.options.quiet)
+        shares = delta_shares(self.delta, self.bounds)
+        for name in self.bounds:
+            tracked = FAMILIES[name].track(model, self.train, delta=shares[name],
+                                           settings=self.options.settings_for(name), context=context,
+                                           cache=self._cache.setdefault(name, {}))
+            values.update(tracked.values)
+            certified.update(tracked.certified)
+            applies.update({key: tracked.applies for key in tracked.values})
+            notes += [tracked.note] if tracked.note else []
         test_error = None
         if test_mistakes is not None:
             n = len(self.test)
@@ -175,23 +183,6 @@ class BoundMonitor:
         """Each checkpoint's share: delta / max_checkpoints (Boole over the declared checkpoints)."""
         return self.delta / self.max_checkpoints
 
-    def _marginal_estimate(self, model) -> float:
-        """The marginal bound at the EP estimate of ln P(S); kernel and EP are computed once."""
-        if "marginal" not in self._cache:
-            settings = replace(self.options.marginal, seed=self.options.seed, quiet=self.options.quiet)
-            kernel = build_kernel(model, tuple(self.train.x.shape[1:]), settings)
-            K = kernel.matrix(self.train.x, device=settings.device, quiet=settings.quiet)
-            ep = ep_log_evidence(K, signs(self.train.labels), jitter=settings.jitter, device=settings.device,
-                                 quiet=settings.quiet)
-            self._cache["marginal"] = marginal_likelihood_bound(
-                ep.log_evidence, len(self.train), self._marginal_delta(), settings.variant)
-            self._cache["marginal_log_evidence"] = ep.log_evidence
-        return self._cache["marginal"]
-
-    def _marginal_delta(self) -> float:
-        """The PAC-Bayes share of delta the certified marginal bound of :meth:`final` will use."""
-        return split_marginal_delta(delta_shares(self.delta, self.bounds)["marginal"])[PAC_BAYES_SHARE]
-
     # ------------------------------------------------------------------ selection and the final call
     def best_checkpoint(self) -> Optional[MonitorResult]:
         """The computed checkpoint with the smallest hold-out bound (valid under the union bound)."""
@@ -201,15 +192,26 @@ class BoundMonitor:
     def final(self, model: torch.nn.Module, test: Optional[Dataset] = None):
         """Certified numbers for ``model`` now: :func:`pacbayes.certify.certify` on the monitor's data.
 
-        Needs held-out data (the monitor's ``test`` unless another set is given). Returns the
-        certify :class:`~pacbayes.certify.Report`.
+        Needs held-out data (the monitor's ``test`` unless another set is given). When it is the
+        monitor's own test set and checkpoints were computed on it, ``model`` may have been chosen
+        by it (e.g. :meth:`best_checkpoint`): the hold-out bound then pays for the selection, spending
+        its share / ``max_checkpoints`` as every checkpoint did. A fresh test set pays nothing.
+        Returns the certify :class:`~pacbayes.certify.Report`.
         """
         train, given_test = self._given
         test = test if test is not None else given_test
         if test is None:
             raise InputError("final() needs held-out data for the measured test error: construct the "
                              "monitor with test=... or pass test= to final()")
-        return certify(model, train, test, self.options)
+        selected = given_test is not None and self.history and _same_data(test, given_test)
+        options = replace(self.options, holdout_candidates=self.max_checkpoints) if selected else self.options
+        return certify(model, train, test, options)
+
+
+def _same_data(a: Dataset, b: Dataset) -> bool:
+    """Whether two data sets hold the same examples and labels (the same test set, maybe another object)."""
+    return a is b or (a.x.shape == b.x.shape and a.labels.shape == b.labels.shape
+                      and torch.equal(a.x, b.x) and torch.equal(a.labels, b.labels))
 
 
 def _log_result(result: MonitorResult) -> str:
@@ -228,4 +230,4 @@ def print_callback(result: MonitorResult) -> None:
     print(_log_result(result), flush=True)
 
 
-__all__ = ["BoundMonitor", "MonitorResult", "print_callback", "MONITOR_FAMILIES"]
+__all__ = ["BoundMonitor", "MonitorResult", "monitor_families", "print_callback"]

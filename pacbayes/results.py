@@ -23,6 +23,10 @@ class BoundResult:
     log_evidence: ln P(S) used by marginal-likelihood bounds, else None.
     assumptions: what must hold for ``value`` to mean what it says.
     details: JSON-serialisable diagnostics (KL, sweeps, sample counts, seconds, ...).
+    family: the bound family that computed it (``"marginal"``, ``"dziugaite-roy"``, ``"subspace"``).
+    classifier: a short stable name of the classifier ``certifies`` speaks about (``"q-star"``,
+        ``"stochastic-network"``, ``"compressed-model"``); bounds on different classifiers are
+        never compared or minimised together.
     """
 
     name: str
@@ -33,6 +37,8 @@ class BoundResult:
     log_evidence: Optional[float] = None
     assumptions: tuple = ()
     details: dict = field(default_factory=dict)
+    family: str = ""
+    classifier: str = ""
 
     def to_dict(self) -> dict:
         record = asdict(self)

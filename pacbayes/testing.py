@@ -118,8 +118,8 @@ def family_bound(report: dict, bound: str, kind: str = "certified") -> dict:
     if kind not in ("certified", "estimate"):
         raise InputError(f"kind must be 'certified' or 'estimate', got {kind!r}")
     records = [b for b in report["bounds"]
-               if b["name"].startswith(bound) and b["certified"] == (kind == "certified")
-               and not b["name"].endswith("-clean-labels")]
+               if b.get("family") == bound and b["certified"] == (kind == "certified")
+               and "converted_from" not in b["details"]]
     if not records:
         raise InputError(f"the report has no {kind} bound of family {bound!r} "
                          f"(it has: {', '.join(b['name'] for b in report['bounds'])})")

@@ -79,3 +79,34 @@ def test_inverse_is_conservative():
 def test_inverse_rejects_bad_input(q, c):
     with pytest.raises(InputError):
         kl_inverse_upper(q, c)
+
+
+def _mp_inverse_exact(q, c, upper, steps=300):
+    """The exact inverse of the float inputs as a 50-digit number (kept in mpmath, not rounded)."""
+    lo, hi = (mpmath.mpf(q), mpmath.mpf(1)) if upper else (mpmath.mpf(0), mpmath.mpf(q))
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if (mp_kl(q, mid) <= c) == upper:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("q", [0.0, 1e-6, 0.01, 0.5, 0.99, 1.0])
+@pytest.mark.parametrize("c", [1e-12, 1e-9, 1e-6, 1e-3, 0.5, 20.0])
+def test_inverses_round_to_the_conservative_side(q, c):
+    """Issue 11 (8): upper >= exact inverse >= lower, each within the documented 2e-12, at tiny c too."""
+    upper, lower = kl_inverse_upper(q, c), kl_inverse_lower(q, c)
+    exact_upper, exact_lower = _mp_inverse_exact(q, c, True), _mp_inverse_exact(q, c, False)
+    assert mpmath.mpf(upper) >= exact_upper and mpmath.mpf(upper) - exact_upper <= 2e-12
+    assert mpmath.mpf(lower) <= exact_lower and exact_lower - mpmath.mpf(lower) <= 2e-12
+
+
+def test_inverse_closed_forms_at_the_ends():
+    """q = 0: upper = 1 - exp(-c) (computed as -expm1(-c)); q = 1: lower = exp(-c); both rounded safely."""
+    for c in (1e-12, 1e-6, 0.3, 5.0):
+        assert kl_inverse_upper(0.0, c) == pytest.approx(-math.expm1(-c), rel=1e-15)
+        assert mpmath.mpf(kl_inverse_upper(0.0, c)) >= -mpmath.expm1(-mpmath.mpf(c))
+        assert kl_inverse_lower(1.0, c) == pytest.approx(math.exp(-c), rel=1e-15)
+        assert mpmath.mpf(kl_inverse_lower(1.0, c)) <= mpmath.exp(-mpmath.mpf(c))

@@ -13,7 +13,7 @@ from pacbayes.cli import main
 from pacbayes.data import binarise, load_dataset, take
 from pacbayes.demo import demo_network, run_demo, train_to_zero_error
 from pacbayes.errors import InputError, ModelLoadError
-from pacbayes.marginal import clean_distribution_bound
+from pacbayes.bounds import clean_distribution_bound
 from pacbayes.models import load_model
 
 M = 80
@@ -116,13 +116,6 @@ def test_label_corruption_raises_the_bound(data):
                 clean_distribution_bound(values[fraction]["marginal-certified"], fraction))
     assert values[0.5]["marginal-certified"] > values[0.0]["marginal-certified"]
     assert values[0.5]["marginal-ep"] > values[0.0]["marginal-ep"]
-
-
-def test_clean_distribution_conversion_by_hand():
-    # err_corrupted = err_clean (1 - c) + c / 2
-    clean, c = 0.1, 0.4
-    assert clean_distribution_bound(clean * (1 - c) + c / 2, c) == pytest.approx(clean)
-    assert clean_distribution_bound(0.9, 1.0) == 1.0
 
 
 def test_nonzero_training_error_is_refused(data):

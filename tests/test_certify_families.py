@@ -6,7 +6,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pacbayes.certify import CertifyOptions, StochasticSettings, SubspaceSettings, certify
+from pacbayes.certify import CertifyOptions, certify
+from pacbayes.families.dziugaite_roy import DziugaiteRoySettings
+from pacbayes.families.subspace import SubspaceSettings
 from pacbayes.cli import main
 from pacbayes.data import load_dataset, take
 from pacbayes.demo import demo_network, train_to_zero_error
@@ -16,13 +18,13 @@ from pacbayes.subspace import save_subspace_model, train_subspace_model
 M = 100
 WIDTH = 32
 TASK = (M, 300, 2)  # (m, n_test, seed) for the conftest data/trained fixtures
-FAST_STOCHASTIC = StochasticSettings(mc_samples=40, test_draws=5)
+FAST_STOCHASTIC = DziugaiteRoySettings(mc_samples=40, test_draws=5)
 
 
 def test_all_families_share_one_union_bound(data, trained):
     train, test = data
     options = CertifyOptions(bounds=("marginal", "dziugaite-roy", "subspace"), delta=0.05, seed=2,
-                             stochastic=FAST_STOCHASTIC, subspace=SubspaceSettings(dim=40))
+                             dziugaite_roy=FAST_STOCHASTIC, subspace=SubspaceSettings(dim=40))
     report = certify(trained, train, test, options)
     names = [b.name for b in report.bounds]
     assert names == ["marginal-ep", "marginal-certified", "dziugaite-roy", "subspace"]
@@ -79,7 +81,7 @@ def test_multi_class_model_gets_the_other_families_but_not_marginal():
     test = take(load_dataset("mnist-embedded", split="test"), 200, seed=0)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    options = CertifyOptions(bounds=("dziugaite-roy",), stochastic=FAST_STOCHASTIC)
+    options = CertifyOptions(bounds=("dziugaite-roy",), dziugaite_roy=FAST_STOCHASTIC)
     report = certify(model, train, test, options)
     assert report.model["outputs"] == 10 and report.bounds[0].certified
     with pytest.raises(InputError, match="single-logit"):

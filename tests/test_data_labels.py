@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pacbayes.data import (Dataset, binarise, check_disjoint, corrupt_labels, from_arrays,
+from pacbayes.data import (Dataset, apply_label_map, binarise, check_disjoint, corrupt_labels, from_arrays,
                            normalise, signs, take)
 from pacbayes.errors import InputError
 
@@ -61,10 +61,12 @@ def test_corruption_replaces_the_stated_fraction_reproducibly(fraction):
     corrupted = corrupt_labels(ds, fraction, seed=3)
     assert torch.equal(corrupted.labels, corrupt_labels(ds, fraction, seed=3).labels)
     changed = float((corrupted.labels != ds.labels).float().mean())
-    # a replaced label is a fair coin, so it changes with probability 1/2: about fraction/2 change
-    assert abs(changed - fraction / 2) < 4 * np.sqrt(0.25 * fraction / 4000) + 1e-12
+    # each label is replaced with probability fraction by a fair coin: it changes with probability fraction/2
+    p = fraction / 2
+    assert abs(changed - p) < 4 * np.sqrt(p * (1 - p) / 4000) + 1e-12
     record = corrupted.info["corruption"]
-    assert record["replaced"] == round(fraction * 4000) and record["seed"] == 3
+    assert abs(record["replaced"] - fraction * 4000) <= 4 * np.sqrt(4000 * fraction * (1 - fraction)) + 1e-12
+    assert record["seed"] == 3
     assert record["changed"] == int((corrupted.labels != ds.labels).sum())
     if 0 < fraction:
         assert not torch.equal(corrupted.labels, corrupt_labels(ds, fraction, seed=4).labels)
@@ -159,3 +161,40 @@ def test_dataset_record_checks_and_subset():
         Dataset(x=ds.x, labels=ds.labels, classes=(0, 1), name="d")
     with pytest.raises(InputError, match="one row of x per label"):
         Dataset(x=ds.x[:3], labels=ds.labels, classes=ds.classes, name="d")
+
+
+def test_corruption_is_independent_per_label_not_a_fixed_count():
+    """The (B - c/2)/(1 - c) conversion needs an iid corrupted sample: the number of corrupted labels
+    is Binomial(n, c), not exactly round(c n), and each label's coin is independent of the others."""
+    ds = binarise(digits_dataset(n=40))
+    replaced = np.array([corrupt_labels(ds, 0.25, seed=s).info["corruption"]["replaced"] for s in range(400)])
+    assert len(set(replaced.tolist())) > 5                   # a fixed count would give one value
+    assert abs(replaced.mean() - 10.0) < 4 * np.sqrt(40 * 0.25 * 0.75 / 400)
+    assert abs(replaced.var() - 40 * 0.25 * 0.75) < 0.35 * 40 * 0.25 * 0.75
+    # pairwise independence: labels 0 and 1 are both changed with probability (c/2)^2
+    both = np.mean([bool((corrupt_labels(ds, 0.5, seed=s).labels[:2] != ds.labels[:2]).all())
+                    for s in range(2000)])
+    assert abs(both - 0.0625) < 4 * np.sqrt(0.0625 * 0.9375 / 2000)
+
+
+def test_one_label_map_fixed_by_the_training_data():
+    """A test file holding only digits 6 and 8 keeps the training data's map: both are class 1
+    after the default split, not 6 -> 0, 8 -> 1 as indexing the file on its own would give."""
+    train = digits_dataset(n=200)
+    x = torch.rand(10, 1, 4, 4)
+    test = from_arrays(x.numpy(), np.array([6, 8] * 5), name="six-eight", info={})
+    assert test.classes == (6, 8)
+    aligned = apply_label_map(test, train)
+    assert aligned.classes == train.classes
+    assert [aligned.classes[i] for i in aligned.labels.tolist()] == [6, 8] * 5
+    assert binarise(aligned).labels.tolist() == [1] * 10
+    # against already-split training data the grouped class that contains each value is used
+    binary_train = binarise(train)
+    assert apply_label_map(test, binary_train).labels.tolist() == [1] * 10
+
+
+def test_a_test_class_the_label_map_lacks_is_refused():
+    train = from_arrays(np.random.rand(6, 3), np.array([0, 1, 2] * 2), name="train", info={})
+    test = from_arrays(np.random.rand(4, 3), np.array([1, 7, 1, 7]), name="odd", info={})
+    with pytest.raises(InputError, match="label value 7 does not occur"):
+        apply_label_map(test, train)

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from pacbayes import marginal as marginal_module
 from pacbayes import monitor as monitor_module
 from pacbayes.certify import CertifyOptions, certify
 from pacbayes.data import binarise, load_dataset, take
@@ -26,13 +27,13 @@ def independent_mistakes(model, ds):
 def test_marginal_estimate_equals_certify_and_is_cached(data, trained, monkeypatch):
     train, test = data
     calls = []
-    real_build = monitor_module.build_kernel
+    real_build = marginal_module.build_kernel
 
     def counting_build(*args, **kwargs):
         calls.append(1)
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(monitor_module, "build_kernel", counting_build)
+    monkeypatch.setattr(marginal_module, "build_kernel", counting_build)
     monitor = BoundMonitor(trained, train, test=test, delta=0.05, max_checkpoints=5)
     first = monitor.compute(trained)
     second = monitor.compute(trained)

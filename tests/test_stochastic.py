@@ -12,7 +12,7 @@ from torch.distributions import Normal, kl_divergence
 from pacbayes import bounds
 from pacbayes.errors import InputError, ModelLoadError
 from pacbayes.stochastic import Schedule, certify_stochastic_network, stochastic_bound
-from pacbayes.stochastic.attempts import record_attempt
+from pacbayes.attempts import record_attempt
 from pacbayes.stochastic.certificate import certify
 from pacbayes.stochastic.gaussian import Layout, gaussian_kl
 from pacbayes.stochastic.prior import parameters_of, reinitialised

@@ -8,10 +8,10 @@ from pacbayes.data.dataset import Dataset, from_arrays
 from pacbayes.data.embedded import NAME as EMBEDDED_NAME
 from pacbayes.data.formats import load_dataset
 from pacbayes.data.idx import read_idx
-from pacbayes.data.labels import DEFAULT_NEGATIVE_CLASSES, binarise, corrupt_labels, signs
+from pacbayes.data.labels import DEFAULT_NEGATIVE_CLASSES, apply_label_map, binarise, corrupt_labels, signs
 from pacbayes.data.normalise import MNIST_MEAN_STD, normalise
 from pacbayes.data.subsets import check_disjoint, take
 
-__all__ = ["DEFAULT_NEGATIVE_CLASSES", "Dataset", "EMBEDDED_NAME", "MNIST_MEAN_STD", "binarise",
+__all__ = ["DEFAULT_NEGATIVE_CLASSES", "Dataset", "EMBEDDED_NAME", "MNIST_MEAN_STD", "apply_label_map", "binarise",
            "check_disjoint", "corrupt_labels", "from_arrays", "load_dataset", "normalise",
            "read_idx", "signs", "take"]

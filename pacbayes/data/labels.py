@@ -1,4 +1,4 @@
-"""Binary tasks from labelled data: class splits, -1/+1 signs, and seeded label corruption."""
+"""Labels: the one label map of a report, class splits, -1/+1 signs, and seeded label corruption."""
 
 import numbers
 
@@ -50,28 +50,62 @@ def signs(labels) -> torch.Tensor:
     return labels.to(torch.float64) * 2.0 - 1.0
 
 
-def corrupt_labels(ds: Dataset, fraction: float, seed: int) -> Dataset:
-    """``ds`` with round(fraction * n) labels, chosen at random, replaced by uniform random classes.
+def apply_label_map(ds: Dataset, reference: Dataset) -> Dataset:
+    """``ds`` re-indexed to the classes of ``reference``: the one label map of a report.
 
-    Label corruption as in the experiments of Valle-Pérez, Camargo & Louis (ICLR 2019): a replaced
-    label equals the original with probability 1/K, so about fraction * (K-1)/K labels change.
-    A bound computed on corrupted data is for the corrupted distribution. Seeded with
-    ``numpy.random.default_rng(seed)``.
+    The training data (after any explicit class split) fixes which original label value is which
+    class index; every other set is indexed by that map, never on its own (a test file holding only
+    digits 6 and 8 must not become 6 -> 0, 8 -> 1). A class of ``ds`` (an original value, or a
+    group of values after a split) maps to the class of ``reference`` that contains it; a class the
+    map lacks is refused.
+    """
+    if ds.classes == reference.classes:
+        return ds
+    groups = [_members(c) for c in reference.classes]
+    index = []
+    for value in ds.classes:
+        members = _members(value)
+        owners = [i for i, group in enumerate(groups) if members <= group]
+        if not owners:
+            raise InputError(f"{ds.name}: label value {_jsonable(value)} does not occur among the classes "
+                             f"{[_jsonable(c) for c in reference.classes]} fixed by the training data "
+                             f"{reference.name}; drop those examples or give training data that has them")
+        index.append(owners[0])
+    labels = torch.tensor(index, dtype=torch.int64)[ds.labels]
+    return ds.derive(labels=labels, classes=reference.classes,
+                     label_map={"fixed_by": reference.name,
+                                "classes": [_jsonable(c) for c in reference.classes]})
+
+
+def corrupt_labels(ds: Dataset, fraction: float, seed: int) -> Dataset:
+    """``ds`` with each label, independently with probability ``fraction``, replaced by a uniform class.
+
+    Label corruption as in the experiments of Valle-Pérez, Camargo & Louis (ICLR 2019), done so that
+    the corrupted sample is iid from the corrupted distribution: each example is corrupted on its
+    own coin (probability c), and a corrupted label is uniform over the K classes, so it equals the
+    original with probability 1/K (binary: each label flips with probability c/2). This is the noise
+    model that :func:`pacbayes.marginal.clean_distribution_bound` inverts. A bound computed on
+    corrupted data is for the corrupted distribution. Seeded with ``numpy.random.default_rng(seed)``.
     """
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
             or not 0.0 <= float(fraction) <= 1.0:
         raise InputError(f"corruption fraction must be a number in [0, 1], got {fraction!r}")
     seed = checks.integer_at_least(seed, "seed", 0)
     n = len(ds)
-    count = int(round(float(fraction) * n))
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(n, size=count, replace=False)
-    replacement = rng.integers(0, ds.num_classes, size=count)
+    chosen = rng.random(n) < float(fraction)
+    replacement = rng.integers(0, ds.num_classes, size=n)
     labels = ds.labels.clone()
-    labels[torch.from_numpy(chosen)] = torch.from_numpy(replacement)
+    labels[torch.from_numpy(chosen)] = torch.from_numpy(replacement[chosen])
     changed = int((labels != ds.labels).sum())
     return ds.derive(labels=labels, corruption={"fraction": float(fraction), "seed": seed,
-                                                "replaced": count, "changed": changed})
+                                                "rule": "each label independently replaced by a uniform "
+                                                        "class with probability fraction",
+                                                "replaced": int(chosen.sum()), "changed": changed})
+
+
+def _members(value) -> set:
+    return set(value) if isinstance(value, tuple) else {value}
 
 
 def _class_values(values) -> set:

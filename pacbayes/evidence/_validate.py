@@ -85,8 +85,8 @@ def validate_inputs(K, y, jitter=0.0, device=None):
     _, info = torch.linalg.cholesky_ex(prior)
     if int(info) != 0:
         smallest = float(torch.linalg.eigvalsh(prior)[0])
-        suggestion = max(10.0 * abs(smallest), 1e-8 * scale)
         raise InputError(f"kernel K + {jitter:g} I is not positive definite (smallest eigenvalue "
-                         f"{smallest:.3g}); declare a fixed jitter before seeing the labels, "
-                         f"e.g. jitter={suggestion:.1g}, so that the prior is K + jitter I")
+                         f"{smallest:.3g}); the jitter is part of the prior, so choose a larger value "
+                         "without looking at this kernel (e.g. the next power of ten), or declare a grid "
+                         "beforehand and pay ln|G| for it (certify --jitter-grid 1e-6,1e-4,1e-2)")
     return prior, labels, jitter

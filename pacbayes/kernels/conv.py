@@ -200,8 +200,13 @@ class ConvolutionalNNGP:
         phi = expected_product(cov, shape1(var1[-1]), shape2(var2[-1]), self.activation)
         return phi.mean(dim=positions).mul_(weight).add_(self.sigma_b[-1] ** 2)
 
-    def diagonal(self, x, *, device=None) -> torch.Tensor:
-        """K(x_i, x_i) for every input: float64, shape (n,)."""
+    @property
+    def diagnostics(self) -> dict:
+        """Nothing to report: the analytic kernel is exact (see :class:`~pacbayes.kernels.protocol.NNGPKernel`)."""
+        return {}
+
+    def diagonal(self, x, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
+        """K(x_i, x_i) for every input: float64, shape (n,) (one pass; no tiles, no progress)."""
         x = self._images(x, resolve_device(device), "x")
         sizes = self.spatial_sizes(x.shape[2:])
         patches = self._patches(x)

@@ -59,8 +59,13 @@ class FullyConnectedNNGP:
             variances.append(var)
         return variances
 
-    def diagonal(self, x, *, device=None) -> torch.Tensor:
-        """K(x_i, x_i) for every row of ``x``: float64, shape (n,)."""
+    @property
+    def diagnostics(self) -> dict:
+        """Nothing to report: the analytic kernel is exact (see :class:`~pacbayes.kernels.protocol.NNGPKernel`)."""
+        return {}
+
+    def diagonal(self, x, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
+        """K(x_i, x_i) for every row of ``x``: float64, shape (n,) (one pass; no tiles, no progress)."""
         return self._variances(self._flat_inputs(x, resolve_device(device), "x"))[-1]
 
     def matrix(self, x1, x2=None, *, device=None, block_size=None, quiet=True) -> torch.Tensor:

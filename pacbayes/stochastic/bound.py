@@ -20,7 +20,7 @@ from pacbayes import checks
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.results import BoundResult
-from pacbayes.stochastic.attempts import fingerprint, record_attempt
+from pacbayes.attempts import fingerprint, record_attempt
 from pacbayes.stochastic.certificate import certify, deterministic_error, sampled_error
 from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout
 from pacbayes.stochastic.network import check_labels, forward
@@ -53,7 +53,8 @@ def _attempt_number(attempt, attempts_ledger, model, x, labels, settings) -> int
     if attempts_ledger is not None:
         if attempt is not None:
             raise InputError("pass either attempt or attempts_ledger, not both")
-        return record_attempt(Path(attempts_ledger), fingerprint(model, x, labels), settings)
+        tensors = [*model.named_parameters(), ("", x), ("", labels)]  # keys as in earlier ledgers
+        return record_attempt(Path(attempts_ledger), fingerprint(tensors), settings)
     if attempt is None:
         return 1
     return checks.sample_size(attempt, name="attempt", minimum=1)
@@ -123,7 +124,7 @@ def certify_stochastic_network(model: torch.nn.Module, x: torch.Tensor, labels: 
     prior_split: fraction of S held out to learn the prior mean (0: data-independent prior).
     mc_samples: n posterior draws for the Monte Carlo error; fixed_mean keeps w at the model's weights.
     attempt / attempts_ledger: which attempt on this model and data this is (see
-        :mod:`pacbayes.stochastic.attempts`); default 1.
+        :mod:`pacbayes.attempts`); default 1.
     Returns the certificate: a BoundResult named "dziugaite-roy" or "pbb-<objective>" (certified=True),
     the posterior and the network copy it lives on.
     """
@@ -201,4 +202,5 @@ def _bound_result(cert, details, delta, delta_attempt, parts, prior, fixed_mean)
         value=cert["value"], certified=True,
         certifies=(f"the stochastic network N(w, diag(s)) (a fresh weight draw per prediction), {mean_kind}; "
                    "not the deterministic network"),
-        delta=ledger, assumptions=assumptions, details=details)
+        delta=ledger, assumptions=assumptions, details=details, family="dziugaite-roy",
+        classifier="stochastic-network")

@@ -23,6 +23,7 @@ from pacbayes.subspace.evaluation import check_labels, data_fingerprint, outputs
 from pacbayes.subspace.files import load_subspace_model
 
 CERTIFIES = "the decoded compressed model"
+CLASSIFIER = "compressed-model"
 
 
 def subspace_bound(source, x: torch.Tensor, labels: torch.Tensor, *, delta: float,
@@ -72,4 +73,5 @@ def subspace_bound(source, x: torch.Tensor, labels: torch.Tensor, *, delta: floa
     return [BoundResult(name="subspace", value=bound["value"], certified=True,
                         certifies=f"{CERTIFIES} (d = {model.dim}, {source.levels} levels, "
                                   f"{source.code_bits} bits)",
-                        delta=bound["delta"], assumptions=assumptions, details=details)]
+                        delta=bound["delta"], assumptions=assumptions, details=details,
+                        family="subspace", classifier=CLASSIFIER)]

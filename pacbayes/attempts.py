@@ -4,7 +4,9 @@ Attempt k >= 1 on the same model and data spends delta_k = 6 delta / (pi^2 k^2) 
 (:func:`pacbayes.bounds.series_delta`); sum_k delta_k = delta, so every attempt ever made holds at
 once with probability >= 1 - delta and keeping the best of them is valid. The attempt number is
 either passed by the caller or read from a ledger file (JSON lines, one per attempt, keyed by a
-fingerprint of the model's weights and the data), which is appended to before the run starts.
+fingerprint of what the bound is about: the model's weights and the data for the stochastic family,
+the data and the prior's settings for the marginal family), appended to before the run starts. One
+ledger file may serve several families: their keys differ.
 """
 
 import hashlib
@@ -12,18 +14,14 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from pacbayes.errors import InputError
 
 
-def fingerprint(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> str:
-    """sha256 of the model's parameters and the data (bytes of the CPU tensors)."""
-    digest = hashlib.sha256()
-    for name, p in model.named_parameters():
+def fingerprint(tensors, text: str = "") -> str:
+    """sha256 of ``text`` and of the named tensors ``(name, tensor)`` (bytes of the CPU tensors)."""
+    digest = hashlib.sha256(text.encode())
+    for name, t in tensors:
         digest.update(name.encode())
-        digest.update(p.detach().cpu().contiguous().numpy().tobytes())
-    for t in (x, labels):
         digest.update(t.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 

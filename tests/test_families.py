@@ -1,0 +1,77 @@
+"""The family contract: the registry, and a new family as one module + one formula + one registry line."""
+
+import math
+from dataclasses import dataclass
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from pacbayes.bounds import kl_inverse_upper
+from pacbayes.certify import CertifyOptions, certify
+from pacbayes.cli import family_options
+from pacbayes.families import FAMILIES, Baseline, BoundFamily, FamilyOutcome, cli_fields, option, stamped
+from pacbayes.report import render_text
+from pacbayes.results import BoundResult
+from pacbayes.testing import family_bound
+
+M = 60
+TASK = (M, 300, 2)
+WIDTH = 32
+
+
+def test_every_registered_family_honours_the_contract():
+    assert list(FAMILIES) == ["marginal", "dziugaite-roy", "subspace"]
+    for name, family in FAMILIES.items():
+        assert isinstance(family, BoundFamily) and family.name == name and family.classifier
+        defaults = family.settings_type()
+        with pytest.raises(Exception):
+            defaults.__setattr__(cli_fields(family.settings_type)[0].name, None)   # frozen
+        assert all(f.metadata["cli"].flag.startswith("--") for f in cli_fields(family.settings_type))
+
+
+# ---------------------------------------------------------------- a toy fourth family, end to end
+def constant_classifier_bound(train_error: float, m: int, delta: float) -> float:
+    """Occam's bound for the better of the two constant classifiers: kl^-1(err, (ln 2 + ln 1/delta) / m)."""
+    return kl_inverse_upper(train_error, (math.log(2.0) + math.log(1.0 / delta)) / m)
+
+
+@dataclass(frozen=True)
+class ConstantSettings:
+    scale: float = option(1.0, "--constant-scale", "A toy option (unused by the bound).")
+
+
+class ConstantFamily:
+    name = "constant"
+    settings_type = ConstantSettings
+    classifier = "constant-classifier"
+
+    def check(self, context):
+        """Any model: the bound does not depend on it."""
+
+    def run(self, model, train, test, *, delta, settings, context):
+        ones = float(train.labels.float().mean())
+        error = min(ones, 1.0 - ones)
+        result = BoundResult(name="constant", value=constant_classifier_bound(error, len(train), delta),
+                             certified=True, certifies="the better constant classifier", delta={"occam": delta})
+        return FamilyOutcome(bounds=stamped([result], self), diagnostics={"train_error": error},
+                             baselines=(Baseline("constant_train_error", error, "constant classifier train error"),))
+
+
+def test_a_new_family_is_one_module_and_one_registry_line(data, trained, monkeypatch):
+    monkeypatch.setitem(FAMILIES, "constant", ConstantFamily())           # the one registry line
+    train, test = data
+    report = certify(trained, train, test, CertifyOptions(bounds=("marginal", "constant")))
+    constant = next(b for b in report.bounds if b.name == "constant")
+    assert constant.family == "constant" and constant.classifier == "constant-classifier"
+    share = report.delta_ledger["constant"]["occam"]
+    assert share == pytest.approx(0.05 / 3)                                # marginal, constant, hold-out
+    error = report.baselines["constant_train_error"]
+    assert constant.value == pytest.approx(constant_classifier_bound(error, M, share))
+    assert "constant classifier train error" in render_text(report)
+    assert report.certified_by_family()["constant"] is constant
+    assert family_bound(report.to_dict(), "constant")["value"] == constant.value
+    # its flags come from its settings dataclass
+    command = family_options(click.command()(lambda **values: click.echo(values["constant_scale"])))
+    assert CliRunner().invoke(command, ["--constant-scale", "2.5"]).output.strip() == "2.5"
+
