@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 
 from pacbayes.bounds import holdout_bound, split_delta
-from pacbayes import checks
+from pacbayes import arguments, checks
 from pacbayes.bounds import clean_distribution_bound
 from pacbayes.data import Dataset, apply_label_map, binarise, check_disjoint, corrupt_labels, take
 from pacbayes.errors import InputError
@@ -187,6 +187,7 @@ def delta_shares(delta: float, bounds) -> dict:
 def certify(model: torch.nn.Module, train: Dataset, test: Dataset,
             options: CertifyOptions = CertifyOptions()) -> Report:
     """Measure errors and compute every requested bound; see the module docstring."""
+    arguments.certify_arguments(model, train, test, options)
     _check_options(options)
     started = time.perf_counter()
     model = as_plain_sequential(model, example_x=train.x[:4]).eval()

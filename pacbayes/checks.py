@@ -48,3 +48,19 @@ def integer_at_least(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def zip_damage(path):
+    """None if ``path`` is not a zip archive or every member passes its CRC check; else a short
+    description of the damage (torch.jit.load and torch.load do not check CRCs, so a flipped byte
+    would otherwise load as silently different weights)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as err:  # BadZipFile, zlib.error, EOFError, OSError, NotImplementedError ...
+        return f"the zip archive is unreadable ({' '.join(str(err).split())[:120]})"
+    return None if bad is None else f"member {bad} fails its zip CRC check"

@@ -21,10 +21,18 @@ threshold, or with the same bound under other settings:
 Keys of a claim (defaults in brackets; a top-level ``[defaults]`` table overrides them for every
 claim): name; model ("demo": the demo network of :mod:`pacbayes.demo`, with ``width`` [512]
 and ``depth`` [2], trained to zero error on the claim's own training data with the claim's
-seed); architecture / trust_pickle (for model files, as ``pacbayes certify``); train
+seed); architecture (for state_dict model files, as ``pacbayes certify``); train
 ["mnist-embedded:train"]; test ["mnist-embedded:test"]; m; corrupt [0]; seed [0]; delta [0.05];
 bound ["marginal"]; kind ["certified"]; exactly one of at_most, at_least, compare. In ``compare``,
 ``op`` is one of < <= > >= and ``with`` lists the settings that differ on the right-hand side.
+Model and data paths are relative to the claims file. Every value is type-checked when the file is
+read (a bad one is refused naming the claim and the key, before anything runs).
+
+A claims file can never allow unpickling: a ``trust_pickle`` key anywhere in it is refused. Only
+the command line can (``pacbayes check --trust-pickle``, ``check_claims(..., trust_pickle=True)``).
+
+A claim that cannot be checked (a missing model file, data the bound refuses, ...) becomes an
+ERROR row, with the reason; the other claims still run.
 
 Each certify report is cached by content hash (:mod:`pacbayes.testing`) when a cache folder is
 given, so re-checking unchanged claims is cheap.
@@ -38,14 +46,17 @@ from typing import Optional
 
 import torch
 
+from pacbayes import arguments
 from pacbayes.certify import CertifyOptions, prepare_data
+from pacbayes.data.embedded import NAME as EMBEDDED_NAME
 from pacbayes.demo import demo_network, train_to_zero_error
-from pacbayes.errors import InputError
+from pacbayes.errors import InputError, PacBayesError
+from pacbayes.families import FAMILIES
 from pacbayes.models import load_model
 from pacbayes.testing import cached_report, family_bound
 
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-SETTINGS = {"model": "demo", "width": 512, "depth": 2, "architecture": None, "trust_pickle": False,
+SETTINGS = {"model": "demo", "width": 512, "depth": 2, "architecture": None,
             "train": "mnist-embedded:train", "test": "mnist-embedded:test", "m": None, "corrupt": 0.0,
             "seed": 0, "delta": 0.05, "bound": "marginal", "kind": "certified"}
 CLAIM_KEYS = set(SETTINGS) | {"name", "at_most", "at_least", "compare"}
@@ -53,25 +64,30 @@ CLAIM_KEYS = set(SETTINGS) | {"name", "at_most", "at_least", "compare"}
 
 @dataclass
 class ClaimResult:
-    """The outcome of one claim: the value, what it was compared with, and whether it held."""
+    """The outcome of one claim: the value, what it was compared with, and whether it held.
+
+    A claim that could not be checked has ``error`` (the reason), ``passed`` False and no value."""
 
     name: str
     passed: bool
-    value: float
+    value: Optional[float]
     op: str
-    reference: float
+    reference: Optional[float]
     reference_kind: str
     bound_name: str
     settings: dict
     reference_settings: Optional[dict] = None
     details: dict = field(default_factory=dict)
+    error: Optional[str] = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 def load_claims(path: str) -> list:
-    """Parse and validate a claims file; returns a list of (name, settings, test) tuples."""
+    """Parse and validate a claims file; returns a list of (name, settings, test) tuples.
+
+    Every problem is an :class:`InputError` naming the claim and the key, raised before anything runs."""
     try:
         with open(path, "rb") as stream:
             document = tomllib.load(stream)
@@ -79,19 +95,36 @@ def load_claims(path: str) -> list:
         raise InputError(f"claims file {path} does not exist; pass the path of a TOML claims file") from err
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"claims file {path} is not valid TOML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"claims file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                         "save it as UTF-8 TOML") from None
+    except OSError as err:
+        raise InputError(f"cannot read claims file {path} ({err.strerror or err}); "
+                         "pass the path of a TOML claims file") from None
+    pickles = list(_trust_pickle_keys(document))
+    if pickles:
+        raise InputError(f"claims file {path} sets trust_pickle ({', '.join(pickles)}); a claims file may "
+                         "not allow unpickling (it runs code from the model file): remove the key and pass "
+                         "--trust-pickle to pacbayes check if you trust the model files")
     defaults = document.get("defaults", {})
     claims = document.get("claim")
     unknown_top = set(document) - {"defaults", "claim"}
     if unknown_top:
         raise InputError(f"claims file {path}: unknown top-level keys {sorted(unknown_top)}; "
                          "use [defaults] and [[claim]] tables")
+    if not isinstance(defaults, dict):
+        raise InputError(f"claims file {path}: defaults must be a [defaults] table, got {defaults!r}")
     if not isinstance(claims, list) or not claims:
         raise InputError(f"claims file {path} has no [[claim]] tables; add at least one claim")
     base = os.path.dirname(os.path.abspath(path))
     parsed = []
     for number, claim in enumerate(claims, start=1):
+        if not isinstance(claim, dict):
+            raise InputError(f"claims file {path}: claim {number} is {claim!r}, not a [[claim]] table")
         merged = {**defaults, **claim}
-        label = merged.get("name") or f"claim {number}"
+        label = merged.get("name", f"claim {number}")
+        if not isinstance(label, str) or not label:
+            raise InputError(f"claim {number}: name must be a non-empty string, got {label!r}")
         unknown = set(merged) - CLAIM_KEYS
         if unknown:
             raise InputError(f"{label}: unknown keys {sorted(unknown)}; allowed: {sorted(CLAIM_KEYS)}")
@@ -99,7 +132,7 @@ def load_claims(path: str) -> list:
         if len(tests) != 1:
             raise InputError(f"{label}: give exactly one of at_most, at_least, compare (found {tests or 'none'})")
         settings = {**SETTINGS, **{k: v for k, v in merged.items() if k in SETTINGS}}
-        settings["model"] = _resolve_model(settings["model"], base)
+        settings = _checked_settings(settings, label, base)
         test = {key: merged[key] for key in tests}
         if "compare" in test:
             compare = test["compare"]
@@ -111,21 +144,80 @@ def load_claims(path: str) -> list:
             bad = set(compare["with"]) - set(SETTINGS)
             if bad:
                 raise InputError(f"{label}: compare.with has unknown settings {sorted(bad)}")
-            compare["with"] = {**compare["with"]}
-            if "model" in compare["with"]:
-                compare["with"]["model"] = _resolve_model(compare["with"]["model"], base)
+            changed = _checked_settings({**settings, **compare["with"]}, label, base, prefix="compare.with.",
+                                        keys=compare["with"])
+            test["compare"] = {**compare, "with": {key: changed[key] for key in compare["with"]}}
         else:
             threshold = test[tests[0]]
-            if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-                raise InputError(f"{label}: {tests[0]} must be an error rate in [0, 1], got {threshold!r}")
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+                    or not 0.0 <= threshold <= 1.0:
+                raise InputError(f"claim '{label}': {tests[0]} must be an error rate in [0, 1], got {threshold!r}")
         parsed.append((label, settings, test))
     return parsed
+
+
+def _trust_pickle_keys(node, where: str = ""):
+    """The dotted places in a parsed TOML document that hold a trust_pickle key."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            place = f"{where}.{key}" if where else str(key)
+            if key == "trust_pickle":
+                yield place
+            yield from _trust_pickle_keys(value, place)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _trust_pickle_keys(value, f"{where}[{i}]")
+
+
+def _checked_settings(settings: dict, label: str, base: str, prefix: str = "", keys=None) -> dict:
+    """Type-check a claim's settings (InputError naming the claim and the key) and resolve its paths."""
+    def name(key):
+        return f"claim '{label}': {prefix}{key}"
+
+    checked = dict(settings)
+    for key in (SETTINGS if keys is None else keys):
+        value = settings[key]
+        if key in ("model", "train", "test") and (not isinstance(value, str) or not value):
+            what = '"demo" or a path' if key == "model" else "a data set name or a path"
+            raise InputError(f"{name(key)} must be a string ({what}, relative to the claims file), got {value!r}")
+        if key == "architecture" and value is not None and not isinstance(value, str):
+            raise InputError(f"{name(key)} must be a string 'module:Class' or 'file.py:Class', got {value!r}")
+        if key in ("width", "depth"):
+            arguments.integer(value, name(key), minimum=1)
+        if key == "m":
+            arguments.integer(value, name(key), minimum=2, optional=True)
+        if key == "seed":
+            arguments.integer(value, name(key), minimum=0)
+        if key == "corrupt":
+            checked[key] = arguments.real(value, name(key), low=0.0, high=1.0)
+        if key == "delta":
+            checked[key] = arguments.real(value, name(key), low=0.0, high=1.0, open_low=True, open_high=True)
+        if key == "bound" and value not in FAMILIES:
+            raise InputError(f"{name(key)} must be a bound family ({', '.join(FAMILIES)}), got {value!r}")
+        if key == "kind" and value not in ("certified", "estimate"):
+            raise InputError(f"{name(key)} must be \"certified\" or \"estimate\", got {value!r}")
+    if "model" in checked:
+        checked["model"] = _resolve_model(checked["model"], base)
+    for key in ("train", "test"):
+        if key in checked:
+            checked[key] = _resolve_data(checked[key], base)
+    return checked
 
 
 def _resolve_model(model, base: str) -> str:
     if not isinstance(model, str):
         raise InputError(f"model must be \"demo\" or a file path, got {model!r}")
     return model if model == "demo" or os.path.isabs(model) else os.path.join(base, model)
+
+
+def _resolve_data(spec: str, base: str) -> str:
+    """A data spec (``NAME_OR_PATH[:train|:test]``) with a relative path made relative to ``base``."""
+    name, _, split = spec.rpartition(":")
+    if not (name and split in ("train", "test")):
+        name, split = spec, ""
+    if name == EMBEDDED_NAME or os.path.isabs(name):
+        return spec
+    return os.path.join(base, name) + (f":{split}" if split else "")
 
 
 class ClaimChecker:
@@ -135,8 +227,9 @@ class ClaimChecker:
     :func:`pacbayes.cli.load_data_spec`.
     """
 
-    def __init__(self, load_data, cache_dir=False, quiet: bool = True):
+    def __init__(self, load_data, cache_dir=False, quiet: bool = True, trust_pickle: bool = False):
         self.load_data, self.cache_dir, self.quiet = load_data, cache_dir, quiet
+        self.trust_pickle = arguments.flag(trust_pickle, "trust_pickle")   # from the caller, never the file
         self._values: dict = {}
 
     def value(self, settings: dict) -> tuple:
@@ -157,7 +250,7 @@ class ClaimChecker:
             train_to_zero_error(model, fitted, seed=settings["seed"], max_epochs=1000, quiet=self.quiet)
         else:
             model = load_model(settings["model"], architecture=settings["architecture"],
-                               trust_pickle=settings["trust_pickle"])
+                               trust_pickle=self.trust_pickle)
         report, _ = cached_report(model, train, test, options, cache_dir=self.cache_dir)
         record = family_bound(report, settings["bound"], settings["kind"])
         return record["value"], record["name"], report
@@ -182,10 +275,32 @@ def _describe(changes: dict) -> str:
     return ", ".join(f"{k} = {v}" for k, v in changes.items())
 
 
-def check_claims(path: str, load_data, cache_dir=False, quiet: bool = True) -> list:
-    """Every claim of the file, checked in order; a list of :class:`ClaimResult`."""
-    checker = ClaimChecker(load_data, cache_dir=cache_dir, quiet=quiet)
-    return [checker.check(name, settings, test) for name, settings, test in load_claims(path)]
+def check_claims(path: str, load_data, cache_dir=False, quiet: bool = True, trust_pickle: bool = False) -> list:
+    """Every claim of the file, checked in order; a list of :class:`ClaimResult`.
+
+    A malformed file raises InputError before anything runs. A claim that fails while it is checked
+    (a missing model file, data its bound refuses) is an ERROR row; the others still run.
+    trust_pickle: allow unpickling whole-module model files (only from the caller, never the file).
+    """
+    checker = ClaimChecker(load_data, cache_dir=cache_dir, quiet=quiet, trust_pickle=trust_pickle)
+    results = []
+    for name, settings, test in load_claims(path):
+        try:
+            results.append(checker.check(name, settings, test))
+        except (PacBayesError, OSError) as err:
+            results.append(_error_row(name, settings, test, err))
+    return results
+
+
+def _error_row(name: str, settings: dict, test: dict, err: Exception) -> ClaimResult:
+    reason = " ".join(str(err).split()) or type(err).__name__
+    if "compare" in test:
+        op, reference, kind = test["compare"]["op"], None, "bound with " + _describe(test["compare"]["with"])
+    else:
+        op, reference = ("<=", test["at_most"]) if "at_most" in test else (">=", test["at_least"])
+        reference, kind = float(reference), "threshold"
+    return ClaimResult(name=name, passed=False, value=None, op=op, reference=reference, reference_kind=kind,
+                       bound_name=settings["bound"], settings=settings, error=reason)
 
 
 def render_table(results: list) -> str:
@@ -193,11 +308,17 @@ def render_table(results: list) -> str:
     width = max(len("claim"), *(len(r.name) for r in results))
     lines = [f"  {'claim':<{width}}  {'bound':<20} {'value':>8}  op  {'reference':>9}  {'':<6} compared with"]
     for r in results:
-        lines.append(f"  {r.name:<{width}}  {r.bound_name:<20} {r.value:>8.4f}  {r.op:<2}  {r.reference:>9.4f}  "
-                     f"{'PASS' if r.passed else 'FAIL':<6} {r.reference_kind}")
-    failed = sum(not r.passed for r in results)
+        value = "" if r.value is None else f"{r.value:.4f}"
+        reference = "" if r.reference is None else f"{r.reference:.4f}"
+        outcome = "ERROR" if r.error else "PASS" if r.passed else "FAIL"
+        lines.append(f"  {r.name:<{width}}  {r.bound_name:<20} {value:>8}  {r.op:<2}  {reference:>9}  "
+                     f"{outcome:<6} {r.error if r.error else r.reference_kind}")
+    errors = sum(r.error is not None for r in results)
+    failed = sum(not r.passed for r in results) - errors
     lines.append("")
-    lines.append(f"  {len(results) - failed} of {len(results)} claims hold" + (f"; {failed} FAILED" if failed else ""))
+    lines.append(f"  {len(results) - failed - errors} of {len(results)} claims hold"
+                 + (f"; {failed} FAILED" if failed else "") + (f"; {errors} could not be checked (ERROR)"
+                                                               if errors else ""))
     return "\n".join(lines)
 
 

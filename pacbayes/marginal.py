@@ -215,7 +215,8 @@ def marginal_bounds(model: torch.nn.Module, train_x: torch.Tensor, train_signs: 
         "ep": {"log_evidence": ep.log_evidence, "sweeps": ep.sweeps, "final_change": ep.final_change,
                "seconds": ep.seconds, "converged": ep.converged},
         "certified": {"lower": certified.lower, "log_estimate": certified.log_estimate,
-                      "upper": certified.upper, "grad_norm": certified.grad_norm,
+                      "upper": certified.upper, "upper_note": certified.upper_reason,
+                      "grad_norm": certified.grad_norm,
                       "samples": certified.samples, "seed": certified.seed,
                       "seconds": certified.seconds, "delta_prime": certified.delta_prime},
         "q_star_test_error_ep": q_star_test_error,
@@ -235,9 +236,11 @@ def marginal_bounds(model: torch.nn.Module, train_x: torch.Tensor, train_signs: 
                     assumptions=assumptions,
                     details={"estimator": "minimax-tilted importance sampling (Botev 2017) + Markov",
                              "variant": settings.variant,
-                             "log_evidence_upper": certified.upper,
-                             "best_possible_bound": marginal_likelihood_bound(
-                                 min(certified.upper, 0.0), m, delta_pb, settings.variant)},
+                             "log_evidence_upper": certified.upper,  # psi*, None if not certified
+                             "log_evidence_upper_note": certified.upper_reason,
+                             "best_possible_bound": None if certified.upper is None else
+                             marginal_likelihood_bound(min(certified.upper, 0.0), m, delta_pb,
+                                                       settings.variant)},
                     family="marginal", classifier=CLASSIFIER),
     ]
     return results, diagnostics

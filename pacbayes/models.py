@@ -22,6 +22,7 @@ import zipfile
 
 import torch
 
+from pacbayes.checks import zip_damage
 from pacbayes.errors import InputError, ModelLoadError
 
 KINDS = ("torchscript", "export", "state_dict", "pickled module")
@@ -102,6 +103,9 @@ def _load(path, *, trust_pickle, peek):
     if os.path.getsize(path) == 0:
         raise ModelLoadError(f"{path}: the model file is empty; save the model again")
     archive = archive_kind(path)
+    damage = zip_damage(path)
+    if damage:
+        raise ModelLoadError(f"{path}: the model file is corrupt ({damage}); save or copy the model again")
     try:
         if archive == "torchscript":
             return (None if peek else torch.jit.load(path, map_location="cpu")), "torchscript"

@@ -30,7 +30,7 @@ from typing import Callable, Optional
 import torch
 
 from pacbayes.bounds import holdout_bound
-from pacbayes import checks
+from pacbayes import arguments, checks
 from pacbayes.certify import CertifyOptions, certify, delta_shares, prepare_data
 from pacbayes.data import Dataset, binarise
 from pacbayes.errors import InputError
@@ -83,6 +83,9 @@ class BoundMonitor:
                  max_checkpoints: int = 100, marginal: MarginalSettings = MarginalSettings(),
                  negative_classes: Optional[tuple] = None, seed: int = 0,
                  callback: Optional[Callable[[MonitorResult], None]] = None, quiet: bool = True):
+        arguments.monitor_arguments(model, train, test=test, bounds=bounds, delta=delta, every=every, overhead=overhead,
+                                    max_checkpoints=max_checkpoints, marginal=marginal, seed=seed, quiet=quiet,
+                                    negative_classes=negative_classes, callback=callback)
         self.delta = checks.delta(delta)
         trackable = monitor_families()
         unknown = [name for name in bounds if name not in trackable]

@@ -1,7 +1,9 @@
 """Rendering a certify :class:`~pacbayes.certify.Report` for people, and writing it atomically."""
 
 import json
+import math
 import os
+import stat
 import tempfile
 
 
@@ -67,16 +69,77 @@ def _flatten(ledger: dict, prefix: str = ""):
             yield prefix + name, value
 
 
-def write_json_atomically(payload: dict, path: str) -> None:
-    """Write ``payload`` to ``path`` so that readers never see a half-written file."""
+def json_safe(payload, note: bool = True):
+    """``payload`` with every non-finite float (inf, -inf, NaN: JSON has none of them) replaced by None.
+
+    With ``note`` (and a dict payload) the replaced keys are listed, with what they held, under
+    ``payload["notes"]["non_finite"]`` (e.g. ``{"bounds[0].value": "inf"}``), so a reader can tell a
+    null that was infinite from one that was never computed. The input is not modified.
+    """
+    replaced = {}
+
+    def clean(value, where):
+        if isinstance(value, float) and not math.isfinite(value):
+            replaced[where or "(value)"] = str(value)
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item, f"{where}.{key}" if where else str(key)) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return value
+
+    result = clean(payload, "")
+    if note and replaced and isinstance(result, dict):
+        notes = result.get("notes")
+        if isinstance(notes, dict):
+            result["notes"] = {**notes, "non_finite": {**notes.get("non_finite", {}), **replaced}}
+        elif isinstance(notes, list):
+            result["notes"] = notes + [{"non_finite": replaced}]
+        else:
+            result["notes"] = {"non_finite": replaced} if notes is None else {"note": notes, "non_finite": replaced}
+    return result
+
+
+def _new_file_mode() -> int:
+    """The mode open() gives a new file under the current umask (0o666 & ~umask)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomically(path: str, write, binary: bool = False) -> None:
+    """Call ``write(stream)`` on a temporary file next to ``path``, then rename it onto ``path``.
+
+    Readers never see a half-written file; on any failure the temporary file is removed and an
+    existing ``path`` is left as it was. The file gets the mode of the file it replaces (or, for a
+    new file, the umask default), not mkstemp's 0600.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".report-", suffix=".json")
+    mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.isfile(path) else _new_file_mode()
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".report-", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2, allow_nan=False)
+        with os.fdopen(handle, "wb" if binary else "w") as stream:
+            write(stream)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
+        try:
             os.remove(temporary)
+        except FileNotFoundError:
+            pass
         raise
+
+
+def write_json_atomically(payload: dict, path: str) -> None:
+    """Write ``payload`` to ``path`` as JSON (see :func:`write_atomically`; non-finite numbers become
+    null, listed under ``notes``, see :func:`json_safe`). The JSON is built before any file is made."""
+    text = json.dumps(json_safe(payload), indent=2, allow_nan=False)
+    write_atomically(path, lambda stream: stream.write(text))

@@ -23,12 +23,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from pacbayes import __version__
+from pacbayes import __version__, arguments
 from pacbayes.certify import CertifyOptions, certify
 from pacbayes.data import Dataset
 from pacbayes.errors import InputError
 from pacbayes.marginal import MarginalSettings
-from pacbayes.report import write_json_atomically
+from pacbayes.report import json_safe, write_json_atomically
 from pacbayes.results import BoundResult
 
 CACHE_ENV = "PACBAYES_CACHE_DIR"
@@ -65,7 +65,9 @@ def content_key(model: torch.nn.Module, train: Dataset, test: Optional[Dataset],
 
 
 def _checksum(report: dict) -> str:
-    return hashlib.sha256(json.dumps(report, sort_keys=True, allow_nan=False).encode()).hexdigest()
+    # the stored report has null where the fresh one had inf/NaN (JSON has neither): hash that form
+    return hashlib.sha256(json.dumps(json_safe(report, note=False), sort_keys=True,
+                                     allow_nan=False).encode()).hexdigest()
 
 
 def _cache_dir(cache_dir) -> Optional[str]:
@@ -99,6 +101,8 @@ def cached_report(model: torch.nn.Module, train: Dataset, test: Dataset, options
     Returns (report dict, True if it came from the cache).
     """
     folder = _cache_dir(cache_dir)
+    if folder:
+        arguments.check_output_dir(folder, "cache_dir")   # before computing, not after
     key = content_key(model, train, test, options)
     path = os.path.join(folder, key + ".json") if folder else None
     if path:
@@ -136,6 +140,8 @@ def assert_certified(model: torch.nn.Module, train: Dataset, *, test: Optional[D
     overlap ``train``). Returns the certified :class:`BoundResult`; raises ``AssertionError``
     with value, threshold, delta, what is certified and the assumptions otherwise.
     """
+    arguments.assert_certified_arguments(model, train, test=test, bound=bound, at_most=at_most, delta=delta, m=m,
+                                         seed=seed, marginal=marginal, cache_dir=cache_dir, quiet=quiet)
     if test is None:
         raise InputError("assert_certified needs held-out data for the measured test error: pass "
                          "test=... (disjoint from train)")

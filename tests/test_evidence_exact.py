@@ -98,3 +98,13 @@ def test_equicorrelated_matches_brute_force_monte_carlo(y, rho):
     p_hat = float(np.all(f * y > 0, axis=1).mean())
     p = math.exp(equicorrelated_log_orthant(y, rho))
     assert abs(p_hat - p) <= 4.5 * math.sqrt(p * (1 - p) / draws)
+
+
+@pytest.mark.parametrize("rho", [0.99, 0.9999, 0.999999, 1 - 1e-12])
+def test_closed_forms_as_rho_approaches_one(rho):
+    """Two length scales (1/a and 1) in one integrand: the quadrature must resolve both."""
+    assert equicorrelated_log_orthant([1], rho) == pytest.approx(math.log(0.5), abs=1e-12)
+    assert equicorrelated_log_orthant([1, 1], rho) == pytest.approx(
+        math.log(0.25 + math.asin(rho) / (2 * math.pi)), abs=1e-12)
+    assert equicorrelated_log_orthant([1, -1], rho) == pytest.approx(
+        math.log(0.25 - math.asin(rho) / (2 * math.pi)), rel=1e-8)

@@ -110,3 +110,145 @@ def test_bad_options(kwargs):
     K, y = _equicorrelated(4, 0.5, seed=0)
     with pytest.raises(InputError):
         certified_log_evidence(K, y, **kwargs)
+
+
+def _fifteen_points():
+    K, y = _equicorrelated(15, 0.9, seed=15)
+    return K, y, equicorrelated_log_orthant(y, 0.9)
+
+
+@pytest.fixture
+def early_stop(monkeypatch):
+    """Start the psi maximisation away from the saddle (x + 1) and allow it a single Newton step:
+    psi there is -14.99, below the exact ln P(S) = -12.59 of the fifteen-point kernel."""
+    from pacbayes.evidence import tilted
+
+    solve, maximise = tilted.solve_tilting, tilted.maximise_psi
+
+    def shifted(L):
+        mu, x, t, steps = solve(L)
+        return mu, x + 1.0, t, steps
+
+    monkeypatch.setattr(tilted, "solve_tilting", shifted)
+    monkeypatch.setattr(tilted, "maximise_psi", lambda x, mu, strict: maximise(x, mu, strict, max_steps=1))
+
+
+def test_early_stopped_psi_is_not_reported_as_an_upper_bound(early_stop):
+    """Issue 11 (5): psi at an unconverged iterate is below the maximum (here below the truth)."""
+    K, y, exact = _fifteen_points()
+    cert = certified_log_evidence(K, y, delta_prime=0.01, samples=2000, seed=0)
+    assert cert.upper is None
+    assert "gradient norm" in cert.upper_reason and f"{cert.grad_norm:.1e}" in cert.upper_reason
+    assert cert.grad_norm > 1.0 and cert.lower <= exact  # the Markov lower bound does not need psi*
+
+
+def test_psi_below_the_estimate_is_refused(monkeypatch):
+    """A psi* below the largest log weight (hence below ln Z_hat) cannot be the maximum: no upper."""
+    from pacbayes.evidence import tilted
+
+    maximise = tilted.maximise_psi
+
+    def claims_stationary(x, mu, strict):
+        value, x, _ = maximise(x, mu, strict)
+        return value - 5.0, x, 0.0
+
+    monkeypatch.setattr(tilted, "maximise_psi", claims_stationary)
+    K, y, _ = _fifteen_points()
+    cert = certified_log_evidence(K, y, delta_prime=0.01, samples=2000, seed=0)
+    assert cert.upper is None and "below" in cert.upper_reason
+
+
+def test_converged_upper_bounds_exact_and_genz_values():
+    """A normal run certifies psi*: above the exact equicorrelated value and above SciPy's Genz."""
+    from pacbayes.evidence.tilted import PSI_GRAD_TOL
+
+    K, y, exact = _fifteen_points()
+    cert = certified_log_evidence(K, y, delta_prime=0.01, samples=2000, seed=0)
+    assert cert.upper_reason is None and cert.grad_norm <= PSI_GRAD_TOL
+    assert cert.lower <= exact <= cert.upper and cert.upper >= cert.log_estimate
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(8, 8))
+    K8, y8 = A @ A.T / 8 + 0.2 * np.eye(8), rng.choice([-1.0, 1.0], size=8)
+    genz = math.log(scipy.stats.multivariate_normal.cdf(np.zeros(8), cov=y8[:, None] * K8 * y8[None, :],
+                                                        maxpts=400_000, abseps=1e-14, releps=1e-6,
+                                                        rng=np.random.default_rng(0)))
+    cert8 = certified_log_evidence(K8, y8, delta_prime=0.01, samples=2000, seed=0)
+    assert cert8.upper_reason is None and cert8.upper >= genz + 2e-3  # Genz's own error ~1e-4 nats
+    assert cert8.lower <= genz - 2e-3
+
+
+def test_cli_prints_and_records_an_uncertified_upper(early_stop, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from pacbayes.cli import main
+
+    K, y, _ = _fifteen_points()
+    np.save(tmp_path / "K.npy", K)
+    np.save(tmp_path / "y.npy", y)
+    args = ["evidence", "--kernel", str(tmp_path / "K.npy"), "--labels", str(tmp_path / "y.npy"),
+            "--method", "certified", "--samples", "500", "--quiet"]
+    text = CliRunner().invoke(main, args)
+    assert text.exit_code == 0, text.output
+    assert "not certified: " in text.output and "-14.99" not in text.output
+    payload = json.loads(CliRunner().invoke(main, args + ["--json"]).stdout)
+    assert payload["log_evidence_upper"] is None and "gradient" in payload["log_evidence_upper_note"]
+    assert payload["log_evidence_lower"] is not None
+
+
+def test_marginal_bound_details_without_psi_star(early_stop):
+    from pacbayes.marginal import MarginalSettings, marginal_bounds
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)).double()
+    x = torch.as_tensor(np.random.default_rng(0).normal(size=(16, 2)))
+    signs = torch.sign(x[:, 0] + 1e-3)
+    results, diagnostics = marginal_bounds(model, x[:12], signs[:12], x[12:], signs[12:], delta=0.05,
+                                           settings=MarginalSettings(device="cpu"))
+    certified = next(r for r in results if r.name == "marginal-certified")
+    assert certified.details["log_evidence_upper"] is None
+    assert certified.details["best_possible_bound"] is None
+    assert "gradient" in certified.details["log_evidence_upper_note"]
+    assert diagnostics["certified"]["upper"] is None and certified.value <= 1.0
+
+
+def _equicorrelated_case(labels, rho, jitter=0.0):
+    """K = (1 - rho) I + rho 11^T; K + jitter I is equicorrelated again, correlation rho / (1 + jitter)."""
+    y = np.asarray(labels, dtype=float)
+    return (1 - rho) * np.eye(y.size) + rho, y, jitter, equicorrelated_log_orthant(y, rho / (1 + jitter)), 0.0
+
+
+def _duplicate_case(jitter=1e-6):
+    """Eight RBF points of which the last repeats the first (two identical rows); Genz reference."""
+    X = np.random.default_rng(1).normal(size=(7, 3))
+    X = np.r_[X, X[:1]]
+    K = np.exp(-0.25 * ((X[:, None] - X[None]) ** 2).sum(-1))
+    y = np.sign(X[:, 0] + 0.01)
+    cov = y[:, None] * (K + jitter * np.eye(8)) * y[None, :]
+    genz = scipy.stats.multivariate_normal.cdf(np.zeros(8), cov=cov, maxpts=400_000, abseps=1e-14,
+                                               releps=1e-6, rng=np.random.default_rng(0))
+    return K, y, jitter, math.log(genz), 2e-3  # Genz's own error here is ~1e-4 nats
+
+
+HARD_CASES = {
+    "all +1, rho 0.5": lambda: _equicorrelated_case(np.ones(20), 0.5),
+    "all -1, rho 0.999": lambda: _equicorrelated_case(-np.ones(20), 0.999),
+    "18 vs 2, rho 0.5": lambda: _equicorrelated_case(np.r_[np.ones(18), -np.ones(2)], 0.5),
+    "9 vs 1, rho 0.999": lambda: _equicorrelated_case(np.r_[np.ones(9), -1.0], 0.999),
+    "near-singular all +1": lambda: _equicorrelated_case(np.ones(20), 0.999999, jitter=1e-6),
+    "near-singular 18 vs 2": lambda: _equicorrelated_case(np.r_[np.ones(18), -np.ones(2)], 0.999999, 1e-6),
+    "near-singular 10 vs 10": lambda: _equicorrelated_case(np.r_[np.ones(10), -np.ones(10)], 0.999999, 1e-6),
+    "duplicate points": _duplicate_case,
+}
+
+
+@pytest.mark.parametrize("case", list(HARD_CASES))
+def test_sandwich_on_unbalanced_near_singular_and_duplicate_kernels(case):
+    """lower <= exact <= upper (psi*, certified here) with all-equal / 9:1 labels, K + 1e-6 I at
+    rho = 0.999999, and two identical rows; the estimate itself is close to the exact value."""
+    K, y, jitter, exact, error = HARD_CASES[case]()
+    cert = certified_log_evidence(K, y, delta_prime=0.01, samples=2000, seed=0, jitter=jitter)
+    assert cert.upper is not None, cert.upper_reason
+    assert cert.lower <= exact - error and exact + error <= cert.upper
+    assert abs(cert.log_estimate - exact) < 0.05

@@ -240,15 +240,15 @@ def test_kernel_reports_the_path_it_wrote(tmp_path):
     result = run("kernel", tmp_path / "x.npy", "-o", out, "--json", "--quiet")
     assert result.exit_code == 0, result.output
     written = json.loads(result.stdout)["output"]
-    assert os.path.isfile(written) and np.load(written).shape == (4, 4)
-    assert not os.path.exists(str(out) + ".npy") or written == str(out) + ".npy"
+    assert written == str(out) and np.load(written).shape == (4, 4)     # exactly the path given
+    assert not os.path.exists(str(out) + ".npy")
 
 
 # ---------------------------------------------------------------- 4. numeric options are finite
-FINITE_CASES = [
-    ["bound", "marginal", "--log-evidence", "-inf", "--m", "100"],
+FINITE_CASES = [   # the non-finite option is the last one of each command
+    ["bound", "marginal", "--m", "100", "--log-evidence", "-inf"],
     ["bound", "marginal", "--log-evidence", "-5", "--m", "100", "--delta", "nan"],
-    ["bound", "kl-inverse", "--q", "nan", "--c", "0.1"],
+    ["bound", "kl-inverse", "--c", "0.1", "--q", "nan"],
     ["bound", "kl-inverse", "--q", "0.1", "--c", "inf"],
     ["certify", "{ts}", "--train", "{train}", "--test", "{test}", "--max-bound", "nan"],
     ["certify", "{ts}", "--train", "{train}", "--test", "{test}", "--max-bound", "inf"],
@@ -262,16 +262,15 @@ FINITE_CASES = [
     ["evidence", "--kernel", "{K}", "--labels", "{y}", "--jitter", "inf"],
     ["evidence", "--kernel", "{K}", "--labels", "{y}", "--delta-prime", "nan"],
     ["evidence", "--kernel", "{K}", "--labels", "{y}", "--tol", "nan"],
-    ["kernel", "{x}", "--sigma-w", "nan", "-o", "{out}"],
-    ["kernel", "{x}", "--sigma-w", "inf", "-o", "{out}"],
-    ["kernel", "{x}", "--sigma-b", "nan", "-o", "{out}"],
-    ["kernel", "{x}", "--sigma-b", "0.1,inf,0.1", "-o", "{out}"],
-    ["demo", "--delta", "nan", "--workdir", "{dir}"],
+    ["kernel", "{x}", "-o", "{out}", "--sigma-w", "nan"],
+    ["kernel", "{x}", "-o", "{out}", "--sigma-w", "inf"],
+    ["kernel", "{x}", "-o", "{out}", "--sigma-b", "nan"],
+    ["kernel", "{x}", "-o", "{out}", "--sigma-b", "0.1,inf,0.1"],
+    ["demo", "--workdir", "{dir}", "--delta", "nan"],
 ]
 
 
-@pytest.mark.parametrize("command", FINITE_CASES, ids=lambda c: "-".join(c[:1] + [a for a in c if a.startswith("--")
-                                                                              and a != "--train" and a != "--test"]))
+@pytest.mark.parametrize("command", FINITE_CASES, ids=lambda c: f"{c[0]}{c[-2]}={c[-1]}")
 def test_non_finite_numbers_are_refused_before_anything_runs(files, command, tmp_path, no_compute):
     np.save(tmp_path / "K.npy", np.eye(3))
     np.save(tmp_path / "y.npy", np.array([1.0, -1.0, 1.0]))
@@ -338,7 +337,8 @@ def test_kernel_inputs_are_validated(case, tmp_path, no_compute):
 
 
 DATA_FILES = {
-    "pt-bfloat16": lambda: (torch.ones(4, 3, dtype=torch.bfloat16), torch.tensor([0, 1, 0, 1])),
+    "pt-complex-x": lambda: (torch.ones(4, 3, dtype=torch.complex64), torch.tensor([0, 1, 0, 1])),
+    "pt-bfloat16-labels": lambda: (torch.ones(4, 3), torch.tensor([0.0, 1.5, 0.0, 1.0], dtype=torch.bfloat16)),
     "pt-string-x": lambda: (["a", "b"], [0, 1]),
     "pt-huge-labels": lambda: (torch.ones(2, 3), torch.tensor([0.0, 1e30])),
     "npz-no-features": lambda: {"x": np.zeros((4, 0)), "y": np.array([0, 1, 0, 1])},
@@ -357,6 +357,13 @@ def test_data_files_are_validated(case, tmp_path):
         path = tmp_path / "data.npz"
         np.savez(path, **content)
     assert_refused(run("data", "info", path))
+
+
+def test_bfloat16_data_is_converted_not_a_traceback(tmp_path):
+    torch.save((torch.ones(4, 3, dtype=torch.bfloat16), torch.tensor([0, 1, 0, 1])), tmp_path / "data.pt")
+    result = run("data", "info", tmp_path / "data.pt", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["shape"] == [3]
 
 
 # ---------------------------------------------------------------- 6. claims: typed values, ERROR rows, relative data
@@ -405,7 +412,7 @@ def test_an_erring_claim_is_an_error_row_and_the_others_still_run(files, tmp_pat
                       f'[[claim]]\nname = "missing model"\nmodel = "absent.pt"\nat_most = 1.0\n'
                       f'[[claim]]\nname = "fine"\nmodel = "{files["ts.pt"]}"\nat_most = 1.0\n')
     result = run("check", claims, "--json", "--quiet")
-    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     payload = json.loads(result.stdout)
     rows = {row["name"]: row for row in payload["claims"]}
     assert rows["fine"]["passed"] and rows["fine"]["error"] is None
@@ -478,6 +485,12 @@ def test_assert_certified_raises_its_own_errors(files, case, kwargs, tmp_path, m
     assert os.listdir(tmp_path) == []            # no cache folder "5" or anything else was created
 
 
+def test_assert_certified_checks_its_cache_folder_before_computing(files, no_compute):
+    train, test = files["data"]
+    with pytest.raises(PacBayesError, match="cache_dir"):
+        assert_certified(files["model"], train, test=test, at_most=1.0, cache_dir=files["a_file"])
+
+
 @pytest.mark.parametrize("case, kwargs", [
     ("model-str", {"model": "model.pt"}),
     ("train-tuple", {"train": ("x", "y")}),
@@ -511,7 +524,7 @@ def test_write_json_atomically_writes_null_and_notes(tmp_path):
     path = tmp_path / "r.json"
     write_json_atomically({"bound": float("nan"), "ok": 1}, str(path))
     payload = json.loads(path.read_text())
-    assert payload["bound"] is None and payload["notes"]["non_finite"] == ["bound"]
+    assert payload["bound"] is None and payload["notes"]["non_finite"] == {"bound": "nan"}
 
 
 def test_a_failed_atomic_write_leaves_no_temporary_file_and_the_old_report(tmp_path):

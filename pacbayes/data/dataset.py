@@ -100,6 +100,9 @@ def from_arrays(x, y, *, name: str, info: dict) -> Dataset:
                          "they must have the same length")
     if x.shape[0] == 0:
         raise InputError(f"{name}: the data set is empty")
+    if x.size == 0:
+        raise InputError(f"{name}: x has shape {x.shape}: every example is empty; store one non-empty "
+                         "feature vector or image per example")
     info = dict(info)
     if np.issubdtype(x.dtype, np.integer):
         pixels = torch.from_numpy(x.astype(np.float32) / np.float32(255.0))
@@ -124,7 +127,16 @@ def from_arrays(x, y, *, name: str, info: dict) -> Dataset:
 
 def _as_numpy(array, what: str) -> np.ndarray:
     if isinstance(array, torch.Tensor):
-        return array.detach().cpu().numpy()
+        tensor = array.detach().cpu()
+        try:
+            if tensor.layout != torch.strided:
+                tensor = tensor.to_dense()
+            if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float32, torch.float64):
+                tensor = tensor.to(torch.float32)          # bfloat16, float8: numpy has no such dtype
+            return tensor.numpy()
+        except (TypeError, RuntimeError) as err:
+            raise InputError(f"{what} is a {tensor.dtype} tensor that numpy cannot represent ({err}); "
+                             "store a float or integer tensor") from None
     try:
         result = np.asarray(array)
     except (TypeError, ValueError) as err:
@@ -135,12 +147,14 @@ def _as_numpy(array, what: str) -> np.ndarray:
 
 
 def _integer_labels(y: np.ndarray, name: str) -> np.ndarray:
-    if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
+    if y.dtype == np.bool_ or (np.issubdtype(y.dtype, np.integer)
+                               and (y.size == 0 or int(y.max()) <= np.iinfo(np.int64).max)):
         return y.astype(np.int64)
-    if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+    if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
+            and np.all(np.abs(y) <= 2.0 ** 53):
         return y.astype(np.int64)
-    raise InputError(f"{name}: labels must be integers (class labels), got dtype {y.dtype} "
-                     "with non-integer values")
+    raise InputError(f"{name}: labels must be integers (class labels: finite whole numbers of size at most "
+                     f"2^53), got dtype {y.dtype} with other values")
 
 
 def _channels_first(x: torch.Tensor) -> torch.Tensor:

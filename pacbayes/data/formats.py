@@ -20,12 +20,12 @@ When a directory or file holds both splits, ``split`` must say which one; a file
 """
 
 import os
-import pickle
 import zipfile
 
 import numpy as np
 import torch
 
+from pacbayes.checks import zip_damage
 from pacbayes.data.cifar import is_cifar_directory, read_cifar_split
 from pacbayes.data.dataset import Dataset, from_arrays
 from pacbayes.data.embedded import NAME as EMBEDDED_NAME
@@ -136,9 +136,12 @@ def _load_npz(path, split) -> Dataset:
 
 
 def _load_torch(path, split) -> Dataset:
+    damage = zip_damage(path)
+    if damage:
+        raise InputError(f"{path}: the data file is corrupt ({damage}); save or copy it again")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+    except Exception as err:  # torch raises many types for foreign files (UnpicklingError, RuntimeError, ...)
         reason = " ".join(str(err).split())[:200]
         raise InputError(f"{path}: not a .pt file of plain tensors that loads with "
                          f"weights_only=True ({reason}); save torch.save((x, y), path)") from None

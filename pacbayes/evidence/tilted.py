@@ -16,9 +16,12 @@ under linear restrictions: simulation and estimation via minimax tilting", JRSS-
    Omega = sum_k [t_k r_k - ln Phi(t_k)] - r^T (C - I) r / 2. Newton on it needs one Cholesky of
    the SPD matrix C + Delta^-1 - I (Delta = diag r (t + r) in (0, 1)) per step instead of an LU of
    the 2m x 2m Jacobian; a backtracking line search on Omega makes it globally convergent.
-4. Since every weight is at most exp(max_x psi(x; mu)), that maximum is a deterministic upper bound
-   on ln P(S) (his Theorem 3.1 / eq. 13); psi is concave in x, and x is re-maximised at the solved
-   mu and the gradient norm reported (a diagnostic: the certificate is the lower bound).
+4. Since every weight is at most exp(max_x psi(x; mu)), that maximum psi* is a deterministic upper
+   bound on ln P(S) (his Theorem 3.1 / eq. 13); psi is concave in x, and x is re-maximised at the
+   solved mu. psi at any other x is *below* psi* and may be below ln P(S) itself, so psi is
+   reported as the upper bound only if the maximiser stopped with |grad_x psi| <= PSI_GRAD_TOL
+   and psi is not below the largest log weight drawn (hence not below ln Z_hat); otherwise
+   ``upper`` is None and ``upper_reason`` says why (see :func:`certified_upper`).
 5. Markov's inequality on the unbiased estimate (pacbayes.bounds.markov_lower_bound):
    ln P(S) >= ln Z_hat - ln(1/delta') with probability >= 1 - delta'. Log space throughout.
 """
@@ -26,6 +29,7 @@ under linear restrictions: simulation and estimation via minimax tilting", JRSS-
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -42,6 +46,10 @@ _SAMPLE_BLOCK = 256
 _NEWTON_TOL = 1e-10  # target max |t - (C - I) r(t)|
 _NEWTON_ACCEPT = 1e-6  # accepted if the line search stalls (rounding) above the target
 _NEWTON_MAX = 100
+# psi(x; mu) is reported as psi* = max_x psi only at an x with |grad_x psi|_2 <= PSI_GRAD_TOL. psi is
+# concave, so the gap to the maximum is then second order, about |grad|^2 / (2 lambda_min(-Hessian)):
+# ~5e-11 nats for a Hessian eigenvalue as small as 1e-6.
+PSI_GRAD_TOL = 1e-8
 
 
 @dataclass
@@ -49,13 +57,15 @@ class CertifiedEvidence:
     """A certified sandwich for ln P(S) under the prior N(0, K + jitter I).
 
     ``lower`` holds with probability >= 1 - ``delta_prime`` over the sampling (Markov);
-    ``upper`` = psi* is deterministic given that x is the maximiser (``grad_norm`` says how close);
+    ``upper`` = psi* (Botev 2017, Theorem 3.1) is deterministic, and is given only when the
+    maximiser of psi converged (``grad_norm`` <= PSI_GRAD_TOL) and psi* >= every log weight drawn;
+    otherwise it is None and ``upper_reason`` says why;
     ``log_estimate`` = ln Z_hat is the unbiased-in-Z importance-sampling estimate.
     """
 
     lower: float
     log_estimate: float
-    upper: float
+    upper: Optional[float]
     grad_norm: float
     samples: int
     seed: int
@@ -66,6 +76,7 @@ class CertifiedEvidence:
     effective_samples: float
     newton_steps: int
     order: np.ndarray = field(repr=False)
+    upper_reason: Optional[str] = None
 
 
 def pivoted_cholesky_order(sigma: torch.Tensor, *, quiet: bool = True):
@@ -164,13 +175,15 @@ def psi(x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor) -> float:
     return float((log_ndtr(mu + strict @ x) + 0.5 * mu * mu - x * mu).sum())
 
 
-def maximise_psi(x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor, tol: float = 1e-8,
+def maximise_psi(x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor, tol: float = PSI_GRAD_TOL,
                  max_steps: int = 50):
     """max_x psi(x; mu) (concave in x) by damped Newton from x; returns (psi, x, gradient norm).
 
     The maximum is over all x, so it is at least the maximum over the samples' support {L x >= 0}
-    and exp of it bounds every weight. It is finite at the saddle-point mu (x* is stationary there);
-    for an arbitrary mu it may be +inf, which the gradient norm then shows.
+    and exp of it bounds every weight (Botev 2017, Theorem 3.1). It is finite at the saddle-point mu
+    (x* is stationary there); for an arbitrary mu it may be +inf. After ``max_steps`` steps or a
+    stalled line search the returned psi is that of the last iterate, *below* the maximum: the
+    gradient norm says whether it is the maximum (:func:`certified_upper` decides).
     """
     value = psi(x, mu, strict)
     for _ in range(max_steps):
@@ -195,6 +208,25 @@ def maximise_psi(x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor, tol: f
     t = mu + strict @ x
     grad_norm = float(torch.linalg.vector_norm(strict.T @ mills_ratio(t) - mu))
     return value, x, grad_norm
+
+
+def certified_upper(value: float, grad_norm: float, max_log_weight: float, log_estimate: float):
+    """(upper, reason): psi* as a deterministic upper bound on ln P(S), or (None, why not).
+
+    Botev 2017 (Theorem 3.1 / eq. 13): every tilted weight is at most exp(max_x psi(x; mu)), so
+    psi* >= ln P(S) -- for the *maximum*. psi at an iterate where the maximiser stopped early is
+    smaller and proves nothing, so the value is accepted only if |grad_x psi| <= PSI_GRAD_TOL and
+    it is not below the largest log weight drawn nor ln Z_hat (each is at most psi*; a psi below
+    them shows that x is not the maximiser).
+    """
+    if not grad_norm <= PSI_GRAD_TOL:
+        return None, (f"the maximiser of psi stopped with gradient norm {grad_norm:.1e} > "
+                      f"{PSI_GRAD_TOL:.0e}, so its psi is not known to be the maximum psi*")
+    floor = max(max_log_weight, log_estimate)
+    if not value >= floor:
+        return None, (f"psi at the maximiser's iterate is {floor - value:.3g} nats below the largest "
+                      "log weight or ln Z_hat, so it is not the maximum psi*")
+    return value, None
 
 
 def tilted_log_weights(L, mu, samples, generator, *, quiet=True):
@@ -230,6 +262,9 @@ def certified_log_evidence(K, y, *, delta_prime, seed=0, samples=10_000, jitter=
                            quiet=True, chunk=10_000) -> CertifiedEvidence:
     """Sandwich for ln P(S), f ~ N(0, K + jitter I): lower (prob. >= 1 - delta_prime) and psi*.
 
+    psi* (``upper``) is None, with ``upper_reason``, when it cannot be certified (see
+    :func:`certified_upper`); the lower bound does not depend on it.
+
     ``samples`` tilted draws in chunks of ``chunk`` (memory chunk x m floats), reproducible from
     ``seed`` (results depend on seed, samples and chunk). See the module docstring for the method.
     """
@@ -243,7 +278,7 @@ def certified_log_evidence(K, y, *, delta_prime, seed=0, samples=10_000, jitter=
     mu, x, _, newton_steps = solve_tilting(L)
     strict = L / L.diagonal()[:, None]
     strict.diagonal().zero_()
-    upper, x, grad_norm = maximise_psi(x, mu, strict)
+    psi_value, x, grad_norm = maximise_psi(x, mu, strict)
     del strict
     generator = torch.Generator(device=L.device).manual_seed(seed)
     log_w = torch.cat([tilted_log_weights(L, mu, min(chunk, samples - done), generator, quiet=quiet)
@@ -252,8 +287,10 @@ def certified_log_evidence(K, y, *, delta_prime, seed=0, samples=10_000, jitter=
     weights = exp(log_w - log_w.max())
     relative_std = float(weights.std() / weights.mean()) if samples > 1 else math.nan
     effective = float(weights.sum() ** 2 / (weights * weights).sum())
+    upper, upper_reason = certified_upper(psi_value, grad_norm, float(log_w.max()), log_estimate)
     return CertifiedEvidence(
         lower=markov_lower_bound(log_estimate, delta_prime), log_estimate=log_estimate, upper=upper,
         grad_norm=grad_norm, samples=samples, seed=seed, seconds=time.perf_counter() - start,
         jitter=jitter, delta_prime=float(delta_prime), relative_std=relative_std,
-        effective_samples=effective, newton_steps=newton_steps, order=perm.cpu().numpy())
+        effective_samples=effective, newton_steps=newton_steps, order=perm.cpu().numpy(),
+        upper_reason=upper_reason)

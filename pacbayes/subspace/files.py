@@ -15,6 +15,7 @@ import os
 import numpy as np
 import torch
 
+from pacbayes.checks import zip_damage
 from pacbayes.errors import ModelLoadError
 from pacbayes.models import archive_kind
 from pacbayes.subspace.compressed import CompressedSubspaceModel
@@ -66,6 +67,9 @@ def _read(path) -> dict:
 
 def load_subspace_model(path, module: torch.nn.Module) -> CompressedSubspaceModel:
     """Read a file written by :func:`save_subspace_model`; ``module`` gives the architecture."""
+    damage = zip_damage(path) if os.path.isfile(path) else None
+    if damage:
+        raise ModelLoadError(f"{path}: the subspace model file is corrupt ({damage}); save it again")
     content = _read(path)
     try:
         meta = json.loads(content["metadata"])
