@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from pacbayes.certify import CertifyOptions, certify, prepare_data  # noqa: E402
+from pacbayes.certification import CertifyOptions, certify, prepare_data  # noqa: E402
 from pacbayes.data import binarise, load_dataset, take  # noqa: E402
 from pacbayes.demo import demo_network, train_to_zero_error  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 For each m, a seeded subset of m binarised mnist-embedded training images (digits 0-4 vs 5-9),
 the demo network (flatten, 2 x 512 ReLU, one logit) trained to zero training error, and
-``pacbayes.certify`` with every bound family at one delta: the marginal-likelihood bound,
+``pacbayes.certification`` with every bound family at one delta: the marginal-likelihood bound,
 Dziugaite-Roy (prior centred at the network's own initial weights) and the random-subspace
 compression bound (a compressed model trained in a d = 500 subspace from a seeded random start). Valle-Pérez et al. (2019, Fig. 1) show the marginal-likelihood bound following the
 learning curve's trend; the hold-out bound on the 5,000 test images is drawn for scale.
@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from pacbayes.certify import CertifyOptions, certify  # noqa: E402
+from pacbayes.certification import CertifyOptions, certify  # noqa: E402
 from pacbayes.families import FAMILIES  # noqa: E402
 from pacbayes.families.dziugaite_roy import DziugaiteRoySettings  # noqa: E402
 from pacbayes.families.subspace import SubspaceSettings  # noqa: E402

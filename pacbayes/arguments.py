@@ -1,7 +1,7 @@
 """Argument checks at the library's entry points, and output locations checked before any work.
 
 :func:`certify_arguments`, :func:`assert_certified_arguments` and :func:`monitor_arguments` run first
-in :func:`pacbayes.certify.certify`, :func:`pacbayes.testing.assert_certified` and
+in :func:`pacbayes.certification.certify`, :func:`pacbayes.testing.assert_certified` and
 :class:`pacbayes.monitor.BoundMonitor`: a wrong type, a non-finite number or a non-Dataset argument
 raises :class:`~pacbayes.errors.InputError` naming the argument and what it must be, never a bare
 ``TypeError`` or ``AttributeError`` from deep inside the computation.
@@ -123,14 +123,14 @@ def _device(value, name: str = "device"):
 
 # ---------------------------------------------------------------- the entry points
 def certify_arguments(model, train, test, options) -> None:
-    """Check the arguments of :func:`pacbayes.certify.certify` (see the module docstring)."""
-    from pacbayes.certify import CertifyOptions
+    """Check the arguments of :func:`pacbayes.certification.certify` (see the module docstring)."""
+    from pacbayes.certification import CertifyOptions
     from pacbayes.families import FAMILIES, settings_attribute
 
     _model(model)
     _dataset(train, "train")
     _dataset(test, "test")
-    instance(options, CertifyOptions, "options", "a pacbayes.certify.CertifyOptions")
+    instance(options, CertifyOptions, "options", "a pacbayes.certification.CertifyOptions")
     names(options.bounds, "options.bounds")
     real(options.delta, "options.delta", low=0.0, high=1.0, open_low=True, open_high=True)
     integer(options.m, "options.m", minimum=2, optional=True)
@@ -149,7 +149,7 @@ def certify_arguments(model, train, test, options) -> None:
 def assert_certified_arguments(model, train, *, test, bound, at_most, delta, m, seed, marginal, cache_dir,
                                quiet) -> None:
     """Check the arguments of :func:`pacbayes.testing.assert_certified`."""
-    from pacbayes.marginal import MarginalSettings
+    from pacbayes.families.marginal import MarginalSettings
 
     _model(model)
     _dataset(train, "train")
@@ -172,7 +172,7 @@ def assert_certified_arguments(model, train, *, test, bound, at_most, delta, m, 
 def monitor_arguments(model, train, *, test, bounds, delta, every, overhead, max_checkpoints, marginal,
                       negative_classes, seed, callback, quiet) -> None:
     """Check the arguments of :class:`pacbayes.monitor.BoundMonitor`."""
-    from pacbayes.marginal import MarginalSettings
+    from pacbayes.families.marginal import MarginalSettings
 
     _model(model)
     _dataset(train, "train")

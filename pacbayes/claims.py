@@ -1,7 +1,7 @@
 """Checking a file of generalisation claims (``pacbayes check CLAIMS.toml``).
 
 A claims file is TOML with one ``[[claim]]`` table per claim. Every claim runs
-:func:`pacbayes.certify.certify` on one model and one data set and compares one bound with a
+:func:`pacbayes.certification.certify` on one model and one data set and compares one bound with a
 threshold, or with the same bound under other settings:
 
     [[claim]]
@@ -23,7 +23,9 @@ claim): name; model ("demo": the demo network of :mod:`pacbayes.demo`, with ``wi
 and ``depth`` [2], trained to zero error on the claim's own training data with the claim's
 seed); architecture (for state_dict model files, as ``pacbayes certify``); train
 ["mnist-embedded:train"]; test ["mnist-embedded:test"]; m; corrupt [0]; seed [0]; delta [0.05];
-bound ["marginal"]; kind ["certified"]; exactly one of at_most, at_least, compare. In ``compare``,
+bound ["marginal"]; kind ["certified"]; exactly one of at_most, at_least, compare; and any bound
+family's option by its ``pacbayes certify`` flag name with underscores (``kernel_type``,
+``jitter``, ``objective``, ``prior_split``, ``subspace_dim``, ...; defaults as there). In ``compare``,
 ``op`` is one of < <= > >= and ``with`` lists the settings that differ on the right-hand side.
 Model and data paths are relative to the claims file. Every value is type-checked when the file is
 read (a bad one is refused naming the claim and the key, before anything runs).
@@ -47,11 +49,12 @@ from typing import Optional
 import torch
 
 from pacbayes import arguments
-from pacbayes.certify import CertifyOptions, prepare_data
+from pacbayes.certification import CertifyOptions, prepare_data
 from pacbayes.data.embedded import NAME as EMBEDDED_NAME
 from pacbayes.demo import demo_network, train_to_zero_error
 from pacbayes.errors import InputError, PacBayesError
-from pacbayes.families import FAMILIES
+from pacbayes.families import FAMILIES, cli_fields, settings_attribute
+from pacbayes.options import checked_value
 from pacbayes.models import load_model
 from pacbayes.testing import cached_report, family_bound
 
@@ -59,7 +62,8 @@ OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operat
 SETTINGS = {"model": "demo", "width": 512, "depth": 2, "architecture": None,
             "train": "mnist-embedded:train", "test": "mnist-embedded:test", "m": None, "corrupt": 0.0,
             "seed": 0, "delta": 0.05, "bound": "marginal", "kind": "certified"}
-CLAIM_KEYS = set(SETTINGS) | {"name", "at_most", "at_least", "compare"}
+FAMILY_KEYS = {f.metadata["cli"].key: f for family in FAMILIES.values() for f in cli_fields(family.settings_type)}
+CLAIM_KEYS = set(SETTINGS) | set(FAMILY_KEYS) | {"name", "at_most", "at_least", "compare"}
 
 
 @dataclass
@@ -131,8 +135,8 @@ def load_claims(path: str) -> list:
         tests = [key for key in ("at_most", "at_least", "compare") if key in merged]
         if len(tests) != 1:
             raise InputError(f"{label}: give exactly one of at_most, at_least, compare (found {tests or 'none'})")
-        settings = {**SETTINGS, **{k: v for k, v in merged.items() if k in SETTINGS}}
-        settings = _checked_settings(settings, label, base)
+        settings = {**SETTINGS, **{k: v for k, v in merged.items() if k in SETTINGS or k in FAMILY_KEYS}}
+        settings = _checked_settings(settings, label, base, keys=list(settings))
         test = {key: merged[key] for key in tests}
         if "compare" in test:
             compare = test["compare"]
@@ -141,7 +145,7 @@ def load_claims(path: str) -> list:
                 raise InputError(f"{label}: compare needs op (one of {' '.join(OPERATORS)}) and a non-empty "
                                  "'with' table of the settings that differ, e.g. "
                                  "compare = { op = \">\", with = { corrupt = 0.0 } }")
-            bad = set(compare["with"]) - set(SETTINGS)
+            bad = set(compare["with"]) - set(SETTINGS) - set(FAMILY_KEYS)
             if bad:
                 raise InputError(f"{label}: compare.with has unknown settings {sorted(bad)}")
             changed = _checked_settings({**settings, **compare["with"]}, label, base, prefix="compare.with.",
@@ -177,6 +181,8 @@ def _checked_settings(settings: dict, label: str, base: str, prefix: str = "", k
     checked = dict(settings)
     for key in (SETTINGS if keys is None else keys):
         value = settings[key]
+        if key in FAMILY_KEYS:
+            checked[key] = checked_value(FAMILY_KEYS[key], value, name(key))
         if key in ("model", "train", "test") and (not isinstance(value, str) or not value):
             what = '"demo" or a path' if key == "model" else "a data set name or a path"
             raise InputError(f"{name(key)} must be a string ({what}, relative to the claims file), got {value!r}")
@@ -242,7 +248,8 @@ class ClaimChecker:
     def _compute(self, settings: dict) -> tuple:
         train, test = self.load_data(settings["train"]), self.load_data(settings["test"])
         options = CertifyOptions(bounds=(settings["bound"],), delta=settings["delta"], m=settings["m"],
-                                 seed=settings["seed"], corrupt=float(settings["corrupt"]), quiet=self.quiet)
+                                 seed=settings["seed"], corrupt=float(settings["corrupt"]), quiet=self.quiet,
+                                 **_family_settings(settings))
         if settings["model"] == "demo":
             torch.manual_seed(settings["seed"])
             model = demo_network(width=settings["width"], depth=settings["depth"])
@@ -269,6 +276,16 @@ class ClaimChecker:
         return ClaimResult(name=name, passed=OPERATORS[op](value, reference), value=value, op=op,
                            reference=float(reference), reference_kind="threshold", bound_name=bound_name,
                            settings=settings, details=details)
+
+
+def _family_settings(settings: dict) -> dict:
+    """CertifyOptions keyword arguments: each family's settings with the claim's family keys applied."""
+    result = {}
+    for name, family in FAMILIES.items():
+        chosen = {f.name: settings[f.metadata["cli"].key] for f in cli_fields(family.settings_type)
+                  if f.metadata["cli"].key in settings}
+        result[settings_attribute(name)] = family.settings_type(**chosen)
+    return result
 
 
 def _describe(changes: dict) -> str:

@@ -242,7 +242,7 @@ def certify_command(model_path, train_spec, test_spec, bound_names, m, delta, co
     MODEL may also be a compressed model saved by pacbayes.subspace (give its --architecture).
     Each bound family's own flags are listed with the family names they apply to.
     """
-    from pacbayes.certify import CertifyOptions, certify
+    from pacbayes.certification import CertifyOptions, certify
 
     check_output_path(out_path, "--out")
     kwargs = _parse_json_object(kwargs_json, "--kwargs")

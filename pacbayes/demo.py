@@ -12,7 +12,7 @@ import os
 import torch
 from torch import nn
 
-from pacbayes.certify import CertifyOptions, certify
+from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import Dataset, binarise, load_dataset, take
 from pacbayes.errors import ConvergenceError
 from pacbayes.models import classification_error, load_model

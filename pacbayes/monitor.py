@@ -31,11 +31,11 @@ import torch
 
 from pacbayes.bounds import holdout_bound
 from pacbayes import arguments, checks
-from pacbayes.certify import CertifyOptions, certify, delta_shares, prepare_data
+from pacbayes.certification import CertifyOptions, certify, delta_shares, prepare_data
 from pacbayes.data import Dataset, binarise
 from pacbayes.errors import InputError
 from pacbayes.families import FAMILIES, RunContext
-from pacbayes.marginal import MarginalSettings
+from pacbayes.families.marginal import MarginalSettings
 from pacbayes.models import output_dim, predict_labels
 
 
@@ -193,13 +193,13 @@ class BoundMonitor:
         return min(scored, key=lambda r: r.bounds["holdout"]) if scored else None
 
     def final(self, model: torch.nn.Module, test: Optional[Dataset] = None):
-        """Certified numbers for ``model`` now: :func:`pacbayes.certify.certify` on the monitor's data.
+        """Certified numbers for ``model`` now: :func:`pacbayes.certification.certify` on the monitor's data.
 
         Needs held-out data (the monitor's ``test`` unless another set is given). When it is the
         monitor's own test set and checkpoints were computed on it, ``model`` may have been chosen
         by it (e.g. :meth:`best_checkpoint`): the hold-out bound then pays for the selection, spending
         its share / ``max_checkpoints`` as every checkpoint did. A fresh test set pays nothing.
-        Returns the certify :class:`~pacbayes.certify.Report`.
+        Returns the certify :class:`~pacbayes.certification.Report`.
         """
         train, given_test = self._given
         test = test if test is not None else given_test

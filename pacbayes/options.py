@@ -2,10 +2,15 @@
 
 Each bound family's frozen settings dataclass declares its user options with :func:`option`; the
 CLI (``pacbayes certify``) and claims files read them from there, so a family's flags exist once.
-Torch-free, imports nothing of the package.
+Torch-free; imports only the package's errors.
 """
 
+import math
+import numbers
+import typing
 from dataclasses import dataclass, field, fields
+
+from pacbayes.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -33,3 +38,35 @@ def option(default, flag: str, help: str, choices: tuple = (), aliases: tuple = 
 def cli_fields(settings_type: type) -> list:
     """The settings fields that are user options: those with ``cli`` metadata, in declaration order."""
     return [f for f in fields(settings_type) if "cli" in f.metadata]
+
+
+def value_kind(f) -> type:
+    """The type a settings field holds (``Optional[X]`` -> X)."""
+    return next((t for t in typing.get_args(f.type) if t is not type(None)), f.type)
+
+
+def checked_value(f, value, name: str):
+    """``value`` for settings field ``f``, type-checked as a claims file or API user gives it
+    (InputError naming ``name`` otherwise): a bool, an int, a finite number, a list of finite
+    numbers for a tuple field, or a string from the field's choices; None where the default is None."""
+    declared, kind = f.metadata["cli"], value_kind(f)
+    if value is None and f.default is None:
+        return None
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise InputError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if kind is float or kind is tuple:
+        items = list(value) if kind is tuple and isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) for v in items):
+            shape = "a list of finite numbers" if kind is tuple else "a finite number"
+            raise InputError(f"{name} must be {shape}, got {value!r}")
+        return tuple(float(v) for v in items) if kind is tuple else float(value)
+    if not isinstance(value, str) or (declared.choices and value not in declared.choices):
+        choices = f" (one of {', '.join(declared.choices)})" if declared.choices else ""
+        raise InputError(f"{name} must be a string{choices}, got {value!r}")
+    return value

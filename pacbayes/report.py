@@ -1,4 +1,4 @@
-"""Rendering a certify :class:`~pacbayes.certify.Report` for people, and writing it atomically."""
+"""Rendering a certify :class:`~pacbayes.certification.Report` for people, and writing it atomically."""
 
 import json
 import math

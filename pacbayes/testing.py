@@ -1,7 +1,7 @@
 """Regression-testing generalisation claims: :func:`assert_certified` and a content-hash cache.
 
 ``assert_certified(model, train, test=test, bound="marginal", at_most=0.2)`` runs
-:func:`pacbayes.certify.certify` for one bound family and raises an ``AssertionError`` that shows
+:func:`pacbayes.certification.certify` for one bound family and raises an ``AssertionError`` that shows
 the certified value, the threshold, the delta, what the number certifies and its assumptions when
 the bound is larger than ``at_most``.
 
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from pacbayes import __version__, arguments
-from pacbayes.certify import CertifyOptions, certify
+from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import Dataset
 from pacbayes.errors import InputError
-from pacbayes.marginal import MarginalSettings
+from pacbayes.families.marginal import MarginalSettings
 from pacbayes.report import json_safe, write_json_atomically
 from pacbayes.results import BoundResult
 

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from pacbayes.bounds import holdout_bound, marginal_likelihood_bound
-from pacbayes.certify import CertifyOptions, certify, prepare_data
+from pacbayes.certification import CertifyOptions, certify, prepare_data
 from pacbayes.cli import main
 from pacbayes.data import binarise, load_dataset, take
 from pacbayes.demo import demo_network, run_demo, train_to_zero_error

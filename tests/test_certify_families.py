@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pacbayes.certify import CertifyOptions, certify
+from pacbayes.certification import CertifyOptions, certify
 from pacbayes.families.dziugaite_roy import DziugaiteRoySettings
 from pacbayes.families.subspace import SubspaceSettings
 from pacbayes.cli import main

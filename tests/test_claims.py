@@ -6,12 +6,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pacbayes.certify import CertifyOptions, certify, prepare_data
+from pacbayes.certification import CertifyOptions, certify, prepare_data
 from pacbayes.claims import ClaimChecker, check_claims, load_claims
 from pacbayes.cli import load_data_spec, main
 from pacbayes.data import load_dataset
 from pacbayes.demo import demo_network, train_to_zero_error
 from pacbayes.errors import InputError
+from pacbayes.families.marginal import MarginalSettings
 
 COMMON = 'model = "demo"\nwidth = 32\nm = 40\nseed = 5\ntest = "{test}"\n'
 
@@ -134,3 +135,26 @@ def test_bad_claims_files_are_refused(tmp_path, text, message):
 def test_missing_file_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["check", str(tmp_path / "absent.toml")])
     assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_family_options_are_claims_keys_type_checked_and_applied(small_test, tmp_path):
+    """Claims keys come from each family's settings: a larger jitter is a different prior, so the
+    bound changes exactly as certify's does; a mistyped value names the claim and the key."""
+    text = ("[defaults]\n" + COMMON.format(test=small_test) +
+            '[[claim]]\nname = "jitter"\njitter = 0.5\n'
+            'compare = { op = ">=", with = { jitter = 1e-6 } }\n')
+    results = check_claims(write(tmp_path, text), load_data_spec)
+    train, test = load_data_spec("mnist-embedded:train"), load_data_spec(small_test)
+    options = CertifyOptions(m=40, seed=5, marginal=MarginalSettings(jitter=0.5))
+    torch.manual_seed(5)
+    model = demo_network(width=32)
+    fitted, _, _ = prepare_data(model, train, test, options)
+    train_to_zero_error(model, fitted, seed=5, max_epochs=1000, quiet=True)
+    direct = next(b.value for b in certify(model, train, test, options).bounds if b.certified)
+    assert results[0].value == pytest.approx(direct, rel=1e-12)
+    assert results[0].reference != results[0].value
+    for bad, message in (('jitter = "big"', "jitter must be a finite number"),
+                         ('kernel_type = "rbf"', "kernel_type must be a string"),
+                         ('jitter_grid = [1e-6, "x"]', "jitter_grid must be a list of finite numbers")):
+        with pytest.raises(InputError, match=f"claim 'c': {message}"):
+            load_claims(write(tmp_path, f'[[claim]]\nname = "c"\n{bad}\nat_most = 0.5\n', name="bad.toml"))

@@ -198,7 +198,7 @@ def test_cli_prints_and_records_an_uncertified_upper(early_stop, tmp_path):
 
 
 def test_marginal_bound_details_without_psi_star(early_stop):
-    from pacbayes.marginal import MarginalSettings, marginal_bounds
+    from pacbayes.families.marginal import MarginalSettings, marginal_bounds
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)).double()

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from pacbayes.bounds import kl_inverse_upper
-from pacbayes.certify import CertifyOptions, certify
+from pacbayes.certification import CertifyOptions, certify
 from pacbayes.cli import family_options
 from pacbayes.families import FAMILIES, Baseline, BoundFamily, FamilyOutcome, cli_fields, option, stamped
 from pacbayes.report import render_text
@@ -75,3 +75,18 @@ def test_a_new_family_is_one_module_and_one_registry_line(data, trained, monkeyp
     command = family_options(click.command()(lambda **values: click.echo(values["constant_scale"])))
     assert CliRunner().invoke(command, ["--constant-scale", "2.5"]).output.strip() == "2.5"
 
+
+
+def test_public_api_is_curated_and_lazy():
+    import subprocess
+    import sys
+
+    import pacbayes
+
+    code = "import sys, pacbayes; assert 'torch' not in sys.modules; print(sorted(pacbayes.__all__))"
+    listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "certify" in listed and not any(name.startswith("_") and name != "__version__"
+                                           for name in pacbayes.__all__)
+    assert pacbayes.certify is certify                     # the function itself, not a module
+    for name in pacbayes.__all__:
+        assert getattr(pacbayes, name) is not None

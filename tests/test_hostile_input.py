@@ -22,7 +22,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from pacbayes.certify import CertifyOptions, certify
+from pacbayes.certification import CertifyOptions, certify
 from pacbayes.cli import emit, main
 from pacbayes.data import from_arrays
 from pacbayes.errors import PacBayesError
@@ -108,7 +108,7 @@ def evil(tmp_path):
 @pytest.fixture
 def no_compute(monkeypatch):
     """Every expensive step raises Executed: a refused input must never reach one."""
-    import pacbayes.certify
+    import pacbayes.certification
     import pacbayes.claims
     import pacbayes.demo
     import pacbayes.evidence
@@ -118,7 +118,7 @@ def no_compute(monkeypatch):
     def stub(*args, **kwargs):
         raise Executed("the computation ran")
 
-    for module, name in ((pacbayes.certify, "certify"), (pacbayes.testing, "certify"),
+    for module, name in ((pacbayes.certification, "certify"), (pacbayes.testing, "certify"),
                          (pacbayes.demo, "run_demo"), (pacbayes.claims, "train_to_zero_error"),
                          (pacbayes.evidence, "ep_log_evidence"), (pacbayes.evidence, "certified_log_evidence")):
         monkeypatch.setattr(module, name, stub)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pacbayes.marginal import gibbs_test_error
+from pacbayes.families.marginal import gibbs_test_error
 
 
 def test_gibbs_error_closed_forms():

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from pacbayes import marginal as marginal_module
+from pacbayes.families import marginal as marginal_module
 from pacbayes import monitor as monitor_module
-from pacbayes.certify import CertifyOptions, certify
+from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import binarise, load_dataset, take
 from pacbayes.demo import demo_network
 from pacbayes.errors import InputError

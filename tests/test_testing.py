@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pacbayes import testing
-from pacbayes.certify import CertifyOptions, certify
+from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import take
 from pacbayes.errors import InputError
 from pacbayes.testing import CacheWarning, assert_certified, cached_report, content_key

@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from pacbayes.bounds import holdout_bound, series_delta
-from pacbayes.certify import HOLDOUT, CertifyOptions, Report, certify, delta_shares, prepare_data
+from pacbayes.certification import HOLDOUT, CertifyOptions, Report, certify, delta_shares, prepare_data
 from pacbayes.cli import main
 from pacbayes.data import binarise, from_arrays, load_dataset, take
 from pacbayes.demo import demo_network
@@ -17,7 +17,7 @@ from pacbayes.errors import InputError
 from pacbayes.evidence import ep_log_evidence
 from pacbayes.families import FAMILIES, FamilyOutcome, stamped
 from pacbayes.families.subspace import SubspaceFamily
-from pacbayes.marginal import (MARKOV_SHARE, OTHER_ATTEMPTS, OTHER_JITTERS, PAC_BAYES_SHARE, MarginalSettings,
+from pacbayes.families.marginal import (MARKOV_SHARE, OTHER_ATTEMPTS, OTHER_JITTERS, PAC_BAYES_SHARE, MarginalSettings,
                                choose_jitter)
 from pacbayes.monitor import BoundMonitor
 from pacbayes.results import BoundResult

@@ -19,12 +19,23 @@ bound, so the minimum is itself certified):
 """
 
 import math
+from typing import TypedDict
 
 from pacbayes import checks
 from pacbayes.bounds.pac_bayes import catoni_bound, occam_bound, pac_bayes_kl_bound
 from pacbayes.bounds.union import split_delta
 
 FORMS = ("occam", "catoni", "pac-bayes-kl")
+
+
+class CompressionBound(TypedDict):
+    """What :func:`compression_bound` returns (a plain dict at run time)."""
+
+    value: float
+    best_form: str
+    forms: dict[str, float]
+    kl: float
+    delta: dict[str, float]
 
 
 def message_log_inverse_prior(code_bits: float, configurations: int = 1) -> float:
@@ -35,7 +46,7 @@ def message_log_inverse_prior(code_bits: float, configurations: int = 1) -> floa
 
 
 def compression_bound(empirical_risk: float, code_bits: float, m: int, delta: float,
-                      configurations: int = 1) -> dict:
+                      configurations: int = 1) -> CompressionBound:
     """Certified upper bound on the 0-1 error of the decoded compressed hypothesis.
 
     Returns {"value": min over forms, "best_form": its name, "forms": {form: value},

@@ -13,6 +13,7 @@ Beta(k + 1, n - k) (the one-sided Clopper-Pearson limit); for k = n the bound is
 from scipy import stats
 
 from pacbayes import checks
+from pacbayes.errors import InputError
 
 
 def holdout_bound(errors: int, n: int, delta: float) -> float:
@@ -20,7 +21,7 @@ def holdout_bound(errors: int, n: int, delta: float) -> float:
     n = checks.sample_size(n, name="n", minimum=1)
     errors = checks.sample_size(errors, name="errors", minimum=0)
     if errors > n:
-        raise checks.InputError(f"errors ({errors}) cannot exceed the number of test points ({n})")
+        raise InputError(f"errors ({errors}) cannot exceed the number of test points ({n})")
     delta = checks.delta(delta)
     if errors == n:
         return 1.0

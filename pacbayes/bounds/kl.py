@@ -27,6 +27,7 @@ monotone branch finds the inverse to any tolerance. Two things make the returned
 import math
 
 from pacbayes import checks
+from pacbayes.errors import InputError
 
 _TOLERANCE = 1e-13  # final bracket width
 _MARGIN = 1e-12  # relative safety margin on c for moving the returned end of the bracket
@@ -69,12 +70,12 @@ def binary_kl(q: float, p: float) -> float:
     return _kl(q, p)
 
 
-def _checked(q: float, c: float) -> tuple:
+def _checked(q: float, c: float) -> tuple[float, float]:
     """(q, c) as floats after checking q in [0, 1] and c >= 0 (infinite c allowed)."""
     q = checks.probability(q, "q")
     c = float(c)
     if math.isnan(c) or c < 0.0:
-        raise checks.InputError(f"c must be a number >= 0, got {c}")
+        raise InputError(f"c must be a number >= 0, got {c}")
     return q, c
 
 

@@ -6,12 +6,13 @@ classifier under Q in terms of its empirical risk and KL(Q||P).
 """
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from pacbayes import checks
 from pacbayes.bounds.kl import kl_inverse_upper
+from pacbayes.errors import InputError
 
 DEFAULT_CATONI_GRID = tuple(float(c) for c in np.geomspace(1e-2, 1e2, 41))
 
@@ -79,7 +80,7 @@ def catoni_bound(empirical_risk: float, kl: float, m: int, delta: float,
     delta = checks.delta(delta)
     grid = [float(c) for c in grid]
     if not grid or any(not (c > 0.0 and math.isfinite(c)) for c in grid):
-        raise checks.InputError("the Catoni grid must be a non-empty list of finite values > 0")
+        raise InputError("the Catoni grid must be a non-empty list of finite values > 0")
     complexity = (kl + math.log(len(grid) / delta)) / m
     best = min(-math.expm1(-c * empirical_risk - complexity) / -math.expm1(-c) for c in grid)
     return min(1.0, best)

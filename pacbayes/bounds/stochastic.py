@@ -12,10 +12,16 @@ The training objectives accept plain floats or autograd tensors: they use only a
 serves the optimiser and the tests, and this module never imports torch.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Protocol, TypeVar, overload
 
 from pacbayes import checks
 from pacbayes.errors import InputError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 DR_GRID_C = 0.1
 """c of the lambda grid (Dziugaite & Roy 2017 use c = 0.1)."""
@@ -23,15 +29,43 @@ DR_GRID_B = 100.0
 """b of the lambda grid (Dziugaite & Roy 2017 use b = 100)."""
 
 
-def _log(x):
+class TensorLike(Protocol):
+    """What the training objectives use of an autograd tensor (``torch.Tensor`` has all of it)."""
+
+    def log(self) -> Self: ...
+    def exp(self) -> Self: ...
+    def __neg__(self) -> Self: ...
+    def __add__(self, other: float | Self, /) -> Self: ...
+    def __radd__(self, other: float, /) -> Self: ...
+    def __rsub__(self, other: float, /) -> Self: ...
+    def __mul__(self, other: float | Self, /) -> Self: ...
+    def __rmul__(self, other: float, /) -> Self: ...
+    def __truediv__(self, other: float | Self, /) -> Self: ...
+    def __rtruediv__(self, other: float, /) -> Self: ...
+    def __pow__(self, exponent: float, /) -> Self: ...
+
+
+T = TypeVar("T", bound=TensorLike)
+"""A tensor type: the bound forms return it when any argument is one, and a float otherwise."""
+
+
+@overload
+def _log(x: float) -> float: ...
+@overload
+def _log(x: T) -> T: ...
+def _log(x: float | TensorLike) -> float | TensorLike:
     return x.log() if hasattr(x, "log") else math.log(x)
 
 
-def _exp(x):
+@overload
+def _exp(x: float) -> float: ...
+@overload
+def _exp(x: T) -> T: ...
+def _exp(x: float | TensorLike) -> float | TensorLike:
     return x.exp() if hasattr(x, "exp") else math.exp(x)
 
 
-def _grid(c: float, b: float) -> tuple:
+def _grid(c: float, b: float) -> tuple[float, float]:
     c = checks.finite("c", c)
     b = checks.finite("b", b)
     if c <= 0.0 or b <= 0.0:
@@ -39,7 +73,11 @@ def _grid(c: float, b: float) -> tuple:
     return c, b
 
 
-def grid_variance(j, c: float = DR_GRID_C, b: float = DR_GRID_B):
+@overload
+def grid_variance(j: float, c: float = DR_GRID_C, b: float = DR_GRID_B) -> float: ...
+@overload
+def grid_variance(j: T, c: float = DR_GRID_C, b: float = DR_GRID_B) -> T: ...
+def grid_variance(j: float | TensorLike, c: float = DR_GRID_C, b: float = DR_GRID_B) -> float | TensorLike:
     """lambda_j = c exp(-j / b) (Dziugaite & Roy 2017, Section 4); j may be a float or a tensor."""
     c, b = _grid(c, b)
     return c * _exp(-j / b)
@@ -54,7 +92,7 @@ def grid_index(prior_variance: float, c: float = DR_GRID_C, b: float = DR_GRID_B
     return b * math.log(c / prior_variance)
 
 
-def grid_candidates(prior_variance: float, c: float = DR_GRID_C, b: float = DR_GRID_B) -> tuple:
+def grid_candidates(prior_variance: float, c: float = DR_GRID_C, b: float = DR_GRID_B) -> tuple[int, ...]:
     """The integer grid points j >= 1 next to lambda: (floor, ceil) of b ln(c/lambda), at least 1."""
     j = grid_index(prior_variance, c, b)
     low = max(1, math.floor(j))
@@ -72,7 +110,11 @@ def series_delta(k: int, delta: float) -> float:
     return 6.0 * delta / (math.pi ** 2 * k * k)
 
 
-def _check_index(j):
+@overload
+def _check_index(j: float) -> float: ...
+@overload
+def _check_index(j: T) -> T: ...
+def _check_index(j: float | TensorLike) -> float | TensorLike:
     if not hasattr(j, "log"):
         j = checks.finite("j", j)
         if j < 1.0:
@@ -80,7 +122,14 @@ def _check_index(j):
     return j
 
 
-def dziugaite_roy_complexity(kl, m: int, delta: float, j):
+@overload
+def dziugaite_roy_complexity(kl: float, m: int, delta: float, j: float) -> float: ...
+@overload
+def dziugaite_roy_complexity(kl: T, m: int, delta: float, j: T | float) -> T: ...
+@overload
+def dziugaite_roy_complexity(kl: float, m: int, delta: float, j: T) -> T: ...
+def dziugaite_roy_complexity(kl: float | TensorLike, m: int, delta: float,
+                             j: float | TensorLike) -> float | TensorLike:
     """B_RE of Dziugaite & Roy (2017), Section 3-4, with lambda = lambda_j:
 
         B_RE = (KL(Q||P) + 2 ln j + ln(pi^2 m / (6 delta))) / (m - 1),
@@ -94,12 +143,27 @@ def dziugaite_roy_complexity(kl, m: int, delta: float, j):
     return (kl + 2.0 * _log(j) + math.log(math.pi ** 2 * m / (6.0 * delta))) / (m - 1)
 
 
-def dziugaite_roy_objective(surrogate_risk, kl, m: int, delta: float, j):
+@overload
+def dziugaite_roy_objective(surrogate_risk: float, kl: float, m: int, delta: float, j: float) -> float: ...
+@overload
+def dziugaite_roy_objective(surrogate_risk: T, kl: T | float, m: int, delta: float, j: T | float) -> T: ...
+@overload
+def dziugaite_roy_objective(surrogate_risk: float, kl: T, m: int, delta: float, j: T | float) -> T: ...
+@overload
+def dziugaite_roy_objective(surrogate_risk: float, kl: float, m: int, delta: float, j: T) -> T: ...
+def dziugaite_roy_objective(surrogate_risk: float | TensorLike, kl: float | TensorLike, m: int, delta: float,
+                            j: float | TensorLike) -> float | TensorLike:
     """Dziugaite & Roy (2017), eq. (6): surrogate risk + sqrt(B_RE / 2) (Pinsker relaxation of kl^-1)."""
     return surrogate_risk + (dziugaite_roy_complexity(kl, m, delta, j) / 2.0) ** 0.5
 
 
-def pbb_complexity(kl, m: int, delta: float, j):
+@overload
+def pbb_complexity(kl: float, m: int, delta: float, j: float) -> float: ...
+@overload
+def pbb_complexity(kl: T, m: int, delta: float, j: T | float) -> T: ...
+@overload
+def pbb_complexity(kl: float, m: int, delta: float, j: T) -> T: ...
+def pbb_complexity(kl: float | TensorLike, m: int, delta: float, j: float | TensorLike) -> float | TensorLike:
     """(KL + ln(2 sqrt(m) / delta_j)) / m: Maurer's PAC-Bayes-kl right side at grid point j.
 
     This is the term written (KL + ln(2 sqrt(n)/delta)) / n in Pérez-Ortiz et al. (2021), eqs. 6-8,
@@ -111,12 +175,24 @@ def pbb_complexity(kl, m: int, delta: float, j):
     return (kl + 2.0 * _log(j) + math.log(math.pi ** 2 * 2.0 * math.sqrt(m) / (6.0 * delta))) / m
 
 
-def pbb_classic(surrogate_risk, complexity):
+@overload
+def pbb_classic(surrogate_risk: float, complexity: float) -> float: ...
+@overload
+def pbb_classic(surrogate_risk: T, complexity: T | float) -> T: ...
+@overload
+def pbb_classic(surrogate_risk: float, complexity: T) -> T: ...
+def pbb_classic(surrogate_risk: float | TensorLike, complexity: float | TensorLike) -> float | TensorLike:
     """f_classic (Pérez-Ortiz et al. 2021, eq. 7; McAllester 1999): risk + sqrt(C / 2)."""
     return surrogate_risk + (complexity / 2.0) ** 0.5
 
 
-def pbb_quad(surrogate_risk, complexity):
+@overload
+def pbb_quad(surrogate_risk: float, complexity: float) -> float: ...
+@overload
+def pbb_quad(surrogate_risk: T, complexity: T | float) -> T: ...
+@overload
+def pbb_quad(surrogate_risk: float, complexity: T) -> T: ...
+def pbb_quad(surrogate_risk: float | TensorLike, complexity: float | TensorLike) -> float | TensorLike:
     """f_quad (Pérez-Ortiz et al. 2021, eq. 6): (sqrt(risk + C/2) + sqrt(C/2))^2.
 
     The largest p with (p - q)^2 / (2p) <= C, i.e. kl^-1 relaxed by kl(q||p) >= (p - q)^2 / (2p).
@@ -125,7 +201,16 @@ def pbb_quad(surrogate_risk, complexity):
     return ((surrogate_risk + half) ** 0.5 + half ** 0.5) ** 2
 
 
-def pbb_lambda(surrogate_risk, complexity, tradeoff):
+@overload
+def pbb_lambda(surrogate_risk: float, complexity: float, tradeoff: float) -> float: ...
+@overload
+def pbb_lambda(surrogate_risk: T, complexity: T | float, tradeoff: T | float) -> T: ...
+@overload
+def pbb_lambda(surrogate_risk: float, complexity: T, tradeoff: T | float) -> T: ...
+@overload
+def pbb_lambda(surrogate_risk: float, complexity: float, tradeoff: T) -> T: ...
+def pbb_lambda(surrogate_risk: float | TensorLike, complexity: float | TensorLike,
+               tradeoff: float | TensorLike) -> float | TensorLike:
     """f_lambda (Pérez-Ortiz et al. 2021, eq. 8; Thiemann et al. 2017, Theorem 3), tradeoff t in (0, 2):
 
         risk / (1 - t/2) + C / (t (1 - t/2)).

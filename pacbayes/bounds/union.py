@@ -6,13 +6,13 @@ from one :func:`split_delta` call, so the report's ledger sums to at most the us
 """
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from pacbayes import checks
 from pacbayes.errors import InputError
 
 
-def split_delta(delta: float, weights: Mapping[str, float]) -> dict:
+def split_delta(delta: float, weights: Mapping[str, float]) -> dict[str, float]:
     """Split ``delta`` into named parts proportional to ``weights`` (positive numbers).
 
     Returns {name: delta_i} with sum(delta_i) <= delta (equal up to one rounding step, which is
@@ -26,7 +26,7 @@ def split_delta(delta: float, weights: Mapping[str, float]) -> dict:
     if any(v <= 0.0 for v in values):
         raise InputError("every weight in a delta split must be > 0")
     total = sum(values)
-    parts = {name: delta * v / total for name, v in zip(names, values)}
+    parts = {name: delta * v / total for name, v in zip(names, values, strict=True)}
     while sum(parts.values()) > delta:
         parts[names[-1]] = math.nextafter(parts[names[-1]], 0.0)
     return parts

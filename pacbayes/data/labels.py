@@ -84,7 +84,7 @@ def corrupt_labels(ds: Dataset, fraction: float, seed: int) -> Dataset:
     the corrupted sample is iid from the corrupted distribution: each example is corrupted on its
     own coin (probability c), and a corrupted label is uniform over the K classes, so it equals the
     original with probability 1/K (binary: each label flips with probability c/2). This is the noise
-    model that :func:`pacbayes.marginal.clean_distribution_bound` inverts. A bound computed on
+    model that :func:`pacbayes.families.marginal.clean_distribution_bound` inverts. A bound computed on
     corrupted data is for the corrupted distribution. Seeded with ``numpy.random.default_rng(seed)``.
     """
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \

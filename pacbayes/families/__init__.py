@@ -18,7 +18,7 @@ FAMILIES = {family.name: family for family in (
 
 
 def settings_attribute(name: str) -> str:
-    """The attribute of :class:`pacbayes.certify.CertifyOptions` holding family ``name``'s settings."""
+    """The attribute of :class:`pacbayes.certification.CertifyOptions` holding family ``name``'s settings."""
     return name.replace("-", "_")
 
 
