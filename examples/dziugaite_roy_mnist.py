@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from pacbayes.data import MNIST_MEAN_STD, binarise, load_dataset, normalise
+from pacbayes.models import zero_one_error
 from pacbayes.stochastic import OBJECTIVES, Schedule, certify_stochastic_network
 
 
@@ -49,11 +50,6 @@ def train_network(x, labels, *, seed: int, epochs: int, lr: float = 0.01, batch_
     return net, init, time.perf_counter() - started
 
 
-@torch.no_grad()
-def error(net, x, labels) -> float:
-    return float(((net(x)[:, 0] > 0).long() != labels).double().mean())
-
-
 def certify_and_test(title, net, init, x, labels, x_test, labels_test, prior_split, args) -> dict:
     started = time.perf_counter()
     cert = certify_stochastic_network(
@@ -82,7 +78,7 @@ def run_labels(title, x, labels, x_test, labels_test, prior_splits, args) -> dic
     """Train the network on (x, labels), then certify it once per prior split."""
     net, init, train_seconds = train_network(x, labels, seed=args.seed, epochs=args.train_epochs)
     print(f"=== {title}: {sum(p.numel() for p in net.parameters())} parameters; trained net train error "
-          f"{error(net, x, labels):.4f}, test error {error(net, x_test, labels_test):.4f} "
+          f"{zero_one_error(net, x, labels):.4f}, test error {zero_one_error(net, x_test, labels_test):.4f} "
           f"({train_seconds:.1f} s of SGD) ===", flush=True)
     runs = {}
     for split in prior_splits:

@@ -4,7 +4,8 @@ For each m, a seeded subset of m binarised mnist-embedded training images (digit
 the demo network (flatten, 2 x 512 ReLU, one logit) trained to zero training error, and
 ``pacbayes.certification`` with every bound family at one delta: the marginal-likelihood bound,
 Dziugaite-Roy (prior centred at the network's own initial weights) and the random-subspace
-compression bound (a compressed model trained in a d = 500 subspace from a seeded random start). Valle-Pérez et al. (2019, Fig. 1) show the marginal-likelihood bound following the
+compression bound (a compressed model trained in a d = 500 subspace from a seeded random start).
+Valle-Pérez et al. (2019, Fig. 1) show the marginal-likelihood bound following the
 learning curve's trend; the hold-out bound on the 5,000 test images is drawn for scale.
 
 Label noise is the other axis of the same picture: see ``examples/label_corruption.py``.

@@ -24,7 +24,7 @@ from pacbayes.bounds import clean_distribution_bound
 from pacbayes.data import Dataset, apply_label_map, binarise, check_disjoint, corrupt_labels, take
 from pacbayes.errors import InputError
 from pacbayes.families import FAMILIES, RunContext, settings_attribute
-from pacbayes.models import as_plain_sequential, classification_error, output_dim, predict_labels
+from pacbayes.models import as_plain_sequential, classification_error, count_mistakes, model_outputs, output_dim
 from pacbayes.results import BoundResult
 
 HOLDOUT = "hold-out (test-set bound for the model)"
@@ -193,7 +193,7 @@ def certify(model: torch.nn.Module, train: Dataset, test: Dataset,
     model = as_plain_sequential(model, example_x=train.x[:4]).eval()
     train, test, outputs = prepare_data(model, train, test, options)
     train_error = classification_error(model, train)
-    test_mistakes = int((predict_labels(model, test.x) != test.labels).sum())
+    test_mistakes = count_mistakes(model_outputs(model, test.x), test.labels)
     test_error = test_mistakes / len(test)
 
     shares = delta_shares(options.delta, options.bounds)

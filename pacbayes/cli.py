@@ -16,6 +16,7 @@ from pacbayes import __version__
 from pacbayes.arguments import check_output_dir, check_output_path
 from pacbayes.errors import PacBayesError
 from pacbayes.families import FAMILIES, cli_fields, settings_attribute
+from pacbayes.layers import ANALYTIC_ACTIVATIONS
 
 
 class _Interrupted(Exception):
@@ -508,7 +509,7 @@ def _parse_sigma_b(text: str):
               help="Analytic NNGP of a fully connected or convolutional net (--arch is the older name).")
 @click.option("--depth", type=int, default=2, show_default=True,
               help="Hidden layers (fc) or conv layers (cnn), each followed by the activation.")
-@click.option("--activation", type=click.Choice(["relu", "erf", "linear"]), default="relu", show_default=True)
+@click.option("--activation", type=click.Choice(ANALYTIC_ACTIVATIONS), default="relu", show_default=True)
 @click.option("--sigma-w", type=FINITE, default=1.0, show_default=True,
               help="Weight std times sqrt(fan_in): weights ~ N(0, sigma_w^2 / fan_in).")
 @click.option("--sigma-b", default="0.0", show_default=True,

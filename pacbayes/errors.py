@@ -19,3 +19,9 @@ class ConvergenceError(PacBayesError):
 
 class ModelLoadError(PacBayesError):
     """A model file is corrupt, of an unsupported kind, or untrusted."""
+
+
+def one_line(err, limit: int = 200) -> str:
+    """The message of ``err`` on one line, cut to ``limit`` characters (for messages that quote it)."""
+    text = " ".join(str(err).split())
+    return text[:limit] + ("..." if len(text) > limit else "")

@@ -36,7 +36,7 @@ from pacbayes.data import Dataset, binarise
 from pacbayes.errors import InputError
 from pacbayes.families import FAMILIES, RunContext
 from pacbayes.families.marginal import MarginalSettings
-from pacbayes.models import output_dim, predict_labels
+from pacbayes.models import count_mistakes, model_outputs, output_dim, zero_one_error
 
 
 
@@ -148,7 +148,7 @@ class BoundMonitor:
                 train_error = self._error(model, self.train)
                 test_mistakes = None
                 if self.test is not None:
-                    test_mistakes = int((predict_labels(model, self.test.x) != self.test.labels).sum())
+                    test_mistakes = count_mistakes(model_outputs(model, self.test.x), self.test.labels)
         finally:
             model.train(was_training)
         values, certified, applies, notes = {}, {}, {}, []
@@ -180,7 +180,7 @@ class BoundMonitor:
 
     @staticmethod
     def _error(model, data: Dataset) -> float:
-        return float((predict_labels(model, data.x) != data.labels).to(torch.float64).mean())
+        return zero_one_error(model, data.x, data.labels)
 
     def _holdout_delta(self) -> float:
         """Each checkpoint's share: delta / max_checkpoints (Boole over the declared checkpoints)."""

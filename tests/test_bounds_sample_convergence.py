@@ -1,4 +1,4 @@
-"""Sample convergence (Langford & Caruana 2001): the Monte Carlo error of a stochastic classifier, by exact binomials."""
+"""Sample convergence (Langford & Caruana 2001): a stochastic classifier's Monte Carlo error, by exact binomials."""
 
 import numpy as np
 from scipy import stats

@@ -10,7 +10,6 @@ import math
 import os
 import pathlib
 import shutil
-import signal
 import stat
 import subprocess
 import sys

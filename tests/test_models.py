@@ -13,8 +13,10 @@ import torch
 
 from pacbayes.data import from_arrays
 from pacbayes.errors import InputError, ModelLoadError
-from pacbayes.models import (ExportedModel, as_plain_sequential, classification_error, load_model,
-                             model_file_kind, output_dim, predict_labels)
+from pacbayes.layers import LAYERS, activation_name
+from pacbayes.models import (ExportedModel, as_plain_sequential, classification_error, count_mistakes,
+                             labels_from_logits, load_model, model_file_kind, output_dim, predict_labels,
+                             reinitialise, zero_one_error)
 
 ARCHITECTURE = textwrap.dedent("""
     import torch
@@ -274,3 +276,59 @@ def test_export_program_with_unknown_operation_is_left_alone(tmp_path):
     torch.export.save(torch.export.export(Odd(), (torch.zeros(2, 1, 28, 28),)), str(path))
     loaded = load_model(str(path))
     assert as_plain_sequential(loaded) is loaded
+
+
+# --- the one prediction path and the one re-initialiser -----------------------------------------
+
+def test_labels_and_mistakes_from_logits_of_every_shape():
+    one = torch.tensor([0.5, -1.0, 0.0])
+    assert torch.equal(labels_from_logits(one), torch.tensor([1, 0, 0]))
+    assert torch.equal(labels_from_logits(one[:, None]), torch.tensor([1, 0, 0]))
+    assert torch.equal(labels_from_logits(torch.tensor([[0.0, 1.0], [2.0, 1.0]])), torch.tensor([1, 0]))
+    assert count_mistakes(one, torch.tensor([1, 1, 0])) == 1
+    with pytest.raises(InputError, match="one label per input"):
+        count_mistakes(one, torch.tensor([1, 1]))
+    single = sequential(1)
+    labels = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    assert zero_one_error(single, X, labels) == count_mistakes(single(X).detach(), labels) / len(labels)
+    with pytest.raises(InputError, match="matching, non-empty"):
+        zero_one_error(single, X, labels[:3])
+
+
+def test_one_seeded_reinitialiser_for_priors_subspaces_and_kernels():
+    from pacbayes.kernels import MonteCarloNNGP
+    from pacbayes.stochastic.prior import reinitialised
+
+    def net():
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 1))
+
+    torch.manual_seed(7)
+    fresh, trained = net(), net()
+    state = torch.random.get_rng_state()
+    again = reinitialise(trained, 7)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(a, b) for a, b in zip(again.parameters(), fresh.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(again.parameters(), reinitialised(trained, 7).values()))
+    mc = MonteCarloNNGP(trained, samples=2, seed=0)
+    params, _ = mc._draw([7])
+    drawn = reinitialise(trained.double(), 7)
+    assert all(torch.equal(params[name][0], p) for name, p in drawn.named_parameters())
+
+    class Bare(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+    with pytest.raises(InputError, match=r"the model itself \(Bare\).*no reset_parameters\(\).*do this"):
+        reinitialise(Bare(), 0, remedy="do this")
+
+
+def test_every_registered_layer_is_rebuilt_from_torchscript():
+    for name, layer in LAYERS.items():
+        if layer.role in ("container", "weighted"):
+            continue
+        arguments = {"AdaptiveAvgPool2d": (1,), "AvgPool2d": (2,)}.get(name, ())
+        scripted = torch.jit.script(torch.nn.Sequential(layer.cls(*arguments)))
+        rebuilt = as_plain_sequential(scripted)
+        assert type(rebuilt[0]) is layer.cls, name
+        assert activation_name(rebuilt[0]) == layer.activation

@@ -13,7 +13,7 @@ from pacbayes.subspace import (SubspaceModel, compress_subspace_model, is_subspa
                                load_subspace_model, save_subspace_model, subspace_bound,
                                train_subspace_model)
 from pacbayes.subspace.coding import decode_message
-from pacbayes.subspace.evaluation import zero_one_error
+from pacbayes.models import zero_one_error
 
 
 def data(n=600, seed=0, classes=3):

@@ -13,8 +13,8 @@ by a Gaussian site N(f_i | nu_i/tau_i, 1/tau_i) times a constant and matches mom
 
 Parallel schedule (all sites from one posterior, van Gerven et al. 2010): one sweep costs a
 Cholesky of B plus a triangular inverse L^-1, and diag(Sigma) = (1 - diag(B^-1)) / tau
-(Woodbury), diag(B^-1) the column sums of (L^-1)^2; damping keeps it stable. Sequential schedule: R&W Algorithm 3.5 (rank-1
-updates of Sigma, m^2 per site, recomputed from scratch after each sweep). Both stop when the
+(Woodbury), diag(B^-1) the column sums of (L^-1)^2; damping keeps it stable. Sequential schedule:
+R&W Algorithm 3.5 (rank-1 updates of Sigma, m^2 per site, recomputed from scratch after each sweep). Both stop when the
 relative change of ln Z between sweeps is <= tol; not converging within ``max_sweeps`` raises
 ConvergenceError unless ``allow_unconverged=True`` (then the result says converged=False).
 """

@@ -203,7 +203,8 @@ def marginal_bounds(model: torch.nn.Module, train_x: torch.Tensor, train_signs: 
         f"{jitter:g}), " + (f"the smallest positive-definite point of the grid {list(settings.jitter_grid)} "
                             "declared before seeing S (union bound over the grid)" if grid_size > 1
                             else "fixed before seeing S")
-        + ("; a Monte Carlo kernel is exact for that random-feature prior" if prior.get("kind") == "monte-carlo" else ""),
+        + ("; a Monte Carlo kernel is exact for that random-feature prior"
+           if prior.get("kind") == "monte-carlo" else ""),
         "realisable: the trained model has zero training error",
         f"this is attempt {attempt} on this data and prior; every run with another seed is counted "
         "in the attempts ledger (delta_k = 6 delta / (pi^2 k^2))" if settings.attempts_ledger else
@@ -302,6 +303,7 @@ class MarginalFamily:
 FAMILY = MarginalFamily()
 
 
-__all__ = ["FAMILY", "MarginalFamily", "MarginalSettings", "marginal_bounds", "build_kernel", "gibbs_test_error", "split_marginal_delta",
+__all__ = ["FAMILY", "MarginalFamily", "MarginalSettings", "marginal_bounds", "build_kernel", "gibbs_test_error",
+           "split_marginal_delta",
            "PAC_BAYES_SHARE", "MARKOV_SHARE", "OTHER_ATTEMPTS", "OTHER_JITTERS", "choose_jitter",
            "marginal_ledger", "marginal_estimate", "CERTIFIES", "CLASSIFIER", "DEFAULT_JITTER", "KERNEL_CHOICES"]

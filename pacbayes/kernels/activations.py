@@ -20,7 +20,10 @@ import math
 
 import torch
 
-ACTIVATIONS = ("relu", "erf", "linear")
+from pacbayes.layers import ANALYTIC_ACTIVATIONS
+
+ACTIVATIONS = ANALYTIC_ACTIVATIONS
+"""The activation names implemented here, as listed in :data:`pacbayes.layers.ANALYTIC_ACTIVATIONS`."""
 
 
 def expected_product(cov: torch.Tensor, var1: torch.Tensor, var2: torch.Tensor,

@@ -26,31 +26,16 @@ from pacbayes import checks
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.kernels._blocks import as_inputs, check_block_size
-from pacbayes.models import as_plain_sequential
+from pacbayes.models import as_plain_sequential, check_resettable, reset_parameters, seeded_rng
 from pacbayes.progress import progress
-
-
-def _reset_parameters(module: torch.nn.Module) -> None:
-    """Re-draw every parameter with its layer's own ``reset_parameters`` (PyTorch's default init)."""
-    for layer in module.modules():
-        if callable(getattr(layer, "reset_parameters", None)):
-            layer.reset_parameters()
-
-
-def _check_resettable(module: torch.nn.Module) -> None:
-    missing = [name or type(module).__name__ for name, layer in module.named_modules()
-               if any(True for _ in layer.parameters(recurse=False))
-               and not callable(getattr(layer, "reset_parameters", None))]
-    if missing:
-        raise InputError(f"module(s) {', '.join(missing)} hold parameters but have no reset_parameters(); "
-                         f"pass init_fn(module) that re-initialises every parameter in place")
 
 
 class MonteCarloNNGP:
     """Empirical NNGP of ``module`` from ``samples`` seeded re-initialisations.
 
     ``init_fn(module)``: re-initialises the (float64, CPU) copy in place using torch's global RNG,
-    which is seeded before each call; default: every submodule's ``reset_parameters()``.
+    which is seeded before each call; default: :func:`pacbayes.models.reset_parameters` (every
+    submodule's ``reset_parameters()``).
     ``batch_size``: initialisations evaluated together. The module must map a batch of inputs
     to one logit per input, shape (n,) or (n, 1); it is evaluated in eval mode, in float64.
     TorchScript modules are rebuilt as plain modules when they are Sequentials of torch.nn
@@ -74,8 +59,8 @@ class MonteCarloNNGP:
         module = as_plain_sequential(module)   # TorchScript Sequentials of torch.nn layers
         self.template = copy.deepcopy(module).to(device="cpu", dtype=torch.float64).eval()
         if init_fn is None:
-            _check_resettable(self.template)
-        self.init_fn = init_fn or _reset_parameters
+            check_resettable(self.template, "pass init_fn(module) that re-initialises every parameter in place")
+        self.init_fn = init_fn or reset_parameters
         self.samples, self.seed, self.batch_size = int(samples), int(seed), int(batch_size)
         self.entry_errors = bool(entry_errors)
         self.diagnostics: dict = {}
@@ -85,21 +70,17 @@ class MonteCarloNNGP:
         return {"kind": self.kind, "module": type(self.template).__name__,
                 "parameters": sum(p.numel() for p in self.template.parameters()),
                 "samples": self.samples, "seed": self.seed,
-                "init": "reset_parameters" if self.init_fn is _reset_parameters
+                "init": "reset_parameters" if self.init_fn is reset_parameters
                 else getattr(self.init_fn, "__name__", "init_fn")}
 
     def _draw(self, seeds) -> tuple:
         """Stacked (parameters, buffers) of one re-initialisation per seed."""
-        drawn, state = [], torch.get_rng_state()   # the caller's CPU RNG stream is left untouched
-        try:
-            for value in seeds:
-                torch.default_generator.manual_seed(int(value))
-                with torch.no_grad():
-                    self.init_fn(self.template)
-                drawn.append(({k: v.detach().clone() for k, v in self.template.named_parameters()},
-                              {k: v.detach().clone() for k, v in self.template.named_buffers()}))
-        finally:
-            torch.set_rng_state(state)
+        drawn = []
+        for value in seeds:   # the caller's CPU RNG stream is left untouched
+            with seeded_rng(int(value)), torch.no_grad():
+                self.init_fn(self.template)
+            drawn.append(({k: v.detach().clone() for k, v in self.template.named_parameters()},
+                          {k: v.detach().clone() for k, v in self.template.named_buffers()}))
         return tuple({k: torch.stack([d[i][k] for d in drawn]) for k in drawn[0][i]} for i in (0, 1))
 
     @staticmethod

@@ -6,7 +6,8 @@ with pacbayes.models.as_plain_sequential), and returns None for anything else (t
 
 - fully connected: [Flatten] Linear (A Linear)*, ending in Linear(..., 1), where every A
   between two Linear layers is the same kind: a single ReLU (-> "relu"), or nothing / Identity
-  layers only (-> "linear"); at least one A (depth >= 1). Input of any shape (flattened).
+  layers only (-> "linear"), activations as named by :func:`pacbayes.layers.activation_name`;
+  at least one A (depth >= 1). Input of any shape (flattened).
 - convolutional: (Conv2d ReLU)+ then either Flatten Linear(..., 1) (pooling "flatten") or
   AdaptiveAvgPool2d(1) Flatten Linear(..., 1) (pooling "gap"); a Conv2d is accepted with
   zero padding (integers, "valid" or "same" with odd kernels), dilation 1 and groups 1.
@@ -29,6 +30,7 @@ from torch import nn
 
 from pacbayes.kernels.conv import ConvolutionalNNGP
 from pacbayes.kernels.fc import FullyConnectedNNGP
+from pacbayes.layers import activation_name
 from pacbayes.models import as_plain_sequential
 
 _DEFAULT_SIGMA_W = math.sqrt(1.0 / 3.0)
@@ -66,9 +68,10 @@ def _fully_connected(layers: list, input_shape, sigma_w, sigma_b):
         if not isinstance(layer, nn.Linear):
             between.append(layer)
             continue
-        if len(between) == 1 and isinstance(between[0], nn.ReLU):
+        applied = [activation_name(b) for b in between]
+        if applied == ["relu"]:
             kinds.add("relu")
-        elif all(isinstance(b, nn.Identity) for b in between):
+        elif all(name == "linear" for name in applied):
             kinds.add("linear")
         else:
             return None
@@ -101,7 +104,7 @@ def _convolutional(layers: list, input_shape, sigma_w, sigma_b):
     while index + 1 < len(layers) and isinstance(layers[index], nn.Conv2d):
         conv, activation = layers[index], layers[index + 1]
         padding = _conv_padding(conv)
-        if (not isinstance(activation, nn.ReLU) or padding is None or conv.dilation != (1, 1)
+        if (activation_name(activation) != "relu" or padding is None or conv.dilation != (1, 1)
                 or conv.groups != 1 or conv.padding_mode != "zeros" or conv.in_channels != channels):
             return None
         specs.append((conv.out_channels, conv.kernel_size, conv.stride, padding))

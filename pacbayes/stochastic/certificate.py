@@ -16,7 +16,8 @@ import torch
 from pacbayes import bounds
 from pacbayes.progress import progress
 from pacbayes.stochastic.gaussian import DiagonalGaussian, gaussian_kl
-from pacbayes.stochastic.network import forward, mistakes
+from pacbayes.models import count_mistakes
+from pacbayes.stochastic.network import forward
 
 
 @torch.no_grad()
@@ -27,15 +28,15 @@ def sampled_error(model, posterior: DiagonalGaussian, x: torch.Tensor, labels: t
     for _ in progress(range(n), desc="Monte Carlo error", quiet=quiet, unit="net"):
         params = posterior.sample(generator)
         for start in range(0, len(labels), batch_size):
-            wrong += int(mistakes(forward(model, params, x[start:start + batch_size]),
-                                  labels[start:start + batch_size]).sum())
+            wrong += count_mistakes(forward(model, params, x[start:start + batch_size]),
+                                    labels[start:start + batch_size])
     return wrong / (n * len(labels))
 
 
 @torch.no_grad()
 def deterministic_error(model, params: dict, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 5000) -> float:
     """0-1 error of the network at fixed ``params``."""
-    wrong = sum(int(mistakes(forward(model, params, x[s:s + batch_size]), labels[s:s + batch_size]).sum())
+    wrong = sum(count_mistakes(forward(model, params, x[s:s + batch_size]), labels[s:s + batch_size])
                 for s in range(0, len(labels), batch_size))
     return wrong / len(labels)
 

@@ -1,7 +1,8 @@
 """Evaluating a module at sampled weights (torch.func.functional_call) and scoring its outputs.
 
 Output conventions: a single logit per input (binary; class 1 where the logit is > 0) or K logits
-(argmax). Labels are int64 class indices. Error is the 0-1 loss.
+(argmax). Labels are int64 class indices. Error is the 0-1 loss, counted on :func:`forward`'s logits
+by :func:`pacbayes.models.count_mistakes`.
 """
 
 import math
@@ -24,13 +25,6 @@ def forward(model: torch.nn.Module, params: dict, x: torch.Tensor) -> torch.Tens
     if out.dim() not in (1, 2):
         raise InputError(f"the model must output (n,), (n, 1) or (n, K) logits, got shape {tuple(out.shape)}")
     return out
-
-
-def mistakes(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """0-1 losses per input (bool)."""
-    if logits.dim() == 1:
-        return (logits > 0).long() != labels
-    return logits.argmax(dim=1) != labels
 
 
 def _log_prob_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,6 @@ trained weights is therefore refused. A data-dependent prior (PBB) is learned in
 :mod:`pacbayes.stochastic.train` on a held-out part of S and handled by the caller.
 """
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Union
@@ -13,7 +12,7 @@ from typing import Mapping, Optional, Union
 import torch
 
 from pacbayes.errors import InputError, ModelLoadError
-from pacbayes.models import archive_kind
+from pacbayes.models import archive_kind, reinitialise
 
 _SAME_AS_TRAINED = 1e-6
 """Relative distance ||w - w0|| / ||w|| under which w0 counts as the trained weights."""
@@ -68,21 +67,15 @@ def _matching(state: Mapping, trained: dict, source: str) -> dict:
 
 
 def reinitialised(model: torch.nn.Module, seed: int) -> dict:
-    """Parameters of a copy of ``model`` re-initialised under torch.manual_seed(seed).
+    """Parameters of a copy of ``model`` re-initialised under torch.manual_seed(seed), by name.
 
-    Every submodule with ``reset_parameters`` is reset, in ``model.modules()`` order, inside a forked
-    RNG (the global torch seed is left as it was). This equals the original initialisation when the
-    model was built as ``torch.manual_seed(seed); model = Net()`` with default layer initialisers.
+    :func:`pacbayes.models.reinitialise` (every ``reset_parameters``, in ``model.modules()`` order,
+    under a forked RNG: the global torch seed is left as it was). This equals the original
+    initialisation when the model was built as ``torch.manual_seed(seed); model = Net()`` with
+    default layer initialisers. A layer with parameters but no ``reset_parameters`` is refused.
     """
-    clone = copy.deepcopy(model).cpu()
-    resettable = [mod for mod in clone.modules() if hasattr(mod, "reset_parameters")]
-    if not resettable:
-        raise InputError("the model has no layers with reset_parameters(), so --init-seed cannot re-create "
-                         "its initialisation; pass the init checkpoint instead (--init INIT.pt)")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        for mod in resettable:
-            mod.reset_parameters()
+    clone = reinitialise(model, seed, remedy="--init-seed cannot re-create the initialisation: pass the "
+                                             "init checkpoint instead (--init INIT.pt)")
     device = next(model.parameters()).device
     return {name: p.detach().to(device) for name, p in clone.named_parameters()}
 

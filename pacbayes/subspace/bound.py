@@ -19,7 +19,8 @@ from pacbayes.device import resolve_device
 from pacbayes.errors import InputError, PacBayesError
 from pacbayes.results import BoundResult
 from pacbayes.subspace.compressed import CompressedSubspaceModel
-from pacbayes.subspace.evaluation import check_labels, data_fingerprint, outputs_of, zero_one_error
+from pacbayes.models import output_dim, zero_one_error
+from pacbayes.subspace.evaluation import EVAL_BATCH, check_labels, data_fingerprint
 from pacbayes.subspace.files import load_subspace_model
 
 CERTIFIES = "the decoded compressed model"
@@ -45,8 +46,8 @@ def subspace_bound(source, x: torch.Tensor, labels: torch.Tensor, *, delta: floa
         source = load_subspace_model(source, module)
     device = resolve_device(device)
     model = source.decode().to(device)
-    check_labels(outputs_of(model, x[:1], device).shape[1], labels)
-    error = zero_one_error(model, x, labels, device)
+    check_labels(output_dim(model, x), labels)
+    error = zero_one_error(model, x, labels, EVAL_BATCH)
     same_data = source.train_fingerprint == data_fingerprint(x, labels)
     if same_data and error != source.train_error:
         raise PacBayesError(f"decoding check failed: the decoded model errs on {error:.6f} of the training "
@@ -64,7 +65,7 @@ def subspace_bound(source, x: torch.Tensor, labels: torch.Tensor, *, delta: floa
         else "not applicable (data differ from the encoder's)",
     }
     if test is not None:
-        details["test_error"] = zero_one_error(model, test[0], test[1], device)
+        details["test_error"] = zero_one_error(model, test[0], test[1], EVAL_BATCH)
     assumptions = (
         "training points are iid draws from the distribution the bound is about",
         "theta0, the projection (seed), d and the level grid were fixed before seeing the data",

@@ -1,4 +1,5 @@
-"""0-1 error and training losses of a model with one logit (binary) or K logits (argmax)."""
+"""Label checks, training losses and data fingerprints for subspace training of a model with one
+logit (binary) or K logits; its outputs and 0-1 error come from :mod:`pacbayes.models`."""
 
 import hashlib
 
@@ -8,6 +9,7 @@ from torch.nn import functional as F
 from pacbayes.errors import InputError
 
 EVAL_BATCH = 2048
+"""Inputs per forward pass when a subspace model is evaluated."""
 
 
 def check_labels(outputs: int, labels: torch.Tensor) -> None:
@@ -18,35 +20,6 @@ def check_labels(outputs: int, labels: torch.Tensor) -> None:
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
         raise InputError(f"labels must lie in 0..{classes - 1} for a model with {outputs} output(s); "
                          "binarise the data for a single-logit model")
-
-
-def predict(outputs: torch.Tensor) -> torch.Tensor:
-    """Class 1 where a single logit is > 0, else the argmax of K logits."""
-    if outputs.dim() == 1 or outputs.shape[-1] == 1:
-        return (outputs.reshape(-1) > 0).long()
-    return outputs.argmax(dim=-1)
-
-
-@torch.no_grad()
-def outputs_of(model, x: torch.Tensor, device=None) -> torch.Tensor:
-    """The model's outputs on x (eval mode, batched) as an (n, K) float32 tensor on the CPU."""
-    device = device or torch.device("cpu")
-    was_training = model.training
-    model.eval()
-    try:
-        chunks = [model(x[i:i + EVAL_BATCH].to(device)).float().cpu()
-                  for i in range(0, len(x), EVAL_BATCH)]
-    finally:
-        model.train(was_training)
-    return torch.cat(chunks).reshape(len(x), -1)
-
-
-def zero_one_error(model, x: torch.Tensor, labels: torch.Tensor, device=None) -> float:
-    """Fraction of x the model misclassifies."""
-    if len(x) != len(labels) or len(x) == 0:
-        raise InputError(f"x has {len(x)} rows but labels has {len(labels)}; pass matching, non-empty data")
-    predictions = predict(outputs_of(model, x, device))
-    return float((predictions != labels.cpu()).double().mean())
 
 
 def training_loss(outputs: torch.Tensor, labels: torch.Tensor, teacher=None,

@@ -1,8 +1,9 @@
 """A wrapper that trains any nn.Module in a random subspace: theta = theta0 + P z.
 
 theta0 is a seeded re-initialisation of the module's architecture (every submodule's
-``reset_parameters`` run under a private RNG seeded from ``seed``), never the weights it arrives
-with: the prior of the compression bound must not depend on the training sample (DESIGN.md 3).
+``reset_parameters`` run under a private RNG seeded from ``seed``, by
+:func:`pacbayes.models.reinitialise`), never the weights it arrives with: the prior of the
+compression bound must not depend on the training sample (DESIGN.md 3).
 P is a seeded structured projection (:mod:`pacbayes.subspace.projection`); only z (d numbers) is
 trained. Li et al. (2018), "Measuring the Intrinsic Dimension of Objective Landscapes", ICLR,
 Section 2; Lotfi et al. (2022), NeurIPS, Section 4.
@@ -11,38 +12,30 @@ Use it in your own loop like any module: ``model = SubspaceModel(net, dim=500, s
 optimiser over ``model.parameters()`` (that is ``[model.z]``) and ``model(x)`` for outputs.
 """
 
-import copy
-
 import numpy as np
 import torch
 from torch import nn
 
 from pacbayes import checks
 from pacbayes.errors import InputError
+from pacbayes.models import reinitialise as reinitialise_module
 from pacbayes.subspace.projection import _stream_seed, make_projection
 
 
 def reinitialise(module: nn.Module, seed: int) -> nn.Module:
-    """A copy of ``module`` with every parameter re-drawn by its layer's ``reset_parameters``.
+    """theta0: a float32 copy of ``module`` re-drawn by :func:`pacbayes.models.reinitialise`
+    (every layer's ``reset_parameters``) under the "theta0" stream of ``seed``, parameters frozen.
 
-    Runs under a forked global RNG seeded from ``seed``, so it is reproducible and leaves the
-    caller's RNG untouched. Refuses modules with buffers (e.g. BatchNorm running statistics: they
-    would be fitted to the data outside the subspace) and parameters no layer can re-initialise.
+    Reproducible, and leaves the caller's RNG untouched. Refuses modules with buffers (e.g.
+    BatchNorm running statistics: they would be fitted to the data outside the subspace) and
+    parameters no layer can re-initialise.
     """
-    module = copy.deepcopy(module).cpu().float()
     buffers = [name for name, _ in module.named_buffers()]
     if buffers:
         raise InputError(f"the model has buffers ({', '.join(buffers[:3])}) that subspace training "
                          "cannot code; use a model without BatchNorm running statistics")
-    owners = [sub for sub in module.modules() if list(sub.parameters(recurse=False))]
-    orphans = [type(sub).__name__ for sub in owners if not hasattr(sub, "reset_parameters")]
-    if orphans:
-        raise InputError(f"layers {', '.join(sorted(set(orphans)))} have parameters but no "
-                         "reset_parameters(), so theta0 cannot be re-drawn from a seed; add one")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_stream_seed(seed, "theta0"))
-        for sub in owners:
-            sub.reset_parameters()
+    module = reinitialise_module(module, _stream_seed(seed, "theta0"), dtype=torch.float32,
+                                 remedy="give them a reset_parameters() so that theta0 can be drawn from the seed")
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     return module

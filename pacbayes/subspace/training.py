@@ -22,8 +22,8 @@ from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.progress import progress
 from pacbayes.subspace.compressed import CompressedSubspaceModel, compress
-from pacbayes.subspace.evaluation import (check_labels, data_fingerprint, outputs_of, training_loss,
-                                          zero_one_error)
+from pacbayes.models import model_outputs, output_dim, zero_one_error
+from pacbayes.subspace.evaluation import EVAL_BATCH, check_labels, data_fingerprint, training_loss
 from pacbayes.subspace.model import SubspaceModel
 from pacbayes.subspace.projection import _stream_seed
 from pacbayes.subspace.quantisation import METHODS, assign, make_levels, to_float16
@@ -110,8 +110,7 @@ def compress_subspace_model(model: SubspaceModel, x: torch.Tensor, labels: torch
     if method not in METHODS:
         raise InputError(f"unknown quantisation method {method!r}; choose one of {', '.join(METHODS)}")
     extra_configurations = checks.sample_size(extra_configurations, name="extra_configurations", minimum=1)
-    device = model.theta0.device
-    check_labels(outputs_of(model, x[:1], device).shape[1], labels)
+    check_labels(output_dim(model, x), labels)
     configurations = len(levels) * int(extra_configurations)
     model.set_quantised(None)
     trained_z = model.z.detach().clone()
@@ -128,7 +127,7 @@ def compress_subspace_model(model: SubspaceModel, x: torch.Tensor, labels: torch
             symbols = assign(trained_z.cpu().numpy(), codebook)
         candidate = compress(model, codebook, symbols, configurations=configurations,
                              quantisation=method + ("+qat" if qat_epochs > 0 else ""))
-        error = zero_one_error(candidate.decode(), x, labels, device)
+        error = zero_one_error(candidate.decode(), x, labels, EVAL_BATCH)
         score = compression_bound(error, candidate.code_bits, len(x), SELECTION_DELTA,
                                   configurations)["value"]
         if score < best_score:
@@ -155,10 +154,10 @@ def train_subspace_model(module: torch.nn.Module, x: torch.Tensor, labels: torch
     """
     device = resolve_device(device)
     model = SubspaceModel(module, dim=dim, seed=seed).to(device)
-    check_labels(outputs_of(model, x[:1], device).shape[1], labels)
+    check_labels(output_dim(model, x), labels)
     teacher = None
     if distill:
-        teacher = outputs_of(copy.deepcopy(module).to(device), x, device)
+        teacher = model_outputs(copy.deepcopy(module).to(device), x, EVAL_BATCH).float()
     fit_subspace(model, x, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                  teacher=teacher, distill_weight=distill_weight, quiet=quiet)
     return compress_subspace_model(model, x, labels, levels=levels, method=method,
