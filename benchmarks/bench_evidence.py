@@ -46,8 +46,9 @@ def main():
     parser.add_argument("--m", type=int, nargs="*", default=[1000, 3000, 10000])
     parser.add_argument("--certified-m", type=int, nargs="*", default=[3000])
     parser.add_argument("--samples", type=int, default=10_000)
-    parser.add_argument("--max-sweeps", type=int, default=200,
-                        help="cap EP sweeps (a capped run is reported as not converged)")
+    parser.add_argument(
+        "--max-sweeps", type=int, default=200, help="cap EP sweeps (a capped run is reported as not converged)"
+    )
     parser.add_argument("--synthetic", type=int, default=0, help="use this many random inputs instead of MNIST")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--mnist", type=pathlib.Path, default=MNIST)
@@ -59,8 +60,10 @@ def main():
     start = time.perf_counter()
     K = FullyConnectedNNGP(depth=2, activation="relu").matrix(x, device=device)
     _sync(device)
-    print(f"kernel: {n} x {n} ReLU NNGP depth 2 on {'synthetic' if args.synthetic else 'MNIST test'} "
-          f"inputs, {time.perf_counter() - start:.1f} s, device {device}, torch threads {torch.get_num_threads()}")
+    print(
+        f"kernel: {n} x {n} ReLU NNGP depth 2 on {'synthetic' if args.synthetic else 'MNIST test'} "
+        f"inputs, {time.perf_counter() - start:.1f} s, device {device}, torch threads {torch.get_num_threads()}"
+    )
     y = y.to(device)
     for m in sizes:
         block = K[:m, :m].contiguous()
@@ -69,19 +72,25 @@ def main():
         torch.linalg.cholesky(block)
         _sync(device)
         chol = time.perf_counter() - start
-        result = ep_log_evidence(block, y[:m], device=device, quiet=True, max_sweeps=args.max_sweeps,
-                                 allow_unconverged=True)
+        result = ep_log_evidence(
+            block, y[:m], device=device, quiet=True, max_sweeps=args.max_sweeps, allow_unconverged=True
+        )
         per_sweep = result.seconds / result.sweeps
-        print(f"EP m={m:6d}: ln P(S) = {result.log_evidence:.4f}  {result.seconds:8.2f} s  "
-              f"{result.sweeps} sweeps  {per_sweep:7.3f} s/sweep  cholesky {chol:7.3f} s  "
-              f"ratio {per_sweep / chol:5.2f}  (final relative change {result.final_change:.1e}"
-              f"{'' if result.converged else ', NOT CONVERGED: capped'})")
+        print(
+            f"EP m={m:6d}: ln P(S) = {result.log_evidence:.4f}  {result.seconds:8.2f} s  "
+            f"{result.sweeps} sweeps  {per_sweep:7.3f} s/sweep  cholesky {chol:7.3f} s  "
+            f"ratio {per_sweep / chol:5.2f}  (final relative change {result.final_change:.1e}"
+            f"{'' if result.converged else ', NOT CONVERGED: capped'})"
+        )
     for m in args.certified_m:
-        cert = certified_log_evidence(K[:m, :m], y[:m], delta_prime=0.01, seed=0, samples=args.samples,
-                                      device=device, quiet=True)
-        print(f"certified m={m:6d}: lower {cert.lower:.4f}  ln Z_hat {cert.log_estimate:.4f}  "
-              f"upper {cert.upper:.4f}  {cert.seconds:.2f} s  ({cert.samples} samples, "
-              f"relative std {cert.relative_std:.2f}, |grad| {cert.grad_norm:.1e})")
+        cert = certified_log_evidence(
+            K[:m, :m], y[:m], delta_prime=0.01, seed=0, samples=args.samples, device=device, quiet=True
+        )
+        print(
+            f"certified m={m:6d}: lower {cert.lower:.4f}  ln Z_hat {cert.log_estimate:.4f}  "
+            f"upper {cert.upper:.4f}  {cert.seconds:.2f} s  ({cert.samples} samples, "
+            f"relative std {cert.relative_std:.2f}, |grad| {cert.grad_norm:.1e})"
+        )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ import torch
 from pacbayes.data import read_idx
 from pacbayes.kernels import ConvolutionalNNGP, FullyConnectedNNGP
 
-MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist",
-                     "t10k-images-idx3-ubyte.gz")
+MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist", "t10k-images-idx3-ubyte.gz")
 
 
 def best_seconds(work, repeats, device):
@@ -47,26 +46,33 @@ def main():
     device = torch.device(args.device)
 
     images = read_idx(args.images).astype(np.float64) / 255.0
-    flat = torch.from_numpy(images[:args.n].reshape(args.n, -1)).to(device)
+    flat = torch.from_numpy(images[: args.n].reshape(args.n, -1)).to(device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, fc inputs {tuple(flat.shape)}")
 
     floor = best_seconds(lambda: flat @ flat.T, args.repeats, device)
     fc = FullyConnectedNNGP(depth=2, activation="relu", sigma_w=1.0, sigma_b=0.1)
     seconds = best_seconds(lambda: fc.matrix(flat, device=device), args.repeats, device)
     print(f"floor  X @ X.T float64 n={args.n}: {floor:.3f} s")
-    print(f"fc-relu depth 2 NNGP    n={args.n}: {seconds:.3f} s  ratio to floor {seconds / floor:.2f} "
-          f"(target <= 5)")
+    print(f"fc-relu depth 2 NNGP    n={args.n}: {seconds:.3f} s  ratio to floor {seconds / floor:.2f} (target <= 5)")
 
     for pooling, n in (("flatten", args.cnn_n), ("gap", args.gap_n)):
         if n <= 0:
             continue
         x = torch.from_numpy(images[:n, None]).to(device)
-        cnn = ConvolutionalNNGP([(32, 5, 2, 2), (32, 5, 2, 2)], activation="relu", sigma_w=1.0,
-                                sigma_b=0.1, pooling=pooling, input_shape=(1, 28, 28))
+        cnn = ConvolutionalNNGP(
+            [(32, 5, 2, 2), (32, 5, 2, 2)],
+            activation="relu",
+            sigma_w=1.0,
+            sigma_b=0.1,
+            pooling=pooling,
+            input_shape=(1, 28, 28),
+        )
         seconds = best_seconds(lambda: cnn.matrix(x, device=device), 1, device)
         gram = best_seconds(lambda: x.reshape(n, -1) @ x.reshape(n, -1).T, args.repeats, device)
-        print(f"cnn-relu 2 conv layers (5x5, stride 2, pad 2), {pooling:7s} n={n}: {seconds:.3f} s "
-              f"(X @ X.T of the same inputs {gram:.4f} s, ratio {seconds / gram:.0f})")
+        print(
+            f"cnn-relu 2 conv layers (5x5, stride 2, pad 2), {pooling:7s} n={n}: {seconds:.3f} s "
+            f"(X @ X.T of the same inputs {gram:.4f} s, ratio {seconds / gram:.0f})"
+        )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def main():
     test = load_dataset("mnist-embedded", split="test")
 
     baselines, monitored_runs = [], []
-    for _ in range(args.repeats):        # alternate the two arms so that load changes hit both
+    for _ in range(args.repeats):  # alternate the two arms so that load changes hit both
         torch.manual_seed(args.seed)
         baselines.append(train(demo_network(), data, epochs=args.epochs, seed=args.seed))
         torch.manual_seed(args.seed)
@@ -69,18 +69,28 @@ def main():
     steps = args.epochs * ((args.m + 31) // 32)
     last = monitor.history[-1]
     cadence = f"every {args.every} steps" if args.every else "at the default 5% time budget"
-    print(f"training: m = {args.m}, {args.epochs} epochs, {steps} Adam steps, monitor {cadence} "
-          f"({len(calls)} checkpoints)")
-    for label, best, runs in (("baseline (no monitor)", baseline, baselines),
-                              ("with BoundMonitor", monitored, monitored_runs)):
+    print(
+        f"training: m = {args.m}, {args.epochs} epochs, {steps} Adam steps, monitor {cadence} "
+        f"({len(calls)} checkpoints)"
+    )
+    for label, best, runs in (
+        ("baseline (no monitor)", baseline, baselines),
+        ("with BoundMonitor", monitored, monitored_runs),
+    ):
         print(f"  {label:<26} {best:8.2f} s  (fastest of {', '.join(f'{t:.2f}' for t in runs)})")
-    print(f"  overhead                   {monitored - baseline:8.2f} s = {(monitored - baseline) / baseline:.1%} "
-          f"of baseline (ratio {monitored / baseline:.3f})")
-    print(f"  monitor's own time (last run) {sum(calls):5.2f} s = {sum(calls) / baseline:.1%} of baseline: "
-          f"first checkpoint (kernel + EP once) {calls[0]:.2f} s, later checkpoints "
-          f"{sum(calls[1:]) / max(len(calls) - 1, 1) * 1000:.0f} ms each")
-    print(f"  last checkpoint: train error {last.train_error:.4f}, test error {last.test_error:.4f}, "
-          + ", ".join(f"{k} {v:.4f}" for k, v in last.bounds.items()))
+    print(
+        f"  overhead                   {monitored - baseline:8.2f} s = {(monitored - baseline) / baseline:.1%} "
+        f"of baseline (ratio {monitored / baseline:.3f})"
+    )
+    print(
+        f"  monitor's own time (last run) {sum(calls):5.2f} s = {sum(calls) / baseline:.1%} of baseline: "
+        f"first checkpoint (kernel + EP once) {calls[0]:.2f} s, later checkpoints "
+        f"{sum(calls[1:]) / max(len(calls) - 1, 1) * 1000:.0f} ms each"
+    )
+    print(
+        f"  last checkpoint: train error {last.train_error:.4f}, test error {last.test_error:.4f}, "
+        + ", ".join(f"{k} {v:.4f}" for k, v in last.bounds.items())
+    )
 
 
 if __name__ == "__main__":

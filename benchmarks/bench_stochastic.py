@@ -38,11 +38,15 @@ def main():
     total = time.perf_counter() - started
     print("\n=== benchmark ===")
     for name, run in runs.items():
-        print(f"{name}: bound {run['bound']:.4f}, stochastic test error {run['test_error']:.4f}; "
-              f"certification {run['certify_seconds']:.1f} s = x{run['certify_seconds'] / run['train_seconds']:.1f} "
-              f"the baseline (SGD training of the net, {run['train_seconds']:.1f} s)")
-    print(f"whole run {total:.1f} s = {total / BUDGET_SECONDS:.2f} of the 10-minute budget "
-          f"({'within' if total <= BUDGET_SECONDS else 'OVER'} budget); python {sys.version.split()[0]}")
+        print(
+            f"{name}: bound {run['bound']:.4f}, stochastic test error {run['test_error']:.4f}; "
+            f"certification {run['certify_seconds']:.1f} s = x{run['certify_seconds'] / run['train_seconds']:.1f} "
+            f"the baseline (SGD training of the net, {run['train_seconds']:.1f} s)"
+        )
+    print(
+        f"whole run {total:.1f} s = {total / BUDGET_SECONDS:.2f} of the 10-minute budget "
+        f"({'within' if total <= BUDGET_SECONDS else 'OVER'} budget); python {sys.version.split()[0]}"
+    )
 
 
 if __name__ == "__main__":

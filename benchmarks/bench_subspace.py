@@ -34,15 +34,20 @@ def projection_step(project, dim: int):
     def step():
         project(z).square().sum().backward()
         z.grad = None
+
     return step
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads for both projections (1: small matmuls are not "
-                             "swamped by thread hand-off on a loaded machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for both projections (1: small matmuls are not "
+        "swamped by thread hand-off on a loaded machine)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -51,14 +56,16 @@ def main():
     print(f"torch threads: {torch.get_num_threads()}")
     for n_params, dim in sizes:
         kron = KroneckerProjection(n_params, dim, seed=0)
-        dense = torch.randn(n_params, dim) / n_params ** 0.5
+        dense = torch.randn(n_params, dim) / n_params**0.5
         t_kron = seconds_per_call(projection_step(kron, dim), repeats)
         t_dense = seconds_per_call(projection_step(lambda z: dense @ z, dim), repeats)
         kron_mb = 4 * (kron.left.numel() + kron.right.numel()) / 2**20
-        print(f"D = {n_params:>7}, d = {dim:>4}: kronecker {1e3 * t_kron:8.3f} ms, "
-              f"dense {1e3 * t_dense:8.3f} ms "
-              f"per P z + backward; speed-up x{t_dense / t_kron:.1f}; memory {kron_mb:.2f} MiB vs "
-              f"{4 * dense.numel() / 2**20:.0f} MiB")
+        print(
+            f"D = {n_params:>7}, d = {dim:>4}: kronecker {1e3 * t_kron:8.3f} ms, "
+            f"dense {1e3 * t_dense:8.3f} ms "
+            f"per P z + backward; speed-up x{t_dense / t_kron:.1f}; memory {kron_mb:.2f} MiB vs "
+            f"{4 * dense.numel() / 2**20:.0f} MiB"
+        )
     rng = np.random.default_rng(0)
     for dim in (1000,) if args.quick else (1000, 10_000):
         symbols = rng.choice(16, size=dim, p=rng.dirichlet(np.ones(16))).tolist()
@@ -68,8 +75,9 @@ def main():
         started = time.perf_counter()
         decode_message(data, bits, dim, 16)
         decoded = time.perf_counter() - started
-        print(f"arithmetic coder, d = {dim}: encode {1e3 * encoded:.1f} ms, decode {1e3 * decoded:.1f} ms "
-              f"({bits} bits)")
+        print(
+            f"arithmetic coder, d = {dim}: encode {1e3 * encoded:.1f} ms, decode {1e3 * decoded:.1f} ms ({bits} bits)"
+        )
 
 
 if __name__ == "__main__":

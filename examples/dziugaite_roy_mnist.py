@@ -24,8 +24,9 @@ from pacbayes.stochastic import OBJECTIVES, Schedule, certify_stochastic_network
 
 
 def load_binary_mnist(split: str):
-    ds = normalise(binarise(load_dataset("mnist-embedded", split=split)), "standard",
-                   mean=MNIST_MEAN_STD[0], std=MNIST_MEAN_STD[1])
+    ds = normalise(
+        binarise(load_dataset("mnist-embedded", split=split)), "standard", mean=MNIST_MEAN_STD[0], std=MNIST_MEAN_STD[1]
+    )
     return ds.x.flatten(1), ds.labels
 
 
@@ -43,7 +44,7 @@ def train_network(x, labels, *, seed: int, epochs: int, lr: float = 0.01, batch_
     for _ in range(epochs):
         order = torch.randperm(len(labels), generator=order_gen)
         for start in range(0, len(labels), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             opt.zero_grad()
             nn.functional.binary_cross_entropy_with_logits(net(x[idx])[:, 0], labels[idx].float()).backward()
             opt.step()
@@ -53,33 +54,55 @@ def train_network(x, labels, *, seed: int, epochs: int, lr: float = 0.01, batch_
 def certify_and_test(title, net, init, x, labels, x_test, labels_test, prior_split, args) -> dict:
     started = time.perf_counter()
     cert = certify_stochastic_network(
-        net, x, labels, init_state=init, objective=args.objective, prior_split=prior_split,
-        mc_samples=args.mc_samples, seed=args.seed, fixed_mean=args.fixed_mean,
-        schedule=Schedule(epochs=args.posterior_epochs), device=args.device, quiet=args.quiet)
+        net,
+        x,
+        labels,
+        init_state=init,
+        objective=args.objective,
+        prior_split=prior_split,
+        mc_samples=args.mc_samples,
+        seed=args.seed,
+        fixed_mean=args.fixed_mean,
+        schedule=Schedule(epochs=args.posterior_epochs),
+        device=args.device,
+        quiet=args.quiet,
+    )
     certify_seconds = time.perf_counter() - started
     result, d = cert.result, cert.result.details
     test_error = cert.error(x_test, labels_test, n=args.test_samples)
     print(f"--- {title}: prior_split = {prior_split} (bound on m = {d['m']} points) ---")
     print(f"{result.name}: certified bound on the error of {result.certifies}:")
-    print(f"    bound {result.value:.4f}   (delta = {sum(result.delta.values()):.3g}; "
-          f"Dziugaite-Roy B_RE form {d['dziugaite_roy_form']:.4f})")
-    print(f"    stochastic net: train error (MC, n = {d['mc_samples']}) {d['sampled_error']:.4f}, "
-          f"test error (MC, n = {args.test_samples}) {test_error:.4f}; its mean net's train error "
-          f"{d['mean_network_error']:.4f}")
-    print(f"    KL {d['kl']:.1f} nats, lambda {d['prior_variance']:.3e} (grid j = {d['grid_index']}), "
-          f"median posterior std {d['posterior_std_median']:.3e}")
+    print(
+        f"    bound {result.value:.4f}   (delta = {sum(result.delta.values()):.3g}; "
+        f"Dziugaite-Roy B_RE form {d['dziugaite_roy_form']:.4f})"
+    )
+    print(
+        f"    stochastic net: train error (MC, n = {d['mc_samples']}) {d['sampled_error']:.4f}, "
+        f"test error (MC, n = {args.test_samples}) {test_error:.4f}; its mean net's train error "
+        f"{d['mean_network_error']:.4f}"
+    )
+    print(
+        f"    KL {d['kl']:.1f} nats, lambda {d['prior_variance']:.3e} (grid j = {d['grid_index']}), "
+        f"median posterior std {d['posterior_std_median']:.3e}"
+    )
     print(f"    prior: {d['prior']}")
-    print(f"    certification {certify_seconds:.1f} s on {d['device']}; "
-          f"{'VACUOUS' if result.value >= 0.5 else 'non-vacuous'} (chance = 0.5)", flush=True)
+    print(
+        f"    certification {certify_seconds:.1f} s on {d['device']}; "
+        f"{'VACUOUS' if result.value >= 0.5 else 'non-vacuous'} (chance = 0.5)",
+        flush=True,
+    )
     return {"bound": result.value, "test_error": test_error, "certify_seconds": certify_seconds, "result": result}
 
 
 def run_labels(title, x, labels, x_test, labels_test, prior_splits, args) -> dict:
     """Train the network on (x, labels), then certify it once per prior split."""
     net, init, train_seconds = train_network(x, labels, seed=args.seed, epochs=args.train_epochs)
-    print(f"=== {title}: {sum(p.numel() for p in net.parameters())} parameters; trained net train error "
-          f"{zero_one_error(net, x, labels):.4f}, test error {zero_one_error(net, x_test, labels_test):.4f} "
-          f"({train_seconds:.1f} s of SGD) ===", flush=True)
+    print(
+        f"=== {title}: {sum(p.numel() for p in net.parameters())} parameters; trained net train error "
+        f"{zero_one_error(net, x, labels):.4f}, test error {zero_one_error(net, x_test, labels_test):.4f} "
+        f"({train_seconds:.1f} s of SGD) ===",
+        flush=True,
+    )
     runs = {}
     for split in prior_splits:
         run = certify_and_test(title, net, init, x, labels, x_test, labels_test, split, args)
@@ -94,15 +117,22 @@ def parse(argv=None):
     parser.add_argument("--posterior-epochs", type=int, default=100)
     parser.add_argument("--mc-samples", type=int, default=1000)
     parser.add_argument("--test-samples", type=int, default=100)
-    parser.add_argument("--prior-splits", type=float, nargs="+", default=[0.0, 0.5],
-                        help="certify once per value (0: prior at the init weights; > 0: PBB data-dependent)")
+    parser.add_argument(
+        "--prior-splits",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.5],
+        help="certify once per value (0: prior at the init weights; > 0: PBB data-dependent)",
+    )
     parser.add_argument("--fixed-mean", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1 is fastest on a loaded 2-core machine)")
-    parser.add_argument("--skip-random", action="store_true",
-                        help="skip the random-label run (it uses the last prior split)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core machine)"
+    )
+    parser.add_argument(
+        "--skip-random", action="store_true", help="skip the random-label run (it uses the last prior split)"
+    )
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
@@ -115,8 +145,11 @@ def main(argv=None) -> dict:
     runs = run_labels("binary MNIST, true labels", x, labels, x_test, labels_test, args.prior_splits, args)
     if not args.skip_random:
         noise = torch.randint(0, 2, labels.shape, generator=torch.Generator().manual_seed(args.seed + 1))
-        runs.update(run_labels("binary MNIST, random training labels", x, noise, x_test, labels_test,
-                               args.prior_splits[-1:], args))
+        runs.update(
+            run_labels(
+                "binary MNIST, random training labels", x, noise, x_test, labels_test, args.prior_splits[-1:], args
+            )
+        )
     return runs
 
 

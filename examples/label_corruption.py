@@ -39,18 +39,25 @@ def run(m: int, seed: int, quiet: bool):
         train_to_zero_error(model, corrupted_train, seed=seed, max_epochs=1000, quiet=quiet)
         report = certify(model, train, test, options)
         values = {b.name: b.value for b in report.bounds}
-        rows.append({"corruption": fraction, "test_error": report.test_error,
-                     "test_error_corrupted_labels": report.baselines.get("test_error_corrupted_labels",
-                                                                         report.test_error),
-                     "bound_certified": values["marginal-certified"], "bound_ep": values["marginal-ep"],
-                     "bound_certified_clean": values.get("marginal-certified-clean-labels",
-                                                         values["marginal-certified"]),
-                     "log_evidence_certified": report.bounds[1].log_evidence,
-                     "log_evidence_ep": report.bounds[0].log_evidence})
-        print(f"c = {fraction:.2f}: test error {report.test_error:.4f} (corrupted labels "
-              f"{rows[-1]['test_error_corrupted_labels']:.4f}), ln P(S) EP {rows[-1]['log_evidence_ep']:.1f} "
-              f"certified {rows[-1]['log_evidence_certified']:.1f}, bound EP {values['marginal-ep']:.4f} "
-              f"certified {values['marginal-certified']:.4f}", flush=True)
+        rows.append(
+            {
+                "corruption": fraction,
+                "test_error": report.test_error,
+                "test_error_corrupted_labels": report.baselines.get("test_error_corrupted_labels", report.test_error),
+                "bound_certified": values["marginal-certified"],
+                "bound_ep": values["marginal-ep"],
+                "bound_certified_clean": values.get("marginal-certified-clean-labels", values["marginal-certified"]),
+                "log_evidence_certified": report.bounds[1].log_evidence,
+                "log_evidence_ep": report.bounds[0].log_evidence,
+            }
+        )
+        print(
+            f"c = {fraction:.2f}: test error {report.test_error:.4f} (corrupted labels "
+            f"{rows[-1]['test_error_corrupted_labels']:.4f}), ln P(S) EP {rows[-1]['log_evidence_ep']:.1f} "
+            f"certified {rows[-1]['log_evidence_certified']:.1f}, bound EP {values['marginal-ep']:.4f} "
+            f"certified {values['marginal-certified']:.4f}",
+            flush=True,
+        )
     return rows
 
 

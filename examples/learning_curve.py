@@ -46,18 +46,30 @@ def run(sizes, seed: int, delta: float, quiet: bool):
         model = demo_network()
         initial_weights = {name: value.clone() for name, value in model.state_dict().items()}
         epochs = train_to_zero_error(model, train, seed=seed, quiet=quiet)
-        options = CertifyOptions(bounds=families, delta=delta, seed=seed, quiet=quiet,
-                                 dziugaite_roy=DziugaiteRoySettings(init_state=initial_weights),
-                                 subspace=SubspaceSettings(dim=SUBSPACE_DIM))
+        options = CertifyOptions(
+            bounds=families,
+            delta=delta,
+            seed=seed,
+            quiet=quiet,
+            dziugaite_roy=DziugaiteRoySettings(init_state=initial_weights),
+            subspace=SubspaceSettings(dim=SUBSPACE_DIM),
+        )
         report = certify(model, train, test, options)
-        row = {"m": m, "epochs": epochs, "test_error": report.test_error,
-               "holdout_bound": report.baselines["holdout_bound"],
-               "bounds": {b.name: {"value": b.value, "certified": b.certified} for b in report.bounds},
-               "seconds": time.perf_counter() - started}
+        row = {
+            "m": m,
+            "epochs": epochs,
+            "test_error": report.test_error,
+            "holdout_bound": report.baselines["holdout_bound"],
+            "bounds": {b.name: {"value": b.value, "certified": b.certified} for b in report.bounds},
+            "seconds": time.perf_counter() - started,
+        }
         rows.append(row)
         cells = ", ".join(f"{name} {b['value']:.4f}" for name, b in row["bounds"].items())
-        print(f"m = {m:>5}: test error {row['test_error']:.4f}, {cells}, hold-out {row['holdout_bound']:.4f} "
-              f"({epochs} epochs, {row['seconds']:.0f} s)", flush=True)
+        print(
+            f"m = {m:>5}: test error {row['test_error']:.4f}, {cells}, hold-out {row['holdout_bound']:.4f} "
+            f"({epochs} epochs, {row['seconds']:.0f} s)",
+            flush=True,
+        )
     return rows
 
 
@@ -66,8 +78,12 @@ def plot(rows, delta: float, path: str) -> None:
     figure, ax = plt.subplots(figsize=(6.8, 4.4))
     for name in rows[0]["bounds"]:
         kind = "certified" if rows[0]["bounds"][name]["certified"] else "estimate"
-        ax.plot(sizes, [r["bounds"][name]["value"] for r in rows], "o-" if kind == "certified" else "s--",
-                label=f"{name} ({kind})")
+        ax.plot(
+            sizes,
+            [r["bounds"][name]["value"] for r in rows],
+            "o-" if kind == "certified" else "s--",
+            label=f"{name} ({kind})",
+        )
     ax.plot(sizes, [r["test_error"] for r in rows], "^-", color="black", label="test error")
     ax.plot(sizes, [r["holdout_bound"] for r in rows], ":", color="grey", label="hold-out bound (5,000 test images)")
     ax.set_xscale("log")

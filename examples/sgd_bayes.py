@@ -48,7 +48,7 @@ SIGMA_W, SIGMA_B = 1.0, 0.1
 
 
 def boolean_inputs(n: int = N_INPUTS) -> torch.Tensor:
-    index = torch.arange(2 ** n)
+    index = torch.arange(2**n)
     return ((index[:, None] >> torch.arange(n - 1, -1, -1)) & 1).to(torch.float32)
 
 
@@ -75,9 +75,9 @@ def logits(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     h, offset = x.expand(theta.shape[0], -1, -1), 0
     shapes = layer_shapes()
     for layer, (fan_in, fan_out) in enumerate(shapes):
-        weight = theta[:, offset:offset + fan_in * fan_out].reshape(-1, fan_in, fan_out)
+        weight = theta[:, offset : offset + fan_in * fan_out].reshape(-1, fan_in, fan_out)
         offset += fan_in * fan_out
-        bias = theta[:, offset:offset + fan_out].unsqueeze(1)
+        bias = theta[:, offset : offset + fan_out].unsqueeze(1)
         offset += fan_out
         h = torch.baddbmm(bias, h, weight)
         if layer < len(shapes) - 1:
@@ -114,8 +114,9 @@ def rejection_samples(x_train, y_train, draws: int, generator, chunk: int = 20_0
     return torch.cat(kept)
 
 
-def elliptical_slice_chains(start: torch.Tensor, x_train, y_train, steps: int, generator,
-                            max_shrinks: int = 200) -> list:
+def elliptical_slice_chains(
+    start: torch.Tensor, x_train, y_train, steps: int, generator, max_shrinks: int = 200
+) -> list:
     """Run one elliptical slice sampler per row of ``start`` (which must fit S); states after each step.
 
     Whitened coordinates u = theta / scales ~ N(0, I). For the indicator likelihood every proposal
@@ -146,14 +147,14 @@ def elliptical_slice_chains(start: torch.Tensor, x_train, y_train, steps: int, g
                 low[rejected] = torch.where(negative, phi[rejected], low[rejected])
                 high[rejected] = torch.where(negative, high[rejected], phi[rejected])
                 phi[rejected] = low[rejected] + torch.rand(rejected.numel(), generator=generator) * (
-                    high[rejected] - low[rejected])
-            u = new          # a chain still pending after max_shrinks keeps its state (phi -> 0)
+                    high[rejected] - low[rejected]
+                )
+            u = new  # a chain still pending after max_shrinks keeps its state (phi -> 0)
             states.append(u * scales)
     return states
 
 
-def sgd_solutions(x_train, y_train, runs: int, generator, *, lr: float, batch: int,
-                  max_steps: int) -> torch.Tensor:
+def sgd_solutions(x_train, y_train, runs: int, generator, *, lr: float, batch: int, max_steps: int) -> torch.Tensor:
     """Train ``runs`` networks from the prior until each fits S; return those that did.
 
     Each network draws its own minibatches of ``batch`` training points and takes Adam steps
@@ -170,19 +171,21 @@ def sgd_solutions(x_train, y_train, runs: int, generator, *, lr: float, batch: i
         if not active.any():
             break
         index = torch.rand(runs, m, generator=generator).argsort(dim=1)[:, :batch]
-        out = logits(theta, x_train)                       # (runs, m); the loss sees each net's minibatch
+        out = logits(theta, x_train)  # (runs, m); the loss sees each net's minibatch
         chosen = torch.zeros_like(out).scatter_(1, index, 1.0)
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits(
-            out, targets.expand_as(out), reduction="none") * chosen).sum() / batch
-        grad, = torch.autograd.grad(loss, theta)
+        loss = (
+            torch.nn.functional.binary_cross_entropy_with_logits(out, targets.expand_as(out), reduction="none") * chosen
+        ).sum() / batch
+        (grad,) = torch.autograd.grad(loss, theta)
         with torch.no_grad():
             first.mul_(0.9).add_(0.1 * grad)
             second.mul_(0.999).add_(0.001 * grad * grad)
-            update = (first / (1 - 0.9 ** step)) / ((second / (1 - 0.999 ** step)).sqrt() + 1e-8)
+            update = (first / (1 - 0.9**step)) / ((second / (1 - 0.999**step)).sqrt() + 1e-8)
             theta -= lr * update * active[:, None]
             active &= ~fits(theta, x_train, y_train)
     with torch.no_grad():
         return theta.detach()[fits(theta.detach(), x_train, y_train)]
+
 
 def ep_conditional_log10(keys: list, x_all, train_index, test_index, y_train) -> dict:
     """log10 P(f|S) under the NNGP prior: [ln P(S u T labelled f) - ln P(S)] / ln 10, both by EP."""
@@ -191,10 +194,10 @@ def ep_conditional_log10(keys: list, x_all, train_index, test_index, y_train) ->
     order = torch.cat([train_index, test_index])
     K_all = K[order][:, order]
     train_signs = y_train.to(torch.float64) * 2 - 1
-    log_train = ep_log_evidence(K_all[:len(train_index), :len(train_index)], train_signs).log_evidence
+    log_train = ep_log_evidence(K_all[: len(train_index), : len(train_index)], train_signs).log_evidence
     result = {}
     for key in keys:
-        bits = np.unpackbits(np.frombuffer(key, dtype=np.uint8))[:len(test_index)]
+        bits = np.unpackbits(np.frombuffer(key, dtype=np.uint8))[: len(test_index)]
         signs = torch.cat([train_signs, torch.tensor(bits, dtype=torch.float64) * 2 - 1])
         result[key] = (ep_log_evidence(K_all, signs).log_evidence - log_train) / math.log(10)
     return result, log_train
@@ -216,14 +219,15 @@ def run(args):
     generator = torch.Generator().manual_seed(args.seed)
     x_all = boolean_inputs()
     y_all = target_function(x_all)
-    permutation = torch.randperm(2 ** N_INPUTS, generator=generator)
-    train_index, test_index = permutation[:args.m].sort().values, permutation[args.m:].sort().values
+    permutation = torch.randperm(2**N_INPUTS, generator=generator)
+    train_index, test_index = permutation[: args.m].sort().values, permutation[args.m :].sort().values
     x_train, y_train, x_test = x_all[train_index], y_all[train_index], x_all[test_index]
     seconds = {}
 
     started = time.perf_counter()
-    sgd = sgd_solutions(x_train, y_train, args.sgd_runs, generator, lr=args.lr, batch=args.batch,
-                        max_steps=args.max_steps)
+    sgd = sgd_solutions(
+        x_train, y_train, args.sgd_runs, generator, lr=args.lr, batch=args.batch, max_steps=args.max_steps
+    )
     p_sgd = count_functions(function_keys(sgd, x_test))
     seconds["sgd"] = time.perf_counter() - started
 
@@ -240,40 +244,62 @@ def run(args):
     starts = pool[torch.randint(len(pool), (args.chains,), generator=generator)]
     burn = 0 if exact_start else args.ess_burn
     states = elliptical_slice_chains(starts, x_train, y_train, burn + args.ess_steps, generator)
-    kept = torch.cat(states[burn + args.ess_thin - 1::args.ess_thin])
+    kept = torch.cat(states[burn + args.ess_thin - 1 :: args.ess_thin])
     p_ess = count_functions(function_keys(kept, x_test))
-    moved = float((function_keys(states[burn - 1] if burn else starts, x_test)
-                   != function_keys(states[-1], x_test)).any(axis=1).mean())
+    moved = float(
+        (function_keys(states[burn - 1] if burn else starts, x_test) != function_keys(states[-1], x_test))
+        .any(axis=1)
+        .mean()
+    )
     seconds["ess"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    ranked = sorted(p_sgd, key=p_sgd.get, reverse=True)[:args.ep_functions]
+    ranked = sorted(p_sgd, key=p_sgd.get, reverse=True)[: args.ep_functions]
     p_ep, log_evidence_train = ep_conditional_log10(ranked, x_all, train_index, test_index, y_train)
     seconds["ep"] = time.perf_counter() - started
-    return {"sgd": p_sgd, "rejection": p_rejection, "ess": p_ess, "ep": p_ep, "seconds": seconds,
-            "sgd_converged": len(sgd), "accepted": len(accepted), "log_evidence_train_ep": log_evidence_train,
-            "ess_start": "rejection samples" if exact_start else f"SGD solutions, burn-in {burn}",
-            "ess_moved": moved}
+    return {
+        "sgd": p_sgd,
+        "rejection": p_rejection,
+        "ess": p_ess,
+        "ep": p_ep,
+        "seconds": seconds,
+        "sgd_converged": len(sgd),
+        "accepted": len(accepted),
+        "log_evidence_train_ep": log_evidence_train,
+        "ess_start": "rejection samples" if exact_start else f"SGD solutions, burn-in {burn}",
+        "ess_moved": moved,
+    }
 
 
 def report(result, args):
     sgd = log10_frequencies(result["sgd"])
     frequent = {k for k, c in result["sgd"].items() if c >= args.min_count}
-    estimates = {"rejection": log10_frequencies(result["rejection"]), "ess": log10_frequencies(result["ess"]),
-                 "ep": result["ep"]}
-    print(f"7-bit task, target x1 OR (x2 AND x3), m = {args.m} training inputs, {2 ** N_INPUTS - args.m} test inputs")
-    print(f"  SGD: {result['sgd_converged']} of {args.sgd_runs} runs reached zero training error; "
-          f"{len(result['sgd'])} distinct functions")
-    print(f"  rejection: {result['accepted']} of {args.rejection:,} prior draws fit S "
-          f"(P(S) ~ {result['accepted'] / args.rejection:.2e}; NNGP/EP: ln P(S) = "
-          f"{result['log_evidence_train_ep']:.3f}, P(S) = {math.exp(result['log_evidence_train_ep']):.2e}); "
-          f"{len(result['rejection'])} distinct functions")
-    print(f"  elliptical slice: {args.chains} chains x {args.ess_steps} kept steps, thinned by {args.ess_thin}, "
-          f"started at {result['ess_start']}; {len(result['ess'])} distinct functions; "
-          f"{result['ess_moved']:.0%} of chains changed function over the kept steps")
+    estimates = {
+        "rejection": log10_frequencies(result["rejection"]),
+        "ess": log10_frequencies(result["ess"]),
+        "ep": result["ep"],
+    }
+    print(f"7-bit task, target x1 OR (x2 AND x3), m = {args.m} training inputs, {2**N_INPUTS - args.m} test inputs")
+    print(
+        f"  SGD: {result['sgd_converged']} of {args.sgd_runs} runs reached zero training error; "
+        f"{len(result['sgd'])} distinct functions"
+    )
+    print(
+        f"  rejection: {result['accepted']} of {args.rejection:,} prior draws fit S "
+        f"(P(S) ~ {result['accepted'] / args.rejection:.2e}; NNGP/EP: ln P(S) = "
+        f"{result['log_evidence_train_ep']:.3f}, P(S) = {math.exp(result['log_evidence_train_ep']):.2e}); "
+        f"{len(result['rejection'])} distinct functions"
+    )
+    print(
+        f"  elliptical slice: {args.chains} chains x {args.ess_steps} kept steps, thinned by {args.ess_thin}, "
+        f"started at {result['ess_start']}; {len(result['ess'])} distinct functions; "
+        f"{result['ess_moved']:.0%} of chains changed function over the kept steps"
+    )
     print(f"  NNGP/EP: P(f|S) for the {len(result['ep'])} most frequent SGD functions")
-    print(f"\n  Pearson correlation of log10 P_SGD(f|S) with log10 P_B(f|S) "
-          f"(functions found by SGD at least {args.min_count} times and by the estimator):")
+    print(
+        f"\n  Pearson correlation of log10 P_SGD(f|S) with log10 P_B(f|S) "
+        f"(functions found by SGD at least {args.min_count} times and by the estimator):"
+    )
     correlations = {}
     for name, values in estimates.items():
         r, count = correlation(sgd, values, frequent)
@@ -281,8 +307,9 @@ def report(result, args):
         print(f"    {name:<10} r = {r:6.3f} over {count} functions")
     print("\n  the 8 most frequent SGD functions: P_SGD, P_B rejection, P_B ESS, P_B EP")
     for key in sorted(result["sgd"], key=result["sgd"].get, reverse=True)[:8]:
-        cells = [10 ** sgd[key]] + [10 ** estimates[n][key] if key in estimates[n] else float("nan")
-                                    for n in ("rejection", "ess", "ep")]
+        cells = [10 ** sgd[key]] + [
+            10 ** estimates[n][key] if key in estimates[n] else float("nan") for n in ("rejection", "ess", "ep")
+        ]
         print("    " + "  ".join(f"{v:9.2e}" for v in cells))
     print("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result["seconds"].items()))
     return sgd, estimates, correlations
@@ -290,8 +317,11 @@ def report(result, args):
 
 def plot(sgd, estimates, correlations, out, args):
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.8))
-    titles = {"rejection": "P_B by rejection sampling", "ess": "P_B by elliptical slice sampling",
-              "ep": "P_B by NNGP + EP"}
+    titles = {
+        "rejection": "P_B by rejection sampling",
+        "ess": "P_B by elliptical slice sampling",
+        "ep": "P_B by NNGP + EP",
+    }
     for ax, (name, values) in zip(axes, estimates.items()):
         keys = [k for k in sgd if k in values]
         if keys:
@@ -300,8 +330,14 @@ def plot(sgd, estimates, correlations, out, args):
             low = min(xs.min(), ys.min())
             ax.plot([low, 1], [low, 1], color="grey", lw=0.8, ls="--")
         else:
-            ax.text(0.5, 0.5, "no function found by both\n(rejection: no prior draw fit S)", ha="center",
-                    va="center", transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "no function found by both\n(rejection: no prior draw fit S)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"P_B(f|S) ({name})")
@@ -323,8 +359,12 @@ def main():
     parser.add_argument("--rejection", type=int, default=200_000, help="prior draws for rejection sampling")
     parser.add_argument("--chains", type=int, default=400)
     parser.add_argument("--ess-steps", type=int, default=100)
-    parser.add_argument("--ess-burn", type=int, default=60,
-                        help="steps discarded when chains start at SGD solutions (none from rejection samples)")
+    parser.add_argument(
+        "--ess-burn",
+        type=int,
+        default=60,
+        help="steps discarded when chains start at SGD solutions (none from rejection samples)",
+    )
     parser.add_argument("--ess-thin", type=int, default=5)
     parser.add_argument("--ep-functions", type=int, default=100)
     parser.add_argument("--min-count", type=int, default=2)

@@ -42,22 +42,36 @@ import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 ARCHITECTURES = {"perceptron": 0, "relu-1-hidden": 1, "relu-2-hidden": 2}
-TWO_INPUT_NAMES = {0b0000: "FALSE", 0b1000: "AND", 0b0100: "x1 AND NOT x2", 0b1100: "x1",
-                   0b0010: "NOT x1 AND x2", 0b1010: "x2", 0b0110: "XOR", 0b1110: "OR",
-                   0b0001: "NOR", 0b1001: "XNOR", 0b0101: "NOT x2", 0b1101: "x1 OR NOT x2",
-                   0b0011: "NOT x1", 0b1011: "NOT x1 OR x2", 0b0111: "NAND", 0b1111: "TRUE"}
+TWO_INPUT_NAMES = {
+    0b0000: "FALSE",
+    0b1000: "AND",
+    0b0100: "x1 AND NOT x2",
+    0b1100: "x1",
+    0b0010: "NOT x1 AND x2",
+    0b1010: "x2",
+    0b0110: "XOR",
+    0b1110: "OR",
+    0b0001: "NOR",
+    0b1001: "XNOR",
+    0b0101: "NOT x2",
+    0b1101: "x1 OR NOT x2",
+    0b0011: "NOT x1",
+    0b1011: "NOT x1 OR x2",
+    0b0111: "NAND",
+    0b1111: "TRUE",
+}
 
 
 # ---------------------------------------------------------------- truth tables and complexity
 def boolean_inputs(n: int) -> np.ndarray:
     """All 2^n inputs in {0,1}^n as rows, row i = the binary digits of i (x_1 most significant)."""
-    index = np.arange(2 ** n)
+    index = np.arange(2**n)
     return ((index[:, None] >> np.arange(n - 1, -1, -1)) & 1).astype(np.float64)
 
 
 def truth_table(code: int, n: int) -> str:
     """The output bits f(x_0) f(x_1) ... of the function whose bit i is f(input i)."""
-    return "".join(str((code >> i) & 1) for i in range(2 ** n))
+    return "".join(str((code >> i) & 1) for i in range(2**n))
 
 
 def lz76_words(s: str) -> int:
@@ -69,7 +83,7 @@ def lz76_words(s: str) -> int:
     n = len(s)
     if n <= 1:
         return n
-    words, start = 1, 1          # the first symbol is always a word of its own
+    words, start = 1, 1  # the first symbol is always a word of its own
     while start < n:
         longest, source = 0, 0
         while source < start:
@@ -105,7 +119,7 @@ def minimal_formula_sizes(n: int) -> np.ndarray:
     AND / OR of a level-i and a level-(k - i) function. Every smallest formula of size k >= 2 has
     such a split at its root, so the first level that reaches a function is its exact size.
     """
-    points, functions = 2 ** n, 2 ** 2 ** n
+    points, functions = 2**n, 2**2**n
     full = functions - 1
     inputs = boolean_inputs(n).astype(np.int64)
     literals = []
@@ -123,7 +137,7 @@ def minimal_formula_sizes(n: int) -> np.ndarray:
             left, right = levels[i], levels[k - i]
             chunk = max(1, 4_000_000 // max(len(right), 1))
             for start in range(0, len(left), chunk):
-                block = left[start:start + chunk, None]
+                block = left[start : start + chunk, None]
                 for combined in (block & right[None, :], block | right[None, :]):
                     combined = combined.ravel()
                     combined = combined[size[combined] < 0]
@@ -185,9 +199,17 @@ def exact_perceptron_probabilities(sigma_w: float = 1.0, sigma_b: float = 1.0) -
 
 
 # ---------------------------------------------------------------- sampling random networks
-def sample_function_counts(n: int, hidden_layers: int, samples: int, *, width: int = 40,
-                           sigma_w: float = 1.0, sigma_b: float = 1.0, seed: int = 0,
-                           chunk: int = 50_000) -> np.ndarray:
+def sample_function_counts(
+    n: int,
+    hidden_layers: int,
+    samples: int,
+    *,
+    width: int = 40,
+    sigma_w: float = 1.0,
+    sigma_b: float = 1.0,
+    seed: int = 0,
+    chunk: int = 50_000,
+) -> np.ndarray:
     """Counts of each of the 2^(2^n) functions over ``samples`` random networks (seeded).
 
     Many networks at once: the weights of a chunk of networks are one batched tensor, and the
@@ -196,8 +218,8 @@ def sample_function_counts(n: int, hidden_layers: int, samples: int, *, width: i
     """
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.tensor(boolean_inputs(n), dtype=torch.float32)
-    powers = (2 ** torch.arange(2 ** n, dtype=torch.int64))
-    counts = np.zeros(2 ** 2 ** n, dtype=np.int64)
+    powers = 2 ** torch.arange(2**n, dtype=torch.int64)
+    counts = np.zeros(2**2**n, dtype=np.int64)
     done = 0
     while done < samples:
         batch = min(chunk, samples - done)
@@ -206,7 +228,7 @@ def sample_function_counts(n: int, hidden_layers: int, samples: int, *, width: i
             out = 1 if layer == hidden_layers else width
             weight = torch.randn(batch, fan_in, out, generator=generator) * (sigma_w / math.sqrt(fan_in))
             bias = torch.randn(batch, 1, out, generator=generator) * sigma_b
-            if layer == 0:   # shared inputs: one matrix product for the whole chunk
+            if layer == 0:  # shared inputs: one matrix product for the whole chunk
                 h = (inputs @ weight.permute(1, 0, 2).reshape(n, -1)).reshape(-1, batch, out).transpose(0, 1) + bias
             else:
                 h = torch.baddbmm(bias, h, weight)
@@ -221,11 +243,13 @@ def sample_function_counts(n: int, hidden_layers: int, samples: int, *, width: i
 
 # ---------------------------------------------------------------- the experiment
 def complexity_table(n: int):
-    codes = np.arange(2 ** 2 ** n)
+    codes = np.arange(2**2**n)
     tables = [truth_table(int(c), n) for c in codes]
-    return {"lz": np.array([lz_complexity(t) for t in tables]),
-            "entropy": np.array([table_entropy(t) for t in tables]),
-            "formula": minimal_formula_sizes(n).astype(np.float64)}
+    return {
+        "lz": np.array([lz_complexity(t) for t in tables]),
+        "entropy": np.array([table_entropy(t) for t in tables]),
+        "formula": minimal_formula_sizes(n).astype(np.float64),
+    }
 
 
 def run(samples: int, width: int, seed: int):
@@ -237,43 +261,54 @@ def run(samples: int, width: int, seed: int):
         for name, depth in ARCHITECTURES.items():
             counts = sample_function_counts(n, depth, samples, width=width, seed=seed + 100 * n + depth)
             probabilities[name] = counts / samples
-        results[n] = {"measures": measures, "probabilities": probabilities,
-                      "seconds": time.perf_counter() - started}
+        results[n] = {"measures": measures, "probabilities": probabilities, "seconds": time.perf_counter() - started}
     return results
 
 
 def print_two_input_table(results, exact):
     measures, probabilities = results[2]["measures"], results[2]["probabilities"]
     print("n = 2: the 16 functions (truth table f(00) f(01) f(10) f(11))")
-    print(f"  {'function':<14} {'table':<6} {'P exact':>9} {'P sampled':>10} "
-          f"{'P 1-hidden':>10} {'P 2-hidden':>10} {'C_LZ':>5} {'H':>5} {'formula':>7}")
+    print(
+        f"  {'function':<14} {'table':<6} {'P exact':>9} {'P sampled':>10} "
+        f"{'P 1-hidden':>10} {'P 2-hidden':>10} {'C_LZ':>5} {'H':>5} {'formula':>7}"
+    )
     for code in np.argsort(-exact, kind="stable"):
-        print(f"  {TWO_INPUT_NAMES[code]:<14} {truth_table(code, 2):<6} {exact[code]:>9.5f} "
-              f"{probabilities['perceptron'][code]:>10.5f} {probabilities['relu-1-hidden'][code]:>10.5f} "
-              f"{probabilities['relu-2-hidden'][code]:>10.5f} {measures['lz'][code]:>5.1f} "
-              f"{measures['entropy'][code]:>5.2f} {int(measures['formula'][code]):>7d}")
+        print(
+            f"  {TWO_INPUT_NAMES[code]:<14} {truth_table(code, 2):<6} {exact[code]:>9.5f} "
+            f"{probabilities['perceptron'][code]:>10.5f} {probabilities['relu-1-hidden'][code]:>10.5f} "
+            f"{probabilities['relu-2-hidden'][code]:>10.5f} {measures['lz'][code]:>5.1f} "
+            f"{measures['entropy'][code]:>5.2f} {int(measures['formula'][code]):>7d}"
+        )
 
 
 def print_summary(results, samples):
-    print(f"\nSpearman rank correlation of P(f) with complexity over the functions seen "
-          f"({samples:,} networks per architecture):")
-    print(f"  {'n':>2} {'architecture':<14} {'seen':>6} {'LZ':>7} {'entropy':>8} {'formula':>8} "
-          f"{'max P':>8} {'argmax table':>17}")
+    print(
+        f"\nSpearman rank correlation of P(f) with complexity over the functions seen "
+        f"({samples:,} networks per architecture):"
+    )
+    print(
+        f"  {'n':>2} {'architecture':<14} {'seen':>6} {'LZ':>7} {'entropy':>8} {'formula':>8} "
+        f"{'max P':>8} {'argmax table':>17}"
+    )
     for n, block in results.items():
         for name, p in block["probabilities"].items():
             seen = p > 0
             rho = {key: spearmanr(p[seen], values[seen]).statistic for key, values in block["measures"].items()}
             best = int(np.argmax(p))
-            print(f"  {n:>2} {name:<14} {int(seen.sum()):>6} {rho['lz']:>7.3f} {rho['entropy']:>8.3f} "
-                  f"{rho['formula']:>8.3f} {p[best]:>8.4f} {truth_table(best, n):>17}")
+            print(
+                f"  {n:>2} {name:<14} {int(seen.sum()):>6} {rho['lz']:>7.3f} {rho['entropy']:>8.3f} "
+                f"{rho['formula']:>8.3f} {p[best]:>8.4f} {truth_table(best, n):>17}"
+            )
     print("\nmean log10 P(f) by minimal formula size (n = 4, relu-1-hidden; functions seen only):")
     p, size = results[4]["probabilities"]["relu-1-hidden"], results[4]["measures"]["formula"]
     for k in np.unique(size):
         mask = (size == k) & (p > 0)
         total = int((size == k).sum())
         if mask.any():
-            print(f"  size {int(k):>2}: {int(mask.sum()):>5} of {total:>5} seen, "
-                  f"mean log10 P = {np.log10(p[mask]).mean():7.2f}, total P = {p[size == k].sum():.4f}")
+            print(
+                f"  size {int(k):>2}: {int(mask.sum()):>5} of {total:>5} seen, "
+                f"mean log10 P = {np.log10(p[mask]).mean():7.2f}, total P = {p[size == k].sum():.4f}"
+            )
         else:
             print(f"  size {int(k):>2}:     0 of {total:>5} seen")
 
@@ -282,25 +317,34 @@ def plot(results, exact, out: str, samples: int):
     markers = {"perceptron": "o", "relu-1-hidden": "s", "relu-2-hidden": "^"}
     figure, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     for column, (n, block) in enumerate(results.items()):
-        for row, (key, label) in enumerate((("lz", "Lempel-Ziv complexity C_LZ"),
-                                            ("formula", "minimal {AND,OR,NOT} formula size (leaves)"))):
+        for row, (key, label) in enumerate(
+            (("lz", "Lempel-Ziv complexity C_LZ"), ("formula", "minimal {AND,OR,NOT} formula size (leaves)"))
+        ):
             ax = axes[row, column]
             for name, p in block["probabilities"].items():
                 seen = p > 0
                 jitter = 0.08 * (list(markers).index(name) - 1)
-                ax.scatter(block["measures"][key][seen] + jitter, p[seen], s=8, alpha=0.35,
-                           marker=markers[name], label=name)
+                ax.scatter(
+                    block["measures"][key][seen] + jitter, p[seen], s=8, alpha=0.35, marker=markers[name], label=name
+                )
             if n == 2:
-                ax.scatter(block["measures"][key][exact > 0], exact[exact > 0], s=60, marker="x",
-                           color="black", label="perceptron, exact")
+                ax.scatter(
+                    block["measures"][key][exact > 0],
+                    exact[exact > 0],
+                    s=60,
+                    marker="x",
+                    color="black",
+                    label="perceptron, exact",
+                )
             ax.set_yscale("log")
             ax.set_xlabel(label)
             ax.set_ylabel("P(f)")
-            ax.set_title(f"n = {n} ({2 ** 2 ** n:,} functions)")
+            ax.set_title(f"n = {n} ({2**2**n:,} functions)")
             ax.axhline(1.0 / samples, color="grey", lw=0.5, ls=":")
     axes[0, 0].legend(fontsize=8)
-    figure.suptitle(f"Simplicity bias: P(f) of random networks on all 2^n Boolean inputs vs complexity "
-                    f"({samples:,} samples each)")
+    figure.suptitle(
+        f"Simplicity bias: P(f) of random networks on all 2^n Boolean inputs vs complexity ({samples:,} samples each)"
+    )
     figure.tight_layout()
     figure.savefig(out, dpi=110)
 

@@ -22,9 +22,15 @@ from pacbayes.subspace import save_subspace_model, subspace_bound, train_subspac
 
 def small_cnn(outputs: int) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 16, 5, stride=2), nn.ReLU(),
-        nn.Conv2d(16, 32, 5, stride=2), nn.ReLU(),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, outputs))
+        nn.Conv2d(1, 16, 5, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 5, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 64),
+        nn.ReLU(),
+        nn.Linear(64, outputs),
+    )
 
 
 def main():
@@ -46,22 +52,25 @@ def main():
         train, test = binarise(train), binarise(test)
     net = small_cnn(1 if args.binary else 10)
     started = time.perf_counter()
-    compressed = train_subspace_model(net, train.x, train.labels, dim=args.dim, seed=args.seed,
-                                      epochs=args.epochs, quiet=args.quiet)
+    compressed = train_subspace_model(
+        net, train.x, train.labels, dim=args.dim, seed=args.seed, epochs=args.epochs, quiet=args.quiet
+    )
     trained = time.perf_counter() - started
-    result = subspace_bound(compressed, train.x, train.labels, delta=args.delta,
-                            test=(test.x, test.labels))[0]
+    result = subspace_bound(compressed, train.x, train.labels, delta=args.delta, test=(test.x, test.labels))[0]
     if args.save:
         save_subspace_model(compressed, args.save)
     d = result.details
-    print(f"task: {'binary 0-4 vs 5-9' if args.binary else '10 classes'}, m = {d['m']}, "
-          f"D = {d['n_params']} parameters, d = {d['d']}, {d['levels']} levels ({d['quantisation']})")
-    print(f"message: {d['code_bits']} bits, KL = {d['kl_nats']:.1f} nats, "
-          f"{d['configurations']} configurations tried")
+    print(
+        f"task: {'binary 0-4 vs 5-9' if args.binary else '10 classes'}, m = {d['m']}, "
+        f"D = {d['n_params']} parameters, d = {d['d']}, {d['levels']} levels ({d['quantisation']})"
+    )
+    print(f"message: {d['code_bits']} bits, KL = {d['kl_nats']:.1f} nats, {d['configurations']} configurations tried")
     print(f"train error of the decoded model: {d['train_error']:.4f}")
     print(f"test error of the decoded model:  {d['test_error']:.4f}")
-    print(f"certified bound on its error:     {result.value:.4f}  (delta = {args.delta}, "
-          f"best form {d['best_form']}: " + ", ".join(f"{k} {v:.4f}" for k, v in d["forms"].items()) + ")")
+    print(
+        f"certified bound on its error:     {result.value:.4f}  (delta = {args.delta}, "
+        f"best form {d['best_form']}: " + ", ".join(f"{k} {v:.4f}" for k, v in d["forms"].items()) + ")"
+    )
     print(f"training + compression took {trained:.1f} s; decoding check: {d['decoding_check']}")
 
 

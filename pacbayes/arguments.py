@@ -44,8 +44,7 @@ def integer(value, name: str, *, minimum=None, optional: bool = False):
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputError(f"{name} must be an integer{' or None' if optional else ''}, "
-                         f"got {value!r} ({_kind(value)})")
+        raise InputError(f"{name} must be an integer{' or None' if optional else ''}, got {value!r} ({_kind(value)})")
     if minimum is not None and value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
@@ -67,8 +66,12 @@ def instance(value, kind, name: str, what: str, *, optional: bool = False):
 
 def names(value, name: str) -> tuple:
     """A non-empty tuple or list of strings (a bare string is refused: it is not a list of names)."""
-    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value \
-            or not all(isinstance(v, str) for v in value):
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (tuple, list))
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
         raise InputError(f"{name} must be a non-empty tuple of names such as ('marginal',), got {value!r}")
     return tuple(value)
 
@@ -77,8 +80,11 @@ def integers(value, name: str):
     """None, or a tuple or list of integers (e.g. the negative classes of a class split)."""
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) \
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, (tuple, list))
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+    ):
         raise InputError(f"{name} must be None or a tuple of integers such as (0, 1, 2, 3, 4), got {value!r}")
     return tuple(int(v) for v in value)
 
@@ -92,8 +98,7 @@ def _model(value, name: str = "model"):
 def _dataset(value, name: str, *, optional: bool = False):
     from pacbayes.data import Dataset
 
-    instance(value, Dataset, name, "a pacbayes.data.Dataset (e.g. from pacbayes.data.load_dataset)",
-             optional=optional)
+    instance(value, Dataset, name, "a pacbayes.data.Dataset (e.g. from pacbayes.data.load_dataset)", optional=optional)
     if value is not None and len(value) == 0:
         raise InputError(f"{name} is empty; it needs at least one example")
     return value
@@ -146,16 +151,18 @@ def certify_arguments(model, train, test, options) -> None:
             _settings(getattr(options, attribute), family.settings_type, f"options.{attribute}")
 
 
-def assert_certified_arguments(model, train, *, test, bound, at_most, delta, m, seed, marginal, cache_dir,
-                               quiet) -> None:
+def assert_certified_arguments(
+    model, train, *, test, bound, at_most, delta, m, seed, marginal, cache_dir, quiet
+) -> None:
     """Check the arguments of :func:`pacbayes.testing.assert_certified`."""
     from pacbayes.families.marginal import MarginalSettings
 
     _model(model)
     _dataset(train, "train")
     if test is None:
-        raise InputError("assert_certified needs held-out data for the measured test error: pass "
-                         "test=... (disjoint from train)")
+        raise InputError(
+            "assert_certified needs held-out data for the measured test error: pass test=... (disjoint from train)"
+        )
     _dataset(test, "test")
     instance(bound, str, "bound", "the name of a bound family such as 'marginal'")
     real(at_most, "at_most", low=0.0, high=1.0)
@@ -164,13 +171,28 @@ def assert_certified_arguments(model, train, *, test, bound, at_most, delta, m, 
     _seed(seed)
     _settings(marginal, MarginalSettings, "marginal")
     if cache_dir is not None and cache_dir is not False and not isinstance(cache_dir, (str, os.PathLike)):
-        raise InputError(f"cache_dir must be a folder path, None (the default folder) or False (no cache), "
-                         f"got {cache_dir!r}")
+        raise InputError(
+            f"cache_dir must be a folder path, None (the default folder) or False (no cache), got {cache_dir!r}"
+        )
     flag(quiet, "quiet")
 
 
-def monitor_arguments(model, train, *, test, bounds, delta, every, overhead, max_checkpoints, marginal,
-                      negative_classes, seed, callback, quiet) -> None:
+def monitor_arguments(
+    model,
+    train,
+    *,
+    test,
+    bounds,
+    delta,
+    every,
+    overhead,
+    max_checkpoints,
+    marginal,
+    negative_classes,
+    seed,
+    callback,
+    quiet,
+) -> None:
     """Check the arguments of :class:`pacbayes.monitor.BoundMonitor`."""
     from pacbayes.families.marginal import MarginalSettings
 
@@ -206,8 +228,9 @@ def _probe(folder: str, shown: str, flag_name: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        raise InputError(f"{flag_name} {shown}: cannot write in {folder} ({err.strerror or err}); "
-                         "choose a writable location") from None
+        raise InputError(
+            f"{flag_name} {shown}: cannot write in {folder} ({err.strerror or err}); choose a writable location"
+        ) from None
 
 
 def check_output_path(path, flag_name: str):
@@ -221,8 +244,9 @@ def check_output_path(path, flag_name: str):
         raise InputError(f"{flag_name} is empty; give a file path")
     target = os.path.abspath(shown)
     if os.path.isdir(target):
-        raise InputError(f"{flag_name} {shown} is an existing directory; give a file path, e.g. "
-                         f"{os.path.join(shown, 'report.json')}")
+        raise InputError(
+            f"{flag_name} {shown} is an existing directory; give a file path, e.g. {os.path.join(shown, 'report.json')}"
+        )
     folder = _first_existing(os.path.dirname(target))
     if not os.path.isdir(folder):
         raise InputError(f"{flag_name} {shown}: {folder} is a file, not a directory; choose a path in a directory")
@@ -246,5 +270,10 @@ def check_output_dir(path, flag_name: str):
     return shown
 
 
-__all__ = ["assert_certified_arguments", "certify_arguments", "check_output_dir", "check_output_path",
-           "monitor_arguments"]
+__all__ = [
+    "assert_certified_arguments",
+    "certify_arguments",
+    "check_output_dir",
+    "check_output_path",
+    "monitor_arguments",
+]

@@ -34,8 +34,10 @@ def record_attempt(ledger: Path, key: str, settings: dict) -> int:
         try:
             lines = [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
         except (json.JSONDecodeError, OSError) as err:
-            raise InputError(f"attempts ledger {str(ledger)!r} is unreadable ({err}); repair it or pass "
-                             "another file (deleting it breaks the union bound over past attempts)") from err
+            raise InputError(
+                f"attempts ledger {str(ledger)!r} is unreadable ({err}); repair it or pass "
+                "another file (deleting it breaks the union bound over past attempts)"
+            ) from err
         previous = sum(1 for entry in lines if entry.get("key") == key)
     attempt = previous + 1
     with ledger.open("a") as out:

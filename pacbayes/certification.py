@@ -52,13 +52,21 @@ def _settings_for(options, name: str):
 
 def _options_class():
     """CertifyOptions: the run-wide fields plus one settings field per registered family."""
-    common = [("bounds", tuple, field(default=("marginal",))), ("delta", float, field(default=0.05)),
-              ("m", Optional[int], field(default=None)), ("seed", int, field(default=0)),
-              ("corrupt", float, field(default=0.0)), ("negative_classes", Optional[tuple], field(default=None)),
-              ("device", Optional[str], field(default=None)), ("holdout_candidates", int, field(default=1)),
-              ("quiet", bool, field(default=True))]
-    per_family = [(settings_attribute(name), family.settings_type, field(default=family.settings_type()))
-                  for name, family in FAMILIES.items()]
+    common = [
+        ("bounds", tuple, field(default=("marginal",))),
+        ("delta", float, field(default=0.05)),
+        ("m", Optional[int], field(default=None)),
+        ("seed", int, field(default=0)),
+        ("corrupt", float, field(default=0.0)),
+        ("negative_classes", Optional[tuple], field(default=None)),
+        ("device", Optional[str], field(default=None)),
+        ("holdout_candidates", int, field(default=1)),
+        ("quiet", bool, field(default=True)),
+    ]
+    per_family = [
+        (settings_attribute(name), family.settings_type, field(default=family.settings_type()))
+        for name, family in FAMILIES.items()
+    ]
     options = make_dataclass("CertifyOptions", common + per_family, frozen=True)
     options.__module__, options.__doc__ = __name__, _OPTIONS_DOC
     options.settings_for = _settings_for
@@ -106,15 +114,21 @@ class Report:
         result = {}
         for b in self.bounds:
             result.setdefault(b.family, None)
-            if b.certified and "converted_from" not in b.details \
-                    and (result[b.family] is None or b.value < result[b.family].value):
+            if (
+                b.certified
+                and "converted_from" not in b.details
+                and (result[b.family] is None or b.value < result[b.family].value)
+            ):
                 result[b.family] = b
         return result
 
     def gate_failures(self, max_bound: float) -> list:
         """Families whose certified bound exceeds ``max_bound`` (or that certified nothing): (family, value)."""
-        return [(family, None if b is None else b.value) for family, b in self.certified_by_family().items()
-                if b is None or not b.value <= max_bound]
+        return [
+            (family, None if b is None else b.value)
+            for family, b in self.certified_by_family().items()
+            if b is None or not b.value <= max_bound
+        ]
 
     def to_dict(self) -> dict:
         return {
@@ -126,9 +140,10 @@ class Report:
             "best_certified_bound": self.best_certified(),
             "best_certified_bound_name": _field(self.best_certified_result(), "name"),
             "best_certified_bound_classifier": _field(self.best_certified_result(), "classifier"),
-            "certified_by_family": {family: None if b is None else {"name": b.name, "value": b.value,
-                                                                   "classifier": b.classifier}
-                                    for family, b in self.certified_by_family().items()},
+            "certified_by_family": {
+                family: None if b is None else {"name": b.name, "value": b.value, "classifier": b.classifier}
+                for family, b in self.certified_by_family().items()
+            },
             "delta_ledger": self.delta_ledger,
             "baselines": self.baselines,
             "data": self.data,
@@ -146,8 +161,7 @@ def _check_options(options: CertifyOptions) -> None:
     checks.delta(options.delta)
     unknown = [name for name in options.bounds if name not in FAMILIES]
     if unknown or not options.bounds:
-        raise InputError(f"unknown bound family {', '.join(unknown) or '(none)'}; "
-                         f"choose from {', '.join(FAMILIES)}")
+        raise InputError(f"unknown bound family {', '.join(unknown) or '(none)'}; choose from {', '.join(FAMILIES)}")
     if not 0.0 <= options.corrupt <= 1.0 or math.isnan(options.corrupt):
         raise InputError(f"label corruption must be a fraction in [0, 1], got {options.corrupt}")
     if options.m is not None:
@@ -165,13 +179,16 @@ def prepare_data(model: torch.nn.Module, train: Dataset, test: Dataset, options:
     output_dim(model, test.x[:1])  # a test set of the wrong shape fails here, with one clear line
     check_disjoint(train, test)
     test = apply_label_map(test, train).derive(
-        disjoint_from=f"the whole training set given ({train.name}, {len(train)} examples)")
+        disjoint_from=f"the whole training set given ({train.name}, {len(train)} examples)"
+    )
     if outputs == 1:
         train = binarise(train, options.negative_classes)
         test = binarise(test, options.negative_classes)
     elif outputs != train.num_classes:
-        raise InputError(f"the model has {outputs} outputs but the data has {train.num_classes} classes; "
-                         "use a single-logit model for binary tasks or one logit per class")
+        raise InputError(
+            f"the model has {outputs} outputs but the data has {train.num_classes} classes; "
+            "use a single-logit model for binary tasks or one logit per class"
+        )
     if options.m is not None:
         train = take(train, options.m, seed=options.seed)
     if options.corrupt > 0.0:
@@ -184,8 +201,9 @@ def delta_shares(delta: float, bounds) -> dict:
     return split_delta(delta, {**{name: 1.0 for name in bounds}, HOLDOUT: 1.0})
 
 
-def certify(model: torch.nn.Module, train: Dataset, test: Dataset,
-            options: CertifyOptions = CertifyOptions()) -> Report:
+def certify(
+    model: torch.nn.Module, train: Dataset, test: Dataset, options: CertifyOptions = CertifyOptions()
+) -> Report:
     """Measure errors and compute every requested bound; see the module docstring."""
     arguments.certify_arguments(model, train, test, options)
     _check_options(options)
@@ -198,23 +216,29 @@ def certify(model: torch.nn.Module, train: Dataset, test: Dataset,
 
     shares = delta_shares(options.delta, options.bounds)
     holdout_delta = shares[HOLDOUT] / options.holdout_candidates
-    baselines = {"holdout_bound": holdout_bound(test_mistakes, len(test), holdout_delta),
-                 "holdout_n": len(test), "holdout_classifier": MODEL_CLASSIFIER,
-                 "holdout_candidates": options.holdout_candidates}
+    baselines = {
+        "holdout_bound": holdout_bound(test_mistakes, len(test), holdout_delta),
+        "holdout_n": len(test),
+        "holdout_classifier": MODEL_CLASSIFIER,
+        "holdout_candidates": options.holdout_candidates,
+    }
     ledger = {HOLDOUT: holdout_delta}
     if options.holdout_candidates > 1:
-        ledger[f"hold-out: the {options.holdout_candidates - 1} other candidates the model was selected from"] = \
+        ledger[f"hold-out: the {options.holdout_candidates - 1} other candidates the model was selected from"] = (
             shares[HOLDOUT] - holdout_delta
+        )
     seconds = {"measure": time.perf_counter() - started}
-    context = RunContext(outputs=outputs, train_error=train_error, seed=options.seed, device=options.device,
-                         quiet=options.quiet)
-    for name in options.bounds:      # every family refuses what it cannot certify before any of them runs
+    context = RunContext(
+        outputs=outputs, train_error=train_error, seed=options.seed, device=options.device, quiet=options.quiet
+    )
+    for name in options.bounds:  # every family refuses what it cannot certify before any of them runs
         FAMILIES[name].check(context)
     bounds, diagnostics, labels = [], {}, {}
     for name in options.bounds:
         stage = time.perf_counter()
-        outcome = FAMILIES[name].run(model, train, test, delta=shares[name], settings=options.settings_for(name),
-                                     context=context)
+        outcome = FAMILIES[name].run(
+            model, train, test, delta=shares[name], settings=options.settings_for(name), context=context
+        )
         results = list(outcome.bounds)
         if options.corrupt > 0.0:
             results += _clean_label_versions(results, options.corrupt, outputs)
@@ -231,20 +255,39 @@ def certify(model: torch.nn.Module, train: Dataset, test: Dataset,
         baselines["test_error_corrupted_labels"] = classification_error(model, corrupted_test)
         labels["test_error_corrupted_labels"] = "test error on labels corrupted the same way"
     seconds["total"] = time.perf_counter() - started
-    return Report(train_error=train_error, test_error=test_error, m=len(train), delta=options.delta,
-                  bounds=bounds, delta_ledger=ledger, baselines=baselines,
-                  data={"train": train.info, "test": test.info}, model={"outputs": outputs},
-                  seconds=seconds, diagnostics=diagnostics, baseline_labels=labels)
+    return Report(
+        train_error=train_error,
+        test_error=test_error,
+        m=len(train),
+        delta=options.delta,
+        bounds=bounds,
+        delta_ledger=ledger,
+        baselines=baselines,
+        data={"train": train.info, "test": test.info},
+        model={"outputs": outputs},
+        seconds=seconds,
+        diagnostics=diagnostics,
+        baseline_labels=labels,
+    )
 
 
 def _clean_label_versions(bounds: list, fraction: float, outputs: int) -> list:
     """Convert certified bounds on the corrupted-label distribution to clean labels (K classes)."""
     classes = 2 if outputs == 1 else outputs
-    return [replace(b, name=f"{b.name}-clean-labels",
-                    value=clean_distribution_bound(b.value, fraction, classes),
-                    certifies=b.certifies + ", on clean labels",
-                    assumptions=b.assumptions + (f"each training label was, independently of x and of the "
-                                                 f"others, replaced with probability {fraction:g} by a "
-                                                 f"uniformly random one of {classes} classes",),
-                    details={"converted_from": b.name, "corruption": fraction})
-            for b in bounds if b.certified]
+    return [
+        replace(
+            b,
+            name=f"{b.name}-clean-labels",
+            value=clean_distribution_bound(b.value, fraction, classes),
+            certifies=b.certifies + ", on clean labels",
+            assumptions=b.assumptions
+            + (
+                f"each training label was, independently of x and of the "
+                f"others, replaced with probability {fraction:g} by a "
+                f"uniformly random one of {classes} classes",
+            ),
+            details={"converted_from": b.name, "corruption": fraction},
+        )
+        for b in bounds
+        if b.certified
+    ]

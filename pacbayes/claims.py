@@ -59,9 +59,20 @@ from pacbayes.models import load_model
 from pacbayes.testing import cached_report, family_bound
 
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-SETTINGS = {"model": "demo", "width": 512, "depth": 2, "architecture": None,
-            "train": "mnist-embedded:train", "test": "mnist-embedded:test", "m": None, "corrupt": 0.0,
-            "seed": 0, "delta": 0.05, "bound": "marginal", "kind": "certified"}
+SETTINGS = {
+    "model": "demo",
+    "width": 512,
+    "depth": 2,
+    "architecture": None,
+    "train": "mnist-embedded:train",
+    "test": "mnist-embedded:test",
+    "m": None,
+    "corrupt": 0.0,
+    "seed": 0,
+    "delta": 0.05,
+    "bound": "marginal",
+    "kind": "certified",
+}
 FAMILY_KEYS = {f.metadata["cli"].key: f for family in FAMILIES.values() for f in cli_fields(family.settings_type)}
 CLAIM_KEYS = set(SETTINGS) | set(FAMILY_KEYS) | {"name", "at_most", "at_least", "compare"}
 
@@ -100,22 +111,27 @@ def load_claims(path: str) -> list:
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"claims file {path} is not valid TOML: {err}") from err
     except UnicodeDecodeError as err:
-        raise InputError(f"claims file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
-                         "save it as UTF-8 TOML") from None
+        raise InputError(
+            f"claims file {path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8 TOML"
+        ) from None
     except OSError as err:
-        raise InputError(f"cannot read claims file {path} ({err.strerror or err}); "
-                         "pass the path of a TOML claims file") from None
+        raise InputError(
+            f"cannot read claims file {path} ({err.strerror or err}); pass the path of a TOML claims file"
+        ) from None
     pickles = list(_trust_pickle_keys(document))
     if pickles:
-        raise InputError(f"claims file {path} sets trust_pickle ({', '.join(pickles)}); a claims file may "
-                         "not allow unpickling (it runs code from the model file): remove the key and pass "
-                         "--trust-pickle to pacbayes check if you trust the model files")
+        raise InputError(
+            f"claims file {path} sets trust_pickle ({', '.join(pickles)}); a claims file may "
+            "not allow unpickling (it runs code from the model file): remove the key and pass "
+            "--trust-pickle to pacbayes check if you trust the model files"
+        )
     defaults = document.get("defaults", {})
     claims = document.get("claim")
     unknown_top = set(document) - {"defaults", "claim"}
     if unknown_top:
-        raise InputError(f"claims file {path}: unknown top-level keys {sorted(unknown_top)}; "
-                         "use [defaults] and [[claim]] tables")
+        raise InputError(
+            f"claims file {path}: unknown top-level keys {sorted(unknown_top)}; use [defaults] and [[claim]] tables"
+        )
     if not isinstance(defaults, dict):
         raise InputError(f"claims file {path}: defaults must be a [defaults] table, got {defaults!r}")
     if not isinstance(claims, list) or not claims:
@@ -140,21 +156,27 @@ def load_claims(path: str) -> list:
         test = {key: merged[key] for key in tests}
         if "compare" in test:
             compare = test["compare"]
-            if not isinstance(compare, dict) or compare.get("op") not in OPERATORS or not isinstance(
-                    compare.get("with"), dict) or not compare["with"]:
-                raise InputError(f"{label}: compare needs op (one of {' '.join(OPERATORS)}) and a non-empty "
-                                 "'with' table of the settings that differ, e.g. "
-                                 "compare = { op = \">\", with = { corrupt = 0.0 } }")
+            if (
+                not isinstance(compare, dict)
+                or compare.get("op") not in OPERATORS
+                or not isinstance(compare.get("with"), dict)
+                or not compare["with"]
+            ):
+                raise InputError(
+                    f"{label}: compare needs op (one of {' '.join(OPERATORS)}) and a non-empty "
+                    "'with' table of the settings that differ, e.g. "
+                    'compare = { op = ">", with = { corrupt = 0.0 } }'
+                )
             bad = set(compare["with"]) - set(SETTINGS) - set(FAMILY_KEYS)
             if bad:
                 raise InputError(f"{label}: compare.with has unknown settings {sorted(bad)}")
-            changed = _checked_settings({**settings, **compare["with"]}, label, base, prefix="compare.with.",
-                                        keys=compare["with"])
+            changed = _checked_settings(
+                {**settings, **compare["with"]}, label, base, prefix="compare.with.", keys=compare["with"]
+            )
             test["compare"] = {**compare, "with": {key: changed[key] for key in compare["with"]}}
         else:
             threshold = test[tests[0]]
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
-                    or not 0.0 <= threshold <= 1.0:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
                 raise InputError(f"claim '{label}': {tests[0]} must be an error rate in [0, 1], got {threshold!r}")
         parsed.append((label, settings, test))
     return parsed
@@ -175,11 +197,12 @@ def _trust_pickle_keys(node, where: str = ""):
 
 def _checked_settings(settings: dict, label: str, base: str, prefix: str = "", keys=None) -> dict:
     """Type-check a claim's settings (InputError naming the claim and the key) and resolve its paths."""
+
     def name(key):
         return f"claim '{label}': {prefix}{key}"
 
     checked = dict(settings)
-    for key in (SETTINGS if keys is None else keys):
+    for key in SETTINGS if keys is None else keys:
         value = settings[key]
         if key in FAMILY_KEYS:
             checked[key] = checked_value(FAMILY_KEYS[key], value, name(key))
@@ -201,7 +224,7 @@ def _checked_settings(settings: dict, label: str, base: str, prefix: str = "", k
         if key == "bound" and value not in FAMILIES:
             raise InputError(f"{name(key)} must be a bound family ({', '.join(FAMILIES)}), got {value!r}")
         if key == "kind" and value not in ("certified", "estimate"):
-            raise InputError(f"{name(key)} must be \"certified\" or \"estimate\", got {value!r}")
+            raise InputError(f'{name(key)} must be "certified" or "estimate", got {value!r}')
     if "model" in checked:
         checked["model"] = _resolve_model(checked["model"], base)
     for key in ("train", "test"):
@@ -212,7 +235,7 @@ def _checked_settings(settings: dict, label: str, base: str, prefix: str = "", k
 
 def _resolve_model(model, base: str) -> str:
     if not isinstance(model, str):
-        raise InputError(f"model must be \"demo\" or a file path, got {model!r}")
+        raise InputError(f'model must be "demo" or a file path, got {model!r}')
     return model if model == "demo" or os.path.isabs(model) else os.path.join(base, model)
 
 
@@ -235,7 +258,7 @@ class ClaimChecker:
 
     def __init__(self, load_data, cache_dir=False, quiet: bool = True, trust_pickle: bool = False):
         self.load_data, self.cache_dir, self.quiet = load_data, cache_dir, quiet
-        self.trust_pickle = arguments.flag(trust_pickle, "trust_pickle")   # from the caller, never the file
+        self.trust_pickle = arguments.flag(trust_pickle, "trust_pickle")  # from the caller, never the file
         self._values: dict = {}
 
     def value(self, settings: dict) -> tuple:
@@ -247,17 +270,22 @@ class ClaimChecker:
 
     def _compute(self, settings: dict) -> tuple:
         train, test = self.load_data(settings["train"]), self.load_data(settings["test"])
-        options = CertifyOptions(bounds=(settings["bound"],), delta=settings["delta"], m=settings["m"],
-                                 seed=settings["seed"], corrupt=float(settings["corrupt"]), quiet=self.quiet,
-                                 **_family_settings(settings))
+        options = CertifyOptions(
+            bounds=(settings["bound"],),
+            delta=settings["delta"],
+            m=settings["m"],
+            seed=settings["seed"],
+            corrupt=float(settings["corrupt"]),
+            quiet=self.quiet,
+            **_family_settings(settings),
+        )
         if settings["model"] == "demo":
             torch.manual_seed(settings["seed"])
             model = demo_network(width=settings["width"], depth=settings["depth"])
             fitted, _, _ = prepare_data(model, train, test, options)
             train_to_zero_error(model, fitted, seed=settings["seed"], max_epochs=1000, quiet=self.quiet)
         else:
-            model = load_model(settings["model"], architecture=settings["architecture"],
-                               trust_pickle=self.trust_pickle)
+            model = load_model(settings["model"], architecture=settings["architecture"], trust_pickle=self.trust_pickle)
         report, _ = cached_report(model, train, test, options, cache_dir=self.cache_dir)
         record = family_bound(report, settings["bound"], settings["kind"])
         return record["value"], record["name"], report
@@ -269,21 +297,41 @@ class ClaimChecker:
             op = test["compare"]["op"]
             other = {**settings, **test["compare"]["with"]}
             reference, _, _ = self.value(other)
-            return ClaimResult(name=name, passed=OPERATORS[op](value, reference), value=value, op=op,
-                               reference=reference, reference_kind="bound with " + _describe(test["compare"]["with"]),
-                               bound_name=bound_name, settings=settings, reference_settings=other, details=details)
+            return ClaimResult(
+                name=name,
+                passed=OPERATORS[op](value, reference),
+                value=value,
+                op=op,
+                reference=reference,
+                reference_kind="bound with " + _describe(test["compare"]["with"]),
+                bound_name=bound_name,
+                settings=settings,
+                reference_settings=other,
+                details=details,
+            )
         op, reference = ("<=", test["at_most"]) if "at_most" in test else (">=", test["at_least"])
-        return ClaimResult(name=name, passed=OPERATORS[op](value, reference), value=value, op=op,
-                           reference=float(reference), reference_kind="threshold", bound_name=bound_name,
-                           settings=settings, details=details)
+        return ClaimResult(
+            name=name,
+            passed=OPERATORS[op](value, reference),
+            value=value,
+            op=op,
+            reference=float(reference),
+            reference_kind="threshold",
+            bound_name=bound_name,
+            settings=settings,
+            details=details,
+        )
 
 
 def _family_settings(settings: dict) -> dict:
     """CertifyOptions keyword arguments: each family's settings with the claim's family keys applied."""
     result = {}
     for name, family in FAMILIES.items():
-        chosen = {f.name: settings[f.metadata["cli"].key] for f in cli_fields(family.settings_type)
-                  if f.metadata["cli"].key in settings}
+        chosen = {
+            f.name: settings[f.metadata["cli"].key]
+            for f in cli_fields(family.settings_type)
+            if f.metadata["cli"].key in settings
+        }
         result[settings_attribute(name)] = family.settings_type(**chosen)
     return result
 
@@ -316,8 +364,17 @@ def _error_row(name: str, settings: dict, test: dict, err: Exception) -> ClaimRe
     else:
         op, reference = ("<=", test["at_most"]) if "at_most" in test else (">=", test["at_least"])
         reference, kind = float(reference), "threshold"
-    return ClaimResult(name=name, passed=False, value=None, op=op, reference=reference, reference_kind=kind,
-                       bound_name=settings["bound"], settings=settings, error=reason)
+    return ClaimResult(
+        name=name,
+        passed=False,
+        value=None,
+        op=op,
+        reference=reference,
+        reference_kind=kind,
+        bound_name=settings["bound"],
+        settings=settings,
+        error=reason,
+    )
 
 
 def render_table(results: list) -> str:
@@ -328,14 +385,18 @@ def render_table(results: list) -> str:
         value = "" if r.value is None else f"{r.value:.4f}"
         reference = "" if r.reference is None else f"{r.reference:.4f}"
         outcome = "ERROR" if r.error else "PASS" if r.passed else "FAIL"
-        lines.append(f"  {r.name:<{width}}  {r.bound_name:<20} {value:>8}  {r.op:<2}  {reference:>9}  "
-                     f"{outcome:<6} {r.error if r.error else r.reference_kind}")
+        lines.append(
+            f"  {r.name:<{width}}  {r.bound_name:<20} {value:>8}  {r.op:<2}  {reference:>9}  "
+            f"{outcome:<6} {r.error if r.error else r.reference_kind}"
+        )
     errors = sum(r.error is not None for r in results)
     failed = sum(not r.passed for r in results) - errors
     lines.append("")
-    lines.append(f"  {len(results) - failed - errors} of {len(results)} claims hold"
-                 + (f"; {failed} FAILED" if failed else "") + (f"; {errors} could not be checked (ERROR)"
-                                                               if errors else ""))
+    lines.append(
+        f"  {len(results) - failed - errors} of {len(results)} claims hold"
+        + (f"; {failed} FAILED" if failed else "")
+        + (f"; {errors} could not be checked (ERROR)" if errors else "")
+    )
     return "\n".join(lines)
 
 

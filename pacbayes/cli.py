@@ -35,8 +35,7 @@ class _OneLineErrors(click.Group):
 
     def main(self, args=None, prog_name=None, **extra):
         try:
-            code = super().main(args=args, prog_name=prog_name or "pacbayes",
-                                standalone_mode=False, **extra)
+            code = super().main(args=args, prog_name=prog_name or "pacbayes", standalone_mode=False, **extra)
         except click.exceptions.Exit as stop:
             code = stop.exit_code
         except click.ClickException as err:
@@ -113,12 +112,22 @@ def bound():
 
 
 @bound.command("marginal")
-@click.option("--log-evidence", "log_evidence", type=FINITE, required=True,
-              help="ln P(S) <= 0, the log marginal likelihood of the training labels.")
+@click.option(
+    "--log-evidence",
+    "log_evidence",
+    type=FINITE,
+    required=True,
+    help="ln P(S) <= 0, the log marginal likelihood of the training labels.",
+)
 @click.option("--m", "m", type=int, required=True, help="Number of training points (>= 2).")
 @click.option("--delta", type=FINITE, default=0.05, show_default=True, help="Failure probability in (0, 1).")
-@click.option("--variant", type=click.Choice(["langford", "mcallester"]), default="langford",
-              show_default=True, help="langford: Valle-Pérez et al. Cor. 1; mcallester: the authors' code.")
+@click.option(
+    "--variant",
+    type=click.Choice(["langford", "mcallester"]),
+    default="langford",
+    show_default=True,
+    help="langford: Valle-Pérez et al. Cor. 1; mcallester: the authors' code.",
+)
 @json_option
 def bound_marginal(log_evidence, m, delta, variant, as_json):
     """Marginal-likelihood PAC-Bayes bound (Valle-Pérez et al. 2019) from ln P(S)."""
@@ -126,9 +135,12 @@ def bound_marginal(log_evidence, m, delta, variant, as_json):
 
     value = marginal_likelihood_bound(log_evidence, m, delta, variant)
     payload = {"bound": value, "log_evidence": log_evidence, "m": m, "delta": delta, "variant": variant}
-    emit(payload, as_json,
-         f"generalisation error of Q* <= {value:.6f}  "
-         f"(ln P(S) = {log_evidence:.4f}, m = {m}, delta = {delta:g}, variant {variant})")
+    emit(
+        payload,
+        as_json,
+        f"generalisation error of Q* <= {value:.6f}  "
+        f"(ln P(S) = {log_evidence:.4f}, m = {m}, delta = {delta:g}, variant {variant})",
+    )
 
 
 @bound.command("kl-inverse")
@@ -143,8 +155,7 @@ def bound_kl_inverse(q, c, side, as_json):
     if math.isnan(c):
         raise PacBayesError("c must be a number >= 0, got nan")
     value = (kl_inverse_upper if side == "upper" else kl_inverse_lower)(q, c)
-    emit({"value": value, "q": q, "c": c, "side": side}, as_json,
-         f"kl^-1_{side}(q={q:g}, c={c:g}) = {value:.12f}")
+    emit({"value": value, "q": q, "c": c, "side": side}, as_json, f"kl^-1_{side}(q={q:g}, c={c:g}) = {value:.12f}")
 
 
 def load_data_spec(spec: str):
@@ -180,16 +191,20 @@ def _click_settings(f) -> dict:
     if kind is tuple:
         return {"type": str, "default": None}
     shown = f.default is not None
-    return {"type": FINITE if kind is float else int if kind is int else str, "default": f.default,
-            "show_default": shown}
+    return {
+        "type": FINITE if kind is float else int if kind is int else str,
+        "default": f.default,
+        "show_default": shown,
+    }
 
 
 def family_options(command):
     """Add every registered family's user options to ``command``, once per flag (see pacbayes.options)."""
     for flag, (f, names) in reversed(list(_family_option_fields().items())):
         declared = f.metadata["cli"]
-        command = click.option(flag, *declared.aliases, declared.key, help=f"{', '.join(names)}: {declared.help}",
-                               **_click_settings(f))(command)
+        command = click.option(
+            flag, *declared.aliases, declared.key, help=f"{', '.join(names)}: {declared.help}", **_click_settings(f)
+        )(command)
     return command
 
 
@@ -208,36 +223,86 @@ def _family_settings(values: dict) -> dict:
 
 @main.command("certify")
 @click.argument("model_path", metavar="MODEL")
-@click.option("--train", "train_spec", default="mnist-embedded:train", show_default=True,
-              help="Training data the model was trained on: mnist-embedded[:train|:test], an idx/CIFAR "
-                   "directory, .npz (x, y) or .pt; append :train or :test to pick a split.")
-@click.option("--test", "test_spec", default="mnist-embedded:test", show_default=True,
-              help="Held-out data for the measured test error (must not overlap the training data).")
-@click.option("--bounds", "bound_names", default="marginal", show_default=True,
-              help="Comma-separated bound families: marginal, dziugaite-roy, subspace.")
+@click.option(
+    "--train",
+    "train_spec",
+    default="mnist-embedded:train",
+    show_default=True,
+    help="Training data the model was trained on: mnist-embedded[:train|:test], an idx/CIFAR "
+    "directory, .npz (x, y) or .pt; append :train or :test to pick a split.",
+)
+@click.option(
+    "--test",
+    "test_spec",
+    default="mnist-embedded:test",
+    show_default=True,
+    help="Held-out data for the measured test error (must not overlap the training data).",
+)
+@click.option(
+    "--bounds",
+    "bound_names",
+    default="marginal",
+    show_default=True,
+    help="Comma-separated bound families: marginal, dziugaite-roy, subspace.",
+)
 @click.option("--m", type=int, default=None, help="Use a seeded subset of m training points.")
-@click.option("--delta", type=FINITE, default=0.05, show_default=True,
-              help="Total failure probability, split over every certified number by one union bound.")
-@click.option("--corrupt", type=FINITE, default=0.0, show_default=True,
-              help="Fraction of training labels replaced by random ones (seeded).")
-@click.option("--negative-classes", default=None,
-              help="Comma-separated original labels mapped to class 0 for binary models (default 0-4).")
+@click.option(
+    "--delta",
+    type=FINITE,
+    default=0.05,
+    show_default=True,
+    help="Total failure probability, split over every certified number by one union bound.",
+)
+@click.option(
+    "--corrupt",
+    type=FINITE,
+    default=0.0,
+    show_default=True,
+    help="Fraction of training labels replaced by random ones (seeded).",
+)
+@click.option(
+    "--negative-classes",
+    default=None,
+    help="Comma-separated original labels mapped to class 0 for binary models (default 0-4).",
+)
 @click.option("--architecture", default=None, help="module:Class for a state_dict file.")
 @click.option("--kwargs", "kwargs_json", default=None, help="JSON keyword arguments for --architecture.")
-@click.option("--trust-pickle", is_flag=True,
-              help="Allow a fully pickled model file (unpickling runs code from the file).")
+@click.option(
+    "--trust-pickle", is_flag=True, help="Allow a fully pickled model file (unpickling runs code from the file)."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random step.")
 @click.option("--device", default=None, help="torch device for kernels and evidence (cpu, cuda).")
 @click.option("--out", "out_path", default=None, help="Also write the JSON report to this file (atomically).")
-@click.option("--max-bound", type=FINITE, default=None,
-              help="Exit with status 1 unless every requested family's certified bound is at most this "
-                   "value (a CI gate); the failing families are named.")
+@click.option(
+    "--max-bound",
+    type=FINITE,
+    default=None,
+    help="Exit with status 1 unless every requested family's certified bound is at most this "
+    "value (a CI gate); the failing families are named.",
+)
 @family_options
 @quiet_option
 @json_option
-def certify_command(model_path, train_spec, test_spec, bound_names, m, delta, corrupt, negative_classes,
-                    architecture, kwargs_json, trust_pickle, seed, device, out_path, max_bound, quiet, as_json,
-                    **family_values):
+def certify_command(
+    model_path,
+    train_spec,
+    test_spec,
+    bound_names,
+    m,
+    delta,
+    corrupt,
+    negative_classes,
+    architecture,
+    kwargs_json,
+    trust_pickle,
+    seed,
+    device,
+    out_path,
+    max_bound,
+    quiet,
+    as_json,
+    **family_values,
+):
     """Certified bounds on the true error of a trained MODEL, next to its measured errors.
 
     MODEL may also be a compressed model saved by pacbayes.subspace (give its --architecture).
@@ -252,16 +317,27 @@ def certify_command(model_path, train_spec, test_spec, bound_names, m, delta, co
     settings["subspace"] = replace(settings["subspace"], compressed=compressed)
     options = CertifyOptions(
         bounds=tuple(name.strip() for name in bound_names.split(",") if name.strip()),
-        delta=delta, m=m, seed=seed, corrupt=corrupt, device=device,
+        delta=delta,
+        m=m,
+        seed=seed,
+        corrupt=corrupt,
+        device=device,
         negative_classes=_parse_int_list(negative_classes, "--negative-classes"),
-        quiet=quiet, **{settings_attribute(name): value for name, value in settings.items()})
+        quiet=quiet,
+        **{settings_attribute(name): value for name, value in settings.items()},
+    )
     report = certify(model, load_data_spec(train_spec), load_data_spec(test_spec), options)
     _print_report(report, model_path, out_path, as_json)
     failures = [] if max_bound is None else report.gate_failures(max_bound)
     if failures:
-        click.echo("pacbayes: --max-bound " + f"{max_bound} fails for "
-                   + ", ".join(f"{family} (certified {'nothing' if value is None else f'{value:.4f}'})"
-                               for family, value in failures), err=True)
+        click.echo(
+            "pacbayes: --max-bound "
+            + f"{max_bound} fails for "
+            + ", ".join(
+                f"{family} (certified {'nothing' if value is None else f'{value:.4f}'})" for family, value in failures
+            ),
+            err=True,
+        )
         sys.exit(1)
 
 
@@ -272,8 +348,10 @@ def _load_model_or_subspace(path, architecture, kwargs, trust_pickle):
 
     if is_subspace_file(path):
         if architecture is None:
-            raise PacBayesError(f"{path} is a compressed subspace model: give its architecture with "
-                                "--architecture module:Class [--kwargs JSON]")
+            raise PacBayesError(
+                f"{path} is a compressed subspace model: give its architecture with "
+                "--architecture module:Class [--kwargs JSON]"
+            )
         compressed = load_subspace_model(path, instantiate_architecture(architecture, kwargs))
         return compressed.decode().eval(), compressed
     return load_model(path, architecture=architecture, kwargs=kwargs, trust_pickle=trust_pickle), None
@@ -287,8 +365,9 @@ def _print_report(report, model_path: str, out_path, as_json: bool) -> None:
         try:
             write_json_atomically(payload, out_path)
         except OSError as err:  # checked before computing; the place changed since
-            raise PacBayesError(f"--out {out_path}: cannot write the report ({err.strerror or err}); "
-                                "choose a writable path") from None
+            raise PacBayesError(
+                f"--out {out_path}: cannot write the report ({err.strerror or err}); choose a writable path"
+            ) from None
     emit(payload, as_json, render_text(report, title=f"pacbayes certificate for {model_path}"))
 
 
@@ -341,8 +420,10 @@ def demo(m, seed, delta, workdir, out_path, quiet, as_json):
     check_output_dir(workdir, "--workdir")
     report, model_path, epochs = run_demo(m=m, seed=seed, delta=delta, workdir=workdir, quiet=quiet)
     if not as_json:
-        click.echo(f"trained a depth-2 width-512 ReLU net on {m} binarised mnist-embedded images to zero "
-                   f"training error in {epochs} epochs; saved to {model_path}\n")
+        click.echo(
+            f"trained a depth-2 width-512 ReLU net on {m} binarised mnist-embedded images to zero "
+            f"training error in {epochs} epochs; saved to {model_path}\n"
+        )
     _print_report(report, model_path, out_path, as_json)
 
 
@@ -359,13 +440,21 @@ def data_info(data_spec, as_json):
     dataset = load_data_spec(data_spec)
     counts = [int(c) for c in dataset.labels.bincount(minlength=dataset.num_classes)]
     classes = [list(c) if isinstance(c, tuple) else c for c in dataset.classes]
-    payload = {"name": dataset.name, "n": len(dataset), "shape": list(dataset.x.shape[1:]),
-               "classes": classes, "class_counts": counts, "x_min": float(dataset.x.min()),
-               "x_max": float(dataset.x.max()), "info": dataset.info}
-    lines = [f"{dataset.name}: {len(dataset)} examples of shape {tuple(dataset.x.shape[1:])}, "
-             f"values in [{payload['x_min']:g}, {payload['x_max']:g}]",
-             "classes (original label: count): "
-             + ", ".join(f"{c}: {n}" for c, n in zip(classes, counts))]
+    payload = {
+        "name": dataset.name,
+        "n": len(dataset),
+        "shape": list(dataset.x.shape[1:]),
+        "classes": classes,
+        "class_counts": counts,
+        "x_min": float(dataset.x.min()),
+        "x_max": float(dataset.x.max()),
+        "info": dataset.info,
+    }
+    lines = [
+        f"{dataset.name}: {len(dataset)} examples of shape {tuple(dataset.x.shape[1:])}, "
+        f"values in [{payload['x_min']:g}, {payload['x_max']:g}]",
+        "classes (original label: count): " + ", ".join(f"{c}: {n}" for c, n in zip(classes, counts)),
+    ]
     lines += [f"{key}: {value}" for key, value in dataset.info.items()]
     emit(payload, as_json, "\n".join(lines))
 
@@ -373,8 +462,15 @@ def data_info(data_spec, as_json):
 _DTYPE_KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "float"}
 
 
-def _load_npy(path: str, what: str, fix: str = "save it with numpy.save", *, kinds: str = "biuf",
-              archive: bool = False, square: bool = False):
+def _load_npy(
+    path: str,
+    what: str,
+    fix: str = "save it with numpy.save",
+    *,
+    kinds: str = "biuf",
+    archive: bool = False,
+    square: bool = False,
+):
     """np.load without pickles, then :func:`_checked_array`; an unreadable file is one clear line
     naming ``what`` and the fix. With ``archive`` a .npz comes back as the (unchecked) NpzFile;
     with ``square`` the array must be an m x m matrix."""
@@ -390,8 +486,7 @@ def _load_npy(path: str, what: str, fix: str = "save it with numpy.save", *, kin
         return loaded
     array = _checked_array(loaded, path, what, fix, kinds)
     if square and (array.ndim != 2 or array.shape[0] != array.shape[1]):
-        raise PacBayesError(f"the {what} in {path!r} has shape {array.shape}; it must be a square m x m "
-                            f"matrix; {fix}")
+        raise PacBayesError(f"the {what} in {path!r} has shape {array.shape}; it must be a square m x m matrix; {fix}")
     return array
 
 
@@ -406,8 +501,7 @@ def _checked_array(array, path: str, what: str, fix: str, kinds: str = "biuf"):
         raise PacBayesError(f"the {what} file {path!r} does not hold a numpy array; {fix}")
     if array.dtype.kind not in kinds:
         allowed = ", ".join(_DTYPE_KINDS[k] for k in kinds)
-        raise PacBayesError(f"the {what} in {path!r} have dtype {array.dtype}; they must be numbers "
-                            f"({allowed}); {fix}")
+        raise PacBayesError(f"the {what} in {path!r} have dtype {array.dtype}; they must be numbers ({allowed}); {fix}")
     if array.size == 0:
         raise PacBayesError(f"the {what} in {path!r} are empty (shape {array.shape}); {fix}")
     if not bool(np.isfinite(array).all()):
@@ -416,59 +510,112 @@ def _checked_array(array, path: str, what: str, fix: str, kinds: str = "biuf"):
 
 
 @main.command("evidence")
-@click.option("--kernel-file", "--kernel", "kernel_path", required=True,
-              help="m x m kernel matrix K (.npy, float64); --kernel is the older name.")
+@click.option(
+    "--kernel-file",
+    "--kernel",
+    "kernel_path",
+    required=True,
+    help="m x m kernel matrix K (.npy, float64); --kernel is the older name.",
+)
 @click.option("--labels", "labels_path", required=True, help="m labels in {-1,+1} or {0,1} (.npy).")
-@click.option("--method", type=click.Choice(["ep", "certified", "all"]), default="all", show_default=True,
-              help="ep: EP estimate; certified: tilted-IS lower bound and psi* upper bound; all: both.")
-@click.option("--delta-prime", "delta_prime", type=FINITE, default=0.01, show_default=True,
-              help="Failure probability of the certified lower bound.")
+@click.option(
+    "--method",
+    type=click.Choice(["ep", "certified", "all"]),
+    default="all",
+    show_default=True,
+    help="ep: EP estimate; certified: tilted-IS lower bound and psi* upper bound; all: both.",
+)
+@click.option(
+    "--delta-prime",
+    "delta_prime",
+    type=FINITE,
+    default=0.01,
+    show_default=True,
+    help="Failure probability of the certified lower bound.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the tilted sampler.")
-@click.option("--importance-samples", "--samples", "samples", type=int, default=10_000, show_default=True,
-              help="Tilted importance samples (--samples is the older name).")
-@click.option("--jitter", type=FINITE, default=0.0, show_default=True,
-              help="Fixed epsilon: the prior is N(0, K + epsilon I).")
+@click.option(
+    "--importance-samples",
+    "--samples",
+    "samples",
+    type=int,
+    default=10_000,
+    show_default=True,
+    help="Tilted importance samples (--samples is the older name).",
+)
+@click.option(
+    "--jitter", type=FINITE, default=0.0, show_default=True, help="Fixed epsilon: the prior is N(0, K + epsilon I)."
+)
 @click.option("--tol", type=FINITE, default=1e-6, show_default=True, help="EP: relative change of ln Z.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
-def evidence_command(kernel_path, labels_path, method, delta_prime, seed, samples, jitter, tol, device,
-                     quiet, as_json):
+def evidence_command(kernel_path, labels_path, method, delta_prime, seed, samples, jitter, tol, device, quiet, as_json):
     """ln P(S) of the labels under the GP prior N(0, K + jitter I): EP estimate and certified sandwich."""
     from pacbayes.evidence import certified_log_evidence, ep_log_evidence
 
     if method != "ep" and not 0.0 < delta_prime < 1.0:
         raise PacBayesError(f"--delta-prime must be in (0, 1), got {delta_prime}")
     K, y = _load_npy(kernel_path, "kernel", kinds="iuf", square=True), _load_npy(labels_path, "labels")
-    payload = {"method": method, "m": int(K.shape[0]) if K.ndim else 0, "jitter": jitter,
-               "prior": f"N(0, K + {jitter:g} I)", "log_evidence_ep": None, "log_evidence_lower": None,
-               "log_evidence_upper": None, "log_evidence_upper_note": None, "delta_prime": None,
-               "sweeps": None, "seconds": 0.0}
+    payload = {
+        "method": method,
+        "m": int(K.shape[0]) if K.ndim else 0,
+        "jitter": jitter,
+        "prior": f"N(0, K + {jitter:g} I)",
+        "log_evidence_ep": None,
+        "log_evidence_lower": None,
+        "log_evidence_upper": None,
+        "log_evidence_upper_note": None,
+        "delta_prime": None,
+        "sweeps": None,
+        "seconds": 0.0,
+    }
     lines = []
     if method in ("ep", "all"):
         ep = ep_log_evidence(K, y, jitter=jitter, tol=tol, device=device, quiet=quiet)
-        payload.update(log_evidence_ep=ep.log_evidence, sweeps=ep.sweeps, ep_converged=ep.converged,
-                       ep_final_change=ep.final_change, seconds_ep=ep.seconds)
+        payload.update(
+            log_evidence_ep=ep.log_evidence,
+            sweeps=ep.sweeps,
+            ep_converged=ep.converged,
+            ep_final_change=ep.final_change,
+            seconds_ep=ep.seconds,
+        )
         payload["seconds"] += ep.seconds
-        lines.append(f"  estimate (EP, not a bound):  {ep.log_evidence:.6f}   "
-                     f"[{ep.sweeps} sweeps, relative change {ep.final_change:.1e}, {ep.seconds:.2f} s]")
+        lines.append(
+            f"  estimate (EP, not a bound):  {ep.log_evidence:.6f}   "
+            f"[{ep.sweeps} sweeps, relative change {ep.final_change:.1e}, {ep.seconds:.2f} s]"
+        )
     if method in ("certified", "all"):
-        cert = certified_log_evidence(K, y, delta_prime=delta_prime, seed=seed, samples=samples,
-                                      jitter=jitter, device=device, quiet=quiet)
-        payload.update(log_evidence_lower=cert.lower, log_evidence_upper=cert.upper,
-                       log_evidence_upper_note=cert.upper_reason,
-                       delta_prime=cert.delta_prime, log_estimate=cert.log_estimate,
-                       grad_norm=cert.grad_norm, samples=cert.samples, seed=cert.seed,
-                       relative_std=cert.relative_std, effective_samples=cert.effective_samples,
-                       seconds_certified=cert.seconds)
+        cert = certified_log_evidence(
+            K, y, delta_prime=delta_prime, seed=seed, samples=samples, jitter=jitter, device=device, quiet=quiet
+        )
+        payload.update(
+            log_evidence_lower=cert.lower,
+            log_evidence_upper=cert.upper,
+            log_evidence_upper_note=cert.upper_reason,
+            delta_prime=cert.delta_prime,
+            log_estimate=cert.log_estimate,
+            grad_norm=cert.grad_norm,
+            samples=cert.samples,
+            seed=cert.seed,
+            relative_std=cert.relative_std,
+            effective_samples=cert.effective_samples,
+            seconds_certified=cert.seconds,
+        )
         payload["seconds"] += cert.seconds
-        lines += [(f"  certified lower:             {cert.lower:.6f}   [probability >= "
-                   f"{1 - cert.delta_prime:g}; ln Z_hat {cert.log_estimate:.6f} from {cert.samples} "
-                   f"tilted samples, seed {cert.seed}]"),
-                  (f"  upper (psi*, deterministic): {cert.upper:.6f}   [|grad_x psi| {cert.grad_norm:.1e}]"
-                   if cert.upper is not None else f"  upper (psi*, deterministic): not certified: {cert.upper_reason}")]
-    emit(payload, as_json, f"ln P(S) under the prior N(0, K + {jitter:g} I), m = {payload['m']}:\n"
-         + "\n".join(lines))
+        lines += [
+            (
+                f"  certified lower:             {cert.lower:.6f}   [probability >= "
+                f"{1 - cert.delta_prime:g}; ln Z_hat {cert.log_estimate:.6f} from {cert.samples} "
+                f"tilted samples, seed {cert.seed}]"
+            ),
+            (
+                f"  upper (psi*, deterministic): {cert.upper:.6f}   [|grad_x psi| {cert.grad_norm:.1e}]"
+                if cert.upper is not None
+                else f"  upper (psi*, deterministic): not certified: {cert.upper_reason}"
+            ),
+        ]
+    emit(payload, as_json, f"ln P(S) under the prior N(0, K + {jitter:g} I), m = {payload['m']}:\n" + "\n".join(lines))
 
 
 def _load_kernel_inputs(path: str):
@@ -496,8 +643,10 @@ def _parse_sigma_b(text: str):
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError as err:
-        raise PacBayesError(f"--sigma-b must be a number or comma-separated numbers (one per linear "
-                            f"layer, first layer first), got {text!r}") from err
+        raise PacBayesError(
+            f"--sigma-b must be a number or comma-separated numbers (one per linear "
+            f"layer, first layer first), got {text!r}"
+        ) from err
     if not all(math.isfinite(v) for v in values):
         raise PacBayesError(f"--sigma-b must be finite numbers, got {text!r}")
     return values[0] if len(values) == 1 else values
@@ -505,24 +654,61 @@ def _parse_sigma_b(text: str):
 
 @main.command("kernel")
 @click.argument("inputs_path", metavar="INPUTS")
-@click.option("--kernel-arch", "--arch", "arch", type=click.Choice(["fc", "cnn"]), default="fc", show_default=True,
-              help="Analytic NNGP of a fully connected or convolutional net (--arch is the older name).")
-@click.option("--depth", type=int, default=2, show_default=True,
-              help="Hidden layers (fc) or conv layers (cnn), each followed by the activation.")
+@click.option(
+    "--kernel-arch",
+    "--arch",
+    "arch",
+    type=click.Choice(["fc", "cnn"]),
+    default="fc",
+    show_default=True,
+    help="Analytic NNGP of a fully connected or convolutional net (--arch is the older name).",
+)
+@click.option(
+    "--depth",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Hidden layers (fc) or conv layers (cnn), each followed by the activation.",
+)
 @click.option("--activation", type=click.Choice(ANALYTIC_ACTIVATIONS), default="relu", show_default=True)
-@click.option("--sigma-w", type=FINITE, default=1.0, show_default=True,
-              help="Weight std times sqrt(fan_in): weights ~ N(0, sigma_w^2 / fan_in).")
-@click.option("--sigma-b", default="0.0", show_default=True,
-              help="Bias std, or comma-separated depth + 1 values (one per linear layer, first first).")
-@click.option("--pooling", type=click.Choice(["flatten", "gap"]), default="flatten", show_default=True,
-              help="cnn read-out: dense layer on flattened features, or global average pooling.")
+@click.option(
+    "--sigma-w",
+    type=FINITE,
+    default=1.0,
+    show_default=True,
+    help="Weight std times sqrt(fan_in): weights ~ N(0, sigma_w^2 / fan_in).",
+)
+@click.option(
+    "--sigma-b",
+    default="0.0",
+    show_default=True,
+    help="Bias std, or comma-separated depth + 1 values (one per linear layer, first first).",
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(["flatten", "gap"]),
+    default="flatten",
+    show_default=True,
+    help="cnn read-out: dense layer on flattened features, or global average pooling.",
+)
 @click.option("--kernel-size", type=int, default=3, show_default=True, help="cnn: filter size.")
 @click.option("--stride", type=int, default=1, show_default=True, help="cnn: stride.")
 @click.option("--padding", type=int, default=None, help="cnn: zero padding [default: (kernel_size - 1) // 2].")
-@click.option("--model", "model_path", default=None,
-              help="Monte Carlo NNGP of this model file instead (re-initialised --kernel-samples times).")
-@click.option("--kernel-samples", "--samples", "samples", type=int, default=4096, show_default=True,
-              help="Monte Carlo initialisations (--samples is the older name).")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    help="Monte Carlo NNGP of this model file instead (re-initialised --kernel-samples times).",
+)
+@click.option(
+    "--kernel-samples",
+    "--samples",
+    "samples",
+    type=int,
+    default=4096,
+    show_default=True,
+    help="Monte Carlo initialisations (--samples is the older name).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Monte Carlo seed.")
 @click.option("--architecture", default=None, help="module:Class for a state_dict --model file.")
 @click.option("--trust-pickle", is_flag=True, help="Allow a fully pickled --model file (runs its code).")
@@ -531,9 +717,28 @@ def _parse_sigma_b(text: str):
 @click.option("--device", default=None, help="torch device (cpu, cuda).")
 @quiet_option
 @json_option
-def kernel_command(inputs_path, arch, depth, activation, sigma_w, sigma_b, pooling, kernel_size, stride,
-                   padding, model_path, samples, seed, architecture, trust_pickle, output_path,
-                   block_size, device, quiet, as_json):
+def kernel_command(
+    inputs_path,
+    arch,
+    depth,
+    activation,
+    sigma_w,
+    sigma_b,
+    pooling,
+    kernel_size,
+    stride,
+    padding,
+    model_path,
+    samples,
+    seed,
+    architecture,
+    trust_pickle,
+    output_path,
+    block_size,
+    device,
+    quiet,
+    as_json,
+):
     """NNGP kernel matrix K(INPUTS, INPUTS) of an (n, d) or (n, c, h, w) array (.npy / .npz)."""
     import time
 
@@ -553,35 +758,53 @@ def kernel_command(inputs_path, arch, depth, activation, sigma_w, sigma_b, pooli
     elif arch == "fc":
         kernel = FullyConnectedNNGP(depth, activation, sigma_w, _parse_sigma_b(sigma_b))
     else:
-        x = x[:, None] if x.ndim == 3 else x          # (n, h, w): one channel
+        x = x[:, None] if x.ndim == 3 else x  # (n, h, w): one channel
         pad = (kernel_size - 1) // 2 if padding is None else padding
-        kernel = ConvolutionalNNGP([(None, kernel_size, stride, pad)] * depth,
-                                   activation, sigma_w, _parse_sigma_b(sigma_b), pooling)
+        kernel = ConvolutionalNNGP(
+            [(None, kernel_size, stride, pad)] * depth, activation, sigma_w, _parse_sigma_b(sigma_b), pooling
+        )
     started = time.perf_counter()
     K = kernel.matrix(x, device=device, block_size=block_size, quiet=quiet)
     seconds = time.perf_counter() - started
-    smallest, method = ((kernel.diagnostics["min_eigenvalue"], "eigvalsh") if "min_eigenvalue" in kernel.diagnostics
-                        else min_eigenvalue(K))
+    smallest, method = (
+        (kernel.diagnostics["min_eigenvalue"], "eigvalsh")
+        if "min_eigenvalue" in kernel.diagnostics
+        else min_eigenvalue(K)
+    )
     matrix = K.cpu().numpy()
     try:  # to exactly this path (numpy.save(path) would append .npy), atomically
         write_atomically(output_path, lambda stream: np.save(stream, matrix), binary=True)
     except OSError as err:
         raise PacBayesError(f"cannot write {output_path!r} ({err}); choose a writable path") from err
-    payload = {"shape": list(K.shape), "seconds": seconds, "min_eigenvalue": smallest,
-               "min_eigenvalue_method": method, "output": output_path, "kernel": kernel.describe()}
+    payload = {
+        "shape": list(K.shape),
+        "seconds": seconds,
+        "min_eigenvalue": smallest,
+        "min_eigenvalue_method": method,
+        "output": output_path,
+        "kernel": kernel.describe(),
+    }
     if kernel.diagnostics:
         payload["diagnostics"] = kernel.diagnostics
-    emit(payload, as_json, f"{kernel.describe()['kind']} kernel {K.shape[0]} x {K.shape[1]} -> {output_path} "
-         f"in {seconds:.2f} s; smallest eigenvalue {smallest:.3e} ({method})")
+    emit(
+        payload,
+        as_json,
+        f"{kernel.describe()['kind']} kernel {K.shape[0]} x {K.shape[1]} -> {output_path} "
+        f"in {seconds:.2f} s; smallest eigenvalue {smallest:.3e} ({method})",
+    )
 
 
 @main.command("check")
 @click.argument("claims_path", metavar="CLAIMS.toml")
-@click.option("--cache-dir", default=None,
-              help="Cache certify reports here by content hash (corrupt entries are recomputed).")
-@click.option("--trust-pickle", is_flag=True,
-              help="Allow fully pickled model files (unpickling runs code from the file). A claims file "
-                   "can never allow this itself.")
+@click.option(
+    "--cache-dir", default=None, help="Cache certify reports here by content hash (corrupt entries are recomputed)."
+)
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Allow fully pickled model files (unpickling runs code from the file). A claims file "
+    "can never allow this itself.",
+)
 @quiet_option
 @json_option
 def check_command(claims_path, cache_dir, trust_pickle, quiet, as_json):
@@ -591,16 +814,24 @@ def check_command(claims_path, cache_dir, trust_pickle, quiet, as_json):
 
     if cache_dir:
         check_output_dir(cache_dir, "--cache-dir")
-    results = check_claims(claims_path, load_data_spec, cache_dir=cache_dir or False, quiet=quiet,
-                           trust_pickle=trust_pickle)
+    results = check_claims(
+        claims_path, load_data_spec, cache_dir=cache_dir or False, quiet=quiet, trust_pickle=trust_pickle
+    )
     errors = [r for r in results if r.error is not None]
     failed = sum(not r.passed for r in results) - len(errors)
-    payload = {"claims": [r.to_dict() for r in results], "passed": len(results) - failed - len(errors),
-               "failed": failed, "errors": len(errors), "all_passed": failed == 0 and not errors}
+    payload = {
+        "claims": [r.to_dict() for r in results],
+        "passed": len(results) - failed - len(errors),
+        "failed": failed,
+        "errors": len(errors),
+        "all_passed": failed == 0 and not errors,
+    }
     emit(payload, as_json, render_table(results))
     if errors:
-        _fail(f"{len(errors)} of {len(results)} claims could not be checked (first: {errors[0].name}: "
-              f"{errors[0].error})", 2)
+        _fail(
+            f"{len(errors)} of {len(results)} claims could not be checked (first: {errors[0].name}: {errors[0].error})",
+            2,
+        )
     if failed:
         sys.exit(1)
 

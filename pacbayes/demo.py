@@ -31,8 +31,16 @@ def demo_network(width: int = DEMO_WIDTH, depth: int = DEMO_DEPTH, inputs: int =
     return nn.Sequential(*layers)
 
 
-def train_to_zero_error(model: nn.Module, data: Dataset, *, seed: int = 0, max_epochs: int = 300,
-                        batch_size: int = 100, lr: float = 1e-3, quiet: bool = False) -> int:
+def train_to_zero_error(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    seed: int = 0,
+    max_epochs: int = 300,
+    batch_size: int = 100,
+    lr: float = 1e-3,
+    quiet: bool = False,
+) -> int:
     """Adam on the logistic loss until every training point is classified correctly; returns epochs."""
     generator = torch.Generator().manual_seed(seed)
     targets = data.labels.to(torch.float32)
@@ -55,8 +63,7 @@ def train_to_zero_error(model: nn.Module, data: Dataset, *, seed: int = 0, max_e
     raise ConvergenceError(f"the demo network did not reach zero training error in {max_epochs} epochs")
 
 
-def run_demo(*, m: int = 1000, seed: int = 0, delta: float = 0.05, workdir: str = "pacbayes-demo",
-             quiet: bool = False):
+def run_demo(*, m: int = 1000, seed: int = 0, delta: float = 0.05, workdir: str = "pacbayes-demo", quiet: bool = False):
     """Train, save, reload and certify; returns (report, path of the saved model, epochs trained)."""
     torch.manual_seed(seed)
     train = take(binarise(load_dataset("mnist-embedded", split="train")), m, seed=seed)

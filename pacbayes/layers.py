@@ -47,21 +47,30 @@ class LayerType:
         return self.cls.__name__
 
 
-LAYERS = {layer.name: layer for layer in (
-    LayerType(nn.Sequential, "container"),
-    LayerType(nn.Linear, "weighted", ("in_features", "out_features")),
-    LayerType(nn.Conv2d, "weighted", ("in_channels", "out_channels", "kernel_size", "stride", "padding",
-                                      "dilation", "groups", "padding_mode")),
-    LayerType(nn.ReLU, "activation", activation="relu"),
-    LayerType(nn.Tanh, "activation", activation="tanh"),
-    LayerType(nn.Sigmoid, "activation", activation="sigmoid"),
-    LayerType(nn.AdaptiveAvgPool2d, "pooling", ("output_size",)),
-    LayerType(nn.AvgPool2d, "pooling", ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-                                        "divisor_override")),
-    LayerType(nn.Flatten, "structural", ("start_dim", "end_dim")),
-    LayerType(nn.Dropout, "structural", ("p",)),
-    LayerType(nn.Identity, "structural", activation="linear"),
-)}
+LAYERS = {
+    layer.name: layer
+    for layer in (
+        LayerType(nn.Sequential, "container"),
+        LayerType(nn.Linear, "weighted", ("in_features", "out_features")),
+        LayerType(
+            nn.Conv2d,
+            "weighted",
+            ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "padding_mode"),
+        ),
+        LayerType(nn.ReLU, "activation", activation="relu"),
+        LayerType(nn.Tanh, "activation", activation="tanh"),
+        LayerType(nn.Sigmoid, "activation", activation="sigmoid"),
+        LayerType(nn.AdaptiveAvgPool2d, "pooling", ("output_size",)),
+        LayerType(
+            nn.AvgPool2d,
+            "pooling",
+            ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+        ),
+        LayerType(nn.Flatten, "structural", ("start_dim", "end_dim")),
+        LayerType(nn.Dropout, "structural", ("p",)),
+        LayerType(nn.Identity, "structural", activation="linear"),
+    )
+}
 """torch.nn class name -> :class:`LayerType`, for every layer type pacbayes understands."""
 
 ELEMENTWISE = tuple(name for name, layer in LAYERS.items() if layer.role == "activation")

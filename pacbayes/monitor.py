@@ -39,7 +39,6 @@ from pacbayes.families.marginal import MarginalSettings
 from pacbayes.models import count_mistakes, model_outputs, output_dim, zero_one_error
 
 
-
 def monitor_families() -> tuple:
     """The registered families that can be tracked during training (those with ``track``)."""
     return tuple(name for name, family in FAMILIES.items() if hasattr(family, "track"))
@@ -77,33 +76,64 @@ class BoundMonitor:
         the number of checkpoints declared in advance for the hold-out union bound.
     """
 
-    def __init__(self, model: torch.nn.Module, train: Dataset, *, test: Optional[Dataset] = None,
-                 bounds: tuple = ("marginal",), delta: float = 0.05, every: Optional[int] = None,
-                 overhead: float = 0.05,
-                 max_checkpoints: int = 100, marginal: MarginalSettings = MarginalSettings(),
-                 negative_classes: Optional[tuple] = None, seed: int = 0,
-                 callback: Optional[Callable[[MonitorResult], None]] = None, quiet: bool = True):
-        arguments.monitor_arguments(model, train, test=test, bounds=bounds, delta=delta, every=every, overhead=overhead,
-                                    max_checkpoints=max_checkpoints, marginal=marginal, seed=seed, quiet=quiet,
-                                    negative_classes=negative_classes, callback=callback)
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        train: Dataset,
+        *,
+        test: Optional[Dataset] = None,
+        bounds: tuple = ("marginal",),
+        delta: float = 0.05,
+        every: Optional[int] = None,
+        overhead: float = 0.05,
+        max_checkpoints: int = 100,
+        marginal: MarginalSettings = MarginalSettings(),
+        negative_classes: Optional[tuple] = None,
+        seed: int = 0,
+        callback: Optional[Callable[[MonitorResult], None]] = None,
+        quiet: bool = True,
+    ):
+        arguments.monitor_arguments(
+            model,
+            train,
+            test=test,
+            bounds=bounds,
+            delta=delta,
+            every=every,
+            overhead=overhead,
+            max_checkpoints=max_checkpoints,
+            marginal=marginal,
+            seed=seed,
+            quiet=quiet,
+            negative_classes=negative_classes,
+            callback=callback,
+        )
         self.delta = checks.delta(delta)
         trackable = monitor_families()
         unknown = [name for name in bounds if name not in trackable]
         if unknown or not bounds:
-            raise InputError(f"the monitor cannot track bound family {', '.join(unknown) or '(none)'}; "
-                             f"choose from {', '.join(trackable)}")
+            raise InputError(
+                f"the monitor cannot track bound family {', '.join(unknown) or '(none)'}; "
+                f"choose from {', '.join(trackable)}"
+            )
         if every is not None and (not isinstance(every, int) or every < 1):
             raise InputError(f"every must be a positive integer number of steps (or None), got {every!r}")
         if not 0.0 < overhead < 1.0:
             raise InputError(f"overhead must be a fraction of training time in (0, 1), got {overhead!r}")
         self.overhead = overhead
-        self._next_due = None     # perf_counter time after which step() computes (time-budget mode)
+        self._next_due = None  # perf_counter time after which step() computes (time-budget mode)
         if not isinstance(max_checkpoints, int) or max_checkpoints < 1:
             raise InputError(f"max_checkpoints must be a positive integer, got {max_checkpoints!r}")
         self.bounds, self.every, self.max_checkpoints = tuple(bounds), every, max_checkpoints
-        self.options = CertifyOptions(bounds=self.bounds, delta=self.delta, seed=seed,
-                                      negative_classes=negative_classes, marginal=marginal, quiet=quiet)
-        self._given = (train, test)       # as the user gave them: final() re-prepares through certify
+        self.options = CertifyOptions(
+            bounds=self.bounds,
+            delta=self.delta,
+            seed=seed,
+            negative_classes=negative_classes,
+            marginal=marginal,
+            quiet=quiet,
+        )
+        self._given = (train, test)  # as the user gave them: final() re-prepares through certify
         self.train, self.test, self.outputs = self._prepare(model, train, test)
         for name in self.bounds:
             FAMILIES[name].check(RunContext(outputs=self.outputs, train_error=0.0))
@@ -137,9 +167,11 @@ class BoundMonitor:
     def compute(self, model: torch.nn.Module) -> MonitorResult:
         """Errors and bound values of ``model`` now (marginal: the cached EP estimate)."""
         if len(self.history) >= self.max_checkpoints:
-            raise InputError(f"the monitor has already computed {self.max_checkpoints} checkpoints, the "
-                             "number declared for the hold-out union bound; construct it with a larger "
-                             "max_checkpoints or a larger every")
+            raise InputError(
+                f"the monitor has already computed {self.max_checkpoints} checkpoints, the "
+                "number declared for the hold-out union bound; construct it with a larger "
+                "max_checkpoints or a larger every"
+            )
         started = time.perf_counter()
         was_training = model.training
         model.eval()
@@ -152,13 +184,23 @@ class BoundMonitor:
         finally:
             model.train(was_training)
         values, certified, applies, notes = {}, {}, {}, []
-        context = RunContext(outputs=self.outputs, train_error=train_error, seed=self.options.seed,
-                             device=self.options.device, quiet=self.options.quiet)
+        context = RunContext(
+            outputs=self.outputs,
+            train_error=train_error,
+            seed=self.options.seed,
+            device=self.options.device,
+            quiet=self.options.quiet,
+        )
         shares = delta_shares(self.delta, self.bounds)
         for name in self.bounds:
-            tracked = FAMILIES[name].track(model, self.train, delta=shares[name],
-                                           settings=self.options.settings_for(name), context=context,
-                                           cache=self._cache.setdefault(name, {}))
+            tracked = FAMILIES[name].track(
+                model,
+                self.train,
+                delta=shares[name],
+                settings=self.options.settings_for(name),
+                context=context,
+                cache=self._cache.setdefault(name, {}),
+            )
             values.update(tracked.values)
             certified.update(tracked.certified)
             applies.update({key: tracked.applies for key in tracked.values})
@@ -170,9 +212,16 @@ class BoundMonitor:
             values["holdout"] = holdout_bound(test_mistakes, n, self._holdout_delta())
             certified["holdout"] = True
             applies["holdout"] = True
-        result = MonitorResult(step=self.calls, train_error=train_error, test_error=test_error, bounds=values,
-                               certified=certified, applies=applies, seconds=time.perf_counter() - started,
-                               notes=tuple(notes))
+        result = MonitorResult(
+            step=self.calls,
+            train_error=train_error,
+            test_error=test_error,
+            bounds=values,
+            certified=certified,
+            applies=applies,
+            seconds=time.perf_counter() - started,
+            notes=tuple(notes),
+        )
         self.history.append(result)
         if self.callback is not None:
             self.callback(result)
@@ -204,8 +253,10 @@ class BoundMonitor:
         train, given_test = self._given
         test = test if test is not None else given_test
         if test is None:
-            raise InputError("final() needs held-out data for the measured test error: construct the "
-                             "monitor with test=... or pass test= to final()")
+            raise InputError(
+                "final() needs held-out data for the measured test error: construct the "
+                "monitor with test=... or pass test= to final()"
+            )
         selected = given_test is not None and self.history and _same_data(test, given_test)
         options = replace(self.options, holdout_candidates=self.max_checkpoints) if selected else self.options
         return certify(model, train, test, options)
@@ -213,8 +264,12 @@ class BoundMonitor:
 
 def _same_data(a: Dataset, b: Dataset) -> bool:
     """Whether two data sets hold the same examples and labels (the same test set, maybe another object)."""
-    return a is b or (a.x.shape == b.x.shape and a.labels.shape == b.labels.shape
-                      and torch.equal(a.x, b.x) and torch.equal(a.labels, b.labels))
+    return a is b or (
+        a.x.shape == b.x.shape
+        and a.labels.shape == b.labels.shape
+        and torch.equal(a.x, b.x)
+        and torch.equal(a.labels, b.labels)
+    )
 
 
 def _log_result(result: MonitorResult) -> str:

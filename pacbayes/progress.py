@@ -10,5 +10,6 @@ from tqdm.auto import tqdm
 
 def progress(iterable=None, *, total=None, desc: str = "", quiet: bool = False, unit: str = "it"):
     """A tqdm bar on stderr; ``quiet=True`` disables it (the iterable is still returned)."""
-    return tqdm(iterable, total=total, desc=desc, disable=quiet, file=sys.stderr, leave=False,
-                dynamic_ncols=True, unit=unit)
+    return tqdm(
+        iterable, total=total, desc=desc, disable=quiet, file=sys.stderr, leave=False, dynamic_ncols=True, unit=unit
+    )

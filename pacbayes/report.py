@@ -28,13 +28,16 @@ def render_text(report, title: str = "") -> str:
     lines.append(f"  {'bound':<34} {'value':>8}  {'kind':<10} {'ln P(S)':>10}  about")
     for b in report.bounds:
         kind = "certified" if b.certified else "estimate"
-        lines.append(f"  {b.name:<34} {b.value:>8.4f}  {kind:<10} {_format_log_evidence(b.log_evidence):>10}"
-                     f"  {b.classifier}")
+        lines.append(
+            f"  {b.name:<34} {b.value:>8.4f}  {kind:<10} {_format_log_evidence(b.log_evidence):>10}  {b.classifier}"
+        )
     lines.append("")
     lines.append("  baselines")
     selected = report.baselines.get("holdout_candidates", 1)
-    lines.append(f"    hold-out bound for the model itself (certified)   {report.baselines['holdout_bound']:.4f}"
-                 + (f"   (paid for selection among {selected} candidates)" if selected > 1 else ""))
+    lines.append(
+        f"    hold-out bound for the model itself (certified)   {report.baselines['holdout_bound']:.4f}"
+        + (f"   (paid for selection among {selected} candidates)" if selected > 1 else "")
+    )
     for key, label in report.baseline_labels.items():
         if label:
             lines.append(f"    {label:<49} {_format_number(report.baselines[key])}")

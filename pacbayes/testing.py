@@ -66,8 +66,9 @@ def content_key(model: torch.nn.Module, train: Dataset, test: Optional[Dataset],
 
 def _checksum(report: dict) -> str:
     # the stored report has null where the fresh one had inf/NaN (JSON has neither): hash that form
-    return hashlib.sha256(json.dumps(json_safe(report, note=False), sort_keys=True,
-                                     allow_nan=False).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(json_safe(report, note=False), sort_keys=True, allow_nan=False).encode()
+    ).hexdigest()
 
 
 def _cache_dir(cache_dir) -> Optional[str]:
@@ -93,8 +94,9 @@ def _read_entry(path: str, key: str) -> Optional[dict]:
         return None
 
 
-def cached_report(model: torch.nn.Module, train: Dataset, test: Dataset, options: CertifyOptions,
-                  cache_dir=None) -> tuple:
+def cached_report(
+    model: torch.nn.Module, train: Dataset, test: Dataset, options: CertifyOptions, cache_dir=None
+) -> tuple:
     """``certify(model, train, test, options).to_dict()``, from the cache when a valid entry exists.
 
     cache_dir: a folder, None for ``$PACBAYES_CACHE_DIR`` or ``.pacbayes-cache``, False for no cache.
@@ -102,7 +104,7 @@ def cached_report(model: torch.nn.Module, train: Dataset, test: Dataset, options
     """
     folder = _cache_dir(cache_dir)
     if folder:
-        arguments.check_output_dir(folder, "cache_dir")   # before computing, not after
+        arguments.check_output_dir(folder, "cache_dir")  # before computing, not after
     key = content_key(model, train, test, options)
     path = os.path.join(folder, key + ".json") if folder else None
     if path:
@@ -111,8 +113,7 @@ def cached_report(model: torch.nn.Module, train: Dataset, test: Dataset, options
             return report, True
     report = certify(model, train, test, options).to_dict()
     if path:
-        write_json_atomically({"format": CACHE_FORMAT, "key": key, "report": report,
-                               "sha256": _checksum(report)}, path)
+        write_json_atomically({"format": CACHE_FORMAT, "key": key, "report": report, "sha256": _checksum(report)}, path)
     return report, False
 
 
@@ -121,30 +122,56 @@ def family_bound(report: dict, bound: str, kind: str = "certified") -> dict:
     """The smallest ``kind`` ("certified" or "estimate") bound record of family ``bound`` in a report."""
     if kind not in ("certified", "estimate"):
         raise InputError(f"kind must be 'certified' or 'estimate', got {kind!r}")
-    records = [b for b in report["bounds"]
-               if b.get("family") == bound and b["certified"] == (kind == "certified")
-               and "converted_from" not in b["details"]]
+    records = [
+        b
+        for b in report["bounds"]
+        if b.get("family") == bound and b["certified"] == (kind == "certified") and "converted_from" not in b["details"]
+    ]
     if not records:
-        raise InputError(f"the report has no {kind} bound of family {bound!r} "
-                         f"(it has: {', '.join(b['name'] for b in report['bounds'])})")
+        raise InputError(
+            f"the report has no {kind} bound of family {bound!r} "
+            f"(it has: {', '.join(b['name'] for b in report['bounds'])})"
+        )
     return min(records, key=lambda b: b["value"])
 
 
-def assert_certified(model: torch.nn.Module, train: Dataset, *, test: Optional[Dataset] = None,
-                     bound: str = "marginal", at_most: float, delta: float = 0.05, m: Optional[int] = None,
-                     seed: int = 0, marginal: MarginalSettings = MarginalSettings(), cache_dir=None,
-                     quiet: bool = True) -> BoundResult:
+def assert_certified(
+    model: torch.nn.Module,
+    train: Dataset,
+    *,
+    test: Optional[Dataset] = None,
+    bound: str = "marginal",
+    at_most: float,
+    delta: float = 0.05,
+    m: Optional[int] = None,
+    seed: int = 0,
+    marginal: MarginalSettings = MarginalSettings(),
+    cache_dir=None,
+    quiet: bool = True,
+) -> BoundResult:
     """Assert that the certified ``bound`` of ``model`` on ``train`` is at most ``at_most``.
 
     ``test`` is the held-out data certify measures the test error on (required: it must not
     overlap ``train``). Returns the certified :class:`BoundResult`; raises ``AssertionError``
     with value, threshold, delta, what is certified and the assumptions otherwise.
     """
-    arguments.assert_certified_arguments(model, train, test=test, bound=bound, at_most=at_most, delta=delta, m=m,
-                                         seed=seed, marginal=marginal, cache_dir=cache_dir, quiet=quiet)
+    arguments.assert_certified_arguments(
+        model,
+        train,
+        test=test,
+        bound=bound,
+        at_most=at_most,
+        delta=delta,
+        m=m,
+        seed=seed,
+        marginal=marginal,
+        cache_dir=cache_dir,
+        quiet=quiet,
+    )
     if test is None:
-        raise InputError("assert_certified needs held-out data for the measured test error: pass "
-                         "test=... (disjoint from train)")
+        raise InputError(
+            "assert_certified needs held-out data for the measured test error: pass test=... (disjoint from train)"
+        )
     if not isinstance(at_most, (int, float)) or not 0.0 <= at_most <= 1.0:
         raise InputError(f"at_most must be an error rate in [0, 1], got {at_most!r}")
     options = CertifyOptions(bounds=(bound,), delta=delta, m=m, seed=seed, marginal=marginal, quiet=quiet)
@@ -152,15 +179,25 @@ def assert_certified(model: torch.nn.Module, train: Dataset, *, test: Optional[D
     record = family_bound(report, bound)
     result = BoundResult(**{**record, "assumptions": tuple(record["assumptions"])})
     if result.value > at_most:
-        lines = [f"certified bound {result.name} = {result.value:.4f} exceeds at_most = {at_most:.4f}",
-                 f"  delta = {delta:g} (this number spends {sum(result.delta.values()):.3g}), m = {report['m']}, "
-                 f"train error {report['train_error']:.4f}, test error {report['test_error']:.4f}"
-                 + (" [from cache]" if from_cache else ""),
-                 f"  certifies: {result.certifies}", "  assumptions:"]
+        lines = [
+            f"certified bound {result.name} = {result.value:.4f} exceeds at_most = {at_most:.4f}",
+            f"  delta = {delta:g} (this number spends {sum(result.delta.values()):.3g}), m = {report['m']}, "
+            f"train error {report['train_error']:.4f}, test error {report['test_error']:.4f}"
+            + (" [from cache]" if from_cache else ""),
+            f"  certifies: {result.certifies}",
+            "  assumptions:",
+        ]
         lines += [f"    - {a}" for a in result.assumptions]
         raise AssertionError("\n".join(lines))
     return result
 
 
-__all__ = ["assert_certified", "cached_report", "content_key", "family_bound", "CacheWarning",
-           "CACHE_ENV", "DEFAULT_CACHE_DIR"]
+__all__ = [
+    "assert_certified",
+    "cached_report",
+    "content_key",
+    "family_bound",
+    "CacheWarning",
+    "CACHE_ENV",
+    "DEFAULT_CACHE_DIR",
+]

@@ -4,8 +4,9 @@ import pytest
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-heavy", action="store_true", default=False,
-                     help="also run tests marked heavy (large m, long training)")
+    parser.addoption(
+        "--run-heavy", action="store_true", default=False, help="also run tests marked heavy (large m, long training)"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

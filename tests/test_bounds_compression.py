@@ -5,8 +5,7 @@ import math
 import pytest
 from scipy import stats
 
-from pacbayes.bounds import (catoni_bound, compression_bound, message_log_inverse_prior,
-                             occam_bound, pac_bayes_kl_bound)
+from pacbayes.bounds import catoni_bound, compression_bound, message_log_inverse_prior, occam_bound, pac_bayes_kl_bound
 from pacbayes.errors import InputError
 
 
@@ -49,7 +48,7 @@ def test_bound_holds_for_every_message_by_exact_binomial_tails():
             values = [occam_bound(kl, m, delta / 3, empirical_risk=k / m) for k in range(m + 1)]
             failing = [k for k in range(m + 1) if values[k] < r]
             fail = stats.binom.pmf(failing, m, r).sum() if failing else 0.0
-            assert fail <= delta / 3 * 2.0 ** -bits * (1 + 1e-9)
+            assert fail <= delta / 3 * 2.0**-bits * (1 + 1e-9)
 
 
 def test_bad_input_is_refused():

@@ -12,7 +12,7 @@ def test_clean_label_conversion_inverts_uniform_replacement(classes, fraction):
     rng = np.random.default_rng(0)
     n = 200_000
     truth = rng.integers(0, classes, size=n)
-    predictions = np.where(rng.random(n) < 0.15, (truth + 1) % classes, truth)    # a classifier with error 0.15
+    predictions = np.where(rng.random(n) < 0.15, (truth + 1) % classes, truth)  # a classifier with error 0.15
     replaced = rng.random(n) < fraction
     corrupted = np.where(replaced, rng.integers(0, classes, size=n), truth)
     measured_clean = float(np.mean(predictions != truth))

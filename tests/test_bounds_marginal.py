@@ -7,7 +7,7 @@ import pytest
 from pacbayes.bounds import marginal_likelihood_bound, marginal_likelihood_complexity
 from pacbayes.errors import InputError
 
-AUTHORS_DELTA = 2.0 ** -10
+AUTHORS_DELTA = 2.0**-10
 
 
 def test_reproduces_valle_perez_cnn_figure():
@@ -27,7 +27,8 @@ def test_langford_form_by_hand():
     expected = 1.0 - math.exp(-(250.0 + math.log(2 * 1000 / 0.05)) / 999)
     assert marginal_likelihood_bound(log_p, m, delta) == pytest.approx(expected, rel=1e-14)
     assert marginal_likelihood_complexity(log_p, m, delta) == pytest.approx(
-        (250.0 + math.log(40000.0)) / 999, rel=1e-14)
+        (250.0 + math.log(40000.0)) / 999, rel=1e-14
+    )
 
 
 def test_mcallester_form_by_hand():
@@ -46,15 +47,18 @@ def test_vacuous_limits():
     assert 0.0 < marginal_likelihood_bound(0.0, 100, 0.05) < 0.1
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(log_evidence=1.0, m=100, delta=0.05),
-    dict(log_evidence=math.nan, m=100, delta=0.05),
-    dict(log_evidence=-1.0, m=1, delta=0.05),
-    dict(log_evidence=-1.0, m=100, delta=0.0),
-    dict(log_evidence=-1.0, m=100, delta=1.0),
-    dict(log_evidence=-1.0, m=100, delta=math.nan),
-    dict(log_evidence=-1.0, m=100, delta=0.05, variant="nope"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(log_evidence=1.0, m=100, delta=0.05),
+        dict(log_evidence=math.nan, m=100, delta=0.05),
+        dict(log_evidence=-1.0, m=1, delta=0.05),
+        dict(log_evidence=-1.0, m=100, delta=0.0),
+        dict(log_evidence=-1.0, m=100, delta=1.0),
+        dict(log_evidence=-1.0, m=100, delta=math.nan),
+        dict(log_evidence=-1.0, m=100, delta=0.05, variant="nope"),
+    ],
+)
 def test_rejects_bad_input(kwargs):
     with pytest.raises(InputError):
         marginal_likelihood_bound(**kwargs)

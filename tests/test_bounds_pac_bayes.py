@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from pacbayes.bounds import (binary_kl, catoni_bound, mcallester_bound, occam_bound, occam_complexity,
-                             pac_bayes_kl_bound)
+from pacbayes.bounds import binary_kl, catoni_bound, mcallester_bound, occam_bound, occam_complexity, pac_bayes_kl_bound
 from pacbayes.errors import InputError
 
 
@@ -59,7 +58,6 @@ def test_catoni_single_grid_point_by_hand():
 def test_catoni_grid_pays_its_union_bound():
     q, kl, m, delta = 0.05, 40.0, 2000, 0.05
     grid = [0.5, 1.0, 2.0, 4.0]
-    manual = min((1 - math.exp(-c * q - (kl + math.log(len(grid) / delta)) / m)) / (1 - math.exp(-c))
-                 for c in grid)
+    manual = min((1 - math.exp(-c * q - (kl + math.log(len(grid) / delta)) / m)) / (1 - math.exp(-c)) for c in grid)
     assert catoni_bound(q, kl, m, delta, grid=grid) == pytest.approx(manual, rel=1e-14)
     assert catoni_bound(q, kl, m, delta) < 1.0

@@ -32,4 +32,4 @@ def test_markov_lower_bound_coverage_for_exponential_estimator():
 
 def test_series_delta_sums_to_delta():
     assert sum(series_delta(k, 0.05) for k in range(1, 200_001)) == pytest.approx(0.05, rel=1e-5)
-    assert series_delta(1, 0.05) == pytest.approx(0.05 * 6 / math.pi ** 2, rel=1e-15)
+    assert series_delta(1, 0.05) == pytest.approx(0.05 * 6 / math.pi**2, rel=1e-15)

@@ -23,7 +23,7 @@ WIDTH = 64
 
 def independent_error(model, x, labels):
     with torch.no_grad():
-        predictions = [int(model(x[i:i + 1]).item() > 0) for i in range(len(x))]
+        predictions = [int(model(x[i : i + 1]).item() > 0) for i in range(len(x))]
     return sum(p != int(t) for p, t in zip(predictions, labels)) / len(x)
 
 
@@ -39,16 +39,19 @@ def test_report_errors_match_an_independent_evaluation(data, trained):
     certified = report.bounds[1]
     assert certified.certified and not report.bounds[0].certified
     # the certified bound is the formula evaluated at the certified ln P(S) with its delta share
-    assert certified.value == pytest.approx(marginal_likelihood_bound(
-        certified.log_evidence, M, certified.delta["pac-bayes (marginal)"]), rel=1e-12)
+    assert certified.value == pytest.approx(
+        marginal_likelihood_bound(certified.log_evidence, M, certified.delta["pac-bayes (marginal)"]), rel=1e-12
+    )
     assert certified.log_evidence <= report.diagnostics["marginal"]["certified"]["upper"]
     # one union bound: every delta in the ledger adds up to at most the user's delta
     spent = report.delta_ledger["hold-out (test-set bound for the model)"] + sum(
-        report.delta_ledger["marginal"].values())
+        report.delta_ledger["marginal"].values()
+    )
     assert spent <= report.delta + 1e-15
     mistakes = round(report.test_error * len(test))
     assert report.baselines["holdout_bound"] == pytest.approx(
-        holdout_bound(mistakes, len(test), report.delta_ledger["hold-out (test-set bound for the model)"]))
+        holdout_bound(mistakes, len(test), report.delta_ledger["hold-out (test-set bound for the model)"])
+    )
     assert 0.0 <= report.baselines["q_star_test_error_ep"] <= 1.0
 
 
@@ -69,8 +72,12 @@ def save_every_kind(model, directory):
 def test_certify_cli_on_every_model_file_kind(data, trained, tmp_path):
     paths = save_every_kind(trained, tmp_path)
     common = ["--m", str(M), "--json", "--quiet", "--test", "mnist-embedded:test"]
-    extra = {"torchscript": [], "export": [], "pickle": ["--trust-pickle"],
-             "state_dict": ["--architecture", "pacbayes.demo:demo_network", "--kwargs", json.dumps({"width": WIDTH})]}
+    extra = {
+        "torchscript": [],
+        "export": [],
+        "pickle": ["--trust-pickle"],
+        "state_dict": ["--architecture", "pacbayes.demo:demo_network", "--kwargs", json.dumps({"width": WIDTH})],
+    }
     values = {}
     for kind, path in paths.items():
         result = CliRunner().invoke(main, ["certify", str(path), *common, *extra[kind]])
@@ -113,7 +120,8 @@ def test_label_corruption_raises_the_bound(data):
         if fraction > 0:
             assert "test_error_corrupted_labels" in report.baselines
             assert values[fraction]["marginal-certified-clean-labels"] == pytest.approx(
-                clean_distribution_bound(values[fraction]["marginal-certified"], fraction))
+                clean_distribution_bound(values[fraction]["marginal-certified"], fraction)
+            )
     assert values[0.5]["marginal-certified"] > values[0.0]["marginal-certified"]
     assert values[0.5]["marginal-ep"] > values[0.0]["marginal-ep"]
 
@@ -139,9 +147,16 @@ def test_overlapping_test_data_is_refused(data, trained):
         certify(trained, train, train)
 
 
-@pytest.mark.parametrize("options", [CertifyOptions(delta=0.0), CertifyOptions(delta=1.5),
-                                     CertifyOptions(bounds=("nope",)), CertifyOptions(corrupt=1.5),
-                                     CertifyOptions(m=1)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        CertifyOptions(delta=0.0),
+        CertifyOptions(delta=1.5),
+        CertifyOptions(bounds=("nope",)),
+        CertifyOptions(corrupt=1.5),
+        CertifyOptions(m=1),
+    ],
+)
 def test_bad_options_are_refused(data, trained, options):
     with pytest.raises(InputError):
         certify(trained, *data, options)
@@ -178,9 +193,7 @@ def test_max_bound_gate_and_atomic_out(trained, tmp_path):
     passing = CliRunner().invoke(main, [*args, "--max-bound", "1.0"])
     assert passing.exit_code == 0, passing.output
     written = json.loads(out.read_text())
-    assert math.isclose(written["best_certified_bound"],
-                        min(b["value"] for b in written["bounds"] if b["certified"]))
+    assert math.isclose(written["best_certified_bound"], min(b["value"] for b in written["bounds"] if b["certified"]))
     failing = CliRunner().invoke(main, [*args, "--max-bound", "0.01"])
     assert failing.exit_code == 1
     assert not list(out.parent.glob(".report-*"))
-

@@ -23,13 +23,21 @@ FAST_STOCHASTIC = DziugaiteRoySettings(mc_samples=40, test_draws=5)
 
 def test_all_families_share_one_union_bound(data, trained):
     train, test = data
-    options = CertifyOptions(bounds=("marginal", "dziugaite-roy", "subspace"), delta=0.05, seed=2,
-                             dziugaite_roy=FAST_STOCHASTIC, subspace=SubspaceSettings(dim=40))
+    options = CertifyOptions(
+        bounds=("marginal", "dziugaite-roy", "subspace"),
+        delta=0.05,
+        seed=2,
+        dziugaite_roy=FAST_STOCHASTIC,
+        subspace=SubspaceSettings(dim=40),
+    )
     report = certify(trained, train, test, options)
     names = [b.name for b in report.bounds]
     assert names == ["marginal-ep", "marginal-certified", "dziugaite-roy", "subspace"]
-    spent = sum(value for family, entry in report.delta_ledger.items()
-                for value in (entry.values() if isinstance(entry, dict) else [entry]))
+    spent = sum(
+        value
+        for family, entry in report.delta_ledger.items()
+        for value in (entry.values() if isinstance(entry, dict) else [entry])
+    )
     assert spent <= 0.05 * (1 + 1e-12)
     for family in ("marginal", "dziugaite-roy", "subspace"):
         assert sum(report.delta_ledger[family].values()) == pytest.approx(0.05 / 4, rel=1e-9)
@@ -46,15 +54,29 @@ def test_subspace_file_as_model_through_the_cli(data, tmp_path):
     compressed = train_subspace_model(demo_network(width=WIDTH), train.x, train.labels, dim=40, seed=2)
     path = tmp_path / "compressed.pt"
     save_subspace_model(compressed, str(path))
-    args = ["certify", str(path), "--bounds", "subspace", "--m", str(M), "--seed", "2", "--json", "--quiet",
-            "--architecture", "pacbayes.demo:demo_network", "--kwargs", json.dumps({"width": WIDTH})]
+    args = [
+        "certify",
+        str(path),
+        "--bounds",
+        "subspace",
+        "--m",
+        str(M),
+        "--seed",
+        "2",
+        "--json",
+        "--quiet",
+        "--architecture",
+        "pacbayes.demo:demo_network",
+        "--kwargs",
+        json.dumps({"width": WIDTH}),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["bounds"][0]["name"] == "subspace"
     # the model measured is the decoded compressed model itself
     assert payload["train_error"] == pytest.approx(payload["baselines"]["subspace_train_error"])
-    missing = CliRunner().invoke(main, args[:args.index("--architecture")])
+    missing = CliRunner().invoke(main, args[: args.index("--architecture")])
     assert missing.exit_code == 2 and "--architecture" in missing.stderr
 
 
@@ -67,8 +89,24 @@ def test_dziugaite_roy_flags_through_the_cli(data, tmp_path):
     train_to_zero_error(model, train, seed=5, quiet=True)
     path = tmp_path / "model.pt"
     torch.jit.script(model).save(str(path))
-    args = ["certify", str(path), "--bounds", "dziugaite-roy", "--m", str(M), "--seed", "2", "--init", str(init),
-            "--mc-samples", "30", "--objective", "quad", "--json", "--quiet"]
+    args = [
+        "certify",
+        str(path),
+        "--bounds",
+        "dziugaite-roy",
+        "--m",
+        str(M),
+        "--seed",
+        "2",
+        "--init",
+        str(init),
+        "--mc-samples",
+        "30",
+        "--objective",
+        "quad",
+        "--json",
+        "--quiet",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     entry = json.loads(result.stdout)["bounds"][0]

@@ -53,10 +53,11 @@ def clean_value(small_test):
 
 def test_threshold_claims_pass_and_fail_on_the_independent_value(small_test, clean_value, tmp_path):
     value = clean_value
-    text = ("[defaults]\n" + COMMON.format(test=small_test) +
-            f'[[claim]]\nname = "holds"\nat_most = {value + 0.01}\n'
-            f'[[claim]]\nname = "fails"\nat_most = {value - 0.01}\n'
-            f'[[claim]]\nname = "at least"\nat_least = {value - 0.01}\n')
+    text = (
+        "[defaults]\n" + COMMON.format(test=small_test) + f'[[claim]]\nname = "holds"\nat_most = {value + 0.01}\n'
+        f'[[claim]]\nname = "fails"\nat_most = {value - 0.01}\n'
+        f'[[claim]]\nname = "at least"\nat_least = {value - 0.01}\n'
+    )
     path = write(tmp_path, text)
     results = check_claims(path, load_data_spec)
     assert [r.passed for r in results] == [True, False, True]
@@ -75,9 +76,10 @@ def test_threshold_claims_pass_and_fail_on_the_independent_value(small_test, cle
 
 
 def test_comparison_claim_uses_both_sides(small_test, clean_value, tmp_path):
-    text = ("[defaults]\n" + COMMON.format(test=small_test) +
-            '[[claim]]\nname = "noise raises the bound"\ncorrupt = 0.5\n'
-            'compare = { op = ">", with = { corrupt = 0.0 } }\n')
+    text = (
+        "[defaults]\n" + COMMON.format(test=small_test) + '[[claim]]\nname = "noise raises the bound"\ncorrupt = 0.5\n'
+        'compare = { op = ">", with = { corrupt = 0.0 } }\n'
+    )
     (result,) = check_claims(write(tmp_path, text), load_data_spec)
     assert result.value == pytest.approx(independent_value(small_test, corrupt=0.5), rel=1e-12)
     assert result.reference == pytest.approx(clean_value, rel=1e-12)
@@ -94,8 +96,7 @@ def test_model_file_relative_to_the_claims_file(small_test, tmp_path):
     train_to_zero_error(model, fitted, seed=7, quiet=True)
     torch.jit.script(model).save(str(tmp_path / "net.pt"))
     expected = next(b.value for b in certify(model, train, test, options).bounds if b.certified)
-    text = (f'[[claim]]\nname = "file"\nmodel = "net.pt"\nm = 40\nseed = 5\ntest = "{small_test}"\n'
-            'at_most = 1.0\n')
+    text = f'[[claim]]\nname = "file"\nmodel = "net.pt"\nm = 40\nseed = 5\ntest = "{small_test}"\nat_most = 1.0\n'
     (result,) = check_claims(write(tmp_path, text), load_data_spec)
     assert result.passed and result.value == pytest.approx(expected, rel=1e-9)
 
@@ -105,24 +106,30 @@ def test_results_are_reused_within_a_run(small_test, tmp_path, monkeypatch):
     computed = []
     real = checker._compute
     monkeypatch.setattr(checker, "_compute", lambda settings: computed.append(1) or real(settings))
-    text = ("[defaults]\n" + COMMON.format(test=small_test) +
-            '[[claim]]\nname = "a"\nat_most = 1.0\n[[claim]]\nname = "b"\nat_least = 0.0\n')
+    text = (
+        "[defaults]\n"
+        + COMMON.format(test=small_test)
+        + '[[claim]]\nname = "a"\nat_most = 1.0\n[[claim]]\nname = "b"\nat_least = 0.0\n'
+    )
     for name, settings, test in load_claims(write(tmp_path, text)):
         checker.check(name, settings, test)
     assert computed == [1]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[[claim]\n", "not valid TOML"),
-    ("[defaults]\nm = 3\n", "no \\[\\[claim\\]\\] tables"),
-    ('[[claim]]\nname = "x"\nat_most = 0.2\nwidht = 3\n', "unknown keys"),
-    ('[[claim]]\nname = "x"\nat_most = 0.2\nat_least = 0.1\n', "exactly one of"),
-    ('[[claim]]\nname = "x"\n', "exactly one of"),
-    ('[[claim]]\nname = "x"\nat_most = 2.0\n', "error rate"),
-    ('[[claim]]\nname = "x"\ncompare = { op = "=>", with = { m = 3 } }\n', "compare needs op"),
-    ('[[claim]]\nname = "x"\ncompare = { op = ">", with = { colour = 3 } }\n', "unknown settings"),
-    ('[claims]\nx = 1\n', "unknown top-level"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[[claim]\n", "not valid TOML"),
+        ("[defaults]\nm = 3\n", "no \\[\\[claim\\]\\] tables"),
+        ('[[claim]]\nname = "x"\nat_most = 0.2\nwidht = 3\n', "unknown keys"),
+        ('[[claim]]\nname = "x"\nat_most = 0.2\nat_least = 0.1\n', "exactly one of"),
+        ('[[claim]]\nname = "x"\n', "exactly one of"),
+        ('[[claim]]\nname = "x"\nat_most = 2.0\n', "error rate"),
+        ('[[claim]]\nname = "x"\ncompare = { op = "=>", with = { m = 3 } }\n', "compare needs op"),
+        ('[[claim]]\nname = "x"\ncompare = { op = ">", with = { colour = 3 } }\n', "unknown settings"),
+        ("[claims]\nx = 1\n", "unknown top-level"),
+    ],
+)
 def test_bad_claims_files_are_refused(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(InputError, match=message):
@@ -140,9 +147,10 @@ def test_missing_file_is_one_line(tmp_path):
 def test_family_options_are_claims_keys_type_checked_and_applied(small_test, tmp_path):
     """Claims keys come from each family's settings: a larger jitter is a different prior, so the
     bound changes exactly as certify's does; a mistyped value names the claim and the key."""
-    text = ("[defaults]\n" + COMMON.format(test=small_test) +
-            '[[claim]]\nname = "jitter"\njitter = 0.5\n'
-            'compare = { op = ">=", with = { jitter = 1e-6 } }\n')
+    text = (
+        "[defaults]\n" + COMMON.format(test=small_test) + '[[claim]]\nname = "jitter"\njitter = 0.5\n'
+        'compare = { op = ">=", with = { jitter = 1e-6 } }\n'
+    )
     results = check_claims(write(tmp_path, text), load_data_spec)
     train, test = load_data_spec("mnist-embedded:train"), load_data_spec(small_test)
     options = CertifyOptions(m=40, seed=5, marginal=MarginalSettings(jitter=0.5))
@@ -153,8 +161,10 @@ def test_family_options_are_claims_keys_type_checked_and_applied(small_test, tmp
     direct = next(b.value for b in certify(model, train, test, options).bounds if b.certified)
     assert results[0].value == pytest.approx(direct, rel=1e-12)
     assert results[0].reference != results[0].value
-    for bad, message in (('jitter = "big"', "jitter must be a finite number"),
-                         ('kernel_type = "rbf"', "kernel_type must be a string"),
-                         ('jitter_grid = [1e-6, "x"]', "jitter_grid must be a list of finite numbers")):
+    for bad, message in (
+        ('jitter = "big"', "jitter must be a finite number"),
+        ('kernel_type = "rbf"', "kernel_type must be a string"),
+        ('jitter_grid = [1e-6, "x"]', "jitter_grid must be a list of finite numbers"),
+    ):
         with pytest.raises(InputError, match=f"claim 'c': {message}"):
             load_claims(write(tmp_path, f'[[claim]]\nname = "c"\n{bad}\nat_most = 0.5\n', name="bad.toml"))

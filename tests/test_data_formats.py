@@ -29,8 +29,7 @@ def write_idx(path, array, compress=False):
 
 def synthetic_images(n, seed, shape=(28, 28)):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(n,) + shape, dtype=np.uint8), \
-        rng.integers(0, 10, size=n).astype(np.uint8)
+    return rng.integers(0, 256, size=(n,) + shape, dtype=np.uint8), rng.integers(0, 10, size=n).astype(np.uint8)
 
 
 def write_mnist_dir(folder, compress, n_train=12, n_test=7, separator="-"):
@@ -79,9 +78,15 @@ def test_read_idx_rejects_truncated_corrupt_and_missing(tmp_path):
     (tmp_path / "magic").write_bytes(b"\x01" + raw[1:])
     (tmp_path / "type").write_bytes(raw[:2] + b"\x07" + raw[3:])
     (tmp_path / "gz").write_bytes(gzip.compress(raw)[:-12])
-    for name, words in [("short", "truncated"), ("long", "truncated"), ("header", "truncated"),
-                        ("magic", "not an idx"), ("type", "element type"), ("gz", "gzip"),
-                        ("missing", "no such file")]:
+    for name, words in [
+        ("short", "truncated"),
+        ("long", "truncated"),
+        ("header", "truncated"),
+        ("magic", "not an idx"),
+        ("type", "element type"),
+        ("gz", "gzip"),
+        ("missing", "no such file"),
+    ]:
         with pytest.raises(InputError, match=words):
             read_idx(tmp_path / name)
 
@@ -132,8 +137,12 @@ def write_cifar(folder, key_type=str):
     for name, n in [(f"data_batch_{i}", 3) for i in range(1, 6)] + [("test_batch", 4)]:
         data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         labels = rng.integers(0, 10, size=n).tolist()
-        batch = {key_type("data"): data, key_type("labels"): labels,
-                 key_type("batch_label"): "synthetic", key_type("filenames"): [b"a.png"] * n}
+        batch = {
+            key_type("data"): data,
+            key_type("labels"): labels,
+            key_type("batch_label"): "synthetic",
+            key_type("filenames"): [b"a.png"] * n,
+        }
         with open(os.path.join(folder, name), "wb") as handle:
             pickle.dump(batch, handle, protocol=2)
         arrays[name] = (data, np.array(labels))
@@ -226,17 +235,20 @@ def test_pt_refuses_pickled_objects_and_garbage(tmp_path):
         load_dataset(str(tmp_path / "tensor.pt"))
 
 
-@pytest.mark.parametrize("x,y,words", [
-    (np.zeros((3, 4)), np.array([0, 1]), "3 examples but y has 2"),
-    (np.array([[0.0, np.nan], [1, 1]]), np.array([0, 1]), "NaN"),
-    (np.array([[0.0, np.inf], [1, 1]]), np.array([0, 1]), "NaN or infinite"),
-    (np.zeros((2, 4)), np.array([0.5, 1.0]), "must be integers"),
-    (np.zeros((2, 4)), np.array([4, 4]), "at least 2 classes"),
-    (np.zeros((2, 4)), np.eye(2), "1-D"),
-    (np.zeros(4), np.arange(4), "one row per example"),
-    (np.zeros((0, 4)), np.zeros(0, dtype=int), "empty"),
-    (np.array([["a", "b"]]), np.array([0]), "numeric"),
-])
+@pytest.mark.parametrize(
+    "x,y,words",
+    [
+        (np.zeros((3, 4)), np.array([0, 1]), "3 examples but y has 2"),
+        (np.array([[0.0, np.nan], [1, 1]]), np.array([0, 1]), "NaN"),
+        (np.array([[0.0, np.inf], [1, 1]]), np.array([0, 1]), "NaN or infinite"),
+        (np.zeros((2, 4)), np.array([0.5, 1.0]), "must be integers"),
+        (np.zeros((2, 4)), np.array([4, 4]), "at least 2 classes"),
+        (np.zeros((2, 4)), np.eye(2), "1-D"),
+        (np.zeros(4), np.arange(4), "one row per example"),
+        (np.zeros((0, 4)), np.zeros(0, dtype=int), "empty"),
+        (np.array([["a", "b"]]), np.array([0]), "numeric"),
+    ],
+)
 def test_bad_arrays_are_refused(x, y, words):
     with pytest.raises(InputError, match=words):
         from_arrays(x, y, name="bad", info={})

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from pacbayes.data import (Dataset, apply_label_map, binarise, check_disjoint, corrupt_labels, from_arrays,
-                           normalise, signs, take)
+from pacbayes.data import (
+    Dataset,
+    apply_label_map,
+    binarise,
+    check_disjoint,
+    corrupt_labels,
+    from_arrays,
+    normalise,
+    signs,
+    take,
+)
 from pacbayes.errors import InputError
 
 
@@ -40,10 +49,16 @@ def test_two_valued_labels_are_used_as_given():
     assert binarise(binarise(digits_dataset())).classes == ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
 
 
-@pytest.mark.parametrize("negative,words", [
-    ([11], "no label value"), (range(10), "every label value"), ([], "empty"),
-    ("012", "list of label values"), ([1.5], "integer label values"),
-])
+@pytest.mark.parametrize(
+    "negative,words",
+    [
+        ([11], "no label value"),
+        (range(10), "every label value"),
+        ([], "empty"),
+        ("012", "list of label values"),
+        ([1.5], "integer label values"),
+    ],
+)
 def test_bad_class_splits(negative, words):
     with pytest.raises(InputError, match=words):
         binarise(digits_dataset(), negative_classes=negative)
@@ -115,17 +130,18 @@ def test_standard_normalisation_per_channel():
     x = np.random.default_rng(0).random((5, 3, 2, 2)).astype(np.float32)
     ds = from_arrays(x, np.arange(5) % 2, name="rgb", info={})
     out = normalise(ds, "standard", mean=[0.1, 0.2, 0.3], std=[0.5, 0.25, 2.0])
-    expected = (x - np.array([0.1, 0.2, 0.3])[None, :, None, None]) \
-        / np.array([0.5, 0.25, 2.0])[None, :, None, None]
+    expected = (x - np.array([0.1, 0.2, 0.3])[None, :, None, None]) / np.array([0.5, 0.25, 2.0])[None, :, None, None]
     assert np.allclose(out.x.numpy(), expected, atol=1e-6) and out.x.dtype == torch.float32
-    assert out.info["normalisation"] == {"mode": "standard", "mean": [0.1, 0.2, 0.3],
-                                         "std": [0.5, 0.25, 2.0]}
+    assert out.info["normalisation"] == {"mode": "standard", "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.25, 2.0]}
     mnist = normalise(digits_dataset(n=5), "standard", mean=0.1307, std=0.3081)
     assert np.allclose(mnist.x.numpy(), (digits_dataset(n=5).x.numpy() - 0.1307) / 0.3081, atol=1e-6)
     assert normalise(ds, "none") is ds
-    for kwargs, words in [({"mean": [0.1, 0.2], "std": 1.0}, "one per channel"),
-                          ({"mean": 0.1}, "needs std"), ({"mean": 0.0, "std": 0.0}, "std must be > 0"),
-                          ({"mean": float("nan"), "std": 1.0}, "finite")]:
+    for kwargs, words in [
+        ({"mean": [0.1, 0.2], "std": 1.0}, "one per channel"),
+        ({"mean": 0.1}, "needs std"),
+        ({"mean": 0.0, "std": 0.0}, "std must be > 0"),
+        ({"mean": float("nan"), "std": 1.0}, "finite"),
+    ]:
         with pytest.raises(InputError, match=words):
             normalise(ds, "standard", **kwargs)
     with pytest.raises(InputError, match="already normalised"):
@@ -141,8 +157,7 @@ def test_check_disjoint_finds_shared_examples():
     overlapping = ds.subset(list(range(55, 100)))
     with pytest.raises(InputError, match="5 test examples .first: test index 0. also appear"):
         check_disjoint(train, overlapping)
-    negative_zero = Dataset(x=-train.x[:1] * 0, labels=train.labels[:1], classes=train.classes,
-                            name="z", info={})
+    negative_zero = Dataset(x=-train.x[:1] * 0, labels=train.labels[:1], classes=train.classes, name="z", info={})
     zero = Dataset(x=train.x[:1] * 0, labels=train.labels[:1], classes=train.classes, name="z", info={})
     with pytest.raises(InputError, match="1 test examples"):
         check_disjoint(zero, negative_zero)
@@ -168,12 +183,11 @@ def test_corruption_is_independent_per_label_not_a_fixed_count():
     is Binomial(n, c), not exactly round(c n), and each label's coin is independent of the others."""
     ds = binarise(digits_dataset(n=40))
     replaced = np.array([corrupt_labels(ds, 0.25, seed=s).info["corruption"]["replaced"] for s in range(400)])
-    assert len(set(replaced.tolist())) > 5                   # a fixed count would give one value
+    assert len(set(replaced.tolist())) > 5  # a fixed count would give one value
     assert abs(replaced.mean() - 10.0) < 4 * np.sqrt(40 * 0.25 * 0.75 / 400)
     assert abs(replaced.var() - 40 * 0.25 * 0.75) < 0.35 * 40 * 0.25 * 0.75
     # pairwise independence: labels 0 and 1 are both changed with probability (c/2)^2
-    both = np.mean([bool((corrupt_labels(ds, 0.5, seed=s).labels[:2] != ds.labels[:2]).all())
-                    for s in range(2000)])
+    both = np.mean([bool((corrupt_labels(ds, 0.5, seed=s).labels[:2] != ds.labels[:2]).all()) for s in range(2000)])
     assert abs(both - 0.0625) < 4 * np.sqrt(0.0625 * 0.9375 / 2000)
 
 

@@ -31,12 +31,26 @@ def run(*args):
 
 def test_json_contract_and_values(files):
     kernel, labels = files
-    result = run("--kernel", kernel, "--labels", labels, "--method", "all", "--delta-prime", "0.05",
-                 "--seed", "3", "--samples", "500", "--device", "cpu", "--json")
+    result = run(
+        "--kernel",
+        kernel,
+        "--labels",
+        labels,
+        "--method",
+        "all",
+        "--delta-prime",
+        "0.05",
+        "--seed",
+        "3",
+        "--samples",
+        "500",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    for key in ("log_evidence_ep", "log_evidence_lower", "log_evidence_upper", "delta_prime", "sweeps",
-                "seconds"):
+    for key in ("log_evidence_ep", "log_evidence_lower", "log_evidence_upper", "delta_prime", "sweeps", "seconds"):
         assert key in payload
     K, y = np.load(kernel), np.load(labels)
     assert payload["log_evidence_ep"] == ep_log_evidence(K, y).log_evidence
@@ -63,9 +77,11 @@ def test_text_output_labels_each_number(files):
 
 def test_errors_are_one_line_exit_2(files, tmp_path):
     np.save(tmp_path / "short.npy", np.ones(3))
-    for args in (["--kernel", files[0], "--labels", str(tmp_path / "short.npy")],
-                 ["--kernel", str(tmp_path / "missing.npy"), "--labels", files[1]],
-                 ["--kernel", files[0], "--labels", files[1], "--delta-prime", "1.5"]):
+    for args in (
+        ["--kernel", files[0], "--labels", str(tmp_path / "short.npy")],
+        ["--kernel", str(tmp_path / "missing.npy"), "--labels", files[1]],
+        ["--kernel", files[0], "--labels", files[1], "--delta-prime", "1.5"],
+    ):
         result = run(*args, "--quiet")
         assert result.exit_code == 2
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("pacbayes: error: ")

@@ -15,10 +15,20 @@ def _equicorrelated(m, rho, seed):
     return (1 - rho) * np.eye(m) + rho, y
 
 
-@pytest.mark.parametrize("rho, m", [(0.1, 20), (0.5, 20), (0.9, 20), (0.1, 300), (0.5, 300), (0.9, 300),
-                                    (0.9, 1000),
-                                    pytest.param(0.1, 1000, marks=pytest.mark.heavy),
-                                    pytest.param(0.5, 1000, marks=pytest.mark.heavy)])
+@pytest.mark.parametrize(
+    "rho, m",
+    [
+        (0.1, 20),
+        (0.5, 20),
+        (0.9, 20),
+        (0.1, 300),
+        (0.5, 300),
+        (0.9, 300),
+        (0.9, 1000),
+        pytest.param(0.1, 1000, marks=pytest.mark.heavy),
+        pytest.param(0.5, 1000, marks=pytest.mark.heavy),
+    ],
+)
 def test_ep_within_005_nats_of_exact_equicorrelated(rho, m):
     K, y = _equicorrelated(m, rho, seed=m)
     result = ep_log_evidence(K, y)
@@ -45,8 +55,7 @@ def test_jitter_is_part_of_the_prior_and_zero_one_labels_map():
     K, y = _equicorrelated(30, 0.5, seed=4)
     with_jitter = ep_log_evidence(K, y, jitter=0.2)
     assert with_jitter.jitter == 0.2
-    assert with_jitter.log_evidence == pytest.approx(ep_log_evidence(K + 0.2 * np.eye(30), y).log_evidence,
-                                                     abs=1e-10)
+    assert with_jitter.log_evidence == pytest.approx(ep_log_evidence(K + 0.2 * np.eye(30), y).log_evidence, abs=1e-10)
     assert ep_log_evidence(K, (y + 1) / 2).log_evidence == ep_log_evidence(K, y).log_evidence
 
 
@@ -58,8 +67,7 @@ def test_unconverged_is_an_error_or_an_explicit_flag():
     assert not flagged.converged and flagged.sweeps == 2 and flagged.final_change > 1e-14
 
 
-@pytest.mark.parametrize("kwargs", [{"tol": 0.0}, {"max_sweeps": 1}, {"damping": 1.5},
-                                    {"schedule": "random"}])
+@pytest.mark.parametrize("kwargs", [{"tol": 0.0}, {"max_sweeps": 1}, {"damping": 1.5}, {"schedule": "random"}])
 def test_bad_options(kwargs):
     K, y = _equicorrelated(5, 0.5, seed=0)
     with pytest.raises(InputError):
@@ -111,8 +119,9 @@ def _duplicate_case(jitter=1e-6):
     K = np.exp(-0.25 * ((X[:, None] - X[None]) ** 2).sum(-1))
     y = np.sign(X[:, 0] + 0.01)
     cov = y[:, None] * (K + jitter * np.eye(8)) * y[None, :]
-    genz = scipy.stats.multivariate_normal.cdf(np.zeros(8), cov=cov, maxpts=400_000, abseps=1e-14,
-                                               releps=1e-6, rng=np.random.default_rng(0))
+    genz = scipy.stats.multivariate_normal.cdf(
+        np.zeros(8), cov=cov, maxpts=400_000, abseps=1e-14, releps=1e-6, rng=np.random.default_rng(0)
+    )
     return K, y, jitter, math.log(genz)
 
 

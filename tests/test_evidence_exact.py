@@ -14,11 +14,14 @@ def test_small_m_closed_forms(rho):
     # Sheppard: Pr[g1 > 0, g2 > 0] = 1/4 + arcsin(corr)/(2 pi); trivariate exchangeable: 1/8 + 3 arcsin/(4 pi)
     assert equicorrelated_log_orthant([1], rho) == pytest.approx(math.log(0.5), abs=1e-12)
     assert equicorrelated_log_orthant([1, 1], rho) == pytest.approx(
-        math.log(0.25 + math.asin(rho) / (2 * math.pi)), abs=1e-10)
+        math.log(0.25 + math.asin(rho) / (2 * math.pi)), abs=1e-10
+    )
     assert equicorrelated_log_orthant([1, -1], rho) == pytest.approx(
-        math.log(0.25 - math.asin(rho) / (2 * math.pi)), abs=1e-10)
+        math.log(0.25 - math.asin(rho) / (2 * math.pi)), abs=1e-10
+    )
     assert equicorrelated_log_orthant([-1, -1, -1], rho) == pytest.approx(
-        math.log(0.125 + 3 * math.asin(rho) / (4 * math.pi)), abs=1e-10)
+        math.log(0.125 + 3 * math.asin(rho) / (4 * math.pi)), abs=1e-10
+    )
 
 
 def test_independent_case_and_label_maps():
@@ -31,6 +34,7 @@ def test_large_m_matches_brute_force_integral():
     # independent check at m = 1000: plain trapezoid on a fine grid of the same 1-D integral
     rho, n_pos, n_neg = 0.5, 600, 400
     from scipy.special import log_ndtr, logsumexp
+
     w = np.linspace(-10, 10, 400_001)
     log_f = -0.5 * w * w - 0.5 * math.log(2 * math.pi) + n_pos * log_ndtr(w) + n_neg * log_ndtr(-w)
     brute = logsumexp(log_f) + math.log(w[1] - w[0])
@@ -82,9 +86,14 @@ def test_equicorrelated_all_equal_and_unbalanced_labels(labels, rho):
     value = equicorrelated_log_orthant(y, rho)
     assert value == pytest.approx(_mp_equicorrelated(y, rho), abs=1e-9)
     K = (1 - rho) * np.eye(y.size) + rho
-    genz = scipy.stats.multivariate_normal.cdf(np.zeros(y.size), cov=y[:, None] * K * y[None, :],
-                                               maxpts=200_000, abseps=1e-14, releps=1e-6,
-                                               rng=np.random.default_rng(0))
+    genz = scipy.stats.multivariate_normal.cdf(
+        np.zeros(y.size),
+        cov=y[:, None] * K * y[None, :],
+        maxpts=200_000,
+        abseps=1e-14,
+        releps=1e-6,
+        rng=np.random.default_rng(0),
+    )
     assert value == pytest.approx(math.log(genz), abs=1e-2)  # Genz's own error is ~1e-3 nats here
 
 
@@ -105,6 +114,8 @@ def test_closed_forms_as_rho_approaches_one(rho):
     """Two length scales (1/a and 1) in one integrand: the quadrature must resolve both."""
     assert equicorrelated_log_orthant([1], rho) == pytest.approx(math.log(0.5), abs=1e-12)
     assert equicorrelated_log_orthant([1, 1], rho) == pytest.approx(
-        math.log(0.25 + math.asin(rho) / (2 * math.pi)), abs=1e-12)
+        math.log(0.25 + math.asin(rho) / (2 * math.pi)), abs=1e-12
+    )
     assert equicorrelated_log_orthant([1, -1], rho) == pytest.approx(
-        math.log(0.25 - math.asin(rho) / (2 * math.pi)), rel=1e-8)
+        math.log(0.25 - math.asin(rho) / (2 * math.pi)), rel=1e-8
+    )

@@ -104,8 +104,10 @@ def test_gauss_helpers_against_scipy():
     np.testing.assert_allclose(exp(x).numpy(), np.exp(x.numpy()), rtol=1e-12)
 
 
-@pytest.mark.parametrize("kwargs", [{"delta_prime": 0.0}, {"delta_prime": 1.0}, {"delta_prime": 0.1, "samples": 0},
-                                    {"delta_prime": 0.1, "seed": -1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"delta_prime": 0.0}, {"delta_prime": 1.0}, {"delta_prime": 0.1, "samples": 0}, {"delta_prime": 0.1, "seed": -1}],
+)
 def test_bad_options(kwargs):
     K, y = _equicorrelated(4, 0.5, seed=0)
     with pytest.raises(InputError):
@@ -169,9 +171,16 @@ def test_converged_upper_bounds_exact_and_genz_values():
     rng = np.random.default_rng(4)
     A = rng.normal(size=(8, 8))
     K8, y8 = A @ A.T / 8 + 0.2 * np.eye(8), rng.choice([-1.0, 1.0], size=8)
-    genz = math.log(scipy.stats.multivariate_normal.cdf(np.zeros(8), cov=y8[:, None] * K8 * y8[None, :],
-                                                        maxpts=400_000, abseps=1e-14, releps=1e-6,
-                                                        rng=np.random.default_rng(0)))
+    genz = math.log(
+        scipy.stats.multivariate_normal.cdf(
+            np.zeros(8),
+            cov=y8[:, None] * K8 * y8[None, :],
+            maxpts=400_000,
+            abseps=1e-14,
+            releps=1e-6,
+            rng=np.random.default_rng(0),
+        )
+    )
     cert8 = certified_log_evidence(K8, y8, delta_prime=0.01, samples=2000, seed=0)
     assert cert8.upper_reason is None and cert8.upper >= genz + 2e-3  # Genz's own error ~1e-4 nats
     assert cert8.lower <= genz - 2e-3
@@ -187,8 +196,18 @@ def test_cli_prints_and_records_an_uncertified_upper(early_stop, tmp_path):
     K, y, _ = _fifteen_points()
     np.save(tmp_path / "K.npy", K)
     np.save(tmp_path / "y.npy", y)
-    args = ["evidence", "--kernel", str(tmp_path / "K.npy"), "--labels", str(tmp_path / "y.npy"),
-            "--method", "certified", "--samples", "500", "--quiet"]
+    args = [
+        "evidence",
+        "--kernel",
+        str(tmp_path / "K.npy"),
+        "--labels",
+        str(tmp_path / "y.npy"),
+        "--method",
+        "certified",
+        "--samples",
+        "500",
+        "--quiet",
+    ]
     text = CliRunner().invoke(main, args)
     assert text.exit_code == 0, text.output
     assert "not certified: " in text.output and "-14.99" not in text.output
@@ -204,8 +223,9 @@ def test_marginal_bound_details_without_psi_star(early_stop):
     model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)).double()
     x = torch.as_tensor(np.random.default_rng(0).normal(size=(16, 2)))
     signs = torch.sign(x[:, 0] + 1e-3)
-    results, diagnostics = marginal_bounds(model, x[:12], signs[:12], x[12:], signs[12:], delta=0.05,
-                                           settings=MarginalSettings(device="cpu"))
+    results, diagnostics = marginal_bounds(
+        model, x[:12], signs[:12], x[12:], signs[12:], delta=0.05, settings=MarginalSettings(device="cpu")
+    )
     certified = next(r for r in results if r.name == "marginal-certified")
     assert certified.details["log_evidence_upper"] is None
     assert certified.details["best_possible_bound"] is None
@@ -226,8 +246,9 @@ def _duplicate_case(jitter=1e-6):
     K = np.exp(-0.25 * ((X[:, None] - X[None]) ** 2).sum(-1))
     y = np.sign(X[:, 0] + 0.01)
     cov = y[:, None] * (K + jitter * np.eye(8)) * y[None, :]
-    genz = scipy.stats.multivariate_normal.cdf(np.zeros(8), cov=cov, maxpts=400_000, abseps=1e-14,
-                                               releps=1e-6, rng=np.random.default_rng(0))
+    genz = scipy.stats.multivariate_normal.cdf(
+        np.zeros(8), cov=cov, maxpts=400_000, abseps=1e-14, releps=1e-6, rng=np.random.default_rng(0)
+    )
     return K, y, jitter, math.log(genz), 2e-3  # Genz's own error here is ~1e-4 nats
 
 

@@ -11,18 +11,25 @@ K = 0.5 * np.eye(4) + 0.5
 Y = np.array([1, -1, 1, 1])
 
 
-@pytest.mark.parametrize("estimator", [
-    lambda K, y, **kw: ep_log_evidence(K, y, **kw),
-    lambda K, y, **kw: certified_log_evidence(K, y, delta_prime=0.1, samples=10, **kw)])
-@pytest.mark.parametrize("kernel, labels, fragment", [
-    (np.ones((3, 4)), Y[:3], "square"),
-    (np.where(np.eye(4) > 0, np.nan, 0.5), Y, "NaN"),
-    (K + np.triu(np.full((4, 4), 0.1), 1), Y, "symmetric"),
-    (K, Y[:3], "length 3"),
-    (K, np.array([1, 2, 1, 2]), "{-1, +1}"),
-    (K, np.array([1, np.nan, 1, 1]), "NaN"),
-    (np.array([[1.0, 2.0], [2.0, 1.0]]), [1, 1], "smallest eigenvalue -1"),
-])
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        lambda K, y, **kw: ep_log_evidence(K, y, **kw),
+        lambda K, y, **kw: certified_log_evidence(K, y, delta_prime=0.1, samples=10, **kw),
+    ],
+)
+@pytest.mark.parametrize(
+    "kernel, labels, fragment",
+    [
+        (np.ones((3, 4)), Y[:3], "square"),
+        (np.where(np.eye(4) > 0, np.nan, 0.5), Y, "NaN"),
+        (K + np.triu(np.full((4, 4), 0.1), 1), Y, "symmetric"),
+        (K, Y[:3], "length 3"),
+        (K, np.array([1, 2, 1, 2]), "{-1, +1}"),
+        (K, np.array([1, np.nan, 1, 1]), "NaN"),
+        (np.array([[1.0, 2.0], [2.0, 1.0]]), [1, 1], "smallest eigenvalue -1"),
+    ],
+)
 def test_bad_input_is_refused_with_a_clear_line(estimator, kernel, labels, fragment):
     with pytest.raises(InputError) as err:
         estimator(kernel, labels)

@@ -26,7 +26,7 @@ def test_every_registered_family_honours_the_contract():
         assert isinstance(family, BoundFamily) and family.name == name and family.classifier
         defaults = family.settings_type()
         with pytest.raises(Exception):
-            defaults.__setattr__(cli_fields(family.settings_type)[0].name, None)   # frozen
+            defaults.__setattr__(cli_fields(family.settings_type)[0].name, None)  # frozen
         assert all(f.metadata["cli"].flag.startswith("--") for f in cli_fields(family.settings_type))
 
 
@@ -52,20 +52,28 @@ class ConstantFamily:
     def run(self, model, train, test, *, delta, settings, context):
         ones = float(train.labels.float().mean())
         error = min(ones, 1.0 - ones)
-        result = BoundResult(name="constant", value=constant_classifier_bound(error, len(train), delta),
-                             certified=True, certifies="the better constant classifier", delta={"occam": delta})
-        return FamilyOutcome(bounds=stamped([result], self), diagnostics={"train_error": error},
-                             baselines=(Baseline("constant_train_error", error, "constant classifier train error"),))
+        result = BoundResult(
+            name="constant",
+            value=constant_classifier_bound(error, len(train), delta),
+            certified=True,
+            certifies="the better constant classifier",
+            delta={"occam": delta},
+        )
+        return FamilyOutcome(
+            bounds=stamped([result], self),
+            diagnostics={"train_error": error},
+            baselines=(Baseline("constant_train_error", error, "constant classifier train error"),),
+        )
 
 
 def test_a_new_family_is_one_module_and_one_registry_line(data, trained, monkeypatch):
-    monkeypatch.setitem(FAMILIES, "constant", ConstantFamily())           # the one registry line
+    monkeypatch.setitem(FAMILIES, "constant", ConstantFamily())  # the one registry line
     train, test = data
     report = certify(trained, train, test, CertifyOptions(bounds=("marginal", "constant")))
     constant = next(b for b in report.bounds if b.name == "constant")
     assert constant.family == "constant" and constant.classifier == "constant-classifier"
     share = report.delta_ledger["constant"]["occam"]
-    assert share == pytest.approx(0.05 / 3)                                # marginal, constant, hold-out
+    assert share == pytest.approx(0.05 / 3)  # marginal, constant, hold-out
     error = report.baselines["constant_train_error"]
     assert constant.value == pytest.approx(constant_classifier_bound(error, M, share))
     assert "constant classifier train error" in render_text(report)
@@ -76,7 +84,6 @@ def test_a_new_family_is_one_module_and_one_registry_line(data, trained, monkeyp
     assert CliRunner().invoke(command, ["--constant-scale", "2.5"]).output.strip() == "2.5"
 
 
-
 def test_public_api_is_curated_and_lazy():
     import subprocess
     import sys
@@ -85,8 +92,7 @@ def test_public_api_is_curated_and_lazy():
 
     code = "import sys, pacbayes; assert 'torch' not in sys.modules; print(sorted(pacbayes.__all__))"
     listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "certify" in listed and not any(name.startswith("_") and name != "__version__"
-                                           for name in pacbayes.__all__)
-    assert pacbayes.certify is certify                     # the function itself, not a module
+    assert "certify" in listed and not any(name.startswith("_") and name != "__version__" for name in pacbayes.__all__)
+    assert pacbayes.certify is certify  # the function itself, not a module
     for name in pacbayes.__all__:
         assert getattr(pacbayes, name) is not None

@@ -30,7 +30,7 @@ from pacbayes.monitor import BoundMonitor
 from pacbayes.report import write_json_atomically
 from pacbayes.testing import assert_certified
 
-UNWRITABLE = "/proc/pacbayes-no-such-place/out"   # /proc refuses new files, even for root
+UNWRITABLE = "/proc/pacbayes-no-such-place/out"  # /proc refuses new files, even for root
 
 
 class Executed(Exception):
@@ -54,8 +54,8 @@ def _flip_a_byte(source, target):
     with zipfile.ZipFile(source) as archive:
         info = max(archive.infolist(), key=lambda i: i.file_size)
     offset = info.header_offset
-    name_length = int.from_bytes(raw[offset + 26:offset + 28], "little")
-    extra_length = int.from_bytes(raw[offset + 28:offset + 30], "little")
+    name_length = int.from_bytes(raw[offset + 26 : offset + 28], "little")
+    extra_length = int.from_bytes(raw[offset + 28 : offset + 30], "little")
     raw[offset + 30 + name_length + extra_length + info.compress_size // 2] ^= 0xFF
     pathlib.Path(target).write_bytes(bytes(raw))
 
@@ -86,8 +86,21 @@ def files(tmp_path_factory):
     _flip_a_byte(root / "train.pt", root / "train_crc.pt")
     (root / "a_file").write_text("not a directory")
     (root / "a_dir").mkdir()
-    paths = {name: str(root / name) for name in ("train.npz", "test.npz", "ts.pt", "sd.pt", "ts_crc.pt",
-                                                 "sd_crc.pt", "train.pt", "train_crc.pt", "a_file", "a_dir")}
+    paths = {
+        name: str(root / name)
+        for name in (
+            "train.npz",
+            "test.npz",
+            "ts.pt",
+            "sd.pt",
+            "ts_crc.pt",
+            "sd_crc.pt",
+            "train.pt",
+            "train_crc.pt",
+            "a_file",
+            "a_dir",
+        )
+    }
     paths["root"] = str(root)
     paths["data"] = (from_arrays(x, y, name="train", info={}), from_arrays(xt, yt, name="test", info={}))
     paths["model"] = model
@@ -117,9 +130,14 @@ def no_compute(monkeypatch):
     def stub(*args, **kwargs):
         raise Executed("the computation ran")
 
-    for module, name in ((pacbayes.certification, "certify"), (pacbayes.testing, "certify"),
-                         (pacbayes.demo, "run_demo"), (pacbayes.claims, "train_to_zero_error"),
-                         (pacbayes.evidence, "ep_log_evidence"), (pacbayes.evidence, "certified_log_evidence")):
+    for module, name in (
+        (pacbayes.certification, "certify"),
+        (pacbayes.testing, "certify"),
+        (pacbayes.demo, "run_demo"),
+        (pacbayes.claims, "train_to_zero_error"),
+        (pacbayes.evidence, "ep_log_evidence"),
+        (pacbayes.evidence, "certified_log_evidence"),
+    ):
         monkeypatch.setattr(module, name, stub)
     for kernel in ("FullyConnectedNNGP", "ConvolutionalNNGP", "MonteCarloNNGP"):
         monkeypatch.setattr(getattr(pacbayes.kernels, kernel), "matrix", stub)
@@ -140,34 +158,51 @@ def assert_refused(result, *words):
 
 
 # ---------------------------------------------------------------- 1. pickles: only a command-line flag
-@pytest.mark.parametrize("claims", [
-    '[[claim]]\nname = "p"\nmodel = "{evil}"\ntrust_pickle = true\nat_most = 1.0\n',
-    '[defaults]\ntrust_pickle = true\n[[claim]]\nname = "p"\nmodel = "{evil}"\nat_most = 1.0\n',
-    '[defaults]\ntrust_pickle = false\n[[claim]]\nname = "p"\nmodel = "{evil}"\nat_most = 1.0\n',
-    '[[claim]]\nname = "p"\nmodel = "{ts}"\ntrain = "{train}"\ntest = "{test}"\n'
-    'compare = {{ op = ">", with = {{ model = "{evil}", trust_pickle = true }} }}\n',
-    '[[claim]]\nname = "p"\nmodel = "{evil}"\nat_most = 1.0\n[claim.extra]\ntrust_pickle = true\n',
-], ids=["claim", "defaults", "defaults-false", "compare-with", "nested-table"])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        '[[claim]]\nname = "p"\nmodel = "{evil}"\ntrust_pickle = true\nat_most = 1.0\n',
+        '[defaults]\ntrust_pickle = true\n[[claim]]\nname = "p"\nmodel = "{evil}"\nat_most = 1.0\n',
+        '[defaults]\ntrust_pickle = false\n[[claim]]\nname = "p"\nmodel = "{evil}"\nat_most = 1.0\n',
+        '[[claim]]\nname = "p"\nmodel = "{ts}"\ntrain = "{train}"\ntest = "{test}"\n'
+        'compare = {{ op = ">", with = {{ model = "{evil}", trust_pickle = true }} }}\n',
+        '[[claim]]\nname = "p"\nmodel = "{evil}"\nat_most = 1.0\n[claim.extra]\ntrust_pickle = true\n',
+    ],
+    ids=["claim", "defaults", "defaults-false", "compare-with", "nested-table"],
+)
 def test_a_claims_file_cannot_enable_unpickling(files, evil, claims, tmp_path):
     path, marker = evil
     claims_file = tmp_path / "claims.toml"
-    claims_file.write_text(claims.format(evil=path, ts=files["ts.pt"], train=files["train.npz"],
-                                         test=files["test.npz"]))
+    claims_file.write_text(
+        claims.format(evil=path, ts=files["ts.pt"], train=files["train.npz"], test=files["test.npz"])
+    )
     result = run("check", claims_file, "--quiet")
     assert_refused(result, "trust_pickle", "--trust-pickle")
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("command", [
-    ["certify", "{evil}", "--train", "{train}", "--test", "{test}"],
-    ["kernel", "{inputs}", "--model", "{evil}", "-o", "{out}"],
-    ["data", "info", "{evil}"],
-], ids=["certify", "kernel-model", "data-info"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["certify", "{evil}", "--train", "{train}", "--test", "{test}"],
+        ["kernel", "{inputs}", "--model", "{evil}", "-o", "{out}"],
+        ["data", "info", "{evil}"],
+    ],
+    ids=["certify", "kernel-model", "data-info"],
+)
 def test_a_pickle_is_never_unpickled_without_the_flag(files, evil, command, tmp_path, no_compute):
     path, marker = evil
     np.save(tmp_path / "inputs.npy", np.zeros((3, 784)))
-    args = [a.format(evil=path, train=files["train.npz"], test=files["test.npz"], inputs=tmp_path / "inputs.npy",
-                     out=tmp_path / "K.npy") for a in command]
+    args = [
+        a.format(
+            evil=path,
+            train=files["train.npz"],
+            test=files["test.npz"],
+            inputs=tmp_path / "inputs.npy",
+            out=tmp_path / "K.npy",
+        )
+        for a in command
+    ]
     assert_refused(run(*args))
     assert not marker.exists()
 
@@ -175,27 +210,30 @@ def test_a_pickle_is_never_unpickled_without_the_flag(files, evil, command, tmp_
 def test_check_trust_pickle_flag_is_the_only_way(files, evil, tmp_path):
     path, marker = evil
     claims_file = tmp_path / "claims.toml"
-    claims_file.write_text(f'[[claim]]\nname = "p"\nmodel = "{path}"\ntrain = "{files["train.npz"]}"\n'
-                           f'test = "{files["test.npz"]}"\nat_most = 1.0\n')
+    claims_file.write_text(
+        f'[[claim]]\nname = "p"\nmodel = "{path}"\ntrain = "{files["train.npz"]}"\n'
+        f'test = "{files["test.npz"]}"\nat_most = 1.0\n'
+    )
     refused = run("check", claims_file, "--quiet")
     assert refused.exit_code == 2 and not marker.exists() and "--trust-pickle" in refused.stderr
     trusted = run("check", claims_file, "--quiet", "--trust-pickle")
-    assert marker.exists()                       # the flag (and only the flag) allowed it
-    assert trusted.exit_code == 2 and "ERROR" in trusted.stdout   # it unpickles to a file, not a model
+    assert marker.exists()  # the flag (and only the flag) allowed it
+    assert trusted.exit_code == 2 and "ERROR" in trusted.stdout  # it unpickles to a file, not a model
 
 
 # ---------------------------------------------------------------- 2. damaged archives
 @pytest.mark.parametrize("name", ["ts_crc.pt", "sd_crc.pt"])
 def test_a_damaged_model_archive_is_refused(files, name, no_compute):
     extra = ["--architecture", "pacbayes.demo:demo_network"] if name.startswith("sd") else []
-    assert_refused(run("certify", files[name], "--train", files["train.npz"], "--test", files["test.npz"], *extra),
-                   "corrupt")
+    assert_refused(
+        run("certify", files[name], "--train", files["train.npz"], "--test", files["test.npz"], *extra), "corrupt"
+    )
 
 
 def test_a_damaged_torchscript_archive_is_refused_by_the_library(files):
     with pytest.raises(PacBayesError, match="corrupt"):
         load_model(files["ts_crc.pt"])
-    assert load_model(files["ts.pt"]) is not None          # the intact archive still loads
+    assert load_model(files["ts.pt"]) is not None  # the intact archive still loads
 
 
 def test_a_damaged_data_archive_is_refused(files):
@@ -206,26 +244,37 @@ def test_a_damaged_data_archive_is_refused(files):
 @pytest.mark.parametrize("where", ["under-a-file", "a-directory", "unwritable"])
 @pytest.mark.parametrize("command", ["certify", "demo"])
 def test_report_location_is_checked_before_computing(files, command, where, no_compute):
-    out = {"under-a-file": os.path.join(files["a_file"], "report.json"), "a-directory": files["a_dir"],
-           "unwritable": UNWRITABLE + ".json"}[where]
-    args = (["certify", files["ts.pt"], "--train", files["train.npz"], "--test", files["test.npz"]]
-            if command == "certify" else ["demo", "--m", "10", "--workdir", files["a_dir"]])
+    out = {
+        "under-a-file": os.path.join(files["a_file"], "report.json"),
+        "a-directory": files["a_dir"],
+        "unwritable": UNWRITABLE + ".json",
+    }[where]
+    args = (
+        ["certify", files["ts.pt"], "--train", files["train.npz"], "--test", files["test.npz"]]
+        if command == "certify"
+        else ["demo", "--m", "10", "--workdir", files["a_dir"]]
+    )
     assert_refused(run(*args, "--out", out), "--out")
 
 
 @pytest.mark.parametrize("where", ["under-a-file", "a-directory", "unwritable"])
 def test_kernel_output_is_checked_before_computing(files, where, tmp_path, no_compute):
     np.save(tmp_path / "x.npy", np.ones((4, 3)))
-    out = {"under-a-file": os.path.join(files["a_file"], "K.npy"), "a-directory": files["a_dir"],
-           "unwritable": UNWRITABLE + ".npy"}[where]
+    out = {
+        "under-a-file": os.path.join(files["a_file"], "K.npy"),
+        "a-directory": files["a_dir"],
+        "unwritable": UNWRITABLE + ".npy",
+    }[where]
     assert_refused(run("kernel", tmp_path / "x.npy", "-o", out), "-o")
 
 
 @pytest.mark.parametrize("flag, value", [("--cache-dir", "a_file"), ("--cache-dir", "unwritable")])
 def test_check_cache_dir_is_checked_before_computing(files, flag, value, tmp_path, no_compute):
     claims = tmp_path / "claims.toml"
-    claims.write_text(f'[[claim]]\nname = "c"\nmodel = "{files["ts.pt"]}"\ntrain = "{files["train.npz"]}"\n'
-                      f'test = "{files["test.npz"]}"\nat_most = 1.0\n')
+    claims.write_text(
+        f'[[claim]]\nname = "c"\nmodel = "{files["ts.pt"]}"\ntrain = "{files["train.npz"]}"\n'
+        f'test = "{files["test.npz"]}"\nat_most = 1.0\n'
+    )
     assert_refused(run("check", claims, flag, files[value] if value in files else UNWRITABLE), flag)
 
 
@@ -235,16 +284,16 @@ def test_demo_workdir_that_is_a_file_is_refused(files, no_compute):
 
 def test_kernel_reports_the_path_it_wrote(tmp_path):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(4, 3)))
-    out = tmp_path / "K"                               # numpy.save(path) would append .npy
+    out = tmp_path / "K"  # numpy.save(path) would append .npy
     result = run("kernel", tmp_path / "x.npy", "-o", out, "--json", "--quiet")
     assert result.exit_code == 0, result.output
     written = json.loads(result.stdout)["output"]
-    assert written == str(out) and np.load(written).shape == (4, 4)     # exactly the path given
+    assert written == str(out) and np.load(written).shape == (4, 4)  # exactly the path given
     assert not os.path.exists(str(out) + ".npy")
 
 
 # ---------------------------------------------------------------- 4. numeric options are finite
-FINITE_CASES = [   # the non-finite option is the last one of each command
+FINITE_CASES = [  # the non-finite option is the last one of each command
     ["bound", "marginal", "--m", "100", "--log-evidence", "-inf"],
     ["bound", "marginal", "--log-evidence", "-5", "--m", "100", "--delta", "nan"],
     ["bound", "kl-inverse", "--c", "0.1", "--q", "nan"],
@@ -274,9 +323,19 @@ def test_non_finite_numbers_are_refused_before_anything_runs(files, command, tmp
     np.save(tmp_path / "K.npy", np.eye(3))
     np.save(tmp_path / "y.npy", np.array([1.0, -1.0, 1.0]))
     np.save(tmp_path / "x.npy", np.ones((3, 2)))
-    args = [a.format(ts=files["ts.pt"], train=files["train.npz"], test=files["test.npz"], K=tmp_path / "K.npy",
-                     y=tmp_path / "y.npy", x=tmp_path / "x.npy", out=tmp_path / "K_out.npy", dir=files["a_dir"])
-            for a in command]
+    args = [
+        a.format(
+            ts=files["ts.pt"],
+            train=files["train.npz"],
+            test=files["test.npz"],
+            K=tmp_path / "K.npy",
+            y=tmp_path / "y.npy",
+            x=tmp_path / "x.npy",
+            out=tmp_path / "K_out.npy",
+            dir=files["a_dir"],
+        )
+        for a in command
+    ]
     result = run(*args)
     assert_refused(result)
     assert "nan" in result.stderr or "inf" in result.stderr
@@ -312,8 +371,9 @@ def test_evidence_arrays_are_validated(case, tmp_path, no_compute):
     _save(kernel_path, np.eye(3) if kernel is None else kernel)
     labels_path = str(tmp_path / (labels[0] if labels else "y.npy"))
     _save(labels_path, labels[1] if labels else np.array([1.0, -1.0, 1.0]))
-    assert_refused(run("evidence", "--kernel", kernel_path, "--labels", labels_path), "kernel" if kernel_name else
-                   "labels")
+    assert_refused(
+        run("evidence", "--kernel", kernel_path, "--labels", labels_path), "kernel" if kernel_name else "labels"
+    )
 
 
 KERNEL_INPUTS = {
@@ -367,16 +427,33 @@ def test_bfloat16_data_is_converted_not_a_traceback(tmp_path):
 
 # ---------------------------------------------------------------- 6. claims: typed values, ERROR rows, relative data
 CLAIM_VALUES = [
-    ("at_most", '"0.2"'), ("at_most", "true"), ("at_least", "nan"), ("m", '"40"'), ("m", "1.5"),
-    ("delta", '"0.05"'), ("delta", "nan"), ("corrupt", '"0.1"'), ("seed", "1.5"), ("width", '"32"'),
-    ("depth", "0"), ("bound", "3"), ("kind", '"guess"'), ("model", "3"), ("train", "5"), ("architecture", "5"),
+    ("at_most", '"0.2"'),
+    ("at_most", "true"),
+    ("at_least", "nan"),
+    ("m", '"40"'),
+    ("m", "1.5"),
+    ("delta", '"0.05"'),
+    ("delta", "nan"),
+    ("corrupt", '"0.1"'),
+    ("seed", "1.5"),
+    ("width", '"32"'),
+    ("depth", "0"),
+    ("bound", "3"),
+    ("kind", '"guess"'),
+    ("model", "3"),
+    ("train", "5"),
+    ("architecture", "5"),
 ]
 
 
 @pytest.mark.parametrize("key, value", CLAIM_VALUES, ids=[f"{k}={v}" for k, v in CLAIM_VALUES])
 def test_claim_values_are_type_checked_naming_claim_and_key(files, key, value, tmp_path, no_compute):
-    settings = {"model": f'"{files["ts.pt"]}"', "train": f'"{files["train.npz"]}"',
-                "test": f'"{files["test.npz"]}"', "at_most": "1.0"}
+    settings = {
+        "model": f'"{files["ts.pt"]}"',
+        "train": f'"{files["train.npz"]}"',
+        "test": f'"{files["test.npz"]}"',
+        "at_most": "1.0",
+    }
     if key == "at_least":
         del settings["at_most"]
     settings[key] = value
@@ -385,12 +462,16 @@ def test_claim_values_are_type_checked_naming_claim_and_key(files, key, value, t
     assert_refused(run("check", tmp_path / "claims.toml", "--quiet"), "my claim", key)
 
 
-@pytest.mark.parametrize("text", [
-    'defaults = 3\n[[claim]]\nname = "c"\nat_most = 1.0\n',
-    'claim = [1, 2]\n',
-    '[[claim]]\nname = "c"\nat_most = 1.0\ncompare = 3\n',
-    '[[claim]]\nname = "c"\ncompare = { op = ">", with = { m = "3" } }\n',
-], ids=["defaults-not-a-table", "claims-not-tables", "two-tests", "compare-with-typed"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'defaults = 3\n[[claim]]\nname = "c"\nat_most = 1.0\n',
+        "claim = [1, 2]\n",
+        '[[claim]]\nname = "c"\nat_most = 1.0\ncompare = 3\n',
+        '[[claim]]\nname = "c"\ncompare = { op = ">", with = { m = "3" } }\n',
+    ],
+    ids=["defaults-not-a-table", "claims-not-tables", "two-tests", "compare-with-typed"],
+)
 def test_malformed_claims_files_are_one_line(text, tmp_path, no_compute):
     (tmp_path / "claims.toml").write_text(text)
     assert_refused(run("check", tmp_path / "claims.toml"))
@@ -407,9 +488,11 @@ def test_a_claims_path_that_is_a_directory_is_one_line(tmp_path, no_compute):
 
 def test_an_erring_claim_is_an_error_row_and_the_others_still_run(files, tmp_path):
     claims = tmp_path / "claims.toml"
-    claims.write_text(f'[defaults]\ntrain = "{files["train.npz"]}"\ntest = "{files["test.npz"]}"\n'
-                      f'[[claim]]\nname = "missing model"\nmodel = "absent.pt"\nat_most = 1.0\n'
-                      f'[[claim]]\nname = "fine"\nmodel = "{files["ts.pt"]}"\nat_most = 1.0\n')
+    claims.write_text(
+        f'[defaults]\ntrain = "{files["train.npz"]}"\ntest = "{files["test.npz"]}"\n'
+        f'[[claim]]\nname = "missing model"\nmodel = "absent.pt"\nat_most = 1.0\n'
+        f'[[claim]]\nname = "fine"\nmodel = "{files["ts.pt"]}"\nat_most = 1.0\n'
+    )
     result = run("check", claims, "--json", "--quiet")
     assert result.exit_code == 2 and "Traceback" not in result.output
     payload = json.loads(result.stdout)
@@ -426,8 +509,9 @@ def test_claim_data_paths_are_relative_to_the_claims_file(files, tmp_path):
     folder.mkdir()
     for name in ("train.npz", "test.npz", "ts.pt"):
         shutil.copy(files[name], folder / name)
-    (folder / "claims.toml").write_text('[[claim]]\nname = "relative"\nmodel = "ts.pt"\ntrain = "train.npz"\n'
-                                        'test = "test.npz:test"\nat_most = 1.0\n')
+    (folder / "claims.toml").write_text(
+        '[[claim]]\nname = "relative"\nmodel = "ts.pt"\ntrain = "train.npz"\ntest = "test.npz:test"\nat_most = 1.0\n'
+    )
     result = run("check", folder / "claims.toml", "--quiet")
     assert result.exit_code == 0, result.output
 
@@ -453,27 +537,44 @@ def _certify_case(files, case):
     return cases[case]
 
 
-@pytest.mark.parametrize("case", ["model-str", "train-tuple", "test-none", "options-dict", "delta-nan", "delta-str",
-                                  "delta-none", "corrupt-none", "seed-str", "bounds-str", "quiet-str",
-                                  "negative-classes-str"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "model-str",
+        "train-tuple",
+        "test-none",
+        "options-dict",
+        "delta-nan",
+        "delta-str",
+        "delta-none",
+        "corrupt-none",
+        "seed-str",
+        "bounds-str",
+        "quiet-str",
+        "negative-classes-str",
+    ],
+)
 def test_certify_raises_its_own_errors(files, case):
     with pytest.raises(PacBayesError) as caught:
         certify(*_certify_case(files, case))
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("case, kwargs", [
-    ("model-str", {"model": "model.pt"}),
-    ("train-tuple", {"train": ("x", "y")}),
-    ("test-tuple", {"test": ("x", "y")}),
-    ("at-most-true", {"at_most": True}),
-    ("at-most-nan", {"at_most": float("nan")}),
-    ("delta-nan", {"delta": float("nan")}),
-    ("m-str", {"m": "5"}),
-    ("bound-int", {"bound": 3}),
-    ("cache-dir-int", {"cache_dir": 5}),
-    ("marginal-dict", {"marginal": {}}),
-])
+@pytest.mark.parametrize(
+    "case, kwargs",
+    [
+        ("model-str", {"model": "model.pt"}),
+        ("train-tuple", {"train": ("x", "y")}),
+        ("test-tuple", {"test": ("x", "y")}),
+        ("at-most-true", {"at_most": True}),
+        ("at-most-nan", {"at_most": float("nan")}),
+        ("delta-nan", {"delta": float("nan")}),
+        ("m-str", {"m": "5"}),
+        ("bound-int", {"bound": 3}),
+        ("cache-dir-int", {"cache_dir": 5}),
+        ("marginal-dict", {"marginal": {}}),
+    ],
+)
 def test_assert_certified_raises_its_own_errors(files, case, kwargs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train, test = files["data"]
@@ -481,7 +582,7 @@ def test_assert_certified_raises_its_own_errors(files, case, kwargs, tmp_path, m
     arguments.update(kwargs)
     with pytest.raises(PacBayesError):
         assert_certified(arguments.pop("model"), arguments.pop("train"), **arguments)
-    assert os.listdir(tmp_path) == []            # no cache folder "5" or anything else was created
+    assert os.listdir(tmp_path) == []  # no cache folder "5" or anything else was created
 
 
 def test_assert_certified_checks_its_cache_folder_before_computing(files, no_compute):
@@ -490,18 +591,21 @@ def test_assert_certified_checks_its_cache_folder_before_computing(files, no_com
         assert_certified(files["model"], train, test=test, at_most=1.0, cache_dir=files["a_file"])
 
 
-@pytest.mark.parametrize("case, kwargs", [
-    ("model-str", {"model": "model.pt"}),
-    ("train-tuple", {"train": ("x", "y")}),
-    ("test-tuple", {"test": ("x", "y")}),
-    ("delta-nan", {"delta": float("nan")}),
-    ("delta-none", {"delta": None}),
-    ("every-true", {"every": True}),
-    ("overhead-str", {"overhead": "0.05"}),
-    ("max-checkpoints-true", {"max_checkpoints": True}),
-    ("callback-int", {"callback": 5}),
-    ("seed-float", {"seed": 1.5}),
-])
+@pytest.mark.parametrize(
+    "case, kwargs",
+    [
+        ("model-str", {"model": "model.pt"}),
+        ("train-tuple", {"train": ("x", "y")}),
+        ("test-tuple", {"test": ("x", "y")}),
+        ("delta-nan", {"delta": float("nan")}),
+        ("delta-none", {"delta": None}),
+        ("every-true", {"every": True}),
+        ("overhead-str", {"overhead": "0.05"}),
+        ("max-checkpoints-true", {"max_checkpoints": True}),
+        ("callback-int", {"callback": 5}),
+        ("seed-float", {"seed": 1.5}),
+    ],
+)
 def test_bound_monitor_raises_its_own_errors(files, case, kwargs):
     train, test = files["data"]
     arguments = {"model": files["model"], "train": train, "test": test}
@@ -564,14 +668,16 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch):
 
 
 def test_a_real_sigint_exits_130_with_one_line():
-    code = ("import os, signal, time\n"
-            "import pacbayes.bounds\n"
-            "def slow(*a, **k):\n"
-            "    os.kill(os.getpid(), signal.SIGINT)\n"
-            "    time.sleep(30)\n"
-            "pacbayes.bounds.marginal_likelihood_bound = slow\n"
-            "from pacbayes.cli import main\n"
-            "main(['bound', 'marginal', '--log-evidence', '-5', '--m', '100'])\n")
+    code = (
+        "import os, signal, time\n"
+        "import pacbayes.bounds\n"
+        "def slow(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(30)\n"
+        "pacbayes.bounds.marginal_likelihood_bound = slow\n"
+        "from pacbayes.cli import main\n"
+        "main(['bound', 'marginal', '--log-evidence', '-5', '--m', '100'])\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["pacbayes: interrupted"] and "Traceback" not in proc.stderr

@@ -31,6 +31,7 @@ def _phi_numpy(k12, k11, k22, activation):
 
 def _reference(a, b, layers, activation, sw, sb, pooling):
     """K(a, b) by explicit loops over positions p, p' and window offsets (Novak et al. 2019)."""
+
     def conv_cov(feature_cov, size, layer):
         """Next-layer covariance from post-activation covariances given as a function of positions."""
         (_, k, s, p) = layer
@@ -42,7 +43,7 @@ def _reference(a, b, layers, activation, sw, sb, pooling):
                 r1, c1, r2, c2 = s * i + oh - p, s * j + ow - p, s * u + oh - p, s * v + ow - p
                 if all(0 <= t < size for t in (r1, c1, r2, c2)):
                     total += feature_cov(r1, c1, r2, c2)
-            cov[i, j, u, v] = sb[len(covs)] ** 2 + sw ** 2 * total / (k * k)
+            cov[i, j, u, v] = sb[len(covs)] ** 2 + sw**2 * total / (k * k)
         return cov, out
 
     size, covs = a.shape[1], []
@@ -50,8 +51,9 @@ def _reference(a, b, layers, activation, sw, sb, pooling):
     pairs = {"ab": (a, b), "aa": (a, a), "bb": (b, b)}
     current, out = {}, None
     for key, (u, v) in pairs.items():
-        current[key], out = conv_cov(lambda r1, c1, r2, c2: float(u[:, r1, c1] @ v[:, r2, c2]) / channels,
-                                     size, layers[0])
+        current[key], out = conv_cov(
+            lambda r1, c1, r2, c2: float(u[:, r1, c1] @ v[:, r2, c2]) / channels, size, layers[0]
+        )
     covs.append(current)
     size = out
     for layer in layers[1:] + [None]:
@@ -59,15 +61,17 @@ def _reference(a, b, layers, activation, sw, sb, pooling):
 
         def post(key, r1, c1, r2, c2):
             left, right = {"ab": ("aa", "bb"), "aa": ("aa", "aa"), "bb": ("bb", "bb")}[key]
-            return _phi_numpy(cov[key][r1, c1, r2, c2], cov[left][r1, c1, r1, c1], cov[right][r2, c2, r2, c2],
-                              activation)
+            return _phi_numpy(
+                cov[key][r1, c1, r2, c2], cov[left][r1, c1, r1, c1], cov[right][r2, c2, r2, c2], activation
+            )
+
         if layer is None:
             positions = list(np.ndindex(size, size))
             if pooling == "flatten":
                 mean = np.mean([post("ab", i, j, i, j) for i, j in positions])
             else:
                 mean = np.mean([post("ab", i, j, u, v) for i, j in positions for u, v in positions])
-            return sb[-1] ** 2 + sw ** 2 * mean
+            return sb[-1] ** 2 + sw**2 * mean
         current = {}
         for key in pairs:
             current[key], out = conv_cov(lambda r1, c1, r2, c2, key=key: post(key, r1, c1, r2, c2), size, layer)
@@ -84,8 +88,9 @@ def test_matches_loop_reference(pooling, activation):
     kernel = ConvolutionalNNGP(layers, activation, sw, sb, pooling, input_shape=(2, 5, 5))
     got = kernel.matrix(x, block_size=2).numpy()
     xs = x.numpy()
-    expected = np.array([[_reference(xs[i], xs[j], layers, activation, sw, sb, pooling) for j in range(3)]
-                         for i in range(3)])
+    expected = np.array(
+        [[_reference(xs[i], xs[j], layers, activation, sw, sb, pooling) for j in range(3)] for i in range(3)]
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-13)
 
 
@@ -94,8 +99,7 @@ def test_matches_loop_reference(pooling, activation):
 def test_whole_image_kernel_equals_fully_connected(pooling, activation):
     """A first conv as large as the image, then 1x1 convs, is a fully connected net."""
     x = _images(6, 3, 4, 4, seed=2)
-    cnn = ConvolutionalNNGP([(8, 4, 1, 0), (8, 1, 1, 0), (8, 1, 1, 0)], activation, 1.1,
-                            [0.3, 0.2, 0.1, 0.4], pooling)
+    cnn = ConvolutionalNNGP([(8, 4, 1, 0), (8, 1, 1, 0), (8, 1, 1, 0)], activation, 1.1, [0.3, 0.2, 0.1, 0.4], pooling)
     fc = FullyConnectedNNGP(3, activation, 1.1, [0.3, 0.2, 0.1, 0.4])
     torch.testing.assert_close(cnn.matrix(x), fc.matrix(x), rtol=1e-13, atol=1e-14)
     torch.testing.assert_close(cnn.diagonal(x), fc.diagonal(x), rtol=1e-13, atol=1e-14)
@@ -125,19 +129,32 @@ def test_describe_is_json_ready():
     assert record["layers"] == [[16, [5, 5], [2, 2], [2, 2]]]
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(layers=[]), dict(layers=[(4, 3, 1)]), dict(layers=[(0, 3, 1, 1)]), dict(layers=[(4, 0, 1, 1)]),
-    dict(layers=[(4, 3, 0, 1)]), dict(layers=[(4, 3, 1, -1)]), dict(layers=[(4, 3, 1, 1)], pooling="max"),
-    dict(layers=[(4, 3, 1, 1)], sigma_w=0), dict(layers=[(4, 3, 1, 1)], sigma_b=-1.0),
-    dict(layers=[(4, 3, 1, 1)], sigma_b=[0.1, 0.1, 0.1]), dict(layers=[(4, 9, 1, 0)], input_shape=(1, 5, 5)),
-    dict(layers=[(4, 3, 1, 1)], input_shape=(5, 5)), dict(layers=[(4, 3, 1, 1)], activation="tanh")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(layers=[]),
+        dict(layers=[(4, 3, 1)]),
+        dict(layers=[(0, 3, 1, 1)]),
+        dict(layers=[(4, 0, 1, 1)]),
+        dict(layers=[(4, 3, 0, 1)]),
+        dict(layers=[(4, 3, 1, -1)]),
+        dict(layers=[(4, 3, 1, 1)], pooling="max"),
+        dict(layers=[(4, 3, 1, 1)], sigma_w=0),
+        dict(layers=[(4, 3, 1, 1)], sigma_b=-1.0),
+        dict(layers=[(4, 3, 1, 1)], sigma_b=[0.1, 0.1, 0.1]),
+        dict(layers=[(4, 9, 1, 0)], input_shape=(1, 5, 5)),
+        dict(layers=[(4, 3, 1, 1)], input_shape=(5, 5)),
+        dict(layers=[(4, 3, 1, 1)], activation="tanh"),
+    ],
+)
 def test_bad_parameters_raise(kwargs):
     with pytest.raises(InputError):
         ConvolutionalNNGP(**kwargs)
 
 
-@pytest.mark.parametrize("x", [torch.ones(2, 1, 5), torch.ones(2, 2, 5, 5), torch.ones(2, 24),
-                               torch.full((2, 1, 5, 5), float("nan"))])
+@pytest.mark.parametrize(
+    "x", [torch.ones(2, 1, 5), torch.ones(2, 2, 5, 5), torch.ones(2, 24), torch.full((2, 1, 5, 5), float("nan"))]
+)
 def test_bad_inputs_raise(x):
     with pytest.raises(InputError):
         ConvolutionalNNGP([(4, 3, 1, 1)], input_shape=(1, 5, 5)).matrix(x)
@@ -147,11 +164,13 @@ def test_bad_inputs_raise(x):
 def test_one_conv_layer_finite_net_is_exact(pooling):
     """One conv layer (2 channels): the finite CNN's covariance equals the NNGP within 4.5 SE."""
     x = _images(4, 2, 5, 5, seed=4)
-    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1)] if pooling == "gap" \
+    head = (
+        [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1)]
+        if pooling == "gap"
         else [nn.Flatten(), nn.Linear(3 * 3 * 3, 1)]
+    )
     net = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), *head)
-    mc = MonteCarloNNGP(net, samples=4000, seed=5, init_fn=gaussian_init(1.5, 0.3), batch_size=1000,
-                        entry_errors=True)
+    mc = MonteCarloNNGP(net, samples=4000, seed=5, init_fn=gaussian_init(1.5, 0.3), batch_size=1000, entry_errors=True)
     empirical = mc.matrix(x)
     analytic = ConvolutionalNNGP([(3, 3, 2, 1)], "relu", 1.5, 0.3, pooling).matrix(x)
     z = (empirical - analytic).abs() / mc.standard_error
@@ -162,15 +181,15 @@ def _last_layer_given_features(features, sw, sb, pooling):
     """E[output kernel | post-activation features of the first layer], batched over samples:
     features (S, n, C, H, W) -> (S, n, n). Given them, a 1x1 conv gives Gaussian pre-activations
     with covariance sb^2 + sw^2/C sum_c h_{c,p} h'_{c,p'} (Novak et al. 2019, eq. 16)."""
-    h = features.flatten(3) / math.sqrt(features.shape[2])       # (S, n, C, positions)
-    var = torch.einsum("sakp,sakp->spa", h, h) * sw ** 2 + sb ** 2
+    h = features.flatten(3) / math.sqrt(features.shape[2])  # (S, n, C, positions)
+    var = torch.einsum("sakp,sakp->spa", h, h) * sw**2 + sb**2
     if pooling == "flatten":
-        cov = torch.einsum("sakp,sbkp->spab", h, h) * sw ** 2 + sb ** 2
+        cov = torch.einsum("sakp,sbkp->spab", h, h) * sw**2 + sb**2
         phi = expected_product(cov, var[:, :, :, None], var[:, :, None, :], "relu").mean(dim=1)
     else:
-        cov = torch.einsum("sakp,sbkq->spqab", h, h) * sw ** 2 + sb ** 2
+        cov = torch.einsum("sakp,sbkq->spqab", h, h) * sw**2 + sb**2
         phi = expected_product(cov, var[:, :, None, :, None], var[:, None, :, None, :], "relu").mean(dim=(1, 2))
-    return phi * sw ** 2 + sb ** 2
+    return phi * sw**2 + sb**2
 
 
 @pytest.mark.parametrize("pooling", ["flatten", "gap"])

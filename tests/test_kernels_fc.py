@@ -20,8 +20,8 @@ mpmath.mp.dps = 40
 
 def _inputs(n=6, d=5, seed=0):
     x = torch.randn(n, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    x[1] = x[0] * (1 + 1e-9) + 1e-10      # nearly parallel pair: arccos of a cosine loses digits here
-    x[2] = -x[3]                           # antiparallel pair
+    x[1] = x[0] * (1 + 1e-9) + 1e-10  # nearly parallel pair: arccos of a cosine loses digits here
+    x[2] = -x[3]  # antiparallel pair
     return x
 
 
@@ -34,8 +34,10 @@ def _direct_kernel(x, depth, activation, sigma_w, sigma_b):
     out = np.empty((n, n))
     for i in range(n):
         for j in range(n):
+
             def k0(a, b):
                 return mpmath.mpf(sigma_b[0]) ** 2 + sw2 * mpmath.fsum(p * q for p, q in zip(a, b)) / d
+
             k11, k22, k12 = k0(rows[i], rows[i]), k0(rows[j], rows[j]), k0(rows[i], rows[j])
             for layer in range(1, depth + 1):
                 b2 = mpmath.mpf(sigma_b[layer]) ** 2
@@ -46,8 +48,10 @@ def _direct_kernel(x, depth, activation, sigma_w, sigma_b):
                     k12 = b2 + sw2 * norm * shape / (2 * mpmath.pi)
                     k11, k22 = b2 + sw2 * k11 / 2, b2 + sw2 * k22 / 2
                 elif activation == "erf":
+
                     def f(a, b, c):
                         return b2 + sw2 * 2 / mpmath.pi * mpmath.asin(2 * c / mpmath.sqrt((1 + 2 * a) * (1 + 2 * b)))
+
                     k12, k11, k22 = f(k11, k22, k12), f(k11, k11, k11), f(k22, k22, k22)
                 else:
                     k12, k11, k22 = b2 + sw2 * k12, b2 + sw2 * k11, b2 + sw2 * k22
@@ -59,7 +63,7 @@ def _direct_kernel(x, depth, activation, sigma_w, sigma_b):
 @pytest.mark.parametrize("depth", [1, 3])
 def test_matches_high_precision_recursion(activation, depth):
     x = _inputs()
-    sigma_b = [0.3, 0.0, 0.7, 0.2][:depth + 1]
+    sigma_b = [0.3, 0.0, 0.7, 0.2][: depth + 1]
     kernel = FullyConnectedNNGP(depth, activation, sigma_w=1.7, sigma_b=sigma_b)
     expected = _direct_kernel(x, depth, activation, 1.7, sigma_b)
     np.testing.assert_allclose(kernel.matrix(x, block_size=4).numpy(), expected, rtol=1e-10, atol=1e-13)
@@ -71,23 +75,23 @@ def _relu_mean(m, s):
 
 
 @pytest.mark.parametrize("activation", ["relu", "erf"])
-@pytest.mark.parametrize("k11,k22,k12", [(1.0, 1.0, 0.3), (2.5, 0.4, -0.9), (0.7, 1.3, 0.95),
-                                         (1.0, 1.0, 1.0), (1.0, 4.0, -2.0)])
+@pytest.mark.parametrize(
+    "k11,k22,k12", [(1.0, 1.0, 0.3), (2.5, 0.4, -0.9), (0.7, 1.3, 0.95), (1.0, 1.0, 1.0), (1.0, 4.0, -2.0)]
+)
 def test_dual_activation_equals_gaussian_integral(activation, k11, k22, k12):
     """E[phi(u) phi(v)] = int phi(u) E[phi(v) | u] N(u; 0, k11) du, the inner mean in closed form."""
     s1 = math.sqrt(k11)
-    slope, resid = k12 / k11, math.sqrt(max(k22 - k12 ** 2 / k11, 0.0))
+    slope, resid = k12 / k11, math.sqrt(max(k22 - k12**2 / k11, 0.0))
 
     def integrand(u):
         m = slope * u
         if activation == "relu":
             inner = max(m, 0.0) if resid == 0 else _relu_mean(m, resid)
             return max(u, 0.0) * inner * math.exp(-0.5 * (u / s1) ** 2) / (s1 * math.sqrt(2 * math.pi))
-        inner = special.erf(m / math.sqrt(1 + 2 * resid ** 2))
+        inner = special.erf(m / math.sqrt(1 + 2 * resid**2))
         return special.erf(u) * inner * math.exp(-0.5 * (u / s1) ** 2) / (s1 * math.sqrt(2 * math.pi))
 
-    reference = integrate.quad(integrand, -40 * s1, 40 * s1, epsabs=1e-13, epsrel=1e-12, limit=400,
-                               points=[0.0])[0]
+    reference = integrate.quad(integrand, -40 * s1, 40 * s1, epsabs=1e-13, epsrel=1e-12, limit=400, points=[0.0])[0]
     t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     value = float(expected_product(t(k12), t(k11), t(k22), activation))
     assert value == pytest.approx(reference, rel=1e-8, abs=1e-12)
@@ -100,8 +104,8 @@ def test_linear_net_closed_form():
     x = _inputs(seed=3)
     sigma_b = [0.5, 0.1, 0.9]
     got = FullyConnectedNNGP(2, "linear", 1.3, sigma_b).matrix(x)
-    k0 = 1.3 ** 2 * (x @ x.T) / x.shape[1] + 0.5 ** 2
-    expected = 1.3 ** 4 * k0 + 1.3 ** 2 * 0.1 ** 2 + 0.9 ** 2
+    k0 = 1.3**2 * (x @ x.T) / x.shape[1] + 0.5**2
+    expected = 1.3**4 * k0 + 1.3**2 * 0.1**2 + 0.9**2
     torch.testing.assert_close(got, expected, rtol=1e-14, atol=1e-14)
 
 
@@ -128,24 +132,50 @@ def test_higher_rank_and_numpy_inputs_are_flattened():
 
 def test_describe_is_json_ready():
     import json
+
     record = FullyConnectedNNGP(2, "erf", 1.5, [0.1, 0.2, 0.3]).describe()
-    assert json.loads(json.dumps(record)) == {"kind": "nngp-fc", "depth": 2, "activation": "erf",
-                                              "sigma_w": 1.5, "sigma_b": [0.1, 0.2, 0.3]}
+    assert json.loads(json.dumps(record)) == {
+        "kind": "nngp-fc",
+        "depth": 2,
+        "activation": "erf",
+        "sigma_w": 1.5,
+        "sigma_b": [0.1, 0.2, 0.3],
+    }
 
 
-@pytest.mark.parametrize("kwargs", [dict(depth=0), dict(depth=-1), dict(depth=1.5), dict(depth=True),
-                                    dict(depth=1, sigma_w=0.0), dict(depth=1, sigma_w=-1.0),
-                                    dict(depth=1, sigma_w=float("nan")), dict(depth=1, sigma_b=-0.1),
-                                    dict(depth=1, sigma_b=[0.1, 0.1, 0.1]), dict(depth=2, sigma_b=[0.1, -1, 0]),
-                                    dict(depth=1, sigma_b="0.1"), dict(depth=1, activation="tanh")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(depth=0),
+        dict(depth=-1),
+        dict(depth=1.5),
+        dict(depth=True),
+        dict(depth=1, sigma_w=0.0),
+        dict(depth=1, sigma_w=-1.0),
+        dict(depth=1, sigma_w=float("nan")),
+        dict(depth=1, sigma_b=-0.1),
+        dict(depth=1, sigma_b=[0.1, 0.1, 0.1]),
+        dict(depth=2, sigma_b=[0.1, -1, 0]),
+        dict(depth=1, sigma_b="0.1"),
+        dict(depth=1, activation="tanh"),
+    ],
+)
 def test_bad_parameters_raise(kwargs):
     with pytest.raises(InputError):
         FullyConnectedNNGP(**kwargs)
 
 
-@pytest.mark.parametrize("x1,x2", [(np.array([[1.0, np.nan]]), None), (np.array([[1.0, np.inf]]), None),
-                                   (np.ones(3), None), (np.ones((0, 3)), None),
-                                   (np.ones((2, 3)), np.ones((2, 4))), (np.array([["a", "b"]]), None)])
+@pytest.mark.parametrize(
+    "x1,x2",
+    [
+        (np.array([[1.0, np.nan]]), None),
+        (np.array([[1.0, np.inf]]), None),
+        (np.ones(3), None),
+        (np.ones((0, 3)), None),
+        (np.ones((2, 3)), np.ones((2, 4))),
+        (np.array([["a", "b"]]), None),
+    ],
+)
 def test_bad_inputs_raise(x1, x2):
     with pytest.raises(InputError):
         FullyConnectedNNGP(1).matrix(x1, x2)
@@ -161,8 +191,7 @@ def test_one_hidden_layer_finite_net_is_exact(activation, layer):
     """With one hidden layer the finite-width covariance equals the NNGP: agree within 4.5 SE."""
     x = _inputs(n=5, d=3, seed=4)
     net = nn.Sequential(nn.Linear(3, 3), layer, nn.Linear(3, 1))
-    mc = MonteCarloNNGP(net, samples=4000, seed=11, init_fn=gaussian_init(1.6, 0.4), batch_size=1000,
-                        entry_errors=True)
+    mc = MonteCarloNNGP(net, samples=4000, seed=11, init_fn=gaussian_init(1.6, 0.4), batch_size=1000, entry_errors=True)
     empirical = mc.matrix(x)
     analytic = FullyConnectedNNGP(1, activation, 1.6, 0.4).matrix(x)
     z = (empirical - analytic).abs() / mc.standard_error
@@ -183,9 +212,9 @@ def test_depth_two_finite_width_bias_shrinks(activation, phi):
         w = torch.randn(samples, 4, width, generator=gen, dtype=torch.float64) * (sw / 2)
         b = torch.randn(samples, 1, width, generator=gen, dtype=torch.float64) * sb
         h = phi(x @ w + b)
-        cov = (h @ h.transpose(1, 2)).mul_(sw ** 2 / width).add_(sb ** 2)
+        cov = (h @ h.transpose(1, 2)).mul_(sw**2 / width).add_(sb**2)
         var = cov.diagonal(dim1=1, dim2=2)
-        out = expected_product(cov, var[:, :, None], var[:, None, :], activation).mul_(sw ** 2).add_(sb ** 2)
+        out = expected_product(cov, var[:, :, None], var[:, None, :], activation).mul_(sw**2).add_(sb**2)
         errors.append(float((out.mean(0) - analytic).abs().max() / analytic.diagonal().mean()))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < errors[0] / 5

@@ -47,7 +47,7 @@ def test_equals_explicit_average_over_reset_parameters():
     x, net = _x(5), _net()
     mc = MonteCarloNNGP(net, samples=6, seed=2, batch_size=4)
     kernel = mc.matrix(x)
-    f = _explicit_draws(x, seed=2, samples=6).T                       # (n, S)
+    f = _explicit_draws(x, seed=2, samples=6).T  # (n, S)
     torch.testing.assert_close(kernel, f @ f.T / 6, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(mc.diagonal(x), (f * f).mean(dim=1), rtol=1e-12, atol=1e-14)
 
@@ -61,7 +61,7 @@ def test_cross_kernel_matches_symmetric_blocks_and_leaves_global_rng_alone():
     full = mc.matrix(x)
     assert torch.equal(torch.rand(1), before)
     torch.testing.assert_close(mc.matrix(x[:3], x[3:]), full[:3, 3:], rtol=1e-12, atol=1e-14)
-    assert "rank" not in mc.diagnostics          # rank is reported for the symmetric kernel only
+    assert "rank" not in mc.diagnostics  # rank is reported for the symmetric kernel only
 
 
 def test_rank_is_reported_and_limited_by_samples():
@@ -81,9 +81,9 @@ def test_standard_errors_and_their_bound():
     mc.matrix(x)
     se, d = mc.standard_error, mc.diagnostics
     assert se.shape == (6, 6) and d["standard_error_max"] == pytest.approx(float(se.max()))
-    assert d["standard_error_bound"] >= d["standard_error_max"]      # Cauchy-Schwarz bound
+    assert d["standard_error_bound"] >= d["standard_error_max"]  # Cauchy-Schwarz bound
     # the reported standard error is the sample sd of the products / sqrt(S): recompute it
-    f = _explicit_draws(x, seed=5, samples=300)                        # (S, n)
+    f = _explicit_draws(x, seed=5, samples=300)  # (S, n)
     products = f[:, :, None] * f[:, None, :]
     torch.testing.assert_close(se, products.std(dim=0) / math.sqrt(300), rtol=1e-8, atol=1e-12)
 
@@ -119,6 +119,7 @@ def test_init_fn_for_modules_without_reset_parameters():
 
     def init(module):
         nn.init.normal_(module.w, std=0.5)
+
     x = _x(5)
     mc = MonteCarloNNGP(_Custom(), samples=3000, seed=0, init_fn=init, entry_errors=True)
     z = (mc.matrix(x) - 0.25 * x @ x.T).abs() / mc.standard_error
@@ -128,7 +129,7 @@ def test_init_fn_for_modules_without_reset_parameters():
 def test_torchscript_modules():
     x = _x(5)
     scripted = torch.jit.script(_net())
-    a = MonteCarloNNGP(scripted, samples=20, seed=1).matrix(x)      # rebuilt as a plain Sequential
+    a = MonteCarloNNGP(scripted, samples=20, seed=1).matrix(x)  # rebuilt as a plain Sequential
     torch.testing.assert_close(a, MonteCarloNNGP(_net(), samples=20, seed=1).matrix(x))
 
     class Tanh(nn.Module):
@@ -142,13 +143,22 @@ def test_torchscript_modules():
     def init(module):
         for p in module.parameters():
             nn.init.normal_(p, std=0.7)
+
     eager = MonteCarloNNGP(Tanh(), samples=15, seed=2, init_fn=init, batch_size=4).matrix(x)
     jitted = MonteCarloNNGP(torch.jit.script(Tanh()), samples=15, seed=2, init_fn=init, batch_size=4).matrix(x)
     torch.testing.assert_close(eager, jitted, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("kwargs", [dict(samples=1), dict(samples=10, batch_size=0), dict(samples=10, seed=-1),
-                                    dict(samples=10, init_fn=3), dict(samples=2.5)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(samples=1),
+        dict(samples=10, batch_size=0),
+        dict(samples=10, seed=-1),
+        dict(samples=10, init_fn=3),
+        dict(samples=2.5),
+    ],
+)
 def test_bad_parameters_raise(kwargs):
     with pytest.raises(InputError):
         MonteCarloNNGP(_net(), **kwargs)

@@ -7,8 +7,11 @@ from pacbayes.kernels import ConvolutionalNNGP, FullyConnectedNNGP, MonteCarloNN
 
 def test_every_kernel_implements_the_kernel_protocol():
     x = torch.rand(3, 1, 4, 4)
-    kernels = [FullyConnectedNNGP(1), ConvolutionalNNGP([(None, 3, 1, 1)]),
-               MonteCarloNNGP(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 1)), samples=8)]
+    kernels = [
+        FullyConnectedNNGP(1),
+        ConvolutionalNNGP([(None, 3, 1, 1)]),
+        MonteCarloNNGP(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 1)), samples=8),
+    ]
     for kernel in kernels:
         assert isinstance(kernel, NNGPKernel)
         K = kernel.matrix(x)

@@ -27,8 +27,9 @@ def test_pytorch_default_init_variances_are_what_we_infer():
 
 
 def test_fully_connected_recognised_with_per_layer_bias():
-    net = nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(12, 30), nn.ReLU()), nn.Linear(30, 20),
-                        nn.ReLU(), nn.Linear(20, 1))
+    net = nn.Sequential(
+        nn.Flatten(), nn.Sequential(nn.Linear(12, 30), nn.ReLU()), nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 1)
+    )
     kernel = nngp_for_module(net, (1, 3, 4))
     assert isinstance(kernel, FullyConnectedNNGP)
     expected = FullyConnectedNNGP(2, "relu", math.sqrt(1 / 3), [_default_b(12), _default_b(30), _default_b(20)])
@@ -48,10 +49,18 @@ def test_linear_and_bias_free_layers():
 
 @pytest.mark.parametrize("pooling", ["flatten", "gap"])
 def test_convolutional_recognised(pooling):
-    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 1)] if pooling == "gap" \
+    head = (
+        [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 1)]
+        if pooling == "gap"
         else [nn.Flatten(), nn.Linear(6 * 4 * 4, 1)]
-    net = nn.Sequential(nn.Conv2d(2, 5, 3, padding="same"), nn.ReLU(),
-                        nn.Conv2d(5, 6, 3, stride=2, padding=1, bias=False), nn.ReLU(), *head)
+    )
+    net = nn.Sequential(
+        nn.Conv2d(2, 5, 3, padding="same"),
+        nn.ReLU(),
+        nn.Conv2d(5, 6, 3, stride=2, padding=1, bias=False),
+        nn.ReLU(),
+        *head,
+    )
     kernel = nngp_for_module(net, (2, 8, 8))
     assert isinstance(kernel, ConvolutionalNNGP)
     record = kernel.describe()
@@ -63,22 +72,29 @@ def test_convolutional_recognised(pooling):
     assert kernel.matrix(x).shape == (3, 3)
 
 
-@pytest.mark.parametrize("net,shape", [
-    (nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)), (4,)),
-    (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), (4,)),
-    (nn.Sequential(nn.Linear(4, 1)), (4,)),
-    (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 1)), (4,)),
-    (nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1)), (4,)),
-    (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(7, 1)), (4,)),
-    (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 1)), (4,)),
-    (nn.Linear(4, 1), (4,)),
-    (nn.Sequential(nn.Conv2d(1, 3, 3, dilation=2), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 2 * 2, 1)), (1, 6, 6)),
-    (nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3 * 2 * 2, 1)),
-     (1, 6, 6)),
-    (nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4 + 1, 1)), (1, 6, 6)),
-    (nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 10), nn.ReLU(), nn.Linear(10, 1)),
-     (1, 6, 6)),
-])
+@pytest.mark.parametrize(
+    "net,shape",
+    [
+        (nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)), (4,)),
+        (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), (4,)),
+        (nn.Sequential(nn.Linear(4, 1)), (4,)),
+        (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 1)), (4,)),
+        (nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1)), (4,)),
+        (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(7, 1)), (4,)),
+        (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 1)), (4,)),
+        (nn.Linear(4, 1), (4,)),
+        (nn.Sequential(nn.Conv2d(1, 3, 3, dilation=2), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 2 * 2, 1)), (1, 6, 6)),
+        (
+            nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3 * 2 * 2, 1)),
+            (1, 6, 6),
+        ),
+        (nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4 + 1, 1)), (1, 6, 6)),
+        (
+            nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 10), nn.ReLU(), nn.Linear(10, 1)),
+            (1, 6, 6),
+        ),
+    ],
+)
 def test_unrecognised_modules_give_none(net, shape):
     assert nngp_for_module(net, shape) is None
 

@@ -14,9 +14,19 @@ import torch
 from pacbayes.data import from_arrays
 from pacbayes.errors import InputError, ModelLoadError
 from pacbayes.layers import LAYERS, activation_name
-from pacbayes.models import (ExportedModel, as_plain_sequential, classification_error, count_mistakes,
-                             labels_from_logits, load_model, model_file_kind, output_dim, predict_labels,
-                             reinitialise, zero_one_error)
+from pacbayes.models import (
+    ExportedModel,
+    as_plain_sequential,
+    classification_error,
+    count_mistakes,
+    labels_from_logits,
+    load_model,
+    model_file_kind,
+    output_dim,
+    predict_labels,
+    reinitialise,
+    zero_one_error,
+)
 
 ARCHITECTURE = textwrap.dedent("""
     import torch
@@ -40,14 +50,16 @@ def user_module(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("user_arch", None)
     import user_arch
+
     yield user_arch, str(path)
     sys.modules.pop("user_arch", None)
 
 
 def sequential(outputs=1):
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 6), torch.nn.ReLU(),
-                               torch.nn.Linear(6, outputs)).eval()
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, outputs)
+    ).eval()
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
@@ -108,8 +120,10 @@ def test_state_dict_errors(tmp_path, user_module):
         ({"architecture": "user_arch:SmallNet", "kwargs": {"depth": 2}}, "cannot build .*TypeError"),
         ({"architecture": "user_arch:SmallNet", "kwargs": [5]}, "kwargs must be a dict"),
         ({"architecture": "torch:zeros", "kwargs": {"size": [2]}}, "builds a Tensor, not a torch.nn.Module"),
-        ({"architecture": "torch.nn:Linear", "kwargs": {"in_features": 4, "out_features": 1}},
-         "missing keys: weight, bias; unexpected keys: hidden.weight"),
+        (
+            {"architecture": "torch.nn:Linear", "kwargs": {"in_features": 4, "out_features": 1}},
+            "missing keys: weight, bias; unexpected keys: hidden.weight",
+        ),
     ]
     for arguments, words in cases:
         with pytest.raises(ModelLoadError, match=words):
@@ -164,10 +178,16 @@ def test_corrupt_empty_and_wrong_kind_files(tmp_path):
     torch.save({"lr": 0.1}, tmp_path / "config.pt")
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
         archive.writestr("readme.txt", "hello")
-    cases = [("truncated.pt", "not a readable model file"), ("empty.pt", "empty"),
-             ("text.pt", "not a readable model file"), ("data.npz", "not a readable model file"),
-             ("tensor.pt", "holds a Tensor, not a model"), ("config.pt", "holds a dict, not a model"),
-             ("other.zip", "not a readable model file"), ("missing.pt", "no such model file")]
+    cases = [
+        ("truncated.pt", "not a readable model file"),
+        ("empty.pt", "empty"),
+        ("text.pt", "not a readable model file"),
+        ("data.npz", "not a readable model file"),
+        ("tensor.pt", "holds a Tensor, not a model"),
+        ("config.pt", "holds a dict, not a model"),
+        ("other.zip", "not a readable model file"),
+        ("missing.pt", "no such model file"),
+    ]
     for name, words in cases:
         with pytest.raises(ModelLoadError, match=words):
             load_model(tmp_path / name)
@@ -178,8 +198,11 @@ def test_shape_mismatch_is_one_clear_line(tmp_path):
     wrong = torch.zeros(3, 1, 3, 3)
     torch.jit.save(torch.jit.script(model), tmp_path / "s.pt")
     torch.export.save(torch.export.export(model, (X[:2],)), tmp_path / "e.pt2")
-    for candidate, words in [(model, "4 features"), (load_model(tmp_path / "s.pt"), "4 features"),
-                             (load_model(tmp_path / "e.pt2"), r"input \(n, 1, 2, 2\)")]:
+    for candidate, words in [
+        (model, "4 features"),
+        (load_model(tmp_path / "s.pt"), "4 features"),
+        (load_model(tmp_path / "e.pt2"), r"input \(n, 1, 2, 2\)"),
+    ]:
         with pytest.raises(InputError, match=r"examples have shape \(1, 3, 3\) but the model expects.*" + words) as err:
             predict_labels(candidate, wrong)
         assert "\n" not in str(err.value)
@@ -216,20 +239,29 @@ def test_double_precision_model_and_mode_restored():
 
 
 def test_bad_outputs_are_refused():
-    for bad, words in [(torch.nn.Identity(), "output has shape"),
-                       (torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1),
-                                            torch.nn.Threshold(10.0, float("nan"))), "NaN")]:
+    for bad, words in [
+        (torch.nn.Identity(), "output has shape"),
+        (torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1), torch.nn.Threshold(10.0, float("nan"))), "NaN"),
+    ]:
         with pytest.raises(InputError, match=words):
             predict_labels(bad, X)
 
 
 def test_as_plain_sequential_rebuilds_scripted_standard_layers():
     torch.manual_seed(2)
-    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, stride=2, padding=1, bias=False), torch.nn.Tanh(),
-                               torch.nn.AvgPool2d(2), torch.nn.Conv2d(3, 2, 1), torch.nn.ReLU(),
-                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                               torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Sigmoid()),
-                               torch.nn.Dropout(0.2), torch.nn.Identity(), torch.nn.Linear(4, 1)).eval()
+    conv = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3, stride=2, padding=1, bias=False),
+        torch.nn.Tanh(),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(3, 2, 1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Sigmoid()),
+        torch.nn.Dropout(0.2),
+        torch.nn.Identity(),
+        torch.nn.Linear(4, 1),
+    ).eval()
     images = torch.randn(5, 1, 8, 8)
     for model in (conv, sequential()):
         rebuilt = as_plain_sequential(torch.jit.script(model))
@@ -252,11 +284,19 @@ def test_as_plain_sequential_leaves_what_it_cannot_rebuild(user_module):
     assert as_plain_sequential(scripted, example_x=torch.zeros(2, 9)) is scripted
 
 
-@pytest.mark.parametrize("net", [
-    torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)),
-    torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, stride=2, padding=1), torch.nn.ReLU(),
-                        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 1)),
-])
+@pytest.mark.parametrize(
+    "net",
+    [
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)),
+        torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(4, 1),
+        ),
+    ],
+)
 def test_export_programs_rebuild_to_equivalent_plain_sequentials(net, tmp_path):
     path = tmp_path / "net.pt2"
     torch.export.save(torch.export.export(net, (torch.zeros(2, 1, 28, 28),)), str(path))
@@ -279,6 +319,7 @@ def test_export_program_with_unknown_operation_is_left_alone(tmp_path):
 
 
 # --- the one prediction path and the one re-initialiser -----------------------------------------
+
 
 def test_labels_and_mistakes_from_logits_of_every_shape():
     one = torch.tensor([0.5, -1.0, 0.0])

@@ -21,7 +21,7 @@ WIDTH = 32
 def independent_mistakes(model, ds):
     """Mistakes counted one input at a time from the raw logit (class 1 iff logit > 0)."""
     with torch.no_grad():
-        return sum(int(model(ds.x[i:i + 1]).item() > 0) != int(ds.labels[i]) for i in range(len(ds)))
+        return sum(int(model(ds.x[i : i + 1]).item() > 0) != int(ds.labels[i]) for i in range(len(ds)))
 
 
 def test_marginal_estimate_equals_certify_and_is_cached(data, trained, monkeypatch):
@@ -37,7 +37,7 @@ def test_marginal_estimate_equals_certify_and_is_cached(data, trained, monkeypat
     monitor = BoundMonitor(trained, train, test=test, delta=0.05, max_checkpoints=5)
     first = monitor.compute(trained)
     second = monitor.compute(trained)
-    assert len(calls) == 1                       # kernel and EP once, reused by later calls
+    assert len(calls) == 1  # kernel and EP once, reused by later calls
     report = certify(trained, train, test, CertifyOptions(delta=0.05))
     ep = next(b for b in report.bounds if b.name == "marginal-ep")
     assert first.bounds["marginal-ep"] == pytest.approx(ep.value, rel=1e-9)
@@ -56,7 +56,7 @@ def test_errors_and_holdout_bound_against_independent_computation(data, trained)
     # exact binomial tail: P[Bin(n, bound) <= mistakes] = delta / checkpoints (Clopper-Pearson)
     delta_each = 0.1 / 4
     p, n = result.bounds["holdout"], len(test)
-    cdf = sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(mistakes + 1))
+    cdf = sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(mistakes + 1))
     assert cdf == pytest.approx(delta_each, rel=1e-8)
 
 
@@ -65,7 +65,7 @@ def test_zero_error_holdout_bound_has_the_closed_form(data, trained):
     binary_test = binarise(test)
     with torch.no_grad():
         predictions = (trained(binary_test.x).squeeze(-1) > 0).to(torch.int64)
-    agreeing = binary_test.derive(labels=predictions)       # labels the model gets right: 0 mistakes
+    agreeing = binary_test.derive(labels=predictions)  # labels the model gets right: 0 mistakes
     n = len(agreeing)
     monitor = BoundMonitor(trained, train, test=agreeing, delta=0.2, max_checkpoints=10)
     result = monitor.compute(trained)
@@ -114,12 +114,15 @@ def test_final_is_certify_on_the_given_data(data, trained):
         BoundMonitor(trained, train).final(trained)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"bounds": ("nonsense",)}, "cannot track"),
-    ({"every": 0}, "every"),
-    ({"max_checkpoints": 0}, "max_checkpoints"),
-    ({"delta": 1.5}, "delta"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"bounds": ("nonsense",)}, "cannot track"),
+        ({"every": 0}, "every"),
+        ({"max_checkpoints": 0}, "max_checkpoints"),
+        ({"delta": 1.5}, "delta"),
+    ],
+)
 def test_bad_settings_are_refused(data, trained, kwargs, message):
     with pytest.raises(InputError, match=message):
         BoundMonitor(trained, data[0], **kwargs)
@@ -130,7 +133,6 @@ def test_multi_logit_model_is_refused_for_the_marginal_bound(data):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     with pytest.raises(InputError, match="single-logit"):
         BoundMonitor(model, ten_class)
-
 
 
 def test_default_cadence_keeps_the_time_budget(data, trained, monkeypatch):
@@ -147,7 +149,7 @@ def test_default_cadence_keeps_the_time_budget(data, trained, monkeypatch):
     monkeypatch.setattr(monitor_module, "time", Clock())
     monitor = BoundMonitor(trained, data[0], overhead=0.05, max_checkpoints=50)
     computed = [i for i in range(200) if monitor.step(trained) is not None]
-    assert computed[0] == 0                                  # the first call computes at once
+    assert computed[0] == 0  # the first call computes at once
     gaps = {b - a for a, b in zip(computed, computed[1:])}
-    assert gaps == {20}        # 1 s checkpoint, then 20 clock readings (one per step) until due
+    assert gaps == {20}  # 1 s checkpoint, then 20 clock readings (one per step) until due
     assert all(r.seconds == 1.0 for r in monitor.history)

@@ -63,23 +63,35 @@ def trained():
 
 # --- KL -----------------------------------------------------------------------------------------
 
+
 def test_gaussian_kl_matches_torch_distributions_and_the_full_covariance_formula():
     gen = torch.Generator().manual_seed(0)
     d = 7
-    mean, prior_mean = torch.randn(d, generator=gen, dtype=torch.float64), torch.randn(d, generator=gen,
-                                                                                        dtype=torch.float64)
+    mean, prior_mean = (
+        torch.randn(d, generator=gen, dtype=torch.float64),
+        torch.randn(d, generator=gen, dtype=torch.float64),
+    )
     log_var = torch.randn(d, generator=gen, dtype=torch.float64) - 2.0
     log_lam = torch.tensor(-1.3, dtype=torch.float64)
     ours = float(gaussian_kl(mean, log_var, prior_mean, log_lam))
     lam = math.exp(-1.3)
-    reference = float(kl_divergence(Normal(mean, torch.exp(0.5 * log_var)),
-                                    Normal(prior_mean, torch.full((d,), math.sqrt(lam), dtype=torch.float64))).sum())
+    reference = float(
+        kl_divergence(
+            Normal(mean, torch.exp(0.5 * log_var)),
+            Normal(prior_mean, torch.full((d,), math.sqrt(lam), dtype=torch.float64)),
+        ).sum()
+    )
     assert ours == pytest.approx(reference, rel=1e-12)
     # multivariate closed form with dense matrices (numpy), independent of the diagonal algebra
     sq, sp = np.diag(np.exp(log_var.numpy())), lam * np.eye(d)
     diff = (prior_mean - mean).numpy()
-    dense = 0.5 * (np.trace(np.linalg.solve(sp, sq)) + diff @ np.linalg.solve(sp, diff) - d
-                   + np.linalg.slogdet(sp)[1] - np.linalg.slogdet(sq)[1])
+    dense = 0.5 * (
+        np.trace(np.linalg.solve(sp, sq))
+        + diff @ np.linalg.solve(sp, diff)
+        - d
+        + np.linalg.slogdet(sp)[1]
+        - np.linalg.slogdet(sq)[1]
+    )
     assert ours == pytest.approx(dense, rel=1e-12)
 
 
@@ -110,6 +122,7 @@ def test_layout_round_trip():
 
 
 # --- priors -------------------------------------------------------------------------------------
+
 
 def test_prior_at_the_trained_weights_is_refused(trained):
     net, _, x, labels = trained
@@ -143,6 +156,7 @@ def test_bad_init_inputs_are_refused(trained, tmp_path):
 
 # --- the certificate ----------------------------------------------------------------------------
 
+
 def test_certificate_grows_when_the_monte_carlo_budget_drops(trained):
     net, init, x, labels = trained
     few = stochastic_bound(net, x, labels, init_state=init, mc_samples=3, schedule=FAST)[0]
@@ -173,8 +187,7 @@ def test_bound_holds_against_the_true_stochastic_error():
     init = {k: v.clone() for k, v in net.state_dict().items()}
     x, labels = _blobs(200, seed=4, flip=0.1)
     _train(net, x, labels)
-    cert = certify_stochastic_network(net, x, labels, init_state=init, mc_samples=50, schedule=FAST,
-                                      objective="quad")
+    cert = certify_stochastic_network(net, x, labels, init_state=init, mc_samples=50, schedule=FAST, objective="quad")
     x_test, labels_test = _blobs(4000, seed=99, flip=0.1)
     true = cert.error(x_test, labels_test, n=50)
     assert 0.05 < true <= cert.result.value < 1.0
@@ -202,34 +215,47 @@ def test_same_seed_same_number_and_the_seed_matters(trained):
 
 # --- attempts -----------------------------------------------------------------------------------
 
+
 def test_attempts_are_union_bounded_through_the_ledger(trained, tmp_path):
     net, init, x, labels = trained
     ledger = tmp_path / "attempts.jsonl"
-    first = stochastic_bound(net, x, labels, init_state=init, mc_samples=5, schedule=FAST,
-                             attempts_ledger=ledger)[0]
-    second = stochastic_bound(net, x, labels, init_state=init, mc_samples=5, schedule=FAST,
-                              attempts_ledger=ledger, seed=1)[0]
+    first = stochastic_bound(net, x, labels, init_state=init, mc_samples=5, schedule=FAST, attempts_ledger=ledger)[0]
+    second = stochastic_bound(
+        net, x, labels, init_state=init, mc_samples=5, schedule=FAST, attempts_ledger=ledger, seed=1
+    )[0]
     assert (first.details["attempt"], second.details["attempt"]) == (1, 2)
-    assert second.delta["other_attempts"] == pytest.approx(0.05 * (1 - 6 / (4 * math.pi ** 2)), rel=1e-12)
+    assert second.delta["other_attempts"] == pytest.approx(0.05 * (1 - 6 / (4 * math.pi**2)), rel=1e-12)
     assert math.fsum(second.delta.values()) == pytest.approx(0.05, rel=1e-12)
     assert len(ledger.read_text().splitlines()) == 2
     # a different data set is a different key: its count starts again at 1
     assert record_attempt(ledger, "another-key", {}) == 1
     with pytest.raises(InputError, match="not both"):
-        stochastic_bound(net, x, labels, init_state=init, mc_samples=5, schedule=FAST, attempts_ledger=ledger,
-                         attempt=3)
+        stochastic_bound(
+            net, x, labels, init_state=init, mc_samples=5, schedule=FAST, attempts_ledger=ledger, attempt=3
+        )
 
 
 # --- modes --------------------------------------------------------------------------------------
+
 
 def test_fixed_mean_keeps_the_trained_weights(trained):
     net, init, x, labels = trained
     params = parameters_of(net)
     layout = Layout.of(params)
     start = layout.flatten(params)
-    posterior, lam = fit_posterior(net, layout, start, layout.flatten(init), x, labels, objective="classic",
-                                   delta=0.02, fixed_mean=True, schedule=FAST,
-                                   generator=torch.Generator().manual_seed(0))
+    posterior, lam = fit_posterior(
+        net,
+        layout,
+        start,
+        layout.flatten(init),
+        x,
+        labels,
+        objective="classic",
+        delta=0.02,
+        fixed_mean=True,
+        schedule=FAST,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(posterior.mean, start)
     assert not torch.equal(posterior.log_var, torch.full_like(start, float(posterior.log_var[0])))  # s moved
     cert = certify(posterior, layout.flatten(init), lam, 0.1, 100, 200, 0.02, 0.02)
@@ -240,8 +266,9 @@ def test_fixed_mean_keeps_the_trained_weights(trained):
 
 def test_data_dependent_prior_uses_only_the_remaining_points(trained):
     net, _, x, labels = trained
-    result = stochastic_bound(net, x, labels, prior_split=0.3, mc_samples=5, schedule=FAST, objective="lambda",
-                              init_seed=0)[0]
+    result = stochastic_bound(
+        net, x, labels, prior_split=0.3, mc_samples=5, schedule=FAST, objective="lambda", init_seed=0
+    )[0]
     assert result.details["m"] == 140 and result.details["m_prior"] == 60
     assert result.details["prior_kind"] == "data-dependent" and result.name == "pbb-lambda"
 
@@ -256,13 +283,16 @@ def test_zero_prior_is_labelled_and_multiclass_models_work():
     assert 0.0 <= result.value <= 1.0
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"objective": "elbo"}, "unknown objective"),
-    ({"prior_split": 1.0}, "prior_split"),
-    ({"prior_split": 0.99}, "both parts"),
-    ({"delta": 0.0}, "delta"),
-    ({"mc_samples": 0}, "mc_samples"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"objective": "elbo"}, "unknown objective"),
+        ({"prior_split": 1.0}, "prior_split"),
+        ({"prior_split": 0.99}, "both parts"),
+        ({"delta": 0.0}, "delta"),
+        ({"mc_samples": 0}, "mc_samples"),
+    ],
+)
 def test_bad_options_are_refused(trained, options, match):
     net, init, x, labels = trained
     with pytest.raises(InputError, match=match):

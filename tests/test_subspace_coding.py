@@ -7,18 +7,28 @@ import numpy as np
 import pytest
 
 from pacbayes.errors import InputError, ModelLoadError
-from pacbayes.subspace.coding import (BitReader, BitWriter, arithmetic_decode, arithmetic_encode,
-                                      count_width, decode_message, elias_delta_decode,
-                                      elias_delta_encode, elias_delta_length, encode_message,
-                                      ideal_code_bits)
+from pacbayes.subspace.coding import (
+    BitReader,
+    BitWriter,
+    arithmetic_decode,
+    arithmetic_encode,
+    count_width,
+    decode_message,
+    elias_delta_decode,
+    elias_delta_encode,
+    elias_delta_length,
+    encode_message,
+    ideal_code_bits,
+)
 
 
 def bits_of(data: bytes, n: int) -> str:
     return "".join(map(str, np.unpackbits(np.frombuffer(data, np.uint8))[:n]))
 
 
-@pytest.mark.parametrize("n, code", [(1, "1"), (2, "0100"), (3, "0101"), (4, "01100"),
-                                     (10, "00100010"), (17, "001010001")])
+@pytest.mark.parametrize(
+    "n, code", [(1, "1"), (2, "0100"), (3, "0101"), (4, "01100"), (10, "00100010"), (17, "001010001")]
+)
 def test_elias_delta_matches_textbook_codewords(n, code):
     writer = BitWriter()
     elias_delta_encode(writer, n)
@@ -36,8 +46,9 @@ def test_elias_delta_round_trips_and_lengths():
     assert [elias_delta_decode(reader) for _ in values] == values
 
 
-@pytest.mark.parametrize("d, levels, concentration", [(1, 1, 1.0), (7, 3, 1.0), (500, 8, 0.3),
-                                                      (1000, 16, 2.0), (2000, 4, 0.05)])
+@pytest.mark.parametrize(
+    "d, levels, concentration", [(1, 1, 1.0), (7, 3, 1.0), (500, 8, 0.3), (1000, 16, 2.0), (2000, 4, 0.05)]
+)
 def test_message_round_trip(d, levels, concentration):
     rng = np.random.default_rng(d + levels)
     p = rng.dirichlet(np.full(levels, concentration))
@@ -80,7 +91,7 @@ def test_messages_are_prefix_free_and_satisfy_kraft():
     for symbols in itertools.product(range(levels), repeat=d):
         data, n_bits = encode_message(list(symbols), [0, 1, 2], d)
         words.add(bits_of(data, n_bits))
-    assert len(words) == levels ** d
+    assert len(words) == levels**d
     ordered = sorted(words)
     assert not any(b.startswith(a) for a, b in zip(ordered, ordered[1:]))
     assert sum(2.0 ** -len(w) for w in words) <= 1.0

@@ -9,9 +9,15 @@ from torch import nn
 
 from pacbayes.bounds import compression_bound
 from pacbayes.errors import InputError, ModelLoadError, PacBayesError
-from pacbayes.subspace import (SubspaceModel, compress_subspace_model, is_subspace_file,
-                               load_subspace_model, save_subspace_model, subspace_bound,
-                               train_subspace_model)
+from pacbayes.subspace import (
+    SubspaceModel,
+    compress_subspace_model,
+    is_subspace_file,
+    load_subspace_model,
+    save_subspace_model,
+    subspace_bound,
+    train_subspace_model,
+)
 from pacbayes.subspace.coding import decode_message
 from pacbayes.models import zero_one_error
 
@@ -43,8 +49,9 @@ def test_training_is_reproducible_and_learns(compressed):
 
 def test_decoded_model_is_codebook_values_and_reproduces_the_recorded_error(compressed):
     x, y = data()
-    patterns, symbols = decode_message(compressed.message, compressed.code_bits,
-                                       compressed.model.dim, compressed.levels)
+    patterns, symbols = decode_message(
+        compressed.message, compressed.code_bits, compressed.model.dim, compressed.levels
+    )
     values = np.asarray(patterns, np.uint16).view(np.float16).astype(np.float32)[symbols]
     assert np.array_equal(compressed.decoded_z(), values)
     assert len(set(values.tolist())) <= compressed.levels
@@ -55,13 +62,11 @@ def test_bound_record(compressed):
     x, y = data()
     xt, yt = data(seed=1)
     (result,) = subspace_bound(compressed, x, y, delta=0.05, test=(xt, yt))
-    expected = compression_bound(compressed.train_error, compressed.code_bits, len(x), 0.05,
-                                 compressed.configurations)
+    expected = compression_bound(compressed.train_error, compressed.code_bits, len(x), 0.05, compressed.configurations)
     assert result.name == "subspace" and result.certified
     assert result.certifies.startswith("the decoded compressed model")
     assert result.value == expected["value"]
-    assert result.details["kl_nats"] == pytest.approx(
-        compressed.code_bits * math.log(2) + math.log(2), rel=1e-14)
+    assert result.details["kl_nats"] == pytest.approx(compressed.code_bits * math.log(2) + math.log(2), rel=1e-14)
     assert result.details["best_form"] in ("occam", "catoni", "pac-bayes-kl")
     assert result.details["decoding_check"].startswith("passed")
     assert sum(result.delta.values()) <= 0.05
@@ -78,8 +83,10 @@ def test_file_round_trip(compressed, tmp_path):
     assert is_subspace_file(path)
     loaded = load_subspace_model(path, net())
     assert loaded.message == compressed.message and loaded.code_bits == compressed.code_bits
-    assert subspace_bound(path, x, y, delta=0.05, module=net())[0].value == \
-        subspace_bound(compressed, x, y, delta=0.05)[0].value
+    assert (
+        subspace_bound(path, x, y, delta=0.05, module=net())[0].value
+        == subspace_bound(compressed, x, y, delta=0.05)[0].value
+    )
 
 
 def test_files_of_another_architecture_or_kind_are_refused(compressed, tmp_path):
@@ -134,8 +141,7 @@ def test_distillation_uses_the_teacher_but_not_its_weights_as_theta0():
     x, y = data(n=300)
     teacher = net()
     plain = train_subspace_model(teacher, x, y, dim=10, seed=0, levels=(4,), epochs=1, qat_epochs=0)
-    distilled = train_subspace_model(teacher, x, y, dim=10, seed=0, levels=(4,), epochs=1,
-                                     qat_epochs=0, distill=True)
+    distilled = train_subspace_model(teacher, x, y, dim=10, seed=0, levels=(4,), epochs=1, qat_epochs=0, distill=True)
     assert torch.equal(plain.model.theta0, distilled.model.theta0)
     assert plain.message != distilled.message
 
@@ -164,8 +170,16 @@ def test_mnist_binary_bound_is_non_vacuous():
 
     train = binarise(load_dataset("mnist-embedded", split="train"))
     test = binarise(load_dataset("mnist-embedded", split="test"))
-    cnn = nn.Sequential(nn.Conv2d(1, 16, 5, stride=2), nn.ReLU(), nn.Conv2d(16, 32, 5, stride=2),
-                        nn.ReLU(), nn.Flatten(), nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, 1))
+    cnn = nn.Sequential(
+        nn.Conv2d(1, 16, 5, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 5, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(512, 64),
+        nn.ReLU(),
+        nn.Linear(64, 1),
+    )
     model = train_subspace_model(cnn, train.x, train.labels, dim=500, seed=0, epochs=15)
     (result,) = subspace_bound(model, train.x, train.labels, delta=0.05, test=(test.x, test.labels))
     assert result.details["decoding_check"].startswith("passed")

@@ -62,15 +62,15 @@ def test_corrupt_entry_is_detected_and_recomputed(data, trained, direct, tmp_pat
     path = entry_path(tmp_path)
     raw = open(path, "rb").read()
     if damage == "truncate":
-        broken = raw[:len(raw) // 2]
-    elif damage == "flip-digit":          # still valid JSON, one number changed: only the checksum sees it
+        broken = raw[: len(raw) // 2]
+    elif damage == "flip-digit":  # still valid JSON, one number changed: only the checksum sees it
         entry = json.loads(raw)
         value = entry["report"]["bounds"][1]["value"]
         entry["report"]["bounds"][1]["value"] = value / 10
         broken = json.dumps(entry).encode()
     elif damage == "flip-byte":
         position = raw.index(b'"value"') + 10
-        broken = raw[:position] + bytes([raw[position] ^ 0x01]) + raw[position + 1:]
+        broken = raw[:position] + bytes([raw[position] ^ 0x01]) + raw[position + 1 :]
     else:
         entry = json.loads(raw)
         entry["key"] = "0" * 64

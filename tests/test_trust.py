@@ -17,8 +17,14 @@ from pacbayes.errors import InputError
 from pacbayes.evidence import ep_log_evidence
 from pacbayes.families import FAMILIES, FamilyOutcome, stamped
 from pacbayes.families.subspace import SubspaceFamily
-from pacbayes.families.marginal import (MARKOV_SHARE, OTHER_ATTEMPTS, OTHER_JITTERS, PAC_BAYES_SHARE, MarginalSettings,
-                               choose_jitter)
+from pacbayes.families.marginal import (
+    MARKOV_SHARE,
+    OTHER_ATTEMPTS,
+    OTHER_JITTERS,
+    PAC_BAYES_SHARE,
+    MarginalSettings,
+    choose_jitter,
+)
 from pacbayes.monitor import BoundMonitor
 from pacbayes.results import BoundResult
 
@@ -44,7 +50,7 @@ def mistakes_of(model, x, labels) -> int:
 def test_a_test_file_of_two_digits_keeps_the_training_label_map(data, trained):
     train, _ = data
     six_eight = digits_file(take(load_dataset("mnist-embedded", split="test"), 600, seed=4), [6, 8], "six-eight")
-    assert six_eight.classes == (6, 8)                   # indexed on its own, 6 -> 0 and 8 -> 1
+    assert six_eight.classes == (6, 8)  # indexed on its own, 6 -> 0 and 8 -> 1
     report = certify(trained, train, six_eight, CertifyOptions(seed=0))
     # under the training data's split (0-4 vs 5-9) both digits are class 1
     expected = mistakes_of(trained, six_eight.x, torch.ones(len(six_eight), dtype=torch.int64))
@@ -95,13 +101,13 @@ def test_final_after_selecting_a_checkpoint_pays_for_the_selection(data, trained
     monitor.compute(untrained)
     monitor.compute(trained)
     best = monitor.best_checkpoint()
-    assert best is monitor.history[1]                      # the trained net has the smaller hold-out bound
+    assert best is monitor.history[1]  # the trained net has the smaller hold-out bound
     report = monitor.final(trained)
     share = delta_shares(0.05, ("marginal",))[HOLDOUT]
     n = len(test)
     mistakes = round(report.test_error * n)
     assert report.baselines["holdout_bound"] == pytest.approx(holdout_bound(mistakes, n, share / checkpoints))
-    assert report.baselines["holdout_bound"] >= best.bounds["holdout"]   # a smaller share of delta
+    assert report.baselines["holdout_bound"] >= best.bounds["holdout"]  # a smaller share of delta
     assert report.delta_ledger[HOLDOUT] == pytest.approx(share / checkpoints)
     assert sum(v for k, v in report.delta_ledger.items() if k.startswith("hold-out")) == pytest.approx(share)
     # a fresh test set was not used to select: it pays nothing
@@ -113,19 +119,35 @@ def test_final_after_selecting_a_checkpoint_pays_for_the_selection(data, trained
 
 # ---------------------------------------------------------------- 4. gates hold per family
 def _result(family, classifier, value, certified=True):
-    return BoundResult(name=family, value=value, certified=certified, certifies=classifier, family=family,
-                       classifier=classifier)
+    return BoundResult(
+        name=family, value=value, certified=certified, certifies=classifier, family=family, classifier=classifier
+    )
 
 
 def _report(bounds):
-    return Report(train_error=0.0, test_error=0.1, m=100, delta=0.05, bounds=bounds, delta_ledger={},
-                  baselines={"holdout_bound": 0.2, "holdout_n": 100}, data={}, model={}, seconds={})
+    return Report(
+        train_error=0.0,
+        test_error=0.1,
+        m=100,
+        delta=0.05,
+        bounds=bounds,
+        delta_ledger={},
+        baselines={"holdout_bound": 0.2, "holdout_n": 100},
+        data={},
+        model={},
+        seconds={},
+    )
 
 
 def test_gate_holds_for_every_family_not_the_minimum_across_classifiers():
-    report = _report([_result("marginal", "q-star", 0.2), _result("dziugaite-roy", "stochastic-network", 1.0),
-                      _result("marginal", "q-star", 0.05, certified=False)])
-    assert report.best_certified() == 0.2                   # the key stays; it names its classifier
+    report = _report(
+        [
+            _result("marginal", "q-star", 0.2),
+            _result("dziugaite-roy", "stochastic-network", 1.0),
+            _result("marginal", "q-star", 0.05, certified=False),
+        ]
+    )
+    assert report.best_certified() == 0.2  # the key stays; it names its classifier
     assert report.to_dict()["best_certified_bound_classifier"] == "q-star"
     assert report.gate_failures(0.3) == [("dziugaite-roy", 1.0)]
     assert report.gate_failures(1.0) == []
@@ -137,22 +159,49 @@ def test_gate_holds_for_every_family_not_the_minimum_across_classifiers():
 def test_cli_gate_names_the_family_that_fails(trained, tmp_path, monkeypatch):
     class VacuousSubspace(SubspaceFamily):
         def run(self, model, train, test, *, delta, settings, context):
-            return FamilyOutcome(bounds=stamped([BoundResult(
-                name="subspace", value=0.99, certified=True, certifies="the decoded compressed model",
-                delta={"all": delta})], self))
+            return FamilyOutcome(
+                bounds=stamped(
+                    [
+                        BoundResult(
+                            name="subspace",
+                            value=0.99,
+                            certified=True,
+                            certifies="the decoded compressed model",
+                            delta={"all": delta},
+                        )
+                    ],
+                    self,
+                )
+            )
 
     monkeypatch.setitem(FAMILIES, "subspace", VacuousSubspace())
     scripted = tmp_path / "model.pt"
     torch.jit.script(trained).save(str(scripted))
     out = tmp_path / "report.json"
-    args = ["certify", str(scripted), "--m", str(M), "--seed", "3", "--bounds", "marginal,subspace", "--quiet",
-            "--max-bound", "0.9", "--out", str(out)]
+    args = [
+        "certify",
+        str(scripted),
+        "--m",
+        str(M),
+        "--seed",
+        "3",
+        "--bounds",
+        "marginal,subspace",
+        "--quiet",
+        "--max-bound",
+        "0.9",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "subspace (certified 0.9900)" in result.stderr and "marginal" not in result.stderr
     written = json.loads(out.read_text())
     assert {b["name"]: b["classifier"] for b in written["bounds"]} == {
-        "marginal-ep": "q-star", "marginal-certified": "q-star", "subspace": "compressed-model"}
+        "marginal-ep": "q-star",
+        "marginal-certified": "q-star",
+        "subspace": "compressed-model",
+    }
     assert written["certified_by_family"]["subspace"]["value"] == 0.99
     assert "only statement about MODEL itself" in CliRunner().invoke(main, args[:-4]).output
 
@@ -161,8 +210,10 @@ def test_cli_gate_names_the_family_that_fails(trained, tmp_path, monkeypatch):
 def test_marginal_reruns_with_new_seeds_are_counted_by_the_attempts_ledger(data, trained, tmp_path):
     train, test = data
     ledger = tmp_path / "attempts.jsonl"
-    reports = [certify(trained, train, test, CertifyOptions(seed=seed, marginal=MarginalSettings(
-        attempts_ledger=str(ledger)))) for seed in (0, 1)]
+    reports = [
+        certify(trained, train, test, CertifyOptions(seed=seed, marginal=MarginalSettings(attempts_ledger=str(ledger))))
+        for seed in (0, 1)
+    ]
     family = delta_shares(0.05, ("marginal",))["marginal"]
     for attempt, report in enumerate(reports, start=1):
         spent = report.delta_ledger["marginal"]

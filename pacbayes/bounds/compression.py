@@ -45,8 +45,9 @@ def message_log_inverse_prior(code_bits: float, configurations: int = 1) -> floa
     return code_bits * math.log(2.0) + math.log(configurations)
 
 
-def compression_bound(empirical_risk: float, code_bits: float, m: int, delta: float,
-                      configurations: int = 1) -> CompressionBound:
+def compression_bound(
+    empirical_risk: float, code_bits: float, m: int, delta: float, configurations: int = 1
+) -> CompressionBound:
     """Certified upper bound on the 0-1 error of the decoded compressed hypothesis.
 
     Returns {"value": min over forms, "best_form": its name, "forms": {form: value},
@@ -63,5 +64,4 @@ def compression_bound(empirical_risk: float, code_bits: float, m: int, delta: fl
         "pac-bayes-kl": pac_bayes_kl_bound(empirical_risk, kl, m, ledger["pac-bayes-kl"]),
     }
     best_form = min(FORMS, key=lambda form: forms[form])
-    return {"value": forms[best_form], "best_form": best_form, "forms": forms, "kl": kl,
-            "delta": ledger}
+    return {"value": forms[best_form], "best_form": best_form, "forms": forms, "kl": kl, "delta": ledger}

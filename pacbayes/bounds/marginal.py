@@ -28,15 +28,13 @@ from pacbayes.errors import InputError
 VARIANTS = ("langford", "mcallester")
 
 
-def marginal_likelihood_complexity(log_evidence: float, m: int, delta: float,
-                                   variant: str = "langford") -> float:
+def marginal_likelihood_complexity(log_evidence: float, m: int, delta: float, variant: str = "langford") -> float:
     """The right-hand side c of -ln(1 - eps) <= c for the chosen variant (see module docstring)."""
     log_evidence = float(log_evidence)
     if math.isnan(log_evidence):
         raise InputError("log_evidence (ln P(S)) must be a number, got nan")
     if log_evidence > 0.0:
-        raise InputError(
-            f"log_evidence (ln P(S)) must be <= 0 since P(S) is a probability, got {log_evidence}")
+        raise InputError(f"log_evidence (ln P(S)) must be <= 0 since P(S) is a probability, got {log_evidence}")
     m = checks.sample_size(m)
     delta = checks.delta(delta)
     neg_log_evidence = -log_evidence
@@ -47,8 +45,7 @@ def marginal_likelihood_complexity(log_evidence: float, m: int, delta: float,
     raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
 
 
-def marginal_likelihood_bound(log_evidence: float, m: int, delta: float,
-                              variant: str = "langford") -> float:
+def marginal_likelihood_bound(log_evidence: float, m: int, delta: float, variant: str = "langford") -> float:
     """Upper bound on the generalisation error of Q*: 1 - exp(-c) (module docstring).
 
     ``log_evidence`` is ln P(S) <= 0 (``-inf`` gives the vacuous bound 1.0); ``m`` >= 2 is the

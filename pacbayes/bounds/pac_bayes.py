@@ -66,8 +66,9 @@ def occam_bound(log_inverse_prior: float, m: int, delta: float, empirical_risk: 
     return kl_inverse_upper(empirical_risk, occam_complexity(log_inverse_prior, m, delta))
 
 
-def catoni_bound(empirical_risk: float, kl: float, m: int, delta: float,
-                 grid: Sequence[float] = DEFAULT_CATONI_GRID) -> float:
+def catoni_bound(
+    empirical_risk: float, kl: float, m: int, delta: float, grid: Sequence[float] = DEFAULT_CATONI_GRID
+) -> float:
     """Catoni's bound (Catoni 2007, Theorem 1.2.6), minimised over a fixed grid of its parameter C.
 
     For a fixed C > 0: r <= (1 - exp(-C hat_r - (KL + ln 1/delta)/m)) / (1 - exp(-C)).

@@ -107,7 +107,7 @@ def series_delta(k: int, delta: float) -> float:
     """
     delta = checks.delta(delta)
     k = checks.sample_size(k, name="k", minimum=1)
-    return 6.0 * delta / (math.pi ** 2 * k * k)
+    return 6.0 * delta / (math.pi**2 * k * k)
 
 
 @overload
@@ -128,8 +128,7 @@ def dziugaite_roy_complexity(kl: float, m: int, delta: float, j: float) -> float
 def dziugaite_roy_complexity(kl: T, m: int, delta: float, j: T | float) -> T: ...
 @overload
 def dziugaite_roy_complexity(kl: float, m: int, delta: float, j: T) -> T: ...
-def dziugaite_roy_complexity(kl: float | TensorLike, m: int, delta: float,
-                             j: float | TensorLike) -> float | TensorLike:
+def dziugaite_roy_complexity(kl: float | TensorLike, m: int, delta: float, j: float | TensorLike) -> float | TensorLike:
     """B_RE of Dziugaite & Roy (2017), Section 3-4, with lambda = lambda_j:
 
         B_RE = (KL(Q||P) + 2 ln j + ln(pi^2 m / (6 delta))) / (m - 1),
@@ -140,7 +139,7 @@ def dziugaite_roy_complexity(kl: float | TensorLike, m: int, delta: float,
     m = checks.sample_size(m)
     delta = checks.delta(delta)
     j = _check_index(j)
-    return (kl + 2.0 * _log(j) + math.log(math.pi ** 2 * m / (6.0 * delta))) / (m - 1)
+    return (kl + 2.0 * _log(j) + math.log(math.pi**2 * m / (6.0 * delta))) / (m - 1)
 
 
 @overload
@@ -151,8 +150,9 @@ def dziugaite_roy_objective(surrogate_risk: T, kl: T | float, m: int, delta: flo
 def dziugaite_roy_objective(surrogate_risk: float, kl: T, m: int, delta: float, j: T | float) -> T: ...
 @overload
 def dziugaite_roy_objective(surrogate_risk: float, kl: float, m: int, delta: float, j: T) -> T: ...
-def dziugaite_roy_objective(surrogate_risk: float | TensorLike, kl: float | TensorLike, m: int, delta: float,
-                            j: float | TensorLike) -> float | TensorLike:
+def dziugaite_roy_objective(
+    surrogate_risk: float | TensorLike, kl: float | TensorLike, m: int, delta: float, j: float | TensorLike
+) -> float | TensorLike:
     """Dziugaite & Roy (2017), eq. (6): surrogate risk + sqrt(B_RE / 2) (Pinsker relaxation of kl^-1)."""
     return surrogate_risk + (dziugaite_roy_complexity(kl, m, delta, j) / 2.0) ** 0.5
 
@@ -172,7 +172,7 @@ def pbb_complexity(kl: float | TensorLike, m: int, delta: float, j: float | Tens
     m = checks.sample_size(m, minimum=8)
     delta = checks.delta(delta)
     j = _check_index(j)
-    return (kl + 2.0 * _log(j) + math.log(math.pi ** 2 * 2.0 * math.sqrt(m) / (6.0 * delta))) / m
+    return (kl + 2.0 * _log(j) + math.log(math.pi**2 * 2.0 * math.sqrt(m) / (6.0 * delta))) / m
 
 
 @overload
@@ -198,7 +198,7 @@ def pbb_quad(surrogate_risk: float | TensorLike, complexity: float | TensorLike)
     The largest p with (p - q)^2 / (2p) <= C, i.e. kl^-1 relaxed by kl(q||p) >= (p - q)^2 / (2p).
     """
     half = complexity / 2.0
-    return ((surrogate_risk + half) ** 0.5 + half ** 0.5) ** 2
+    return ((surrogate_risk + half) ** 0.5 + half**0.5) ** 2
 
 
 @overload
@@ -209,11 +209,12 @@ def pbb_lambda(surrogate_risk: T, complexity: T | float, tradeoff: T | float) ->
 def pbb_lambda(surrogate_risk: float, complexity: T, tradeoff: T | float) -> T: ...
 @overload
 def pbb_lambda(surrogate_risk: float, complexity: float, tradeoff: T) -> T: ...
-def pbb_lambda(surrogate_risk: float | TensorLike, complexity: float | TensorLike,
-               tradeoff: float | TensorLike) -> float | TensorLike:
+def pbb_lambda(
+    surrogate_risk: float | TensorLike, complexity: float | TensorLike, tradeoff: float | TensorLike
+) -> float | TensorLike:
     """f_lambda (Pérez-Ortiz et al. 2021, eq. 8; Thiemann et al. 2017, Theorem 3), tradeoff t in (0, 2):
 
-        risk / (1 - t/2) + C / (t (1 - t/2)).
+    risk / (1 - t/2) + C / (t (1 - t/2)).
     """
     if not hasattr(tradeoff, "log"):
         tradeoff = checks.finite("tradeoff", tradeoff)

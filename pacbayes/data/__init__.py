@@ -12,6 +12,19 @@ from pacbayes.data.labels import DEFAULT_NEGATIVE_CLASSES, apply_label_map, bina
 from pacbayes.data.normalise import MNIST_MEAN_STD, normalise
 from pacbayes.data.subsets import check_disjoint, take
 
-__all__ = ["DEFAULT_NEGATIVE_CLASSES", "Dataset", "EMBEDDED_NAME", "MNIST_MEAN_STD", "apply_label_map", "binarise",
-           "check_disjoint", "corrupt_labels", "from_arrays", "load_dataset", "normalise",
-           "read_idx", "signs", "take"]
+__all__ = [
+    "DEFAULT_NEGATIVE_CLASSES",
+    "Dataset",
+    "EMBEDDED_NAME",
+    "MNIST_MEAN_STD",
+    "apply_label_map",
+    "binarise",
+    "check_disjoint",
+    "corrupt_labels",
+    "from_arrays",
+    "load_dataset",
+    "normalise",
+    "read_idx",
+    "signs",
+    "take",
+]

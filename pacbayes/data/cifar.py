@@ -57,27 +57,30 @@ def read_cifar_split(directory, split: str):
 def read_cifar_batch(path):
     """(x uint8 (n, 3, 32, 32), y int64 (n,)) from one CIFAR-10 python batch file."""
     if not os.path.isfile(path):
-        raise InputError(f"{path}: CIFAR-10 batch missing; the directory must hold "
-                         "data_batch_1..data_batch_5 and test_batch")
+        raise InputError(
+            f"{path}: CIFAR-10 batch missing; the directory must hold data_batch_1..data_batch_5 and test_batch"
+        )
     try:
         with open(path, "rb") as handle:
             batch = _ArrayOnlyUnpickler(handle, encoding="latin1").load()
     except _RefusedGlobal as err:
-        raise InputError(f"{path}: not a CIFAR-10 batch we can read safely ({err}, which could "
-                         "run code); use the original cifar-10-batches-py files") from None
+        raise InputError(
+            f"{path}: not a CIFAR-10 batch we can read safely ({err}, which could "
+            "run code); use the original cifar-10-batches-py files"
+        ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
-        raise InputError(f"{path}: corrupt CIFAR-10 batch ({type(err).__name__}: {err}); "
-                         "download the file again") from None
+        raise InputError(
+            f"{path}: corrupt CIFAR-10 batch ({type(err).__name__}: {err}); download the file again"
+        ) from None
     if not isinstance(batch, dict):
         raise InputError(f"{path}: a CIFAR-10 batch must be a dict with 'data' and 'labels'")
-    batch = {key.decode("latin1") if isinstance(key, bytes) else key: value
-             for key, value in batch.items()}
+    batch = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise InputError(f"{path}: CIFAR-10 batch lacks 'data' or 'labels' "
-                         "(CIFAR-100 files, with 'fine_labels', are not supported)")
+        raise InputError(
+            f"{path}: CIFAR-10 batch lacks 'data' or 'labels' (CIFAR-100 files, with 'fine_labels', are not supported)"
+        )
     data = batch["data"]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
-            or data.shape[1] != 3 * 32 * 32:
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise InputError(f"{path}: CIFAR-10 'data' must be a uint8 array of shape (n, 3072)")
     labels = np.asarray(batch["labels"])
     if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):

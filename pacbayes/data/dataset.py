@@ -38,16 +38,15 @@ class Dataset:
     def __post_init__(self):
         if not isinstance(self.x, torch.Tensor) or self.x.dtype != torch.float32:
             raise InputError("Dataset.x must be a float32 torch tensor; convert it with .float()")
-        if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64 \
-                or self.labels.dim() != 1:
+        if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64 or self.labels.dim() != 1:
             raise InputError("Dataset.labels must be a 1-D int64 torch tensor of class indices")
         if self.x.dim() < 2 or self.x.shape[0] != self.labels.shape[0]:
-            raise InputError(f"Dataset.x has shape {tuple(self.x.shape)} but there are "
-                             f"{self.labels.shape[0]} labels: need one row of x per label")
-        if len(self.labels) and (int(self.labels.min()) < 0
-                                 or int(self.labels.max()) >= len(self.classes)):
-            raise InputError(f"Dataset.labels must lie in 0..{len(self.classes) - 1} "
-                             f"(one index per entry of classes)")
+            raise InputError(
+                f"Dataset.x has shape {tuple(self.x.shape)} but there are "
+                f"{self.labels.shape[0]} labels: need one row of x per label"
+            )
+        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
+            raise InputError(f"Dataset.labels must lie in 0..{len(self.classes) - 1} (one index per entry of classes)")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -63,17 +62,19 @@ class Dataset:
             raise InputError("Dataset.subset takes a 1-D sequence of integer indices")
         if len(index) and (int(index.min()) < -len(self) or int(index.max()) >= len(self)):
             raise InputError(f"Dataset.subset index out of range for a dataset of {len(self)} examples")
-        return self.derive(x=self.x[index], labels=self.labels[index],
-                           subset={"m": len(index), "of": len(self)})
+        return self.derive(x=self.x[index], labels=self.labels[index], subset={"m": len(index), "of": len(self)})
 
     def derive(self, *, x=None, labels=None, classes=None, **info_updates) -> "Dataset":
         """A copy with some fields replaced and ``info_updates`` recorded in ``info``."""
         info = copy.deepcopy(self.info)
         info.update(info_updates)
-        return Dataset(x=self.x if x is None else x,
-                       labels=self.labels if labels is None else labels,
-                       classes=self.classes if classes is None else tuple(classes),
-                       name=self.name, info=info)
+        return Dataset(
+            x=self.x if x is None else x,
+            labels=self.labels if labels is None else labels,
+            classes=self.classes if classes is None else tuple(classes),
+            name=self.name,
+            info=info,
+        )
 
 
 def from_arrays(x, y, *, name: str, info: dict) -> Dataset:
@@ -91,18 +92,22 @@ def from_arrays(x, y, *, name: str, info: dict) -> Dataset:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise InputError(f"{name}: labels must be a 1-D array, got shape {y.shape}; "
-                         "pass class labels, not one-hot vectors")
+        raise InputError(
+            f"{name}: labels must be a 1-D array, got shape {y.shape}; pass class labels, not one-hot vectors"
+        )
     if x.ndim < 2:
         raise InputError(f"{name}: x must have one row per example, got shape {x.shape}")
     if x.shape[0] != y.shape[0]:
-        raise InputError(f"{name}: x has {x.shape[0]} examples but y has {y.shape[0]} labels; "
-                         "they must have the same length")
+        raise InputError(
+            f"{name}: x has {x.shape[0]} examples but y has {y.shape[0]} labels; they must have the same length"
+        )
     if x.shape[0] == 0:
         raise InputError(f"{name}: the data set is empty")
     if x.size == 0:
-        raise InputError(f"{name}: x has shape {x.shape}: every example is empty; store one non-empty "
-                         "feature vector or image per example")
+        raise InputError(
+            f"{name}: x has shape {x.shape}: every example is empty; store one non-empty "
+            "feature vector or image per example"
+        )
     info = dict(info)
     if np.issubdtype(x.dtype, np.integer):
         pixels = torch.from_numpy(x.astype(np.float32) / np.float32(255.0))
@@ -118,11 +123,17 @@ def from_arrays(x, y, *, name: str, info: dict) -> Dataset:
     values = _integer_labels(y, name)
     classes, labels = np.unique(values, return_inverse=True)
     if len(classes) < 2:
-        raise InputError(f"{name}: labels take only the value {classes[0]}; "
-                         "a classification bound needs at least 2 classes")
+        raise InputError(
+            f"{name}: labels take only the value {classes[0]}; a classification bound needs at least 2 classes"
+        )
     info.setdefault("normalisation", "none")
-    return Dataset(x=pixels, labels=torch.from_numpy(labels.reshape(-1).astype(np.int64)),
-                   classes=tuple(int(c) for c in classes), name=name, info=info)
+    return Dataset(
+        x=pixels,
+        labels=torch.from_numpy(labels.reshape(-1).astype(np.int64)),
+        classes=tuple(int(c) for c in classes),
+        name=name,
+        info=info,
+    )
 
 
 def _as_numpy(array, what: str) -> np.ndarray:
@@ -132,11 +143,13 @@ def _as_numpy(array, what: str) -> np.ndarray:
             if tensor.layout != torch.strided:
                 tensor = tensor.to_dense()
             if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float32, torch.float64):
-                tensor = tensor.to(torch.float32)          # bfloat16, float8: numpy has no such dtype
+                tensor = tensor.to(torch.float32)  # bfloat16, float8: numpy has no such dtype
             return tensor.numpy()
         except (TypeError, RuntimeError) as err:
-            raise InputError(f"{what} is a {tensor.dtype} tensor that numpy cannot represent ({err}); "
-                             "store a float or integer tensor") from None
+            raise InputError(
+                f"{what} is a {tensor.dtype} tensor that numpy cannot represent ({err}); "
+                "store a float or integer tensor"
+            ) from None
     try:
         result = np.asarray(array)
     except (TypeError, ValueError) as err:
@@ -147,14 +160,21 @@ def _as_numpy(array, what: str) -> np.ndarray:
 
 
 def _integer_labels(y: np.ndarray, name: str) -> np.ndarray:
-    if y.dtype == np.bool_ or (np.issubdtype(y.dtype, np.integer)
-                               and (y.size == 0 or int(y.max()) <= np.iinfo(np.int64).max)):
+    if y.dtype == np.bool_ or (
+        np.issubdtype(y.dtype, np.integer) and (y.size == 0 or int(y.max()) <= np.iinfo(np.int64).max)
+    ):
         return y.astype(np.int64)
-    if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
-            and np.all(np.abs(y) <= 2.0 ** 53):
+    if (
+        np.issubdtype(y.dtype, np.floating)
+        and np.all(np.isfinite(y))
+        and np.all(y == np.round(y))
+        and np.all(np.abs(y) <= 2.0**53)
+    ):
         return y.astype(np.int64)
-    raise InputError(f"{name}: labels must be integers (class labels: finite whole numbers of size at most "
-                     f"2^53), got dtype {y.dtype} with other values")
+    raise InputError(
+        f"{name}: labels must be integers (class labels: finite whole numbers of size at most "
+        f"2^53), got dtype {y.dtype} with other values"
+    )
 
 
 def _channels_first(x: torch.Tensor) -> torch.Tensor:

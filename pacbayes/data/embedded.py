@@ -29,9 +29,13 @@ def load_mnist_embedded(split=None) -> Dataset:
     """The embedded MNIST images (1 x 28 x 28, pixels in [0, 1]) with their digit labels 0..9."""
     images, labels = _raw_arrays()
     index = embedded_split_indices(split)
-    info = {"source": f"pacbayes/data/mnist/{IMAGES_FILE}", "format": "idx (embedded)",
-            "split": split, "split_seed": SPLIT_SEED if split is not None else None,
-            "licence": "MNIST, CC BY-SA 3.0 (LeCun, Cortes, Burges)"}
+    info = {
+        "source": f"pacbayes/data/mnist/{IMAGES_FILE}",
+        "format": "idx (embedded)",
+        "split": split,
+        "split_seed": SPLIT_SEED if split is not None else None,
+        "licence": "MNIST, CC BY-SA 3.0 (LeCun, Cortes, Burges)",
+    }
     return from_arrays(images[index], labels[index], name=NAME, info=info)
 
 
@@ -52,8 +56,7 @@ def embedded_split_indices(split) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _raw_arrays():
     folder = resources.files("pacbayes.data") / "mnist"
-    with resources.as_file(folder / IMAGES_FILE) as images_path, \
-            resources.as_file(folder / LABELS_FILE) as labels_path:
+    with resources.as_file(folder / IMAGES_FILE) as images_path, resources.as_file(folder / LABELS_FILE) as labels_path:
         images, labels = read_idx(images_path), read_idx(labels_path)
     images.setflags(write=False)
     labels.setflags(write=False)

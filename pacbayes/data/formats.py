@@ -50,8 +50,7 @@ def load_dataset(spec: str, *, split=None) -> Dataset:
         return load_mnist_embedded(split)
     path = os.fspath(spec)
     if not os.path.exists(path):
-        raise InputError(f"{path}: no such file or directory; give a data file or directory, "
-                         f"or '{EMBEDDED_NAME}'")
+        raise InputError(f"{path}: no such file or directory; give a data file or directory, or '{EMBEDDED_NAME}'")
     if os.path.isdir(path):
         return _load_directory(path, split)
     extension = os.path.splitext(path)[1].lower()
@@ -59,18 +58,27 @@ def load_dataset(spec: str, *, split=None) -> Dataset:
         return _load_npz(path, split)
     if extension in (".pt", ".pth"):
         return _load_torch(path, split)
-    raise InputError(f"{path}: unknown data format; give a .npz or .pt file, a directory of idx "
-                     f"files or CIFAR-10 batches, or '{EMBEDDED_NAME}'")
+    raise InputError(
+        f"{path}: unknown data format; give a .npz or .pt file, a directory of idx "
+        f"files or CIFAR-10 batches, or '{EMBEDDED_NAME}'"
+    )
 
 
 def _load_directory(path, split) -> Dataset:
     candidates = [path, os.path.join(path, "raw"), os.path.join(path, "cifar-10-batches-py")]
     candidates += [os.path.join(path, name, "raw") for name in TORCHVISION_FOLDERS]
-    found = [(folder, kind) for folder in candidates if os.path.isdir(folder)
-             for kind in ("idx", "cifar") if _holds(folder, kind)]
+    found = [
+        (folder, kind)
+        for folder in candidates
+        if os.path.isdir(folder)
+        for kind in ("idx", "cifar")
+        if _holds(folder, kind)
+    ]
     if not found:
-        raise InputError(f"{path}: found no MNIST-style idx files or CIFAR-10 batches here "
-                         "(nor in raw/, MNIST/raw/, FashionMNIST/raw/, cifar-10-batches-py/)")
+        raise InputError(
+            f"{path}: found no MNIST-style idx files or CIFAR-10 batches here "
+            "(nor in raw/, MNIST/raw/, FashionMNIST/raw/, cifar-10-batches-py/)"
+        )
     if len(found) > 1:
         places = ", ".join(folder for folder, _ in found)
         raise InputError(f"{path}: holds more than one data set ({places}); point at one of them")
@@ -89,16 +97,14 @@ def _load_directory(path, split) -> Dataset:
 
 
 def _holds(folder, kind) -> bool:
-    return any(_has_split(folder, kind, s) for s in SPLITS) if kind == "idx" \
-        else is_cifar_directory(folder)
+    return any(_has_split(folder, kind, s) for s in SPLITS) if kind == "idx" else is_cifar_directory(folder)
 
 
 def _has_split(folder, kind, split) -> bool:
     if kind == "cifar":
         name = "data_batch_1" if split == "train" else "test_batch"
         return os.path.isfile(os.path.join(folder, name))
-    return _idx_file(folder, split, "images") is not None and \
-        _idx_file(folder, split, "labels") is not None
+    return _idx_file(folder, split, "images") is not None and _idx_file(folder, split, "labels") is not None
 
 
 def _idx_file(folder, split, part):
@@ -115,8 +121,7 @@ def _idx_file(folder, split, part):
 def _choose_split(path, split, available):
     if split is None:
         if len(available) > 1:
-            raise InputError(f"{path}: holds both a train and a test split; "
-                             "choose one with split 'train' or 'test'")
+            raise InputError(f"{path}: holds both a train and a test split; choose one with split 'train' or 'test'")
         return available[0]
     if split not in available:
         raise InputError(f"{path}: has no {split} split (found: {', '.join(available)})")
@@ -128,8 +133,9 @@ def _load_npz(path, split) -> Dataset:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise InputError(f"{path}: not a readable .npz of numeric arrays ({err}); "
-                         "save it with numpy.savez(path, x=..., y=...)") from None
+        raise InputError(
+            f"{path}: not a readable .npz of numeric arrays ({err}); save it with numpy.savez(path, x=..., y=...)"
+        ) from None
     x, y, chosen = _pick_arrays(path, arrays, split)
     info = {"source": os.path.abspath(path), "format": "npz", "split": chosen}
     return from_arrays(x, y, name=os.path.basename(path), info=info)
@@ -143,13 +149,16 @@ def _load_torch(path, split) -> Dataset:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for foreign files (UnpicklingError, RuntimeError, ...)
         reason = " ".join(str(err).split())[:200]
-        raise InputError(f"{path}: not a .pt file of plain tensors that loads with "
-                         f"weights_only=True ({reason}); save torch.save((x, y), path)") from None
+        raise InputError(
+            f"{path}: not a .pt file of plain tensors that loads with "
+            f"weights_only=True ({reason}); save torch.save((x, y), path)"
+        ) from None
     if isinstance(content, (tuple, list)) and len(content) == 2:
         content = {"x": content[0], "y": content[1]}
     if not isinstance(content, dict):
-        raise InputError(f"{path}: holds a {type(content).__name__}; expected an (x, y) tuple "
-                         "or a dict with keys 'x' and 'y'")
+        raise InputError(
+            f"{path}: holds a {type(content).__name__}; expected an (x, y) tuple or a dict with keys 'x' and 'y'"
+        )
     x, y, chosen = _pick_arrays(path, content, split)
     info = {"source": os.path.abspath(path), "format": "pt", "split": chosen}
     return from_arrays(x, y, name=os.path.basename(path), info=info)
@@ -161,7 +170,8 @@ def _pick_arrays(path, arrays: dict, split):
         return arrays["x"], arrays["y"], split
     available = [s for s in SPLITS if f"x_{s}" in arrays and f"y_{s}" in arrays]
     if not available:
-        raise InputError(f"{path}: needs arrays 'x' and 'y' (or x_train/y_train, x_test/y_test); "
-                         f"found {sorted(map(str, arrays))}")
+        raise InputError(
+            f"{path}: needs arrays 'x' and 'y' (or x_train/y_train, x_test/y_test); found {sorted(map(str, arrays))}"
+        )
     chosen = _choose_split(path, split, available)
     return arrays[f"x_{chosen}"], arrays[f"y_{chosen}"], chosen

@@ -21,8 +21,10 @@ def read_idx(path) -> np.ndarray:
     """The array stored in the idx file at ``path`` (gzip detected from its magic bytes)."""
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise InputError(f"{path}: not an idx file (bad magic number); "
-                         "expected an MNIST-style idx file such as t10k-images-idx3-ubyte[.gz]")
+        raise InputError(
+            f"{path}: not an idx file (bad magic number); "
+            "expected an MNIST-style idx file such as t10k-images-idx3-ubyte[.gz]"
+        )
     element_type, ndim = raw[2], raw[3]
     if element_type not in _ELEMENT_TYPES:
         raise InputError(f"{path}: unknown idx element type 0x{element_type:02x}; the file is corrupt")
@@ -33,8 +35,10 @@ def read_idx(path) -> np.ndarray:
     dtype = np.dtype(_ELEMENT_TYPES[element_type])
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise InputError(f"{path}: idx header promises shape {shape} ({expected} bytes of data) but "
-                         f"the file holds {len(raw) - header}; it is truncated or corrupt")
+        raise InputError(
+            f"{path}: idx header promises shape {shape} ({expected} bytes of data) but "
+            f"the file holds {len(raw) - header}; it is truncated or corrupt"
+        )
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return data.astype(dtype.newbyteorder("="))
 
@@ -49,5 +53,4 @@ def _read_bytes(path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:
-        raise InputError(f"{path}: gzip data is corrupt or truncated ({err}); "
-                         "download the file again") from None
+        raise InputError(f"{path}: gzip data is corrupt or truncated ({err}); download the file again") from None

@@ -21,32 +21,42 @@ def binarise(ds: Dataset, negative_classes=None) -> Dataset:
     and every other value class 1. The split is a prior choice: fix it before looking at the data.
     """
     if negative_classes is None and ds.num_classes == 2:
-        return ds.derive(binarisation={"rule": "two label values used as given",
-                                       "negative": _jsonable(ds.classes[0]),
-                                       "positive": _jsonable(ds.classes[1])})
-    negative = _class_values(DEFAULT_NEGATIVE_CLASSES if negative_classes is None
-                             else negative_classes)
+        return ds.derive(
+            binarisation={
+                "rule": "two label values used as given",
+                "negative": _jsonable(ds.classes[0]),
+                "positive": _jsonable(ds.classes[1]),
+            }
+        )
+    negative = _class_values(DEFAULT_NEGATIVE_CLASSES if negative_classes is None else negative_classes)
     is_negative = torch.tensor([c in negative for c in ds.classes], dtype=torch.bool)
     if bool(is_negative.all()) or not bool(is_negative.any()):
         side = "every" if bool(is_negative.all()) else "no"
-        raise InputError(f"{ds.name}: the class split puts {side} label value among the negatives "
-                         f"{sorted(negative)} (labels: {list(ds.classes)}); choose negative "
-                         "classes that leave both sides non-empty")
+        raise InputError(
+            f"{ds.name}: the class split puts {side} label value among the negatives "
+            f"{sorted(negative)} (labels: {list(ds.classes)}); choose negative "
+            "classes that leave both sides non-empty"
+        )
     positive = tuple(c for c, neg in zip(ds.classes, is_negative.tolist()) if not neg)
     labels = (~is_negative[ds.labels]).to(torch.int64)
     classes = (tuple(sorted(negative)), positive)
-    return ds.derive(labels=labels, classes=classes,
-                     binarisation={"rule": "class split", "negative": list(classes[0]),
-                                   "positive": list(positive)})
+    return ds.derive(
+        labels=labels,
+        classes=classes,
+        binarisation={"rule": "class split", "negative": list(classes[0]), "positive": list(positive)},
+    )
 
 
 def signs(labels) -> torch.Tensor:
     """The -1/+1 (float64) labels y of binary class indices: class 0 -> -1, class 1 -> +1."""
     labels = torch.as_tensor(labels)
-    if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex \
-            or not bool(((labels == 0) | (labels == 1)).all()):
-        raise InputError("signs needs a 1-D tensor of binary class indices 0/1; "
-                         "binarise the data first")
+    if (
+        labels.dim() != 1
+        or labels.dtype.is_floating_point
+        or labels.dtype.is_complex
+        or not bool(((labels == 0) | (labels == 1)).all())
+    ):
+        raise InputError("signs needs a 1-D tensor of binary class indices 0/1; binarise the data first")
     return labels.to(torch.float64) * 2.0 - 1.0
 
 
@@ -67,14 +77,18 @@ def apply_label_map(ds: Dataset, reference: Dataset) -> Dataset:
         members = _members(value)
         owners = [i for i, group in enumerate(groups) if members <= group]
         if not owners:
-            raise InputError(f"{ds.name}: label value {_jsonable(value)} does not occur among the classes "
-                             f"{[_jsonable(c) for c in reference.classes]} fixed by the training data "
-                             f"{reference.name}; drop those examples or give training data that has them")
+            raise InputError(
+                f"{ds.name}: label value {_jsonable(value)} does not occur among the classes "
+                f"{[_jsonable(c) for c in reference.classes]} fixed by the training data "
+                f"{reference.name}; drop those examples or give training data that has them"
+            )
         index.append(owners[0])
     labels = torch.tensor(index, dtype=torch.int64)[ds.labels]
-    return ds.derive(labels=labels, classes=reference.classes,
-                     label_map={"fixed_by": reference.name,
-                                "classes": [_jsonable(c) for c in reference.classes]})
+    return ds.derive(
+        labels=labels,
+        classes=reference.classes,
+        label_map={"fixed_by": reference.name, "classes": [_jsonable(c) for c in reference.classes]},
+    )
 
 
 def corrupt_labels(ds: Dataset, fraction: float, seed: int) -> Dataset:
@@ -87,8 +101,7 @@ def corrupt_labels(ds: Dataset, fraction: float, seed: int) -> Dataset:
     model that :func:`pacbayes.families.marginal.clean_distribution_bound` inverts. A bound computed on
     corrupted data is for the corrupted distribution. Seeded with ``numpy.random.default_rng(seed)``.
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
-            or not 0.0 <= float(fraction) <= 1.0:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 <= float(fraction) <= 1.0:
         raise InputError(f"corruption fraction must be a number in [0, 1], got {fraction!r}")
     seed = checks.integer_at_least(seed, "seed", 0)
     n = len(ds)
@@ -98,10 +111,16 @@ def corrupt_labels(ds: Dataset, fraction: float, seed: int) -> Dataset:
     labels = ds.labels.clone()
     labels[torch.from_numpy(chosen)] = torch.from_numpy(replacement[chosen])
     changed = int((labels != ds.labels).sum())
-    return ds.derive(labels=labels, corruption={"fraction": float(fraction), "seed": seed,
-                                                "rule": "each label independently replaced by a uniform "
-                                                        "class with probability fraction",
-                                                "replaced": int(chosen.sum()), "changed": changed})
+    return ds.derive(
+        labels=labels,
+        corruption={
+            "fraction": float(fraction),
+            "seed": seed,
+            "rule": "each label independently replaced by a uniform class with probability fraction",
+            "replaced": int(chosen.sum()),
+            "changed": changed,
+        },
+    )
 
 
 def _members(value) -> set:

@@ -33,8 +33,7 @@ def normalise(ds: Dataset, mode: str = "none", *, mean=None, std=None) -> Datase
             raise InputError("mean/std are only used with normalisation 'standard'")
         return ds
     if ds.info.get("normalisation", "none") != "none":
-        raise InputError(f"{ds.name}: already normalised ({ds.info['normalisation']}); "
-                         "normalise once")
+        raise InputError(f"{ds.name}: already normalised ({ds.info['normalisation']}); normalise once")
     channels = ds.x.shape[1] if ds.x.dim() == 4 else 1
     means = _per_channel(mean, "mean", channels)
     stds = _per_channel(std, "std", channels)
@@ -42,19 +41,20 @@ def normalise(ds: Dataset, mode: str = "none", *, mean=None, std=None) -> Datase
         raise InputError(f"std must be > 0, got {stds}")
     shape = (1, channels) + (1,) * (ds.x.dim() - 2) if ds.x.dim() == 4 else (1,)
     x = (ds.x - torch.tensor(means).reshape(shape)) / torch.tensor(stds).reshape(shape)
-    return ds.derive(x=x.to(torch.float32),
-                     normalisation={"mode": "standard", "mean": means, "std": stds})
+    return ds.derive(x=x.to(torch.float32), normalisation={"mode": "standard", "mean": means, "std": stds})
 
 
 def _per_channel(value, what: str, channels: int) -> list:
     if value is None:
-        raise InputError(f"normalisation 'standard' needs {what}: one number or one per channel "
-                         f"(MNIST: mean {MNIST_MEAN_STD[0]}, std {MNIST_MEAN_STD[1]})")
+        raise InputError(
+            f"normalisation 'standard' needs {what}: one number or one per channel "
+            f"(MNIST: mean {MNIST_MEAN_STD[0]}, std {MNIST_MEAN_STD[1]})"
+        )
     values = [value] if isinstance(value, numbers.Real) else list(value)
     if len(values) == 1:
         values = values * channels
-    if len(values) != channels or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
-                                          and math.isfinite(v) for v in values):
-        raise InputError(f"{what} must be one finite number or {channels} (one per channel), "
-                         f"got {value!r}")
+    if len(values) != channels or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    ):
+        raise InputError(f"{what} must be one finite number or {channels} (one per channel), got {value!r}")
     return [float(v) for v in values]

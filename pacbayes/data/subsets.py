@@ -16,13 +16,13 @@ def take(ds: Dataset, m: int, seed: int) -> Dataset:
     if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
         raise InputError(f"subset size m must be a positive integer, got {m!r}")
     if m > len(ds):
-        raise InputError(f"{ds.name}: asked for m = {m} examples but it has only {len(ds)}; "
-                         f"use m <= {len(ds)} or more data")
+        raise InputError(
+            f"{ds.name}: asked for m = {m} examples but it has only {len(ds)}; use m <= {len(ds)} or more data"
+        )
     seed = checks.integer_at_least(seed, "seed", 0)
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(ds))[:int(m)])
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(ds))[: int(m)])
     index = torch.from_numpy(chosen)
-    return ds.derive(x=ds.x[index], labels=ds.labels[index],
-                     subset={"m": int(m), "seed": seed, "of": len(ds)})
+    return ds.derive(x=ds.x[index], labels=ds.labels[index], subset={"m": int(m), "seed": seed, "of": len(ds)})
 
 
 def check_disjoint(train: Dataset, test: Dataset) -> None:
@@ -36,8 +36,10 @@ def check_disjoint(train: Dataset, test: Dataset) -> None:
     seen = {row.tobytes() for row in _rows(train)}
     shared = [i for i, row in enumerate(_rows(test)) if row.tobytes() in seen]
     if shared:
-        raise InputError(f"{len(shared)} test examples (first: test index {shared[0]}) also appear "
-                         f"in the training data ({train.name}); use a test set disjoint from it")
+        raise InputError(
+            f"{len(shared)} test examples (first: test index {shared[0]}) also appear "
+            f"in the training data ({train.name}); use a test set disjoint from it"
+        )
 
 
 def _rows(ds: Dataset) -> np.ndarray:

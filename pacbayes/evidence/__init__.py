@@ -13,5 +13,13 @@ from pacbayes.evidence.ep import EPResult, ep_log_evidence, ep_predict
 from pacbayes.evidence.exact import equicorrelated_log_orthant, genz_log_orthant
 from pacbayes.evidence.tilted import CertifiedEvidence, certified_log_evidence
 
-__all__ = ["CertifiedEvidence", "EPResult", "certified_log_evidence", "ep_log_evidence", "ep_predict",
-           "equicorrelated_log_orthant", "genz_log_orthant", "validate_inputs"]
+__all__ = [
+    "CertifiedEvidence",
+    "EPResult",
+    "certified_log_evidence",
+    "ep_log_evidence",
+    "ep_predict",
+    "equicorrelated_log_orthant",
+    "genz_log_orthant",
+    "validate_inputs",
+]

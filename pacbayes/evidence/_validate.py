@@ -32,8 +32,9 @@ def validate_labels(y, m: int, device=None) -> torch.Tensor:
     """Labels as a float64 tensor of +-1 (labels in {0, 1} are mapped 0 -> -1, 1 -> +1)."""
     labels = _as_float64("labels y", y, resolve_device(device)).reshape(-1)
     if labels.numel() != m:
-        raise InputError(f"labels y have length {labels.numel()} but the kernel is {m} x {m}; "
-                         "pass one label per training point")
+        raise InputError(
+            f"labels y have length {labels.numel()} but the kernel is {m} x {m}; pass one label per training point"
+        )
     if not bool(torch.isfinite(labels).all()):
         raise InputError("labels y contain NaN or infinity; pass labels in {-1, +1} or {0, 1}")
     values = set(torch.unique(labels).tolist())
@@ -41,8 +42,7 @@ def validate_labels(y, m: int, device=None) -> torch.Tensor:
         return labels
     if values <= {0.0, 1.0}:
         return 2.0 * labels - 1.0
-    raise InputError(f"labels y must all be in {{-1, +1}} or all in {{0, 1}}; found values "
-                     f"{sorted(values)[:5]}")
+    raise InputError(f"labels y must all be in {{-1, +1}} or all in {{0, 1}}; found values {sorted(values)[:5]}")
 
 
 def validate_jitter(jitter) -> float:
@@ -78,15 +78,18 @@ def validate_inputs(K, y, jitter=0.0, device=None):
     scale = float(kernel.abs().max())
     asymmetry = float((kernel - kernel.T).abs().max())
     if asymmetry > SYMMETRY_RTOL * max(scale, 1e-300):
-        raise InputError(f"kernel K is not symmetric (max |K - K^T| = {asymmetry:.3g}); "
-                         "pass a symmetric covariance matrix")
+        raise InputError(
+            f"kernel K is not symmetric (max |K - K^T| = {asymmetry:.3g}); pass a symmetric covariance matrix"
+        )
     prior = 0.5 * (kernel + kernel.T)
     prior.diagonal().add_(jitter)
     _, info = torch.linalg.cholesky_ex(prior)
     if int(info) != 0:
         smallest = float(torch.linalg.eigvalsh(prior)[0])
-        raise InputError(f"kernel K + {jitter:g} I is not positive definite (smallest eigenvalue "
-                         f"{smallest:.3g}); the jitter is part of the prior, so choose a larger value "
-                         "without looking at this kernel (e.g. the next power of ten), or declare a grid "
-                         "beforehand and pay ln|G| for it (certify --jitter-grid 1e-6,1e-4,1e-2)")
+        raise InputError(
+            f"kernel K + {jitter:g} I is not positive definite (smallest eigenvalue "
+            f"{smallest:.3g}); the jitter is part of the prior, so choose a larger value "
+            "without looking at this kernel (e.g. the next power of ten), or declare a grid "
+            "beforehand and pay ln|G| for it (certify --jitter-grid 1e-6,1e-4,1e-2)"
+        )
     return prior, labels, jitter

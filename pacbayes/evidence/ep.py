@@ -91,8 +91,9 @@ def _triangular_inverse(lower: torch.Tensor) -> torch.Tensor:
     if lower.device.type == "cpu":
         inverse, info = lapack.dtrtri(lower.numpy(), lower=1)
         if info != 0:
-            raise ConvergenceError(f"EP: the Cholesky factor of B is singular (dtrtri info {info}); "
-                                   "declare a fixed jitter")
+            raise ConvergenceError(
+                f"EP: the Cholesky factor of B is singular (dtrtri info {info}); declare a fixed jitter"
+            )
         return torch.from_numpy(inverse)
     eye = torch.eye(lower.shape[0], dtype=lower.dtype, device=lower.device)
     return torch.linalg.solve_triangular(lower, eye, upper=False)
@@ -105,8 +106,9 @@ def _posterior(K, tau, nu):
     B.diagonal().add_(1.0)
     chol, info = torch.linalg.cholesky_ex(B)
     if int(info) != 0:
-        raise ConvergenceError("EP: B = I + S^1/2 K S^1/2 lost positive definiteness; "
-                               "use a smaller damping or a fixed jitter")
+        raise ConvergenceError(
+            "EP: B = I + S^1/2 K S^1/2 lost positive definiteness; use a smaller damping or a fixed jitter"
+        )
     chol_inv = _triangular_inverse(chol)
     one_minus_binv = 1.0 - torch.linalg.vector_norm(chol_inv, dim=0) ** 2  # 1 - diag(B^-1)
     variance = one_minus_binv / torch.where(tau > 0, tau, 1.0)
@@ -144,10 +146,14 @@ def _log_z(y, chol, mean, variance, tau, nu):
     cav_tau, cav_nu = _cavity(mean, variance, tau, nu)
     log_zi, _, _ = _tilted(y, cav_tau, cav_nu)
     ratio = tau / cav_tau
-    value = (log_zi.sum() - torch.log(chol.diagonal()).sum()
-             + 0.5 * (nu @ mean) - 0.5 * (variance @ (nu * nu))
-             + 0.5 * (cav_nu @ ((ratio * cav_nu - 2.0 * nu) * variance))
-             + 0.5 * torch.log1p(ratio).sum())
+    value = (
+        log_zi.sum()
+        - torch.log(chol.diagonal()).sum()
+        + 0.5 * (nu @ mean)
+        - 0.5 * (variance @ (nu * nu))
+        + 0.5 * (cav_nu @ ((ratio * cav_nu - 2.0 * nu) * variance))
+        + 0.5 * torch.log1p(ratio).sum()
+    )
     return float(value)
 
 
@@ -157,7 +163,7 @@ def _sequential_sweep(K, y, tau, nu, mean, sigma):
         var_i = sigma[i, i]
         cav_tau = 1.0 / var_i - tau[i]
         cav_nu = mean[i] / var_i - nu[i]
-        _, new_tau, new_nu = _tilted(y[i:i + 1], cav_tau.reshape(1), cav_nu.reshape(1))
+        _, new_tau, new_nu = _tilted(y[i : i + 1], cav_tau.reshape(1), cav_nu.reshape(1))
         delta = new_tau[0] - tau[i]
         tau[i] = new_tau[0]
         nu[i] = new_nu[0]
@@ -166,8 +172,19 @@ def _sequential_sweep(K, y, tau, nu, mean, sigma):
         torch.mv(sigma, nu, out=mean)
 
 
-def ep_log_evidence(K, y, *, jitter=0.0, tol=1e-6, max_sweeps=200, damping="adaptive",
-                    schedule="parallel", device=None, quiet=True, allow_unconverged=False) -> EPResult:
+def ep_log_evidence(
+    K,
+    y,
+    *,
+    jitter=0.0,
+    tol=1e-6,
+    max_sweeps=200,
+    damping="adaptive",
+    schedule="parallel",
+    device=None,
+    quiet=True,
+    allow_unconverged=False,
+) -> EPResult:
     """Estimate ln P(S) = ln Pr[y_i f_i > 0 for all i], f ~ N(0, K + jitter I), by converged EP.
 
     K: m x m kernel (numpy or torch, float64); y: labels in {-1, +1} (or {0, 1}, mapped).
@@ -195,8 +212,10 @@ def ep_log_evidence(K, y, *, jitter=0.0, tol=1e-6, max_sweeps=200, damping="adap
         chol, alpha, mean, variance = _posterior(K, tau, nu)
         log_z = _log_z(y, chol, mean, variance, tau, nu)
         if not math.isfinite(log_z):
-            raise ConvergenceError(f"EP: ln Z became {log_z} at sweep {sweep}; the kernel may be "
-                                   "too ill-conditioned; declare a fixed jitter")
+            raise ConvergenceError(
+                f"EP: ln Z became {log_z} at sweep {sweep}; the kernel may be "
+                "too ill-conditioned; declare a fixed jitter"
+            )
         if history:
             previous_change, change = change, abs(log_z - history[-1])
             if damping == "adaptive" and schedule == "parallel":
@@ -222,14 +241,26 @@ def ep_log_evidence(K, y, *, jitter=0.0, tol=1e-6, max_sweeps=200, damping="adap
     if not converged and not allow_unconverged:
         raise ConvergenceError(
             f"EP did not converge in {max_sweeps} sweeps (last relative change of ln Z "
-            f"{relative_change:.2e} > tol {tol:g}); raise max_sweeps or use damping=0.5 / a smaller damping")
+            f"{relative_change:.2e} > tol {tol:g}); raise max_sweeps or use damping=0.5 / a smaller damping"
+        )
     return EPResult(
-        log_evidence=history[-1], converged=converged, sweeps=len(history),
-        final_change=relative_change, seconds=time.perf_counter() - start, schedule=schedule,
-        damping=step if schedule == "parallel" else 1.0, tol=tol, jitter=jitter,
-        site_precision=tau.cpu().numpy(), site_natural_mean=nu.cpu().numpy(),
-        posterior_mean=mean.cpu().numpy(), posterior_variance=variance.cpu().numpy(),
-        history=history, chol_b=chol, alpha=alpha)
+        log_evidence=history[-1],
+        converged=converged,
+        sweeps=len(history),
+        final_change=relative_change,
+        seconds=time.perf_counter() - start,
+        schedule=schedule,
+        damping=step if schedule == "parallel" else 1.0,
+        tol=tol,
+        jitter=jitter,
+        site_precision=tau.cpu().numpy(),
+        site_natural_mean=nu.cpu().numpy(),
+        posterior_mean=mean.cpu().numpy(),
+        posterior_variance=variance.cpu().numpy(),
+        history=history,
+        chol_b=chol,
+        alpha=alpha,
+    )
 
 
 def ep_predict(result: EPResult, K_cross, k_test_diag):
@@ -241,14 +272,20 @@ def ep_predict(result: EPResult, K_cross, k_test_diag):
     Returns float64 numpy arrays (mean, variance), each of shape (n,).
     """
     device = result.alpha.device
-    cross, prior_var = (torch.as_tensor(v if isinstance(v, torch.Tensor) else np.array(v, dtype=np.float64),
-                                        dtype=torch.float64).to(device) for v in (K_cross, k_test_diag))
+    cross, prior_var = (
+        torch.as_tensor(v if isinstance(v, torch.Tensor) else np.array(v, dtype=np.float64), dtype=torch.float64).to(
+            device
+        )
+        for v in (K_cross, k_test_diag)
+    )
     prior_var = prior_var.reshape(-1)
     if cross.ndim == 1:
         cross = cross[:, None]
     if cross.ndim != 2 or cross.shape[0] != result.m or cross.shape[1] != prior_var.numel():
-        raise InputError(f"K_cross must be ({result.m}, n) and k_test_diag (n,); got "
-                         f"{tuple(cross.shape)} and {tuple(prior_var.shape)}")
+        raise InputError(
+            f"K_cross must be ({result.m}, n) and k_test_diag (n,); got "
+            f"{tuple(cross.shape)} and {tuple(prior_var.shape)}"
+        )
     if not (bool(torch.isfinite(cross).all()) and bool(torch.isfinite(prior_var).all())):
         raise InputError("K_cross or k_test_diag contain NaN or infinity; recompute them in float64")
     sqrt_tau = torch.sqrt(torch.as_tensor(result.site_precision, device=device))

@@ -28,12 +28,17 @@ _BREAKS = (1.0, 10.0)  # interior breakpoints (drops in nats) on either side of 
 
 
 def _log_integrand(w, a, n_pos, n_neg):
-    return (-0.5 * w * w - 0.5 * math.log(2.0 * math.pi)
-            + n_pos * scipy.special.log_ndtr(a * w) + n_neg * scipy.special.log_ndtr(-a * w))
+    return (
+        -0.5 * w * w
+        - 0.5 * math.log(2.0 * math.pi)
+        + n_pos * scipy.special.log_ndtr(a * w)
+        + n_neg * scipy.special.log_ndtr(-a * w)
+    )
 
 
 def _slope(w, a, n_pos, n_neg):
     """d/dw of the log-integrand: -w + a (n+ r(a w) - n- r(-a w)), r = phi / Phi (Mills ratio)."""
+
     def mills(t):
         return math.exp(-0.5 * t * t - 0.5 * math.log(2.0 * math.pi) - scipy.special.log_ndtr(t))
 
@@ -52,6 +57,7 @@ def _mode(a, n_pos, n_neg):
 
 def _drop_point(mode, peak, side, drop, scale, args):
     """The w on ``side`` (+1 or -1) of the mode where the log-integrand is ``drop`` below ``peak``."""
+
     def excess(w):
         return _log_integrand(w, *args) - (peak - drop)
 
@@ -98,9 +104,15 @@ def equicorrelated_log_orthant(y, rho: float) -> float:
     points = [_drop_point(mode, peak, side, drop, scale, args) for side in (-1.0, 1.0) for drop in _BREAKS]
     lower, upper = (_drop_point(mode, peak, side, _DROP, scale, args) for side in (-1.0, 1.0))
     points += _geometric_points(mode, min(abs(p - mode) for p in points), lower, upper)
-    value, error = scipy.integrate.quad(lambda w: math.exp(_log_integrand(w, *args) - peak),
-                                        lower, upper, points=sorted(set(points + [mode])),
-                                        epsabs=0.0, epsrel=1e-12, limit=500)
+    value, error = scipy.integrate.quad(
+        lambda w: math.exp(_log_integrand(w, *args) - peak),
+        lower,
+        upper,
+        points=sorted(set(points + [mode])),
+        epsabs=0.0,
+        epsrel=1e-12,
+        limit=500,
+    )
     if not value > 0.0 or error > 1e-8 * value:
         raise ConvergenceError(f"equicorrelated quadrature did not converge (value {value}, error {error})")
     return peak + math.log(value)
@@ -125,8 +137,9 @@ def genz_log_orthant(K, y, *, jitter=0.0, rel_tol=1e-3, maxpts=None, seed=0, rep
 
     def orthant(abseps, points):
         # Pr[g > 0] = Pr[-g < 0] and -g ~ g: the CDF of N(0, Y K Y) at 0.
-        return scipy.stats.multivariate_normal.cdf(np.zeros(m), mean=np.zeros(m), cov=cov,
-                                                   maxpts=points, abseps=abseps, rng=rng)
+        return scipy.stats.multivariate_normal.cdf(
+            np.zeros(m), mean=np.zeros(m), cov=cov, maxpts=points, abseps=abseps, rng=rng
+        )
 
     pilot = orthant(0.0, max(1000, maxpts // 20))
     if not pilot > 0.0:

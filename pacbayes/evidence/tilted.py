@@ -104,16 +104,18 @@ def pivoted_cholesky_order(sigma: torch.Tensor, *, quiet: bool = True):
                 vector[j] = kept
         column = work[k:, k] - work[k:, block:k] @ work[k, block:k]
         if not float(column[0]) > 0.0:
-            raise InputError("the tilted estimator needs K + jitter I positive definite, but a pivot "
-                             f"of its Cholesky factor is {float(column[0]):.3g}; declare a larger fixed jitter")
+            raise InputError(
+                "the tilted estimator needs K + jitter I positive definite, but a pivot "
+                f"of its Cholesky factor is {float(column[0]):.3g}; declare a larger fixed jitter"
+            )
         column /= torch.sqrt(column[0])
         work[k:, k] = column
         mean_k = mills_ratio(shift[k] / column[0])
-        var[k + 1:] -= column[1:] ** 2
-        shift[k + 1:] += column[1:] * mean_k
+        var[k + 1 :] -= column[1:] ** 2
+        shift[k + 1 :] += column[1:] * mean_k
         if k + 1 - block == _ORDER_BLOCK or k == m - 1:
-            panel = work[k + 1:, block:k + 1]
-            work[k + 1:, k + 1:].addmm_(panel, panel.T, alpha=-1.0)
+            panel = work[k + 1 :, block : k + 1]
+            work[k + 1 :, k + 1 :].addmm_(panel, panel.T, alpha=-1.0)
             block = k + 1
     return perm, torch.tril(work)
 
@@ -138,30 +140,36 @@ def solve_tilting(L: torch.Tensor):
         if size <= _NEWTON_TOL * max(1.0, float(t.abs().max())):
             break
         if step == _NEWTON_MAX:
-            raise ConvergenceError(f"minimax tilting: Newton did not converge in {_NEWTON_MAX} steps "
-                                   f"(residual {float(residual.abs().max()):.2e}); declare a larger jitter")
+            raise ConvergenceError(
+                f"minimax tilting: Newton did not converge in {_NEWTON_MAX} steps "
+                f"(residual {float(residual.abs().max()):.2e}); declare a larger jitter"
+            )
         slope = torch.clamp(r * (t + r), min=1e-200, max=1.0 - 1e-16)  # Delta = -r'(t)
         system = scaled.clone()
         system.diagonal().add_(1.0 / slope)
         chol, info = torch.linalg.cholesky_ex(system)
         if int(info) != 0:
-            raise ConvergenceError("minimax tilting: Newton system not positive definite; "
-                                   "declare a larger fixed jitter")
+            raise ConvergenceError(
+                "minimax tilting: Newton system not positive definite; declare a larger fixed jitter"
+            )
         solved = torch.cholesky_solve(residual[:, None], chol)[:, 0]
         direction = -solved / slope
         current, gain = _omega(t, scaled), float(residual @ solved)
         length = 1.0
         while length > 1e-10:  # Armijo on Omega, or (near the root, below its rounding) |residual| drop
             trial = t + length * direction
-            if (_omega(trial, scaled) >= current + 1e-4 * length * gain
-                    or float((trial - scaled @ mills_ratio(trial)).abs().max()) <= 0.5 * size):
+            if (
+                _omega(trial, scaled) >= current + 1e-4 * length * gain
+                or float((trial - scaled @ mills_ratio(trial)).abs().max()) <= 0.5 * size
+            ):
                 break
             length *= 0.5
         if length <= 1e-10:
             if size <= _NEWTON_ACCEPT:
                 break  # no further progress representable in float64
-            raise ConvergenceError(f"minimax tilting: line search failed (residual {size:.2e}); "
-                                   "declare a larger fixed jitter")
+            raise ConvergenceError(
+                f"minimax tilting: line search failed (residual {size:.2e}); declare a larger fixed jitter"
+            )
         t = trial
     r = mills_ratio(t)
     strict = L / d[:, None]
@@ -175,8 +183,9 @@ def psi(x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor) -> float:
     return float((log_ndtr(mu + strict @ x) + 0.5 * mu * mu - x * mu).sum())
 
 
-def maximise_psi(x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor, tol: float = PSI_GRAD_TOL,
-                 max_steps: int = 50):
+def maximise_psi(
+    x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor, tol: float = PSI_GRAD_TOL, max_steps: int = 50
+):
     """max_x psi(x; mu) (concave in x) by damped Newton from x; returns (psi, x, gradient norm).
 
     The maximum is over all x, so it is at least the maximum over the samples' support {L x >= 0}
@@ -220,12 +229,16 @@ def certified_upper(value: float, grad_norm: float, max_log_weight: float, log_e
     them shows that x is not the maximiser).
     """
     if not grad_norm <= PSI_GRAD_TOL:
-        return None, (f"the maximiser of psi stopped with gradient norm {grad_norm:.1e} > "
-                      f"{PSI_GRAD_TOL:.0e}, so its psi is not known to be the maximum psi*")
+        return None, (
+            f"the maximiser of psi stopped with gradient norm {grad_norm:.1e} > "
+            f"{PSI_GRAD_TOL:.0e}, so its psi is not known to be the maximum psi*"
+        )
     floor = max(max_log_weight, log_estimate)
     if not value >= floor:
-        return None, (f"psi at the maximiser's iterate is {floor - value:.3g} nats below the largest "
-                      "log weight or ln Z_hat, so it is not the maximum psi*")
+        return None, (
+            f"psi at the maximiser's iterate is {floor - value:.3g} nats below the largest "
+            "log weight or ln Z_hat, so it is not the maximum psi*"
+        )
     return value, None
 
 
@@ -258,8 +271,9 @@ def _check_options(delta_prime, samples, seed, chunk):
         checks.integer_at_least(value, name, low)
 
 
-def certified_log_evidence(K, y, *, delta_prime, seed=0, samples=10_000, jitter=0.0, device=None,
-                           quiet=True, chunk=10_000) -> CertifiedEvidence:
+def certified_log_evidence(
+    K, y, *, delta_prime, seed=0, samples=10_000, jitter=0.0, device=None, quiet=True, chunk=10_000
+) -> CertifiedEvidence:
     """Sandwich for ln P(S), f ~ N(0, K + jitter I): lower (prob. >= 1 - delta_prime) and psi*.
 
     psi* (``upper``) is None, with ``upper_reason``, when it cannot be certified (see
@@ -281,16 +295,30 @@ def certified_log_evidence(K, y, *, delta_prime, seed=0, samples=10_000, jitter=
     psi_value, x, grad_norm = maximise_psi(x, mu, strict)
     del strict
     generator = torch.Generator(device=L.device).manual_seed(seed)
-    log_w = torch.cat([tilted_log_weights(L, mu, min(chunk, samples - done), generator, quiet=quiet)
-                       for done in range(0, samples, chunk)])
+    log_w = torch.cat(
+        [
+            tilted_log_weights(L, mu, min(chunk, samples - done), generator, quiet=quiet)
+            for done in range(0, samples, chunk)
+        ]
+    )
     log_estimate = float(torch.logsumexp(log_w, 0)) - math.log(samples)
     weights = exp(log_w - log_w.max())
     relative_std = float(weights.std() / weights.mean()) if samples > 1 else math.nan
     effective = float(weights.sum() ** 2 / (weights * weights).sum())
     upper, upper_reason = certified_upper(psi_value, grad_norm, float(log_w.max()), log_estimate)
     return CertifiedEvidence(
-        lower=markov_lower_bound(log_estimate, delta_prime), log_estimate=log_estimate, upper=upper,
-        grad_norm=grad_norm, samples=samples, seed=seed, seconds=time.perf_counter() - start,
-        jitter=jitter, delta_prime=float(delta_prime), relative_std=relative_std,
-        effective_samples=effective, newton_steps=newton_steps, order=perm.cpu().numpy(),
-        upper_reason=upper_reason)
+        lower=markov_lower_bound(log_estimate, delta_prime),
+        log_estimate=log_estimate,
+        upper=upper,
+        grad_norm=grad_norm,
+        samples=samples,
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        jitter=jitter,
+        delta_prime=float(delta_prime),
+        relative_std=relative_std,
+        effective_samples=effective,
+        newton_steps=newton_steps,
+        order=perm.cpu().numpy(),
+        upper_reason=upper_reason,
+    )

@@ -7,14 +7,16 @@ claims, ``assert_certified`` and ``BoundMonitor`` iterate this registry.
 
 from pacbayes.errors import InputError
 from pacbayes.families import dziugaite_roy, marginal, subspace
-from pacbayes.families.base import (Baseline, BoundFamily, FamilyOutcome, Option, RunContext, cli_fields, option,
-                                    stamped)
+from pacbayes.families.base import Baseline, BoundFamily, FamilyOutcome, Option, RunContext, cli_fields, option, stamped
 
-FAMILIES = {family.name: family for family in (
-    marginal.FAMILY,
-    dziugaite_roy.FAMILY,
-    subspace.FAMILY,
-)}
+FAMILIES = {
+    family.name: family
+    for family in (
+        marginal.FAMILY,
+        dziugaite_roy.FAMILY,
+        subspace.FAMILY,
+    )
+}
 
 
 def settings_attribute(name: str) -> str:
@@ -29,5 +31,16 @@ def get_family(name: str) -> BoundFamily:
     return FAMILIES[name]
 
 
-__all__ = ["FAMILIES", "Baseline", "BoundFamily", "FamilyOutcome", "Option", "RunContext", "cli_fields",
-           "get_family", "option", "settings_attribute", "stamped"]
+__all__ = [
+    "FAMILIES",
+    "Baseline",
+    "BoundFamily",
+    "FamilyOutcome",
+    "Option",
+    "RunContext",
+    "cli_fields",
+    "get_family",
+    "option",
+    "settings_attribute",
+    "stamped",
+]

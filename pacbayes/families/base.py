@@ -67,8 +67,9 @@ class BoundFamily(Protocol):
         """Raise InputError when this family cannot speak about the model (called before any family runs)."""
         ...
 
-    def run(self, model: torch.nn.Module, train: Dataset, test: Dataset, *, delta: float, settings: Any,
-            context: RunContext) -> FamilyOutcome:
+    def run(
+        self, model: torch.nn.Module, train: Dataset, test: Dataset, *, delta: float, settings: Any, context: RunContext
+    ) -> FamilyOutcome:
         """Bounds on this family's classifier from ``train`` (the prepared S), spending ``delta`` in all."""
         ...
 
@@ -89,5 +90,14 @@ def stamped(results: list, family: "BoundFamily") -> list:
     return [replace(b, family=family.name, classifier=b.classifier or family.classifier) for b in results]
 
 
-__all__ = ["Baseline", "BoundFamily", "FamilyOutcome", "Option", "RunContext", "Tracked", "cli_fields", "option",
-           "stamped"]
+__all__ = [
+    "Baseline",
+    "BoundFamily",
+    "FamilyOutcome",
+    "Option",
+    "RunContext",
+    "Tracked",
+    "cli_fields",
+    "option",
+    "stamped",
+]

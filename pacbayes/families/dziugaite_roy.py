@@ -24,13 +24,17 @@ class DziugaiteRoySettings:
     init_state: object = option(None, "--init", "Weights at initialisation (weights-only .pt) for the prior mean.")
     init_seed: Optional[int] = option(None, "--init-seed", "Re-create the initial weights from this recorded seed.")
     objective: str = option("dr", "--objective", "Dziugaite-Roy (dr) or a PBB objective.", choices=OBJECTIVES)
-    prior_split: float = option(0.0, "--prior-split",
-                                "Fraction of S used to learn the prior (the bound uses the rest).")
+    prior_split: float = option(
+        0.0, "--prior-split", "Fraction of S used to learn the prior (the bound uses the rest)."
+    )
     mc_samples: int = option(1000, "--mc-samples", "Posterior draws for the sample-convergence bound.")
     fixed_mean: bool = option(False, "--fixed-mean", "Keep the posterior mean at MODEL's weights.")
     attempts_ledger: Optional[str] = option(
-        None, "--attempts-ledger", "JSON-lines file counting runs (any seed) on this model/prior and data; "
-        "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.")
+        None,
+        "--attempts-ledger",
+        "JSON-lines file counting runs (any seed) on this model/prior and data; "
+        "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.",
+    )
     test_draws: int = 20
 
 
@@ -44,22 +48,37 @@ class DziugaiteRoyFamily:
     def check(self, context: RunContext) -> None:
         """Any classifier with one logit (binary) or one per class is accepted."""
 
-    def run(self, model, train, test, *, delta: float, settings: DziugaiteRoySettings,
-            context: RunContext) -> FamilyOutcome:
+    def run(
+        self, model, train, test, *, delta: float, settings: DziugaiteRoySettings, context: RunContext
+    ) -> FamilyOutcome:
         from pacbayes.stochastic import certify_stochastic_network
 
         certificate = certify_stochastic_network(
-            model, train.x, train.labels, delta=delta, init_state=settings.init_state,
-            init_seed=settings.init_seed, objective=settings.objective, prior_split=settings.prior_split,
-            mc_samples=settings.mc_samples, seed=context.seed, fixed_mean=settings.fixed_mean,
-            attempts_ledger=settings.attempts_ledger, device=context.device, quiet=context.quiet)
+            model,
+            train.x,
+            train.labels,
+            delta=delta,
+            init_state=settings.init_state,
+            init_seed=settings.init_seed,
+            objective=settings.objective,
+            prior_split=settings.prior_split,
+            mc_samples=settings.mc_samples,
+            seed=context.seed,
+            fixed_mean=settings.fixed_mean,
+            attempts_ledger=settings.attempts_ledger,
+            device=context.device,
+            quiet=context.quiet,
+        )
         test_error = certificate.error(test.x, test.labels, settings.test_draws, seed=context.seed + 1)
         draws = settings.test_draws
         return FamilyOutcome(
-            bounds=stamped([certificate.result], self), diagnostics=certificate.result.details,
-            baselines=(Baseline("stochastic_test_error", test_error,
-                                f"stochastic net N(w, s) test error (MC, {draws} draws)"),
-                       Baseline("stochastic_test_draws", draws, "")))
+            bounds=stamped([certificate.result], self),
+            diagnostics=certificate.result.details,
+            baselines=(
+                Baseline("stochastic_test_error", test_error, f"stochastic net N(w, s) test error (MC, {draws} draws)"),
+                Baseline("stochastic_test_draws", draws, ""),
+            ),
+        )
 
 
 FAMILY = DziugaiteRoyFamily()

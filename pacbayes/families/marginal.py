@@ -57,23 +57,40 @@ class MarginalSettings:
         spends 6 delta / (pi^2 k^2) (:mod:`pacbayes.attempts`), so keeping the best seed is valid.
     """
 
-    kernel: str = option("auto", "--kernel-type", "NNGP prior: analytic for recognised FC/CNN ReLU nets, else "
-                         "Monte Carlo.", choices=KERNEL_CHOICES, aliases=("--kernel",))
+    kernel: str = option(
+        "auto",
+        "--kernel-type",
+        "NNGP prior: analytic for recognised FC/CNN ReLU nets, else Monte Carlo.",
+        choices=KERNEL_CHOICES,
+        aliases=("--kernel",),
+    )
     sigma_w: Optional[float] = option(None, "--sigma-w", "Weight std (default: PyTorch's default init).")
     sigma_b: Optional[float] = option(None, "--sigma-b", "Bias std (default: PyTorch's default init).")
-    kernel_samples: int = option(DEFAULT_KERNEL_SAMPLES, "--kernel-samples",
-                                 "Random initialisations for the Monte Carlo kernel.")
-    jitter: float = option(DEFAULT_JITTER, "--jitter",
-                           "Absolute epsilon added to the kernel diagonal; part of the prior K + eps I.")
-    jitter_grid: tuple = option((), "--jitter-grid",
-                                "Comma-separated ascending jitters declared before seeing the data (overrides "
-                                "--jitter): the smallest with K + eps I positive definite is used; costs ln|G| "
-                                "nats of delta.")
+    kernel_samples: int = option(
+        DEFAULT_KERNEL_SAMPLES, "--kernel-samples", "Random initialisations for the Monte Carlo kernel."
+    )
+    jitter: float = option(
+        DEFAULT_JITTER, "--jitter", "Absolute epsilon added to the kernel diagonal; part of the prior K + eps I."
+    )
+    jitter_grid: tuple = option(
+        (),
+        "--jitter-grid",
+        "Comma-separated ascending jitters declared before seeing the data (overrides "
+        "--jitter): the smallest with K + eps I positive definite is used; costs ln|G| "
+        "nats of delta.",
+    )
     attempts_ledger: Optional[str] = option(
-        None, "--attempts-ledger", "JSON-lines file counting runs (any seed) on this model/prior and data; "
-        "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.")
-    variant: str = option("langford", "--variant", "langford: Valle-Pérez et al. Cor. 1; mcallester: the "
-                          "authors' code.", choices=("langford", "mcallester"))
+        None,
+        "--attempts-ledger",
+        "JSON-lines file counting runs (any seed) on this model/prior and data; "
+        "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.",
+    )
+    variant: str = option(
+        "langford",
+        "--variant",
+        "langford: Valle-Pérez et al. Cor. 1; mcallester: the authors' code.",
+        choices=("langford", "mcallester"),
+    )
     seed: int = 0
     device: Optional[str] = None
     quiet: bool = True
@@ -88,9 +105,11 @@ def build_kernel(model: torch.nn.Module, input_shape, settings: MarginalSettings
         if analytic is not None:
             return analytic
         if settings.kernel == "analytic":
-            raise InputError("no analytic NNGP is known for this architecture (recognised: Sequential "
-                             "fully connected / convolutional ReLU nets with one output); "
-                             "use --kernel monte-carlo")
+            raise InputError(
+                "no analytic NNGP is known for this architecture (recognised: Sequential "
+                "fully connected / convolutional ReLU nets with one output); "
+                "use --kernel monte-carlo"
+            )
     return MonteCarloNNGP(model, samples=settings.kernel_samples, seed=settings.seed)
 
 
@@ -113,16 +132,19 @@ def choose_jitter(K: torch.Tensor, settings: MarginalSettings) -> tuple:
     grid = tuple(settings.jitter_grid)
     if not grid:
         return settings.jitter, 1
-    if any(not (isinstance(g, (int, float)) and math.isfinite(g) and g >= 0) for g in grid) \
-            or list(grid) != sorted(grid):
+    if any(not (isinstance(g, (int, float)) and math.isfinite(g) and g >= 0) for g in grid) or list(grid) != sorted(
+        grid
+    ):
         raise InputError(f"jitter grid must be ascending finite numbers >= 0, got {list(grid)}")
     for value in grid:
         prior = K.clone()
         prior.diagonal().add_(value)
         if int(torch.linalg.cholesky_ex(prior)[1]) == 0:
             return float(value), len(grid)
-    raise InputError(f"K + eps I is not positive definite for any jitter in the declared grid {list(grid)}; "
-                     "declare a grid with larger values before seeing the data")
+    raise InputError(
+        f"K + eps I is not positive definite for any jitter in the declared grid {list(grid)}; "
+        "declare a grid with larger values before seeing the data"
+    )
 
 
 def marginal_ledger(delta: float, attempt: int, grid_size: int) -> dict:
@@ -151,8 +173,14 @@ def gibbs_test_error(mean: np.ndarray, variance: np.ndarray, signs: np.ndarray) 
     return float(special.ndtr(z).mean())
 
 
-def marginal_estimate(model: torch.nn.Module, train_x: torch.Tensor, train_signs: torch.Tensor, *, delta: float,
-                      settings: MarginalSettings = MarginalSettings()) -> tuple:
+def marginal_estimate(
+    model: torch.nn.Module,
+    train_x: torch.Tensor,
+    train_signs: torch.Tensor,
+    *,
+    delta: float,
+    settings: MarginalSettings = MarginalSettings(),
+) -> tuple:
     """(EP ln P(S), the bound at it): the ``marginal-ep`` number of :func:`marginal_bounds` for a first
     attempt, without the certified sandwich or the test-set work (for tracking during training)."""
     kernel = build_kernel(model, tuple(train_x.shape[1:]), settings)
@@ -160,13 +188,21 @@ def marginal_estimate(model: torch.nn.Module, train_x: torch.Tensor, train_signs
     jitter, grid_size = choose_jitter(K, settings)
     ep = ep_log_evidence(K, train_signs, jitter=jitter, device=settings.device, quiet=settings.quiet)
     delta_pb = marginal_ledger(delta, 1, grid_size)[PAC_BAYES_SHARE]
-    return ep.log_evidence, marginal_likelihood_bound(ep.log_evidence, int(train_x.shape[0]), delta_pb,
-                                                      settings.variant)
+    return ep.log_evidence, marginal_likelihood_bound(
+        ep.log_evidence, int(train_x.shape[0]), delta_pb, settings.variant
+    )
 
 
-def marginal_bounds(model: torch.nn.Module, train_x: torch.Tensor, train_signs: torch.Tensor,
-                    test_x: torch.Tensor, test_signs: torch.Tensor, *, delta: float,
-                    settings: MarginalSettings = MarginalSettings()):
+def marginal_bounds(
+    model: torch.nn.Module,
+    train_x: torch.Tensor,
+    train_signs: torch.Tensor,
+    test_x: torch.Tensor,
+    test_signs: torch.Tensor,
+    *,
+    delta: float,
+    settings: MarginalSettings = MarginalSettings(),
+):
     """The EP estimate and the certified marginal-likelihood bound, plus Q*'s estimated test error.
 
     ``train_signs``/``test_signs`` are labels in {-1, +1}; ``delta`` is this family's share of the
@@ -182,13 +218,18 @@ def marginal_bounds(model: torch.nn.Module, train_x: torch.Tensor, train_signs: 
 
     jitter, grid_size = choose_jitter(K, settings)
     attempt = attempt_number(train_x, train_signs, settings)
-    ep = ep_log_evidence(K, train_signs, jitter=jitter, device=settings.device,
-                         quiet=settings.quiet)
+    ep = ep_log_evidence(K, train_signs, jitter=jitter, device=settings.device, quiet=settings.quiet)
     deltas = marginal_ledger(delta, attempt, grid_size)
     delta_pb = deltas[PAC_BAYES_SHARE]
-    certified = certified_log_evidence(K, train_signs, delta_prime=deltas[MARKOV_SHARE],
-                                       seed=settings.seed, jitter=jitter,
-                                       device=settings.device, quiet=settings.quiet)
+    certified = certified_log_evidence(
+        K,
+        train_signs,
+        delta_prime=deltas[MARKOV_SHARE],
+        seed=settings.seed,
+        jitter=jitter,
+        device=settings.device,
+        quiet=settings.quiet,
+    )
 
     cross = kernel.matrix(train_x, test_x, device=settings.device, quiet=settings.quiet)
     mean, variance = ep_predict(ep, cross, kernel.diagonal(test_x, device=settings.device))
@@ -200,59 +241,99 @@ def marginal_bounds(model: torch.nn.Module, train_x: torch.Tensor, train_signs: 
     assumptions = (
         "S is an iid sample from the data distribution",
         "the prior is the NNGP of the architecture with kernel K + eps I (eps = "
-        f"{jitter:g}), " + (f"the smallest positive-definite point of the grid {list(settings.jitter_grid)} "
-                            "declared before seeing S (union bound over the grid)" if grid_size > 1
-                            else "fixed before seeing S")
-        + ("; a Monte Carlo kernel is exact for that random-feature prior"
-           if prior.get("kind") == "monte-carlo" else ""),
+        f"{jitter:g}), "
+        + (
+            f"the smallest positive-definite point of the grid {list(settings.jitter_grid)} "
+            "declared before seeing S (union bound over the grid)"
+            if grid_size > 1
+            else "fixed before seeing S"
+        )
+        + (
+            "; a Monte Carlo kernel is exact for that random-feature prior"
+            if prior.get("kind") == "monte-carlo"
+            else ""
+        ),
         "realisable: the trained model has zero training error",
         f"this is attempt {attempt} on this data and prior; every run with another seed is counted "
-        "in the attempts ledger (delta_k = 6 delta / (pi^2 k^2))" if settings.attempts_ledger else
-        "no other seed was tried on this data and prior (or pass an attempts ledger that counts them)",
+        "in the attempts ledger (delta_k = 6 delta / (pi^2 k^2))"
+        if settings.attempts_ledger
+        else "no other seed was tried on this data and prior (or pass an attempts ledger that counts them)",
         "the number is for Q*; it applies to the trained network only if SGD samples functions "
         "like the Bayesian posterior (Mingard et al. 2021) and the network is close to its NNGP limit",
     )
     diagnostics = {
         "kernel": prior,
         "kernel_seconds": kernel_seconds,
-        "ep": {"log_evidence": ep.log_evidence, "sweeps": ep.sweeps, "final_change": ep.final_change,
-               "seconds": ep.seconds, "converged": ep.converged},
-        "certified": {"lower": certified.lower, "log_estimate": certified.log_estimate,
-                      "upper": certified.upper, "upper_note": certified.upper_reason,
-                      "grad_norm": certified.grad_norm,
-                      "samples": certified.samples, "seed": certified.seed,
-                      "seconds": certified.seconds, "delta_prime": certified.delta_prime},
+        "ep": {
+            "log_evidence": ep.log_evidence,
+            "sweeps": ep.sweeps,
+            "final_change": ep.final_change,
+            "seconds": ep.seconds,
+            "converged": ep.converged,
+        },
+        "certified": {
+            "lower": certified.lower,
+            "log_estimate": certified.log_estimate,
+            "upper": certified.upper,
+            "upper_note": certified.upper_reason,
+            "grad_norm": certified.grad_norm,
+            "samples": certified.samples,
+            "seed": certified.seed,
+            "seconds": certified.seconds,
+            "delta_prime": certified.delta_prime,
+        },
         "q_star_test_error_ep": q_star_test_error,
         "attempt": attempt,
     }
     results = [
-        BoundResult(name="marginal-ep", value=marginal_likelihood_bound(ep.log_evidence, m, delta_pb,
-                                                                        settings.variant),
-                    certified=False, certifies=CERTIFIES, delta={PAC_BAYES_SHARE: delta_pb},
-                    log_evidence=ep.log_evidence, assumptions=assumptions,
-                    details={"estimator": "expectation propagation (Heaviside likelihood)",
-                             "variant": settings.variant, "sweeps": ep.sweeps},
-                    family="marginal", classifier=CLASSIFIER),
-        BoundResult(name="marginal-certified",
-                    value=marginal_likelihood_bound(certified.lower, m, delta_pb, settings.variant),
-                    certified=True, certifies=CERTIFIES, delta=deltas, log_evidence=certified.lower,
-                    assumptions=assumptions,
-                    details={"estimator": "minimax-tilted importance sampling (Botev 2017) + Markov",
-                             "variant": settings.variant,
-                             "log_evidence_upper": certified.upper,  # psi*, None if not certified
-                             "log_evidence_upper_note": certified.upper_reason,
-                             "best_possible_bound": None if certified.upper is None else
-                             marginal_likelihood_bound(min(certified.upper, 0.0), m, delta_pb,
-                                                       settings.variant)},
-                    family="marginal", classifier=CLASSIFIER),
+        BoundResult(
+            name="marginal-ep",
+            value=marginal_likelihood_bound(ep.log_evidence, m, delta_pb, settings.variant),
+            certified=False,
+            certifies=CERTIFIES,
+            delta={PAC_BAYES_SHARE: delta_pb},
+            log_evidence=ep.log_evidence,
+            assumptions=assumptions,
+            details={
+                "estimator": "expectation propagation (Heaviside likelihood)",
+                "variant": settings.variant,
+                "sweeps": ep.sweeps,
+            },
+            family="marginal",
+            classifier=CLASSIFIER,
+        ),
+        BoundResult(
+            name="marginal-certified",
+            value=marginal_likelihood_bound(certified.lower, m, delta_pb, settings.variant),
+            certified=True,
+            certifies=CERTIFIES,
+            delta=deltas,
+            log_evidence=certified.lower,
+            assumptions=assumptions,
+            details={
+                "estimator": "minimax-tilted importance sampling (Botev 2017) + Markov",
+                "variant": settings.variant,
+                "log_evidence_upper": certified.upper,  # psi*, None if not certified
+                "log_evidence_upper_note": certified.upper_reason,
+                "best_possible_bound": None
+                if certified.upper is None
+                else marginal_likelihood_bound(min(certified.upper, 0.0), m, delta_pb, settings.variant),
+            },
+            family="marginal",
+            classifier=CLASSIFIER,
+        ),
     ]
     return results, diagnostics
 
 
 def _for_run(settings: MarginalSettings, context: RunContext) -> MarginalSettings:
     """The settings with the run's seed, progress and (when given) device."""
-    return replace(settings, seed=context.seed, quiet=context.quiet,
-                   device=settings.device if context.device is None else context.device)
+    return replace(
+        settings,
+        seed=context.seed,
+        quiet=context.quiet,
+        device=settings.device if context.device is None else context.device,
+    )
 
 
 class MarginalFamily:
@@ -266,44 +347,87 @@ class MarginalFamily:
         """The prior is one GP (a single logit), and the bound is for the realisable case."""
         self.check_outputs(context.outputs)
         if context.train_error > 0.0:
-            raise InputError(f"training error is {context.train_error:.4f} > 0 but the marginal-likelihood bound "
-                             "is for the realisable case: train to zero training error (dropping misfit points "
-                             "would make S non-iid, so there is no such option)")
+            raise InputError(
+                f"training error is {context.train_error:.4f} > 0 but the marginal-likelihood bound "
+                "is for the realisable case: train to zero training error (dropping misfit points "
+                "would make S non-iid, so there is no such option)"
+            )
 
     @staticmethod
     def check_outputs(outputs: int) -> None:
         if outputs != 1:
-            raise InputError(f"the marginal-likelihood bound needs a single-logit binary model (its prior is "
-                             f"one GP); this model has {outputs} outputs: use another bound family")
+            raise InputError(
+                f"the marginal-likelihood bound needs a single-logit binary model (its prior is "
+                f"one GP); this model has {outputs} outputs: use another bound family"
+            )
 
-    def run(self, model, train, test, *, delta: float, settings: MarginalSettings,
-            context: RunContext) -> FamilyOutcome:
+    def run(
+        self, model, train, test, *, delta: float, settings: MarginalSettings, context: RunContext
+    ) -> FamilyOutcome:
         self.check(context)
-        results, diagnostics = marginal_bounds(model, train.x, signs(train.labels), test.x, signs(test.labels),
-                                               delta=delta, settings=_for_run(settings, context))
-        return FamilyOutcome(bounds=stamped(results, self), diagnostics=diagnostics, baselines=(
-            Baseline("q_star_test_error_ep", diagnostics["q_star_test_error_ep"],
-                     "Q* estimated test error (EP predictive)"),))
+        results, diagnostics = marginal_bounds(
+            model,
+            train.x,
+            signs(train.labels),
+            test.x,
+            signs(test.labels),
+            delta=delta,
+            settings=_for_run(settings, context),
+        )
+        return FamilyOutcome(
+            bounds=stamped(results, self),
+            diagnostics=diagnostics,
+            baselines=(
+                Baseline(
+                    "q_star_test_error_ep",
+                    diagnostics["q_star_test_error_ep"],
+                    "Q* estimated test error (EP predictive)",
+                ),
+            ),
+        )
 
-    def track(self, model, train, *, delta: float, settings: MarginalSettings, context: RunContext,
-              cache: dict) -> Tracked:
+    def track(
+        self, model, train, *, delta: float, settings: MarginalSettings, context: RunContext, cache: dict
+    ) -> Tracked:
         """The bound at the EP estimate of ln P(S) (kernel and EP once, cached: they do not depend on the
         weights); it applies to the network only once it fits S. ``delta`` is what :meth:`run` would get."""
         self.check_outputs(context.outputs)
         if "value" not in cache:
-            cache["log_evidence"], cache["value"] = marginal_estimate(model, train.x, signs(train.labels),
-                                                                      delta=delta,
-                                                                      settings=_for_run(settings, context))
+            cache["log_evidence"], cache["value"] = marginal_estimate(
+                model, train.x, signs(train.labels), delta=delta, settings=_for_run(settings, context)
+            )
         fits = context.train_error == 0.0
-        return Tracked(values={"marginal-ep": cache["value"]}, certified={"marginal-ep": False}, applies=fits,
-                       note="" if fits else "marginal: the network does not fit S yet (training error > 0), so "
-                                            "the realisable bound does not apply to it")
+        return Tracked(
+            values={"marginal-ep": cache["value"]},
+            certified={"marginal-ep": False},
+            applies=fits,
+            note=""
+            if fits
+            else "marginal: the network does not fit S yet (training error > 0), so "
+            "the realisable bound does not apply to it",
+        )
 
 
 FAMILY = MarginalFamily()
 
 
-__all__ = ["FAMILY", "MarginalFamily", "MarginalSettings", "marginal_bounds", "build_kernel", "gibbs_test_error",
-           "split_marginal_delta",
-           "PAC_BAYES_SHARE", "MARKOV_SHARE", "OTHER_ATTEMPTS", "OTHER_JITTERS", "choose_jitter",
-           "marginal_ledger", "marginal_estimate", "CERTIFIES", "CLASSIFIER", "DEFAULT_JITTER", "KERNEL_CHOICES"]
+__all__ = [
+    "FAMILY",
+    "MarginalFamily",
+    "MarginalSettings",
+    "marginal_bounds",
+    "build_kernel",
+    "gibbs_test_error",
+    "split_marginal_delta",
+    "PAC_BAYES_SHARE",
+    "MARKOV_SHARE",
+    "OTHER_ATTEMPTS",
+    "OTHER_JITTERS",
+    "choose_jitter",
+    "marginal_ledger",
+    "marginal_estimate",
+    "CERTIFIES",
+    "CLASSIFIER",
+    "DEFAULT_JITTER",
+    "KERNEL_CHOICES",
+]

@@ -22,12 +22,16 @@ class SubspaceSettings:
     """
 
     compressed: object = None
-    dim: Optional[int] = option(None, "--subspace-dim",
-                                "Train a compressed model in a random d-dimensional subspace from a seeded "
-                                "random start (the bound is for that model).")
+    dim: Optional[int] = option(
+        None,
+        "--subspace-dim",
+        "Train a compressed model in a random d-dimensional subspace from a seeded "
+        "random start (the bound is for that model).",
+    )
     distill: bool = option(False, "--subspace-distill", "Distil the subspace model from MODEL's predictions.")
-    extra_configurations: int = option(1, "--configurations",
-                                       "Number of hyper-parameter settings (d, seeds, ...) you tried; union-bounded.")
+    extra_configurations: int = option(
+        1, "--configurations", "Number of hyper-parameter settings (d, seeds, ...) you tried; union-bounded."
+    )
 
 
 class SubspaceFamily:
@@ -40,27 +44,46 @@ class SubspaceFamily:
     def check(self, context: RunContext) -> None:
         """Any classifier with one logit (binary) or one per class is accepted."""
 
-    def run(self, model, train, test, *, delta: float, settings: SubspaceSettings,
-            context: RunContext) -> FamilyOutcome:
+    def run(
+        self, model, train, test, *, delta: float, settings: SubspaceSettings, context: RunContext
+    ) -> FamilyOutcome:
         from pacbayes.subspace import subspace_bound, train_subspace_model
 
         compressed, extra_configurations = settings.compressed, settings.extra_configurations
         if compressed is None:
             if settings.dim is None:
-                raise InputError("the subspace bound needs a subspace model file as MODEL (with --architecture) "
-                                 "or --subspace-dim d to train a compressed model from a seeded random start")
-            compressed = train_subspace_model(model, train.x, train.labels, dim=settings.dim, seed=context.seed,
-                                              distill=settings.distill, quiet=context.quiet,
-                                              extra_configurations=extra_configurations)
+                raise InputError(
+                    "the subspace bound needs a subspace model file as MODEL (with --architecture) "
+                    "or --subspace-dim d to train a compressed model from a seeded random start"
+                )
+            compressed = train_subspace_model(
+                model,
+                train.x,
+                train.labels,
+                dim=settings.dim,
+                seed=context.seed,
+                distill=settings.distill,
+                quiet=context.quiet,
+                extra_configurations=extra_configurations,
+            )
             extra_configurations = 1  # already recorded in the trained model's configuration count
-        results = subspace_bound(compressed, train.x, train.labels, delta=delta, test=(test.x, test.labels),
-                                 extra_configurations=extra_configurations)
+        results = subspace_bound(
+            compressed,
+            train.x,
+            train.labels,
+            delta=delta,
+            test=(test.x, test.labels),
+            extra_configurations=extra_configurations,
+        )
         details = results[0].details
         return FamilyOutcome(
-            bounds=stamped(results, self), diagnostics=details,
-            baselines=(Baseline("subspace_test_error", details["test_error"], "compressed subspace model test error"),
-                       Baseline("subspace_train_error", details["train_error"],
-                                "compressed subspace model train error")))
+            bounds=stamped(results, self),
+            diagnostics=details,
+            baselines=(
+                Baseline("subspace_test_error", details["test_error"], "compressed subspace model test error"),
+                Baseline("subspace_train_error", details["train_error"], "compressed subspace model train error"),
+            ),
+        )
 
 
 FAMILY = SubspaceFamily()

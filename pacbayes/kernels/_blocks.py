@@ -33,8 +33,10 @@ def as_inputs(x, device: torch.device, name: str = "inputs") -> torch.Tensor:
     if tensor.is_complex():
         raise InputError(f"{name} must be real-valued, got dtype {tensor.dtype}")
     if tensor.dim() < 2:
-        raise InputError(f"{name} must have shape (n, ...) with one row per input, got shape "
-                         f"{tuple(tensor.shape)}; reshape a single input to (1, ...)")
+        raise InputError(
+            f"{name} must have shape (n, ...) with one row per input, got shape "
+            f"{tuple(tensor.shape)}; reshape a single input to (1, ...)"
+        )
     if tensor.shape[0] == 0 or tensor[0].numel() == 0:
         raise InputError(f"{name} is empty (shape {tuple(tensor.shape)}); pass at least one input")
     tensor = tensor.to(device=device, dtype=torch.float64)
@@ -54,10 +56,10 @@ def check_activation(activation: str, allowed: Sequence[str]) -> str:
 
 
 def check_sigma_w(sigma_w) -> float:
-    if isinstance(sigma_w, bool) or not isinstance(sigma_w, Real) or not math.isfinite(sigma_w) \
-            or sigma_w <= 0:
-        raise InputError(f"sigma_w must be a finite number > 0 (weight standard deviation times "
-                         f"sqrt(fan_in)), got {sigma_w!r}")
+    if isinstance(sigma_w, bool) or not isinstance(sigma_w, Real) or not math.isfinite(sigma_w) or sigma_w <= 0:
+        raise InputError(
+            f"sigma_w must be a finite number > 0 (weight standard deviation times sqrt(fan_in)), got {sigma_w!r}"
+        )
     return float(sigma_w)
 
 
@@ -68,14 +70,14 @@ def check_sigma_b(sigma_b, layers: int) -> tuple:
     elif isinstance(sigma_b, (Sequence, np.ndarray)) and not isinstance(sigma_b, str):
         values = list(sigma_b)
     else:
-        raise InputError(f"sigma_b must be a number >= 0 or a sequence of {layers} numbers, "
-                         f"got {sigma_b!r}")
+        raise InputError(f"sigma_b must be a number >= 0 or a sequence of {layers} numbers, got {sigma_b!r}")
     if len(values) != layers:
-        raise InputError(f"sigma_b has {len(values)} entries but the network has {layers} linear "
-                         f"layers; give one bias standard deviation per layer, first layer first")
+        raise InputError(
+            f"sigma_b has {len(values)} entries but the network has {layers} linear "
+            f"layers; give one bias standard deviation per layer, first layer first"
+        )
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
-                or value < 0:
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
             raise InputError(f"sigma_b must be finite and >= 0 (bias standard deviation), got {value!r}")
     return tuple(float(value) for value in values)
 
@@ -91,9 +93,18 @@ def check_block_size(block_size, default: int) -> int:
     return checks.integer_at_least(block_size, "block_size", 1)
 
 
-def fill_kernel(n1: int, n2: int, tile: Callable[[slice, slice], torch.Tensor], *,
-                symmetric: bool, block_size: int, device, quiet: bool, desc: str,
-                diagonal: torch.Tensor | None = None) -> torch.Tensor:
+def fill_kernel(
+    n1: int,
+    n2: int,
+    tile: Callable[[slice, slice], torch.Tensor],
+    *,
+    symmetric: bool,
+    block_size: int,
+    device,
+    quiet: bool,
+    desc: str,
+    diagonal: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Assemble an (n1, n2) float64 matrix on ``device`` from ``tile(rows, cols)`` blocks.
 
     ``symmetric``: n1 == n2 and the matrix is K(x, x); tiles below the diagonal are mirrored

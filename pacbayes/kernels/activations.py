@@ -26,14 +26,13 @@ ACTIVATIONS = ANALYTIC_ACTIVATIONS
 """The activation names implemented here, as listed in :data:`pacbayes.layers.ANALYTIC_ACTIVATIONS`."""
 
 
-def expected_product(cov: torch.Tensor, var1: torch.Tensor, var2: torch.Tensor,
-                     activation: str) -> torch.Tensor:
+def expected_product(cov: torch.Tensor, var1: torch.Tensor, var2: torch.Tensor, activation: str) -> torch.Tensor:
     """E[phi(u) phi(v)] for covariances ``cov`` and variances ``var1``, ``var2`` (broadcastable).
 
     ``cov`` is consumed: the result may be written into it. Returns a tensor of cov's shape.
     """
     if activation == "relu":
-        sine = var1 * var2                                   # k11 k22
+        sine = var1 * var2  # k11 k22
         sine.addcmul_(cov, cov, value=-1.0).clamp_(min=0.0).sqrt_()  # sqrt(k11 k22 - k12^2)
         angle = torch.atan2(sine, cov)
         # ((pi - t) k12 + sqrt(k11 k22 - k12^2)) / (2 pi)

@@ -29,20 +29,25 @@ import torch.nn.functional as F
 
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
-from pacbayes.kernels._blocks import (as_inputs, check_activation, check_block_size, check_sigma_b,
-                                      check_sigma_w, describe_sigma_b, fill_kernel)
+from pacbayes.kernels._blocks import (
+    as_inputs,
+    check_activation,
+    check_block_size,
+    check_sigma_b,
+    check_sigma_w,
+    describe_sigma_b,
+    fill_kernel,
+)
 from pacbayes.kernels.activations import ACTIVATIONS, expected_product, expected_square
 
 POOLINGS = ("flatten", "gap")
-_TILE_ELEMENTS = 2 ** 22   # float64 entries in one tile buffer (32 MiB) when block_size is None
+_TILE_ELEMENTS = 2**22  # float64 entries in one tile buffer (32 MiB) when block_size is None
 
 
 def _pair(value, name: str, minimum: int) -> tuple:
     values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, Integral) or v < minimum
-                               for v in values):
-        raise InputError(f"conv layer {name} must be an integer >= {minimum} or a pair of them, "
-                         f"got {value!r}")
+    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, Integral) or v < minimum for v in values):
+        raise InputError(f"conv layer {name} must be an integer >= {minimum} or a pair of them, got {value!r}")
     return tuple(int(v) for v in values)
 
 
@@ -61,21 +66,24 @@ class ConvLayer:
         if isinstance(spec, ConvLayer):
             return spec
         if not isinstance(spec, (tuple, list)) or len(spec) != 4:
-            raise InputError(f"each conv layer must be (channels, kernel_size, stride, padding), "
-                             f"got {spec!r}")
+            raise InputError(f"each conv layer must be (channels, kernel_size, stride, padding), got {spec!r}")
         channels = spec[0]
-        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, Integral)
-                                     or channels < 1):
+        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, Integral) or channels < 1):
             raise InputError(f"conv layer channels must be an integer >= 1 or None, got {channels!r}")
-        return cls(None if channels is None else int(channels), _pair(spec[1], "kernel_size", 1),
-                   _pair(spec[2], "stride", 1), _pair(spec[3], "padding", 0))
+        return cls(
+            None if channels is None else int(channels),
+            _pair(spec[1], "kernel_size", 1),
+            _pair(spec[2], "stride", 1),
+            _pair(spec[3], "padding", 0),
+        )
 
     def output_size(self, size: tuple) -> tuple:
-        out = tuple((n + 2 * p - k) // s + 1
-                    for n, k, s, p in zip(size, self.kernel_size, self.stride, self.padding))
+        out = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, self.kernel_size, self.stride, self.padding))
         if min(out) < 1:
-            raise InputError(f"a {self.kernel_size} convolution with padding {self.padding} does not "
-                             f"fit a {size[0]}x{size[1]} image; use larger inputs or fewer layers")
+            raise InputError(
+                f"a {self.kernel_size} convolution with padding {self.padding} does not "
+                f"fit a {size[0]}x{size[1]} image; use larger inputs or fewer layers"
+            )
         return out
 
 
@@ -84,7 +92,7 @@ def _window_mean(t: torch.Tensor, layer: ConvLayer) -> torch.Tensor:
     (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
     lead, (h, w) = t.shape[:-2], t.shape[-2:]
     flat = t.reshape(-1, 1, h, w)
-    if ph > kh // 2 or pw > kw // 2:          # avg_pool2d pads at most half a window itself
+    if ph > kh // 2 or pw > kw // 2:  # avg_pool2d pads at most half a window itself
         flat, ph, pw = F.pad(flat, (pw, pw, ph, ph)), 0, 0
     pooled = F.avg_pool2d(flat, layer.kernel_size, layer.stride, (ph, pw), count_include_pad=True)
     return pooled.reshape(*lead, *pooled.shape[-2:])
@@ -120,12 +128,20 @@ class ConvolutionalNNGP:
 
     kind = "nngp-cnn"
 
-    def __init__(self, layers: Sequence, activation: str = "relu", sigma_w: float = 1.0,
-                 sigma_b: float | Sequence[float] = 0.0, pooling: str = "flatten",
-                 input_shape: Sequence[int] | None = None):
+    def __init__(
+        self,
+        layers: Sequence,
+        activation: str = "relu",
+        sigma_w: float = 1.0,
+        sigma_b: float | Sequence[float] = 0.0,
+        pooling: str = "flatten",
+        input_shape: Sequence[int] | None = None,
+    ):
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or len(layers) < 1:
-            raise InputError("layers must be a non-empty sequence of (channels, kernel_size, stride, "
-                             "padding); depth < 1 has no hidden layer")
+            raise InputError(
+                "layers must be a non-empty sequence of (channels, kernel_size, stride, "
+                "padding); depth < 1 has no hidden layer"
+            )
         self.layers = tuple(ConvLayer.parse(spec) for spec in layers)
         self.depth = len(self.layers)
         self.activation = check_activation(activation, ACTIVATIONS)
@@ -137,19 +153,25 @@ class ConvolutionalNNGP:
         self.input_shape = None
         if input_shape is not None:
             shape = tuple(input_shape)
-            if len(shape) != 3 or any(isinstance(v, bool) or not isinstance(v, Integral) or v < 1
-                                      for v in shape):
+            if len(shape) != 3 or any(isinstance(v, bool) or not isinstance(v, Integral) or v < 1 for v in shape):
                 raise InputError(f"input_shape must be (channels, height, width), got {input_shape!r}")
             self.input_shape = tuple(int(v) for v in shape)
             self.spatial_sizes(self.input_shape[1:])
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "depth": self.depth, "activation": self.activation,
-                "sigma_w": self.sigma_w, "sigma_b": describe_sigma_b(self.sigma_b),
-                "pooling": self.pooling,
-                "layers": [[layer.channels, list(layer.kernel_size), list(layer.stride),
-                            list(layer.padding)] for layer in self.layers],
-                "input_shape": None if self.input_shape is None else list(self.input_shape)}
+        return {
+            "kind": self.kind,
+            "depth": self.depth,
+            "activation": self.activation,
+            "sigma_w": self.sigma_w,
+            "sigma_b": describe_sigma_b(self.sigma_b),
+            "pooling": self.pooling,
+            "layers": [
+                [layer.channels, list(layer.kernel_size), list(layer.stride), list(layer.padding)]
+                for layer in self.layers
+            ],
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+        }
 
     def spatial_sizes(self, size: tuple) -> list:
         """(height, width) of the input and of each conv layer's output, for an input of ``size``."""
@@ -163,11 +185,11 @@ class ConvolutionalNNGP:
         if self.input_shape is not None and x.dim() == 2 and x.shape[1] == math.prod(self.input_shape):
             x = x.reshape(x.shape[0], *self.input_shape)
         if x.dim() != 4:
-            raise InputError(f"{name} must have shape (n, channels, height, width), got "
-                             f"{tuple(x.shape)}")
+            raise InputError(f"{name} must have shape (n, channels, height, width), got {tuple(x.shape)}")
         if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
-            raise InputError(f"{name} has inputs of shape {tuple(x.shape[1:])} but the kernel was "
-                             f"built for {self.input_shape}")
+            raise InputError(
+                f"{name} has inputs of shape {tuple(x.shape[1:])} but the kernel was built for {self.input_shape}"
+            )
         return x
 
     def _patches(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,25 +200,24 @@ class ConvolutionalNNGP:
 
     def _variances(self, patches: torch.Tensor, sizes: list) -> list:
         """Per-position pre-activation variances K(l)_{p,p}(x, x), each (n, h_l, w_l)."""
-        weight = self.sigma_w ** 2
+        weight = self.sigma_w**2
         var = (patches * patches).sum(dim=1).reshape(-1, *sizes[1])
         variances = [var.mul_(weight).add_(self.sigma_b[0] ** 2)]
         for layer, bias in zip(self.layers[1:], self.sigma_b[1:-1]):
             var = _window_mean(expected_square(variances[-1], self.activation), layer)
-            variances.append(var.mul_(weight).add_(bias ** 2))
+            variances.append(var.mul_(weight).add_(bias**2))
         return variances
 
     def _propagate(self, cov: torch.Tensor, var1: list, var2: list, shape1, shape2) -> torch.Tensor:
         """Run the first-layer covariance ``cov`` through every layer and the read-out; var1 and
         var2 are reshaped with ``shape1(v)`` / ``shape2(v)`` to broadcast against ``cov``, laid out
         as (a, b, h, w) for flatten and (h, w, h, w, ...) for gap."""
-        weight = self.sigma_w ** 2
-        pool, positions = (_window_mean, (-2, -1)) if self.pooling == "flatten" \
-            else (_window_mean_pairs, (0, 1, 2, 3))
+        weight = self.sigma_w**2
+        pool, positions = (_window_mean, (-2, -1)) if self.pooling == "flatten" else (_window_mean_pairs, (0, 1, 2, 3))
         cov = cov.mul_(weight).add_(self.sigma_b[0] ** 2)
         for depth, (layer, bias) in enumerate(zip(self.layers[1:], self.sigma_b[1:-1])):
             phi = expected_product(cov, shape1(var1[depth]), shape2(var2[depth]), self.activation)
-            cov = pool(phi, layer).mul_(weight).add_(bias ** 2)
+            cov = pool(phi, layer).mul_(weight).add_(bias**2)
         phi = expected_product(cov, shape1(var1[-1]), shape2(var2[-1]), self.activation)
         return phi.mean(dim=positions).mul_(weight).add_(self.sigma_b[-1] ** 2)
 
@@ -211,12 +232,17 @@ class ConvolutionalNNGP:
         sizes = self.spatial_sizes(x.shape[2:])
         patches = self._patches(x)
         variances = self._variances(patches, sizes)
-        weight, bias = self.sigma_w ** 2, self.sigma_b[-1] ** 2
+        weight, bias = self.sigma_w**2, self.sigma_b[-1] ** 2
         if self.pooling == "flatten":
             return expected_square(variances[-1], self.activation).mean(dim=(1, 2)).mul_(weight).add_(bias)
         cov = torch.einsum("nkp,nkq->pqn", patches, patches).reshape(*sizes[1], *sizes[1], -1)
-        return self._propagate(cov, variances, variances, lambda v: v.permute(1, 2, 0)[:, :, None, None],
-                               lambda v: v.permute(1, 2, 0)[None, None])
+        return self._propagate(
+            cov,
+            variances,
+            variances,
+            lambda v: v.permute(1, 2, 0)[:, :, None, None],
+            lambda v: v.permute(1, 2, 0)[None, None],
+        )
 
     def matrix(self, x1, x2=None, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
         """The (n1, n2) float64 kernel matrix on ``device``; ``x2=None`` gives K(x1, x1).
@@ -228,12 +254,15 @@ class ConvolutionalNNGP:
         x1 = self._images(x1, device, "x1")
         x2 = x1 if x2 is None else self._images(x2, device, "x2")
         if x2.shape[1:] != x1.shape[1:]:
-            raise InputError(f"x1 has inputs of shape {tuple(x1.shape[1:])} but x2 has "
-                             f"{tuple(x2.shape[1:])}; both must come from the same input space")
+            raise InputError(
+                f"x1 has inputs of shape {tuple(x1.shape[1:])} but x2 has "
+                f"{tuple(x2.shape[1:])}; both must come from the same input space"
+            )
         symmetric = x2 is x1
         sizes = self.spatial_sizes(x1.shape[2:])
-        positions = [math.prod(sizes[1])] + [(h + 2 * layer.padding[0]) * (w + 2 * layer.padding[1])
-                                             for (h, w), layer in zip(sizes[1:], self.layers[1:])]
+        positions = [math.prod(sizes[1])] + [
+            (h + 2 * layer.padding[0]) * (w + 2 * layer.padding[1]) for (h, w), layer in zip(sizes[1:], self.layers[1:])
+        ]
         per_pair = max(positions) ** (1 if self.pooling == "flatten" else 2)
         block_size = check_block_size(block_size, max(1, math.isqrt(_TILE_ELEMENTS // per_pair)))
         patches1 = self._patches(x1)
@@ -242,20 +271,37 @@ class ConvolutionalNNGP:
         var2 = var1 if symmetric else self._variances(patches2, sizes)
 
         if self.pooling == "flatten":
+
             def tile(rows, cols):
                 cov = torch.einsum("akp,bkp->abp", patches1[rows], patches2[cols])
-                return self._propagate(cov.reshape(*cov.shape[:2], *sizes[1]),
-                                       [v[rows] for v in var1], [v[cols] for v in var2],
-                                       lambda v: v[:, None], lambda v: v[None])
+                return self._propagate(
+                    cov.reshape(*cov.shape[:2], *sizes[1]),
+                    [v[rows] for v in var1],
+                    [v[cols] for v in var2],
+                    lambda v: v[:, None],
+                    lambda v: v[None],
+                )
         else:
+
             def tile(rows, cols):
                 cov = torch.einsum("akp,bkq->pqab", patches1[rows], patches2[cols])
-                return self._propagate(cov.reshape(*sizes[1], *sizes[1], *cov.shape[2:]),
-                                       [v[rows] for v in var1], [v[cols] for v in var2],
-                                       lambda v: v.permute(1, 2, 0)[:, :, None, None, :, None],
-                                       lambda v: v.permute(1, 2, 0)[None, None, :, :, None, :])
+                return self._propagate(
+                    cov.reshape(*sizes[1], *sizes[1], *cov.shape[2:]),
+                    [v[rows] for v in var1],
+                    [v[cols] for v in var2],
+                    lambda v: v.permute(1, 2, 0)[:, :, None, None, :, None],
+                    lambda v: v.permute(1, 2, 0)[None, None, :, :, None, :],
+                )
 
         diagonal = self.diagonal(x1, device=device) if symmetric else None
-        return fill_kernel(x1.shape[0], x2.shape[0], tile, symmetric=symmetric,
-                           block_size=block_size, device=device, quiet=quiet,
-                           desc=f"cnn-{self.activation}-{self.pooling} NNGP", diagonal=diagonal)
+        return fill_kernel(
+            x1.shape[0],
+            x2.shape[0],
+            tile,
+            symmetric=symmetric,
+            block_size=block_size,
+            device=device,
+            quiet=quiet,
+            desc=f"cnn-{self.activation}-{self.pooling} NNGP",
+            diagonal=diagonal,
+        )

@@ -18,8 +18,16 @@ import torch
 
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
-from pacbayes.kernels._blocks import (as_inputs, check_activation, check_block_size, check_depth,
-                                      check_sigma_b, check_sigma_w, describe_sigma_b, fill_kernel)
+from pacbayes.kernels._blocks import (
+    as_inputs,
+    check_activation,
+    check_block_size,
+    check_depth,
+    check_sigma_b,
+    check_sigma_w,
+    describe_sigma_b,
+    fill_kernel,
+)
 from pacbayes.kernels.activations import ACTIVATIONS, expected_product, expected_square
 
 
@@ -34,16 +42,22 @@ class FullyConnectedNNGP:
     kind = "nngp-fc"
     default_block_size = 2048
 
-    def __init__(self, depth: int, activation: str = "relu", sigma_w: float = 1.0,
-                 sigma_b: float | Sequence[float] = 0.0):
+    def __init__(
+        self, depth: int, activation: str = "relu", sigma_w: float = 1.0, sigma_b: float | Sequence[float] = 0.0
+    ):
         self.depth = check_depth(depth)
         self.activation = check_activation(activation, ACTIVATIONS)
         self.sigma_w = check_sigma_w(sigma_w)
         self.sigma_b = check_sigma_b(sigma_b, self.depth + 1)
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "depth": self.depth, "activation": self.activation,
-                "sigma_w": self.sigma_w, "sigma_b": describe_sigma_b(self.sigma_b)}
+        return {
+            "kind": self.kind,
+            "depth": self.depth,
+            "activation": self.activation,
+            "sigma_w": self.sigma_w,
+            "sigma_b": describe_sigma_b(self.sigma_b),
+        }
 
     def _flat_inputs(self, x, device, name):
         x = as_inputs(x, device, name)
@@ -51,11 +65,11 @@ class FullyConnectedNNGP:
 
     def _variances(self, x: torch.Tensor) -> list:
         """Pre-activation variances K(l)(x, x) for l = 0..depth, each of shape (n,)."""
-        weight = self.sigma_w ** 2
+        weight = self.sigma_w**2
         var = (x * x).sum(dim=1).mul_(weight / x.shape[1]).add_(self.sigma_b[0] ** 2)
         variances = [var]
         for bias in self.sigma_b[1:]:
-            var = expected_square(var, self.activation).mul_(weight).add_(bias ** 2)
+            var = expected_square(var, self.activation).mul_(weight).add_(bias**2)
             variances.append(var)
         return variances
 
@@ -79,21 +93,30 @@ class FullyConnectedNNGP:
         x1 = self._flat_inputs(x1, device, "x1")
         x2 = x1 if x2 is None else self._flat_inputs(x2, device, "x2")
         if x2.shape[1] != x1.shape[1]:
-            raise InputError(f"x1 has {x1.shape[1]} features per input but x2 has {x2.shape[1]}; "
-                             f"both must come from the same input space")
+            raise InputError(
+                f"x1 has {x1.shape[1]} features per input but x2 has {x2.shape[1]}; "
+                f"both must come from the same input space"
+            )
         symmetric = x2 is x1
         var1 = self._variances(x1)
         var2 = var1 if symmetric else self._variances(x2)
-        weight, dim = self.sigma_w ** 2, x1.shape[1]
+        weight, dim = self.sigma_w**2, x1.shape[1]
 
         def tile(rows, cols):
             cov = torch.mm(x1[rows], x2[cols].T).mul_(weight / dim).add_(self.sigma_b[0] ** 2)
             for layer, bias in enumerate(self.sigma_b[1:]):
-                cov = expected_product(cov, var1[layer][rows, None], var2[layer][None, cols],
-                                       self.activation)
-                cov.mul_(weight).add_(bias ** 2)
+                cov = expected_product(cov, var1[layer][rows, None], var2[layer][None, cols], self.activation)
+                cov.mul_(weight).add_(bias**2)
             return cov
 
-        return fill_kernel(x1.shape[0], x2.shape[0], tile, symmetric=symmetric,
-                           block_size=block_size, device=device, quiet=quiet,
-                           desc=f"fc-{self.activation} NNGP", diagonal=var1[-1] if symmetric else None)
+        return fill_kernel(
+            x1.shape[0],
+            x2.shape[0],
+            tile,
+            symmetric=symmetric,
+            block_size=block_size,
+            device=device,
+            quiet=quiet,
+            desc=f"fc-{self.activation} NNGP",
+            diagonal=var1[-1] if symmetric else None,
+        )

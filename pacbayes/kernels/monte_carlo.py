@@ -48,15 +48,22 @@ class MonteCarloNNGP:
     kind = "monte-carlo"
     default_block_size = 1024
 
-    def __init__(self, module: torch.nn.Module, samples: int, seed: int = 0, init_fn=None,
-                 batch_size: int = 64, entry_errors: bool = False):
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        samples: int,
+        seed: int = 0,
+        init_fn=None,
+        batch_size: int = 64,
+        entry_errors: bool = False,
+    ):
         if not isinstance(module, torch.nn.Module):
             raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         for name, value, low in (("samples", samples, 2), ("batch_size", batch_size, 1), ("seed", seed, 0)):
             checks.integer_at_least(value, name, low)
         if init_fn is not None and not callable(init_fn):
             raise InputError("init_fn must be a function init_fn(module) that re-initialises it in place")
-        module = as_plain_sequential(module)   # TorchScript Sequentials of torch.nn layers
+        module = as_plain_sequential(module)  # TorchScript Sequentials of torch.nn layers
         self.template = copy.deepcopy(module).to(device="cpu", dtype=torch.float64).eval()
         if init_fn is None:
             check_resettable(self.template, "pass init_fn(module) that re-initialises every parameter in place")
@@ -67,51 +74,65 @@ class MonteCarloNNGP:
         self.standard_error: torch.Tensor | None = None
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "module": type(self.template).__name__,
-                "parameters": sum(p.numel() for p in self.template.parameters()),
-                "samples": self.samples, "seed": self.seed,
-                "init": "reset_parameters" if self.init_fn is reset_parameters
-                else getattr(self.init_fn, "__name__", "init_fn")}
+        return {
+            "kind": self.kind,
+            "module": type(self.template).__name__,
+            "parameters": sum(p.numel() for p in self.template.parameters()),
+            "samples": self.samples,
+            "seed": self.seed,
+            "init": "reset_parameters"
+            if self.init_fn is reset_parameters
+            else getattr(self.init_fn, "__name__", "init_fn"),
+        }
 
     def _draw(self, seeds) -> tuple:
         """Stacked (parameters, buffers) of one re-initialisation per seed."""
         drawn = []
-        for value in seeds:   # the caller's CPU RNG stream is left untouched
+        for value in seeds:  # the caller's CPU RNG stream is left untouched
             with seeded_rng(int(value)), torch.no_grad():
                 self.init_fn(self.template)
-            drawn.append(({k: v.detach().clone() for k, v in self.template.named_parameters()},
-                          {k: v.detach().clone() for k, v in self.template.named_buffers()}))
+            drawn.append(
+                (
+                    {k: v.detach().clone() for k, v in self.template.named_parameters()},
+                    {k: v.detach().clone() for k, v in self.template.named_buffers()},
+                )
+            )
         return tuple({k: torch.stack([d[i][k] for d in drawn]) for k in drawn[0][i]} for i in (0, 1))
 
     @staticmethod
     def _evaluate(net, params, buffers, inputs) -> torch.Tensor:
         """Outputs (batch, n, ...) of every drawn initialisation on ``inputs``."""
-        if isinstance(net, torch.jit.ScriptModule):   # torch.func refuses jitted modules: one at a time
+        if isinstance(net, torch.jit.ScriptModule):  # torch.func refuses jitted modules: one at a time
             outputs = []
             for i in range(next(iter(params.values())).shape[0]):
                 for name, value in [*net.named_parameters(), *net.named_buffers()]:
                     value.copy_((params if name in params else buffers)[name][i])
                 outputs.append(net(inputs))
             return torch.stack(outputs)
-        return vmap(lambda p, b, x: functional_call(net, (p, b), (x,)), in_dims=(0, 0, None),
-                    randomness="error")(params, buffers, inputs)
+        return vmap(lambda p, b, x: functional_call(net, (p, b), (x,)), in_dims=(0, 0, None), randomness="error")(
+            params, buffers, inputs
+        )
 
     def _features(self, net, params, buffers, x, block_size) -> torch.Tensor:
         """Logits of every initialisation on every input: (n, batch) float64."""
         chunks = []
         for start in range(0, x.shape[0], block_size):
-            inputs = x[start:start + block_size]
+            inputs = x[start : start + block_size]
             try:
                 out = self._evaluate(net, params, buffers, inputs)
             except Exception as err:  # noqa: BLE001  (any failure of the user's forward pass)
-                raise InputError(f"the model failed on inputs of shape {tuple(inputs.shape)} "
-                                 f"({type(err).__name__}: {' '.join(str(err).split())[:300]}); check the "
-                                 f"input shape, and that forward() is deterministic with no "
-                                 f"data-dependent Python control flow") from None
+                raise InputError(
+                    f"the model failed on inputs of shape {tuple(inputs.shape)} "
+                    f"({type(err).__name__}: {' '.join(str(err).split())[:300]}); check the "
+                    f"input shape, and that forward() is deterministic with no "
+                    f"data-dependent Python control flow"
+                ) from None
             out = out.reshape(out.shape[0], out.shape[1], -1) if out.dim() > 1 else out
             if out.dim() != 3 or out.shape[1] != inputs.shape[0] or out.shape[2] != 1:
-                raise InputError(f"the model must output one logit per input, shape (n,) or (n, 1); "
-                                 f"got {tuple(out.shape[1:])} for {inputs.shape[0]} inputs")
+                raise InputError(
+                    f"the model must output one logit per input, shape (n,) or (n, 1); "
+                    f"got {tuple(out.shape[1:])} for {inputs.shape[0]} inputs"
+                )
             chunks.append(out[:, :, 0].T)
         return torch.cat(chunks)
 
@@ -120,10 +141,13 @@ class MonteCarloNNGP:
         net = copy.deepcopy(self.template).to(device)
         seeds = np.random.SeedSequence(self.seed).generate_state(self.samples)
         with torch.no_grad():
-            for start in progress(range(0, self.samples, self.batch_size), desc="Monte Carlo NNGP",
-                                  quiet=quiet, unit="batch"):
-                params, buffers = ({k: v.to(device) for k, v in part.items()}
-                                   for part in self._draw(seeds[start:start + self.batch_size]))
+            for start in progress(
+                range(0, self.samples, self.batch_size), desc="Monte Carlo NNGP", quiet=quiet, unit="batch"
+            ):
+                params, buffers = (
+                    {k: v.to(device) for k, v in part.items()}
+                    for part in self._draw(seeds[start : start + self.batch_size])
+                )
                 yield [self._features(net, params, buffers, x, block_size) for x in inputs]
 
     def diagonal(self, x, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
@@ -168,8 +192,11 @@ class MonteCarloNNGP:
         s = self.samples
         bound = float(moments[1].max().sqrt()) / float(np.sqrt(s))
         scale = float(moments[0].mean())
-        self.diagnostics = {"samples": s, "standard_error_bound": bound,
-                            "standard_error_bound_relative": bound / scale if scale > 0 else None}
+        self.diagnostics = {
+            "samples": s,
+            "standard_error_bound": bound,
+            "standard_error_bound_relative": bound / scale if scale > 0 else None,
+        }
         if squares is not None:
             variance = squares.div_(s).sub_(kernel * kernel).clamp_(min=0.0).mul_(s / (s - 1))
             self.standard_error = variance.div_(s).sqrt_()
@@ -178,5 +205,4 @@ class MonteCarloNNGP:
             eigenvalues = torch.linalg.eigvalsh(kernel)
             tolerance = eigenvalues.abs().max() * kernel.shape[0] * torch.finfo(torch.float64).eps
             rank = int((eigenvalues > tolerance).sum())
-            self.diagnostics.update(rank=rank, full_rank=rank == kernel.shape[0],
-                                    min_eigenvalue=float(eigenvalues[0]))
+            self.diagnostics.update(rank=rank, full_rank=rank == kernel.shape[0], min_eigenvalue=float(eigenvalues[0]))

@@ -79,12 +79,11 @@ def _fully_connected(layers: list, input_shape, sigma_w, sigma_b):
             return None
         linears.append(layer)
         between = []
-    if between or len(kinds) != 1 or linears[-1].out_features != 1 \
-            or linears[0].in_features != math.prod(input_shape):
+    if between or len(kinds) != 1 or linears[-1].out_features != 1 or linears[0].in_features != math.prod(input_shape):
         return None
-    return FullyConnectedNNGP(len(linears) - 1, kinds.pop(),
-                              _DEFAULT_SIGMA_W if sigma_w is None else sigma_w,
-                              _sigma_b(linears, sigma_b))
+    return FullyConnectedNNGP(
+        len(linears) - 1, kinds.pop(), _DEFAULT_SIGMA_W if sigma_w is None else sigma_w, _sigma_b(linears, sigma_b)
+    )
 
 
 def _conv_padding(conv: nn.Conv2d):
@@ -104,8 +103,14 @@ def _convolutional(layers: list, input_shape, sigma_w, sigma_b):
     while index + 1 < len(layers) and isinstance(layers[index], nn.Conv2d):
         conv, activation = layers[index], layers[index + 1]
         padding = _conv_padding(conv)
-        if (activation_name(activation) != "relu" or padding is None or conv.dilation != (1, 1)
-                or conv.groups != 1 or conv.padding_mode != "zeros" or conv.in_channels != channels):
+        if (
+            activation_name(activation) != "relu"
+            or padding is None
+            or conv.dilation != (1, 1)
+            or conv.groups != 1
+            or conv.padding_mode != "zeros"
+            or conv.in_channels != channels
+        ):
             return None
         specs.append((conv.out_channels, conv.kernel_size, conv.stride, padding))
         convs.append(conv)
@@ -117,11 +122,22 @@ def _convolutional(layers: list, input_shape, sigma_w, sigma_b):
         if (size if isinstance(size, tuple) else (size, size)) != (1, 1):
             return None
         head = head[1:]
-    if not specs or len(head) != 2 or not _is_flatten(head[0]) or not isinstance(head[1], nn.Linear) \
-            or head[1].out_features != 1:
+    if (
+        not specs
+        or len(head) != 2
+        or not _is_flatten(head[0])
+        or not isinstance(head[1], nn.Linear)
+        or head[1].out_features != 1
+    ):
         return None
-    kernel = ConvolutionalNNGP(specs, "relu", _DEFAULT_SIGMA_W if sigma_w is None else sigma_w,
-                               _sigma_b(convs + [head[1]], sigma_b), pooling, input_shape)
+    kernel = ConvolutionalNNGP(
+        specs,
+        "relu",
+        _DEFAULT_SIGMA_W if sigma_w is None else sigma_w,
+        _sigma_b(convs + [head[1]], sigma_b),
+        pooling,
+        input_shape,
+    )
     height, width = kernel.spatial_sizes(input_shape[1:])[-1]
     features = channels * (height * width if pooling == "flatten" else 1)
     return kernel if head[1].in_features == features else None
@@ -133,7 +149,7 @@ def nngp_for_module(module: nn.Module, input_shape, sigma_w=None, sigma_b=None):
     ``input_shape``: the shape of one input, without the batch dimension. See the module
     docstring for exactly which architectures are recognised and how sigma_w / sigma_b default.
     """
-    module = as_plain_sequential(module)   # TorchScript Sequentials of torch.nn layers
+    module = as_plain_sequential(module)  # TorchScript Sequentials of torch.nn layers
     if not isinstance(module, nn.Sequential):
         return None
     layers = _expand(module)

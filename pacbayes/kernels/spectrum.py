@@ -19,8 +19,7 @@ def min_eigenvalue(matrix: torch.Tensor, *, dense_limit: int = DENSE_LIMIT) -> t
     array = matrix.detach().cpu().numpy()
     start = np.random.default_rng(0).standard_normal(array.shape[0])
     try:
-        return float(eigsh(array, k=1, which="SA", tol=1e-8, v0=start, return_eigenvectors=False)[0]), \
-            "lanczos"
+        return float(eigsh(array, k=1, which="SA", tol=1e-8, v0=start, return_eigenvectors=False)[0]), "lanczos"
     except ArpackNoConvergence as err:
         if len(err.eigenvalues) == 0:
             return float("nan"), "lanczos, not converged"

@@ -13,13 +13,36 @@ plain modules, and re-initialising them under a seed.
 The supported torch.nn layer types are listed in :mod:`pacbayes.layers`.
 """
 
-from pacbayes.models.classifier import (classification_error, count_mistakes, labels_from_logits, model_outputs,
-                                        output_dim, predict_labels, zero_one_error)
+from pacbayes.models.classifier import (
+    classification_error,
+    count_mistakes,
+    labels_from_logits,
+    model_outputs,
+    output_dim,
+    predict_labels,
+    zero_one_error,
+)
 from pacbayes.models.initialise import check_resettable, reinitialise, reset_parameters, seeded_rng
 from pacbayes.models.loading import KINDS, archive_kind, instantiate_architecture, load_model, model_file_kind
 from pacbayes.models.programs import ExportedModel, as_plain_sequential
 
-__all__ = ["KINDS", "ExportedModel", "archive_kind", "as_plain_sequential", "check_resettable",
-           "classification_error", "count_mistakes", "instantiate_architecture", "labels_from_logits",
-           "load_model", "model_file_kind", "model_outputs", "output_dim", "predict_labels", "reinitialise",
-           "reset_parameters", "seeded_rng", "zero_one_error"]
+__all__ = [
+    "KINDS",
+    "ExportedModel",
+    "archive_kind",
+    "as_plain_sequential",
+    "check_resettable",
+    "classification_error",
+    "count_mistakes",
+    "instantiate_architecture",
+    "labels_from_logits",
+    "load_model",
+    "model_file_kind",
+    "model_outputs",
+    "output_dim",
+    "predict_labels",
+    "reinitialise",
+    "reset_parameters",
+    "seeded_rng",
+    "zero_one_error",
+]

@@ -48,8 +48,10 @@ def model_outputs(model, x, batch_size: int = 1024) -> torch.Tensor:
     try:
         with torch.no_grad():
             first = _checked_forward(model, x[:1].to(device=device, dtype=dtype), x.shape)
-            outputs = [first] + [_as_matrix(model(x[i:i + batch_size].to(device=device, dtype=dtype)))
-                                 for i in range(1, len(x), batch_size)]
+            outputs = [first] + [
+                _as_matrix(model(x[i : i + batch_size].to(device=device, dtype=dtype)))
+                for i in range(1, len(x), batch_size)
+            ]
     finally:
         model.train(was_training)
     return torch.cat(outputs).cpu()
@@ -78,11 +80,14 @@ def classification_error(model, ds, batch_size: int = 1024) -> float:
     outputs = model_outputs(model, ds.x, batch_size)
     k = outputs.shape[1]
     if k == 1 and ds.num_classes != 2:
-        raise InputError(f"the model has one output (a binary classifier) but {ds.name} has "
-                         f"{ds.num_classes} classes; binarise the data")
+        raise InputError(
+            f"the model has one output (a binary classifier) but {ds.name} has "
+            f"{ds.num_classes} classes; binarise the data"
+        )
     if k > 1 and k != ds.num_classes:
-        raise InputError(f"the model has {k} outputs but {ds.name} has {ds.num_classes} classes; "
-                         "use data with one class per output")
+        raise InputError(
+            f"the model has {k} outputs but {ds.name} has {ds.num_classes} classes; use data with one class per output"
+        )
     return count_mistakes(outputs, ds.labels) / len(outputs)
 
 
@@ -103,20 +108,20 @@ def _checked_forward(model, one, data_shape) -> torch.Tensor:
     except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as err:
         expected = _expected_input(model)
         hint = f"the model expects input {expected}" if expected else "the model rejects it"
-        raise InputError(f"the data's examples have shape {tuple(data_shape[1:])} but {hint} "
-                         f"({one_line(_strip_frames(err))}); check that the data's format and "
-                         "normalisation match how the model was trained") from None
+        raise InputError(
+            f"the data's examples have shape {tuple(data_shape[1:])} but {hint} "
+            f"({one_line(_strip_frames(err))}); check that the data's format and "
+            "normalisation match how the model was trained"
+        ) from None
 
 
 def _as_matrix(output) -> torch.Tensor:
     if isinstance(output, (tuple, list)) or not isinstance(output, torch.Tensor):
-        raise InputError(f"the model returns a {type(output).__name__}; a classifier must return "
-                         "one tensor of logits")
+        raise InputError(f"the model returns a {type(output).__name__}; a classifier must return one tensor of logits")
     if output.dim() == 1:
         return output.reshape(-1, 1)
     if output.dim() != 2:
-        raise InputError(f"the model's output has shape {tuple(output.shape)}; expected (n,) or "
-                         "(n, K) logits")
+        raise InputError(f"the model's output has shape {tuple(output.shape)}; expected (n,) or (n, K) logits")
     if not bool(torch.isfinite(output).all()):
         raise InputError("the model's outputs contain NaN or infinite values")
     return output

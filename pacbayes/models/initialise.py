@@ -30,13 +30,16 @@ from pacbayes.errors import InputError
 def check_resettable(module: torch.nn.Module, remedy: str) -> None:
     """InputError naming every submodule with parameters of its own but no ``reset_parameters()``;
     ``remedy``: what the caller can do instead (ends the message)."""
-    missing = [f"{name} ({type(layer).__name__})" if name else f"the model itself ({type(layer).__name__})"
-               for name, layer in module.named_modules()
-               if any(True for _ in layer.parameters(recurse=False))
-               and not callable(getattr(layer, "reset_parameters", None))]
+    missing = [
+        f"{name} ({type(layer).__name__})" if name else f"the model itself ({type(layer).__name__})"
+        for name, layer in module.named_modules()
+        if any(True for _ in layer.parameters(recurse=False)) and not callable(getattr(layer, "reset_parameters", None))
+    ]
     if missing:
-        raise InputError(f"module(s) {', '.join(missing)} hold parameters but have no reset_parameters(), "
-                         f"so they cannot be re-drawn with PyTorch's default initialisation; {remedy}")
+        raise InputError(
+            f"module(s) {', '.join(missing)} hold parameters but have no reset_parameters(), "
+            f"so they cannot be re-drawn with PyTorch's default initialisation; {remedy}"
+        )
 
 
 def reset_parameters(module: torch.nn.Module) -> None:
@@ -56,8 +59,9 @@ def seeded_rng(seed: int):
         yield
 
 
-def reinitialise(module: torch.nn.Module, seed: int, *, dtype=None,
-                 remedy: str = "give it a reset_parameters() method") -> torch.nn.Module:
+def reinitialise(
+    module: torch.nn.Module, seed: int, *, dtype=None, remedy: str = "give it a reset_parameters() method"
+) -> torch.nn.Module:
     """A copy of ``module`` on the CPU (cast to ``dtype`` first if given), re-initialised by the
     module docstring's rule under ``seed``; ``module`` and the global RNG are left untouched.
 

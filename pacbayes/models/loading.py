@@ -27,8 +27,11 @@ from pacbayes.errors import ModelLoadError, one_line
 from pacbayes.models.programs import ExportedModel
 
 KINDS = ("torchscript", "export", "state_dict", "pickled module")
-_KIND_NAMES = {"torchscript": "TorchScript archive", "export": "torch.export program",
-               "pickled module": "pickled module"}
+_KIND_NAMES = {
+    "torchscript": "TorchScript archive",
+    "export": "torch.export program",
+    "pickled module": "pickled module",
+}
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict")
 
 
@@ -48,14 +51,18 @@ def load_model(path, *, architecture=None, kwargs=None, trust_pickle=False) -> t
     content, kind = _load(path, trust_pickle=trust_pickle, peek=False)
     if kind == "state_dict":
         if architecture is None:
-            raise ModelLoadError(f"{path}: holds a state_dict (weights only); give its architecture "
-                                 "as module:Class (and its keyword arguments)")
+            raise ModelLoadError(
+                f"{path}: holds a state_dict (weights only); give its architecture "
+                "as module:Class (and its keyword arguments)"
+            )
         model = instantiate_architecture(architecture, kwargs)
         _load_state_dict_strict(model, content, path)
     else:
         if architecture is not None or kwargs:
-            raise ModelLoadError(f"{path}: is a {_KIND_NAMES[kind]}, which carries its own architecture; "
-                                 "an architecture is only needed for state_dict files")
+            raise ModelLoadError(
+                f"{path}: is a {_KIND_NAMES[kind]}, which carries its own architecture; "
+                "an architecture is only needed for state_dict files"
+            )
         model = content
     return model.eval()
 
@@ -81,15 +88,19 @@ def _load(path, *, trust_pickle, peek):
         raise
     except Exception as err:  # torch raises many types (RuntimeError, KeyError, UnpicklingError...)
         if "unsupported global" not in str(err).lower():
-            raise ModelLoadError(f"{path}: not a readable model file ({type(err).__name__}: "
-                                 f"{one_line(err)}); expected "
-                                 "TorchScript, torch.export, a state_dict or a pickled module") from None
+            raise ModelLoadError(
+                f"{path}: not a readable model file ({type(err).__name__}: "
+                f"{one_line(err)}); expected "
+                "TorchScript, torch.export, a state_dict or a pickled module"
+            ) from None
         if peek:
             return None, "pickled module"
         if not trust_pickle:
-            raise ModelLoadError(f"{path}: is a pickled Python object; unpickling it runs code from the "
-                                 "file: pass --trust-pickle only if you trust it, or save TorchScript, "
-                                 "torch.export or a state_dict instead") from None
+            raise ModelLoadError(
+                f"{path}: is a pickled Python object; unpickling it runs code from the "
+                "file: pass --trust-pickle only if you trust it, or save TorchScript, "
+                "torch.export or a state_dict instead"
+            ) from None
         return _unpickle_trusted(path), "pickled module"
     return _weights_only_content(content, path), "state_dict"
 
@@ -117,11 +128,12 @@ def _weights_only_content(content, path) -> dict:
             if isinstance(content.get(key), dict):
                 content = content[key]
                 break
-    if not isinstance(content, dict) or not content \
-            or not all(isinstance(v, torch.Tensor) for v in content.values()):
-        raise ModelLoadError(f"{path}: holds a {type(content).__name__}, not a model or a state_dict "
-                             "of tensors; save the model with torch.jit.save, torch.export.save "
-                             "or torch.save(model.state_dict())")
+    if not isinstance(content, dict) or not content or not all(isinstance(v, torch.Tensor) for v in content.values()):
+        raise ModelLoadError(
+            f"{path}: holds a {type(content).__name__}, not a model or a state_dict "
+            "of tensors; save the model with torch.jit.save, torch.export.save "
+            "or torch.save(model.state_dict())"
+        )
     return content
 
 
@@ -129,8 +141,10 @@ def _unpickle_trusted(path) -> torch.nn.Module:
     try:
         model = torch.load(path, map_location="cpu", weights_only=False)
     except (ImportError, AttributeError) as err:
-        raise ModelLoadError(f"{path}: the pickle names code that cannot be imported ({one_line(err)}); "
-                             "put the model's module on PYTHONPATH or save a state_dict") from None
+        raise ModelLoadError(
+            f"{path}: the pickle names code that cannot be imported ({one_line(err)}); "
+            "put the model's module on PYTHONPATH or save a state_dict"
+        ) from None
     except Exception as err:  # a trusted pickle can still be damaged in any number of ways
         raise ModelLoadError(f"{path}: cannot unpickle ({one_line(err)})") from None
     if not isinstance(model, torch.nn.Module):
@@ -158,13 +172,17 @@ def instantiate_architecture(architecture, kwargs=None) -> torch.nn.Module:
             module = importlib.import_module(where)
         cls = getattr(module, name)
     except (ImportError, AttributeError) as err:
-        raise ModelLoadError(f"cannot import architecture {architecture} ({one_line(err)}); "
-                             "check the module path (on PYTHONPATH) and the class name") from None
+        raise ModelLoadError(
+            f"cannot import architecture {architecture} ({one_line(err)}); "
+            "check the module path (on PYTHONPATH) and the class name"
+        ) from None
     try:
         model = cls(**kwargs)
     except Exception as err:  # the user's constructor may raise anything
-        raise ModelLoadError(f"cannot build {architecture}(**{kwargs}) ({type(err).__name__}: "
-                             f"{one_line(err)}); check the architecture kwargs") from None
+        raise ModelLoadError(
+            f"cannot build {architecture}(**{kwargs}) ({type(err).__name__}: "
+            f"{one_line(err)}); check the architecture kwargs"
+        ) from None
     if not isinstance(model, torch.nn.Module):
         raise ModelLoadError(f"{architecture} builds a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -174,12 +192,23 @@ def _load_state_dict_strict(model, state, path) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
-                  if k in state and state[k].shape != expected[k].shape]
-    problems = [f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                   ("shape mismatch (file vs architecture)", mismatched)) if keys]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+        for what, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatch (file vs architecture)", mismatched),
+        )
+        if keys
+    ]
     if problems:
-        raise ModelLoadError(f"{path}: the state_dict does not fit the architecture ({'; '.join(problems)}); "
-                             "check the architecture and its kwargs")
+        raise ModelLoadError(
+            f"{path}: the state_dict does not fit the architecture ({'; '.join(problems)}); "
+            "check the architecture and its kwargs"
+        )
     model.load_state_dict(state, strict=True)

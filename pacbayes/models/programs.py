@@ -25,10 +25,12 @@ class ExportedModel(torch.nn.Module):
         super().__init__()
         user_inputs = program.graph_signature.user_inputs
         if len(user_inputs) != 1:
-            raise ModelLoadError(f"the exported program takes {len(user_inputs)} inputs; "
-                                 "a classifier must take one tensor x")
-        example = next(node.meta["val"] for node in program.graph.nodes
-                       if node.op == "placeholder" and node.name == user_inputs[0])
+            raise ModelLoadError(
+                f"the exported program takes {len(user_inputs)} inputs; a classifier must take one tensor x"
+            )
+        example = next(
+            node.meta["val"] for node in program.graph.nodes if node.op == "placeholder" and node.name == user_inputs[0]
+        )
         self.input_shape = tuple(s if isinstance(s, int) else None for s in example.shape)
         self.static_batch = self.input_shape[0] if self.input_shape else None
         self.exported = program
@@ -45,7 +47,7 @@ class ExportedModel(torch.nn.Module):
         for chunk in torch.split(x, self.static_batch):
             padding = self.static_batch - chunk.shape[0]
             padded = torch.cat([chunk, chunk[:1].expand(padding, *chunk.shape[1:])]) if padding else chunk
-            outputs.append(self.program(padded)[:chunk.shape[0]])
+            outputs.append(self.program(padded)[: chunk.shape[0]])
         return torch.cat(outputs)
 
 
@@ -121,9 +123,11 @@ def _rebuild_program(program):
     parameters; else None."""
     aten = torch.ops.aten
     activations = _elementwise_operations()
-    parameters = {placeholder: program.state_dict[name]
-                  for placeholder, name in program.graph_signature.inputs_to_parameters.items()
-                  if name in program.state_dict}
+    parameters = {
+        placeholder: program.state_dict[name]
+        for placeholder, name in program.graph_signature.inputs_to_parameters.items()
+        if name in program.state_dict
+    }
     layers, previous = [], None
     for node in program.graph.nodes:
         if node.op != "call_function":
@@ -135,14 +139,25 @@ def _rebuild_program(program):
             return None
         weights = [parameters.get(getattr(a, "name", None)) for a in args[1:3]]
         if node.target is aten.linear.default and weights[0] is not None:
-            layer = torch.nn.Linear(weights[0].shape[1], weights[0].shape[0], bias=len(args) > 2 and
-                                    weights[1] is not None, dtype=weights[0].dtype)
+            layer = torch.nn.Linear(
+                weights[0].shape[1],
+                weights[0].shape[0],
+                bias=len(args) > 2 and weights[1] is not None,
+                dtype=weights[0].dtype,
+            )
         elif node.target is aten.conv2d.default and weights[0] is not None:
-            stride, padding, dilation, groups = (args[3:] + [1, 0, 1, 1][len(args[3:]):])[:4]
-            layer = torch.nn.Conv2d(weights[0].shape[1] * groups, weights[0].shape[0],
-                                    tuple(weights[0].shape[2:]), stride=stride, padding=padding,
-                                    dilation=dilation, groups=groups,
-                                    bias=len(args) > 2 and weights[1] is not None, dtype=weights[0].dtype)
+            stride, padding, dilation, groups = (args[3:] + [1, 0, 1, 1][len(args[3:]) :])[:4]
+            layer = torch.nn.Conv2d(
+                weights[0].shape[1] * groups,
+                weights[0].shape[0],
+                tuple(weights[0].shape[2:]),
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                bias=len(args) > 2 and weights[1] is not None,
+                dtype=weights[0].dtype,
+            )
         elif node.target in activations and len(args) == 1:
             layer = activations[node.target]()
         elif node.target is aten.flatten.using_ints:

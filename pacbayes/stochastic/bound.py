@@ -34,8 +34,9 @@ def _checked_data(x, labels):
     if not isinstance(x, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise InputError("x and labels must be torch tensors")
     if labels.dim() != 1 or len(labels) != len(x):
-        raise InputError(f"labels must be a vector with one entry per input, got shape {tuple(labels.shape)} "
-                         f"for {len(x)} inputs")
+        raise InputError(
+            f"labels must be a vector with one entry per input, got shape {tuple(labels.shape)} for {len(x)} inputs"
+        )
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise InputError("labels must be integer class indices (int64), e.g. 0/1 for a binary task")
     if not x.dtype.is_floating_point or not torch.isfinite(x).all():
@@ -60,29 +61,44 @@ def _attempt_number(attempt, attempts_ledger, model, x, labels, settings) -> int
     return checks.sample_size(attempt, name="attempt", minimum=1)
 
 
-def _prior(model, layout, x, labels, prior_split, init_state, init_seed, seed, schedule, split_gen, train_gen,
-           quiet):
+def _prior(model, layout, x, labels, prior_split, init_state, init_seed, seed, schedule, split_gen, train_gen, quiet):
     """The prior and the indices of the points the bound is computed on."""
     m = len(labels)
     if prior_split == 0.0:
         return data_independent_prior(model, init_state, init_seed), torch.arange(m)
     m_prior = int(round(prior_split * m))
     if m_prior < 1 or m - m_prior < 8:
-        raise InputError(f"prior_split={prior_split} leaves {m_prior} prior and {m - m_prior} bound points; "
-                         "both parts need points (the bound needs >= 8): choose a split in (0, 1) such as 0.5")
+        raise InputError(
+            f"prior_split={prior_split} leaves {m_prior} prior and {m - m_prior} bound points; "
+            "both parts need points (the bound needs >= 8): choose a split in (0, 1) such as 0.5"
+        )
     order = torch.randperm(m, generator=split_gen)
     held_out, rest = order[:m_prior], order[m_prior:]
     if init_state is None and init_seed is None:
-        start = Prior(reinitialised(model, seed), "init-seed",
-                      f"the architecture re-initialised with torch.manual_seed({int(seed)})")
+        start = Prior(
+            reinitialised(model, seed),
+            "init-seed",
+            f"the architecture re-initialised with torch.manual_seed({int(seed)})",
+        )
     else:
         start = data_independent_prior(model, init_state, init_seed)
     device = next(model.parameters()).device
-    mean = fit_prior_mean(model, layout, layout.flatten(start.mean), x[held_out.to(device)],
-                          labels[held_out.to(device)], schedule=schedule, generator=train_gen, quiet=quiet)
-    return Prior(layout.unflatten(mean), "data-dependent",
-                 f"N(w_prior, lambda I), w_prior learned on {m_prior} held-out training points starting "
-                 f"from {start.description.split(', w0 = ')[-1]}; the bound uses the other {m - m_prior}"), rest
+    mean = fit_prior_mean(
+        model,
+        layout,
+        layout.flatten(start.mean),
+        x[held_out.to(device)],
+        labels[held_out.to(device)],
+        schedule=schedule,
+        generator=train_gen,
+        quiet=quiet,
+    )
+    return Prior(
+        layout.unflatten(mean),
+        "data-dependent",
+        f"N(w_prior, lambda I), w_prior learned on {m_prior} held-out training points starting "
+        f"from {start.description.split(', w0 = ')[-1]}; the bound uses the other {m - m_prior}",
+    ), rest
 
 
 @dataclass(frozen=True)
@@ -98,8 +114,9 @@ class StochasticCertificate:
         """Monte Carlo 0-1 error of the certified stochastic network on (x, labels), n weight draws."""
         device = self.posterior.mean.device
         gen = torch.Generator(device=device).manual_seed(int(seed))
-        return sampled_error(self.network, self.posterior, x.float().to(device), labels.long().to(device), n,
-                             generator=gen)
+        return sampled_error(
+            self.network, self.posterior, x.float().to(device), labels.long().to(device), n, generator=gen
+        )
 
 
 def stochastic_bound(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, **options) -> list:
@@ -107,13 +124,26 @@ def stochastic_bound(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tens
     return [certify_stochastic_network(model, x, labels, **options).result]
 
 
-def certify_stochastic_network(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, *,
-                               delta: float = 0.05, init_state=None, init_seed: Optional[int] = None,
-                               objective: str = "dr", prior_split: float = 0.0, mc_samples: int = 1000,
-                               seed: int = 0, fixed_mean: bool = False, schedule: Schedule = Schedule(),
-                               prior_schedule: Schedule = DEFAULT_PRIOR_SCHEDULE,
-                               attempt: Optional[int] = None, attempts_ledger=None, device=None,
-                               quiet: bool = True) -> StochasticCertificate:
+def certify_stochastic_network(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    delta: float = 0.05,
+    init_state=None,
+    init_seed: Optional[int] = None,
+    objective: str = "dr",
+    prior_split: float = 0.0,
+    mc_samples: int = 1000,
+    seed: int = 0,
+    fixed_mean: bool = False,
+    schedule: Schedule = Schedule(),
+    prior_schedule: Schedule = DEFAULT_PRIOR_SCHEDULE,
+    attempt: Optional[int] = None,
+    attempts_ledger=None,
+    device=None,
+    quiet: bool = True,
+) -> StochasticCertificate:
     """Certified bound on the error of the stochastic network N(w, diag(s)) around ``model``'s weights.
 
     model: any nn.Module outputting one logit (binary, class 1 where > 0) or K logits (argmax).
@@ -138,8 +168,13 @@ def certify_stochastic_network(model: torch.nn.Module, x: torch.Tensor, labels: 
     mc_samples = checks.sample_size(mc_samples, name="mc_samples", minimum=1)
     x, labels = _checked_data(x, labels)
     checks.sample_size(len(labels), name="the number of training points m", minimum=8)
-    settings = {"objective": objective, "prior_split": prior_split, "seed": int(seed), "mc_samples": mc_samples,
-                "fixed_mean": bool(fixed_mean)}
+    settings = {
+        "objective": objective,
+        "prior_split": prior_split,
+        "seed": int(seed),
+        "mc_samples": mc_samples,
+        "fixed_mean": bool(fixed_mean),
+    }
     attempt = _attempt_number(attempt, attempts_ledger, model, x, labels, settings)
     delta_attempt = bounds.series_delta(attempt, delta)
     parts = bounds.split_delta(delta_attempt, {"pac_bayes_kl": 1.0, "sample_convergence": 1.0})
@@ -154,31 +189,57 @@ def certify_stochastic_network(model: torch.nn.Module, x: torch.Tensor, labels: 
 
     trained = parameters_of(net)
     layout = Layout.of(trained)
-    prior, bound_idx = _prior(net, layout, x, labels, prior_split, init_state, init_seed, seed, prior_schedule,
-                              split_gen, train_gen, quiet)
+    prior, bound_idx = _prior(
+        net, layout, x, labels, prior_split, init_state, init_seed, seed, prior_schedule, split_gen, train_gen, quiet
+    )
     bound_idx = bound_idx.to(device)
     xb, yb = x[bound_idx], labels[bound_idx]
     m = len(yb)
     prior_mean = layout.flatten(prior.mean)
-    posterior, lam = fit_posterior(net, layout, layout.flatten(trained), prior_mean, xb, yb, objective=objective,
-                                   delta=parts["pac_bayes_kl"], fixed_mean=fixed_mean, schedule=schedule,
-                                   generator=train_gen, quiet=quiet)
+    posterior, lam = fit_posterior(
+        net,
+        layout,
+        layout.flatten(trained),
+        prior_mean,
+        xb,
+        yb,
+        objective=objective,
+        delta=parts["pac_bayes_kl"],
+        fixed_mean=fixed_mean,
+        schedule=schedule,
+        generator=train_gen,
+        quiet=quiet,
+    )
     sampled = sampled_error(net, posterior, xb, yb, mc_samples, generator=mc_gen, quiet=quiet)
-    cert = certify(posterior, prior_mean, lam, sampled, mc_samples, m, parts["pac_bayes_kl"],
-                   parts["sample_convergence"])
+    cert = certify(
+        posterior, prior_mean, lam, sampled, mc_samples, m, parts["pac_bayes_kl"], parts["sample_convergence"]
+    )
     details = {
-        "objective": objective, "kl": cert["kl"], "sampled_error": sampled, "mc_samples": mc_samples,
-        "empirical_error_bound": cert["empirical_bound"], "prior_variance": cert["lambda"], "grid_index": cert["j"],
-        "prior_kind": prior.kind, "prior": prior.description, "m": m, "m_prior": len(labels) - m,
-        "parameters": posterior.size(), "mean_mode": "fixed" if fixed_mean else "optimised",
+        "objective": objective,
+        "kl": cert["kl"],
+        "sampled_error": sampled,
+        "mc_samples": mc_samples,
+        "empirical_error_bound": cert["empirical_bound"],
+        "prior_variance": cert["lambda"],
+        "grid_index": cert["j"],
+        "prior_kind": prior.kind,
+        "prior": prior.description,
+        "m": m,
+        "m_prior": len(labels) - m,
+        "parameters": posterior.size(),
+        "mean_mode": "fixed" if fixed_mean else "optimised",
         "posterior_std_median": float(torch.exp(0.5 * posterior.log_var.double()).median()),
         "mean_network_error": deterministic_error(net, posterior.mean_params(), xb, yb),
         "model_error": deterministic_error(net, trained, xb, yb),
-        "dziugaite_roy_form": cert["dziugaite_roy_form"], "attempt": attempt, "seed": int(seed),
-        "device": str(device), "seconds": time.perf_counter() - started,
+        "dziugaite_roy_form": cert["dziugaite_roy_form"],
+        "attempt": attempt,
+        "seed": int(seed),
+        "device": str(device),
+        "seconds": time.perf_counter() - started,
     }
-    return StochasticCertificate(_bound_result(cert, details, delta, delta_attempt, parts, prior, fixed_mean),
-                                 posterior, net)
+    return StochasticCertificate(
+        _bound_result(cert, details, delta, delta_attempt, parts, prior, fixed_mean), posterior, net
+    )
 
 
 def _bound_result(cert, details, delta, delta_attempt, parts, prior, fixed_mean) -> BoundResult:
@@ -188,8 +249,11 @@ def _bound_result(cert, details, delta, delta_attempt, parts, prior, fixed_mean)
         "pac_bayes_kl": cert["delta_j"],
         "sample_convergence": parts["sample_convergence"],
     }
-    mean_kind = ("w = the given model's trained weights (fixed-mean mode)" if fixed_mean else
-                 "w optimised starting from the given model's trained weights")
+    mean_kind = (
+        "w = the given model's trained weights (fixed-mean mode)"
+        if fixed_mean
+        else "w optimised starting from the given model's trained weights"
+    )
     assumptions = (
         "the training points are iid draws from the data distribution",
         "the prior mean was fixed before seeing the bound's points: " + prior.description,
@@ -199,8 +263,15 @@ def _bound_result(cert, details, delta, delta_attempt, parts, prior, fixed_mean)
     )
     return BoundResult(
         name="dziugaite-roy" if details["objective"] == "dr" else f"pbb-{details['objective']}",
-        value=cert["value"], certified=True,
-        certifies=(f"the stochastic network N(w, diag(s)) (a fresh weight draw per prediction), {mean_kind}; "
-                   "not the deterministic network"),
-        delta=ledger, assumptions=assumptions, details=details, family="dziugaite-roy",
-        classifier="stochastic-network")
+        value=cert["value"],
+        certified=True,
+        certifies=(
+            f"the stochastic network N(w, diag(s)) (a fresh weight draw per prediction), {mean_kind}; "
+            "not the deterministic network"
+        ),
+        delta=ledger,
+        assumptions=assumptions,
+        details=details,
+        family="dziugaite-roy",
+        classifier="stochastic-network",
+    )

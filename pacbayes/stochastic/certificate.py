@@ -21,29 +21,49 @@ from pacbayes.stochastic.network import forward
 
 
 @torch.no_grad()
-def sampled_error(model, posterior: DiagonalGaussian, x: torch.Tensor, labels: torch.Tensor, n: int, *,
-                  generator: torch.Generator, batch_size: int = 5000, quiet: bool = True) -> float:
+def sampled_error(
+    model,
+    posterior: DiagonalGaussian,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    n: int,
+    *,
+    generator: torch.Generator,
+    batch_size: int = 5000,
+    quiet: bool = True,
+) -> float:
     """hat e_n: mean 0-1 error over n weight draws from ``posterior``, each scored on all of (x, labels)."""
     wrong = 0
     for _ in progress(range(n), desc="Monte Carlo error", quiet=quiet, unit="net"):
         params = posterior.sample(generator)
         for start in range(0, len(labels), batch_size):
-            wrong += count_mistakes(forward(model, params, x[start:start + batch_size]),
-                                    labels[start:start + batch_size])
+            wrong += count_mistakes(
+                forward(model, params, x[start : start + batch_size]), labels[start : start + batch_size]
+            )
     return wrong / (n * len(labels))
 
 
 @torch.no_grad()
 def deterministic_error(model, params: dict, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 5000) -> float:
     """0-1 error of the network at fixed ``params``."""
-    wrong = sum(count_mistakes(forward(model, params, x[s:s + batch_size]), labels[s:s + batch_size])
-                for s in range(0, len(labels), batch_size))
+    wrong = sum(
+        count_mistakes(forward(model, params, x[s : s + batch_size]), labels[s : s + batch_size])
+        for s in range(0, len(labels), batch_size)
+    )
     return wrong / len(labels)
 
 
 @torch.no_grad()
-def certify(posterior: DiagonalGaussian, prior_mean: torch.Tensor, prior_variance: float, sampled: float, n: int,
-            m: int, delta_kl: float, delta_sc: float) -> dict:
+def certify(
+    posterior: DiagonalGaussian,
+    prior_mean: torch.Tensor,
+    prior_variance: float,
+    sampled: float,
+    n: int,
+    m: int,
+    delta_kl: float,
+    delta_sc: float,
+) -> dict:
     """The certified bound from hat e_n, with the grid point j that gives the smallest value.
 
     Returns value, j, lambda, KL (nats), the sample-convergence bound on hat e(Q), the Dziugaite-Roy
@@ -59,6 +79,13 @@ def certify(posterior: DiagonalGaussian, prior_mean: torch.Tensor, prior_varianc
         value = bounds.pac_bayes_kl_bound(empirical, kl, m, delta_j)
         if best is None or value < best["value"]:
             dr_form = bounds.kl_inverse_upper(empirical, bounds.dziugaite_roy_complexity(kl, m, delta_kl, j))
-            best = {"value": value, "j": j, "lambda": lam, "kl": kl, "delta_j": delta_j,
-                    "empirical_bound": empirical, "dziugaite_roy_form": dr_form}
+            best = {
+                "value": value,
+                "j": j,
+                "lambda": lam,
+                "kl": kl,
+                "delta_j": delta_j,
+                "empirical_bound": empirical,
+                "dziugaite_roy_form": dr_form,
+            }
     return best

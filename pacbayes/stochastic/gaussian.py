@@ -31,12 +31,16 @@ class Layout:
 
     def unflatten(self, flat: torch.Tensor) -> dict:
         sizes = [int(torch.Size(shape).numel()) for shape in self.shapes]
-        return {name: part.view(shape)
-                for name, shape, part in zip(self.names, self.shapes, torch.split(flat, sizes))}
+        return {name: part.view(shape) for name, shape, part in zip(self.names, self.shapes, torch.split(flat, sizes))}
 
 
-def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor, prior_mean: torch.Tensor,
-                log_prior_var: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def gaussian_kl(
+    mean: torch.Tensor,
+    log_var: torch.Tensor,
+    prior_mean: torch.Tensor,
+    log_prior_var: torch.Tensor,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     """KL(N(mean, diag(exp(log_var))) || N(prior_mean, exp(log_prior_var) I)) in nats.
 
     Flat vectors of equal length and a scalar ``log_prior_var``; differentiable in all but

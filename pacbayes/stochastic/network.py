@@ -52,6 +52,8 @@ def check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
     """Refuse labels that the model's output cannot represent."""
     classes = 2 if logits.dim() == 1 else logits.shape[1]
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
-        raise InputError(f"labels must lie in 0..{classes - 1} for a model with "
-                         f"{'one logit' if classes == 2 and logits.dim() == 1 else f'{classes} logits'}; "
-                         "binarise the labels or use a matching model")
+        raise InputError(
+            f"labels must lie in 0..{classes - 1} for a model with "
+            f"{'one logit' if classes == 2 and logits.dim() == 1 else f'{classes} logits'}; "
+            "binarise the labels or use a matching model"
+        )

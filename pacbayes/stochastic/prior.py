@@ -39,16 +39,22 @@ def _load_state(init_state: Union[str, Path, Mapping]) -> Mapping:
     if not path.is_file():
         raise InputError(f"init checkpoint {str(path)!r} does not exist; pass the file saved at initialisation")
     if archive_kind(path) in ("torchscript", "export"):
-        raise ModelLoadError(f"init checkpoint {str(path)!r} is a {archive_kind(path)} archive, not a state dict; "
-                             "save it with torch.save(model.state_dict(), path)")
+        raise ModelLoadError(
+            f"init checkpoint {str(path)!r} is a {archive_kind(path)} archive, not a state dict; "
+            "save it with torch.save(model.state_dict(), path)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for corrupt or pickled-code files
-        raise ModelLoadError(f"cannot read init checkpoint {str(path)!r} as a weights-only state dict "
-                             f"({type(err).__name__}); save it with torch.save(model.state_dict(), path)") from err
+        raise ModelLoadError(
+            f"cannot read init checkpoint {str(path)!r} as a weights-only state dict "
+            f"({type(err).__name__}); save it with torch.save(model.state_dict(), path)"
+        ) from err
     if not isinstance(state, Mapping):
-        raise ModelLoadError(f"init checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict; "
-                             "save it with torch.save(model.state_dict(), path)")
+        raise ModelLoadError(
+            f"init checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict; "
+            "save it with torch.save(model.state_dict(), path)"
+        )
     return state
 
 
@@ -74,8 +80,11 @@ def reinitialised(model: torch.nn.Module, seed: int) -> dict:
     initialisation when the model was built as ``torch.manual_seed(seed); model = Net()`` with
     default layer initialisers. A layer with parameters but no ``reset_parameters`` is refused.
     """
-    clone = reinitialise(model, seed, remedy="--init-seed cannot re-create the initialisation: pass the "
-                                             "init checkpoint instead (--init INIT.pt)")
+    clone = reinitialise(
+        model,
+        seed,
+        remedy="--init-seed cannot re-create the initialisation: pass the init checkpoint instead (--init INIT.pt)",
+    )
     device = next(model.parameters()).device
     return {name: p.detach().to(device) for name, p in clone.named_parameters()}
 
@@ -83,10 +92,12 @@ def reinitialised(model: torch.nn.Module, seed: int) -> dict:
 def _check_not_trained(mean: dict, trained: dict, source: str) -> None:
     num = sum(float(((trained[n].double() - w0.double()) ** 2).sum()) for n, w0 in mean.items())
     den = sum(float((w.double() ** 2).sum()) for w in trained.values())
-    if num <= (_SAME_AS_TRAINED ** 2) * den:
-        raise InputError(f"{source} equals the trained weights: a prior centred there depends on the training "
-                         "data and the bound would be invalid; pass the weights saved before training, or use "
-                         "a data-dependent prior (prior_split > 0)")
+    if num <= (_SAME_AS_TRAINED**2) * den:
+        raise InputError(
+            f"{source} equals the trained weights: a prior centred there depends on the training "
+            "data and the bound would be invalid; pass the weights saved before training, or use "
+            "a data-dependent prior (prior_split > 0)"
+        )
 
 
 def data_independent_prior(model: torch.nn.Module, init_state=None, init_seed: Optional[int] = None) -> Prior:
@@ -102,7 +113,10 @@ def data_independent_prior(model: torch.nn.Module, init_state=None, init_seed: O
     if init_seed is not None:
         mean = reinitialised(model, init_seed)
         _check_not_trained(mean, trained, f"the initialisation from seed {init_seed}")
-        return Prior(mean, "init-seed", f"N(w0, lambda I), w0 = the architecture re-initialised with "
-                                        f"torch.manual_seed({int(init_seed)})")
+        return Prior(
+            mean,
+            "init-seed",
+            f"N(w0, lambda I), w0 = the architecture re-initialised with torch.manual_seed({int(init_seed)})",
+        )
     zeros = {name: torch.zeros_like(w) for name, w in trained.items()}
     return Prior(zeros, "zero", "N(0, lambda I), zero-centred (no init given: valid but usually looser)")

@@ -36,8 +36,12 @@ class Schedule:
     init_log_ratio: float = -2.0
 
     def __post_init__(self):
-        if int(self.epochs) != self.epochs or self.epochs < 1 or int(self.batch_size) != self.batch_size \
-                or self.batch_size < 1:
+        if (
+            int(self.epochs) != self.epochs
+            or self.epochs < 1
+            or int(self.batch_size) != self.batch_size
+            or self.batch_size < 1
+        ):
             raise InputError(f"epochs and batch_size must be integers >= 1, got {self.epochs}, {self.batch_size}")
         if not (self.lr > 0.0 and self.lr_var > 0.0 and math.isfinite(self.lr) and math.isfinite(self.lr_var)):
             raise InputError(f"learning rates must be finite and > 0, got lr={self.lr}, lr_var={self.lr_var}")
@@ -49,15 +53,24 @@ def _batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator, device=generator.device)
         for start in range(0, n, batch_size):
-            yield order[start:start + batch_size]
+            yield order[start : start + batch_size]
 
 
 def _steps(n: int, schedule: Schedule) -> int:
     return schedule.epochs * math.ceil(n / schedule.batch_size)
 
 
-def fit_prior_mean(model, layout: Layout, start: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, *,
-                   schedule: Schedule, generator: torch.Generator, quiet: bool = True) -> torch.Tensor:
+def fit_prior_mean(
+    model,
+    layout: Layout,
+    start: torch.Tensor,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    schedule: Schedule,
+    generator: torch.Generator,
+    quiet: bool = True,
+) -> torch.Tensor:
     """ERM on the held-out prior set: SGD with momentum 0.9 on the logistic surrogate from ``start``.
 
     This is PBB's data-dependent prior mean (Pérez-Ortiz et al. 2021, Section 4, without dropout);
@@ -65,8 +78,13 @@ def fit_prior_mean(model, layout: Layout, start: torch.Tensor, x: torch.Tensor, 
     """
     flat = start.detach().clone().requires_grad_(True)
     opt = torch.optim.SGD([flat], lr=schedule.lr, momentum=0.9)
-    bar = progress(_batches(len(labels), schedule.batch_size, schedule.epochs, generator),
-                   total=_steps(len(labels), schedule), desc="prior mean", quiet=quiet, unit="step")
+    bar = progress(
+        _batches(len(labels), schedule.batch_size, schedule.epochs, generator),
+        total=_steps(len(labels), schedule),
+        desc="prior mean",
+        quiet=quiet,
+        unit="step",
+    )
     for idx in bar:
         opt.zero_grad()
         logistic_surrogate(forward(model, layout.unflatten(flat), x[idx]), labels[idx]).backward()
@@ -92,10 +110,21 @@ def objective_value(objective: str, risk, kl, m: int, delta: float, j, tradeoff=
     return bounds.pbb_lambda(risk, complexity, tradeoff)
 
 
-def fit_posterior(model, layout: Layout, start: torch.Tensor, prior_mean: torch.Tensor, x: torch.Tensor,
-                  labels: torch.Tensor, *,
-                  objective: str, delta: float, fixed_mean: bool, schedule: Schedule,
-                  generator: torch.Generator, quiet: bool = True):
+def fit_posterior(
+    model,
+    layout: Layout,
+    start: torch.Tensor,
+    prior_mean: torch.Tensor,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    objective: str,
+    delta: float,
+    fixed_mean: bool,
+    schedule: Schedule,
+    generator: torch.Generator,
+    quiet: bool = True,
+):
     """Minimise ``objective`` over (w, s, lambda) on the bound set (x, labels), starting at w = ``start``.
 
     With ``fixed_mean`` w stays at ``start``; only s and lambda move. ``delta`` is the failure
@@ -115,8 +144,13 @@ def fit_posterior(model, layout: Layout, start: torch.Tensor, prior_mean: torch.
     opt = torch.optim.Adam(groups)
     log_c = math.log(bounds.DR_GRID_C)
     tradeoff = 1.0
-    bar = progress(_batches(m, schedule.batch_size, schedule.epochs, generator),
-                   total=_steps(m, schedule), desc=f"posterior ({objective})", quiet=quiet, unit="step")
+    bar = progress(
+        _batches(m, schedule.batch_size, schedule.epochs, generator),
+        total=_steps(m, schedule),
+        desc=f"posterior ({objective})",
+        quiet=quiet,
+        unit="step",
+    )
     for idx in bar:
         opt.zero_grad()
         risk = surrogate(forward(model, posterior.sample(generator), x[idx]), labels[idx])
@@ -125,8 +159,12 @@ def fit_posterior(model, layout: Layout, start: torch.Tensor, prior_mean: torch.
         loss = objective_value(objective, risk, kl, m, delta, j, tradeoff)
         loss.backward()
         opt.step()
-        bar.set_postfix(objective=f"{float(loss.detach()):.4f}", kl=f"{float(kl.detach()):.1f}",
-                        risk=f"{float(risk.detach()):.4f}", refresh=False)
+        bar.set_postfix(
+            objective=f"{float(loss.detach()):.4f}",
+            kl=f"{float(kl.detach()):.1f}",
+            risk=f"{float(risk.detach()):.4f}",
+            refresh=False,
+        )
         if objective == "lambda":
             complexity = float(bounds.pbb_complexity(kl.detach(), m, delta, j.detach()))
             tradeoff = bounds.pbb_lambda_tradeoff(max(float(risk.detach()), 0.0), complexity)

@@ -10,9 +10,26 @@ from pacbayes.subspace.bound import subspace_bound
 from pacbayes.subspace.compressed import CompressedSubspaceModel, compress
 from pacbayes.subspace.files import is_subspace_file, load_subspace_model, save_subspace_model
 from pacbayes.subspace.model import SubspaceModel, reinitialise
-from pacbayes.subspace.training import (DEFAULT_LEVELS, compress_subspace_model, finetune_quantised,
-                                        fit_subspace, train_subspace_model)
+from pacbayes.subspace.training import (
+    DEFAULT_LEVELS,
+    compress_subspace_model,
+    finetune_quantised,
+    fit_subspace,
+    train_subspace_model,
+)
 
-__all__ = ["SubspaceModel", "reinitialise", "CompressedSubspaceModel", "compress", "fit_subspace",
-           "finetune_quantised", "compress_subspace_model", "train_subspace_model", "DEFAULT_LEVELS",
-           "subspace_bound", "save_subspace_model", "load_subspace_model", "is_subspace_file"]
+__all__ = [
+    "SubspaceModel",
+    "reinitialise",
+    "CompressedSubspaceModel",
+    "compress",
+    "fit_subspace",
+    "finetune_quantised",
+    "compress_subspace_model",
+    "train_subspace_model",
+    "DEFAULT_LEVELS",
+    "subspace_bound",
+    "save_subspace_model",
+    "load_subspace_model",
+    "is_subspace_file",
+]

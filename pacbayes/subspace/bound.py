@@ -27,9 +27,17 @@ CERTIFIES = "the decoded compressed model"
 CLASSIFIER = "compressed-model"
 
 
-def subspace_bound(source, x: torch.Tensor, labels: torch.Tensor, *, delta: float,
-                   module: Optional[torch.nn.Module] = None, extra_configurations: int = 1,
-                   test: Optional[tuple] = None, device=None) -> list:
+def subspace_bound(
+    source,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    delta: float,
+    module: Optional[torch.nn.Module] = None,
+    extra_configurations: int = 1,
+    test: Optional[tuple] = None,
+    device=None,
+) -> list:
     """Certified bound on the 0-1 error of the model decoded from ``source``.
 
     ``source``: a :class:`CompressedSubspaceModel` or the path of a file saved by
@@ -50,18 +58,30 @@ def subspace_bound(source, x: torch.Tensor, labels: torch.Tensor, *, delta: floa
     error = zero_one_error(model, x, labels, EVAL_BATCH)
     same_data = source.train_fingerprint == data_fingerprint(x, labels)
     if same_data and error != source.train_error:
-        raise PacBayesError(f"decoding check failed: the decoded model errs on {error:.6f} of the training "
-                            f"set but the encoder recorded {source.train_error:.6f}; the decoder does not "
-                            "reproduce the coded model (re-encode it on this machine)")
+        raise PacBayesError(
+            f"decoding check failed: the decoded model errs on {error:.6f} of the training "
+            f"set but the encoder recorded {source.train_error:.6f}; the decoder does not "
+            "reproduce the coded model (re-encode it on this machine)"
+        )
     configurations = source.configurations * int(extra_configurations)
     bound = compression_bound(error, source.code_bits, len(x), delta, configurations)
     details = {
-        "d": model.dim, "seed": model.seed, "projection": model.projection_kind,
-        "n_params": model.n_params, "levels": source.levels, "quantisation": source.quantisation,
-        "code_bits": source.code_bits, "kl_nats": bound["kl"], "configurations": configurations,
-        "train_error": error, "m": len(x), "best_form": bound["best_form"], "forms": bound["forms"],
+        "d": model.dim,
+        "seed": model.seed,
+        "projection": model.projection_kind,
+        "n_params": model.n_params,
+        "levels": source.levels,
+        "quantisation": source.quantisation,
+        "code_bits": source.code_bits,
+        "kl_nats": bound["kl"],
+        "configurations": configurations,
+        "train_error": error,
+        "m": len(x),
+        "best_form": bound["best_form"],
+        "forms": bound["forms"],
         "union_over_forms": "delta split equally over the forms; the minimum is certified",
-        "decoding_check": "passed (same data as the encoder)" if same_data
+        "decoding_check": "passed (same data as the encoder)"
+        if same_data
         else "not applicable (data differ from the encoder's)",
     }
     if test is not None:
@@ -71,8 +91,16 @@ def subspace_bound(source, x: torch.Tensor, labels: torch.Tensor, *, delta: floa
         "theta0, the projection (seed), d and the level grid were fixed before seeing the data",
         f"at most {configurations} configurations (d, levels, seeds, ...) were tried in all",
     )
-    return [BoundResult(name="subspace", value=bound["value"], certified=True,
-                        certifies=f"{CERTIFIES} (d = {model.dim}, {source.levels} levels, "
-                                  f"{source.code_bits} bits)",
-                        delta=bound["delta"], assumptions=assumptions, details=details,
-                        family="subspace", classifier=CLASSIFIER)]
+    return [
+        BoundResult(
+            name="subspace",
+            value=bound["value"],
+            certified=True,
+            certifies=f"{CERTIFIES} (d = {model.dim}, {source.levels} levels, {source.code_bits} bits)",
+            delta=bound["delta"],
+            assumptions=assumptions,
+            details=details,
+            family="subspace",
+            classifier=CLASSIFIER,
+        )
+    ]

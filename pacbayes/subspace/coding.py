@@ -55,8 +55,9 @@ class BitReader:
 
     def __init__(self, data: bytes, n_bits: int):
         if n_bits > 8 * len(data):
-            raise ModelLoadError(f"coded message claims {n_bits} bits but holds {8 * len(data)}; "
-                                 "the subspace model file is corrupt")
+            raise ModelLoadError(
+                f"coded message claims {n_bits} bits but holds {8 * len(data)}; the subspace model file is corrupt"
+            )
         self.bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[:n_bits].tolist()
         self.position = 0
 
@@ -233,8 +234,9 @@ def decode_message(data: bytes, n_bits: int, d: int, levels: int) -> tuple:
     body_bits = elias_delta_decode(reader) - 1
     body_start = reader.position
     if body_start + body_bits != n_bits:
-        raise ModelLoadError(f"coded message has {n_bits} bits but its fields account for "
-                             f"{body_start + body_bits}; the file is corrupt")
+        raise ModelLoadError(
+            f"coded message has {n_bits} bits but its fields account for {body_start + body_bits}; the file is corrupt"
+        )
     body = BitReader(bytes(np.packbits(np.array(reader.bits[body_start:], dtype=np.uint8))), body_bits)
     symbols = arithmetic_decode(body, d, counts)
     return patterns, symbols
@@ -246,5 +248,3 @@ def ideal_code_bits(symbols: Sequence[int]) -> float:
     counts = counts[counts > 0]
     n = counts.sum()
     return float(-(counts * np.log2(counts / n)).sum())
-
-

@@ -42,14 +42,19 @@ class CompressedSubspaceModel:
         return self.model
 
 
-def compress(model: SubspaceModel, codebook, symbols, *, configurations: int = 1,
-             quantisation: str = "kmeans") -> CompressedSubspaceModel:
+def compress(
+    model: SubspaceModel, codebook, symbols, *, configurations: int = 1, quantisation: str = "kmeans"
+) -> CompressedSubspaceModel:
     """Code z = codebook[symbols] (codebook: float16 levels) into a :class:`CompressedSubspaceModel`."""
     codebook = np.asarray(codebook)
     if codebook.dtype != np.float16:
         raise InputError("the codebook must be float16 levels (see pacbayes.subspace.quantisation)")
-    message, bits = encode_message(np.asarray(symbols).tolist(), codebook.view(np.uint16).tolist(),
-                                   model.dim)
-    return CompressedSubspaceModel(model=model, levels=int(codebook.size), message=message,
-                                   code_bits=bits, configurations=int(configurations),
-                                   quantisation=quantisation)
+    message, bits = encode_message(np.asarray(symbols).tolist(), codebook.view(np.uint16).tolist(), model.dim)
+    return CompressedSubspaceModel(
+        model=model,
+        levels=int(codebook.size),
+        message=message,
+        code_bits=bits,
+        configurations=int(configurations),
+        quantisation=quantisation,
+    )

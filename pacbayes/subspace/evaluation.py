@@ -18,12 +18,15 @@ def check_labels(outputs: int, labels: torch.Tensor) -> None:
         raise InputError("labels must be a 1-D int64 tensor of class indices")
     classes = 2 if outputs == 1 else outputs
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
-        raise InputError(f"labels must lie in 0..{classes - 1} for a model with {outputs} output(s); "
-                         "binarise the data for a single-logit model")
+        raise InputError(
+            f"labels must lie in 0..{classes - 1} for a model with {outputs} output(s); "
+            "binarise the data for a single-logit model"
+        )
 
 
-def training_loss(outputs: torch.Tensor, labels: torch.Tensor, teacher=None,
-                  distill_weight: float = 0.5) -> torch.Tensor:
+def training_loss(
+    outputs: torch.Tensor, labels: torch.Tensor, teacher=None, distill_weight: float = 0.5
+) -> torch.Tensor:
     """Cross-entropy (logistic for one logit), mixed with distillation towards ``teacher`` outputs.
 
     Distillation (Hinton et al. 2015) matches the teacher's predictive distribution; the mix is

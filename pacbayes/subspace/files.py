@@ -28,17 +28,29 @@ VERSION = 1
 def save_subspace_model(compressed: CompressedSubspaceModel, path) -> None:
     model = compressed.model
     metadata = {
-        "format": FORMAT, "version": VERSION, "seed": model.seed, "dim": model.dim,
-        "projection": model.projection_kind, "n_params": model.n_params,
+        "format": FORMAT,
+        "version": VERSION,
+        "seed": model.seed,
+        "dim": model.dim,
+        "projection": model.projection_kind,
+        "n_params": model.n_params,
         "parameters": [[name, list(shape)] for name, shape in zip(model.names, model.shapes)],
-        "levels": compressed.levels, "quantisation": compressed.quantisation,
-        "code_bits": compressed.code_bits, "configurations": compressed.configurations,
-        "train_error": compressed.train_error, "train_fingerprint": compressed.train_fingerprint,
+        "levels": compressed.levels,
+        "quantisation": compressed.quantisation,
+        "code_bits": compressed.code_bits,
+        "configurations": compressed.configurations,
+        "train_error": compressed.train_error,
+        "train_fingerprint": compressed.train_fingerprint,
         "torch_version": torch.__version__,
     }
-    torch.save({"metadata": json.dumps(metadata),
-                "message": torch.from_numpy(np.frombuffer(compressed.message, dtype=np.uint8).copy()),
-                "theta0": model.theta0.detach().cpu().clone()}, path)
+    torch.save(
+        {
+            "metadata": json.dumps(metadata),
+            "message": torch.from_numpy(np.frombuffer(compressed.message, dtype=np.uint8).copy()),
+            "theta0": model.theta0.detach().cpu().clone(),
+        },
+        path,
+    )
 
 
 def is_subspace_file(path) -> bool:
@@ -58,8 +70,10 @@ def _read(path) -> dict:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for foreign or corrupt files
-        raise ModelLoadError(f"{path} is not a readable subspace model file ({type(err).__name__}); "
-                             "save one with pacbayes.subspace.save_subspace_model") from err
+        raise ModelLoadError(
+            f"{path} is not a readable subspace model file ({type(err).__name__}); "
+            "save one with pacbayes.subspace.save_subspace_model"
+        ) from err
     if not isinstance(content, dict) or not {"metadata", "message", "theta0"} <= set(content):
         raise ModelLoadError(f"{path} is not a subspace model file; save one with save_subspace_model")
     return content
@@ -76,19 +90,30 @@ def load_subspace_model(path, module: torch.nn.Module) -> CompressedSubspaceMode
     except (TypeError, ValueError) as err:
         raise ModelLoadError(f"{path}: the metadata is not valid JSON; the file is corrupt") from err
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ModelLoadError(f"{path}: unsupported subspace file format "
-                             f"{meta.get('format')!r} version {meta.get('version')!r}")
+        raise ModelLoadError(
+            f"{path}: unsupported subspace file format {meta.get('format')!r} version {meta.get('version')!r}"
+        )
     model = SubspaceModel(module, dim=meta["dim"], seed=meta["seed"], projection=meta["projection"])
     recorded = [[name, list(shape)] for name, shape in zip(model.names, model.shapes)]
     if recorded != meta["parameters"]:
-        raise ModelLoadError(f"{path} was saved for another architecture (parameters "
-                             f"{meta['parameters'][:2]}...); pass a module of the saved architecture")
+        raise ModelLoadError(
+            f"{path} was saved for another architecture (parameters "
+            f"{meta['parameters'][:2]}...); pass a module of the saved architecture"
+        )
     if not torch.equal(content["theta0"], model.theta0):
-        raise ModelLoadError(f"{path}: re-drawing theta0 from seed {meta['seed']} does not reproduce the "
-                             f"saved theta0 (saved with torch {meta['torch_version']}, this is "
-                             f"{torch.__version__}); load it with the torch version that saved it")
+        raise ModelLoadError(
+            f"{path}: re-drawing theta0 from seed {meta['seed']} does not reproduce the "
+            f"saved theta0 (saved with torch {meta['torch_version']}, this is "
+            f"{torch.__version__}); load it with the torch version that saved it"
+        )
     message = content["message"].numpy().tobytes()
-    return CompressedSubspaceModel(model=model, levels=meta["levels"], message=message,
-                                   code_bits=meta["code_bits"], configurations=meta["configurations"],
-                                   quantisation=meta["quantisation"], train_error=meta["train_error"],
-                                   train_fingerprint=meta["train_fingerprint"])
+    return CompressedSubspaceModel(
+        model=model,
+        levels=meta["levels"],
+        message=message,
+        code_bits=meta["code_bits"],
+        configurations=meta["configurations"],
+        quantisation=meta["quantisation"],
+        train_error=meta["train_error"],
+        train_fingerprint=meta["train_fingerprint"],
+    )

@@ -32,10 +32,16 @@ def reinitialise(module: nn.Module, seed: int) -> nn.Module:
     """
     buffers = [name for name, _ in module.named_buffers()]
     if buffers:
-        raise InputError(f"the model has buffers ({', '.join(buffers[:3])}) that subspace training "
-                         "cannot code; use a model without BatchNorm running statistics")
-    module = reinitialise_module(module, _stream_seed(seed, "theta0"), dtype=torch.float32,
-                                 remedy="give them a reset_parameters() so that theta0 can be drawn from the seed")
+        raise InputError(
+            f"the model has buffers ({', '.join(buffers[:3])}) that subspace training "
+            "cannot code; use a model without BatchNorm running statistics"
+        )
+    module = reinitialise_module(
+        module,
+        _stream_seed(seed, "theta0"),
+        dtype=torch.float32,
+        remedy="give them a reset_parameters() so that theta0 can be drawn from the seed",
+    )
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     return module
@@ -86,7 +92,7 @@ class SubspaceModel(nn.Module):
         params, offset = {}, 0
         for name, shape in zip(self.names, self.shapes):
             size = int(np.prod(shape, dtype=np.int64))
-            params[name] = flat[offset:offset + size].view(shape)
+            params[name] = flat[offset : offset + size].view(shape)
             offset += size
         return torch.func.functional_call(self.base, params, (x,))
 

@@ -29,8 +29,7 @@ KINDS = ("kronecker",)
 
 def _stream_seed(seed: int, stream: str) -> int:
     """A 63-bit seed for one named random stream, derived from the user's seed."""
-    return int(np.random.SeedSequence([int(seed), *stream.encode()]).generate_state(2, np.uint64)[0]
-               >> np.uint64(1))
+    return int(np.random.SeedSequence([int(seed), *stream.encode()]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def _unit_columns(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
@@ -45,11 +44,11 @@ class KroneckerProjection:
 
     def __init__(self, n_params: int, dim: int, seed: int):
         if int(dim) < 1 or int(n_params) < 1:
-            raise InputError(f"subspace dimension and parameter count must be >= 1, got d={dim}, "
-                             f"D={n_params}")
+            raise InputError(f"subspace dimension and parameter count must be >= 1, got d={dim}, D={n_params}")
         if dim > n_params:
-            raise InputError(f"subspace dimension d={dim} exceeds the model's {n_params} parameters; "
-                             "choose a smaller d")
+            raise InputError(
+                f"subspace dimension d={dim} exceeds the model's {n_params} parameters; choose a smaller d"
+            )
         self.n_params, self.dim, self.seed = int(n_params), int(dim), int(seed)
         self.d1 = math.isqrt(self.dim - 1) + 1  # ceil(sqrt(d))
         self.d2 = -(-self.dim // self.d1)
@@ -68,11 +67,11 @@ class KroneckerProjection:
         if z.shape != (self.dim,):
             raise InputError(f"z must have shape ({self.dim},), got {tuple(z.shape)}")
         padded = torch.nn.functional.pad(z, (0, self.d1 * self.d2 - self.dim))
-        return (self.left @ padded.reshape(self.d1, self.d2) @ self.right.T).reshape(-1)[:self.n_params]
+        return (self.left @ padded.reshape(self.d1, self.d2) @ self.right.T).reshape(-1)[: self.n_params]
 
     def dense(self) -> torch.Tensor:
         """The D x d matrix P itself (for tests on small sizes only)."""
-        return torch.kron(self.left, self.right)[:self.n_params, :self.dim]
+        return torch.kron(self.left, self.right)[: self.n_params, : self.dim]
 
 
 def make_projection(kind: str, n_params: int, dim: int, seed: int) -> KroneckerProjection:

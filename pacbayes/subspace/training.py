@@ -37,66 +37,118 @@ def _batches(n: int, batch_size: int, epochs: int, seed: int):
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
-            yield order[start:start + batch_size]
+            yield order[start : start + batch_size]
 
 
-def _optimise(model, x, labels, variables, z_of, *, epochs, lr, batch_size, seed, teacher,
-              distill_weight, quiet, desc):
+def _optimise(model, x, labels, variables, z_of, *, epochs, lr, batch_size, seed, teacher, distill_weight, quiet, desc):
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise InputError("epochs must be >= 0, batch_size >= 1 and lr > 0")
     device = model.theta0.device
     model.train()
     optimiser = torch.optim.Adam(variables, lr=lr)
     steps = epochs * math.ceil(len(x) / batch_size)
-    for index in progress(_batches(len(x), batch_size, epochs, seed), total=steps, desc=desc,
-                          quiet=quiet, unit="step"):
+    for index in progress(_batches(len(x), batch_size, epochs, seed), total=steps, desc=desc, quiet=quiet, unit="step"):
         outputs = model(x[index].to(device), z=z_of())
         soft = None if teacher is None else teacher[index].to(device)
-        loss = training_loss(outputs.reshape(len(index), -1), labels[index].to(device), soft,
-                             distill_weight)
+        loss = training_loss(outputs.reshape(len(index), -1), labels[index].to(device), soft, distill_weight)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
 
 
-def fit_subspace(model: SubspaceModel, x: torch.Tensor, labels: torch.Tensor, *, epochs: int = 10,
-                 lr: float = 0.05, batch_size: int = 128, seed: int = 0, teacher=None,
-                 distill_weight: float = 0.5, quiet: bool = True) -> SubspaceModel:
+def fit_subspace(
+    model: SubspaceModel,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int = 10,
+    lr: float = 0.05,
+    batch_size: int = 128,
+    seed: int = 0,
+    teacher=None,
+    distill_weight: float = 0.5,
+    quiet: bool = True,
+) -> SubspaceModel:
     """Train z in place with Adam; ``teacher``: (n, K) outputs of a model to distil from."""
     model.set_quantised(None)
-    _optimise(model, x, labels, [model.z], lambda: model.z, epochs=epochs, lr=lr,
-              batch_size=batch_size, seed=seed, teacher=teacher, distill_weight=distill_weight,
-              quiet=quiet, desc="subspace training")
+    _optimise(
+        model,
+        x,
+        labels,
+        [model.z],
+        lambda: model.z,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        teacher=teacher,
+        distill_weight=distill_weight,
+        quiet=quiet,
+        desc="subspace training",
+    )
     return model
 
 
-def finetune_quantised(model: SubspaceModel, x: torch.Tensor, labels: torch.Tensor, codebook, *,
-                       epochs: int = 1, lr: float = 0.01, batch_size: int = 128, seed: int = 0,
-                       teacher=None, distill_weight: float = 0.5, quiet: bool = True) -> tuple:
+def finetune_quantised(
+    model: SubspaceModel,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    codebook,
+    *,
+    epochs: int = 1,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    seed: int = 0,
+    teacher=None,
+    distill_weight: float = 0.5,
+    quiet: bool = True,
+) -> tuple:
     """Quantisation-aware fine-tuning (module docstring); returns (float16 codebook, symbols).
 
     Updates ``model.z`` in place; the returned symbols are the nearest levels of the final z.
     """
-    levels = torch.nn.Parameter(torch.as_tensor(np.asarray(codebook, dtype=np.float32),
-                                                device=model.theta0.device))
+    levels = torch.nn.Parameter(torch.as_tensor(np.asarray(codebook, dtype=np.float32), device=model.theta0.device))
 
     def straight_through():
         nearest = torch.argmin((model.z.detach()[:, None] - levels.detach()[None, :]).abs(), dim=1)
         return levels[nearest] + model.z - model.z.detach()
 
     model.set_quantised(None)
-    _optimise(model, x, labels, [model.z, levels], straight_through, epochs=epochs, lr=lr,
-              batch_size=batch_size, seed=seed + 1, teacher=teacher, distill_weight=distill_weight,
-              quiet=quiet, desc="quantisation-aware fine-tuning")
+    _optimise(
+        model,
+        x,
+        labels,
+        [model.z, levels],
+        straight_through,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed + 1,
+        teacher=teacher,
+        distill_weight=distill_weight,
+        quiet=quiet,
+        desc="quantisation-aware fine-tuning",
+    )
     final = np.sort(to_float16(levels.detach().cpu().numpy()))
     return final, assign(model.z.detach().cpu().numpy(), final)
 
 
-def compress_subspace_model(model: SubspaceModel, x: torch.Tensor, labels: torch.Tensor, *,
-                            levels=DEFAULT_LEVELS, method: str = "kmeans", qat_epochs: int = 1,
-                            lr: float = 0.01, batch_size: int = 128, seed: int = 0, teacher=None,
-                            distill_weight: float = 0.5, extra_configurations: int = 1,
-                            quiet: bool = True) -> CompressedSubspaceModel:
+def compress_subspace_model(
+    model: SubspaceModel,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    levels=DEFAULT_LEVELS,
+    method: str = "kmeans",
+    qat_epochs: int = 1,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    seed: int = 0,
+    teacher=None,
+    distill_weight: float = 0.5,
+    extra_configurations: int = 1,
+    quiet: bool = True,
+) -> CompressedSubspaceModel:
     """Quantise and code a trained :class:`SubspaceModel` (e.g. from your own training loop).
 
     Every level count in ``levels`` (a grid fixed beforehand) is tried from the same trained z,
@@ -120,16 +172,30 @@ def compress_subspace_model(model: SubspaceModel, x: torch.Tensor, labels: torch
             model.z.copy_(trained_z)
         codebook = make_levels(trained_z.cpu().numpy(), count, method)
         if qat_epochs > 0:
-            codebook, symbols = finetune_quantised(model, x, labels, codebook, epochs=qat_epochs, lr=lr,
-                                                   batch_size=batch_size, seed=seed, teacher=teacher,
-                                                   distill_weight=distill_weight, quiet=quiet)
+            codebook, symbols = finetune_quantised(
+                model,
+                x,
+                labels,
+                codebook,
+                epochs=qat_epochs,
+                lr=lr,
+                batch_size=batch_size,
+                seed=seed,
+                teacher=teacher,
+                distill_weight=distill_weight,
+                quiet=quiet,
+            )
         else:
             symbols = assign(trained_z.cpu().numpy(), codebook)
-        candidate = compress(model, codebook, symbols, configurations=configurations,
-                             quantisation=method + ("+qat" if qat_epochs > 0 else ""))
+        candidate = compress(
+            model,
+            codebook,
+            symbols,
+            configurations=configurations,
+            quantisation=method + ("+qat" if qat_epochs > 0 else ""),
+        )
         error = zero_one_error(candidate.decode(), x, labels, EVAL_BATCH)
-        score = compression_bound(error, candidate.code_bits, len(x), SELECTION_DELTA,
-                                  configurations)["value"]
+        score = compression_bound(error, candidate.code_bits, len(x), SELECTION_DELTA, configurations)["value"]
         if score < best_score:
             best_score, best = score, (candidate, error, model.z.detach().clone())
     candidate, error, z = best
@@ -140,12 +206,25 @@ def compress_subspace_model(model: SubspaceModel, x: torch.Tensor, labels: torch
     return candidate
 
 
-def train_subspace_model(module: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, *, dim: int,
-                         seed: int = 0, levels=DEFAULT_LEVELS, method: str = "kmeans",
-                         epochs: int = 10, lr: float = 0.05, batch_size: int = 128,
-                         qat_epochs: int = 1, distill: bool = False, distill_weight: float = 0.5,
-                         extra_configurations: int = 1, device=None,
-                         quiet: bool = True) -> CompressedSubspaceModel:
+def train_subspace_model(
+    module: torch.nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    dim: int,
+    seed: int = 0,
+    levels=DEFAULT_LEVELS,
+    method: str = "kmeans",
+    epochs: int = 10,
+    lr: float = 0.05,
+    batch_size: int = 128,
+    qat_epochs: int = 1,
+    distill: bool = False,
+    distill_weight: float = 0.5,
+    extra_configurations: int = 1,
+    device=None,
+    quiet: bool = True,
+) -> CompressedSubspaceModel:
     """Train a compressed subspace model with ``module``'s architecture on (x, labels).
 
     theta0 is a seeded re-initialisation of the architecture; ``module``'s own (trained) weights
@@ -158,9 +237,30 @@ def train_subspace_model(module: torch.nn.Module, x: torch.Tensor, labels: torch
     teacher = None
     if distill:
         teacher = model_outputs(copy.deepcopy(module).to(device), x, EVAL_BATCH).float()
-    fit_subspace(model, x, labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                 teacher=teacher, distill_weight=distill_weight, quiet=quiet)
-    return compress_subspace_model(model, x, labels, levels=levels, method=method,
-                                   qat_epochs=qat_epochs, lr=lr / 5, batch_size=batch_size, seed=seed,
-                                   teacher=teacher, distill_weight=distill_weight,
-                                   extra_configurations=extra_configurations, quiet=quiet)
+    fit_subspace(
+        model,
+        x,
+        labels,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        teacher=teacher,
+        distill_weight=distill_weight,
+        quiet=quiet,
+    )
+    return compress_subspace_model(
+        model,
+        x,
+        labels,
+        levels=levels,
+        method=method,
+        qat_epochs=qat_epochs,
+        lr=lr / 5,
+        batch_size=batch_size,
+        seed=seed,
+        teacher=teacher,
+        distill_weight=distill_weight,
+        extra_configurations=extra_configurations,
+        quiet=quiet,
+    )
