@@ -16,6 +16,9 @@ from pacbayes import __version__
 from pacbayes.arguments import check_output_dir, check_output_path
 from pacbayes.errors import PacBayesError
 from pacbayes.families import FAMILIES, cli_fields, settings_attribute
+from pacbayes.data.arrays import load_kernel_inputs, load_npy
+from pacbayes.evidence.ep import DEFAULT_TOL as EP_TOL
+from pacbayes.evidence.tilted import DEFAULT_SAMPLES as TILTED_SAMPLES
 from pacbayes.layers import ANALYTIC_ACTIVATIONS
 
 
@@ -459,56 +462,6 @@ def data_info(data_spec, as_json):
     emit(payload, as_json, "\n".join(lines))
 
 
-_DTYPE_KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "float"}
-
-
-def _load_npy(
-    path: str,
-    what: str,
-    fix: str = "save it with numpy.save",
-    *,
-    kinds: str = "biuf",
-    archive: bool = False,
-    square: bool = False,
-):
-    """np.load without pickles, then :func:`_checked_array`; an unreadable file is one clear line
-    naming ``what`` and the fix. With ``archive`` a .npz comes back as the (unchecked) NpzFile;
-    with ``square`` the array must be an m x m matrix."""
-    import zipfile
-
-    import numpy as np
-
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise PacBayesError(f"cannot read the {what} file {path!r} as a numpy array ({err}); {fix}") from err
-    if archive and isinstance(loaded, np.lib.npyio.NpzFile):
-        return loaded
-    array = _checked_array(loaded, path, what, fix, kinds)
-    if square and (array.ndim != 2 or array.shape[0] != array.shape[1]):
-        raise PacBayesError(f"the {what} in {path!r} has shape {array.shape}; it must be a square m x m matrix; {fix}")
-    return array
-
-
-def _checked_array(array, path: str, what: str, fix: str, kinds: str = "biuf"):
-    """``array`` if it is one numpy array of a dtype kind in ``kinds``, non-empty and finite."""
-    import numpy as np
-
-    if isinstance(array, np.lib.npyio.NpzFile):
-        array.close()
-        raise PacBayesError(f"the {what} file {path!r} is a .npz archive; {fix} (one array in a .npy file)")
-    if not isinstance(array, np.ndarray):
-        raise PacBayesError(f"the {what} file {path!r} does not hold a numpy array; {fix}")
-    if array.dtype.kind not in kinds:
-        allowed = ", ".join(_DTYPE_KINDS[k] for k in kinds)
-        raise PacBayesError(f"the {what} in {path!r} have dtype {array.dtype}; they must be numbers ({allowed}); {fix}")
-    if array.size == 0:
-        raise PacBayesError(f"the {what} in {path!r} are empty (shape {array.shape}); {fix}")
-    if not bool(np.isfinite(array).all()):
-        raise PacBayesError(f"the {what} in {path!r} contain NaN or infinite values; clean them first")
-    return array
-
-
 @main.command("evidence")
 @click.option(
     "--kernel-file",
@@ -539,14 +492,14 @@ def _checked_array(array, path: str, what: str, fix: str, kinds: str = "biuf"):
     "--samples",
     "samples",
     type=int,
-    default=10_000,
+    default=TILTED_SAMPLES,
     show_default=True,
     help="Tilted importance samples (--samples is the older name).",
 )
 @click.option(
     "--jitter", type=FINITE, default=0.0, show_default=True, help="Fixed epsilon: the prior is N(0, K + epsilon I)."
 )
-@click.option("--tol", type=FINITE, default=1e-6, show_default=True, help="EP: relative change of ln Z.")
+@click.option("--tol", type=FINITE, default=EP_TOL, show_default=True, help="EP: relative change of ln Z.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
@@ -556,7 +509,7 @@ def evidence_command(kernel_path, labels_path, method, delta_prime, seed, sample
 
     if method != "ep" and not 0.0 < delta_prime < 1.0:
         raise PacBayesError(f"--delta-prime must be in (0, 1), got {delta_prime}")
-    K, y = _load_npy(kernel_path, "kernel", kinds="iuf", square=True), _load_npy(labels_path, "labels")
+    K, y = load_npy(kernel_path, "kernel", kinds="iuf", square=True), load_npy(labels_path, "labels")
     payload = {
         "method": method,
         "m": int(K.shape[0]) if K.ndim else 0,
@@ -616,27 +569,6 @@ def evidence_command(kernel_path, labels_path, method, delta_prime, seed, sample
             ),
         ]
     emit(payload, as_json, f"ln P(S) under the prior N(0, K + {jitter:g} I), m = {payload['m']}:\n" + "\n".join(lines))
-
-
-def _load_kernel_inputs(path: str):
-    """An (n, ...) input array from a .npy file, or from a .npz holding one array (or one named x)."""
-    import numpy as np
-
-    fix = "save an (n, d) or (n, c, h, w) array with numpy.save or numpy.savez"
-    loaded = _load_npy(path, "inputs", fix, archive=True)
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            keys = list(loaded.keys())
-            if len(keys) != 1 and "x" not in keys:
-                raise PacBayesError(f"{path} holds arrays {keys}; store the inputs alone or under the name x")
-            try:
-                loaded = loaded["x" if "x" in keys else keys[0]]
-            except (OSError, ValueError, EOFError) as err:
-                raise PacBayesError(f"cannot read the inputs in {path!r} ({err}); {fix}") from None
-        loaded = _checked_array(loaded, path, "inputs", fix)
-    if loaded.ndim < 2:
-        raise PacBayesError(f"the inputs in {path!r} have shape {loaded.shape}; {fix} (one row per input)")
-    return loaded
 
 
 def _parse_sigma_b(text: str):
@@ -749,7 +681,7 @@ def kernel_command(
     from pacbayes.report import write_atomically
 
     check_output_path(output_path, "-o/--output")
-    x = _load_kernel_inputs(inputs_path)
+    x = load_kernel_inputs(inputs_path)
     if model_path is not None:
         from pacbayes.models import load_model
 

@@ -34,6 +34,7 @@ from pacbayes.evidence._validate import validate_inputs
 from pacbayes.progress import progress
 
 SCHEDULES = ("parallel", "sequential")
+DEFAULT_TOL = 1e-6  # convergence: relative change of ln Z between sweeps
 # Below this value of 1 - (B^-1)_ii = tau_i Sigma_ii the Woodbury division loses digits and
 # Sigma_ii is recomputed as K_ii - |L^-1 S^1/2 K e_i|^2 instead.
 _CANCELLATION_GUARD = 1e-6
@@ -177,7 +178,7 @@ def ep_log_evidence(
     y,
     *,
     jitter=0.0,
-    tol=1e-6,
+    tol=DEFAULT_TOL,
     max_sweeps=200,
     damping="adaptive",
     schedule="parallel",

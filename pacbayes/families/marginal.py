@@ -117,7 +117,7 @@ PAC_BAYES_SHARE = "pac-bayes (marginal)"
 MARKOV_SHARE = "markov (importance sampling)"
 
 
-OTHER_ATTEMPTS = "other attempts (ledger)"
+OTHER_ATTEMPTS = "other attempts (reserved for reruns, see --attempts-ledger)"
 OTHER_JITTERS = "other jitter-grid points"
 
 
