@@ -6,7 +6,7 @@ import numbers
 from pacbayes.errors import InputError
 
 
-def finite(name: str, value: float) -> float:
+def finite(value: float, name: str) -> float:
     value = float(value)
     if not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value}")
@@ -14,7 +14,7 @@ def finite(name: str, value: float) -> float:
 
 
 def delta(value: float, name: str = "delta") -> float:
-    value = finite(name, value)
+    value = finite(value, name)
     if not 0.0 < value < 1.0:
         raise InputError(f"{name} must lie in (0, 1), got {value}; e.g. use {name}=0.05")
     return value
@@ -30,14 +30,14 @@ def sample_size(value, name: str = "m", minimum: int = 2) -> int:
 
 
 def probability(value: float, name: str) -> float:
-    value = finite(name, value)
+    value = finite(value, name)
     if not 0.0 <= value <= 1.0:
         raise InputError(f"{name} must lie in [0, 1], got {value}")
     return value
 
 
 def nonnegative(value: float, name: str) -> float:
-    value = finite(name, value)
+    value = finite(value, name)
     if value < 0.0:
         raise InputError(f"{name} must be >= 0, got {value}")
     return value

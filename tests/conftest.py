@@ -19,25 +19,23 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="module")
-def data(request):
-    """(train, test) from mnist-embedded: a module sets TASK = (m, n_test, seed); train is binarised."""
+def data(task):
+    """(train, test) from mnist-embedded for the module's ``task`` fixture (a tasks.MnistTask); train is binarised."""
     from pacbayes.data import binarise, load_dataset, take
 
-    m, n_test, seed = request.module.TASK
-    train = take(binarise(load_dataset("mnist-embedded", split="train")), m, seed=seed)
-    test = take(load_dataset("mnist-embedded", split="test"), n_test, seed=seed)
+    train = take(binarise(load_dataset("mnist-embedded", split="train")), task.m, seed=task.seed)
+    test = take(load_dataset("mnist-embedded", split="test"), task.n_test, seed=task.seed)
     return train, test
 
 
 @pytest.fixture(scope="module")
-def trained(data, request):
-    """The demo network (module constant WIDTH) trained to zero training error on ``data``."""
+def trained(data, task):
+    """The demo network of width ``task.width`` trained to zero training error on ``data``."""
     import torch
 
     from pacbayes.demo import demo_network, train_to_zero_error
 
-    seed = request.module.TASK[2]
-    torch.manual_seed(seed)
-    model = demo_network(width=request.module.WIDTH)
-    train_to_zero_error(model, data[0], seed=seed, quiet=True)
+    torch.manual_seed(task.seed)
+    model = demo_network(width=task.width)
+    train_to_zero_error(model, data[0], seed=task.seed, quiet=True)
     return model

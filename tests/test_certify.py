@@ -7,6 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tasks import MnistTask
 from pacbayes.bounds import holdout_bound, marginal_likelihood_bound
 from pacbayes.certification import CertifyOptions, certify, prepare_data
 from pacbayes.cli import main
@@ -17,8 +18,12 @@ from pacbayes.bounds import clean_distribution_bound
 from pacbayes.models import load_model
 
 M = 80
-TASK = (M, 400, 0)  # (m, n_test, seed) for the conftest data/trained fixtures
 WIDTH = 64
+
+
+@pytest.fixture(scope="module")
+def task():
+    return MnistTask(m=M, n_test=400, seed=0, width=WIDTH)
 
 
 def independent_error(model, x, labels):

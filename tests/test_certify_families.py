@@ -6,6 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tasks import MnistTask
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.families.dziugaite_roy import DziugaiteRoySettings
 from pacbayes.families.subspace import SubspaceSettings
@@ -17,7 +18,13 @@ from pacbayes.subspace import save_subspace_model, train_subspace_model
 
 M = 100
 WIDTH = 32
-TASK = (M, 300, 2)  # (m, n_test, seed) for the conftest data/trained fixtures
+
+
+@pytest.fixture(scope="module")
+def task():
+    return MnistTask(m=M, n_test=300, seed=2, width=WIDTH)
+
+
 FAST_STOCHASTIC = DziugaiteRoySettings(mc_samples=40, test_draws=5)
 
 

@@ -7,6 +7,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from tasks import MnistTask
 from pacbayes.bounds import kl_inverse_upper
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.cli import family_options
@@ -16,8 +17,12 @@ from pacbayes.results import BoundResult
 from pacbayes.testing import family_bound
 
 M = 60
-TASK = (M, 300, 2)
 WIDTH = 32
+
+
+@pytest.fixture(scope="module")
+def task():
+    return MnistTask(m=M, n_test=300, seed=2, width=WIDTH)
 
 
 def test_every_registered_family_honours_the_contract():

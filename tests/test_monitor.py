@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from tasks import MnistTask
 from pacbayes.families import marginal as marginal_module
 from pacbayes import monitor as monitor_module
 from pacbayes.certification import CertifyOptions, certify
@@ -14,8 +15,12 @@ from pacbayes.errors import InputError
 from pacbayes.monitor import BoundMonitor
 
 M = 60
-TASK = (M, 300, 1)  # (m, n_test, seed) for the conftest data/trained fixtures
 WIDTH = 32
+
+
+@pytest.fixture(scope="module")
+def task():
+    return MnistTask(m=M, n_test=300, seed=1, width=WIDTH)
 
 
 def independent_mistakes(model, ds):

@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from tasks import MnistTask
 from pacbayes import testing
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import take
@@ -15,7 +16,11 @@ from pacbayes.testing import CacheWarning, assert_certified, cached_report, cont
 
 M = 40
 WIDTH = 32
-TASK = (M, 200, 3)  # (m, n_test, seed) for the conftest data/trained fixtures
+
+
+@pytest.fixture(scope="module")
+def task():
+    return MnistTask(m=M, n_test=200, seed=3, width=WIDTH)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tasks import MnistTask
 from pacbayes.bounds import holdout_bound, series_delta
 from pacbayes.certification import HOLDOUT, CertifyOptions, Report, certify, delta_shares, prepare_data
 from pacbayes.cli import main
@@ -29,8 +30,12 @@ from pacbayes.monitor import BoundMonitor
 from pacbayes.results import BoundResult
 
 M = 60
-TASK = (M, 300, 3)  # (m, n_test, seed) for the conftest data/trained fixtures
 WIDTH = 32
+
+
+@pytest.fixture(scope="module")
+def task():
+    return MnistTask(m=M, n_test=300, seed=3, width=WIDTH)
 
 
 def digits_file(ds, keep, name):

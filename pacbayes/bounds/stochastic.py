@@ -66,8 +66,8 @@ def _exp(x: float | TensorLike) -> float | TensorLike:
 
 
 def _grid(c: float, b: float) -> tuple[float, float]:
-    c = checks.finite("c", c)
-    b = checks.finite("b", b)
+    c = checks.finite(c, "c")
+    b = checks.finite(b, "b")
     if c <= 0.0 or b <= 0.0:
         raise InputError(f"the lambda grid needs c > 0 and b > 0, got c={c}, b={b}")
     return c, b
@@ -86,7 +86,7 @@ def grid_variance(j: float | TensorLike, c: float = DR_GRID_C, b: float = DR_GRI
 def grid_index(prior_variance: float, c: float = DR_GRID_C, b: float = DR_GRID_B) -> float:
     """The (real) grid position j = b ln(c / lambda) of a prior variance lambda > 0."""
     c, b = _grid(c, b)
-    prior_variance = checks.finite("prior_variance", prior_variance)
+    prior_variance = checks.finite(prior_variance, "prior_variance")
     if prior_variance <= 0.0:
         raise InputError(f"the prior variance must be > 0, got {prior_variance}")
     return b * math.log(c / prior_variance)
@@ -116,7 +116,7 @@ def _check_index(j: float) -> float: ...
 def _check_index(j: T) -> T: ...
 def _check_index(j: float | TensorLike) -> float | TensorLike:
     if not hasattr(j, "log"):
-        j = checks.finite("j", j)
+        j = checks.finite(j, "j")
         if j < 1.0:
             raise InputError(f"the grid index j must be >= 1 (lambda <= c exp(-1/b)), got {j}")
     return j
@@ -217,7 +217,7 @@ def pbb_lambda(
     risk / (1 - t/2) + C / (t (1 - t/2)).
     """
     if not hasattr(tradeoff, "log"):
-        tradeoff = checks.finite("tradeoff", tradeoff)
+        tradeoff = checks.finite(tradeoff, "tradeoff")
         if not 0.0 < tradeoff < 2.0:
             raise InputError(f"the f_lambda tradeoff must lie in (0, 2), got {tradeoff}")
     scale = 1.0 - tradeoff / 2.0
@@ -232,7 +232,7 @@ def pbb_lambda_tradeoff(surrogate_risk: float, complexity: float) -> float:
     PBB alternates gradient steps on Q with this closed-form update of t.
     """
     surrogate_risk = checks.nonnegative(surrogate_risk, "surrogate_risk")
-    complexity = checks.finite("complexity", complexity)
+    complexity = checks.finite(complexity, "complexity")
     if complexity <= 0.0:
         raise InputError(f"the complexity term must be > 0, got {complexity}")
     return 2.0 / (math.sqrt(2.0 * surrogate_risk / complexity + 1.0) + 1.0)

@@ -22,7 +22,7 @@ def split_delta(delta: float, weights: Mapping[str, float]) -> dict[str, float]:
     if not weights:
         raise InputError("split_delta needs at least one named part")
     names = list(weights)
-    values = [checks.finite(f"weight of {name!r}", weights[name]) for name in names]
+    values = [checks.finite(weights[name], f"weight of {name!r}") for name in names]
     if any(v <= 0.0 for v in values):
         raise InputError("every weight in a delta split must be > 0")
     total = sum(values)
