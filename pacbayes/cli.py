@@ -16,6 +16,7 @@ from pacbayes import __version__
 from pacbayes.arguments import check_output_dir, check_output_path
 from pacbayes.errors import PacBayesError
 from pacbayes.families import FAMILIES, cli_fields, settings_attribute
+from pacbayes.bounds import MARGINAL_VARIANTS
 from pacbayes.data.arrays import load_kernel_inputs, load_npy
 from pacbayes.evidence.ep import DEFAULT_TOL as EP_TOL
 from pacbayes.evidence.tilted import DEFAULT_SAMPLES as TILTED_SAMPLES
@@ -126,7 +127,7 @@ def bound():
 @click.option("--delta", type=FINITE, default=0.05, show_default=True, help="Failure probability in (0, 1).")
 @click.option(
     "--variant",
-    type=click.Choice(["langford", "mcallester"]),
+    type=click.Choice(MARGINAL_VARIANTS),
     default="langford",
     show_default=True,
     help="langford: Valle-Pérez et al. Cor. 1; mcallester: the authors' code.",

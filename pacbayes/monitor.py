@@ -2,7 +2,7 @@
 
 What changes during training and what does not:
 
-- The marginal-likelihood bound (Valle-Pérez et al. 2019, Cor. 1; DESIGN.md 1.1) is a property of
+- The marginal-likelihood bound (Valle-Pérez et al. 2019, Cor. 1; docs/bounds.md) is a property of
   the architecture's NNGP prior and of S, not of the weights: its kernel, EP solution and value
   are computed once, at the first call, and reused. What the weights decide is whether the bound
   applies to the current network at all (zero training error), which every call checks. During

@@ -26,7 +26,7 @@ def _inputs(n=6, d=5, seed=0):
 
 
 def _direct_kernel(x, depth, activation, sigma_w, sigma_b):
-    """The recursion of DESIGN.md 1.2 evaluated entry by entry in 40-digit arithmetic (arccos form)."""
+    """The recursion of docs/kernels.md evaluated entry by entry in 40-digit arithmetic (arccos form)."""
     n, d = x.shape
     rows = [[mpmath.mpf(float(v)) for v in row] for row in x.tolist()]
     sigma_b = [sigma_b] * (depth + 1) if np.isscalar(sigma_b) else sigma_b

@@ -26,7 +26,7 @@ import torch
 from scipy import special
 
 from pacbayes.attempts import fingerprint, record_attempt
-from pacbayes.bounds import marginal_likelihood_bound, series_delta, split_delta
+from pacbayes.bounds import MARGINAL_VARIANTS, marginal_likelihood_bound, series_delta, split_delta
 from pacbayes.data import signs
 from pacbayes.errors import InputError
 from pacbayes.evidence import certified_log_evidence, ep_log_evidence, ep_predict
@@ -89,7 +89,7 @@ class MarginalSettings:
         "langford",
         "--variant",
         "langford: Valle-Pérez et al. Cor. 1; mcallester: the authors' code.",
-        choices=("langford", "mcallester"),
+        choices=MARGINAL_VARIANTS,
     )
     seed: int = 0
     device: Optional[str] = None

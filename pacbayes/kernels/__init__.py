@@ -1,4 +1,4 @@
-"""NNGP kernels, the prior of the marginal-likelihood bound (DESIGN.md 1.2).
+"""NNGP kernels, the prior of the marginal-likelihood bound (docs/kernels.md).
 
 Analytic: :class:`FullyConnectedNNGP`, :class:`ConvolutionalNNGP`; empirical:
 :class:`MonteCarloNNGP` for any nn.Module; :func:`nngp_for_module` picks the analytic kernel

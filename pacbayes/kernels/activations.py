@@ -1,7 +1,7 @@
 """Dual activations: the Gaussian expectations E[phi(u) phi(v)] that one NNGP layer applies.
 
 For (u, v) ~ N(0, [[k11, k12], [k12, k22]]) these give E[phi(u) phi(v)] in closed form
-(DESIGN.md 1.2):
+(docs/kernels.md#activations):
 
 - relu: the degree-1 arc-cosine kernel (Cho & Saul 2009, eq. 6; Lee et al. 2018, eq. 11),
   sqrt(k11 k22) (sin t + (pi - t) cos t) / (2 pi), with t the angle between u and v. We use

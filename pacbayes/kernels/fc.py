@@ -7,7 +7,7 @@ As every hidden width grows, the logit is a Gaussian process with covariance
     K0(x, x') = sigma_b(0)^2 + sigma_w^2 x.x' / d,
     K(l+1)(x, x') = sigma_b(l+1)^2 + sigma_w^2 E[phi(u) phi(u')],  (u, u') ~ N(0, K(l))
 
-(DESIGN.md 1.2; the expectations are in :mod:`pacbayes.kernels.activations`). With one hidden
+(docs/kernels.md#fully-connected; the expectations are in :mod:`pacbayes.kernels.activations`). With one hidden
 layer the finite-width covariance already equals this kernel exactly when the first layer is
 Gaussian; deeper finite nets differ by O(1/width).
 """

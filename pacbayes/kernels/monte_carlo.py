@@ -1,4 +1,4 @@
-"""Monte Carlo ("empirical") NNGP of any torch.nn.Module (DESIGN.md 1.2; Novak et al. 2019, s. 2.3).
+"""Monte Carlo ("empirical") NNGP of any torch.nn.Module (docs/kernels.md; Novak et al. 2019, s. 2.3).
 
 The kernel is the second moment of the network's single logit over random initialisations,
 

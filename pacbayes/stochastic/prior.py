@@ -1,6 +1,6 @@
 """The prior mean w0 of P = N(w0, lambda I): initial weights from a checkpoint or a seed, or zero.
 
-Nothing in a data-independent prior may depend on the sample S (DESIGN.md 3); a prior centred at the
+Nothing in a data-independent prior may depend on the sample S (docs/certificates.md); a prior centred at the
 trained weights is therefore refused. A data-dependent prior (PBB) is learned in
 :mod:`pacbayes.stochastic.train` on a held-out part of S and handled by the caller.
 """

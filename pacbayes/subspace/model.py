@@ -3,7 +3,7 @@
 theta0 is a seeded re-initialisation of the module's architecture (every submodule's
 ``reset_parameters`` run under a private RNG seeded from ``seed``, by
 :func:`pacbayes.models.reinitialise`), never the weights it arrives with: the prior of the
-compression bound must not depend on the training sample (DESIGN.md 3).
+compression bound must not depend on the training sample (docs/certificates.md#prior-fixed-before-s).
 P is a seeded structured projection (:mod:`pacbayes.subspace.projection`); only z (d numbers) is
 trained. Li et al. (2018), "Measuring the Intrinsic Dimension of Objective Landscapes", ICLR,
 Section 2; Lotfi et al. (2022), NeurIPS, Section 4.
