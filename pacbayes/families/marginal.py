@@ -32,6 +32,7 @@ from pacbayes.errors import InputError
 from pacbayes.evidence import certified_log_evidence, ep_log_evidence, ep_predict
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, Tracked, stamped
 from pacbayes.kernels import MonteCarloNNGP, nngp_for_module
+from pacbayes.models import predict_labels
 from pacbayes.options import option
 from pacbayes.results import BoundResult
 
@@ -173,6 +174,28 @@ def gibbs_test_error(mean: np.ndarray, variance: np.ndarray, signs: np.ndarray) 
     return float(special.ndtr(z).mean())
 
 
+def bayes_agreement(model_signs: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> dict:
+    """How Bayes-like MODEL is on the test points: a *diagnostic* of the SGD ~ Bayes premise, never a bound.
+
+    With Q*'s predictive f(x) ~ N(mean, variance) (EP) and its posterior-mean classifier sign(mean):
+    ``bayes_agreement`` is the fraction of test points where MODEL's label equals sign(mean);
+    ``gibbs_agreement`` is the same rate for Q*'s own Gibbs draws, E[1{sign f = sign mean}] = mean
+    Phi(|mean| / sd), the level a sampler of Q* itself would reach; ``model_gibbs_agreement`` is
+    E[1{sign f = MODEL's label}]. Mingard et al. (JMLR 2021) argue SGD samples functions like the
+    Bayesian posterior; a ``bayes_agreement`` far below ``gibbs_agreement`` is evidence against
+    that premise for this network.
+    """
+    model_signs = np.asarray(model_signs, dtype=np.float64)
+    posterior_mean_signs = np.where(mean >= 0.0, 1.0, -1.0)
+    return {
+        "bayes_agreement": float(np.mean(model_signs == posterior_mean_signs)),
+        "gibbs_agreement": 1.0 - gibbs_test_error(mean, variance, posterior_mean_signs),
+        "model_gibbs_agreement": 1.0 - gibbs_test_error(mean, variance, model_signs),
+        "points": int(model_signs.shape[0]),
+        "kind": "diagnostic (EP predictive of Q*; not certified)",
+    }
+
+
 def marginal_estimate(
     model: torch.nn.Module,
     train_x: torch.Tensor,
@@ -234,6 +257,8 @@ def marginal_bounds(
     cross = kernel.matrix(train_x, test_x, device=settings.device, quiet=settings.quiet)
     mean, variance = ep_predict(ep, cross, kernel.diagonal(test_x, device=settings.device))
     q_star_test_error = gibbs_test_error(mean, variance, test_signs.cpu().numpy())
+    model_signs = predict_labels(model, test_x).cpu().numpy() * 2.0 - 1.0
+    agreement = bayes_agreement(model_signs, mean, variance)
 
     prior = dict(kernel.describe(), jitter=jitter)
     if grid_size > 1:
@@ -283,6 +308,7 @@ def marginal_bounds(
             "delta_prime": certified.delta_prime,
         },
         "q_star_test_error_ep": q_star_test_error,
+        **agreement,
         "attempt": attempt,
     }
     results = [
@@ -383,6 +409,10 @@ class MarginalFamily:
                     diagnostics["q_star_test_error_ep"],
                     "Q* estimated test error (EP predictive)",
                 ),
+                Baseline("bayes_agreement", diagnostics["bayes_agreement"], "MODEL agrees with Q*'s mean (diagnostic)"),
+                Baseline(
+                    "gibbs_agreement", diagnostics["gibbs_agreement"], "Q*'s draws agree with its mean (diagnostic)"
+                ),
             ),
         )
 
@@ -412,6 +442,7 @@ FAMILY = MarginalFamily()
 
 
 __all__ = [
+    "bayes_agreement",
     "FAMILY",
     "MarginalFamily",
     "MarginalSettings",
