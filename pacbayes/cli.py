@@ -463,6 +463,62 @@ def data_info(data_spec, as_json):
     emit(payload, as_json, "\n".join(lines))
 
 
+@data_group.command("export")
+@click.argument("data_spec", metavar="DATA")
+@click.option("-o", "--output", "x_path", required=True, help="Write the inputs here (.npy, float64).")
+@click.option("--labels", "labels_path", required=True, help="Write the labels here (.npy).")
+@click.option("--m", type=int, default=None, help="Export a seeded subset of m examples (as certify --m does).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --m subset.")
+@click.option(
+    "--binarise",
+    is_flag=True,
+    help="Binarise as certify does for one logit (label values 0-4 -> -1, others +1; two-valued labels "
+    "as given); labels are then float64 signs.",
+)
+@click.option("--flatten", is_flag=True, help="Write inputs as (n, d) instead of (n, c, h, w).")
+@json_option
+def data_export(data_spec, x_path, labels_path, m, seed, binarise, flatten, as_json):
+    """Write DATA (same syntax as certify --train) as .npy arrays for `kernel` and `evidence`.
+
+    Inputs are float64, (n, c, h, w) or with --flatten (n, d); labels are int64 class indices, or
+    with --binarise -1/+1 float64 signs (what `pacbayes evidence --labels` takes). With --m the
+    subset is drawn after binarising, as certify draws it. Each file is written to exactly the
+    path given (nothing is appended)."""
+    import os
+
+    import numpy as np
+    import torch
+
+    from pacbayes import data
+    from pacbayes.report import write_atomically
+
+    check_output_path(x_path, "-o/--output")
+    check_output_path(labels_path, "--labels")
+    if os.path.abspath(x_path) == os.path.abspath(labels_path):
+        raise PacBayesError(f"-o/--output and --labels are both {x_path}; give two different paths")
+    dataset = load_data_spec(data_spec)
+    if binarise:
+        dataset = data.binarise(dataset)
+    if m is not None:
+        dataset = data.take(dataset, m, seed=seed)
+    x = dataset.x.to(dtype=torch.float64).numpy()
+    if flatten:
+        x = x.reshape(len(dataset), -1)
+    labels = (data.signs(dataset.labels) if binarise else dataset.labels).numpy()
+    for path, array in ((x_path, x), (labels_path, labels)):
+        try:  # to exactly this path (numpy.save(path) would append .npy), atomically
+            write_atomically(path, lambda stream, array=array: np.save(stream, array), binary=True)
+        except OSError as err:
+            raise PacBayesError(f"cannot write {path!r} ({err}); choose a writable path") from err
+    payload = {"x": x_path, "labels": labels_path, "n": len(dataset), "shape": list(x.shape)}
+    kind = "-1/+1 signs" if binarise else "class indices"
+    emit(
+        payload,
+        as_json,
+        f"{dataset.name}: {len(dataset)} inputs of shape {tuple(x.shape[1:])} -> {x_path}, {kind} -> {labels_path}",
+    )
+
+
 @main.command("evidence")
 @click.option(
     "--kernel-file",
