@@ -206,6 +206,8 @@ def _checked_settings(settings: dict, label: str, base: str, prefix: str = "", k
         value = settings[key]
         if key in FAMILY_KEYS:
             checked[key] = checked_value(FAMILY_KEYS[key], value, name(key))
+            if FAMILY_KEYS[key].metadata["cli"].path and checked[key] is not None:
+                checked[key] = os.path.join(base, checked[key])  # relative to the claims file
         if key in ("model", "train", "test") and (not isinstance(value, str) or not value):
             what = '"demo" or a path' if key == "model" else "a data set name or a path"
             raise InputError(f"{name(key)} must be a string ({what}, relative to the claims file), got {value!r}")

@@ -17,22 +17,24 @@ from pacbayes.errors import InputError
 class Option:
     """How a settings field is offered to users: the ``pacbayes certify`` flag (its name without
     dashes, hyphens as underscores, is also the claims key), help text, choices for a string field,
-    and older flag names kept as aliases. A bool field is an on/off flag; a tuple field takes
-    comma-separated numbers."""
+    older flag names kept as aliases, and whether the value is a file path. A bool field is an
+    on/off flag; a tuple field takes comma-separated numbers."""
 
     flag: str
     help: str
     choices: tuple = ()
     aliases: tuple = ()
+    path: bool = False
 
     @property
     def key(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
 
 
-def option(default, flag: str, help: str, choices: tuple = (), aliases: tuple = ()):
-    """A dataclass field offered as a CLI flag and claims key (see :class:`Option`)."""
-    return field(default=default, metadata={"cli": Option(flag, help, tuple(choices), tuple(aliases))})
+def option(default, flag: str, help: str, choices: tuple = (), aliases: tuple = (), path: bool = False):
+    """A dataclass field offered as a CLI flag and claims key (see :class:`Option`); ``path``: the value
+    is a file path, which a claims file gives relative to itself."""
+    return field(default=default, metadata={"cli": Option(flag, help, tuple(choices), tuple(aliases), path)})
 
 
 def cli_fields(settings_type: type) -> list:

@@ -168,3 +168,15 @@ def test_family_options_are_claims_keys_type_checked_and_applied(small_test, tmp
     ):
         with pytest.raises(InputError, match=f"claim 'c': {message}"):
             load_claims(write(tmp_path, f'[[claim]]\nname = "c"\n{bad}\nat_most = 0.5\n', name="bad.toml"))
+
+
+def test_family_path_options_are_relative_to_the_claims_file(small_test, tmp_path):
+    """A claims file's attempts_ledger (a path option) is written beside the claims file, not in the cwd."""
+    folder = tmp_path / "claims"
+    folder.mkdir()
+    text = "[defaults]\n" + COMMON.format(test=small_test) + '[[claim]]\nname = "l"\nattempts_ledger = "runs.jsonl"\n'
+    text += "at_most = 1.0\n"
+    (settings_row,) = load_claims(write(folder, text))
+    assert settings_row[1]["attempts_ledger"] == str(folder / "runs.jsonl")
+    results = check_claims(str(folder / "claims.toml"), load_data_spec)
+    assert results[0].passed and (folder / "runs.jsonl").exists()

@@ -21,7 +21,9 @@ class DziugaiteRoySettings:
     test_draws: posterior draws used to report the stochastic net's test error (a baseline).
     """
 
-    init_state: object = option(None, "--init", "Weights at initialisation (weights-only .pt) for the prior mean.")
+    init_state: object = option(
+        None, "--init", "Weights at initialisation (weights-only .pt) for the prior mean.", path=True
+    )
     init_seed: Optional[int] = option(None, "--init-seed", "Re-create the initial weights from this recorded seed.")
     objective: str = option("dr", "--objective", "Dziugaite-Roy (dr) or a PBB objective.", choices=OBJECTIVES)
     prior_split: float = option(
@@ -34,6 +36,7 @@ class DziugaiteRoySettings:
         "--attempts-ledger",
         "JSON-lines file counting runs (any seed) on this model/prior and data; "
         "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.",
+        path=True,
     )
     test_draws: int = 20
 

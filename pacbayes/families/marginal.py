@@ -85,6 +85,7 @@ class MarginalSettings:
         "--attempts-ledger",
         "JSON-lines file counting runs (any seed) on this model/prior and data; "
         "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.",
+        path=True,
     )
     variant: str = option(
         "langford",
