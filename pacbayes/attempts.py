@@ -15,6 +15,18 @@ import time
 from pathlib import Path
 
 from pacbayes.errors import InputError
+from pacbayes.options import option
+
+
+def ledger_option():
+    """The ``--attempts-ledger`` settings field every family that counts its runs declares (one flag)."""
+    return option(
+        None,
+        "--attempts-ledger",
+        "JSON-lines file counting runs (any seed) on this model/prior and data; "
+        "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.",
+        path=True,
+    )
 
 
 def fingerprint(tensors, text: str = "") -> str:

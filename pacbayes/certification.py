@@ -131,15 +131,16 @@ class Report:
         ]
 
     def to_dict(self) -> dict:
+        best = self.best_certified_result()
         return {
             "train_error": self.train_error,
             "test_error": self.test_error,
             "m": self.m,
             "delta": self.delta,
             "bounds": [b.to_dict() for b in self.bounds],
-            "best_certified_bound": self.best_certified(),
-            "best_certified_bound_name": _field(self.best_certified_result(), "name"),
-            "best_certified_bound_classifier": _field(self.best_certified_result(), "classifier"),
+            "best_certified_bound": _field(best, "value"),
+            "best_certified_bound_name": _field(best, "name"),
+            "best_certified_bound_classifier": _field(best, "classifier"),
             "certified_by_family": {
                 family: None if b is None else {"name": b.name, "value": b.value, "classifier": b.classifier}
                 for family, b in self.certified_by_family().items()

@@ -53,7 +53,7 @@ from pacbayes.certification import CertifyOptions, prepare_data
 from pacbayes.data.embedded import NAME as EMBEDDED_NAME
 from pacbayes.demo import demo_network, train_to_zero_error
 from pacbayes.errors import InputError, PacBayesError
-from pacbayes.families import FAMILIES, cli_fields, settings_attribute
+from pacbayes.families import FAMILIES, cli_fields, settings_from_keys
 from pacbayes.options import checked_value
 from pacbayes.models import load_model
 from pacbayes.testing import cached_report, family_bound
@@ -279,7 +279,7 @@ class ClaimChecker:
             seed=settings["seed"],
             corrupt=float(settings["corrupt"]),
             quiet=self.quiet,
-            **_family_settings(settings),
+            **settings_from_keys(settings),
         )
         if settings["model"] == "demo":
             torch.manual_seed(settings["seed"])
@@ -323,19 +323,6 @@ class ClaimChecker:
             settings=settings,
             details=details,
         )
-
-
-def _family_settings(settings: dict) -> dict:
-    """CertifyOptions keyword arguments: each family's settings with the claim's family keys applied."""
-    result = {}
-    for name, family in FAMILIES.items():
-        chosen = {
-            f.name: settings[f.metadata["cli"].key]
-            for f in cli_fields(family.settings_type)
-            if f.metadata["cli"].key in settings
-        }
-        result[settings_attribute(name)] = family.settings_type(**chosen)
-    return result
 
 
 def _describe(changes: dict) -> str:

@@ -7,7 +7,6 @@ Bad input exits with status 2 and one line on stderr (``pacbayes: error: ...``),
 import json
 import math
 import sys
-import typing
 from dataclasses import replace
 
 import click
@@ -15,12 +14,13 @@ import click
 from pacbayes import __version__
 from pacbayes.arguments import check_output_dir, check_output_path
 from pacbayes.errors import PacBayesError
-from pacbayes.families import FAMILIES, cli_fields, settings_attribute
+from pacbayes.families import FAMILIES, cli_fields, settings_from_keys
 from pacbayes.bounds import MARGINAL_VARIANTS
 from pacbayes.data.arrays import load_kernel_inputs, load_npy
 from pacbayes.evidence.ep import DEFAULT_TOL as EP_TOL
 from pacbayes.evidence.tilted import DEFAULT_SAMPLES as TILTED_SAMPLES
 from pacbayes.layers import ANALYTIC_ACTIVATIONS
+from pacbayes.options import value_kind
 
 
 class _Interrupted(Exception):
@@ -187,7 +187,7 @@ def _family_option_fields() -> dict:
 def _click_settings(f) -> dict:
     """click.option keyword arguments for settings field ``f`` (its type, default and choices)."""
     declared = f.metadata["cli"]
-    kind = next((t for t in typing.get_args(f.type) if t is not type(None)), f.type)
+    kind = value_kind(f)
     if kind is bool:
         return {"is_flag": True, "default": f.default}
     if declared.choices:
@@ -213,16 +213,12 @@ def family_options(command):
 
 
 def _family_settings(values: dict) -> dict:
-    """family name -> its settings dataclass, from the parsed family flags (by claims/CLI key)."""
-    settings = {}
-    for name, family in FAMILIES.items():
-        chosen = {}
-        for f in cli_fields(family.settings_type):
-            declared = f.metadata["cli"]
-            value = values[declared.key]
-            chosen[f.name] = _parse_float_list(value, declared.flag) if f.type is tuple else value
-        settings[name] = family.settings_type(**chosen)
-    return settings
+    """CertifyOptions keyword arguments from the family flags (comma-separated lists parsed first)."""
+    parsed = dict(values)
+    for flag, (f, _) in _family_option_fields().items():
+        if value_kind(f) is tuple:
+            parsed[f.metadata["cli"].key] = _parse_float_list(values[f.metadata["cli"].key], flag)
+    return settings_from_keys(parsed)
 
 
 @main.command("certify")
@@ -318,7 +314,7 @@ def certify_command(
     kwargs = _parse_json_object(kwargs_json, "--kwargs")
     model, compressed = _load_model_or_subspace(model_path, architecture, kwargs, trust_pickle)
     settings = _family_settings(family_values)
-    settings["subspace"] = replace(settings["subspace"], compressed=compressed)
+    settings["subspace"] = replace(settings["subspace"], compressed=compressed)  # a subspace file as MODEL
     options = CertifyOptions(
         bounds=tuple(name.strip() for name in bound_names.split(",") if name.strip()),
         delta=delta,
@@ -328,7 +324,7 @@ def certify_command(
         device=device,
         negative_classes=_parse_int_list(negative_classes, "--negative-classes"),
         quiet=quiet,
-        **{settings_attribute(name): value for name, value in settings.items()},
+        **settings,
     )
     report = certify(model, load_data_spec(train_spec), load_data_spec(test_spec), options)
     _print_report(report, model_path, out_path, as_json)

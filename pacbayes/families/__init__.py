@@ -5,7 +5,6 @@ formula in :mod:`pacbayes.bounds` and one line in ``FAMILIES`` below. ``certify`
 claims, ``assert_certified`` and ``BoundMonitor`` iterate this registry.
 """
 
-from pacbayes.errors import InputError
 from pacbayes.families import dziugaite_roy, marginal, subspace
 from pacbayes.families.base import Baseline, BoundFamily, FamilyOutcome, Option, RunContext, cli_fields, option, stamped
 
@@ -24,11 +23,15 @@ def settings_attribute(name: str) -> str:
     return name.replace("-", "_")
 
 
-def get_family(name: str) -> BoundFamily:
-    """The registered family called ``name`` (InputError naming the choices otherwise)."""
-    if name not in FAMILIES:
-        raise InputError(f"unknown bound family {name!r}; choose from {', '.join(FAMILIES)}")
-    return FAMILIES[name]
+def settings_from_keys(values) -> dict:
+    """CertifyOptions keyword arguments: every registered family's settings, with the options that
+    ``values`` names (by claims/CLI key, :attr:`pacbayes.options.Option.key`) set, the rest at defaults."""
+    result = {}
+    for name, family in FAMILIES.items():
+        fields = cli_fields(family.settings_type)
+        chosen = {f.name: values[f.metadata["cli"].key] for f in fields if f.metadata["cli"].key in values}
+        result[settings_attribute(name)] = family.settings_type(**chosen)
+    return result
 
 
 __all__ = [
@@ -39,8 +42,8 @@ __all__ = [
     "Option",
     "RunContext",
     "cli_fields",
-    "get_family",
     "option",
     "settings_attribute",
+    "settings_from_keys",
     "stamped",
 ]

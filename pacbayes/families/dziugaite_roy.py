@@ -8,6 +8,7 @@ formulas live in :mod:`pacbayes.bounds.stochastic`, the optimisation in :mod:`pa
 from dataclasses import dataclass
 from typing import Optional
 
+from pacbayes.attempts import ledger_option
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, option, stamped
 from pacbayes.stochastic.train import OBJECTIVES
 
@@ -31,13 +32,7 @@ class DziugaiteRoySettings:
     )
     mc_samples: int = option(1000, "--mc-samples", "Posterior draws for the sample-convergence bound.")
     fixed_mean: bool = option(False, "--fixed-mean", "Keep the posterior mean at MODEL's weights.")
-    attempts_ledger: Optional[str] = option(
-        None,
-        "--attempts-ledger",
-        "JSON-lines file counting runs (any seed) on this model/prior and data; "
-        "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.",
-        path=True,
-    )
+    attempts_ledger: Optional[str] = ledger_option()
     test_draws: int = 20
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import special
 
-from pacbayes.attempts import fingerprint, record_attempt
+from pacbayes.attempts import fingerprint, ledger_option, record_attempt
 from pacbayes.bounds import MARGINAL_VARIANTS, marginal_likelihood_bound, series_delta, split_delta
 from pacbayes.data import signs
 from pacbayes.errors import InputError
@@ -80,13 +80,7 @@ class MarginalSettings:
         "--jitter): the smallest with K + eps I positive definite is used; costs ln|G| "
         "nats of delta.",
     )
-    attempts_ledger: Optional[str] = option(
-        None,
-        "--attempts-ledger",
-        "JSON-lines file counting runs (any seed) on this model/prior and data; "
-        "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.",
-        path=True,
-    )
+    attempts_ledger: Optional[str] = ledger_option()
     variant: str = option(
         "langford",
         "--variant",
