@@ -1,31 +1,40 @@
-"""Is SGD a Bayesian sampler? P_SGD(f|S) against P_B(f|S) on a 7-bit Boolean task (Mingard et al. 2021).
+"""Is SGD a Bayesian sampler? P_SGD(f|S) against P_B(f|S) on 7-bit Boolean tasks (Mingard et al., JMLR 2021).
 
-Task: all 128 inputs x in {0,1}^7, target f*(x) = x_1 OR (x_2 AND x_3); a training set S of
-``--m`` inputs drawn at random (seeded), labelled by f*; the other inputs are the test set T.
-A function is the network's labelling of T (the labels on S are fixed by zero training error).
+Set-up (Mingard, Valle-Pérez, Skalse & Louis 2021, Sec. 5's Boolean system): all 128 inputs
+x in {0,1}^7; one training set of ``--m`` = 32 inputs drawn at random (seeded), the other 96 the
+test set T; several target functions f* of different Lempel-Ziv complexity (pacbayes.boolean),
+each labelling the same training inputs. A "function" is a network's labelling of T (its labels
+on S are fixed by zero training error).
 
-Network: 7 -> 40 -> 40 -> 1 ReLU, weights N(0, sigma_w^2 / fan_in), biases N(0, sigma_b^2) --
-one Gaussian prior over parameters, used by every estimator below.
+Network: 7 -> 40 -> 40 -> 1 ReLU, weights N(0, sigma_w^2 / fan_in), biases N(0, sigma_b^2)
+(pacbayes.boolean.ReluNets). This one prior is the initialisation of every training run, the
+distribution the rejection sampler draws from, and (in the infinite-width limit) the NNGP.
 
-- P_SGD(f|S): ``--sgd-runs`` independent networks, each initialised from the prior and trained
-  with minibatch Adam (logistic loss, batch 8) until it classifies S perfectly; the frequency of
-  each f (Mingard et al. report the same agreement for plain SGD and for Adam).
-- P_B(f|S), rejection: draw networks from the prior and keep those that fit S exactly --
-  exact samples of the Bayesian posterior (prior restricted to S-consistent functions).
-- P_B(f|S), elliptical slice sampling (Murray, Adams & MacKay 2010) over the same network's
-  weights, with the hard zero-training-error likelihood: the ellipse through the current weights
-  and a fresh prior draw is searched by bracket shrinking, and any proposal that fits S is
-  accepted (the slice threshold of an indicator likelihood). Chains start from rejection samples
-  when rejection found enough (exact posterior draws: stationary from the first step), else from
-  SGD solutions with a burn-in. NUTS cannot do this: the indicator has no useful gradient.
-- P_B(f|S), NNGP/EP: the infinite-width limit of the same prior is the NNGP
-  (pacbayes.kernels.FullyConnectedNNGP), and P(f|S) = P(S u T labelled by f) / P(S), both
-  Gaussian orthant probabilities estimated by expectation propagation (pacbayes.evidence).
+- P_SGD(f|S): ``--runs`` independent networks per target and optimiser, all trained at once as
+  one (runs, D) tensor (pacbayes.boolean.train_to_fit): plain SGD (batch 8, ``--sgd-lr``) and,
+  as the second arm, Adam (batch 8, ``--adam-lr``), logistic loss, until zero training error;
+  the frequency of each f among the runs that fit S.
+- P_B(f|S) by rejection (exact, finite width): ``--draws`` prior networks, kept when they fit S
+  (pacbayes.boolean.fitting_prior_functions; one pass serves every target). ``--heads`` output
+  layers share each draw of the hidden layers: every network is still an exact prior draw, but
+  the counts are dependent within a group (1 = independent draws, slower).
+- P_B(f|S) by NNGP + EP: P(f|S) = P(S u T labelled by f) / P(S), two Gaussian orthant
+  probabilities under pacbayes.kernels.FullyConnectedNNGP, each by converged EP
+  (pacbayes.evidence.ep_log_evidence): an estimate, not a bound.
+- For the ``--certify-top`` most frequent SGD functions of each target, a certified sandwich of
+  the NNGP P(f|S) (pacbayes.evidence.certified_log_evidence, Botev 2017): with L <= ln P <= U for
+  both orthants, exp(L(S u f) - U(S)) <= P(f|S) <= exp(U(S u f) - L(S)), jointly with probability
+  >= 1 - ``--delta`` (delta split over every lower bound computed). It certifies the NNGP
+  quantity, not the width-40 network's.
 
-Prints the Pearson correlation of log10 probabilities over functions found by both estimators
-and saves a log-log plot.
+Printed: P(S) by rejection and EP, the training statistics, and per target and optimiser the
+Pearson correlation of log10 P_SGD with log10 P_B over functions SGD found >= ``--min-count``
+times; two diagnostics bound what agreement is measurable: the split-half correlation of P_SGD
+with itself (counting noise) and the rejection-vs-EP correlation (finite width vs the NNGP).
+Saves a grid of log-log plots (rows: targets; columns: rejection, EP).
 
-    python examples/sgd_bayes.py [--m 64] [--sgd-runs 2000] [--rejection 200000] [--threads 1] [--out sgd_bayes.png]
+    python examples/sgd_bayes.py [--runs 100000] [--draws 32000000] [--out examples/figures/sgd_bayes.png]
+    python examples/sgd_bayes.py --quick          # seconds, tiny budgets (for the tests)
 """
 
 import argparse
@@ -39,168 +48,131 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pacbayes.evidence import ep_log_evidence  # noqa: E402
+from pacbayes.boolean import ReluNets, boolean_inputs, fitting_prior_functions, lz_complexity, train_to_fit  # noqa: E402
+from pacbayes.errors import InputError  # noqa: E402
+from pacbayes.evidence import certified_log_evidence, ep_log_evidence  # noqa: E402
 from pacbayes.kernels import FullyConnectedNNGP  # noqa: E402
 
-N_INPUTS = 7
-WIDTHS = (40, 40)
-SIGMA_W, SIGMA_B = 1.0, 0.1
+N_INPUTS, WIDTHS, SIGMA_W, SIGMA_B = 7, (40, 40), 1.0, 0.1
+TARGETS = {
+    "x1 OR x2": lambda x: (x[:, 0] + x[:, 1]) > 0,
+    "x1 OR (x2 AND x3)": lambda x: (x[:, 0] > 0) | ((x[:, 1] > 0) & (x[:, 2] > 0)),
+    "maj(x1,x2,x3)": lambda x: x[:, :3].sum(dim=1) >= 2,
+    "(x1 AND x2) OR (x3 AND x4)": lambda x: (x[:, 0] * x[:, 1] + x[:, 2] * x[:, 3]) > 0,
+    "x1 XOR x2": lambda x: (x[:, 0] + x[:, 1]) == 1,
+}
+DEFAULT_TARGETS = ("x1 OR x2", "maj(x1,x2,x3)", "(x1 AND x2) OR (x3 AND x4)")
+ARMS = ("sgd", "adam")
 
 
-def boolean_inputs(n: int = N_INPUTS) -> torch.Tensor:
-    index = torch.arange(2**n)
-    return ((index[:, None] >> torch.arange(n - 1, -1, -1)) & 1).to(torch.float32)
-
-
-def target_function(x: torch.Tensor) -> torch.Tensor:
-    """f*(x) = x_1 OR (x_2 AND x_3), as a bool per input."""
-    return (x[:, 0] > 0) | ((x[:, 1] > 0) & (x[:, 2] > 0))
-
-
-def layer_shapes():
-    sizes = (N_INPUTS,) + WIDTHS + (1,)
-    return list(zip(sizes[:-1], sizes[1:]))
-
-
-def prior_scales() -> torch.Tensor:
-    """Standard deviation of every parameter in the flat layout [W1, b1, W2, b2, W3, b3]."""
-    parts = []
-    for fan_in, fan_out in layer_shapes():
-        parts += [torch.full((fan_in * fan_out,), SIGMA_W / math.sqrt(fan_in)), torch.full((fan_out,), SIGMA_B)]
-    return torch.cat(parts)
-
-
-def logits(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Outputs (R, n) of R networks with flat parameters theta (R, D) on inputs x (n, 7)."""
-    h, offset = x.expand(theta.shape[0], -1, -1), 0
-    shapes = layer_shapes()
-    for layer, (fan_in, fan_out) in enumerate(shapes):
-        weight = theta[:, offset : offset + fan_in * fan_out].reshape(-1, fan_in, fan_out)
-        offset += fan_in * fan_out
-        bias = theta[:, offset : offset + fan_out].unsqueeze(1)
-        offset += fan_out
-        h = torch.baddbmm(bias, h, weight)
-        if layer < len(shapes) - 1:
-            h = torch.relu(h)
-    return h.squeeze(-1)
-
-
-def fits(theta, x_train, y_train) -> torch.Tensor:
-    return ((logits(theta, x_train) > 0) == y_train).all(dim=1)
-
-
-def function_keys(theta, x_test) -> np.ndarray:
-    """Each network's labelling of the test inputs, packed into bytes (one row per network)."""
-    with torch.no_grad():
-        bits = (logits(theta, x_test) > 0).numpy()
-    return np.packbits(bits, axis=1)
-
-
-def count_functions(keys: np.ndarray) -> dict:
-    if len(keys) == 0:
+def function_counts(signs: torch.Tensor) -> dict:
+    """Counts of each distinct row of a bool matrix (networks x test inputs), keyed by the packed bytes."""
+    if signs.shape[0] == 0:
         return {}
-    unique, counts = np.unique(keys, axis=0, return_counts=True)
+    unique, counts = np.unique(np.packbits(signs.numpy(), axis=1), axis=0, return_counts=True)
     return {row.tobytes(): int(c) for row, c in zip(unique, counts)}
 
 
-def rejection_samples(x_train, y_train, draws: int, generator, chunk: int = 20_000) -> torch.Tensor:
-    """Parameters of every prior draw (out of ``draws``) that fits S exactly."""
-    scales = prior_scales()
-    kept = []
-    with torch.no_grad():
-        for start in range(0, draws, chunk):
-            theta = torch.randn(min(chunk, draws - start), scales.numel(), generator=generator) * scales
-            kept.append(theta[fits(theta, x_train, y_train)])
-    return torch.cat(kept)
+def key_signs(key: bytes, n: int) -> torch.Tensor:
+    """The +-1 labelling of the n test inputs encoded by a function key."""
+    bits = np.unpackbits(np.frombuffer(key, dtype=np.uint8))[:n]
+    return torch.tensor(bits, dtype=torch.float64) * 2 - 1
 
 
-def elliptical_slice_chains(
-    start: torch.Tensor, x_train, y_train, steps: int, generator, max_shrinks: int = 200
-) -> list:
-    """Run one elliptical slice sampler per row of ``start`` (which must fit S); states after each step.
-
-    Whitened coordinates u = theta / scales ~ N(0, I). For the indicator likelihood every proposal
-    that fits S lies on the slice, so a step draws nu ~ N(0, I), an angle phi in [0, 2 pi) and the
-    bracket [phi - 2 pi, phi], and shrinks the bracket towards 0 until u cos phi + nu sin phi fits S.
-    """
-    scales = prior_scales()
-    u = start / scales
-    states = []
-    with torch.no_grad():
-        for _ in range(steps):
-            nu = torch.randn(u.shape, generator=generator)
-            phi = torch.rand(u.shape[0], generator=generator) * 2 * math.pi
-            low, high = phi - 2 * math.pi, phi.clone()
-            pending = torch.ones(u.shape[0], dtype=torch.bool)
-            new = u.clone()
-            for _ in range(max_shrinks):
-                index = pending.nonzero().squeeze(1)
-                if index.numel() == 0:
-                    break
-                angle = phi[index, None]
-                proposal = u[index] * torch.cos(angle) + nu[index] * torch.sin(angle)
-                ok = fits(proposal * scales, x_train, y_train)
-                new[index[ok]] = proposal[ok]
-                pending[index[ok]] = False
-                rejected = index[~ok]
-                negative = phi[rejected] < 0
-                low[rejected] = torch.where(negative, phi[rejected], low[rejected])
-                high[rejected] = torch.where(negative, high[rejected], phi[rejected])
-                phi[rejected] = low[rejected] + torch.rand(rejected.numel(), generator=generator) * (
-                    high[rejected] - low[rejected]
-                )
-            u = new  # a chain still pending after max_shrinks keeps its state (phi -> 0)
-            states.append(u * scales)
-    return states
-
-
-def sgd_solutions(x_train, y_train, runs: int, generator, *, lr: float, batch: int, max_steps: int) -> torch.Tensor:
-    """Train ``runs`` networks from the prior until each fits S; return those that did.
-
-    Each network draws its own minibatches of ``batch`` training points and takes Adam steps
-    (Kingma & Ba 2015, elementwise, so the networks stay independent) on the logistic loss; a
-    network stops the moment it classifies S perfectly.
-    """
-    scales = prior_scales()
-    theta = (torch.randn(runs, scales.numel(), generator=generator) * scales).requires_grad_()
-    first, second = torch.zeros(theta.shape), torch.zeros(theta.shape)
-    targets = y_train.to(torch.float32)
-    active = ~fits(theta.detach(), x_train, y_train)
-    m = x_train.shape[0]
-    for step in range(1, max_steps + 1):
-        if not active.any():
-            break
-        index = torch.rand(runs, m, generator=generator).argsort(dim=1)[:, :batch]
-        out = logits(theta, x_train)  # (runs, m); the loss sees each net's minibatch
-        chosen = torch.zeros_like(out).scatter_(1, index, 1.0)
-        loss = (
-            torch.nn.functional.binary_cross_entropy_with_logits(out, targets.expand_as(out), reduction="none") * chosen
-        ).sum() / batch
-        (grad,) = torch.autograd.grad(loss, theta)
+def train_arm(nets, x_train, y_train, x_test, args, optimiser, generator) -> dict:
+    """P_SGD counts of one optimiser: ``args.runs`` runs in batches of ``args.batch_runs`` networks."""
+    lr = args.sgd_lr if optimiser == "sgd" else args.adam_lr
+    signs, epochs, failed = [], [], 0
+    for start in range(0, args.runs, args.batch_runs):
+        theta = nets.sample(min(args.batch_runs, args.runs - start), generator)
+        result = train_to_fit(
+            nets,
+            theta,
+            x_train,
+            y_train,
+            optimiser=optimiser,
+            lr=lr,
+            batch=args.batch,
+            max_epochs=args.max_epochs,
+            generator=generator,
+        )
+        failed += int((~result.converged).sum())
         with torch.no_grad():
-            first.mul_(0.9).add_(0.1 * grad)
-            second.mul_(0.999).add_(0.001 * grad * grad)
-            update = (first / (1 - 0.9**step)) / ((second / (1 - 0.999**step)).sqrt() + 1e-8)
-            theta -= lr * update * active[:, None]
-            active &= ~fits(theta, x_train, y_train)
-    with torch.no_grad():
-        return theta.detach()[fits(theta.detach(), x_train, y_train)]
+            signs.append(nets.logits(result.theta[result.converged], x_test) > 0)
+        epochs.append(result.epochs[result.converged])
+    epochs = torch.cat(epochs).to(torch.float64)
+    return {
+        "counts": function_counts(torch.cat(signs)),
+        "failed": failed,
+        "mean_epochs": float(epochs.mean()) if epochs.numel() else math.nan,
+        "max_epochs": int(epochs.max()) if epochs.numel() else 0,
+    }
 
 
-def ep_conditional_log10(keys: list, x_all, train_index, test_index, y_train) -> dict:
-    """log10 P(f|S) under the NNGP prior: [ln P(S u T labelled f) - ln P(S)] / ln 10, both by EP."""
-    kernel = FullyConnectedNNGP(depth=len(WIDTHS), activation="relu", sigma_w=SIGMA_W, sigma_b=SIGMA_B)
-    K = kernel.matrix(x_all.to(torch.float64))
-    order = torch.cat([train_index, test_index])
-    K_all = K[order][:, order]
-    train_signs = y_train.to(torch.float64) * 2 - 1
-    log_train = ep_log_evidence(K_all[: len(train_index), : len(train_index)], train_signs).log_evidence
-    result = {}
-    for key in keys:
-        bits = np.unpackbits(np.frombuffer(key, dtype=np.uint8))[: len(test_index)]
-        signs = torch.cat([train_signs, torch.tensor(bits, dtype=torch.float64) * 2 - 1])
-        result[key] = (ep_log_evidence(K_all, signs).log_evidence - log_train) / math.log(10)
-    return result, log_train
+def split_half(counts: dict, min_count: int, generator) -> float:
+    """Pearson r of log10 counts between two random halves of the runs (functions >= min_count in all, both halves > 0).
+
+    Each run goes to either half on a fair coin, so a function's count splits binomially; the r
+    this gives is what counting noise alone leaves of a perfect agreement.
+    """
+    keys = [k for k, c in counts.items() if c >= min_count]
+    totals = torch.tensor([counts[k] for k in keys], dtype=torch.float64)
+    if len(keys) < 3:
+        return math.nan
+    half = torch.binomial(totals, torch.full_like(totals, 0.5), generator=generator)
+    ok = (half > 0) & (half < totals)
+    return pearson(torch.log10(half[ok]).numpy(), torch.log10(totals[ok] - half[ok]).numpy())
+
+
+def pearson(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    spread = len(a) >= 3 and np.ptp(a) > 1e-9 and np.ptp(b) > 1e-9  # r is undefined for a constant column
+    return float(np.corrcoef(a, b)[0, 1]) if spread else math.nan
+
+
+def ep_conditionals(K, train_signs, keys, n_test) -> tuple[dict, float]:
+    """log10 P(f|S) = [ln P(S u T labelled f) - ln P(S)] / ln 10 under the NNGP, both by EP; and ln P(S)."""
+    m = train_signs.numel()
+    log_train = ep_log_evidence(K[:m, :m], train_signs).log_evidence
+    values = {
+        key: (ep_log_evidence(K, torch.cat([train_signs, key_signs(key, n_test)])).log_evidence - log_train)
+        / math.log(10)
+        for key in keys
+    }
+    return values, log_train
+
+
+def certified_conditionals(K, train_signs, keys, n_test, delta, seed) -> tuple[dict, object]:
+    """Certified [low, high] of log10 P(f|S) under the NNGP for each key, jointly w.p. >= 1 - delta."""
+    m = train_signs.numel()
+    share = delta / (len(keys) + 1)
+    train = certified_log_evidence(K[:m, :m], train_signs, delta_prime=share, seed=seed)
+    intervals = {}
+    for index, key in enumerate(keys):
+        joint = certified_log_evidence(
+            K, torch.cat([train_signs, key_signs(key, n_test)]), delta_prime=share, seed=seed + 1 + index
+        )
+        low = (joint.lower - train.upper) / math.log(10) if train.upper is not None else -math.inf
+        high = min(0.0, (joint.upper - train.lower) / math.log(10)) if joint.upper is not None else 0.0
+        intervals[key] = (low, high)
+    return intervals, train
+
+
+def collision_probability(counts: dict) -> float:
+    """Unbiased estimate of sum_f P(f)^2 (two independent samples agree on T) from counts: sum c(c-1) / (N(N-1))."""
+    total = sum(counts.values())
+    return sum(c * (c - 1) for c in counts.values()) / (total * (total - 1)) if total > 1 else math.nan
+
+
+def mean_test_error(counts: dict, test_labels: torch.Tensor) -> float:
+    total = sum(counts.values())
+    return sum(c * test_error(k, test_labels) for k, c in counts.items()) / total if total else math.nan
+
+
+def error_samples(counts: dict, test_labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Test errors of the distinct functions and their counts (for histograms)."""
+    keys = list(counts)
+    return np.array([test_error(k, test_labels) for k in keys]), np.array([counts[k] for k in keys], dtype=float)
 
 
 def log10_frequencies(counts: dict) -> dict:
@@ -208,175 +180,275 @@ def log10_frequencies(counts: dict) -> dict:
     return {key: math.log10(c / total) for key, c in counts.items()}
 
 
-def correlation(x: dict, y: dict, min_count_keys=None):
-    keys = [k for k in x if k in y and (min_count_keys is None or k in min_count_keys)]
-    if len(keys) < 3:
-        return float("nan"), len(keys)
-    return float(np.corrcoef([x[k] for k in keys], [y[k] for k in keys])[0, 1]), len(keys)
-
-
-def run(args):
+def run(args) -> dict:
     generator = torch.Generator().manual_seed(args.seed)
-    x_all = boolean_inputs()
-    y_all = target_function(x_all)
-    permutation = torch.randperm(2**N_INPUTS, generator=generator)
-    train_index, test_index = permutation[: args.m].sort().values, permutation[args.m :].sort().values
-    x_train, y_train, x_test = x_all[train_index], y_all[train_index], x_all[test_index]
-    seconds = {}
+    nets = ReluNets(N_INPUTS, WIDTHS, SIGMA_W, SIGMA_B)
+    x_all = torch.tensor(boolean_inputs(N_INPUTS), dtype=torch.float32)
+    order = torch.randperm(2**N_INPUTS, generator=generator)
+    train_index, test_index = order[: args.m].sort().values, order[args.m :].sort().values
+    x_train, x_test = x_all[train_index], x_all[test_index]
+    labels = {name: TARGETS[name](x_all) for name in args.targets}
+    K = FullyConnectedNNGP(depth=len(WIDTHS), activation="relu", sigma_w=SIGMA_W, sigma_b=SIGMA_B).matrix(
+        x_all.to(torch.float64)
+    )[torch.cat([train_index, test_index])][:, torch.cat([train_index, test_index])]
 
     started = time.perf_counter()
-    sgd = sgd_solutions(
-        x_train, y_train, args.sgd_runs, generator, lr=args.lr, batch=args.batch, max_steps=args.max_steps
+    accepted = fitting_prior_functions(
+        nets,
+        x_train,
+        torch.stack([labels[name][train_index] for name in args.targets]),
+        x_test,
+        args.draws,
+        generator,
+        heads=args.heads,
     )
-    p_sgd = count_functions(function_keys(sgd, x_test))
-    seconds["sgd"] = time.perf_counter() - started
+    seconds = {"rejection": time.perf_counter() - started}
+    results = {}
+    for name, signs in zip(args.targets, accepted):
+        y = labels[name]
+        block = {
+            "lz": lz_complexity("".join("1" if b else "0" for b in y.tolist())),
+            "rejection": function_counts(signs),
+            "accepted": signs.shape[0],
+            "test_labels": y[test_index],
+        }
+        for optimiser in ARMS:
+            started = time.perf_counter()
+            block[optimiser] = train_arm(nets, x_train, y[train_index], x_test, args, optimiser, generator)
+            seconds[f"{optimiser} {name}"] = time.perf_counter() - started
+        started = time.perf_counter()
+        train_signs = y[train_index].to(torch.float64) * 2 - 1
+        frequent = {k for arm in ARMS for k, c in block[arm]["counts"].items() if c >= args.min_count}
+        frequent |= {k for k, c in block["rejection"].items() if c >= args.min_count}
+        block["ep"], block["ep_log_ps"] = ep_conditionals(K, train_signs, sorted(frequent), len(test_index))
+        top = sorted(block["sgd"]["counts"], key=block["sgd"]["counts"].get, reverse=True)[: args.certify_top]
+        block["certified"], block["certified_ps"] = certified_conditionals(
+            K, train_signs, top, len(test_index), args.delta / len(args.targets), args.seed
+        )
+        block["split_half"] = {arm: split_half(block[arm]["counts"], args.min_count, generator) for arm in ARMS}
+        seconds[f"NNGP {name}"] = time.perf_counter() - started
+        results[name] = block
+    return {"targets": results, "seconds": seconds}
 
-    started = time.perf_counter()
-    accepted = rejection_samples(x_train, y_train, args.rejection, generator)
-    p_rejection = count_functions(function_keys(accepted, x_test))
-    seconds["rejection"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    # Rejection samples are exact posterior draws (no burn-in needed); where rejection found too
-    # few, chains start at SGD solutions and the first ``ess_burn`` states are discarded.
-    exact_start = len(accepted) >= args.chains
-    pool = accepted if exact_start else sgd
-    starts = pool[torch.randint(len(pool), (args.chains,), generator=generator)]
-    burn = 0 if exact_start else args.ess_burn
-    states = elliptical_slice_chains(starts, x_train, y_train, burn + args.ess_steps, generator)
-    kept = torch.cat(states[burn + args.ess_thin - 1 :: args.ess_thin])
-    p_ess = count_functions(function_keys(kept, x_test))
-    moved = float(
-        (function_keys(states[burn - 1] if burn else starts, x_test) != function_keys(states[-1], x_test))
-        .any(axis=1)
-        .mean()
+def correlations(block, min_count) -> dict:
+    """Pearson r of log10 P_SGD against each P_B estimate, over functions with >= min_count SGD counts."""
+    rows = {}
+    rejection = log10_frequencies(block["rejection"])
+    for arm in ARMS:
+        counts = block[arm]["counts"]
+        frequency = log10_frequencies(counts)
+        keys = [k for k, c in counts.items() if c >= min_count]
+        for name, values in (("rejection", rejection), ("ep", block["ep"])):
+            both = [k for k in keys if k in values]
+            rows[arm, name] = (pearson([frequency[k] for k in both], [values[k] for k in both]), len(both), len(keys))
+    shared = [k for k, c in block["rejection"].items() if c >= min_count and k in block["ep"]]
+    rows["rejection", "ep"] = (
+        pearson([rejection[k] for k in shared], [block["ep"][k] for k in shared]),
+        len(shared),
+        len(shared),
     )
-    seconds["ess"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    ranked = sorted(p_sgd, key=p_sgd.get, reverse=True)[: args.ep_functions]
-    p_ep, log_evidence_train = ep_conditional_log10(ranked, x_all, train_index, test_index, y_train)
-    seconds["ep"] = time.perf_counter() - started
-    return {
-        "sgd": p_sgd,
-        "rejection": p_rejection,
-        "ess": p_ess,
-        "ep": p_ep,
-        "seconds": seconds,
-        "sgd_converged": len(sgd),
-        "accepted": len(accepted),
-        "log_evidence_train_ep": log_evidence_train,
-        "ess_start": "rejection samples" if exact_start else f"SGD solutions, burn-in {burn}",
-        "ess_moved": moved,
-    }
+    return rows
 
 
-def report(result, args):
-    sgd = log10_frequencies(result["sgd"])
-    frequent = {k for k, c in result["sgd"].items() if c >= args.min_count}
-    estimates = {
-        "rejection": log10_frequencies(result["rejection"]),
-        "ess": log10_frequencies(result["ess"]),
-        "ep": result["ep"],
-    }
-    print(f"7-bit task, target x1 OR (x2 AND x3), m = {args.m} training inputs, {2**N_INPUTS - args.m} test inputs")
+def test_error(key, test_labels) -> float:
+    return float((key_signs(key, test_labels.numel()) > 0).ne(test_labels).to(torch.float64).mean())
+
+
+def report(result, args) -> dict:
     print(
-        f"  SGD: {result['sgd_converged']} of {args.sgd_runs} runs reached zero training error; "
-        f"{len(result['sgd'])} distinct functions"
+        f"7-bit Boolean tasks: m = {args.m} training inputs, {2**N_INPUTS - args.m} test inputs; 7-40-40-1 ReLU, "
+        f"sigma_w = {SIGMA_W}, sigma_b = {SIGMA_B}; {args.runs:,} runs per optimiser (batch {args.batch}); "
+        f"{args.draws:,} prior draws ({args.heads} heads per hidden draw)"
     )
-    print(
-        f"  rejection: {result['accepted']} of {args.rejection:,} prior draws fit S "
-        f"(P(S) ~ {result['accepted'] / args.rejection:.2e}; NNGP/EP: ln P(S) = "
-        f"{result['log_evidence_train_ep']:.3f}, P(S) = {math.exp(result['log_evidence_train_ep']):.2e}); "
-        f"{len(result['rejection'])} distinct functions"
-    )
-    print(
-        f"  elliptical slice: {args.chains} chains x {args.ess_steps} kept steps, thinned by {args.ess_thin}, "
-        f"started at {result['ess_start']}; {len(result['ess'])} distinct functions; "
-        f"{result['ess_moved']:.0%} of chains changed function over the kept steps"
-    )
-    print(f"  NNGP/EP: P(f|S) for the {len(result['ep'])} most frequent SGD functions")
-    print(
-        f"\n  Pearson correlation of log10 P_SGD(f|S) with log10 P_B(f|S) "
-        f"(functions found by SGD at least {args.min_count} times and by the estimator):"
-    )
-    correlations = {}
-    for name, values in estimates.items():
-        r, count = correlation(sgd, values, frequent)
-        correlations[name] = (r, count)
-        print(f"    {name:<10} r = {r:6.3f} over {count} functions")
-    print("\n  the 8 most frequent SGD functions: P_SGD, P_B rejection, P_B ESS, P_B EP")
-    for key in sorted(result["sgd"], key=result["sgd"].get, reverse=True)[:8]:
-        cells = [10 ** sgd[key]] + [
-            10 ** estimates[n][key] if key in estimates[n] else float("nan") for n in ("rejection", "ess", "ep")
-        ]
-        print("    " + "  ".join(f"{v:9.2e}" for v in cells))
-    print("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result["seconds"].items()))
-    return sgd, estimates, correlations
-
-
-def plot(sgd, estimates, correlations, out, args):
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.8))
-    titles = {
-        "rejection": "P_B by rejection sampling",
-        "ess": "P_B by elliptical slice sampling",
-        "ep": "P_B by NNGP + EP",
-    }
-    for ax, (name, values) in zip(axes, estimates.items()):
-        keys = [k for k in sgd if k in values]
-        if keys:
-            xs, ys = np.array([10 ** values[k] for k in keys]), np.array([10 ** sgd[k] for k in keys])
-            ax.scatter(xs, ys, s=12, alpha=0.6)
-            low = min(xs.min(), ys.min())
-            ax.plot([low, 1], [low, 1], color="grey", lw=0.8, ls="--")
-        else:
-            ax.text(
-                0.5,
-                0.5,
-                "no function found by both\n(rejection: no prior draw fit S)",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
+    table = {}
+    for name, block in result["targets"].items():
+        ps = block["accepted"] / args.draws
+        cert = block["certified_ps"]
+        print(f"\ntarget {name}: C_LZ = {block['lz']:.1f}")
+        print(
+            f"  P(S): rejection {ps:.2e} ({block['accepted']} accepted, {len(block['rejection'])} distinct functions); "
+            f"NNGP/EP {math.exp(block['ep_log_ps']):.2e}; NNGP certified ln P(S) in [{cert.lower:.2f}, "
+            f"{cert.upper if cert.upper is not None else math.inf:.2f}]"
+        )
+        for arm in ARMS:
+            counts = block[arm]["counts"]
+            total = sum(counts.values())
+            frequent = sum(c for c in counts.values() if c >= args.min_count)
+            print(
+                f"  {arm:<4}: {total:,} of {args.runs:,} runs fit S (mean {block[arm]['mean_epochs']:.1f} epochs, "
+                f"max {block[arm]['max_epochs']}); {len(counts):,} distinct functions; those seen >= "
+                f"{args.min_count} times hold {frequent / max(total, 1):.0%} of the runs; split-half r = "
+                f"{block['split_half'][arm]:.3f}"
             )
+        top = sorted(block["sgd"]["counts"], key=block["sgd"]["counts"].get, reverse=True)[: args.top]
+        shares = {
+            source: sum(counts.get(k, 0) for k in top) / max(sum(counts.values()), 1)
+            for source, counts in (
+                ("sgd", block["sgd"]["counts"]),
+                ("adam", block["adam"]["counts"]),
+                ("rejection", block["rejection"]),
+            )
+        }
+        hits = sum(block["rejection"].get(k, 0) for k in top)
+        print(
+            f"  the {len(top)} most frequent SGD functions hold {shares['sgd']:.1%} of SGD runs, "
+            f"{shares['adam']:.1%} of Adam runs, and {hits} of {block['accepted']} rejection draws "
+            f"({shares['rejection']:.1%}; {shares['sgd'] * block['accepted']:.1f} expected if P_B = P_SGD)"
+        )
+        print(
+            "  P(two samples agree on T) = sum_f P(f)^2: "
+            + ", ".join(
+                f"{source} {collision_probability(counts):.2e}"
+                for source, counts in (
+                    ("SGD", block["sgd"]["counts"]),
+                    ("Adam", block["adam"]["counts"]),
+                    ("rejection", block["rejection"]),
+                )
+            )
+        )
+        print(
+            "  mean test error: "
+            + ", ".join(
+                f"{source} {mean_test_error(counts, block['test_labels']):.4f}"
+                for source, counts in (
+                    ("SGD", block["sgd"]["counts"]),
+                    ("Adam", block["adam"]["counts"]),
+                    ("rejection (P_B, width 40)", block["rejection"]),
+                )
+            )
+        )
+        rows = correlations(block, args.min_count)
+        table[name] = rows
+        print(f"  Pearson r of log10 P_SGD with log10 P_B (functions with >= {args.min_count} SGD counts):")
+        for (arm, estimator), (r, count, eligible) in rows.items():
+            if arm == "rejection":
+                print(f"    rejection vs EP (finite width vs NNGP): r = {r:6.3f} over {count} functions")
+            else:
+                print(f"    {arm:<4} vs {estimator:<9}: r = {r:6.3f} over {count} of {eligible} functions")
+        print("  most frequent SGD functions: test error, P_SGD, P_Adam, P_B rejection, P_B EP, NNGP certified P(f|S)")
+        sgd_counts, adam_counts = block["sgd"]["counts"], block["adam"]["counts"]
+        sgd_total, adam_total = max(sum(sgd_counts.values()), 1), max(sum(adam_counts.values()), 1)
+        for key in sorted(sgd_counts, key=sgd_counts.get, reverse=True)[:6]:
+            p_rej = block["rejection"].get(key, 0) / max(block["accepted"], 1)
+            low, high = block["certified"].get(key, (math.nan, math.nan))
+            print(
+                f"    {test_error(key, block['test_labels']):.3f}  {sgd_counts[key] / sgd_total:9.2e} "
+                f"{adam_counts.get(key, 0) / adam_total:9.2e} {p_rej:9.2e} {10 ** block['ep'].get(key, math.nan):9.2e}"
+                f"  [{10**low:.1e}, {10**high:.1e}]"
+            )
+    print("\nseconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result["seconds"].items()))
+    return table
+
+
+def plot(result, table, args) -> None:
+    """Per target: P_SGD vs P_B (EP) log-log (left); test-error distributions, exact rejection P_B included (right)."""
+    names = list(result["targets"])
+    figure, axes = plt.subplots(len(names), 2, figsize=(12, 4.3 * len(names)), squeeze=False)
+    styles = {"sgd": ("o", "tab:blue", "SGD"), "adam": ("^", "tab:orange", "Adam")}
+    for row, name in enumerate(names):
+        block = result["targets"][name]
+        ax, low = axes[row, 0], 0.0
+        for arm, (marker, color, label) in styles.items():
+            counts = block[arm]["counts"]
+            frequency = log10_frequencies(counts)
+            keys = [k for k, c in counts.items() if c >= args.min_count and k in block["ep"]]
+            if keys:
+                xs, ys = np.array([block["ep"][k] for k in keys]), np.array([frequency[k] for k in keys])
+                r, count, _ = table[name][arm, "ep"]
+                ax.scatter(
+                    10**xs,
+                    10**ys,
+                    s=14,
+                    alpha=0.6,
+                    marker=marker,
+                    color=color,
+                    label=f"{label}: r = {r:.2f} over {count} functions",
+                )
+                low = min(low, xs.min(), ys.min())
+        sgd = log10_frequencies(block["sgd"]["counts"])
+        for index, (key, (a, b)) in enumerate(block["certified"].items()):
+            ax.plot(
+                [10 ** max(a, low - 2), 10**b],
+                [10 ** sgd[key]] * 2,
+                color="black",
+                lw=0.8,
+                label="NNGP certified range of P_B, top SGD functions" if index == 0 else None,
+            )
+        ax.plot([10 ** (low - 2), 1], [10 ** (low - 2), 1], color="grey", lw=0.8, ls="--", label="P_SGD = P_B")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel(f"P_B(f|S) ({name})")
+        ax.set_ylim(10 ** (low - 0.3), 1.5)
+        ax.set_xlabel("P_B(f|S), NNGP + EP")
         ax.set_ylabel("P_SGD(f|S)")
-        r, count = correlations[name]
-        ax.set_title(f"{titles[name]}\nr = {r:.3f} over {count} functions")
-    figure.suptitle(f"Is SGD a Bayesian sampler? 7-bit Boolean task, m = {args.m}")
+        ax.set_title(f"{name} (C_LZ {block['lz']:.0f}): functions with >= {args.min_count} counts", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+        ax = axes[row, 1]
+        bins = np.linspace(0, 0.5, 49)
+        for source, counts, color in (
+            ("SGD", block["sgd"]["counts"], "tab:blue"),
+            ("Adam", block["adam"]["counts"], "tab:orange"),
+            (f"P_B by rejection (exact, {block['accepted']:,} draws)", block["rejection"], "black"),
+        ):
+            if counts:
+                errors, weights = error_samples(counts, block["test_labels"])
+                ax.hist(
+                    errors,
+                    bins=bins,
+                    weights=weights / weights.sum(),
+                    histtype="step",
+                    color=color,
+                    lw=1.4,
+                    label=f"{source}: mean {np.average(errors, weights=weights):.3f}",
+                )
+        ax.set_xlabel("test error of the function on the 96 test inputs")
+        ax.set_ylabel("probability")
+        ax.set_title(f"{name}: test-error distribution under P_SGD and P_B", fontsize=9)
+        ax.legend(fontsize=7)
+    figure.suptitle(f"Is SGD a Bayesian sampler? 7-bit Boolean, m = {args.m}, {args.runs:,} runs per optimiser")
     figure.tight_layout()
-    figure.savefig(out, dpi=110)
+    figure.savefig(args.out, dpi=100)
 
 
-def main():
+def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--m", type=int, default=64)
-    parser.add_argument("--sgd-runs", type=int, default=2000)
-    parser.add_argument("--lr", type=float, default=0.01, help="Adam step size")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--max-steps", type=int, default=3000)
-    parser.add_argument("--rejection", type=int, default=200_000, help="prior draws for rejection sampling")
-    parser.add_argument("--chains", type=int, default=400)
-    parser.add_argument("--ess-steps", type=int, default=100)
-    parser.add_argument(
-        "--ess-burn",
-        type=int,
-        default=60,
-        help="steps discarded when chains start at SGD solutions (none from rejection samples)",
-    )
-    parser.add_argument("--ess-thin", type=int, default=5)
-    parser.add_argument("--ep-functions", type=int, default=100)
-    parser.add_argument("--min-count", type=int, default=2)
+    parser.add_argument("--m", type=int, default=32)
+    parser.add_argument("--targets", nargs="+", default=list(DEFAULT_TARGETS), choices=list(TARGETS), metavar="TARGET")
+    parser.add_argument("--runs", type=int, default=100_000, help="training runs per target and optimiser")
+    parser.add_argument("--batch-runs", type=int, default=500, help="networks trained together (cache-sized)")
+    parser.add_argument("--batch", type=int, default=8, help="minibatch size")
+    parser.add_argument("--sgd-lr", type=float, default=0.5)
+    parser.add_argument("--adam-lr", type=float, default=0.03)
+    parser.add_argument("--max-epochs", type=int, default=2000)
+    parser.add_argument("--draws", type=int, default=32_000_000, help="prior networks for rejection sampling")
+    parser.add_argument("--heads", type=int, default=32, help="output layers per draw of the hidden layers")
+    parser.add_argument("--min-count", type=int, default=10)
+    parser.add_argument("--certify-top", type=int, default=3)
+    parser.add_argument("--top", type=int, default=20, help="most frequent SGD functions whose total mass is compared")
+    parser.add_argument("--delta", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these small tensors)")
     parser.add_argument("--out", default="sgd_bayes.png")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy machine)")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: 2 targets, 500 runs, 320,000 draws")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.targets, args.runs, args.draws, args.min_count, args.certify_top = args.targets[:2], 500, 320_000, 3, 1
+    if not 0 < args.m < 2**N_INPUTS:
+        raise InputError(f"--m must be between 1 and {2**N_INPUTS - 1}, got {args.m}")
+    if not 0 < args.delta < 1:
+        raise InputError(f"--delta must be in (0, 1), got {args.delta}")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sgd, estimates, correlations = report(run(args), args)
-    plot(sgd, estimates, correlations, args.out, args)
+    result = run(args)
+    table = report(result, args)
+    plot(result, table, args)
     print(f"saved {args.out}")
+    return {"result": result, "correlations": table}
 
 
 if __name__ == "__main__":

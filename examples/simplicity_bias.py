@@ -26,7 +26,13 @@ cone {s_x (w.x + b) > 0 for all four x}, whose probability is its solid angle ov
 polygon, summed over triangles with the Van Oosterom & Strackee 1983 formula). The two functions
 that are not linearly separable (XOR and XNOR) get exactly 0.
 
-    python examples/simplicity_bias.py [--samples 1000000] [--width 40] [--out simplicity_bias.png]
+The plot's dotted horizontal line is 1/N, N the number of sampled networks: the smallest nonzero
+frequency a function can have (seen once). Points on it are functions seen once, whose true P(f)
+may be far smaller; functions never seen (P(f) below about 1/N) cannot appear, so the floor, not
+the network, cuts off the complex end of each panel.
+
+    python examples/simplicity_bias.py [--samples 500000] [--width 40] [--out simplicity_bias.png]
+    python examples/simplicity_bias.py --quick     # n = 2, 3 only (for the tests)
 """
 
 import argparse
@@ -40,6 +46,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
+
+from pacbayes.boolean import boolean_inputs, lz76_words, lz_complexity  # noqa: E402, F401  (lz76_words: tests)
 
 ARCHITECTURES = {"perceptron": 0, "relu-1-hidden": 1, "relu-2-hidden": 2}
 TWO_INPUT_NAMES = {
@@ -63,46 +71,9 @@ TWO_INPUT_NAMES = {
 
 
 # ---------------------------------------------------------------- truth tables and complexity
-def boolean_inputs(n: int) -> np.ndarray:
-    """All 2^n inputs in {0,1}^n as rows, row i = the binary digits of i (x_1 most significant)."""
-    index = np.arange(2**n)
-    return ((index[:, None] >> np.arange(n - 1, -1, -1)) & 1).astype(np.float64)
-
-
 def truth_table(code: int, n: int) -> str:
     """The output bits f(x_0) f(x_1) ... of the function whose bit i is f(input i)."""
     return "".join(str((code >> i) & 1) for i in range(2**n))
-
-
-def lz76_words(s: str) -> int:
-    """Words of the LZ76 exhaustive parsing of ``s`` (Kaspar & Schuster 1987, Phys. Rev. A 36, 842).
-
-    A word grows while it can be copied from an earlier start (overlap allowed); the last word
-    counts even if it ends the string while still copyable.
-    """
-    n = len(s)
-    if n <= 1:
-        return n
-    words, start = 1, 1  # the first symbol is always a word of its own
-    while start < n:
-        longest, source = 0, 0
-        while source < start:
-            length = 0
-            while start + length < n and s[source + length] == s[start + length]:
-                length += 1
-            longest = max(longest, length)
-            source += 1
-        words += 1
-        start += longest + 1
-    return words
-
-
-def lz_complexity(s: str) -> float:
-    """Valle-Pérez et al. (2019) / Dingle et al. (2018) C_LZ: symmetrised LZ76, in bits."""
-    scale = math.log2(len(s))
-    if set(s) in ({"0"}, {"1"}):
-        return scale
-    return scale * (lz76_words(s) + lz76_words(s[::-1])) / 2.0
 
 
 def table_entropy(s: str) -> float:
@@ -252,9 +223,9 @@ def complexity_table(n: int):
     }
 
 
-def run(samples: int, width: int, seed: int):
+def run(samples: int, width: int, seed: int, inputs=(2, 3, 4)):
     results = {}
-    for n in (2, 3, 4):
+    for n in inputs:
         started = time.perf_counter()
         measures = complexity_table(n)
         probabilities = {}
@@ -299,8 +270,9 @@ def print_summary(results, samples):
                 f"  {n:>2} {name:<14} {int(seen.sum()):>6} {rho['lz']:>7.3f} {rho['entropy']:>8.3f} "
                 f"{rho['formula']:>8.3f} {p[best]:>8.4f} {truth_table(best, n):>17}"
             )
-    print("\nmean log10 P(f) by minimal formula size (n = 4, relu-1-hidden; functions seen only):")
-    p, size = results[4]["probabilities"]["relu-1-hidden"], results[4]["measures"]["formula"]
+    n = max(results)
+    print(f"\nmean log10 P(f) by minimal formula size (n = {n}, relu-1-hidden; functions seen only):")
+    p, size = results[n]["probabilities"]["relu-1-hidden"], results[n]["measures"]["formula"]
     for k in np.unique(size):
         mask = (size == k) & (p > 0)
         total = int((size == k).sum())
@@ -315,7 +287,7 @@ def print_summary(results, samples):
 
 def plot(results, exact, out: str, samples: int):
     markers = {"perceptron": "o", "relu-1-hidden": "s", "relu-2-hidden": "^"}
-    figure, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    figure, axes = plt.subplots(2, len(results), figsize=(5 * len(results), 8.5), squeeze=False)
     for column, (n, block) in enumerate(results.items()):
         for row, (key, label) in enumerate(
             (("lz", "Lempel-Ziv complexity C_LZ"), ("formula", "minimal {AND,OR,NOT} formula size (leaves)"))
@@ -340,8 +312,9 @@ def plot(results, exact, out: str, samples: int):
             ax.set_xlabel(label)
             ax.set_ylabel("P(f)")
             ax.set_title(f"n = {n} ({2**2**n:,} functions)")
-            ax.axhline(1.0 / samples, color="grey", lw=0.5, ls=":")
-    axes[0, 0].legend(fontsize=8)
+            ax.axhline(1.0 / samples, color="grey", lw=0.8, ls=":", label=f"1/N: one hit in N = {samples:,} samples")
+            ax.set_ylim(top=100.0)  # headroom: the legend sits above P = 1, where no point can be
+            ax.legend(fontsize=7, loc="upper right")
     figure.suptitle(
         f"Simplicity bias: P(f) of random networks on all 2^n Boolean inputs vs complexity ({samples:,} samples each)"
     )
@@ -349,20 +322,24 @@ def plot(results, exact, out: str, samples: int):
     figure.savefig(out, dpi=110)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=500_000, help="random networks per architecture and n")
     parser.add_argument("--width", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="simplicity_bias.png")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="n = 2 and 3 only, 5,000 samples (seconds)")
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     exact = exact_perceptron_probabilities()
-    results = run(args.samples, args.width, args.seed)
+    inputs = (2, 3) if args.quick else (2, 3, 4)
+    samples = 5_000 if args.quick else args.samples
+    results = run(samples, args.width, args.seed, inputs)
     print_two_input_table(results, exact)
-    print_summary(results, args.samples)
-    plot(results, exact, args.out, args.samples)
+    print_summary(results, samples)
+    plot(results, exact, args.out, samples)
     print(f"\nsaved {args.out}; {time.perf_counter() - started:.0f} s in all")
+    return results
 
 
 if __name__ == "__main__":

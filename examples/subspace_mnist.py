@@ -18,6 +18,7 @@ from torch import nn
 
 from pacbayes.data import binarise, load_dataset
 from pacbayes.subspace import save_subspace_model, subspace_bound, train_subspace_model
+from pacbayes.subspace.training import DEFAULT_EPOCHS, DEFAULT_PATIENCE
 
 
 def small_cnn(outputs: int) -> nn.Module:
@@ -36,7 +37,10 @@ def small_cnn(outputs: int) -> nn.Module:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="most epochs (stops at convergence)")
+    parser.add_argument("--patience", type=int, default=DEFAULT_PATIENCE, help="0: run all --epochs")
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--qat-epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--delta", type=float, default=0.05)
     parser.add_argument("--binary", action="store_true", help="digits 0-4 vs 5-9, one logit")
@@ -53,7 +57,16 @@ def main():
     net = small_cnn(1 if args.binary else 10)
     started = time.perf_counter()
     compressed = train_subspace_model(
-        net, train.x, train.labels, dim=args.dim, seed=args.seed, epochs=args.epochs, quiet=args.quiet
+        net,
+        train.x,
+        train.labels,
+        dim=args.dim,
+        seed=args.seed,
+        epochs=args.epochs,
+        patience=args.patience or None,
+        lr=args.lr,
+        qat_epochs=args.qat_epochs,
+        quiet=args.quiet,
     )
     trained = time.perf_counter() - started
     result = subspace_bound(compressed, train.x, train.labels, delta=args.delta, test=(test.x, test.labels))[0]
@@ -65,6 +78,7 @@ def main():
         f"D = {d['n_params']} parameters, d = {d['d']}, {d['levels']} levels ({d['quantisation']})"
     )
     print(f"message: {d['code_bits']} bits, KL = {d['kl_nats']:.1f} nats, {d['configurations']} configurations tried")
+    print(f"training: {d['training']['epochs_run']} epochs run (at most {args.epochs}, patience {args.patience})")
     print(f"train error of the decoded model: {d['train_error']:.4f}")
     print(f"test error of the decoded model:  {d['test_error']:.4f}")
     print(

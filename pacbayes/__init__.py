@@ -8,6 +8,7 @@ The public API, importable from here::
     BoundResult                               the record every bound family returns
     FAMILIES                                  the registry of bound families
     Dataset, load_dataset                     data, from the embedded MNIST default or files
+    certified_subset                          the exact training subset certify uses
     load_model                                model files, safely (no unpickling unless asked)
     PacBayesError, InputError                 the errors bad input raises
 
@@ -32,6 +33,7 @@ _LAZY = {
     "FAMILIES": ("pacbayes.families", "FAMILIES"),
     "Dataset": ("pacbayes.data", "Dataset"),
     "load_dataset": ("pacbayes.data", "load_dataset"),
+    "certified_subset": ("pacbayes.data", "certified_subset"),
     "load_model": ("pacbayes.models", "load_model"),
 }
 

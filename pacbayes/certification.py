@@ -19,13 +19,13 @@ from typing import Optional
 import torch
 
 from pacbayes.bounds import holdout_bound, split_delta
-from pacbayes import arguments, checks
+from pacbayes import arguments, checks, provenance
 from pacbayes.bounds import clean_distribution_bound
-from pacbayes.data import Dataset, apply_label_map, binarise, check_disjoint, corrupt_labels, take
+from pacbayes.data import Dataset, apply_label_map, binarise, certified_subset, check_disjoint, corrupt_labels
 from pacbayes.errors import InputError
 from pacbayes.families import FAMILIES, RunContext, settings_attribute
 from pacbayes.models import as_plain_sequential, classification_error, count_mistakes, model_outputs, output_dim
-from pacbayes.results import BoundResult
+from pacbayes.results import BoundResult, WithBounds
 
 HOLDOUT = "hold-out (test-set bound for the model)"
 MODEL_CLASSIFIER = "model"
@@ -77,8 +77,12 @@ CertifyOptions = _options_class()
 
 
 @dataclass
-class Report:
-    """Everything ``pacbayes certify`` prints; ``to_dict`` is the ``--json`` object."""
+class Report(WithBounds):
+    """Everything ``pacbayes certify`` prints; ``to_dict`` is the ``--json`` object.
+
+    ``bounds`` is a list of BoundResult, the same shape as :class:`pacbayes.monitor.MonitorResult`'s
+    (``bound(name)``, ``values``).
+    """
 
     train_error: float
     test_error: float
@@ -92,6 +96,7 @@ class Report:
     seconds: dict
     diagnostics: dict = field(default_factory=dict)
     baseline_labels: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     def best_certified_result(self) -> Optional[BoundResult]:
         """The smallest certified bound, which names its classifier (all hold together: one union bound).
@@ -151,6 +156,7 @@ class Report:
             "model": self.model,
             "seconds": self.seconds,
             "diagnostics": self.diagnostics,
+            "provenance": self.provenance,
         }
 
 
@@ -183,17 +189,20 @@ def prepare_data(model: torch.nn.Module, train: Dataset, test: Dataset, options:
         disjoint_from=f"the whole training set given ({train.name}, {len(train)} examples)"
     )
     if outputs == 1:
-        train = binarise(train, options.negative_classes)
         test = binarise(test, options.negative_classes)
     elif outputs != train.num_classes:
         raise InputError(
             f"the model has {outputs} outputs but the data has {train.num_classes} classes; "
             "use a single-logit model for binary tasks or one logit per class"
         )
-    if options.m is not None:
-        train = take(train, options.m, seed=options.seed)
-    if options.corrupt > 0.0:
-        train = corrupt_labels(train, options.corrupt, seed=options.seed)
+    train = certified_subset(
+        train,
+        m=options.m,
+        seed=options.seed,
+        binary=outputs == 1,
+        negative_classes=options.negative_classes,
+        corrupt=options.corrupt,
+    )
     return train, test, outputs
 
 
@@ -209,6 +218,7 @@ def certify(
     arguments.certify_arguments(model, train, test, options)
     _check_options(options)
     started = time.perf_counter()
+    origin = provenance.collect(options, train, test)  # the data as given, before any subset
     model = as_plain_sequential(model, example_x=train.x[:4]).eval()
     train, test, outputs = prepare_data(model, train, test, options)
     train_error = classification_error(model, train)
@@ -269,6 +279,7 @@ def certify(
         seconds=seconds,
         diagnostics=diagnostics,
         baseline_labels=labels,
+        provenance=origin,
     )
 
 

@@ -358,8 +358,10 @@ def _load_model_or_subspace(path, architecture, kwargs, trust_pickle):
 
 
 def _print_report(report, model_path: str, out_path, as_json: bool) -> None:
+    from pacbayes.provenance import model_file_record
     from pacbayes.report import render_text, write_json_atomically
 
+    report.provenance.update(model_file_record(model_path))  # the file's SHA-256 and kind
     payload = dict(report.to_dict(), model_path=model_path)
     if out_path:
         try:
@@ -523,7 +525,19 @@ def data_export(data_spec, x_path, labels_path, m, seed, binarise, flatten, as_j
     required=True,
     help="m x m kernel matrix K (.npy, float64); --kernel is the older name.",
 )
-@click.option("--labels", "labels_path", required=True, help="m labels in {-1,+1} or {0,1} (.npy).")
+@click.option(
+    "--labels",
+    "labels_path",
+    required=True,
+    help="m labels (.npy): {-1,+1} or {0,1} for one logit; class indices 0..C-1 with --classes C.",
+)
+@click.option(
+    "--classes",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    help="C: the labels are argmax classes of C independent GPs with kernel K (2: the binary orthant).",
+)
 @click.option(
     "--method",
     type=click.Choice(["ep", "certified", "all"]),
@@ -556,18 +570,26 @@ def data_export(data_spec, x_path, labels_path, m, seed, binarise, flatten, as_j
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
-def evidence_command(kernel_path, labels_path, method, delta_prime, seed, samples, jitter, tol, device, quiet, as_json):
-    """ln P(S) of the labels under the GP prior N(0, K + jitter I): EP estimate and certified sandwich."""
-    from pacbayes.evidence import certified_log_evidence, ep_log_evidence
+def evidence_command(
+    kernel_path, labels_path, classes, method, delta_prime, seed, samples, jitter, tol, device, quiet, as_json
+):
+    """ln P(S) of the labels under the GP prior N(0, K + jitter I) (one per logit for C classes):
+    EP estimate and certified sandwich."""
+    from pacbayes.device import threads_for
+    from pacbayes.evidence.label_model import label_model
 
     if method != "ep" and not 0.0 < delta_prime < 1.0:
         raise PacBayesError(f"--delta-prime must be in (0, 1), got {delta_prime}")
     K, y = load_npy(kernel_path, "kernel", kinds="iuf", square=True), load_npy(labels_path, "labels")
+    likelihood = label_model(classes)
+    likelihood.check_labels(y, int(K.shape[0]) if K.ndim else 0)
+    prior = likelihood.prior.format(jitter=jitter)
     payload = {
         "method": method,
         "m": int(K.shape[0]) if K.ndim else 0,
+        "classes": classes,
         "jitter": jitter,
-        "prior": f"N(0, K + {jitter:g} I)",
+        "prior": prior,
         "log_evidence_ep": None,
         "log_evidence_lower": None,
         "log_evidence_upper": None,
@@ -577,51 +599,53 @@ def evidence_command(kernel_path, labels_path, method, delta_prime, seed, sample
         "seconds": 0.0,
     }
     lines = []
-    if method in ("ep", "all"):
-        ep = ep_log_evidence(K, y, jitter=jitter, tol=tol, device=device, quiet=quiet)
-        payload.update(
-            log_evidence_ep=ep.log_evidence,
-            sweeps=ep.sweeps,
-            ep_converged=ep.converged,
-            ep_final_change=ep.final_change,
-            seconds_ep=ep.seconds,
-        )
-        payload["seconds"] += ep.seconds
-        lines.append(
-            f"  estimate (EP, not a bound):  {ep.log_evidence:.6f}   "
-            f"[{ep.sweeps} sweeps, relative change {ep.final_change:.1e}, {ep.seconds:.2f} s]"
-        )
-    if method in ("certified", "all"):
-        cert = certified_log_evidence(
-            K, y, delta_prime=delta_prime, seed=seed, samples=samples, jitter=jitter, device=device, quiet=quiet
-        )
-        payload.update(
-            log_evidence_lower=cert.lower,
-            log_evidence_upper=cert.upper,
-            log_evidence_upper_note=cert.upper_reason,
-            delta_prime=cert.delta_prime,
-            log_estimate=cert.log_estimate,
-            grad_norm=cert.grad_norm,
-            samples=cert.samples,
-            seed=cert.seed,
-            relative_std=cert.relative_std,
-            effective_samples=cert.effective_samples,
-            seconds_certified=cert.seconds,
-        )
-        payload["seconds"] += cert.seconds
-        lines += [
-            (
-                f"  certified lower:             {cert.lower:.6f}   [probability >= "
-                f"{1 - cert.delta_prime:g}; ln Z_hat {cert.log_estimate:.6f} from {cert.samples} "
-                f"tilted samples, seed {cert.seed}]"
-            ),
-            (
-                f"  upper (psi*, deterministic): {cert.upper:.6f}   [|grad_x psi| {cert.grad_norm:.1e}]"
-                if cert.upper is not None
-                else f"  upper (psi*, deterministic): not certified: {cert.upper_reason}"
-            ),
-        ]
-    emit(payload, as_json, f"ln P(S) under the prior N(0, K + {jitter:g} I), m = {payload['m']}:\n" + "\n".join(lines))
+    dimension = payload["m"] * (1 if classes == 2 else classes - 1)
+    with threads_for(dimension, device):
+        if method in ("ep", "all"):
+            ep = likelihood.ep(K, y, jitter=jitter, tol=tol, device=device, quiet=quiet)
+            payload.update(
+                log_evidence_ep=ep.log_evidence,
+                sweeps=ep.sweeps,
+                ep_converged=ep.converged,
+                ep_final_change=ep.final_change,
+                seconds_ep=ep.seconds,
+            )
+            payload["seconds"] += ep.seconds
+            lines.append(
+                f"  estimate (EP, not a bound):  {ep.log_evidence:.6f}   "
+                f"[{ep.sweeps} sweeps, relative change {ep.final_change:.1e}, {ep.seconds:.2f} s]"
+            )
+        if method in ("certified", "all"):
+            cert = likelihood.certified(
+                K, y, delta_prime=delta_prime, seed=seed, samples=samples, jitter=jitter, device=device, quiet=quiet
+            )
+            payload.update(
+                log_evidence_lower=cert.lower,
+                log_evidence_upper=cert.upper,
+                log_evidence_upper_note=cert.upper_reason,
+                delta_prime=cert.delta_prime,
+                log_estimate=cert.log_estimate,
+                grad_norm=cert.grad_norm,
+                samples=cert.samples,
+                seed=cert.seed,
+                relative_std=cert.relative_std,
+                effective_samples=cert.effective_samples,
+                seconds_certified=cert.seconds,
+            )
+            payload["seconds"] += cert.seconds
+            lines += [
+                (
+                    f"  certified lower:             {cert.lower:.6f}   [probability >= "
+                    f"{1 - cert.delta_prime:g}; ln Z_hat {cert.log_estimate:.6f} from {cert.samples} "
+                    f"tilted samples, seed {cert.seed}]"
+                ),
+                (
+                    f"  upper (psi*, deterministic): {cert.upper:.6f}   [|grad_x psi| {cert.grad_norm:.1e}]"
+                    if cert.upper is not None
+                    else f"  upper (psi*, deterministic): not certified: {cert.upper_reason}"
+                ),
+            ]
+    emit(payload, as_json, f"ln P(S) under the prior {prior}, m = {payload['m']}:\n" + "\n".join(lines))
 
 
 def _parse_sigma_b(text: str):
@@ -819,6 +843,87 @@ def check_command(claims_path, cache_dir, trust_pickle, quiet, as_json):
         )
     if failed:
         sys.exit(1)
+
+
+@main.command("verify")
+@click.argument("report_path", metavar="REPORT.json")
+@click.argument("model_path", metavar="[MODEL]", required=False)
+@click.option("--train", "train_spec", default=None, help="Training data to hash (default: the recorded --train).")
+@click.option("--test", "test_spec", default=None, help="Test data to hash (default: the recorded --test).")
+@click.option("--rerun", is_flag=True, help="Also certify MODEL again with the recorded options and seed and compare.")
+@click.option("--architecture", default=None, help="module:Class for a state_dict MODEL (default: the recorded one).")
+@click.option("--kwargs", "kwargs_json", default=None, help="JSON keyword arguments for --architecture.")
+@click.option("--quiet", is_flag=True, help="Print nothing; the exit status says it all.")
+@json_option
+def verify_command(report_path, model_path, train_spec, test_spec, rerun, architecture, kwargs_json, quiet, as_json):
+    """Check that REPORT.json (from certify --json or --out) still matches its model file and data.
+
+    Recomputes the model file's SHA-256 and kind (MODEL, default the recorded path), the data
+    content hashes (for a certify report, the recorded --train/--test unless given), the ledger's
+    sum, the hold-out and best certified bounds; with --rerun certifies again with the recorded
+    options and seed. Exit status 0: everything checked matches; 1: a mismatch (the first is
+    named); 2: bad input.
+    """
+    from pacbayes.provenance import check_report
+
+    record = _read_report(report_path)
+    recorded = _recorded_certify_params(record)
+    model_path = model_path or record.get("model_path")
+    if rerun and model_path is None:
+        raise PacBayesError("--rerun needs the model: give MODEL (the report records no model_path)")
+    train_spec = train_spec or recorded.get("train_spec")
+    test_spec = test_spec or recorded.get("test_spec")
+    if rerun and (train_spec is None or test_spec is None):
+        raise PacBayesError("--rerun needs the data: give --train and --test (the report's command line has none)")
+    model = None
+    if rerun:
+        architecture = architecture or recorded.get("architecture")
+        kwargs = _parse_json_object(kwargs_json or recorded.get("kwargs_json"), "--kwargs")
+        model = _load_model_or_subspace(model_path, architecture, kwargs, trust_pickle=False)[0]
+    checks = check_report(
+        record,
+        model_file=model_path,
+        train=None if train_spec is None else load_data_spec(train_spec),
+        test=None if test_spec is None else load_data_spec(test_spec),
+        model=model,
+    )
+    mismatches = [c for c in checks if c.status == "mismatch"]
+    payload = {
+        "matches": not mismatches,
+        "first_mismatch": mismatches[0].name if mismatches else None,
+        "checks": [c.to_dict() for c in checks],
+    }
+    lines = [f"  {c.status:<9} {c.name}" + (f"  ({c.note})" if c.note else "") for c in checks]
+    verdict = f"MISMATCH: {mismatches[0].name}" if mismatches else "the report matches"
+    if not quiet:
+        emit(payload, as_json, "\n".join([f"pacbayes verify {report_path}", *lines, verdict]))
+    if mismatches:
+        sys.exit(1)
+
+
+def _read_report(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            record = json.load(stream)
+    except FileNotFoundError:
+        raise PacBayesError(f"{path}: no such report file; give the JSON written by certify --json or --out") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PacBayesError(f"{path}: not a JSON report ({err}); give the file written by certify --out") from None
+    if not isinstance(record, dict):
+        raise PacBayesError(f"{path}: a report is one JSON object; give the file written by certify --out")
+    return record
+
+
+def _recorded_certify_params(record: dict) -> dict:
+    """The certify options of the report's recorded command line, parsed as certify would (else {})."""
+    argv = (record.get("provenance") or {}).get("command_line") or []
+    if not isinstance(argv, list) or "certify" not in argv:
+        return {}
+    args = [str(word) for word in argv[argv.index("certify") + 1 :]]
+    try:
+        return certify_command.make_context("certify", args, resilient_parsing=True).params
+    except click.ClickException:
+        return {}
 
 
 if __name__ == "__main__":  # pragma: no cover

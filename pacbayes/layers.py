@@ -5,10 +5,12 @@ Every place that has to know which layers it can handle reads :data:`LAYERS`:
 - :mod:`pacbayes.models.programs` rebuilds TorchScript Sequentials and ``torch.export`` programs
   of these layers as plain modules (it reads back each layer's constructor ``arguments``, and maps
   the ATen operation of each elementwise activation to its layer);
-- :mod:`pacbayes.kernels.recognise` matches the layer chains that have an analytic NNGP kernel
-  (it asks which activation a layer applies);
 - :mod:`pacbayes.kernels.activations` implements the activations named by
-  :data:`ANALYTIC_ACTIVATIONS`.
+  :data:`ANALYTIC_ACTIVATIONS` (the choices of the FullyConnectedNNGP / ConvolutionalNNGP builders).
+
+The ATen operations of weighted and normalisation layers (:data:`ATEN_WEIGHTED`,
+:data:`ATEN_NORMALISATIONS`) are listed here too: the NNGP compiler (:mod:`pacbayes.kernels.compiler`)
+maps them to rules and :func:`pacbayes.models.initialise.reset_by_layer_type` re-draws their parameters.
 
 Roles:
 
@@ -23,6 +25,7 @@ Roles:
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
 from torch import nn
 
 ROLES = ("container", "weighted", "activation", "pooling", "structural")
@@ -100,3 +103,39 @@ def activation_name(module) -> Optional[str]:
     """The activation ``module`` applies ("relu", "tanh", "sigmoid", "linear" for Identity), else None."""
     layer = layer_type(module)
     return None if layer is None else layer.activation
+
+
+def _aten(*names: str) -> tuple:
+    """ATen overloads by "op.overload" name, e.g. "conv2d.padding" -> torch.ops.aten.conv2d.padding."""
+    return tuple(getattr(getattr(torch.ops.aten, name.split(".")[0]), name.split(".")[1]) for name in names)
+
+
+ATEN_LINEAR = _aten("linear.default")
+"""ATen operations of a dense layer: (input, weight, bias=None)."""
+
+ATEN_CONVOLUTIONS = _aten(
+    "conv1d.default",
+    "conv1d.padding",
+    "conv2d.default",
+    "conv2d.padding",
+    "convolution.default",
+    "_convolution.default",
+    "_convolution_mode.default",
+)
+"""ATen operations of a convolution: (input, weight, bias, stride, padding, dilation, ...), as torch.export
+writes them for nn.Conv1d / nn.Conv2d (conv1d / conv2d, ``.padding`` for string padding) and as TorchScript
+programs converted by torch._export.converter write them (convolution, _convolution_mode)."""
+
+ATEN_WEIGHTED = ATEN_LINEAR + ATEN_CONVOLUTIONS
+"""Operations whose second and third arguments are a weight and a bias drawn with PyTorch's default init
+(kaiming_uniform_(a=sqrt(5)) weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) biases)."""
+
+ATEN_NORMALISATIONS = _aten(
+    "batch_norm.default",
+    "_native_batch_norm_legit_no_training.default",
+    "layer_norm.default",
+    "group_norm.default",
+    "instance_norm.default",
+)
+"""Normalisation operations (input, weight, bias, ...): PyTorch initialises their weight to ones and bias to
+zeros (and running statistics to mean 0, variance 1)."""

@@ -4,7 +4,8 @@ What changes during training and what does not:
 
 - The marginal-likelihood bound (Valle-Pérez et al. 2019, Cor. 1; docs/bounds.md) is a property of
   the architecture's NNGP prior and of S, not of the weights: its kernel, EP solution and value
-  are computed once, at the first call, and reused. What the weights decide is whether the bound
+  are computed once, when the monitor is constructed (before training, off the training loop; the
+  seconds are in ``setup_seconds``), and reused. What the weights decide is whether the bound
   applies to the current network at all (zero training error), which every call checks. During
   training the value is the EP *estimate*; :meth:`BoundMonitor.final` computes the certified one.
 - The train and test errors and, when held-out data is given, the hold-out bound of the current
@@ -17,26 +18,33 @@ What changes during training and what does not:
 ``monitor.step(model)`` is meant to be called at every optimiser step. By default it keeps the
 monitor's share of wall-clock time near ``overhead`` (5%): after a checkpoint that took c
 seconds, the next one comes once c / overhead seconds have passed (the first call computes at
-once, which also pays the one-time marginal work). With ``every=N`` it computes every N calls
-instead. ``monitor.compute(model)`` computes now. Both return a :class:`MonitorResult` and pass
+once). The one-time work is not a checkpoint's cost, so it never delays the next one. With
+``every=N`` it computes every N calls instead. Given ``total_steps`` (the number of ``step`` calls
+training will make), checkpoints are also kept at least total_steps / (max_checkpoints - 1) calls
+apart, so the declared ones last the whole run, and the last call computes one at the end of
+training. ``monitor.compute(model)`` computes now. Both return a :class:`MonitorResult` and pass
 it to ``callback`` if one was given; ``step`` returns None when it does not compute, and stops
 computing once ``max_checkpoints`` are spent.
 """
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import torch
 
 from pacbayes.bounds import holdout_bound
 from pacbayes import arguments, checks
-from pacbayes.certification import CertifyOptions, certify, delta_shares, prepare_data
-from pacbayes.data import Dataset, binarise
+from pacbayes.certification import HOLDOUT, MODEL_CLASSIFIER, CertifyOptions, certify, delta_shares, prepare_data
+from pacbayes.data import Dataset, binarise, take
 from pacbayes.errors import InputError
 from pacbayes.families import FAMILIES, RunContext
 from pacbayes.families.marginal import MarginalSettings
 from pacbayes.models import count_mistakes, model_outputs, output_dim, zero_one_error
+from pacbayes.results import BoundResult, WithBounds
+
+HOLDOUT_NAME = "holdout"
+HOLDOUT_CERTIFIES = "0-1 error of the network itself at this checkpoint (exact binomial tail on the held-out set)"
 
 
 def monitor_families() -> tuple:
@@ -45,35 +53,55 @@ def monitor_families() -> tuple:
 
 
 @dataclass(frozen=True)
-class MonitorResult:
-    """One monitoring call: errors, bound values (name -> value), which are certified, seconds."""
+class MonitorResult(WithBounds):
+    """One monitoring call: errors, the bounds (a list of BoundResult, as in a certify Report), seconds.
+
+    applies: bound name -> whether it speaks about the current network (the marginal bound needs
+    zero training error). ``values`` (name -> value), ``certified`` (name -> bool) and
+    ``bound(name)`` read the bounds.
+    """
 
     step: int
     train_error: float
     test_error: Optional[float]
-    bounds: dict
-    certified: dict
+    bounds: list
     applies: dict
     seconds: float
     notes: tuple = field(default_factory=tuple)
 
+    @property
+    def certified(self) -> dict:
+        """name -> whether that bound is certified (the rest are estimates)."""
+        return {b.name: b.certified for b in self.bounds}
+
     def to_dict(self) -> dict:
-        record = asdict(self)
-        record["notes"] = list(self.notes)
-        return record
+        return {
+            "step": self.step,
+            "train_error": self.train_error,
+            "test_error": self.test_error,
+            "bounds": [b.to_dict() for b in self.bounds],
+            "applies": dict(self.applies),
+            "seconds": self.seconds,
+            "notes": list(self.notes),
+        }
 
 
 class BoundMonitor:
     """Track bounds on a model while it trains; see the module docstring.
 
-    model: the network being trained (only its architecture is read here: the first call fixes the
-        prior); train: the training data S; test: optional held-out data (disjoint from S) for the
-        test error and the per-checkpoint hold-out bound. bounds: families to track ("marginal").
+    model: the network being trained (only its architecture is read here: construction fixes the
+        prior and does the one-time work); train: the training data S; test: optional held-out data
+        (disjoint from S) for the test error and the per-checkpoint hold-out bound. bounds: families
+        to track ("marginal").
     delta: total failure probability of :meth:`final`'s certified numbers and, as a separate
         statement, of all the per-checkpoint hold-out bounds together (each gets delta /
         max_checkpoints); quoting both together holds with probability >= 1 - 2 delta.
     every: a fixed cadence for :meth:`step` (None: the time budget ``overhead``). max_checkpoints:
-        the number of checkpoints declared in advance for the hold-out union bound.
+        the number of checkpoints declared in advance for the hold-out union bound. total_steps:
+        the number of :meth:`step` calls training will make, if known (spreads the checkpoints over
+        the run and computes one at the last call). holdout_points: the checkpoints' test error and
+        hold-out bound use a seeded subset of at most this many test points, drawn at construction
+        (None: all of them; :meth:`final` always uses all).
     """
 
     def __init__(
@@ -87,6 +115,8 @@ class BoundMonitor:
         every: Optional[int] = None,
         overhead: float = 0.05,
         max_checkpoints: int = 100,
+        total_steps: Optional[int] = None,
+        holdout_points: Optional[int] = 1000,
         marginal: MarginalSettings = MarginalSettings(),
         negative_classes: Optional[tuple] = None,
         seed: int = 0,
@@ -120,11 +150,17 @@ class BoundMonitor:
             raise InputError(f"every must be a positive integer number of steps (or None), got {every!r}")
         if not 0.0 < overhead < 1.0:
             raise InputError(f"overhead must be a fraction of training time in (0, 1), got {overhead!r}")
-        self.overhead = overhead
-        self._next_due = None  # perf_counter time after which step() computes (time-budget mode)
         if not isinstance(max_checkpoints, int) or max_checkpoints < 1:
             raise InputError(f"max_checkpoints must be a positive integer, got {max_checkpoints!r}")
+        if total_steps is not None:
+            total_steps = checks.integer_at_least(total_steps, "total_steps (the number of step() calls, or None)", 1)
+        if holdout_points is not None:
+            holdout_points = checks.integer_at_least(holdout_points, "holdout_points (or None for all)", 1)
+        self.overhead = overhead
+        self._next_due = None  # perf_counter time after which step() computes (time-budget mode)
+        self._last_step = None  # the call number of the last checkpoint
         self.bounds, self.every, self.max_checkpoints = tuple(bounds), every, max_checkpoints
+        self.total_steps = total_steps
         self.options = CertifyOptions(
             bounds=self.bounds,
             delta=self.delta,
@@ -135,12 +171,17 @@ class BoundMonitor:
         )
         self._given = (train, test)  # as the user gave them: final() re-prepares through certify
         self.train, self.test, self.outputs = self._prepare(model, train, test)
+        if self.test is not None and holdout_points is not None and len(self.test) > holdout_points:
+            self.test = take(self.test, holdout_points, seed=seed)  # fixed before training: the bound stays valid
         for name in self.bounds:
             FAMILIES[name].check(RunContext(outputs=self.outputs, train_error=0.0))
         self.callback = callback
         self.history: list = []
         self.calls = 0
         self._cache: dict = {}
+        started = time.perf_counter()
+        self._track(model, train_error=1.0)  # the one-time work (kernel, EP), before training starts
+        self.setup_seconds = time.perf_counter() - started
 
     def _prepare(self, model, train, test):
         if test is not None:
@@ -154,18 +195,33 @@ class BoundMonitor:
     def step(self, model: torch.nn.Module) -> Optional[MonitorResult]:
         """Call at every training step: computes when due (see the module docstring), else returns None."""
         self.calls += 1
-        if len(self.history) >= self.max_checkpoints:
-            return None
-        if self.every is not None:
-            return None if self.calls % self.every else self.compute(model)
-        if self._next_due is not None and time.perf_counter() < self._next_due:
+        if not self._due():
             return None
         result = self.compute(model)
         self._next_due = time.perf_counter() + result.seconds / self.overhead
         return result
 
+    def _due(self) -> bool:
+        """Whether the current ``step`` call computes: slots left, the end of training, cadence, spacing."""
+        left = self.max_checkpoints - len(self.history)
+        if left <= 0:
+            return False
+        planned = self.total_steps is not None and self.calls <= self.total_steps
+        if planned and self.calls == self.total_steps:
+            return True  # the end of training
+        if planned and left == 1:
+            return False  # the last slot is kept for the end
+        if self.every is not None:
+            if self.calls % self.every:
+                return False
+        elif self._next_due is not None and time.perf_counter() < self._next_due:
+            return False
+        if planned and self._last_step is not None and self.max_checkpoints > 1:
+            return self.calls - self._last_step >= self.total_steps / (self.max_checkpoints - 1)
+        return True
+
     def compute(self, model: torch.nn.Module) -> MonitorResult:
-        """Errors and bound values of ``model`` now (marginal: the cached EP estimate)."""
+        """Errors and bounds of ``model`` now (marginal: the EP estimate computed at construction)."""
         if len(self.history) >= self.max_checkpoints:
             raise InputError(
                 f"the monitor has already computed {self.max_checkpoints} checkpoints, the "
@@ -183,7 +239,30 @@ class BoundMonitor:
                     test_mistakes = count_mistakes(model_outputs(model, self.test.x), self.test.labels)
         finally:
             model.train(was_training)
-        values, certified, applies, notes = {}, {}, {}, []
+        results, applies, notes = self._track(model, train_error)
+        test_error = None
+        if test_mistakes is not None:
+            n = len(self.test)
+            test_error = test_mistakes / n
+            results.append(self._holdout_result(test_mistakes, n))
+            applies[HOLDOUT_NAME] = True
+        result = MonitorResult(
+            step=self.calls,
+            train_error=train_error,
+            test_error=test_error,
+            bounds=results,
+            applies=applies,
+            seconds=time.perf_counter() - started,
+            notes=tuple(notes),
+        )
+        self.history.append(result)
+        self._last_step = self.calls
+        if self.callback is not None:
+            self.callback(result)
+        return result
+
+    def _track(self, model: torch.nn.Module, train_error: float) -> tuple:
+        """(bounds, applies, notes) of every tracked family at ``train_error`` (the first call fills the cache)."""
         context = RunContext(
             outputs=self.outputs,
             train_error=train_error,
@@ -192,8 +271,10 @@ class BoundMonitor:
             quiet=self.options.quiet,
         )
         shares = delta_shares(self.delta, self.bounds)
+        results, applies, notes = [], {}, []
         for name in self.bounds:
-            tracked = FAMILIES[name].track(
+            family = FAMILIES[name]
+            tracked = family.track(
                 model,
                 self.train,
                 delta=shares[name],
@@ -201,31 +282,35 @@ class BoundMonitor:
                 context=context,
                 cache=self._cache.setdefault(name, {}),
             )
-            values.update(tracked.values)
-            certified.update(tracked.certified)
-            applies.update({key: tracked.applies for key in tracked.values})
+            for key, value in tracked.values.items():
+                certified = bool(tracked.certified[key])
+                results.append(
+                    BoundResult(
+                        name=key,
+                        value=value,
+                        certified=certified,
+                        certifies=getattr(family, "certifies", "") or f"the {family.classifier} classifier ({name})",
+                        delta={name: shares[name]} if certified else {},
+                        family=name,
+                        classifier=family.classifier,
+                    )
+                )
+                applies[key] = tracked.applies
             notes += [tracked.note] if tracked.note else []
-        test_error = None
-        if test_mistakes is not None:
-            n = len(self.test)
-            test_error = test_mistakes / n
-            values["holdout"] = holdout_bound(test_mistakes, n, self._holdout_delta())
-            certified["holdout"] = True
-            applies["holdout"] = True
-        result = MonitorResult(
-            step=self.calls,
-            train_error=train_error,
-            test_error=test_error,
-            bounds=values,
-            certified=certified,
-            applies=applies,
-            seconds=time.perf_counter() - started,
-            notes=tuple(notes),
+        return results, applies, notes
+
+    def _holdout_result(self, mistakes: int, n: int) -> BoundResult:
+        share = self._holdout_delta()
+        return BoundResult(
+            name=HOLDOUT_NAME,
+            value=holdout_bound(mistakes, n, share),
+            certified=True,
+            certifies=HOLDOUT_CERTIFIES,
+            delta={f"{HOLDOUT}, one of {self.max_checkpoints} checkpoints": share},
+            details={"test_mistakes": mistakes, "n": n},
+            family=HOLDOUT_NAME,
+            classifier=MODEL_CLASSIFIER,
         )
-        self.history.append(result)
-        if self.callback is not None:
-            self.callback(result)
-        return result
 
     @staticmethod
     def _error(model, data: Dataset) -> float:
@@ -238,8 +323,8 @@ class BoundMonitor:
     # ------------------------------------------------------------------ selection and the final call
     def best_checkpoint(self) -> Optional[MonitorResult]:
         """The computed checkpoint with the smallest hold-out bound (valid under the union bound)."""
-        scored = [r for r in self.history if "holdout" in r.bounds]
-        return min(scored, key=lambda r: r.bounds["holdout"]) if scored else None
+        scored = [r for r in self.history if HOLDOUT_NAME in r.values]
+        return min(scored, key=lambda r: r.bound(HOLDOUT_NAME).value) if scored else None
 
     def final(self, model: torch.nn.Module, test: Optional[Dataset] = None):
         """Certified numbers for ``model`` now: :func:`pacbayes.certification.certify` on the monitor's data.
@@ -277,9 +362,9 @@ def _log_result(result: MonitorResult) -> str:
     parts = [f"step {result.step}", f"train error {result.train_error:.4f}"]
     if result.test_error is not None:
         parts.append(f"test error {result.test_error:.4f}")
-    for name, value in result.bounds.items():
-        kind = "certified" if result.certified[name] else "estimate"
-        parts.append(f"{name} {value:.4f} ({kind}{'' if result.applies[name] else ', does not apply yet'})")
+    for b in result.bounds:
+        kind = "certified" if b.certified else "estimate"
+        parts.append(f"{b.name} {b.value:.4f} ({kind}{'' if result.applies[b.name] else ', does not apply yet'})")
     return ", ".join(parts) + f" [{result.seconds * 1000:.0f} ms]"
 
 

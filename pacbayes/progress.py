@@ -13,3 +13,9 @@ def progress(iterable=None, *, total=None, desc: str = "", quiet: bool = False, 
     return tqdm(
         iterable, total=total, desc=desc, disable=quiet, file=sys.stderr, leave=False, dynamic_ncols=True, unit=unit
     )
+
+
+def announce(message: str, *, quiet: bool = False) -> None:
+    """One line on stderr before long work (its expected time and memory), silenced by ``quiet``."""
+    if not quiet:
+        tqdm.write(message, file=sys.stderr)

@@ -31,6 +31,9 @@ def render_text(report, title: str = "") -> str:
         lines.append(
             f"  {b.name:<34} {b.value:>8.4f}  {kind:<10} {_format_log_evidence(b.log_evidence):>10}  {b.classifier}"
         )
+    for b in report.bounds:
+        if b.details.get("why_vacuous"):
+            lines.append(f"    {b.name} is vacuous: {b.details['why_vacuous']}")
     lines.append("")
     lines.append("  baselines")
     selected = report.baselines.get("holdout_candidates", 1)

@@ -1,12 +1,17 @@
-"""The record every bound family returns, and that reports and the CLI print.
+"""The record every bound family returns, and the one shape both results carry it in.
 
 Data flows one way: data -> kernel -> evidence -> bound -> report. Each family (marginal,
 dziugaite-roy, subspace) turns its inputs into one or more :class:`BoundResult`; ``certify``
-collects them into a report. Torch-free.
+collects them into a report, and :class:`~pacbayes.monitor.BoundMonitor` into one
+:class:`~pacbayes.monitor.MonitorResult` per checkpoint. Both hold their bounds the same way: a
+list of :class:`BoundResult` under ``bounds``, looked up by name with :meth:`WithBounds.bound`.
+Torch-free.
 """
 
 from dataclasses import asdict, dataclass, field
 from typing import Optional
+
+from pacbayes.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,25 @@ class BoundResult:
         record = asdict(self)
         record["assumptions"] = list(self.assumptions)
         return record
+
+
+class WithBounds:
+    """Name lookups over a ``bounds`` list of :class:`BoundResult` (shared by Report and MonitorResult)."""
+
+    bounds: list
+
+    def bound(self, name: str) -> BoundResult:
+        """The bound called ``name`` (InputError naming the ones there are if none is)."""
+        for b in self.bounds:
+            if b.name == name:
+                return b
+        raise InputError(f"no bound named {name!r} here; the bounds are {', '.join(self.names()) or '(none)'}")
+
+    def names(self) -> list:
+        """The bounds' names, in order."""
+        return [b.name for b in self.bounds]
+
+    @property
+    def values(self) -> dict:
+        """name -> value of every bound, in order."""
+        return {b.name: b.value for b in self.bounds}

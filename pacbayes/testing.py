@@ -20,7 +20,6 @@ import warnings
 from dataclasses import replace
 from typing import Optional
 
-import numpy as np
 import torch
 
 from pacbayes import __version__, arguments
@@ -28,6 +27,7 @@ from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import Dataset
 from pacbayes.errors import InputError
 from pacbayes.families.marginal import MarginalSettings
+from pacbayes.provenance import hash_tensor
 from pacbayes.report import json_safe, write_json_atomically
 from pacbayes.results import BoundResult
 
@@ -41,26 +41,20 @@ class CacheWarning(UserWarning):
 
 
 # ---------------------------------------------------------------- content hashing
-def _update_tensor(digest, name: str, tensor: torch.Tensor) -> None:
-    array = np.ascontiguousarray(tensor.detach().cpu().numpy())
-    digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-    digest.update(array.tobytes())
-
-
 def content_key(model: torch.nn.Module, train: Dataset, test: Optional[Dataset], options: CertifyOptions) -> str:
     """SHA-256 (hex) of the architecture, the parameters, the data and the options."""
     silent = replace(options, quiet=True, marginal=replace(options.marginal, quiet=True))  # bars change nothing
     digest = hashlib.sha256()
     digest.update(f"pacbayes {__version__}|{type(model).__qualname__}|{model}|{silent!r}|".encode())
     for name, tensor in sorted(model.state_dict().items()):
-        _update_tensor(digest, f"param:{name}", tensor)
+        hash_tensor(digest, tensor, f"param:{name}|")
     for role, data in (("train", train), ("test", test)):
         if data is None:
             digest.update(f"{role}:none|".encode())
             continue
         digest.update(f"{role}:{data.classes!r}|".encode())
-        _update_tensor(digest, f"{role}.x", data.x)
-        _update_tensor(digest, f"{role}.labels", data.labels)
+        hash_tensor(digest, data.x, f"{role}.x|")
+        hash_tensor(digest, data.labels, f"{role}.labels|")
     return digest.hexdigest()
 
 

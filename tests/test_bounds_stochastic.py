@@ -24,6 +24,7 @@ from pacbayes.bounds import (
     pbb_quad,
     series_delta,
 )
+from pacbayes.bounds.stochastic import langford_seeger_complexity, maurer_complexity
 from pacbayes.errors import InputError
 
 
@@ -113,3 +114,39 @@ def test_pbb_bounds_are_looser_than_the_kl_inverse_they_relax():
 def test_bad_input_raises_one_clear_error(call):
     with pytest.raises(InputError):
         call()
+
+
+def test_bound_forms_take_mpmath_numbers():
+    # an mpf has an ``exp`` attribute (its binary exponent, an int): it must go through math, not be called
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(40):
+        j, kl, m, delta = mpmath.mpf(650), mpmath.mpf("812.5"), 5000, 0.05
+        assert grid_variance(mpmath.mpf(2)) == pytest.approx(
+            float(mpmath.mpf("0.1") * mpmath.exp(mpmath.mpf(-2) / 100))
+        )
+        reference = (
+            kl + 2 * mpmath.log(j) + mpmath.log(mpmath.pi**2 * 2 * mpmath.sqrt(m) / (6 * mpmath.mpf(delta)))
+        ) / m
+        assert pbb_complexity(kl, m, delta, j) == pytest.approx(float(reference), rel=1e-14)
+        paper = (kl + 2 * mpmath.log(j) + mpmath.log(mpmath.pi**2 * m / (6 * mpmath.mpf(delta)))) / (m - 1)
+        assert dziugaite_roy_complexity(kl, m, delta, j) == pytest.approx(float(paper), rel=1e-14)
+        assert pbb_lambda(mpmath.mpf("0.1"), 0.05, mpmath.mpf("0.5")) == pytest.approx(0.1 / 0.75 + 0.05 / 0.375)
+
+
+def test_fixed_prior_complexities_are_the_pac_bayes_kl_right_sides():
+    for q, kl, m, delta in [(0.0, 3.0, 1000, 0.015), (0.08, 0.7, 1000, 0.0152), (0.3, 250.0, 5000, 0.01)]:
+        maurer = maurer_complexity(kl, m, delta)
+        assert maurer == pytest.approx((kl + math.log(2 * math.sqrt(m) / delta)) / m, rel=1e-15)
+        assert kl_inverse_upper(q, maurer) == pytest.approx(pac_bayes_kl_bound(q, kl, m, delta), rel=1e-12)
+        assert langford_seeger_complexity(kl, m, delta) == pytest.approx((kl + math.log(m / delta)) / (m - 1))
+        # the grid forms are the fixed forms at delta_j = 6 delta / (pi^2 j^2)
+        for j in (1, 40):
+            share = series_delta(j, delta)
+            assert pbb_complexity(kl, m, delta, j) == pytest.approx(maurer_complexity(kl, m, share), rel=1e-12)
+            assert dziugaite_roy_complexity(kl, m, delta, j) == pytest.approx(
+                langford_seeger_complexity(kl, m, share), rel=1e-12
+            )
+    with pytest.raises(InputError):
+        maurer_complexity(1.0, 7, 0.05)  # Maurer's constant needs m >= 8
+    with pytest.raises(InputError):
+        langford_seeger_complexity(1.0, 100, 0.0)

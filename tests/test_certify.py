@@ -11,7 +11,7 @@ from tasks import MnistTask
 from pacbayes.bounds import holdout_bound, marginal_likelihood_bound
 from pacbayes.certification import CertifyOptions, certify, prepare_data
 from pacbayes.cli import main
-from pacbayes.data import binarise, load_dataset, take
+from pacbayes.data import Dataset, binarise, load_dataset, take
 from pacbayes.demo import demo_network, run_demo, train_to_zero_error
 from pacbayes.errors import InputError, ModelLoadError
 from pacbayes.bounds import clean_distribution_bound
@@ -138,12 +138,33 @@ def test_nonzero_training_error_is_refused(data):
         certify(untrained, train, test)
 
 
-def test_multi_logit_model_is_refused_for_the_marginal_bound():
-    train = take(load_dataset("mnist-embedded", split="train"), 50, seed=0)
-    test = take(load_dataset("mnist-embedded", split="test"), 50, seed=0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-    with pytest.raises(InputError, match="single-logit"):
-        certify(model, train, test)
+def select_classes(ds: Dataset, keep: tuple) -> Dataset:
+    """The examples of classes ``keep`` (indices 0..len(keep)-1 in that order)."""
+    mask = torch.isin(ds.labels, torch.tensor(keep))
+    index = {c: i for i, c in enumerate(keep)}
+    labels = torch.tensor([index[int(v)] for v in ds.labels[mask]], dtype=torch.int64)
+    return Dataset(ds.x[mask], labels, tuple(ds.classes[c] for c in keep), ds.name, dict(ds.info, classes=keep))
+
+
+def test_multi_logit_model_gets_the_multi_class_marginal_bound():
+    """A 3-logit net on digits 0-2: the marginal family runs the C-class bound, EP inside the certified
+    sandwich's reach, Q*'s Gibbs error a probability, and the JSON keys unchanged plus ``classes``."""
+    train = take(select_classes(load_dataset("mnist-embedded", split="train"), (0, 1, 2)), 24, seed=0)
+    test = take(select_classes(load_dataset("mnist-embedded", split="test"), (0, 1, 2)), 40, seed=0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
+    train_to_zero_error(model, train, seed=0, quiet=True)
+    report = certify(model, train, test, CertifyOptions(bounds=("marginal",)))
+    bounds = {b.name: b for b in report.bounds}
+    certified, ep = bounds["marginal-certified"], bounds["marginal-ep"]
+    assert report.diagnostics["marginal"]["classes"] == 3 and certified.details["classes"] == 3
+    upper = certified.details["log_evidence_upper"]
+    assert certified.log_evidence <= ep.log_evidence + 1.0 and (upper is None or ep.log_evidence <= upper + 1.0)
+    assert 0.0 < certified.value < 1.0 and certified.certified and not ep.certified
+    assert 0.0 <= report.diagnostics["marginal"]["q_star_test_error_ep"] <= 1.0
+    payload = report.to_dict()
+    assert payload["diagnostics"]["marginal"]["classes"] == 3
+    assert payload["diagnostics"]["marginal"]["kernel"]["kind"].startswith("nngp")
 
 
 def test_overlapping_test_data_is_refused(data, trained):

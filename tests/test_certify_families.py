@@ -121,7 +121,7 @@ def test_dziugaite_roy_flags_through_the_cli(data, tmp_path):
     assert entry["details"]["mc_samples"] == 30
 
 
-def test_multi_class_model_gets_the_other_families_but_not_marginal():
+def test_multi_class_model_gets_the_other_families_and_an_untrained_one_not_marginal():
     train = take(load_dataset("mnist-embedded", split="train"), 120, seed=0)
     test = take(load_dataset("mnist-embedded", split="test"), 200, seed=0)
     torch.manual_seed(0)
@@ -129,10 +129,37 @@ def test_multi_class_model_gets_the_other_families_but_not_marginal():
     options = CertifyOptions(bounds=("dziugaite-roy",), dziugaite_roy=FAST_STOCHASTIC)
     report = certify(model, train, test, options)
     assert report.model["outputs"] == 10 and report.bounds[0].certified
-    with pytest.raises(InputError, match="single-logit"):
+    with pytest.raises(InputError, match="zero training error"):  # the C-class marginal bound is realisable
         certify(model, train, test, CertifyOptions(bounds=("marginal",)))
 
 
 def test_subspace_without_a_file_or_dimension_is_refused(data, trained):
     with pytest.raises(InputError, match="subspace-dim"):
         certify(trained, *data, CertifyOptions(bounds=("subspace",)))
+
+
+def test_dziugaite_roy_modes_and_prior_flags_through_the_cli(data, tmp_path):
+    train, _ = data
+    torch.manual_seed(6)
+    model = demo_network(width=WIDTH)
+    init = tmp_path / "init.pt"
+    torch.save(model.state_dict(), str(init))
+    train_to_zero_error(model, train, seed=6, quiet=True)
+    path = tmp_path / "model.pt"
+    torch.jit.script(model).save(str(path))
+    common = ["certify", str(path), "--bounds", "dziugaite-roy", "--m", str(M), "--init", str(init)]
+    common += ["--mc-samples", "20", "--posterior-epochs", "2", "--json", "--quiet"]
+    around = CliRunner().invoke(main, common + ["--posterior-start", "model", "--lambda-grid"])
+    assert around.exit_code == 0, around.output
+    details = json.loads(around.stdout)["bounds"][0]["details"]
+    assert details["mode"] == "around-model" and details["lambda_search"] == "grid" and details["grid_index"] >= 1
+    learned = CliRunner().invoke(
+        main, common + ["--prior-split", "0.5", "--prior-epochs", "3", "--prior-dropout", "0.1", "--prior-std", "0.02"]
+    )
+    assert learned.exit_code == 0, learned.output
+    entry = json.loads(learned.stdout)["bounds"][0]
+    details = entry["details"]
+    assert details["mode"] == "learned-from-prior" and details["prior_kind"] == "data-dependent"
+    assert details["prior_std"] == pytest.approx(0.02) and details["grid_index"] is None
+    assert "3 epochs, dropout 0.1" in details["prior"] and details["m"] == M // 2
+    assert "lambda_grid_other_points" not in entry["delta"]

@@ -224,7 +224,7 @@ def test_marginal_bound_details_without_psi_star(early_stop):
     x = torch.as_tensor(np.random.default_rng(0).normal(size=(16, 2)))
     signs = torch.sign(x[:, 0] + 1e-3)
     results, diagnostics = marginal_bounds(
-        model, x[:12], signs[:12], x[12:], signs[12:], delta=0.05, settings=MarginalSettings(device="cpu")
+        model, x[:12], signs[:12], x[12:], signs[12:], classes=2, delta=0.05, settings=MarginalSettings(device="cpu")
     )
     certified = next(r for r in results if r.name == "marginal-certified")
     assert certified.details["log_evidence_upper"] is None

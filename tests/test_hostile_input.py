@@ -123,7 +123,7 @@ def no_compute(monkeypatch):
     import pacbayes.certification
     import pacbayes.claims
     import pacbayes.demo
-    import pacbayes.evidence
+    import pacbayes.evidence.label_model
     import pacbayes.kernels
     import pacbayes.testing
 
@@ -135,11 +135,18 @@ def no_compute(monkeypatch):
         (pacbayes.testing, "certify"),
         (pacbayes.demo, "run_demo"),
         (pacbayes.claims, "train_to_zero_error"),
-        (pacbayes.evidence, "ep_log_evidence"),
-        (pacbayes.evidence, "certified_log_evidence"),
+        *(
+            (pacbayes.evidence.label_model, name)
+            for name in (
+                "ep_log_evidence",
+                "certified_log_evidence",
+                "multiclass_ep_log_evidence",
+                "multiclass_certified_log_evidence",
+            )
+        ),
     ):
         monkeypatch.setattr(module, name, stub)
-    for kernel in ("FullyConnectedNNGP", "ConvolutionalNNGP", "MonteCarloNNGP"):
+    for kernel in ("CompiledNNGP", "FullyConnectedNNGP", "ConvolutionalNNGP", "MonteCarloNNGP"):
         monkeypatch.setattr(getattr(pacbayes.kernels, kernel), "matrix", stub)
 
 
@@ -374,6 +381,25 @@ def test_evidence_arrays_are_validated(case, tmp_path, no_compute):
     assert_refused(
         run("evidence", "--kernel", kernel_path, "--labels", labels_path), "kernel" if kernel_name else "labels"
     )
+
+
+CLASS_LABELS = {  # (labels, --classes, a word the one-line refusal must contain)
+    "index-beyond-classes": (np.array([0, 1, 3]), "3", "0..2"),
+    "negative-index": (np.array([0, -1, 2]), "3", "0..2"),
+    "fractional-index": (np.array([0, 0.5, 2]), "3", "integer"),
+    "signs-for-three-classes": (np.array([1.0, -1.0, 1.0]), "3", "0..2"),
+    "binary-with-index-2": (np.array([0, 1, 2]), "2", "labels"),
+    "one-class": (np.array([0, 0, 0]), "1", "classes"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLASS_LABELS))
+def test_class_labels_are_validated_before_any_work(case, tmp_path, no_compute):
+    labels, classes, word = CLASS_LABELS[case]
+    np.save(tmp_path / "K.npy", np.eye(3))
+    np.save(tmp_path / "y.npy", labels)
+    result = run("evidence", "--kernel", tmp_path / "K.npy", "--labels", tmp_path / "y.npy", "--classes", classes)
+    assert_refused(result, word)
 
 
 KERNEL_INPUTS = {

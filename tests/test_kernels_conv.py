@@ -126,7 +126,14 @@ def test_describe_is_json_ready():
     record = ConvolutionalNNGP([(16, 5, 2, 2)], "relu", 1.0, 0.1, "gap", (1, 28, 28)).describe()
     assert json.loads(json.dumps(record)) == record
     assert record["kind"] == "nngp-cnn" and record["depth"] == 1 and record["pooling"] == "gap"
-    assert record["layers"] == [[16, [5, 5], [2, 2], [2, 2]]]
+    assert record["conv_layers"] == [[16, [5, 5], [2, 2], [2, 2]]]
+    assert record["layers"] == [
+        "conv2d(k=5x5, s=2x2, p=2,2, sw=1, sb=0.1)",
+        "relu",
+        "global-mean",
+        "flatten",
+        "linear(sw=1, sb=0.1)",
+    ]
 
 
 @pytest.mark.parametrize(

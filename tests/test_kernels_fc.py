@@ -140,6 +140,9 @@ def test_describe_is_json_ready():
         "activation": "erf",
         "sigma_w": 1.5,
         "sigma_b": [0.1, 0.2, 0.3],
+        "layers": ["linear(sw=1.5, sb=0.1)", "erf", "linear(sw=1.5, sb=0.2)", "erf", "linear(sw=1.5, sb=0.3)"],
+        "outputs": 1,
+        "summary": "analytic NNGP (linear > erf > linear > erf > linear; 1 logit)",
     }
 
 

@@ -12,8 +12,8 @@ from pacbayes.kernels import MonteCarloNNGP, nngp_for_module
 from pacbayes.kernels.spectrum import min_eigenvalue
 
 
-def _net(d=4, width=6):
-    return nn.Sequential(nn.Linear(d, width), nn.ReLU(), nn.Linear(width, 1))
+def _net(d=4, width=6, outputs=1):
+    return nn.Sequential(nn.Linear(d, width), nn.ReLU(), nn.Linear(width, outputs))
 
 
 def _x(n=7, d=4, seed=0):
@@ -29,17 +29,17 @@ def test_reproducible_and_independent_of_batching():
     assert not torch.allclose(a, c)
 
 
-def _explicit_draws(x, seed, samples):
-    """(S, n) logits of a float64 _net() after each of its seeded reset_parameters() calls, one by one."""
-    net, outputs = _net().double(), []
+def _explicit_draws(x, seed, samples, outputs=1):
+    """(S, n, C) logits of a float64 _net() after each of its seeded reset_parameters() calls, one by one."""
+    net, drawn = _net(outputs=outputs).double(), []
     for value in np.random.SeedSequence(seed).generate_state(samples):
         torch.default_generator.manual_seed(int(value))
         for layer in net:
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
         with torch.no_grad():
-            outputs.append(net(x)[:, 0])
-    return torch.stack(outputs)
+            drawn.append(net(x))
+    return torch.stack(drawn)
 
 
 def test_equals_explicit_average_over_reset_parameters():
@@ -47,9 +47,26 @@ def test_equals_explicit_average_over_reset_parameters():
     x, net = _x(5), _net()
     mc = MonteCarloNNGP(net, samples=6, seed=2, batch_size=4)
     kernel = mc.matrix(x)
-    f = _explicit_draws(x, seed=2, samples=6).T  # (n, S)
+    f = _explicit_draws(x, seed=2, samples=6)[:, :, 0].T  # (n, S)
     torch.testing.assert_close(kernel, f @ f.T / 6, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(mc.diagonal(x), (f * f).mean(dim=1), rtol=1e-12, atol=1e-14)
+
+
+def test_several_logits_are_samples_of_one_kernel():
+    """C = 3 logits: K = (1/(S C)) sum_{s,c} f_sc f_sc^T, the cross-logit covariance is reported and small."""
+    x = _x(6)
+    mc = MonteCarloNNGP(_net(outputs=3), samples=8, seed=4, batch_size=3)
+    kernel = mc.matrix(x)
+    f = _explicit_draws(x, seed=4, samples=8, outputs=3).permute(1, 0, 2).reshape(6, 24)  # (n, S C)
+    torch.testing.assert_close(kernel, f @ f.T / 24, rtol=1e-12, atol=1e-14)
+    assert mc.diagnostics["logits"] == 3 and mc.diagnostics["samples"] == 8 and mc.describe()["outputs"] == 3
+    per_logit = f.reshape(6, 8, 3)
+    cross = torch.einsum("nsc,nsd->cd", per_logit, per_logit)
+    off = (cross - torch.diag(cross.diagonal())).abs().max() / cross.diagonal().mean()
+    assert mc.diagnostics["cross_logit_covariance_max"] == pytest.approx(float(off), rel=1e-12)
+    wide = MonteCarloNNGP(_net(width=64, outputs=4), samples=400, seed=0)
+    wide.matrix(_x(10))
+    assert wide.diagnostics["cross_logit_covariance_max"] < 0.2
 
 
 def test_cross_kernel_matches_symmetric_blocks_and_leaves_global_rng_alone():
@@ -83,7 +100,7 @@ def test_standard_errors_and_their_bound():
     assert se.shape == (6, 6) and d["standard_error_max"] == pytest.approx(float(se.max()))
     assert d["standard_error_bound"] >= d["standard_error_max"]  # Cauchy-Schwarz bound
     # the reported standard error is the sample sd of the products / sqrt(S): recompute it
-    f = _explicit_draws(x, seed=5, samples=300)  # (S, n)
+    f = _explicit_draws(x, seed=5, samples=300)[:, :, 0]  # (S, n)
     products = f[:, :, None] * f[:, None, :]
     torch.testing.assert_close(se, products.std(dim=0) / math.sqrt(300), rtol=1e-8, atol=1e-12)
 
@@ -114,8 +131,9 @@ class _Custom(nn.Module):
 
 
 def test_init_fn_for_modules_without_reset_parameters():
-    with pytest.raises(InputError, match="init_fn"):
-        MonteCarloNNGP(_Custom(), samples=10)
+    """A parameter with no layer role (here used by a matmul) cannot be re-drawn by layer type."""
+    with pytest.raises(InputError, match=r"parameter\(s\) w \(used by aten.matmul.*init_fn"):
+        MonteCarloNNGP(_Custom(), samples=10).matrix(_x(3))
 
     def init(module):
         nn.init.normal_(module.w, std=0.5)
@@ -167,8 +185,8 @@ def test_bad_parameters_raise(kwargs):
 def test_bad_models_and_inputs_raise():
     with pytest.raises(InputError):
         MonteCarloNNGP("not a module", samples=10)
-    with pytest.raises(InputError, match="one logit"):
-        MonteCarloNNGP(nn.Linear(4, 2), samples=4).matrix(_x())
+    with pytest.raises(InputError, match="logits per input"):
+        MonteCarloNNGP(nn.Sequential(nn.Linear(4, 6), nn.Unflatten(1, (2, 3))), samples=4).matrix(_x())
     with pytest.raises(InputError, match="failed"):
         MonteCarloNNGP(_net(), samples=4).matrix(_x(d=5))
     with pytest.raises(InputError, match="NaN"):

@@ -40,13 +40,15 @@ def test_marginal_estimate_equals_certify_and_is_cached(data, trained, monkeypat
 
     monkeypatch.setattr(marginal_module, "build_kernel", counting_build)
     monitor = BoundMonitor(trained, train, test=test, delta=0.05, max_checkpoints=5)
+    assert len(calls) == 1  # kernel and EP at construction, before any checkpoint
     first = monitor.compute(trained)
     second = monitor.compute(trained)
-    assert len(calls) == 1  # kernel and EP once, reused by later calls
+    assert len(calls) == 1  # reused by later calls
     report = certify(trained, train, test, CertifyOptions(delta=0.05))
     ep = next(b for b in report.bounds if b.name == "marginal-ep")
-    assert first.bounds["marginal-ep"] == pytest.approx(ep.value, rel=1e-9)
-    assert second.bounds["marginal-ep"] == first.bounds["marginal-ep"]
+    assert first.bound("marginal-ep").value == pytest.approx(ep.value, rel=1e-9)
+    assert second.values["marginal-ep"] == first.values["marginal-ep"]
+    assert first.bound("marginal-ep").classifier == ep.classifier == "q-star"
     assert first.certified == {"marginal-ep": False, "holdout": True}
     assert first.applies["marginal-ep"] and first.train_error == 0.0
 
@@ -60,7 +62,7 @@ def test_errors_and_holdout_bound_against_independent_computation(data, trained)
     assert result.test_error == pytest.approx(mistakes / len(test))
     # exact binomial tail: P[Bin(n, bound) <= mistakes] = delta / checkpoints (Clopper-Pearson)
     delta_each = 0.1 / 4
-    p, n = result.bounds["holdout"], len(test)
+    p, n = result.bound("holdout").value, len(test)
     cdf = sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(mistakes + 1))
     assert cdf == pytest.approx(delta_each, rel=1e-8)
 
@@ -75,7 +77,7 @@ def test_zero_error_holdout_bound_has_the_closed_form(data, trained):
     monitor = BoundMonitor(trained, train, test=agreeing, delta=0.2, max_checkpoints=10)
     result = monitor.compute(trained)
     assert result.test_error == 0.0
-    assert result.bounds["holdout"] == pytest.approx(1.0 - (0.2 / 10) ** (1.0 / n), rel=1e-9)
+    assert result.values["holdout"] == pytest.approx(1.0 - (0.2 / 10) ** (1.0 / n), rel=1e-9)
 
 
 def test_untrained_network_is_flagged_and_cadence_and_callback(data):
@@ -90,7 +92,7 @@ def test_untrained_network_is_flagged_and_cadence_and_callback(data):
     first = results[2]
     assert first.train_error == pytest.approx(independent_mistakes(model, train) / M)
     assert first.train_error > 0 and not first.applies["marginal-ep"] and first.notes
-    assert first.test_error is None and "holdout" not in first.bounds
+    assert first.test_error is None and "holdout" not in first.names()
     with pytest.raises(InputError, match="max_checkpoints"):
         monitor.compute(model)
 
@@ -105,7 +107,7 @@ def test_training_mode_is_restored_and_best_checkpoint(data, trained):
     monitor.compute(trained)
     assert not trained.training
     best = monitor.best_checkpoint()
-    assert best.bounds["holdout"] == min(r.bounds["holdout"] for r in monitor.history)
+    assert best.values["holdout"] == min(r.values["holdout"] for r in monitor.history)
 
 
 def test_final_is_certify_on_the_given_data(data, trained):
@@ -133,11 +135,18 @@ def test_bad_settings_are_refused(data, trained, kwargs, message):
         BoundMonitor(trained, data[0], **kwargs)
 
 
-def test_multi_logit_model_is_refused_for_the_marginal_bound(data):
+def test_multi_logit_model_is_tracked_with_the_multi_class_bound():
+    """One logit per class: no binarisation; the train error is the argmax error, counted here by hand."""
     ten_class = take(load_dataset("mnist-embedded", split="train"), M, seed=1)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-    with pytest.raises(InputError, match="single-logit"):
-        BoundMonitor(model, ten_class)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(784, WIDTH), torch.nn.ReLU(), torch.nn.Linear(WIDTH, 10)
+    )
+    result = BoundMonitor(model, ten_class, max_checkpoints=1).compute(model)
+    with torch.no_grad():
+        wrong = sum(int(model(ten_class.x[i : i + 1])[0].argmax()) != int(ten_class.labels[i]) for i in range(M))
+    assert result.train_error == pytest.approx(wrong / M) and result.train_error > 0
+    assert 0.0 < result.values["marginal-ep"] <= 1.0 and not result.applies["marginal-ep"]
 
 
 def test_default_cadence_keeps_the_time_budget(data, trained, monkeypatch):
@@ -158,3 +167,78 @@ def test_default_cadence_keeps_the_time_budget(data, trained, monkeypatch):
     gaps = {b - a for a, b in zip(computed, computed[1:])}
     assert gaps == {20}  # 1 s checkpoint, then 20 clock readings (one per step) until due
     assert all(r.seconds == 1.0 for r in monitor.history)
+
+
+def test_monitor_result_and_report_have_one_shape(data, trained):
+    """Both hold a list of BoundResult under ``bounds``, looked up by name the same way."""
+    from pacbayes.results import BoundResult
+
+    train, test = data
+    monitor = BoundMonitor(trained, train, test=test, max_checkpoints=2)
+    result = monitor.compute(trained)
+    report = monitor.final(trained)
+    for holder in (result, report):
+        assert isinstance(holder.bounds, list) and all(isinstance(b, BoundResult) for b in holder.bounds)
+        assert holder.values == {b.name: b.value for b in holder.bounds}
+        assert holder.bound("marginal-ep").family == "marginal"
+        with pytest.raises(InputError, match="no bound named"):
+            holder.bound("nonsense")
+    holdout = result.bound("holdout")
+    assert holdout.certified and holdout.classifier == "model" and sum(holdout.delta.values()) == 0.05 / 2
+    record = result.to_dict()
+    assert [b["name"] for b in record["bounds"]] == result.names() == ["marginal-ep", "holdout"]
+    assert record["bounds"] == [b.to_dict() for b in result.bounds]
+
+
+def test_one_time_work_does_not_delay_the_next_checkpoint(data, trained, monkeypatch):
+    """The kernel and EP are paid at construction: with a clock where they take 100 s, the first
+    checkpoint still costs 1 s and the second comes 20 steps later (overhead 0.05), not 2000."""
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self):
+            self.now += 1.0
+            return self.now
+
+    clock = Clock()
+    real_track = marginal_module.MarginalFamily.track
+
+    def slow_track(self, *args, **kwargs):
+        if not kwargs["cache"]:
+            clock.now += 100.0
+        return real_track(self, *args, **kwargs)
+
+    monkeypatch.setattr(monitor_module, "time", clock)
+    monkeypatch.setattr(marginal_module.MarginalFamily, "track", slow_track)
+    monitor = BoundMonitor(trained, data[0], overhead=0.05, max_checkpoints=10)
+    assert monitor.setup_seconds == pytest.approx(101.0)
+    computed = [i for i in range(60) if monitor.step(trained) is not None]
+    assert computed == [0, 20, 40]
+
+
+@pytest.mark.parametrize("total_steps, checkpoints", [(50, 6), (7, 3), (1, 4)])
+def test_total_steps_spreads_checkpoints_and_computes_at_the_end(data, trained, total_steps, checkpoints):
+    """Every call is due by cadence (every=1); total_steps keeps checkpoints >= total / (max - 1)
+    calls apart and computes at the last call, never more than max_checkpoints in all."""
+    monitor = BoundMonitor(trained, data[0], every=1, max_checkpoints=checkpoints, total_steps=total_steps)
+    computed = [i + 1 for i in range(total_steps) if monitor.step(trained) is not None]
+    gap = total_steps / (checkpoints - 1)
+    expected, last = [], None
+    for call in range(1, total_steps + 1):  # the rule, written out independently
+        if call == total_steps or (len(expected) < checkpoints - 1 and (last is None or call - last >= gap)):
+            expected, last = expected + [call], call
+    assert computed == expected and computed[-1] == total_steps and len(computed) <= checkpoints
+    assert [r.step for r in monitor.history] == computed
+    with pytest.raises(InputError, match="total_steps"):
+        BoundMonitor(trained, data[0], total_steps=0)
+
+
+def test_checkpoints_use_a_seeded_subset_of_the_test_set(data, trained):
+    train, test = data
+    monitor = BoundMonitor(trained, train, test=test, holdout_points=100, seed=5, max_checkpoints=2)
+    result = monitor.compute(trained)
+    subset = take(binarise(test), 100, seed=5)
+    assert result.bound("holdout").details["n"] == 100
+    assert result.test_error == pytest.approx(independent_mistakes(trained, subset) / 100)
+    assert monitor.final(trained).baselines["holdout_n"] == len(test)  # the final report uses all of it

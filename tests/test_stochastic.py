@@ -16,7 +16,9 @@ from pacbayes.attempts import record_attempt
 from pacbayes.stochastic.certificate import certify
 from pacbayes.stochastic.gaussian import Layout, gaussian_kl
 from pacbayes.stochastic.prior import parameters_of, reinitialised
-from pacbayes.stochastic.train import fit_posterior
+from pacbayes.stochastic.dropout import activation_dropout, activation_layers
+from pacbayes.stochastic.hint import chance_level, why_vacuous
+from pacbayes.stochastic.train import PriorVariance, fit_posterior
 
 FAST = Schedule(epochs=4, batch_size=50, lr=1e-3)
 
@@ -171,14 +173,34 @@ def test_certificate_is_the_composition_of_the_published_bounds(trained):
     d = result.details
     share = bounds.series_delta(1, 0.1) / 2  # attempt 1, then split between KL and sampling
     empirical = bounds.sample_convergence_bound(d["sampled_error"], 40, share)
-    expected = bounds.pac_bayes_kl_bound(empirical, d["kl"], 200, bounds.series_delta(d["grid_index"], share))
-    assert result.value == pytest.approx(expected, rel=1e-12)
-    assert d["prior_variance"] == pytest.approx(bounds.grid_variance(d["grid_index"]), rel=1e-12)
+    # the prior std is fixed in advance (0.03): one prior, the whole share, no grid
+    assert d["prior_variance"] == pytest.approx(0.03**2, rel=1e-12) and d["grid_index"] is None
+    assert result.value == pytest.approx(bounds.pac_bayes_kl_bound(empirical, d["kl"], 200, share), rel=1e-12)
+    assert "lambda_grid_other_points" not in result.delta
     assert result.delta["sample_convergence"] == pytest.approx(share, rel=1e-12)
     assert math.fsum(result.delta.values()) == pytest.approx(0.1, rel=1e-12)
     assert math.fsum(result.delta.values()) <= 0.1 + 1e-16
     assert result.certified and result.name == "dziugaite-roy" and "N(w, diag(s))" in result.certifies
     json.dumps(result.to_dict())
+
+
+def test_certificate_on_the_lambda_grid_pays_for_the_grid_point(trained):
+    net, init, x, labels = trained
+    result = stochastic_bound(
+        net, x, labels, init_state=init, mc_samples=40, schedule=FAST, delta=0.1, lambda_grid=True
+    )[0]
+    d = result.details
+    share = bounds.series_delta(1, 0.1) / 2
+    empirical = bounds.sample_convergence_bound(d["sampled_error"], 40, share)
+    expected = bounds.pac_bayes_kl_bound(empirical, d["kl"], 200, bounds.series_delta(d["grid_index"], share))
+    assert result.value == pytest.approx(expected, rel=1e-12)
+    assert d["prior_variance"] == pytest.approx(bounds.grid_variance(d["grid_index"]), rel=1e-12)
+    assert result.delta["lambda_grid_other_points"] == pytest.approx(share - expected_share(d), rel=1e-12)
+    assert math.fsum(result.delta.values()) <= 0.1 + 1e-16 and d["lambda_search"] == "grid"
+
+
+def expected_share(details):
+    return bounds.series_delta(details["grid_index"], bounds.series_delta(1, 0.1) / 2)
 
 
 def test_bound_holds_against_the_true_stochastic_error():
@@ -202,6 +224,7 @@ def test_random_labels_give_a_vacuous_bound():
     _train(net, x, noise, steps=300)
     result = stochastic_bound(net, x, noise, init_state=init, mc_samples=50, schedule=FAST)[0]
     assert result.value > 0.5
+    assert "errs on" in result.details["why_vacuous"]  # random labels: the net's own error, not the KL
 
 
 def test_same_seed_same_number_and_the_seed_matters(trained):
@@ -252,16 +275,64 @@ def test_fixed_mean_keeps_the_trained_weights(trained):
         labels,
         objective="classic",
         delta=0.02,
+        m=200,
+        prior_variance=PriorVariance(0.01, on_grid=True),
+        start_variance=0.001,
         fixed_mean=True,
         schedule=FAST,
         generator=torch.Generator().manual_seed(0),
     )
     assert torch.equal(posterior.mean, start)
     assert not torch.equal(posterior.log_var, torch.full_like(start, float(posterior.log_var[0])))  # s moved
+    assert lam != 0.01  # lambda moved on the grid
     cert = certify(posterior, layout.flatten(init), lam, 0.1, 100, 200, 0.02, 0.02)
     assert cert["lambda"] == bounds.grid_variance(cert["j"])
     result = stochastic_bound(net, x, labels, init_state=init, mc_samples=5, schedule=FAST, fixed_mean=True)[0]
     assert "fixed-mean" in result.certifies and result.details["mean_mode"] == "fixed"
+    assert result.details["mode"] == "around-model-fixed-mean"
+
+
+def test_a_fixed_prior_variance_does_not_move(trained):
+    net, init, x, labels = trained
+    params = parameters_of(net)
+    layout = Layout.of(params)
+    _, lam = fit_posterior(
+        net,
+        layout,
+        layout.flatten(init),
+        layout.flatten(init),
+        x,
+        labels,
+        objective="quad",
+        delta=0.02,
+        m=100,
+        prior_variance=PriorVariance(0.0009, on_grid=False),
+        start_variance=0.0009,
+        fixed_mean=False,
+        schedule=FAST,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert lam == pytest.approx(0.0009, rel=1e-6)
+
+
+def test_the_three_modes_are_named_and_only_the_learned_one_starts_at_kl_zero(trained):
+    net, init, x, labels = trained
+    runs = {
+        mode: stochastic_bound(net, x, labels, init_state=init, mc_samples=5, schedule=FAST, **options)[0]
+        for mode, options in [
+            ("learned-from-prior", {}),
+            ("around-model", {"posterior_start": "model"}),
+            ("around-model-fixed-mean", {"fixed_mean": True}),
+        ]
+    }
+    for mode, result in runs.items():
+        assert result.details["mode"] == mode and result.classifier == "stochastic-network"
+    assert runs["learned-from-prior"].details["kl_at_start"] == pytest.approx(0.0, abs=1e-9)
+    assert "learned from the prior" in runs["learned-from-prior"].certifies
+    # around the model the start pays ||w - w0||^2 / (2 lambda) and more (s < lambda)
+    w, w0 = Layout.of(parameters_of(net)).flatten(parameters_of(net)), Layout.of(init).flatten(init)
+    assert runs["around-model"].details["kl_at_start"] > float(((w - w0).double() ** 2).sum()) / (2 * 0.03**2)
+    assert runs["learned-from-prior"].details["posterior_points"] == 200
 
 
 def test_data_dependent_prior_uses_only_the_remaining_points(trained):
@@ -291,6 +362,10 @@ def test_zero_prior_is_labelled_and_multiclass_models_work():
         ({"prior_split": 0.99}, "both parts"),
         ({"delta": 0.0}, "delta"),
         ({"mc_samples": 0}, "mc_samples"),
+        ({"posterior_start": "middle"}, "posterior_start"),
+        ({"prior_std": 0.0}, "prior_std"),
+        ({"prior_std": float("inf")}, "prior_std"),
+        ({"prior_dropout": 1.0}, "prior_dropout"),
     ],
 )
 def test_bad_options_are_refused(trained, options, match):
@@ -311,3 +386,106 @@ def test_labels_the_model_cannot_output_are_refused(trained):
         stochastic_bound(net, x, labels + 1, init_state=init, mc_samples=2, schedule=FAST)
     with pytest.raises(InputError, match="integer class indices"):
         stochastic_bound(net, x, labels.float(), init_state=init, mc_samples=2, schedule=FAST)
+
+
+# --- learned prior: dropout ----------------------------------------------------------------------
+
+
+def test_activation_dropout_is_seeded_unbiased_and_removed_on_exit():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 400), nn.ReLU(), nn.Linear(400, 1))
+    x = torch.randn(5, 3)
+    assert len(activation_layers(net)) == 1
+    clean = net(x)
+    with activation_dropout(net, 0.5, torch.Generator().manual_seed(1)):
+        a = net(x)
+    with activation_dropout(net, 0.5, torch.Generator().manual_seed(1)):
+        b = net(x)
+    assert torch.equal(a, b) and not torch.allclose(a, clean)
+    assert torch.equal(net(x), clean)  # hooks removed
+    with activation_dropout(net, 0.0, torch.Generator().manual_seed(1)):
+        assert torch.equal(net(x), clean)
+    # the hidden units: a fraction p dropped, the rest scaled by 1 / (1 - p)
+    hidden = net[1](net[0](x))
+    with activation_dropout(net, 0.25, torch.Generator().manual_seed(2)):
+        dropped = net[1](net[0](x))
+    kept = dropped != 0
+    assert torch.allclose(dropped[kept], hidden[kept] / 0.75)
+    assert abs(float((~kept & (hidden != 0)).sum()) / float((hidden != 0).sum()) - 0.25) < 0.05
+    # inverted dropout keeps the mean: average of many dropped outputs -> the clean output (linear head)
+    gen = torch.Generator().manual_seed(3)
+    with activation_dropout(net, 0.2, gen):
+        mean = torch.stack([net(x) for _ in range(4000)]).mean(0)
+    assert torch.allclose(mean, clean, atol=0.02)
+
+
+def test_learned_prior_is_trained_on_the_held_out_part_and_fits_it():
+    torch.manual_seed(7)
+    net = _net()
+    x, labels = _blobs(400, seed=12)
+    _train(net, x, labels, steps=20)
+    result = stochastic_bound(
+        net,
+        x,
+        labels,
+        init_seed=7,
+        prior_split=0.5,
+        mc_samples=200,
+        schedule=FAST,
+        objective="quad",
+        prior_schedule=Schedule(epochs=30, batch_size=50, lr=0.05),
+    )[0]
+    d = result.details
+    assert d["m"] == 200 and d["m_prior"] == 200 and d["posterior_points"] == 400
+    assert "30 epochs, dropout 0.2 after 1 activation layers" in d["prior"]
+    assert d["kl_at_start"] == pytest.approx(0.0, abs=1e-9)
+    assert d["mean_network_error"] < 0.1  # the learned prior mean already separates the blobs
+    assert result.value < 0.5 and d["why_vacuous"] == ""
+
+
+# --- the vacuity hint ----------------------------------------------------------------------------
+
+
+def _vacuous(**numbers):
+    defaults = {"m": 1000, "delta_kl": 0.01, "mc_samples": 1000, "classes": 2, "mode": "around-model"}
+    return why_vacuous(1.0, **{**defaults, **numbers})
+
+
+def test_the_hint_blames_the_kl_the_error_or_the_sampling():
+    kl_line = _vacuous(kl=83790.0, sampled_error=0.05, empirical_bound=0.06)
+    assert kl_line.startswith("KL = 83,790 nats against m = 1,000") and "--posterior-start prior" in kl_line
+    # check the diagnosis independently: at KL = 0 the bound is informative, at the real KL it is not
+    assert (
+        bounds.pac_bayes_kl_bound(0.06, 0.0, 1000, 0.01) < 0.5 <= bounds.pac_bayes_kl_bound(0.06, 83790.0, 1000, 0.01)
+    )
+    error_line = _vacuous(kl=1.0, sampled_error=0.49, empirical_bound=0.5)
+    assert "errs on 0.490" in error_line and "KL = 0" in error_line
+    sampling_line = _vacuous(kl=10.0, sampled_error=0.2, empirical_bound=0.55, mc_samples=3)
+    assert "3 posterior draws" in sampling_line and "--mc-samples" in sampling_line
+    assert (
+        why_vacuous(
+            0.3,
+            kl=1e5,
+            sampled_error=0.1,
+            empirical_bound=0.1,
+            m=1000,
+            delta_kl=0.01,
+            mc_samples=10,
+            classes=2,
+            mode="around-model",
+        )
+        == ""
+    )
+    assert chance_level(10) == pytest.approx(0.9)  # 0.6 on ten classes is not vacuous
+    assert _vacuous(kl=5e4, sampled_error=0.1, empirical_bound=0.1, classes=10, mode="learned-from-prior").startswith(
+        "KL"
+    )
+
+
+def test_a_far_posterior_gets_the_kl_hint_in_the_report(trained):
+    net, init, x, labels = trained
+    far = {k: v + 5.0 for k, v in init.items()}  # a prior mean far from the trained weights
+    result = stochastic_bound(
+        net, x, labels, init_state=far, mc_samples=20, schedule=FAST, posterior_start="model", prior_std=0.01
+    )[0]
+    assert result.value > 0.99 and result.details["why_vacuous"].startswith("KL = ")

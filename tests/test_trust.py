@@ -112,7 +112,7 @@ def test_final_after_selecting_a_checkpoint_pays_for_the_selection(data, trained
     n = len(test)
     mistakes = round(report.test_error * n)
     assert report.baselines["holdout_bound"] == pytest.approx(holdout_bound(mistakes, n, share / checkpoints))
-    assert report.baselines["holdout_bound"] >= best.bounds["holdout"]  # a smaller share of delta
+    assert report.baselines["holdout_bound"] >= best.values["holdout"]  # a smaller share of delta
     assert report.delta_ledger[HOLDOUT] == pytest.approx(share / checkpoints)
     assert sum(v for k, v in report.delta_ledger.items() if k.startswith("hold-out")) == pytest.approx(share)
     # a fresh test set was not used to select: it pays nothing

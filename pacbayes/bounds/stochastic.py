@@ -21,7 +21,7 @@ from pacbayes import checks
 from pacbayes.errors import InputError
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing_extensions import Self, TypeIs
 
 DR_GRID_C = 0.1
 """c of the lambda grid (Dziugaite & Roy 2017 use c = 0.1)."""
@@ -49,12 +49,21 @@ T = TypeVar("T", bound=TensorLike)
 """A tensor type: the bound forms return it when any argument is one, and a float otherwise."""
 
 
+def _is_tensor(x: object) -> TypeIs[TensorLike]:
+    """True for an autograd tensor (it has callable ``log`` and ``exp`` methods).
+
+    Numbers go through ``math``: an mpmath ``mpf`` has an ``exp`` attribute (its binary exponent, an
+    int), so testing for the attribute alone would call an int.
+    """
+    return callable(getattr(x, "log", None)) and callable(getattr(x, "exp", None))
+
+
 @overload
 def _log(x: float) -> float: ...
 @overload
 def _log(x: T) -> T: ...
 def _log(x: float | TensorLike) -> float | TensorLike:
-    return x.log() if hasattr(x, "log") else math.log(x)
+    return x.log() if _is_tensor(x) else math.log(x)
 
 
 @overload
@@ -62,7 +71,7 @@ def _exp(x: float) -> float: ...
 @overload
 def _exp(x: T) -> T: ...
 def _exp(x: float | TensorLike) -> float | TensorLike:
-    return x.exp() if hasattr(x, "exp") else math.exp(x)
+    return x.exp() if _is_tensor(x) else math.exp(x)
 
 
 def _grid(c: float, b: float) -> tuple[float, float]:
@@ -115,11 +124,45 @@ def _check_index(j: float) -> float: ...
 @overload
 def _check_index(j: T) -> T: ...
 def _check_index(j: float | TensorLike) -> float | TensorLike:
-    if not hasattr(j, "log"):
+    if not _is_tensor(j):
         j = checks.finite(j, "j")
         if j < 1.0:
             raise InputError(f"the grid index j must be >= 1 (lambda <= c exp(-1/b)), got {j}")
     return j
+
+
+@overload
+def _grid_cost(j: float) -> float: ...
+@overload
+def _grid_cost(j: T) -> T: ...
+def _grid_cost(j: float | TensorLike) -> float | TensorLike:
+    """ln(1/delta_j) - ln(1/delta) = 2 ln j + ln(pi^2 / 6): the nats grid point j pays (:func:`series_delta`)."""
+    return 2.0 * _log(j) + math.log(math.pi**2 / 6.0)
+
+
+@overload
+def langford_seeger_complexity(kl: float, m: int, delta: float) -> float: ...
+@overload
+def langford_seeger_complexity(kl: T, m: int, delta: float) -> T: ...
+def langford_seeger_complexity(kl: float | TensorLike, m: int, delta: float) -> float | TensorLike:
+    """(KL(Q||P) + ln(m / delta)) / (m - 1): the right side of Langford & Seeger's (2001) PAC-Bayes-kl
+    bound kl(hat e || e) <= this, for a prior fixed in advance (Dziugaite & Roy 2017, eq. 4).
+    ``kl`` may be a tensor (for training)."""
+    m = checks.sample_size(m)
+    delta = checks.delta(delta)
+    return (kl + math.log(m / delta)) / (m - 1)
+
+
+@overload
+def maurer_complexity(kl: float, m: int, delta: float) -> float: ...
+@overload
+def maurer_complexity(kl: T, m: int, delta: float) -> T: ...
+def maurer_complexity(kl: float | TensorLike, m: int, delta: float) -> float | TensorLike:
+    """(KL(Q||P) + ln(2 sqrt(m) / delta)) / m: Maurer's (2004) PAC-Bayes-kl right side for a prior fixed
+    in advance (m >= 8); the C of Pérez-Ortiz et al. (2021), eqs. 6-8. ``kl`` may be a tensor."""
+    m = checks.sample_size(m, minimum=8)
+    delta = checks.delta(delta)
+    return (kl + math.log(2.0 * math.sqrt(m) / delta)) / m
 
 
 @overload
@@ -136,10 +179,7 @@ def dziugaite_roy_complexity(kl: float | TensorLike, m: int, delta: float, j: fl
     the right side of Langford & Seeger's PAC-Bayes-kl (kl(hat e || e) <= (KL + ln(m/delta_j))/(m-1))
     at delta_j = 6 delta / (pi^2 j^2). ``kl`` and ``j`` may be tensors (for training).
     """
-    m = checks.sample_size(m)
-    delta = checks.delta(delta)
-    j = _check_index(j)
-    return (kl + 2.0 * _log(j) + math.log(math.pi**2 * m / (6.0 * delta))) / (m - 1)
+    return langford_seeger_complexity(kl + _grid_cost(_check_index(j)), m, delta)
 
 
 @overload
@@ -169,10 +209,7 @@ def pbb_complexity(kl: float | TensorLike, m: int, delta: float, j: float | Tens
     This is the term written (KL + ln(2 sqrt(n)/delta)) / n in Pérez-Ortiz et al. (2021), eqs. 6-8,
     with delta replaced by delta_j = 6 delta / (pi^2 j^2) for the lambda-grid union bound.
     """
-    m = checks.sample_size(m, minimum=8)
-    delta = checks.delta(delta)
-    j = _check_index(j)
-    return (kl + 2.0 * _log(j) + math.log(math.pi**2 * 2.0 * math.sqrt(m) / (6.0 * delta))) / m
+    return maurer_complexity(kl + _grid_cost(_check_index(j)), m, delta)
 
 
 @overload
@@ -216,7 +253,7 @@ def pbb_lambda(
 
     risk / (1 - t/2) + C / (t (1 - t/2)).
     """
-    if not hasattr(tradeoff, "log"):
+    if not _is_tensor(tradeoff):
         tradeoff = checks.finite(tradeoff, "tradeoff")
         if not 0.0 < tradeoff < 2.0:
             raise InputError(f"the f_lambda tradeoff must lie in (0, 2), got {tradeoff}")

@@ -10,7 +10,7 @@ from pacbayes.data.formats import load_dataset
 from pacbayes.data.idx import read_idx
 from pacbayes.data.labels import DEFAULT_NEGATIVE_CLASSES, apply_label_map, binarise, corrupt_labels, signs
 from pacbayes.data.normalise import MNIST_MEAN_STD, normalise
-from pacbayes.data.subsets import check_disjoint, take
+from pacbayes.data.subsets import certified_subset, check_disjoint, take
 
 __all__ = [
     "DEFAULT_NEGATIVE_CLASSES",
@@ -19,6 +19,7 @@ __all__ = [
     "MNIST_MEAN_STD",
     "apply_label_map",
     "binarise",
+    "certified_subset",
     "check_disjoint",
     "corrupt_labels",
     "from_arrays",

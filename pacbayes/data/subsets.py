@@ -1,4 +1,4 @@
-"""Choosing examples: a seeded subset of size m, and the train/test overlap check."""
+"""Choosing examples: a seeded subset of size m, the training set certify uses, the train/test overlap check."""
 
 import numbers
 
@@ -7,6 +7,7 @@ import torch
 
 from pacbayes import checks
 from pacbayes.data.dataset import Dataset
+from pacbayes.data.labels import binarise, corrupt_labels
 from pacbayes.errors import InputError
 
 
@@ -23,6 +24,29 @@ def take(ds: Dataset, m: int, seed: int) -> Dataset:
     chosen = np.sort(np.random.default_rng(seed).permutation(len(ds))[: int(m)])
     index = torch.from_numpy(chosen)
     return ds.derive(x=ds.x[index], labels=ds.labels[index], subset={"m": int(m), "seed": seed, "of": len(ds)})
+
+
+def certified_subset(
+    train: Dataset,
+    *,
+    m=None,
+    seed: int = 0,
+    binary: bool = True,
+    negative_classes=None,
+    corrupt: float = 0.0,
+) -> Dataset:
+    """The training examples ``certify(model, train, test, CertifyOptions(m=m, seed=seed, ...))`` computes
+    its bounds and training error on, in the same order: for a single-logit model (``binary``) the
+    labels binarised by ``negative_classes``, then the seeded subset of m (:func:`take`; all of
+    ``train`` if m is None), then the seeded label corruption. Train the model on it (or on any
+    superset) and give certify the whole ``train``; the test set must be disjoint from all of it.
+    """
+    data = binarise(train, negative_classes) if binary else train
+    if m is not None:
+        data = take(data, m, seed=seed)
+    if corrupt > 0.0:
+        data = corrupt_labels(data, corrupt, seed=seed)
+    return data
 
 
 def check_disjoint(train: Dataset, test: Dataset) -> None:

@@ -142,14 +142,19 @@ def _tilted(y, cav_tau, cav_nu):
     return log_z, site_tau, site_nu
 
 
-def _log_z(y, chol, mean, variance, tau, nu):
-    """ln Z_EP at the current sites (GPML infEP, zero prior mean; R&W eq. 3.65, 3.73-3.74)."""
+def _log_z(y, half_log_det, mean, variance, tau, nu):
+    """ln Z_EP at the current sites (GPML infEP, zero prior mean; R&W eq. 3.65, 3.73-3.74).
+
+    ``half_log_det`` is ln|I + K S|/2 (= sum ln diag L for B = L L^T); mean and variance are the
+    posterior marginals of the site variables. Any Gaussian prior with scalar sites on linear
+    functionals of the latent has this form (used by the multi-class EP as well).
+    """
     cav_tau, cav_nu = _cavity(mean, variance, tau, nu)
     log_zi, _, _ = _tilted(y, cav_tau, cav_nu)
     ratio = tau / cav_tau
     value = (
         log_zi.sum()
-        - torch.log(chol.diagonal()).sum()
+        - half_log_det
         + 0.5 * (nu @ mean)
         - 0.5 * (variance @ (nu * nu))
         + 0.5 * (cav_nu @ ((ratio * cav_nu - 2.0 * nu) * variance))
@@ -171,6 +176,17 @@ def _sequential_sweep(K, y, tau, nu, mean, sigma):
         column = sigma[:, i].clone()
         sigma.sub_((delta / (1.0 + delta * var_i)) * torch.outer(column, column))
         torch.mv(sigma, nu, out=mean)
+
+
+def checked_convergence(what, history, change, converged, allow_unconverged, max_sweeps, tol) -> float:
+    """The last relative change of ln Z; ConvergenceError if EP did not converge and that is not allowed."""
+    relative_change = change / max(1.0, abs(history[-1]))
+    if not converged and not allow_unconverged:
+        raise ConvergenceError(
+            f"{what} did not converge in {max_sweeps} sweeps (last relative change of ln Z "
+            f"{relative_change:.2e} > tol {tol:g}); raise max_sweeps or use damping=0.5 / a smaller damping"
+        )
+    return relative_change
 
 
 def ep_log_evidence(
@@ -211,7 +227,7 @@ def ep_log_evidence(
     bar = progress(total=max_sweeps, desc=f"EP ({schedule}, m={m})", quiet=quiet, unit="sweep")
     for sweep in range(1, max_sweeps + 1):
         chol, alpha, mean, variance = _posterior(K, tau, nu)
-        log_z = _log_z(y, chol, mean, variance, tau, nu)
+        log_z = _log_z(y, torch.log(chol.diagonal()).sum(), mean, variance, tau, nu)
         if not math.isfinite(log_z):
             raise ConvergenceError(
                 f"EP: ln Z became {log_z} at sweep {sweep}; the kernel may be "
@@ -238,12 +254,7 @@ def ep_log_evidence(
             v = torch.linalg.solve_triangular(chol, torch.sqrt(tau)[:, None] * K, upper=False)
             _sequential_sweep(K, y, tau, nu, mean, K - v.T @ v)
     bar.close()
-    relative_change = change / max(1.0, abs(history[-1]))
-    if not converged and not allow_unconverged:
-        raise ConvergenceError(
-            f"EP did not converge in {max_sweeps} sweeps (last relative change of ln Z "
-            f"{relative_change:.2e} > tol {tol:g}); raise max_sweeps or use damping=0.5 / a smaller damping"
-        )
+    relative_change = checked_convergence("EP", history, change, converged, allow_unconverged, max_sweeps, tol)
     return EPResult(
         log_evidence=history[-1],
         converged=converged,

@@ -23,17 +23,22 @@ from typing import Optional
 
 import numpy as np
 import torch
-from scipy import special
 
+from pacbayes import checks
 from pacbayes.attempts import fingerprint, ledger_option, record_attempt
 from pacbayes.bounds import MARGINAL_VARIANTS, marginal_likelihood_bound, series_delta, split_delta
 from pacbayes.data import signs
 from pacbayes.errors import InputError
-from pacbayes.evidence import certified_log_evidence, ep_log_evidence, ep_predict
+from pacbayes.device import resolve_device, threads_for
+from pacbayes.evidence.budget import certified_budget, ep_budget, multiclass_ep_budget
+from pacbayes.evidence.label_model import label_model
+from pacbayes.evidence.multiclass import validate_class_labels
+from pacbayes.evidence.tilted import DEFAULT_SAMPLES
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, Tracked, stamped
-from pacbayes.kernels import MonteCarloNNGP, nngp_for_module
+from pacbayes.kernels import MonteCarloNNGP, analytic_kernel_or_reason
 from pacbayes.models import predict_labels
 from pacbayes.options import option
+from pacbayes.progress import announce
 from pacbayes.results import BoundResult
 
 CERTIFIES = "Gibbs error of the NNGP-Bayes posterior Q* (NNGP prior restricted to functions that fit S)"
@@ -41,6 +46,7 @@ CLASSIFIER = "q-star"
 
 DEFAULT_JITTER = 1e-6
 DEFAULT_KERNEL_SAMPLES = 4096
+DEFAULT_BASELINE_POINTS = 1000
 KERNEL_CHOICES = ("auto", "analytic", "monte-carlo")
 
 
@@ -48,7 +54,7 @@ KERNEL_CHOICES = ("auto", "analytic", "monte-carlo")
 class MarginalSettings:
     """Everything that fixes the prior and the estimators; chosen before seeing S.
 
-    kernel: "auto" (analytic if the architecture is recognised, else Monte Carlo), "analytic"
+    kernel: "auto" (analytic if the kernel compiler has a rule for every operation, else Monte Carlo), "analytic"
     or "monte-carlo". sigma_w / sigma_b: None infers PyTorch's default initialisation.
     jitter: absolute epsilon added to the kernel diagonal; part of the prior (K + eps I).
     jitter_grid: instead of one jitter, a grid G declared before seeing the data: the smallest
@@ -61,7 +67,7 @@ class MarginalSettings:
     kernel: str = option(
         "auto",
         "--kernel-type",
-        "NNGP prior: analytic for recognised FC/CNN ReLU nets, else Monte Carlo.",
+        "NNGP prior: analytic when every operation of the model has a kernel rule, else Monte Carlo.",
         choices=KERNEL_CHOICES,
         aliases=("--kernel",),
     )
@@ -87,25 +93,33 @@ class MarginalSettings:
         "langford: Valle-Pérez et al. Cor. 1; mcallester: the authors' code.",
         choices=MARGINAL_VARIANTS,
     )
+    q_star_test_points: int = option(
+        DEFAULT_BASELINE_POINTS,
+        "--q-star-test-points",
+        "Q*'s Gibbs test error (a baseline) on a seeded subset of at most this many test points.",
+    )
     seed: int = 0
     device: Optional[str] = None
     quiet: bool = True
 
 
 def build_kernel(model: torch.nn.Module, input_shape, settings: MarginalSettings):
-    """The NNGP prior of ``model``'s architecture: analytic when recognised, Monte Carlo otherwise."""
+    """The NNGP prior of ``model``'s architecture: analytic when the kernel compiler maps every operation
+    of its graph to a layer rule (:mod:`pacbayes.kernels`), Monte Carlo otherwise (saying why)."""
     if settings.kernel not in KERNEL_CHOICES:
         raise InputError(f"unknown kernel {settings.kernel!r}; choose one of {', '.join(KERNEL_CHOICES)}")
     if settings.kernel != "monte-carlo":
-        analytic = nngp_for_module(model, input_shape, sigma_w=settings.sigma_w, sigma_b=settings.sigma_b)
+        analytic, reason = analytic_kernel_or_reason(
+            model, input_shape, sigma_w=settings.sigma_w, sigma_b=settings.sigma_b
+        )
         if analytic is not None:
             return analytic
         if settings.kernel == "analytic":
-            raise InputError(
-                "no analytic NNGP is known for this architecture (recognised: Sequential "
-                "fully connected / convolutional ReLU nets with one output); "
-                "use --kernel monte-carlo"
-            )
+            raise InputError(f"no analytic NNGP for this model: {reason}; use --kernel monte-carlo")
+        announce(
+            f"kernel: fell back to Monte Carlo ({settings.kernel_samples} initialisations): {reason}",
+            quiet=settings.quiet,
+        )
     return MonteCarloNNGP(model, samples=settings.kernel_samples, seed=settings.seed)
 
 
@@ -163,39 +177,132 @@ def attempt_number(train_x: torch.Tensor, train_signs: torch.Tensor, settings: M
     return record_attempt(Path(settings.attempts_ledger), key, {"family": "marginal", "seed": settings.seed})
 
 
-def gibbs_test_error(mean: np.ndarray, variance: np.ndarray, signs: np.ndarray) -> float:
-    """Expected 0-1 error of a Gibbs classifier sign(f) with f ~ N(mean, variance): mean Phi(-y mean / sd)."""
-    z = -np.asarray(signs, dtype=np.float64) * mean / np.sqrt(np.maximum(variance, 1e-300))
-    return float(special.ndtr(z).mean())
+def gibbs_losses(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per test point, the expected 0-1 loss of Q*'s Gibbs classifier: 1 - Pr_{f ~ Q*}[argmax f(x_i) = y_i]."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    return 1.0 - probabilities[np.arange(probabilities.shape[0]), np.asarray(labels, dtype=np.int64)]
 
 
-def bayes_agreement(model_signs: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> dict:
+def gibbs_test_error(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Expected 0-1 error of Q*'s Gibbs classifier over the test points, from its class probabilities (n, C)."""
+    return float(gibbs_losses(probabilities, labels).mean())
+
+
+def bayes_agreement(model_labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """How Bayes-like MODEL is on the test points: a *diagnostic* of the SGD ~ Bayes premise, never a bound.
 
-    With Q*'s predictive f(x) ~ N(mean, variance) (EP) and its posterior-mean classifier sign(mean):
-    ``bayes_agreement`` is the fraction of test points where MODEL's label equals sign(mean);
-    ``gibbs_agreement`` is the same rate for Q*'s own Gibbs draws, E[1{sign f = sign mean}] = mean
-    Phi(|mean| / sd), the level a sampler of Q* itself would reach; ``model_gibbs_agreement`` is
-    E[1{sign f = MODEL's label}]. Mingard et al. (JMLR 2021) argue SGD samples functions like the
-    Bayesian posterior; a ``bayes_agreement`` far below ``gibbs_agreement`` is evidence against
-    that premise for this network.
+    With Q*'s predictive class probabilities p_i (EP) and its Bayes (majority-vote) classifier
+    argmax_c p_ic -- for one logit, sign of the predictive mean: ``bayes_agreement`` is the fraction of
+    test points where MODEL's label equals that classifier's; ``gibbs_agreement`` is the same rate for
+    Q*'s own Gibbs draws, mean_i max_c p_ic, the level a sampler of Q* itself would reach;
+    ``model_gibbs_agreement`` is the rate at which Q*'s draws agree with MODEL, mean_i p_i[MODEL's label].
+    Mingard et al. (JMLR 2021) argue SGD samples functions like the Bayesian posterior; a
+    ``bayes_agreement`` far below ``gibbs_agreement`` is evidence against that premise for this network.
     """
-    model_signs = np.asarray(model_signs, dtype=np.float64)
-    posterior_mean_signs = np.where(mean >= 0.0, 1.0, -1.0)
+    model_labels = np.asarray(model_labels, dtype=np.int64)
+    bayes_labels = np.argmax(probabilities, axis=1)
     return {
-        "bayes_agreement": float(np.mean(model_signs == posterior_mean_signs)),
-        "gibbs_agreement": 1.0 - gibbs_test_error(mean, variance, posterior_mean_signs),
-        "model_gibbs_agreement": 1.0 - gibbs_test_error(mean, variance, model_signs),
-        "points": int(model_signs.shape[0]),
+        "bayes_agreement": float(np.mean(model_labels == bayes_labels)),
+        "gibbs_agreement": 1.0 - gibbs_test_error(probabilities, bayes_labels),
+        "model_gibbs_agreement": 1.0 - gibbs_test_error(probabilities, model_labels),
+        "points": int(model_labels.shape[0]),
         "kind": "diagnostic (EP predictive of Q*; not certified)",
     }
+
+
+def baseline_subset(n: int, settings: MarginalSettings) -> np.ndarray:
+    """Indices of the test points Q*'s baseline uses: all n, or a seeded subset of ``q_star_test_points``."""
+    limit = checks.integer_at_least(settings.q_star_test_points, "q_star_test_points", 1)
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([settings.seed, 0x51A5]).choice(n, size=limit, replace=False))
+
+
+def q_star_baseline(model, kernel, ep, likelihood, train_x, test, settings: MarginalSettings) -> dict:
+    """Q*'s Gibbs test error (EP predictive) and the agreement diagnostic on a seeded subset of the test set.
+
+    The standard error is that of a mean over points drawn without replacement from the n test points
+    (finite-population corrected), so it is 0 when the whole test set is used."""
+    test_x, test_labels = test
+    n = int(test_x.shape[0])
+    chosen = baseline_subset(n, settings)
+    x = test_x[torch.as_tensor(chosen)]
+    announce(f"Q* baseline: EP predictive at {len(chosen):,} of {n:,} test points", quiet=settings.quiet)
+    cross = kernel.matrix(train_x, x, device=settings.device, quiet=settings.quiet)
+    probabilities = likelihood.class_probabilities(
+        ep, cross, kernel.diagonal(x, device=settings.device), seed=settings.seed
+    )
+    losses = gibbs_losses(probabilities, test_labels.cpu().numpy()[chosen])
+    k = len(chosen)
+    spread = float(np.std(losses, ddof=1)) if k > 1 else 0.0
+    standard_error = spread / math.sqrt(k) * math.sqrt(max(0.0, (n - k) / max(n - 1, 1)))
+    agreement = bayes_agreement(predict_labels(model, x).cpu().numpy(), probabilities)
+    return {
+        "q_star_test_error_ep": float(losses.mean()),
+        "q_star_test_error_ep_se": standard_error,
+        "q_star_test_points": k,
+        **agreement,
+    }
+
+
+def _classes(outputs: int) -> int:
+    """Classes of Q*'s labelling: one logit is binary; C logits are C classes (two logits: binary again)."""
+    return 2 if outputs == 1 else outputs
+
+
+def class_indices(labels, classes: int) -> torch.Tensor:
+    """``labels`` as int64 class indices 0..classes-1 (with 2 classes, -1/+1 signs are mapped -1 -> 0)."""
+    labels = torch.as_tensor(labels)
+    if classes == 2:
+        labels = torch.where(labels == -1, 0, labels)
+    return torch.as_tensor(validate_class_labels(labels, classes))
+
+
+def _fingerprint_labels(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """Labels as the attempts ledger keys them (binary: the -1/+1 signs, as ledgers written before C > 2 have)."""
+    return signs(labels) if classes == 2 else labels
+
+
+def kernel_summary(kernel) -> str:
+    """One line naming the prior's kernel for the report: the analytic layer chain, or the Monte Carlo
+    estimate with its sample count, rank and the standard error of its entries."""
+    described = kernel.describe()
+    if described.get("kind") != "monte-carlo":
+        chain = " > ".join(described.get("layers") or [str(described.get("kind"))])
+        outputs = described.get("outputs", 1)
+        return f"analytic NNGP {chain} ({outputs} logit{'s' if outputs != 1 else ''})"
+    measured = kernel.diagnostics
+    rank = measured.get("rank")
+    error = measured.get("standard_error_bound_relative")
+    return (
+        f"Monte Carlo NNGP of {described.get('module')} ({described.get('samples')} initialisations"
+        + ("" if rank is None else f", rank {rank}")
+        + ("" if error is None else f", entry standard error <= {error:.1e} of the largest diagonal entry")
+        + ")"
+    )
+
+
+def orthant_dimension(m: int, classes: int) -> int:
+    """Dimension of the Gaussian orthant that P(S) is: m for binary labels, (C-1) m for C classes."""
+    return m if classes == 2 else (classes - 1) * m
+
+
+def _evidence_budgets(m: int, classes: int, settings: MarginalSettings) -> None:
+    """Say the expected time and memory of EP and the certified sandwich; refuse what cannot fit."""
+    n = orthant_dimension(m, classes)
+    device = str(resolve_device(settings.device))
+    ep = ep_budget(n, device) if classes == 2 else multiclass_ep_budget(m, classes, device)
+    for budget in (ep, certified_budget(n, DEFAULT_SAMPLES, device)):
+        announce(budget.line(), quiet=settings.quiet)
+        budget.check_fits(device, "use fewer training points (--m) or a device with more memory (--device)")
 
 
 def marginal_estimate(
     model: torch.nn.Module,
     train_x: torch.Tensor,
-    train_signs: torch.Tensor,
+    train_labels: torch.Tensor,
     *,
+    classes: int,
     delta: float,
     settings: MarginalSettings = MarginalSettings(),
 ) -> tuple:
@@ -204,7 +311,8 @@ def marginal_estimate(
     kernel = build_kernel(model, tuple(train_x.shape[1:]), settings)
     K = kernel.matrix(train_x, device=settings.device, quiet=settings.quiet)
     jitter, grid_size = choose_jitter(K, settings)
-    ep = ep_log_evidence(K, train_signs, jitter=jitter, device=settings.device, quiet=settings.quiet)
+    train_labels = class_indices(train_labels, classes)
+    ep = label_model(classes).ep(K, train_labels, jitter=jitter, device=settings.device, quiet=settings.quiet)
     delta_pb = marginal_ledger(delta, 1, grid_size)[PAC_BAYES_SHARE]
     return ep.log_evidence, marginal_likelihood_bound(
         ep.log_evidence, int(train_x.shape[0]), delta_pb, settings.variant
@@ -214,54 +322,64 @@ def marginal_estimate(
 def marginal_bounds(
     model: torch.nn.Module,
     train_x: torch.Tensor,
-    train_signs: torch.Tensor,
+    train_labels: torch.Tensor,
     test_x: torch.Tensor,
-    test_signs: torch.Tensor,
+    test_labels: torch.Tensor,
     *,
+    classes: int,
     delta: float,
     settings: MarginalSettings = MarginalSettings(),
 ):
     """The EP estimate and the certified marginal-likelihood bound, plus Q*'s estimated test error.
 
-    ``train_signs``/``test_signs`` are labels in {-1, +1}; ``delta`` is this family's share of the
-    report's failure probability. Returns (list of BoundResult, dict of diagnostics).
+    ``train_labels``/``test_labels`` are class indices in 0..classes-1 (binary: 0/1; -1/+1 signs are
+    accepted too when classes = 2). ``classes`` = 2 is the one-logit orthant P(S) = Pr[y_i f(x_i) > 0];
+    ``classes`` = C >= 3 is the multi-class P(S) = Pr[f_{y_i}(x_i) > f_c(x_i) for all i, c != y_i] of C
+    independent GPs sharing the one-logit kernel (docs/bounds.md). Langford's realisable bound holds for
+    the multi-class 0-1 loss unchanged. ``delta`` is this family's share of the report's failure
+    probability. Returns (list of BoundResult, dict of diagnostics).
     """
     m = int(train_x.shape[0])
     if m < 2:
         raise InputError(f"the marginal-likelihood bound needs at least 2 training points, got {m}")
+    likelihood = label_model(classes)
+    train_labels = class_indices(train_labels, classes)
+    test_labels = class_indices(test_labels, classes)
     started = time.perf_counter()
     kernel = build_kernel(model, tuple(train_x.shape[1:]), settings)
     K = kernel.matrix(train_x, device=settings.device, quiet=settings.quiet)
     kernel_seconds = time.perf_counter() - started
+    summary, kernel_estimate = kernel_summary(kernel), dict(kernel.diagnostics)  # of K, before the test kernels
 
     jitter, grid_size = choose_jitter(K, settings)
-    attempt = attempt_number(train_x, train_signs, settings)
-    ep = ep_log_evidence(K, train_signs, jitter=jitter, device=settings.device, quiet=settings.quiet)
+    attempt = attempt_number(train_x, _fingerprint_labels(train_labels, classes), settings)
+    _evidence_budgets(m, classes, settings)
+    ep = likelihood.ep(K, train_labels, jitter=jitter, device=settings.device, quiet=settings.quiet)
     deltas = marginal_ledger(delta, attempt, grid_size)
     delta_pb = deltas[PAC_BAYES_SHARE]
-    certified = certified_log_evidence(
+    certified = likelihood.certified(
         K,
-        train_signs,
+        train_labels,
         delta_prime=deltas[MARKOV_SHARE],
         seed=settings.seed,
         jitter=jitter,
         device=settings.device,
         quiet=settings.quiet,
     )
+    del K
+    baseline = q_star_baseline(model, kernel, ep, likelihood, train_x, (test_x, test_labels), settings)
 
-    cross = kernel.matrix(train_x, test_x, device=settings.device, quiet=settings.quiet)
-    mean, variance = ep_predict(ep, cross, kernel.diagonal(test_x, device=settings.device))
-    q_star_test_error = gibbs_test_error(mean, variance, test_signs.cpu().numpy())
-    model_signs = predict_labels(model, test_x).cpu().numpy() * 2.0 - 1.0
-    agreement = bayes_agreement(model_signs, mean, variance)
-
-    prior = dict(kernel.describe(), jitter=jitter)
+    prior = dict(kernel.describe(), jitter=jitter, classes=classes, summary=summary, estimate=kernel_estimate)
     if grid_size > 1:
         prior["jitter_grid"] = list(settings.jitter_grid)
+    labelling = (
+        "one logit: P(S) = Pr[y_i f(x_i) > 0]"
+        if classes == 2
+        else f"{classes} logits, independent GPs sharing the one-logit kernel: P(S) = Pr[f_y(x) > f_c(x) on S]"
+    )
     assumptions = (
         "S is an iid sample from the data distribution",
-        "the prior is the NNGP of the architecture with kernel K + eps I (eps = "
-        f"{jitter:g}), "
+        f"the prior is the NNGP K + eps I of the architecture, K = {summary} (eps = {jitter:g}), "
         + (
             f"the smallest positive-definite point of the grid {list(settings.jitter_grid)} "
             "declared before seeing S (union bound over the grid)"
@@ -272,7 +390,8 @@ def marginal_bounds(
             "; a Monte Carlo kernel is exact for that random-feature prior"
             if prior.get("kind") == "monte-carlo"
             else ""
-        ),
+        )
+        + f"; {labelling}",
         "realisable: the trained model has zero training error",
         f"this is attempt {attempt} on this data and prior; every run with another seed is counted "
         "in the attempts ledger (delta_k = 6 delta / (pi^2 k^2))"
@@ -284,6 +403,7 @@ def marginal_bounds(
     diagnostics = {
         "kernel": prior,
         "kernel_seconds": kernel_seconds,
+        "classes": classes,
         "ep": {
             "log_evidence": ep.log_evidence,
             "sweeps": ep.sweeps,
@@ -302,46 +422,42 @@ def marginal_bounds(
             "seconds": certified.seconds,
             "delta_prime": certified.delta_prime,
         },
-        "q_star_test_error_ep": q_star_test_error,
-        **agreement,
+        **baseline,
         "attempt": attempt,
     }
+    shared = {"certifies": CERTIFIES, "assumptions": assumptions, "family": "marginal", "classifier": CLASSIFIER}
     results = [
         BoundResult(
             name="marginal-ep",
             value=marginal_likelihood_bound(ep.log_evidence, m, delta_pb, settings.variant),
             certified=False,
-            certifies=CERTIFIES,
             delta={PAC_BAYES_SHARE: delta_pb},
             log_evidence=ep.log_evidence,
-            assumptions=assumptions,
             details={
                 "estimator": "expectation propagation (Heaviside likelihood)",
                 "variant": settings.variant,
                 "sweeps": ep.sweeps,
+                "classes": classes,
             },
-            family="marginal",
-            classifier=CLASSIFIER,
+            **shared,
         ),
         BoundResult(
             name="marginal-certified",
             value=marginal_likelihood_bound(certified.lower, m, delta_pb, settings.variant),
             certified=True,
-            certifies=CERTIFIES,
             delta=deltas,
             log_evidence=certified.lower,
-            assumptions=assumptions,
             details={
                 "estimator": "minimax-tilted importance sampling (Botev 2017) + Markov",
                 "variant": settings.variant,
+                "classes": classes,
                 "log_evidence_upper": certified.upper,  # psi*, None if not certified
                 "log_evidence_upper_note": certified.upper_reason,
                 "best_possible_bound": None
                 if certified.upper is None
                 else marginal_likelihood_bound(min(certified.upper, 0.0), m, delta_pb, settings.variant),
             },
-            family="marginal",
-            classifier=CLASSIFIER,
+            **shared,
         ),
     ]
     return results, diagnostics
@@ -358,15 +474,17 @@ def _for_run(settings: MarginalSettings, context: RunContext) -> MarginalSetting
 
 
 class MarginalFamily:
-    """Certifies the Gibbs error of Q* (see the module docstring); needs a realisable, single-logit fit."""
+    """Certifies the Gibbs error of Q* (see the module docstring); needs a realisable fit.
+
+    One logit is the binary bound; C logits the multi-class bound of C independent GPs sharing the
+    one-logit kernel (:func:`marginal_bounds`)."""
 
     name = "marginal"
     settings_type = MarginalSettings
     classifier = CLASSIFIER
 
     def check(self, context: RunContext) -> None:
-        """The prior is one GP (a single logit), and the bound is for the realisable case."""
-        self.check_outputs(context.outputs)
+        """The bound is for the realisable case."""
         if context.train_error > 0.0:
             raise InputError(
                 f"training error is {context.train_error:.4f} > 0 but the marginal-likelihood bound "
@@ -374,27 +492,15 @@ class MarginalFamily:
                 "would make S non-iid, so there is no such option)"
             )
 
-    @staticmethod
-    def check_outputs(outputs: int) -> None:
-        if outputs != 1:
-            raise InputError(
-                f"the marginal-likelihood bound needs a single-logit binary model (its prior is "
-                f"one GP); this model has {outputs} outputs: use another bound family"
-            )
-
     def run(
         self, model, train, test, *, delta: float, settings: MarginalSettings, context: RunContext
     ) -> FamilyOutcome:
         self.check(context)
-        results, diagnostics = marginal_bounds(
-            model,
-            train.x,
-            signs(train.labels),
-            test.x,
-            signs(test.labels),
-            delta=delta,
-            settings=_for_run(settings, context),
-        )
+        classes, settings = _classes(context.outputs), _for_run(settings, context)
+        with threads_for(orthant_dimension(len(train), classes), settings.device):
+            results, diagnostics = marginal_bounds(
+                model, train.x, train.labels, test.x, test.labels, classes=classes, delta=delta, settings=settings
+            )
         return FamilyOutcome(
             bounds=stamped(results, self),
             diagnostics=diagnostics,
@@ -402,11 +508,12 @@ class MarginalFamily:
                 Baseline(
                     "q_star_test_error_ep",
                     diagnostics["q_star_test_error_ep"],
-                    "Q* estimated test error (EP predictive)",
+                    f"Q* est. test error (EP; n={diagnostics['q_star_test_points']}, "
+                    f"se {diagnostics['q_star_test_error_ep_se']:.4f})",
                 ),
-                Baseline("bayes_agreement", diagnostics["bayes_agreement"], "MODEL agrees with Q*'s mean (diagnostic)"),
+                Baseline("bayes_agreement", diagnostics["bayes_agreement"], "MODEL agrees with Q*'s vote (diagnostic)"),
                 Baseline(
-                    "gibbs_agreement", diagnostics["gibbs_agreement"], "Q*'s draws agree with its mean (diagnostic)"
+                    "gibbs_agreement", diagnostics["gibbs_agreement"], "Q*'s draws agree with its vote (diagnostic)"
                 ),
             ),
         )
@@ -416,11 +523,12 @@ class MarginalFamily:
     ) -> Tracked:
         """The bound at the EP estimate of ln P(S) (kernel and EP once, cached: they do not depend on the
         weights); it applies to the network only once it fits S. ``delta`` is what :meth:`run` would get."""
-        self.check_outputs(context.outputs)
         if "value" not in cache:
-            cache["log_evidence"], cache["value"] = marginal_estimate(
-                model, train.x, signs(train.labels), delta=delta, settings=_for_run(settings, context)
-            )
+            classes, settings = _classes(context.outputs), _for_run(settings, context)
+            with threads_for(orthant_dimension(len(train), classes), settings.device):
+                cache["log_evidence"], cache["value"] = marginal_estimate(
+                    model, train.x, train.labels, classes=classes, delta=delta, settings=settings
+                )
         fits = context.train_error == 0.0
         return Tracked(
             values={"marginal-ep": cache["value"]},

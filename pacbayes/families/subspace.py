@@ -9,6 +9,7 @@ from typing import Optional
 
 from pacbayes.errors import InputError
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, option, stamped
+from pacbayes.subspace.training import DEFAULT_EPOCHS, DEFAULT_LEVELS, DEFAULT_PATIENCE
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,11 @@ class SubspaceSettings:
 
     compressed: a pacbayes.subspace.CompressedSubspaceModel (e.g. loaded from a subspace file);
     dim: otherwise train one in a d-dimensional subspace from a seeded random theta0 (never the
-    trained weights), distilling from the user's model when ``distill``.
-    extra_configurations: hyper-parameter settings tried beyond the recorded levels grid.
+    trained weights), distilling from the user's model when ``distill``, for at most ``epochs``
+    epochs (to convergence with ``patience``), at learning rate ``lr``, with ``qat_epochs`` of
+    quantisation-aware fine-tuning for each level count in ``levels`` (the grid is union-bounded).
+    extra_configurations: hyper-parameter settings tried beyond the recorded levels grid: count every
+    value of d, epochs, lr, ... you tried.
     """
 
     compressed: object = None
@@ -29,6 +33,19 @@ class SubspaceSettings:
         "random start (the bound is for that model).",
     )
     distill: bool = option(False, "--subspace-distill", "Distil the subspace model from MODEL's predictions.")
+    epochs: int = option(
+        DEFAULT_EPOCHS, "--subspace-epochs", "Most epochs of subspace training (it stops earlier at convergence)."
+    )
+    patience: int = option(
+        DEFAULT_PATIENCE,
+        "--subspace-patience",
+        "Stop once the training loss has not improved for this many epochs (0: run all --subspace-epochs).",
+    )
+    lr: float = option(0.05, "--subspace-lr", "Adam learning rate of subspace training (fine-tuning uses lr / 5).")
+    qat_epochs: int = option(1, "--subspace-qat-epochs", "Epochs of quantisation-aware fine-tuning per level count.")
+    levels: tuple = option(
+        DEFAULT_LEVELS, "--subspace-levels", "Quantisation level counts tried (each counted in the configurations)."
+    )
     extra_configurations: int = option(
         1, "--configurations", "Number of hyper-parameter settings (d, seeds, ...) you tried; union-bounded."
     )
@@ -56,12 +73,19 @@ class SubspaceFamily:
                     "the subspace bound needs a subspace model file as MODEL (with --architecture) "
                     "or --subspace-dim d to train a compressed model from a seeded random start"
                 )
+            if any(float(v) != int(v) for v in settings.levels):
+                raise InputError(f"--subspace-levels must be whole numbers of levels, got {settings.levels}")
             compressed = train_subspace_model(
                 model,
                 train.x,
                 train.labels,
                 dim=settings.dim,
                 seed=context.seed,
+                levels=tuple(int(v) for v in settings.levels),
+                epochs=settings.epochs,
+                patience=settings.patience or None,
+                lr=settings.lr,
+                qat_epochs=settings.qat_epochs,
                 distill=settings.distill,
                 quiet=context.quiet,
                 extra_configurations=extra_configurations,

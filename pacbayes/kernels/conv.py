@@ -19,29 +19,18 @@ of positions (cost O(n^2 P^2) per layer): practical for small images or strided 
 With one conv layer a finite net with Gaussian weights already has exactly this covariance.
 """
 
-import math
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Sequence
 
-import torch
-import torch.nn.functional as F
-
-from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
-from pacbayes.kernels._blocks import (
-    as_inputs,
-    check_activation,
-    check_block_size,
-    check_sigma_b,
-    check_sigma_w,
-    describe_sigma_b,
-    fill_kernel,
-)
-from pacbayes.kernels.activations import ACTIVATIONS, expected_product, expected_square
+from pacbayes.kernels._blocks import check_activation, check_sigma_b, check_sigma_w, describe_sigma_b
+from pacbayes.kernels.activations import ACTIVATIONS
+from pacbayes.kernels.compiled import CompiledNNGP, Graph, Node
+from pacbayes.kernels.duals import Dual
+from pacbayes.kernels.rules import Activation, Conv, Dense, Flatten, GlobalMean
 
 POOLINGS = ("flatten", "gap")
-_TILE_ELEMENTS = 2**22  # float64 entries in one tile buffer (32 MiB) when block_size is None
 
 
 def _pair(value, name: str, minimum: int) -> tuple:
@@ -87,36 +76,7 @@ class ConvLayer:
         return out
 
 
-def _window_mean(t: torch.Tensor, layer: ConvLayer) -> torch.Tensor:
-    """Mean of ``t`` (..., h, w) over each conv window, zero padding included (avg_pool2d)."""
-    (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
-    lead, (h, w) = t.shape[:-2], t.shape[-2:]
-    flat = t.reshape(-1, 1, h, w)
-    if ph > kh // 2 or pw > kw // 2:  # avg_pool2d pads at most half a window itself
-        flat, ph, pw = F.pad(flat, (pw, pw, ph, ph)), 0, 0
-    pooled = F.avg_pool2d(flat, layer.kernel_size, layer.stride, (ph, pw), count_include_pad=True)
-    return pooled.reshape(*lead, *pooled.shape[-2:])
-
-
-def _window_mean_pairs(t: torch.Tensor, layer: ConvLayer) -> torch.Tensor:
-    """For t (h, w, h, w, ...) indexed by two positions: (1/(kh kw)) sum_o t[s i + o, s i' + o],
-    the same window offset o at both positions, with zero padding."""
-    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-    spatial = t.shape[:2]
-    out_h, out_w = layer.output_size(spatial)
-    if ph or pw:
-        padded = t.new_zeros((spatial[0] + 2 * ph, spatial[1] + 2 * pw) * 2 + t.shape[4:])
-        padded[(slice(ph, ph + spatial[0]), slice(pw, pw + spatial[1])) * 2] = t
-        t = padded
-    total = None
-    for a in range(kh):
-        for b in range(kw):
-            index = (slice(a, a + sh * (out_h - 1) + 1, sh), slice(b, b + sw * (out_w - 1) + 1, sw)) * 2
-            total = t[index].clone() if total is None else total.add_(t[index])
-    return total.mul_(1.0 / (kh * kw))
-
-
-class ConvolutionalNNGP:
+class ConvolutionalNNGP(CompiledNNGP):
     """NNGP kernel of a CNN: ``layers`` of (channels, kernel_size, stride, padding), each a Conv2d
     followed by ``activation``, then a single-logit dense read-out of the flattened features
     (``pooling="flatten"``) or of their global average (``pooling="gap"``).
@@ -157,6 +117,18 @@ class ConvolutionalNNGP:
                 raise InputError(f"input_shape must be (channels, height, width), got {input_shape!r}")
             self.input_shape = tuple(int(v) for v in shape)
             self.spatial_sizes(self.input_shape[1:])
+        nodes = [Node("x", None, (), 2, raw=True)]
+        for index, (layer, bias) in enumerate(zip(self.layers, self.sigma_b)):
+            padding = tuple((p, p) for p in layer.padding)
+            channels = (None, layer.channels)
+            conv = Conv(self.sigma_w, bias, layer.kernel_size, layer.stride, padding, (1, 1), channels)
+            nodes.append(Node(f"conv{index}", conv, (nodes[-1].name,), 2))
+            nodes.append(Node(f"phi{index}", Activation(Dual(self.activation)), (nodes[-1].name,), 2))
+        if pooling == "gap":
+            nodes.append(Node("gap", GlobalMean(2, keep=True), (nodes[-1].name,), 2))
+        nodes.append(Node("flatten", Flatten(), (nodes[-1].name,), 0))
+        nodes.append(Node("readout", Dense(self.sigma_w, self.sigma_b[-1]), (nodes[-1].name,), 0))
+        super().__init__(Graph(nodes, "readout", input_shape=self.input_shape))
 
     def describe(self) -> dict:
         return {
@@ -166,10 +138,11 @@ class ConvolutionalNNGP:
             "sigma_w": self.sigma_w,
             "sigma_b": describe_sigma_b(self.sigma_b),
             "pooling": self.pooling,
-            "layers": [
+            "conv_layers": [
                 [layer.channels, list(layer.kernel_size), list(layer.stride), list(layer.padding)]
                 for layer in self.layers
             ],
+            **{k: v for k, v in super().describe().items() if k != "kind"},
             "input_shape": None if self.input_shape is None else list(self.input_shape),
         }
 
@@ -180,128 +153,7 @@ class ConvolutionalNNGP:
             sizes.append(layer.output_size(sizes[-1]))
         return sizes
 
-    def _images(self, x, device, name) -> torch.Tensor:
-        x = as_inputs(x, device, name)
-        if self.input_shape is not None and x.dim() == 2 and x.shape[1] == math.prod(self.input_shape):
-            x = x.reshape(x.shape[0], *self.input_shape)
-        if x.dim() != 4:
-            raise InputError(f"{name} must have shape (n, channels, height, width), got {tuple(x.shape)}")
-        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
-            raise InputError(
-                f"{name} has inputs of shape {tuple(x.shape[1:])} but the kernel was built for {self.input_shape}"
-            )
+    def _inputs(self, x, device, name):
+        x = super()._inputs(x, device, name)
+        self.spatial_sizes(x.shape[2:])
         return x
-
-    def _patches(self, x: torch.Tensor) -> torch.Tensor:
-        """First-layer patches scaled so that patch . patch' = sum_{o,c} x x' / fan_in: (n, K, P)."""
-        layer = self.layers[0]
-        patches = F.unfold(x, layer.kernel_size, padding=layer.padding, stride=layer.stride)
-        return patches.mul_(1.0 / math.sqrt(patches.shape[1]))
-
-    def _variances(self, patches: torch.Tensor, sizes: list) -> list:
-        """Per-position pre-activation variances K(l)_{p,p}(x, x), each (n, h_l, w_l)."""
-        weight = self.sigma_w**2
-        var = (patches * patches).sum(dim=1).reshape(-1, *sizes[1])
-        variances = [var.mul_(weight).add_(self.sigma_b[0] ** 2)]
-        for layer, bias in zip(self.layers[1:], self.sigma_b[1:-1]):
-            var = _window_mean(expected_square(variances[-1], self.activation), layer)
-            variances.append(var.mul_(weight).add_(bias**2))
-        return variances
-
-    def _propagate(self, cov: torch.Tensor, var1: list, var2: list, shape1, shape2) -> torch.Tensor:
-        """Run the first-layer covariance ``cov`` through every layer and the read-out; var1 and
-        var2 are reshaped with ``shape1(v)`` / ``shape2(v)`` to broadcast against ``cov``, laid out
-        as (a, b, h, w) for flatten and (h, w, h, w, ...) for gap."""
-        weight = self.sigma_w**2
-        pool, positions = (_window_mean, (-2, -1)) if self.pooling == "flatten" else (_window_mean_pairs, (0, 1, 2, 3))
-        cov = cov.mul_(weight).add_(self.sigma_b[0] ** 2)
-        for depth, (layer, bias) in enumerate(zip(self.layers[1:], self.sigma_b[1:-1])):
-            phi = expected_product(cov, shape1(var1[depth]), shape2(var2[depth]), self.activation)
-            cov = pool(phi, layer).mul_(weight).add_(bias**2)
-        phi = expected_product(cov, shape1(var1[-1]), shape2(var2[-1]), self.activation)
-        return phi.mean(dim=positions).mul_(weight).add_(self.sigma_b[-1] ** 2)
-
-    @property
-    def diagnostics(self) -> dict:
-        """Nothing to report: the analytic kernel is exact (see :class:`~pacbayes.kernels.protocol.NNGPKernel`)."""
-        return {}
-
-    def diagonal(self, x, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
-        """K(x_i, x_i) for every input: float64, shape (n,) (one pass; no tiles, no progress)."""
-        x = self._images(x, resolve_device(device), "x")
-        sizes = self.spatial_sizes(x.shape[2:])
-        patches = self._patches(x)
-        variances = self._variances(patches, sizes)
-        weight, bias = self.sigma_w**2, self.sigma_b[-1] ** 2
-        if self.pooling == "flatten":
-            return expected_square(variances[-1], self.activation).mean(dim=(1, 2)).mul_(weight).add_(bias)
-        cov = torch.einsum("nkp,nkq->pqn", patches, patches).reshape(*sizes[1], *sizes[1], -1)
-        return self._propagate(
-            cov,
-            variances,
-            variances,
-            lambda v: v.permute(1, 2, 0)[:, :, None, None],
-            lambda v: v.permute(1, 2, 0)[None, None],
-        )
-
-    def matrix(self, x1, x2=None, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
-        """The (n1, n2) float64 kernel matrix on ``device``; ``x2=None`` gives K(x1, x1).
-
-        Tiles of ``block_size`` inputs square; by default sized so that one tile buffer holds
-        about 4M float64 entries (flatten: block^2 * positions; gap: block^2 * positions^2).
-        """
-        device = resolve_device(device)
-        x1 = self._images(x1, device, "x1")
-        x2 = x1 if x2 is None else self._images(x2, device, "x2")
-        if x2.shape[1:] != x1.shape[1:]:
-            raise InputError(
-                f"x1 has inputs of shape {tuple(x1.shape[1:])} but x2 has "
-                f"{tuple(x2.shape[1:])}; both must come from the same input space"
-            )
-        symmetric = x2 is x1
-        sizes = self.spatial_sizes(x1.shape[2:])
-        positions = [math.prod(sizes[1])] + [
-            (h + 2 * layer.padding[0]) * (w + 2 * layer.padding[1]) for (h, w), layer in zip(sizes[1:], self.layers[1:])
-        ]
-        per_pair = max(positions) ** (1 if self.pooling == "flatten" else 2)
-        block_size = check_block_size(block_size, max(1, math.isqrt(_TILE_ELEMENTS // per_pair)))
-        patches1 = self._patches(x1)
-        patches2 = patches1 if symmetric else self._patches(x2)
-        var1 = self._variances(patches1, sizes)
-        var2 = var1 if symmetric else self._variances(patches2, sizes)
-
-        if self.pooling == "flatten":
-
-            def tile(rows, cols):
-                cov = torch.einsum("akp,bkp->abp", patches1[rows], patches2[cols])
-                return self._propagate(
-                    cov.reshape(*cov.shape[:2], *sizes[1]),
-                    [v[rows] for v in var1],
-                    [v[cols] for v in var2],
-                    lambda v: v[:, None],
-                    lambda v: v[None],
-                )
-        else:
-
-            def tile(rows, cols):
-                cov = torch.einsum("akp,bkq->pqab", patches1[rows], patches2[cols])
-                return self._propagate(
-                    cov.reshape(*sizes[1], *sizes[1], *cov.shape[2:]),
-                    [v[rows] for v in var1],
-                    [v[cols] for v in var2],
-                    lambda v: v.permute(1, 2, 0)[:, :, None, None, :, None],
-                    lambda v: v.permute(1, 2, 0)[None, None, :, :, None, :],
-                )
-
-        diagonal = self.diagonal(x1, device=device) if symmetric else None
-        return fill_kernel(
-            x1.shape[0],
-            x2.shape[0],
-            tile,
-            symmetric=symmetric,
-            block_size=block_size,
-            device=device,
-            quiet=quiet,
-            desc=f"cnn-{self.activation}-{self.pooling} NNGP",
-            diagonal=diagonal,
-        )

@@ -11,7 +11,8 @@ class NNGPKernel(Protocol):
 
     ``matrix(x1, x2=None)``: float64 (n1, n2) on ``device``; ``x2=None`` is the symmetric K(x1, x1).
     ``diagonal(x)``: float64 (n,) of k(x_i, x_i). ``describe()``: a JSON-serialisable dict whose
-    ``kind`` names the kernel (``"nngp-fc"``, ``"nngp-cnn"``, ``"monte-carlo"``). ``diagnostics``:
+    ``kind`` names the kernel (``"nngp-fc"``, ``"nngp-cnn"``, ``"nngp-graph"``: analytic,
+    compiled; ``"monte-carlo"``). ``diagnostics``:
     what the last :meth:`matrix` call measured (Monte Carlo: samples, rank, standard errors,
     smallest eigenvalue; analytic kernels: empty).
     """

@@ -1,159 +1,125 @@
-"""Recognising a torch module whose initialisation prior has an analytic NNGP kernel.
+"""Which analytic NNGP kernel a torch model's initialisation prior has, or why it has none.
 
-:func:`nngp_for_module` accepts an ``nn.Sequential`` (nested Sequentials are expanded) of exactly
-one of these forms (a TorchScript Sequential of torch.nn layers is first rebuilt as a plain one
-with pacbayes.models.as_plain_sequential), and returns None for anything else (the caller then uses MonteCarloNNGP):
-
-- fully connected: [Flatten] Linear (A Linear)*, ending in Linear(..., 1), where every A
-  between two Linear layers is the same kind: a single ReLU (-> "relu"), or nothing / Identity
-  layers only (-> "linear"), activations as named by :func:`pacbayes.layers.activation_name`;
-  at least one A (depth >= 1). Input of any shape (flattened).
-- convolutional: (Conv2d ReLU)+ then either Flatten Linear(..., 1) (pooling "flatten") or
-  AdaptiveAvgPool2d(1) Flatten Linear(..., 1) (pooling "gap"); a Conv2d is accepted with
-  zero padding (integers, "valid" or "same" with odd kernels), dilation 1 and groups 1.
-  Input of shape (channels, height, width).
-
-Flatten must be Flatten(start_dim=1, end_dim=-1); layer sizes must chain. When sigma_w /
-sigma_b are not given they are those of PyTorch's default init (torch.nn.Linear and Conv2d
-reset_parameters): weights kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-variance 1/(3 fan_in), i.e. sigma_w^2 = 1/3; biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), i.e.
-sigma_b^2 = 1/(3 fan_in) per layer (0 for a layer without bias). The returned kernel is the
-infinite-width limit of that initialisation; a finite net matches it up to O(1/width) and, since
-PyTorch's weights are uniform rather than Gaussian, up to the central-limit error of the first
-layer's fan-in (exactly for linear nets, whose covariance depends on second moments only).
+:func:`analytic_kernel_or_reason` traces the model, whatever its file kind (nn.Module of any class,
+TorchScript, torch.export program), with :func:`pacbayes.models.programs.as_program`, and compiles the
+graph with :mod:`pacbayes.kernels.compiler`. The result is a :class:`~pacbayes.kernels.compiled.CompiledNNGP`
+whose ``kind`` is "nngp-fc" for a chain Linear (activation Linear)* with one activation among relu, erf
+or none and one sigma_w, "nngp-cnn" for (Conv2d ReLU)+ [global mean] Flatten Linear with one sigma_w (the
+two classic families, described with their legacy fields), else "nngp-graph". When sigma_w / sigma_b are
+not given they are those of PyTorch's default init (see :mod:`pacbayes.kernels.compiler`). The kernel is
+the infinite-width limit of that initialisation; PyTorch's weights are uniform rather than Gaussian, so a
+finite net also differs by the central-limit error of the first layer's fan-in (except for linear nets).
 """
 
-import math
-from numbers import Real
+from typing import Optional
 
-from torch import nn
+import torch
 
-from pacbayes.kernels.conv import ConvolutionalNNGP
-from pacbayes.kernels.fc import FullyConnectedNNGP
-from pacbayes.layers import activation_name
-from pacbayes.models import as_plain_sequential
-
-_DEFAULT_SIGMA_W = math.sqrt(1.0 / 3.0)
-
-
-def _expand(module: nn.Module) -> list:
-    layers = []
-    for child in module:
-        layers.extend(_expand(child) if isinstance(child, nn.Sequential) else [child])
-    return layers
+from pacbayes.errors import InputError, ModelLoadError
+from pacbayes.kernels._blocks import describe_sigma_b
+from pacbayes.kernels.compiled import CompiledNNGP, Graph, Preprocess
+from pacbayes.kernels.compiler import compile_program
+from pacbayes.kernels.rules import Activation, Conv, Dense, Flatten, GlobalMean, Identity
+from pacbayes.models.programs import as_program
 
 
-def _is_flatten(layer) -> bool:
-    return isinstance(layer, nn.Flatten) and layer.start_dim == 1 and layer.end_dim == -1
+class _Classic(CompiledNNGP):
+    """A compiled kernel of one of the classic families, with their describe() fields."""
+
+    def __init__(self, graph: Graph, source: str, kind: str, fields: dict):
+        super().__init__(graph, source)
+        self.kind = kind
+        self.fields = fields
+
+    def describe(self) -> dict:
+        record = super().describe()
+        return {"kind": self.kind, **self.fields, **{k: v for k, v in record.items() if k != "kind"}}
 
 
-def _default_sigma_b(layer) -> float:
-    return 0.0 if layer.bias is None else math.sqrt(1.0 / (3.0 * layer.weight[0].numel()))
-
-
-def _sigma_b(linear_layers: list, sigma_b):
-    if sigma_b is None:
-        return [_default_sigma_b(layer) for layer in linear_layers]
-    if isinstance(sigma_b, Real):
-        return [0.0 if layer.bias is None else float(sigma_b) for layer in linear_layers]
-    return sigma_b
-
-
-def _fully_connected(layers: list, input_shape, sigma_w, sigma_b):
-    layers = layers[1:] if layers and _is_flatten(layers[0]) else layers
-    if not layers or not isinstance(layers[0], nn.Linear) or not isinstance(layers[-1], nn.Linear):
-        return None
-    linears, kinds, between = [layers[0]], set(), []
-    for layer in layers[1:]:
-        if not isinstance(layer, nn.Linear):
-            between.append(layer)
+def _chain(graph: Graph) -> Optional[list]:
+    """The rules of a graph that is a single chain, without identities and leading reshapes; else None."""
+    rules, previous = [], graph.nodes[0].name
+    for node in graph.nodes[1:]:
+        if node.inputs != (previous,):
+            return None
+        previous = node.name
+        if isinstance(node.rule, Identity) or (node.raw and isinstance(node.rule, Preprocess) and not rules):
+            if node.raw and node.rule.label not in ("view", "reshape", "_unsafe_view", "flatten"):
+                return None
             continue
-        applied = [activation_name(b) for b in between]
-        if applied == ["relu"]:
-            kinds.add("relu")
-        elif all(name == "linear" for name in applied):
-            kinds.add("linear")
-        else:
-            return None
-        if layer.in_features != linears[-1].out_features:
-            return None
-        linears.append(layer)
-        between = []
-    if between or len(kinds) != 1 or linears[-1].out_features != 1 or linears[0].in_features != math.prod(input_shape):
-        return None
-    return FullyConnectedNNGP(
-        len(linears) - 1, kinds.pop(), _DEFAULT_SIGMA_W if sigma_w is None else sigma_w, _sigma_b(linears, sigma_b)
-    )
+        rules.append(node.rule)
+    return rules
 
 
-def _conv_padding(conv: nn.Conv2d):
-    if conv.padding == "valid":
-        return (0, 0)
-    if conv.padding == "same":
-        if any(k % 2 == 0 for k in conv.kernel_size) or conv.stride != (1, 1):
-            return None
-        return tuple((k - 1) // 2 for k in conv.kernel_size)
-    return tuple(conv.padding)
-
-
-def _convolutional(layers: list, input_shape, sigma_w, sigma_b):
-    if len(input_shape) != 3:
-        return None
-    specs, convs, channels, index = [], [], input_shape[0], 0
-    while index + 1 < len(layers) and isinstance(layers[index], nn.Conv2d):
-        conv, activation = layers[index], layers[index + 1]
-        padding = _conv_padding(conv)
-        if (
-            activation_name(activation) != "relu"
-            or padding is None
-            or conv.dilation != (1, 1)
-            or conv.groups != 1
-            or conv.padding_mode != "zeros"
-            or conv.in_channels != channels
-        ):
-            return None
-        specs.append((conv.out_channels, conv.kernel_size, conv.stride, padding))
-        convs.append(conv)
-        channels, index = conv.out_channels, index + 2
-    head = layers[index:]
-    pooling = "gap" if head and isinstance(head[0], nn.AdaptiveAvgPool2d) else "flatten"
-    if pooling == "gap":
-        size = head[0].output_size
-        if (size if isinstance(size, tuple) else (size, size)) != (1, 1):
-            return None
-        head = head[1:]
+def _classify(graph: Graph) -> tuple:
+    """("nngp-fc" | "nngp-cnn" | "nngp-graph", legacy describe fields)."""
+    rules = _chain(graph)
+    if not rules:
+        return "nngp-graph", {}
+    weighted = [r for r in rules if isinstance(r, (Dense, Conv))]
+    if len({r.sigma_w for r in weighted}) != 1:
+        return "nngp-graph", {}
+    sigma_b = describe_sigma_b(tuple(r.sigma_b for r in weighted))
+    activations = {r.dual.name for r in rules if isinstance(r, Activation)}
+    if all(isinstance(r, (Dense, Activation)) for r in rules) and isinstance(rules[0], Dense):
+        pattern = all(
+            isinstance(r, Dense) or (isinstance(nxt, Dense) and isinstance(prev, Dense))
+            for prev, r, nxt in zip([None, *rules], rules, [*rules[1:], None])
+        )
+        kinds = activations or {"linear"}
+        if pattern and len(kinds) == 1 and kinds <= {"relu", "erf", "linear"} and len(weighted) > 1:
+            fields = {"depth": len(weighted) - 1, "activation": kinds.pop(), "sigma_w": weighted[0].sigma_w}
+            return "nngp-fc", {**fields, "sigma_b": sigma_b}
+    body, pooling = list(rules[:-1]), "flatten"
+    if body and isinstance(body[-1], Flatten):
+        body = body[:-1]
+    if body and isinstance(body[-1], GlobalMean):
+        body, pooling = body[:-1], "gap"
+    pairs = list(zip(body[::2], body[1::2]))
     if (
-        not specs
-        or len(head) != 2
-        or not _is_flatten(head[0])
-        or not isinstance(head[1], nn.Linear)
-        or head[1].out_features != 1
+        body
+        and len(body) % 2 == 0
+        and isinstance(rules[-1], Dense)
+        and (pooling == "gap" or isinstance(rules[-2], Flatten))
+        and all(isinstance(c, Conv) and c.d == 2 and isinstance(a, Activation) for c, a in pairs)
+        and activations == {"relu"}
+        and all(c.dilation == (1, 1) and all(lo == hi for lo, hi in c.padding) for c, _ in pairs)
     ):
-        return None
-    kernel = ConvolutionalNNGP(
-        specs,
-        "relu",
-        _DEFAULT_SIGMA_W if sigma_w is None else sigma_w,
-        _sigma_b(convs + [head[1]], sigma_b),
-        pooling,
-        input_shape,
-    )
-    height, width = kernel.spatial_sizes(input_shape[1:])[-1]
-    features = channels * (height * width if pooling == "flatten" else 1)
-    return kernel if head[1].in_features == features else None
+        conv_layers = [
+            [c.channels[1], list(c.kernel_size), list(c.stride), [lo for lo, _ in c.padding]] for c, _ in pairs
+        ]
+        fields = {"depth": len(pairs), "activation": "relu", "sigma_w": weighted[0].sigma_w, "sigma_b": sigma_b}
+        return "nngp-cnn", {**fields, "pooling": pooling, "conv_layers": conv_layers}
+    return "nngp-graph", {}
 
 
-def nngp_for_module(module: nn.Module, input_shape, sigma_w=None, sigma_b=None):
-    """The analytic NNGP kernel of ``module``'s initialisation prior, or None if not recognised.
+def analytic_kernel_or_reason(module: torch.nn.Module, input_shape, sigma_w=None, sigma_b=None) -> tuple:
+    """(kernel, "") with the analytic NNGP kernel of ``module``'s initialisation prior, or (None, reason).
 
-    ``input_shape``: the shape of one input, without the batch dimension. See the module
-    docstring for exactly which architectures are recognised and how sigma_w / sigma_b default.
+    ``input_shape``: the shape of one input, without the batch dimension. ``reason`` is one line naming
+    what has no NNGP rule (e.g. "aten.max_pool2d has no NNGP rule") or why the model could not be traced.
+    ``sigma_w`` / ``sigma_b``: a number for every weighted layer, or one per weighted layer in the order of
+    the computation; None: PyTorch's default init.
     """
-    module = as_plain_sequential(module)  # TorchScript Sequentials of torch.nn layers
-    if not isinstance(module, nn.Sequential):
-        return None
-    layers = _expand(module)
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     shape = tuple(int(v) for v in input_shape)
-    if any(isinstance(layer, nn.Conv2d) for layer in layers):
-        return _convolutional(layers, shape, sigma_w, sigma_b)
-    return _fully_connected(layers, shape, sigma_w, sigma_b)
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    example = torch.zeros((2, *shape), dtype=dtype)
+    try:
+        program, source = as_program(module, example)
+    except ModelLoadError as err:
+        return None, str(err)
+    graph, reason = compile_program(program, shape, sigma_w, sigma_b)
+    if graph is None:
+        return None, reason
+    kind, fields = _classify(graph)
+    if kind == "nngp-graph":
+        return CompiledNNGP(graph, source), ""
+    return _Classic(graph, source, kind, fields), ""
+
+
+def nngp_for_module(module: torch.nn.Module, input_shape, sigma_w=None, sigma_b=None):
+    """The analytic NNGP kernel of ``module``'s initialisation prior, or None (see
+    :func:`analytic_kernel_or_reason`, which also says why not)."""
+    return analytic_kernel_or_reason(module, input_shape, sigma_w, sigma_b)[0]

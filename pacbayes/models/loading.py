@@ -82,7 +82,10 @@ def _load(path, *, trust_pickle, peek):
         if archive == "torchscript":
             return (None if peek else torch.jit.load(path, map_location="cpu")), "torchscript"
         if archive == "export":
-            return (None if peek else ExportedModel(torch.export.load(path))), "export"
+            if peek:
+                return None, "export"
+            with open(path, "rb") as stream:  # a handle: torch warns about file names not ending in .pt2
+                return ExportedModel(torch.export.load(stream)), "export"
         content = torch.load(path, map_location="cpu", weights_only=True)
     except ModelLoadError:
         raise

@@ -1,6 +1,8 @@
 """TorchScript and ``torch.export`` programs as modules, and back to plain torch.nn modules.
 
 :class:`ExportedModel` runs a ``torch.export`` program like a module (any batch size, ``.eval()``).
+:func:`as_program` turns a model of any file kind into one ``torch.export`` program (an ATen graph), the
+form the NNGP compiler reads.
 :func:`as_plain_sequential` rebuilds a TorchScript Sequential, or an exported chain of layer
 operations, as a plain ``torch.nn.Sequential`` of the layers in :data:`pacbayes.layers.LAYERS`.
 """
@@ -49,6 +51,35 @@ class ExportedModel(torch.nn.Module):
             padded = torch.cat([chunk, chunk[:1].expand(padding, *chunk.shape[1:])]) if padding else chunk
             outputs.append(self.program(padded)[: chunk.shape[0]])
         return torch.cat(outputs)
+
+
+def as_program(module, example_x: torch.Tensor):
+    """(program, how): a ``torch.export`` ExportedProgram computing ``module``, traced on ``example_x``.
+
+    An :class:`ExportedModel` is its own program; a TorchScript module is converted with
+    ``torch._export.converter.TS2EPConverter``; any other ``nn.Module`` is exported (in eval mode) with
+    ``torch.export.export``, whatever its class (the layers its ``forward`` uses, not only a Sequential's).
+    Raises ModelLoadError, naming the cause, when the model cannot be traced (e.g. data-dependent control
+    flow in ``forward``).
+    """
+    if isinstance(module, ExportedModel):
+        return module.exported, "torch.export program"
+    try:
+        if isinstance(module, torch.jit.ScriptModule):
+            from torch._export.converter import TS2EPConverter
+
+            with torch.no_grad():  # else the program holds non-leaf tensors that cannot be deep-copied
+                return TS2EPConverter(module, (example_x,)).convert(), "TorchScript (converted to torch.export)"
+        was_training = module.training
+        module.eval()
+        try:
+            batch = ({0: torch.export.Dim.AUTO},)  # any batch size
+            return torch.export.export(module, (example_x,), dynamic_shapes=batch), "nn.Module (torch.export)"
+        finally:
+            module.train(was_training)
+    except Exception as err:  # noqa: BLE001  (tracing a user's model fails in many ways)
+        message = " ".join(str(err).split())[:200]
+        raise ModelLoadError(f"the model could not be traced ({type(err).__name__}: {message})") from None
 
 
 def as_plain_sequential(module, example_x=None) -> torch.nn.Module:

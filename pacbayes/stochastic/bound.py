@@ -1,12 +1,25 @@
-"""Entry point: certify a trained network through a Gaussian posterior around its weights
-(Dziugaite & Roy 2017; PBB objectives and data-dependent priors, Pérez-Ortiz et al. 2021).
+"""Entry point: certify a stochastic network N(w, diag(s)) (Dziugaite & Roy 2017; PBB objectives and
+data-dependent priors, Pérez-Ortiz et al. 2021).
 
-Flow: resolve the prior mean -> (optionally) learn it on a held-out part of S -> optimise the
-posterior and lambda on the remaining points -> Monte Carlo error -> certificate. Every delta is in
-the returned ledger and the ledger sums to the ``delta`` given.
+Flow: resolve the prior mean -> (optionally) learn it, with dropout, on a held-out part of S ->
+optimise the posterior -> Monte Carlo error on the remaining points -> certificate. Every delta is
+in the returned ledger and the ledger sums to the ``delta`` given.
+
+Three modes, named in the result's ``details["mode"]`` and ``certifies``:
+
+- ``learned-from-prior`` (PBB; the tight certificate): the posterior starts at the prior, mean w0
+  and variance lambda (KL 0), and is trained on all of S (a posterior may depend on all of S; the
+  prior only on its held-out part). It is a new stochastic network; MODEL gives its architecture.
+- ``around-model``: the posterior mean starts at MODEL's trained weights (Dziugaite & Roy) and moves.
+- ``around-model-fixed-mean``: N(w, s) with w = MODEL's weights held fixed; only s moves.
+
+The prior variance lambda is fixed before seeing S (``prior_std``; PBB fix it too) or searched on
+Dziugaite & Roy's grid (``lambda_grid``), which costs 2 ln j + ln(pi^2/6) nats (~13 at their
+typical j ~ 600).
 """
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +35,28 @@ from pacbayes.errors import InputError
 from pacbayes.results import BoundResult
 from pacbayes.attempts import fingerprint, record_attempt
 from pacbayes.stochastic.certificate import certify, deterministic_error, sampled_error
-from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout
+from pacbayes.stochastic.dropout import activation_layers
+from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
+from pacbayes.stochastic.hint import why_vacuous
 from pacbayes.stochastic.network import check_labels, forward
 from pacbayes.stochastic.prior import Prior, data_independent_prior, parameters_of, reinitialised
-from pacbayes.stochastic.train import OBJECTIVES, Schedule, fit_posterior, fit_prior_mean
+from pacbayes.stochastic.train import (
+    OBJECTIVES,
+    PriorVariance,
+    Schedule,
+    fit_posterior,
+    fit_prior_mean,
+    initial_prior_variance,
+)
 
-DEFAULT_PRIOR_SCHEDULE = Schedule(epochs=10, batch_size=100, lr=0.01)
+DEFAULT_PRIOR_SCHEDULE = Schedule(epochs=70, batch_size=100, lr=0.01)
+"""ERM for a learned prior mean: PBB's 70 epochs (Pérez-Ortiz et al. 2021, Section 6), SGD momentum 0.9."""
+DEFAULT_PRIOR_STD = 0.03
+"""Prior standard deviation fixed in advance (PBB's sigma_prior = 0.03 for MNIST)."""
+DEFAULT_PRIOR_DROPOUT = 0.2
+"""Dropout while learning the prior mean (PBB's 0.2)."""
+POSTERIOR_STARTS = ("prior", "model")
+"""Where the posterior mean starts: at the prior mean (learned-from-prior) or at MODEL's weights."""
 
 
 def _checked_data(x, labels):
@@ -61,7 +90,9 @@ def _attempt_number(attempt, attempts_ledger, model, x, labels, settings) -> int
     return checks.sample_size(attempt, name="attempt", minimum=1)
 
 
-def _prior(model, layout, x, labels, prior_split, init_state, init_seed, seed, schedule, split_gen, train_gen, quiet):
+def _prior(
+    model, layout, x, labels, prior_split, init_state, init_seed, seed, schedule, dropout, split_gen, train_gen, quiet
+):
     """The prior and the indices of the points the bound is computed on."""
     m = len(labels)
     if prior_split == 0.0:
@@ -91,12 +122,14 @@ def _prior(model, layout, x, labels, prior_split, init_state, init_seed, seed, s
         labels[held_out.to(device)],
         schedule=schedule,
         generator=train_gen,
+        dropout=dropout,
         quiet=quiet,
     )
     return Prior(
         layout.unflatten(mean),
         "data-dependent",
-        f"N(w_prior, lambda I), w_prior learned on {m_prior} held-out training points starting "
+        f"N(w_prior, lambda I), w_prior learned on {m_prior} held-out training points ({schedule.epochs} epochs, "
+        f"dropout {dropout:g} after {len(activation_layers(model))} activation layers) starting "
         f"from {start.description.split(', w0 = ')[-1]}; the bound uses the other {m - m_prior}",
     ), rest
 
@@ -124,6 +157,42 @@ def stochastic_bound(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tens
     return [certify_stochastic_network(model, x, labels, **options).result]
 
 
+def _mode(posterior_start: str, fixed_mean: bool) -> str:
+    if fixed_mean:
+        return "around-model-fixed-mean"
+    return "learned-from-prior" if posterior_start == "prior" else "around-model"
+
+
+CERTIFIES = {
+    "learned-from-prior": "the stochastic network N(w, diag(s)) learned from the prior (its posterior started at "
+    "the prior, KL 0, and was trained on S; MODEL gives only the architecture), a fresh weight draw per prediction",
+    "around-model": "the stochastic network N(w, diag(s)) around MODEL (w optimised starting from MODEL's trained "
+    "weights), a fresh weight draw per prediction; not the deterministic network",
+    "around-model-fixed-mean": "the stochastic network N(w, diag(s)) with w = MODEL's trained weights (fixed-mean "
+    "mode), a fresh weight draw per prediction; not the deterministic network",
+}
+"""What the certificate is about, by mode (:func:`certify_stochastic_network`)."""
+
+
+def _checked_options(delta, objective, posterior_start, prior_split, prior_std, prior_dropout, mc_samples):
+    delta = checks.delta(delta)
+    if objective not in OBJECTIVES:
+        raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
+    if posterior_start not in POSTERIOR_STARTS:
+        raise InputError(f"unknown posterior_start {posterior_start!r}; use one of {', '.join(POSTERIOR_STARTS)}")
+    prior_split = checks.probability(prior_split, "prior_split")
+    if prior_split >= 1.0:
+        raise InputError("prior_split must be < 1: the bound needs points the prior has not seen")
+    prior_std = checks.finite(prior_std, "prior_std")
+    if prior_std <= 0.0:
+        raise InputError(f"prior_std must be > 0, got {prior_std}; PBB use 0.03 for MNIST")
+    prior_dropout = checks.probability(prior_dropout, "prior_dropout")
+    if prior_dropout >= 1.0:
+        raise InputError(f"prior_dropout must be < 1 (the drop probability), got {prior_dropout}; e.g. 0.2")
+    mc_samples = checks.sample_size(mc_samples, name="mc_samples", minimum=1)
+    return delta, prior_split, prior_std, prior_dropout, mc_samples
+
+
 def certify_stochastic_network(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -133,7 +202,11 @@ def certify_stochastic_network(
     init_state=None,
     init_seed: Optional[int] = None,
     objective: str = "dr",
+    posterior_start: str = "prior",
     prior_split: float = 0.0,
+    prior_std: float = DEFAULT_PRIOR_STD,
+    lambda_grid: bool = False,
+    prior_dropout: float = DEFAULT_PRIOR_DROPOUT,
     mc_samples: int = 1000,
     seed: int = 0,
     fixed_mean: bool = False,
@@ -144,36 +217,47 @@ def certify_stochastic_network(
     device=None,
     quiet: bool = True,
 ) -> StochasticCertificate:
-    """Certified bound on the error of the stochastic network N(w, diag(s)) around ``model``'s weights.
+    """Certified bound on the error of a stochastic network N(w, diag(s)) with ``model``'s architecture.
 
     model: any nn.Module outputting one logit (binary, class 1 where > 0) or K logits (argmax).
     x, labels: the training sample S (labels int64 in 0..K-1).
     init_state: the weights at initialisation (state dict or path of a weights-only .pt file), or
         init_seed: re-create them (:func:`pacbayes.stochastic.prior.reinitialised`); neither: zero prior.
     objective: "dr" (Dziugaite-Roy) or PBB's "quad", "lambda", "classic".
-    prior_split: fraction of S held out to learn the prior mean (0: data-independent prior).
-    mc_samples: n posterior draws for the Monte Carlo error; fixed_mean keeps w at the model's weights.
+    posterior_start: "prior" (learned-from-prior mode: the posterior starts at the prior, KL 0, and is
+        trained on all of S) or "model" (around-model: the mean starts at ``model``'s weights and is
+        trained on the bound's points); ``fixed_mean`` overrides it (the mean stays at ``model``'s weights).
+    prior_split: fraction of S held out to learn the prior mean, by ERM with ``prior_dropout`` over
+        ``prior_schedule`` (0: data-independent prior).
+    prior_std: the prior standard deviation, fixed before seeing S; with ``lambda_grid`` the prior
+        variance is instead searched on Dziugaite & Roy's grid (starting at prior_std^2 from the prior,
+        at their mean-square start around the model).
+    mc_samples: n posterior draws for the Monte Carlo error.
     attempt / attempts_ledger: which attempt on this model and data this is (see
         :mod:`pacbayes.attempts`); default 1.
-    Returns the certificate: a BoundResult named "dziugaite-roy" or "pbb-<objective>" (certified=True),
-    the posterior and the network copy it lives on.
+    Returns the certificate: a BoundResult named "dziugaite-roy" or "pbb-<objective>" (certified=True;
+    ``details["mode"]`` names the mode, ``details["why_vacuous"]`` explains a bound at or above
+    chance), the posterior and the network copy it lives on.
     """
     started = time.perf_counter()
-    delta = checks.delta(delta)
-    if objective not in OBJECTIVES:
-        raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
-    prior_split = checks.probability(prior_split, "prior_split")
-    if prior_split >= 1.0:
-        raise InputError("prior_split must be < 1: the bound needs points the prior has not seen")
-    mc_samples = checks.sample_size(mc_samples, name="mc_samples", minimum=1)
+    delta, prior_split, prior_std, prior_dropout, mc_samples = _checked_options(
+        delta, objective, posterior_start, prior_split, prior_std, prior_dropout, mc_samples
+    )
     x, labels = _checked_data(x, labels)
     checks.sample_size(len(labels), name="the number of training points m", minimum=8)
+    mode = _mode(posterior_start, fixed_mean)
     settings = {
         "objective": objective,
         "prior_split": prior_split,
         "seed": int(seed),
         "mc_samples": mc_samples,
         "fixed_mean": bool(fixed_mean),
+        "mode": mode,
+        "prior_std": prior_std,
+        "lambda_grid": bool(lambda_grid),
+        "prior_dropout": prior_dropout,
+        "epochs": schedule.epochs,
+        "prior_epochs": prior_schedule.epochs,
     }
     attempt = _attempt_number(attempt, attempts_ledger, model, x, labels, settings)
     delta_attempt = bounds.series_delta(attempt, delta)
@@ -184,27 +268,51 @@ def certify_stochastic_network(
     for p in net.parameters():
         p.requires_grad_(False)
     x, labels = x.to(device), labels.to(device)
-    check_labels(forward(net, parameters_of(net), x[:1]), labels)
+    logits = forward(net, parameters_of(net), x[:1])
+    check_labels(logits, labels)
+    classes = 2 if logits.dim() == 1 else int(logits.shape[1])
     split_gen, train_gen, mc_gen = _generators(seed, attempt, device)
 
     trained = parameters_of(net)
     layout = Layout.of(trained)
     prior, bound_idx = _prior(
-        net, layout, x, labels, prior_split, init_state, init_seed, seed, prior_schedule, split_gen, train_gen, quiet
+        net,
+        layout,
+        x,
+        labels,
+        prior_split,
+        init_state,
+        init_seed,
+        seed,
+        prior_schedule,
+        prior_dropout,
+        split_gen,
+        train_gen,
+        quiet,
     )
     bound_idx = bound_idx.to(device)
     xb, yb = x[bound_idx], labels[bound_idx]
     m = len(yb)
     prior_mean = layout.flatten(prior.mean)
+    from_prior = mode == "learned-from-prior"
+    start = prior_mean if from_prior else layout.flatten(trained)
+    if lambda_grid and not from_prior:
+        lam0 = initial_prior_variance(start, prior_mean)
+    else:
+        lam0 = prior_std**2
+    start_variance = lam0 if from_prior else lam0 * math.exp(schedule.init_log_ratio)
     posterior, lam = fit_posterior(
         net,
         layout,
-        layout.flatten(trained),
+        start,
         prior_mean,
-        xb,
-        yb,
+        x if from_prior else xb,
+        labels if from_prior else yb,
         objective=objective,
         delta=parts["pac_bayes_kl"],
+        m=m,
+        prior_variance=PriorVariance(lam0, on_grid=bool(lambda_grid)),
+        start_variance=start_variance,
         fixed_mean=fixed_mean,
         schedule=schedule,
         generator=train_gen,
@@ -212,51 +320,76 @@ def certify_stochastic_network(
     )
     sampled = sampled_error(net, posterior, xb, yb, mc_samples, generator=mc_gen, quiet=quiet)
     cert = certify(
-        posterior, prior_mean, lam, sampled, mc_samples, m, parts["pac_bayes_kl"], parts["sample_convergence"]
+        posterior,
+        prior_mean,
+        lam,
+        sampled,
+        mc_samples,
+        m,
+        parts["pac_bayes_kl"],
+        parts["sample_convergence"],
+        on_grid=bool(lambda_grid),
     )
+    log_lam0 = torch.tensor(math.log(lam0), dtype=torch.float64, device=device)
+    start_kl = float(gaussian_kl(start, torch.full_like(start, math.log(start_variance)), prior_mean, log_lam0))
     details = {
+        "mode": mode,
         "objective": objective,
         "kl": cert["kl"],
+        "kl_at_start": start_kl,
         "sampled_error": sampled,
         "mc_samples": mc_samples,
         "empirical_error_bound": cert["empirical_bound"],
         "prior_variance": cert["lambda"],
+        "prior_std": math.sqrt(cert["lambda"]),
+        "lambda_search": "grid" if lambda_grid else "fixed in advance",
         "grid_index": cert["j"],
         "prior_kind": prior.kind,
         "prior": prior.description,
         "m": m,
         "m_prior": len(labels) - m,
+        "posterior_points": len(labels) if from_prior else m,
+        "posterior_epochs": schedule.epochs,
         "parameters": posterior.size(),
         "mean_mode": "fixed" if fixed_mean else "optimised",
         "posterior_std_median": float(torch.exp(0.5 * posterior.log_var.double()).median()),
         "mean_network_error": deterministic_error(net, posterior.mean_params(), xb, yb),
         "model_error": deterministic_error(net, trained, xb, yb),
         "dziugaite_roy_form": cert["dziugaite_roy_form"],
+        "why_vacuous": why_vacuous(
+            cert["value"],
+            kl=cert["kl"],
+            m=m,
+            delta_kl=cert["delta_j"],
+            sampled_error=sampled,
+            empirical_bound=cert["empirical_bound"],
+            mc_samples=mc_samples,
+            classes=classes,
+            mode=mode,
+        ),
         "attempt": attempt,
         "seed": int(seed),
         "device": str(device),
         "seconds": time.perf_counter() - started,
     }
-    return StochasticCertificate(
-        _bound_result(cert, details, delta, delta_attempt, parts, prior, fixed_mean), posterior, net
-    )
+    return StochasticCertificate(_bound_result(cert, details, delta, delta_attempt, parts, prior), posterior, net)
 
 
-def _bound_result(cert, details, delta, delta_attempt, parts, prior, fixed_mean) -> BoundResult:
-    ledger = {
-        "other_attempts": delta - delta_attempt,
-        "lambda_grid_other_points": parts["pac_bayes_kl"] - cert["delta_j"],
-        "pac_bayes_kl": cert["delta_j"],
-        "sample_convergence": parts["sample_convergence"],
-    }
-    mean_kind = (
-        "w = the given model's trained weights (fixed-mean mode)"
-        if fixed_mean
-        else "w optimised starting from the given model's trained weights"
+def _bound_result(cert, details, delta, delta_attempt, parts, prior) -> BoundResult:
+    ledger = {"other_attempts": delta - delta_attempt}
+    if cert["j"] is not None:
+        ledger["lambda_grid_other_points"] = parts["pac_bayes_kl"] - cert["delta_j"]
+    ledger["pac_bayes_kl"] = cert["delta_j"]
+    ledger["sample_convergence"] = parts["sample_convergence"]
+    variance = (
+        "the prior variance was searched on the grid lambda_j = 0.1 exp(-j/100), every j union-bounded"
+        if cert["j"] is not None
+        else f"the prior std {details['prior_std']:.4g} was fixed before seeing the bound's points"
     )
     assumptions = (
         "the training points are iid draws from the data distribution",
         "the prior mean was fixed before seeing the bound's points: " + prior.description,
+        variance,
         "buffers (e.g. BatchNorm running statistics) are held fixed and do not depend on the bound's points",
         f"this is attempt {details['attempt']} on this model and data, and every earlier attempt is counted "
         "(delta_k = 6 delta / (pi^2 k^2))",
@@ -265,10 +398,7 @@ def _bound_result(cert, details, delta, delta_attempt, parts, prior, fixed_mean)
         name="dziugaite-roy" if details["objective"] == "dr" else f"pbb-{details['objective']}",
         value=cert["value"],
         certified=True,
-        certifies=(
-            f"the stochastic network N(w, diag(s)) (a fresh weight draw per prediction), {mean_kind}; "
-            "not the deterministic network"
-        ),
+        certifies=CERTIFIES[details["mode"]],
         delta=ledger,
         assumptions=assumptions,
         details=details,

@@ -2,11 +2,12 @@
 
 1. hat e_n: the average 0-1 error on the bound set of n iid weight draws from Q;
 2. hat e(Q) <= kl^-1(hat e_n, ln(1/delta_sc)/n)  (Langford & Caruana 2001, sample convergence);
-3. e(Q) <= kl^-1(that, (KL(Q||P_j) + ln(2 sqrt(m)/delta_j))/m)  (Maurer 2004 PAC-Bayes-kl), at the grid
-   prior variance lambda_j = c exp(-j/b) next to the optimised one, delta_j = 6 delta_kl/(pi^2 j^2).
+3. e(Q) <= kl^-1(that, (KL(Q||P) + ln(2 sqrt(m)/delta_kl))/m)  (Maurer 2004 PAC-Bayes-kl) for a prior
+   variance lambda fixed before seeing S; or, when lambda was searched on the grid
+   lambda_j = c exp(-j/b), at the grid point next to the optimised one with delta_j = 6 delta_kl/(pi^2 j^2).
 
-Both neighbouring grid points are tried and the smaller bound kept: the union over all j covers the
-choice. Dziugaite & Roy's own form kl^-1(., B_RE) is reported alongside for comparison.
+On the grid both neighbouring points are tried and the smaller bound kept: the union over all j
+covers the choice. Dziugaite & Roy's own form kl^-1(., B_RE) is reported alongside for comparison.
 """
 
 import math
@@ -14,6 +15,7 @@ import math
 import torch
 
 from pacbayes import bounds
+from pacbayes.bounds.stochastic import langford_seeger_complexity
 from pacbayes.progress import progress
 from pacbayes.stochastic.gaussian import DiagonalGaussian, gaussian_kl
 from pacbayes.models import count_mistakes
@@ -63,22 +65,28 @@ def certify(
     m: int,
     delta_kl: float,
     delta_sc: float,
+    on_grid: bool = True,
 ) -> dict:
-    """The certified bound from hat e_n, with the grid point j that gives the smallest value.
+    """The certified bound from hat e_n: at ``prior_variance`` itself when it was fixed in advance
+    (``on_grid`` False; j is None), else at the neighbouring grid point j that gives the smaller value.
 
     Returns value, j, lambda, KL (nats), the sample-convergence bound on hat e(Q), the Dziugaite-Roy
-    form of the same bound, and delta_j.
+    form of the same bound, and the delta spent on the PAC-Bayes statement (delta_j on the grid).
     """
     empirical = bounds.sample_convergence_bound(sampled, n, delta_sc)
+    candidates = bounds.grid_candidates(prior_variance) if on_grid else (None,)
     best = None
-    for j in bounds.grid_candidates(prior_variance):
-        lam = bounds.grid_variance(j)
+    for j in candidates:
+        lam = prior_variance if j is None else bounds.grid_variance(j)
         log_lam = torch.tensor(math.log(lam), dtype=torch.float64, device=posterior.mean.device)
         kl = float(gaussian_kl(posterior.mean, posterior.log_var, prior_mean, log_lam))
-        delta_j = bounds.series_delta(j, delta_kl)
+        delta_j = delta_kl if j is None else bounds.series_delta(j, delta_kl)
         value = bounds.pac_bayes_kl_bound(empirical, kl, m, delta_j)
         if best is None or value < best["value"]:
-            dr_form = bounds.kl_inverse_upper(empirical, bounds.dziugaite_roy_complexity(kl, m, delta_kl, j))
+            if j is None:
+                dr_term = langford_seeger_complexity(kl, m, delta_kl)
+            else:
+                dr_term = bounds.dziugaite_roy_complexity(kl, m, delta_kl, j)
             best = {
                 "value": value,
                 "j": j,
@@ -86,6 +94,6 @@ def certify(
                 "kl": kl,
                 "delta_j": delta_j,
                 "empirical_bound": empirical,
-                "dziugaite_roy_form": dr_form,
+                "dziugaite_roy_form": bounds.kl_inverse_upper(empirical, dr_term),
             }
     return best

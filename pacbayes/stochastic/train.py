@@ -6,8 +6,10 @@ Objectives (one Monte Carlo weight sample per minibatch, reparameterised gradien
   quad     Pérez-Ortiz et al. (2021) f_quad on the bounded cross-entropy
   lambda   Pérez-Ortiz et al. (2021) f_lambda, tradeoff t updated in closed form each step
   classic  Pérez-Ortiz et al. (2021) f_classic
-lambda is optimised continuously as lambda = c exp(-j/b) with j >= 1 and rounded to the grid when
-the bound is certified (:mod:`pacbayes.stochastic.certificate`).
+With a prior variance fixed in advance the complexity term is that of a single prior (no grid). With
+the lambda grid, lambda is optimised continuously as lambda = c exp(-j/b) with j >= 1, the term pays
+2 ln j + ln(pi^2/6) nats, and lambda is rounded to the grid when the bound is certified
+(:mod:`pacbayes.stochastic.certificate`).
 """
 
 import math
@@ -16,8 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from pacbayes import bounds
+from pacbayes.bounds.stochastic import langford_seeger_complexity, maurer_complexity
 from pacbayes.errors import InputError
 from pacbayes.progress import progress
+from pacbayes.stochastic.dropout import activation_dropout
 from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
 from pacbayes.stochastic.network import bounded_cross_entropy, forward, logistic_surrogate
 
@@ -26,8 +30,9 @@ OBJECTIVES = ("dr", "quad", "lambda", "classic")
 
 @dataclass(frozen=True)
 class Schedule:
-    """Optimiser settings: Adam on the mean (lr) and on log s and log lambda (lr_var); the posterior
-    starts at log s = log lambda_0 + init_log_ratio."""
+    """Optimiser settings: Adam on the mean (lr) and on log s and log lambda (lr_var). Around MODEL's
+    weights the posterior starts at log s = log lambda_0 + init_log_ratio (from the prior it starts
+    at s = lambda_0, KL 0)."""
 
     epochs: int = 40
     batch_size: int = 250
@@ -69,11 +74,13 @@ def fit_prior_mean(
     *,
     schedule: Schedule,
     generator: torch.Generator,
+    dropout: float = 0.0,
     quiet: bool = True,
 ) -> torch.Tensor:
-    """ERM on the held-out prior set: SGD with momentum 0.9 on the logistic surrogate from ``start``.
+    """ERM on the held-out prior set: SGD with momentum 0.9 on the logistic surrogate from ``start``,
+    with ``dropout`` after the activation layers (:mod:`pacbayes.stochastic.dropout`).
 
-    This is PBB's data-dependent prior mean (Pérez-Ortiz et al. 2021, Section 4, without dropout);
+    This is PBB's data-dependent prior mean (Pérez-Ortiz et al. 2021, Section 4: ERM with dropout);
     it sees only the prior part of S, so it is independent of the points the bound is computed on.
     """
     flat = start.detach().clone().requires_grad_(True)
@@ -85,29 +92,51 @@ def fit_prior_mean(
         quiet=quiet,
         unit="step",
     )
-    for idx in bar:
-        opt.zero_grad()
-        logistic_surrogate(forward(model, layout.unflatten(flat), x[idx]), labels[idx]).backward()
-        opt.step()
+    with activation_dropout(model, dropout, generator):
+        for idx in bar:
+            opt.zero_grad()
+            logistic_surrogate(forward(model, layout.unflatten(flat), x[idx]), labels[idx]).backward()
+            opt.step()
     return flat.detach()
 
 
 def initial_prior_variance(mean: torch.Tensor, prior_mean: torch.Tensor) -> float:
-    """Starting lambda: the mean square of the prior mean, or of w where the prior is zero-centred."""
+    """Dziugaite-Roy start for a searched lambda: the mean square of the prior mean, or of w where the
+    prior is zero-centred (at most the first grid point)."""
     ref = prior_mean if bool(prior_mean.any()) else mean
     return min(float((ref.double() ** 2).mean()), bounds.grid_variance(1.0))
 
 
-def objective_value(objective: str, risk, kl, m: int, delta: float, j, tradeoff=None):
-    """The training objective (a bound form of :mod:`pacbayes.bounds.stochastic`) at a risk and KL."""
+def complexity(objective: str, kl, m: int, delta: float, j=None):
+    """The objective's complexity term: Dziugaite & Roy's B_RE (objective "dr") or PBB's C (the others),
+    at a prior fixed in advance (``j`` None) or at grid point ``j`` of the lambda grid."""
+    if j is None:
+        return langford_seeger_complexity(kl, m, delta) if objective == "dr" else maurer_complexity(kl, m, delta)
     if objective == "dr":
-        return bounds.dziugaite_roy_objective(risk, kl, m, delta, j)
-    complexity = bounds.pbb_complexity(kl, m, delta, j)
+        return bounds.dziugaite_roy_complexity(kl, m, delta, j)
+    return bounds.pbb_complexity(kl, m, delta, j)
+
+
+def objective_value(objective: str, risk, kl, m: int, delta: float, j=None, tradeoff=None):
+    """The training objective (a bound form of :mod:`pacbayes.bounds.stochastic`) at a risk and KL.
+
+    "dr" is risk + sqrt(B_RE / 2) (Dziugaite & Roy 2017, eq. 6), the same Pinsker form as f_classic
+    with B_RE in place of C."""
+    term = complexity(objective, kl, m, delta, j)
+    if objective in ("dr", "classic"):
+        return bounds.pbb_classic(risk, term)
     if objective == "quad":
-        return bounds.pbb_quad(risk, complexity)
-    if objective == "classic":
-        return bounds.pbb_classic(risk, complexity)
-    return bounds.pbb_lambda(risk, complexity, tradeoff)
+        return bounds.pbb_quad(risk, term)
+    return bounds.pbb_lambda(risk, term, tradeoff)
+
+
+@dataclass(frozen=True)
+class PriorVariance:
+    """lambda of P = N(w0, lambda I): its starting value and whether it is searched on the grid
+    (``on_grid``) or fixed before seeing S."""
+
+    value: float
+    on_grid: bool
 
 
 def fit_posterior(
@@ -120,33 +149,39 @@ def fit_posterior(
     *,
     objective: str,
     delta: float,
+    m: int,
+    prior_variance: PriorVariance,
+    start_variance: float,
     fixed_mean: bool,
     schedule: Schedule,
     generator: torch.Generator,
     quiet: bool = True,
 ):
-    """Minimise ``objective`` over (w, s, lambda) on the bound set (x, labels), starting at w = ``start``.
+    """Minimise ``objective`` over (w, s[, lambda]) on (x, labels), starting at w = ``start`` and
+    s = ``start_variance`` (every coordinate).
 
-    With ``fixed_mean`` w stays at ``start``; only s and lambda move. ``delta`` is the failure
-    probability of the PAC-Bayes statement (before the lambda-grid split). Returns the posterior and
-    the final continuous prior variance.
+    ``m`` is the number of points the bound is computed on (the complexity term's m); (x, labels)
+    may be all of S. With ``fixed_mean`` w stays at ``start``; lambda moves only when
+    ``prior_variance.on_grid``. ``delta`` is the failure probability of the PAC-Bayes statement
+    (before any lambda-grid split). Returns the posterior and the final prior variance (the given
+    value, exactly, when it is fixed).
     """
-    m = len(labels)
     surrogate = logistic_surrogate if objective == "dr" else bounded_cross_entropy
-    lam0 = initial_prior_variance(start, prior_mean)
     mean = start.detach().clone().requires_grad_(not fixed_mean)
-    log_var = torch.full_like(start, math.log(lam0) + schedule.init_log_ratio).requires_grad_(True)
-    log_lam = torch.tensor(math.log(lam0), dtype=torch.float32, device=start.device, requires_grad=True)
+    log_var = torch.full_like(start, math.log(start_variance)).requires_grad_(True)
+    log_lam = torch.tensor(
+        math.log(prior_variance.value), dtype=torch.float32, device=start.device, requires_grad=prior_variance.on_grid
+    )
     posterior = DiagonalGaussian(mean, log_var, layout)
-    groups = [{"params": [log_var, log_lam], "lr": schedule.lr_var}]
+    groups = [{"params": [log_var, log_lam] if prior_variance.on_grid else [log_var], "lr": schedule.lr_var}]
     if not fixed_mean:
         groups.append({"params": [mean], "lr": schedule.lr})
     opt = torch.optim.Adam(groups)
     log_c = math.log(bounds.DR_GRID_C)
     tradeoff = 1.0
     bar = progress(
-        _batches(m, schedule.batch_size, schedule.epochs, generator),
-        total=_steps(m, schedule),
+        _batches(len(labels), schedule.batch_size, schedule.epochs, generator),
+        total=_steps(len(labels), schedule),
         desc=f"posterior ({objective})",
         quiet=quiet,
         unit="step",
@@ -155,7 +190,7 @@ def fit_posterior(
         opt.zero_grad()
         risk = surrogate(forward(model, posterior.sample(generator), x[idx]), labels[idx])
         kl = gaussian_kl(mean, log_var, prior_mean, log_lam, dtype=torch.float32)
-        j = torch.clamp(bounds.DR_GRID_B * (log_c - log_lam), min=1.0)
+        j = torch.clamp(bounds.DR_GRID_B * (log_c - log_lam), min=1.0) if prior_variance.on_grid else None
         loss = objective_value(objective, risk, kl, m, delta, j, tradeoff)
         loss.backward()
         opt.step()
@@ -166,6 +201,7 @@ def fit_posterior(
             refresh=False,
         )
         if objective == "lambda":
-            complexity = float(bounds.pbb_complexity(kl.detach(), m, delta, j.detach()))
-            tradeoff = bounds.pbb_lambda_tradeoff(max(float(risk.detach()), 0.0), complexity)
-    return posterior.detached(), float(torch.exp(log_lam.detach()))
+            term = float(complexity(objective, kl.detach(), m, delta, None if j is None else j.detach()))
+            tradeoff = bounds.pbb_lambda_tradeoff(max(float(risk.detach()), 0.0), term)
+    final = float(torch.exp(log_lam.detach())) if prior_variance.on_grid else prior_variance.value
+    return posterior.detached(), final

@@ -84,6 +84,8 @@ def subspace_bound(
         if same_data
         else "not applicable (data differ from the encoder's)",
     }
+    if source.training is not None:
+        details["training"] = source.training
     if test is not None:
         details["test_error"] = zero_one_error(model, test[0], test[1], EVAL_BATCH)
     assumptions = (

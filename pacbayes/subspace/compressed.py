@@ -18,7 +18,8 @@ class CompressedSubspaceModel:
 
     ``code_bits``: exact message length l; ``configurations``: how many (d, levels, ...) settings
     were tried to produce it (the bound pays ln of it); ``train_error`` / ``train_fingerprint``:
-    what the encoder measured, for the decoding check.
+    what the encoder measured, for the decoding check; ``training``: the training settings and
+    epochs run, when pacbayes trained it (reported, not part of the message).
     """
 
     model: SubspaceModel
@@ -29,6 +30,7 @@ class CompressedSubspaceModel:
     quantisation: str = "kmeans"
     train_error: Optional[float] = None
     train_fingerprint: Optional[str] = None
+    training: Optional[dict] = None
 
     def decoded_z(self) -> np.ndarray:
         """z rebuilt from the message alone (float32, length d)."""

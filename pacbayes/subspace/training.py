@@ -12,6 +12,7 @@ level counts and keeps the count with the best bound (paid for by ln |grid| in t
 
 import copy
 import math
+from typing import Optional
 
 import numpy as np
 import torch
@@ -29,31 +30,65 @@ from pacbayes.subspace.projection import _stream_seed
 from pacbayes.subspace.quantisation import METHODS, assign, make_levels, to_float16
 
 DEFAULT_LEVELS = (4, 8, 16)
+DEFAULT_EPOCHS = 300
+"""Most epochs of subspace training; with DEFAULT_PATIENCE it stops at convergence, usually earlier."""
+DEFAULT_PATIENCE = 20
+"""Epochs without a 1e-4 relative improvement of the training loss after which training stops."""
 SELECTION_DELTA = 0.05  # only ranks the level counts; the certified delta is the caller's
 
 
-def _batches(n: int, batch_size: int, epochs: int, seed: int):
+def _epochs(n: int, batch_size: int, epochs: int, seed: int):
+    """Per epoch, the minibatch index tensors of a seeded shuffle."""
     generator = torch.Generator().manual_seed(_stream_seed(seed, "batches"))
     for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch_size):
-            yield order[start : start + batch_size]
+        yield torch.randperm(n, generator=generator).split(batch_size)
 
 
-def _optimise(model, x, labels, variables, z_of, *, epochs, lr, batch_size, seed, teacher, distill_weight, quiet, desc):
-    if epochs < 0 or batch_size < 1 or not lr > 0:
-        raise InputError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+def _optimise(
+    model, x, labels, variables, z_of, *, epochs, lr, batch_size, seed, teacher, distill_weight, patience, quiet, desc
+) -> int:
+    """Adam on ``variables`` for at most ``epochs`` epochs; returns the number of epochs run.
+
+    With ``patience`` (convergence mode) training stops once the epoch's mean training loss has not
+    improved on the best by a relative 1e-4 for ``patience`` epochs, and the variables are put back
+    at the best epoch's values. Everything here is a function of S, which the posterior may be.
+    """
+    if epochs < 0 or batch_size < 1 or not lr > 0 or (patience is not None and patience < 1):
+        raise InputError("epochs must be >= 0, batch_size >= 1, lr > 0 and patience >= 1 (or None)")
     device = model.theta0.device
     model.train()
     optimiser = torch.optim.Adam(variables, lr=lr)
+    best, best_state, stale, run = math.inf, None, 0, 0
     steps = epochs * math.ceil(len(x) / batch_size)
-    for index in progress(_batches(len(x), batch_size, epochs, seed), total=steps, desc=desc, quiet=quiet, unit="step"):
-        outputs = model(x[index].to(device), z=z_of())
-        soft = None if teacher is None else teacher[index].to(device)
-        loss = training_loss(outputs.reshape(len(index), -1), labels[index].to(device), soft, distill_weight)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    bar = progress(total=steps, desc=desc, quiet=quiet, unit="step")
+    for batches in _epochs(len(x), batch_size, epochs, seed):
+        total = 0.0
+        for index in batches:
+            outputs = model(x[index].to(device), z=z_of())
+            soft = None if teacher is None else teacher[index].to(device)
+            loss = training_loss(outputs.reshape(len(index), -1), labels[index].to(device), soft, distill_weight)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(index)
+            bar.update(1)
+        run += 1
+        if patience is None:
+            continue
+        epoch_loss = total / len(x)
+        if epoch_loss < best * (1.0 - 1e-4):
+            best, stale = epoch_loss, 0
+            best_state = [v.detach().clone() for v in variables]
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    bar.close()
+    if best_state is not None:
+        with torch.no_grad():
+            for variable, value in zip(variables, best_state, strict=True):
+                variable.copy_(value)
+    return run
 
 
 def fit_subspace(
@@ -61,17 +96,20 @@ def fit_subspace(
     x: torch.Tensor,
     labels: torch.Tensor,
     *,
-    epochs: int = 10,
+    epochs: int = DEFAULT_EPOCHS,
     lr: float = 0.05,
     batch_size: int = 128,
     seed: int = 0,
     teacher=None,
     distill_weight: float = 0.5,
+    patience: Optional[int] = DEFAULT_PATIENCE,
     quiet: bool = True,
 ) -> SubspaceModel:
-    """Train z in place with Adam; ``teacher``: (n, K) outputs of a model to distil from."""
+    """Train z in place with Adam for at most ``epochs`` epochs, to convergence with ``patience``
+    (None: exactly ``epochs``); ``teacher``: (n, K) outputs of a model to distil from. The epochs run
+    are recorded as ``model.epochs_run``."""
     model.set_quantised(None)
-    _optimise(
+    model.epochs_run = _optimise(
         model,
         x,
         labels,
@@ -83,6 +121,7 @@ def fit_subspace(
         seed=seed,
         teacher=teacher,
         distill_weight=distill_weight,
+        patience=patience,
         quiet=quiet,
         desc="subspace training",
     )
@@ -126,6 +165,7 @@ def finetune_quantised(
         seed=seed + 1,
         teacher=teacher,
         distill_weight=distill_weight,
+        patience=None,
         quiet=quiet,
         desc="quantisation-aware fine-tuning",
     )
@@ -215,7 +255,8 @@ def train_subspace_model(
     seed: int = 0,
     levels=DEFAULT_LEVELS,
     method: str = "kmeans",
-    epochs: int = 10,
+    epochs: int = DEFAULT_EPOCHS,
+    patience: Optional[int] = DEFAULT_PATIENCE,
     lr: float = 0.05,
     batch_size: int = 128,
     qat_epochs: int = 1,
@@ -228,8 +269,10 @@ def train_subspace_model(
     """Train a compressed subspace model with ``module``'s architecture on (x, labels).
 
     theta0 is a seeded re-initialisation of the architecture; ``module``'s own (trained) weights
-    are used only as a distillation teacher when ``distill=True``. Then
-    :func:`compress_subspace_model` (fine-tuning at lr / 5).
+    are used only as a distillation teacher when ``distill=True``. z is trained by
+    :func:`fit_subspace` (to convergence with ``patience``, at most ``epochs``), then
+    :func:`compress_subspace_model` (fine-tuning at lr / 5). The settings and the epochs run are
+    recorded in the result's ``training``.
     """
     device = resolve_device(device)
     model = SubspaceModel(module, dim=dim, seed=seed).to(device)
@@ -247,9 +290,10 @@ def train_subspace_model(
         seed=seed,
         teacher=teacher,
         distill_weight=distill_weight,
+        patience=patience,
         quiet=quiet,
     )
-    return compress_subspace_model(
+    compressed = compress_subspace_model(
         model,
         x,
         labels,
@@ -264,3 +308,13 @@ def train_subspace_model(
         extra_configurations=extra_configurations,
         quiet=quiet,
     )
+    compressed.training = {
+        "epochs": epochs,
+        "patience": patience,
+        "epochs_run": model.epochs_run,
+        "lr": lr,
+        "qat_epochs": qat_epochs,
+        "levels_grid": list(levels),
+        "distill": distill,
+    }
+    return compressed

@@ -1,0 +1,115 @@
+"""Benchmark the 10-class ln P(S) on MNIST ReLU-NNGP kernels: EP seconds per sweep vs one Cholesky; certified time.
+
+    python benchmarks/bench_multiclass.py [--m 1000 5000] [--certified-m 1000] [--test-points 500] [--device cpu]
+
+Data: mnist-embedded "train" split (first m images, digit labels 0..9), FC ReLU NNGP depth 2, the
+prior K + jitter I shared by the C = 10 logits. For each m: one float64 Cholesky of the m x m kernel
+(the baseline, timed in the same run), then multi-class EP (method auto: structured above
+(C-1)m = 3000; parallel, adaptive damping, tol 1e-6): total seconds, sweeps, seconds per sweep and
+its ratio to the Cholesky, and the process's peak resident memory so far. With --test-points, Q*'s
+EP-predictive Gibbs test error on that many "test"-split images. Then the certified sandwich at
+--certified-m (dense (C-1)m orthant). Targets (issue 14, 2-core CPU): EP at m = 1,000 <= 120 s,
+at m = 5,000 <= 1,200 s with peak memory <= 8 GB; certified at m = 1,000 <= 300 s.
+"""
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from pacbayes.data.embedded import load_mnist_embedded
+from pacbayes.device import resolve_device
+from pacbayes.evidence import multiclass_certified_log_evidence, multiclass_ep_log_evidence, multiclass_ep_predict
+from pacbayes.kernels.fc import FullyConnectedNNGP
+
+CLASSES = 10
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_gb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _flat(dataset, n):
+    return dataset.x[:n].reshape(min(n, len(dataset)), -1).to(torch.float64), dataset.labels[:n].numpy()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--m", type=int, nargs="*", default=[1000])
+    parser.add_argument("--certified-m", type=int, nargs="*", default=[1000])
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--test-points", type=int, default=0)
+    parser.add_argument("--jitter", type=float, default=0.0)
+    parser.add_argument("--method", default="auto", choices=["auto", "dense", "structured"])
+    parser.add_argument("--max-sweeps", type=int, default=200)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    n = max(args.m + args.certified_m)
+    x, y = _flat(load_mnist_embedded("train"), n)
+    kernel = FullyConnectedNNGP(depth=2, activation="relu")
+    start = time.perf_counter()
+    K = kernel.matrix(x, device=device)
+    _sync(device)
+    print(
+        f"kernel: {n} x {n} ReLU NNGP depth 2 on mnist-embedded train, {time.perf_counter() - start:.1f} s, "
+        f"device {device}, torch threads {torch.get_num_threads()}, C = {CLASSES}, jitter {args.jitter:g}"
+    )
+    for m in args.m:
+        block = K[:m, :m].contiguous()
+        _sync(device)
+        start = time.perf_counter()
+        torch.linalg.cholesky(block)
+        _sync(device)
+        chol = time.perf_counter() - start
+        result = multiclass_ep_log_evidence(
+            block,
+            y[:m],
+            CLASSES,
+            jitter=args.jitter,
+            device=device,
+            method=args.method,
+            max_sweeps=args.max_sweeps,
+            allow_unconverged=True,
+        )
+        per_sweep = result.seconds / result.sweeps
+        print(
+            f"EP m={m:5d} ({result.method}): ln P(S) = {result.log_evidence:.4f}  {result.seconds:8.1f} s  "
+            f"{result.sweeps} sweeps  {per_sweep:7.2f} s/sweep  cholesky {chol:6.3f} s  ratio {per_sweep / chol:6.1f}  "
+            f"peak memory {_peak_gb(device):.2f} GB  (final relative change {result.final_change:.1e}"
+            f"{'' if result.converged else ', NOT CONVERGED: capped'})"
+        )
+        if args.test_points:
+            x_test, y_test = _flat(load_mnist_embedded("test"), args.test_points)
+            start = time.perf_counter()
+            cross = kernel.matrix(x[:m], x_test, device=device)
+            probs = multiclass_ep_predict(result, cross, kernel.diagonal(x_test, device=device))
+            gibbs = float(np.mean(1.0 - probs[np.arange(len(y_test)), y_test]))
+            print(
+                f"   Q* EP-predictive Gibbs test error on {len(y_test)} test images: {gibbs:.4f} "
+                f"(error of the most probable class {float(np.mean(probs.argmax(1) != y_test)):.4f}), "
+                f"{time.perf_counter() - start:.1f} s"
+            )
+    for m in args.certified_m:
+        cert = multiclass_certified_log_evidence(
+            K[:m, :m], y[:m], CLASSES, delta_prime=0.01, seed=0, samples=args.samples, jitter=args.jitter, device=device
+        )
+        upper = "None" if cert.upper is None else f"{cert.upper:.4f}"
+        print(
+            f"certified m={m:5d} (dense {(CLASSES - 1) * m} orthant): lower {cert.lower:.4f}  "
+            f"ln Z_hat {cert.log_estimate:.4f}  upper {upper}  {cert.seconds:.1f} s  ({cert.samples} samples, "
+            f"relative std {cert.relative_std:.2f}, peak memory {_peak_gb(device):.2f} GB)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Every CUDA path of pacbayes in one run, each figure printed with its target (issue: GPU checks).
+
+    python benchmarks/gpu_check.py                      # on a CUDA machine, <= 8 minutes
+    python benchmarks/gpu_check.py --smoke --device cpu # tiny sizes: checks the script itself
+
+Sections (each timed with CUDA synchronisation; a failing section prints FAILED and the rest run;
+a section that would start after --budget seconds is skipped and says so):
+
+1. kernels: FC ReLU NNGP (depth 2) of n MNIST images and a 2-conv CNN NNGP (flatten read-out);
+2. binary EP at m (target <= 1 s at m = 10,000 on an H100/H200-class GPU), next to one float64
+   Cholesky of the same m timed in the same run;
+3. multi-class EP, C = 10 (the one-logit kernel shared by ten GPs);
+4. certified binary ln P(S) at m (target <= 10 s at m = 10,000);
+5. synthetic binary EP at a large m (random inputs; 30,000 by default, target for 50,000 <= 1 min).
+
+Data: mnist-embedded (the package's 10,000 MNIST test images, train and test splits together),
+labels binarised as digit >= 5 for the binary sections; float64 throughout.
+"""
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from pacbayes.data import load_dataset
+from pacbayes.device import resolve_device
+from pacbayes.evidence.label_model import label_model
+from pacbayes.kernels import nngp_for_module
+
+FULL = {"kernel_n": 10_000, "cnn_n": 1_000, "ep_m": 10_000, "multiclass_m": 5_000, "certified_m": 10_000}
+SMOKE = {"kernel_n": 120, "cnn_n": 40, "ep_m": 120, "multiclass_m": 30, "certified_m": 60, "synthetic_m": 150}
+
+
+def mnist(n: int) -> tuple:
+    """n MNIST images (1, 28, 28) in [0, 1] and their digits, from both embedded splits."""
+    parts = [load_dataset("mnist-embedded", split=split) for split in ("train", "test")]
+    x = torch.cat([p.x for p in parts])[:n].double()
+    digits = torch.cat([torch.tensor([int(p.classes[i]) for i in p.labels]) for p in parts])[:n]
+    return x, digits
+
+
+class Clock:
+    """Seconds of a block of device work (synchronised on CUDA)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        self._sync()
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self._sync()
+        self.seconds = time.perf_counter() - self.start
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def fc_net(inputs: int, outputs: int = 1) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(inputs, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, outputs)
+    )
+
+
+def cnn_net() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        nn.Linear(64 * 28 * 28, 1),
+    )  # fmt: skip
+
+
+def section_kernels(device, sizes, state):
+    x, digits = mnist(sizes["kernel_n"])
+    kernel = nngp_for_module(fc_net(784), (1, 28, 28))
+    with Clock(device) as clock:
+        state["K"] = kernel.matrix(x, device=device)
+    state["digits"] = digits.to(device)
+    print(f"  FC NNGP depth 2, n = {len(x):,}: {clock.seconds:.2f} s")
+    cnn = nngp_for_module(cnn_net(), (1, 28, 28))
+    with Clock(device) as clock:
+        cnn.matrix(x[: sizes["cnn_n"]], device=device)
+    print(f"  2-conv CNN NNGP (flatten), n = {sizes['cnn_n']:,}: {clock.seconds:.2f} s")
+
+
+def _binary_labels(state, m):
+    return (state["digits"][:m] >= 5).to(torch.float64)
+
+
+def section_binary_ep(device, sizes, state):
+    m = sizes["ep_m"]
+    block = state["K"][:m, :m].clone()
+    block.diagonal().add_(1e-6)
+    with Clock(device) as clock:
+        torch.linalg.cholesky(block)
+    cholesky = clock.seconds
+    with Clock(device) as clock:
+        ep = label_model(2).ep(state["K"][:m, :m], _binary_labels(state, m), jitter=1e-6, device=device)
+    print(
+        f"  binary EP m = {m:,}: ln P(S) = {ep.log_evidence:.4f}, {clock.seconds:.2f} s, {ep.sweeps} sweeps "
+        f"({clock.seconds / cholesky:.1f} Choleskys; one Cholesky {cholesky * 1e3:.1f} ms); target <= 1 s at 10,000"
+    )
+    state["ep"] = ep.log_evidence
+
+
+def section_multiclass_ep(device, sizes, state):
+    m = sizes["multiclass_m"]
+    with Clock(device) as clock:
+        ep = label_model(10).ep(state["K"][:m, :m], state["digits"][:m], jitter=1e-6, device=device)
+    print(f"  10-class EP m = {m:,}: ln P(S) = {ep.log_evidence:.4f}, {clock.seconds:.2f} s, {ep.sweeps} sweeps")
+
+
+def section_certified(device, sizes, state):
+    m = sizes["certified_m"]
+    with Clock(device) as clock:
+        cert = label_model(2).certified(
+            state["K"][:m, :m], _binary_labels(state, m), delta_prime=0.01, seed=0, jitter=1e-6, device=device
+        )
+    gap = "" if m != sizes["ep_m"] else f", {state['ep'] - cert.lower:.2f} nats below EP"
+    print(
+        f"  certified binary m = {m:,}: lower {cert.lower:.4f}{gap}, {clock.seconds:.2f} s, "
+        f"{cert.samples} samples; target <= 10 s at 10,000"
+    )
+
+
+def section_synthetic(device, sizes, state):
+    m = sizes["synthetic_m"]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(m, 784, dtype=torch.float64, generator=generator)
+    y = (x[:, :392].sum(1) > x[:, 392:].sum(1)).to(torch.float64)
+    state.clear()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    K = nngp_for_module(fc_net(784), (784,)).matrix(x, device=device)
+    with Clock(device) as clock:
+        ep = label_model(2).ep(K, y, jitter=1e-6, device=device)
+    del K
+    print(
+        f"  synthetic binary EP m = {m:,}: ln P(S) = {ep.log_evidence:.2f}, {clock.seconds:.2f} s, {ep.sweeps} sweeps;"
+    )
+    print("  target <= 1 min at m = 50,000 (--synthetic-m 50000)")
+
+
+SECTIONS = (
+    ("kernels", section_kernels),
+    ("binary EP", section_binary_ep),
+    ("multi-class EP", section_multiclass_ep),
+    ("certified", section_certified),
+    ("synthetic EP", section_synthetic),
+)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (checks the script on any device)")
+    parser.add_argument("--synthetic-m", type=int, default=30_000)
+    parser.add_argument("--budget", type=float, default=450.0, help="seconds after which no section starts")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    sizes = dict(SMOKE) if args.smoke else dict(FULL, synthetic_m=args.synthetic_m)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"pacbayes GPU check on {name}, torch {torch.__version__}, sizes {sizes}")
+    started, failures, state = time.perf_counter(), 0, {}
+    for title, section in SECTIONS:
+        elapsed = time.perf_counter() - started
+        if elapsed > args.budget:
+            print(f"{title}: SKIPPED (budget of {args.budget:.0f} s used)")
+            continue
+        print(f"{title}:")
+        try:
+            section(device, sizes, state)
+        except Exception as err:  # report and go on: one failure must not hide the other figures
+            failures += 1
+            print(f"  FAILED: {type(err).__name__}: {err}")
+    print(f"total {time.perf_counter() - started:.1f} s, {failures} failed sections")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

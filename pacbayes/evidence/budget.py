@@ -1,0 +1,115 @@
+"""Expected time and peak memory of EP and the certified sandwich, said before they start.
+
+Both estimators are dominated by dense factorisations of an n x n matrix (n = m for binary labels,
+n = (C-1) m for the dense multi-class orthant; the structured multi-class EP factorises C matrices
+of m x m per sweep). One probe matrix product on the target device, timed best of three, gives the
+flop rate and so the seconds of a Cholesky (n^3 / 3 flops); the figures scale it by the work each
+estimator does in Cholesky equivalents (measured on the MNIST NNGP benchmarks, benchmarks/
+bench_evidence.py: a parallel EP sweep costs ~2.6 Choleskys and EP converges in ~12 sweeps; the
+certified sandwich costs its pivoted Cholesky, ~15 Newton Choleskys and one triangular pass per
+sample). They are estimates to plan by, not guarantees. Memory: the number of n x n float64
+matrices alive at the peak. A run that cannot fit in the memory available is refused before any
+work, with the fix.
+"""
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from pacbayes.memory import check_fits
+from pacbayes.evidence.multiclass_ep import chosen_method
+
+_PROBE_SIZE = 1024
+EP_SWEEPS = 12
+EP_CHOLESKYS = EP_SWEEPS * 2.6
+EP_MATRICES = 5
+CERTIFIED_CHOLESKYS = 16.0
+CERTIFIED_MATRICES = 7  # measured: 4.1 GB at n = 9,000
+
+
+@lru_cache(maxsize=8)
+def _seconds_per_cube(device: str) -> float:
+    """Expected seconds of one n x n Cholesky divided by n^3: its n^3 / 3 flops at the rate of a probe
+    matrix product of size _PROBE_SIZE (best of three). A small Cholesky is dominated by overheads
+    and would overstate large ones many times; a product runs near the machine's flop rate from
+    this size on."""
+    dev = torch.device(device)
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(_PROBE_SIZE, _PROBE_SIZE, dtype=torch.float64, generator=generator).to(dev)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        a @ a
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        best = min(best, time.perf_counter() - start)
+    seconds_per_flop = best / (2.0 * _PROBE_SIZE**3)
+    return seconds_per_flop / 3.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Expected seconds and peak bytes of one estimator run on an n x n problem."""
+
+    what: str
+    n: int
+    seconds: float
+    peak_bytes: int
+
+    def line(self) -> str:
+        return (
+            f"{self.what}: n = {self.n:,}, expected ~{_duration(self.seconds)} and ~{self.peak_bytes / 2**30:.2f} GiB "
+            "peak (estimate from a timed probe)"
+        )
+
+    def check_fits(self, device: str, fix: str) -> None:
+        """InputError, naming ``fix``, when the peak exceeds the memory available on ``device``."""
+        check_fits(self.peak_bytes, torch.device(device), f"{self.what} at n = {self.n:,}", fix)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def estimate(what: str, n: int, *, choleskys: float, matrices: int, extra_seconds: float = 0.0, device="cpu") -> Budget:
+    """The :class:`Budget` of work equal to ``choleskys`` Choleskys of n x n holding ``matrices`` such matrices."""
+    seconds = choleskys * _seconds_per_cube(str(device)) * float(n) ** 3 + extra_seconds
+    return Budget(what, int(n), seconds, int(matrices * 8 * n * n))
+
+
+def ep_budget(n: int, device="cpu") -> Budget:
+    """Expected cost of converged parallel EP on an n x n prior covariance."""
+    return estimate("EP for ln P(S)", n, choleskys=EP_CHOLESKYS, matrices=EP_MATRICES, device=device)
+
+
+def multiclass_ep_budget(m: int, classes: int, device="cpu") -> Budget:
+    """Expected cost of multi-class EP: the dense (C-1)m orthant, or the structured posterior of
+    :mod:`pacbayes.evidence.multiclass_posterior` (about 7 C m^3 flops = 21 C Choleskys of m per sweep,
+    two stacks of C m x m matrices and a few more), as :func:`multiclass_ep.chosen_method` picks."""
+    if chosen_method(m, classes) == "dense":
+        return ep_budget((classes - 1) * m, device)
+    return estimate(
+        "multi-class EP for ln P(S) (structured)",
+        m,
+        choleskys=EP_SWEEPS * 21.0 * classes,
+        matrices=6 * classes + 10,  # the two stacks of C, the predictive's and the temporaries
+        device=device,
+    )
+
+
+def certified_budget(n: int, samples: int, device="cpu") -> Budget:
+    """Expected cost of the certified sandwich: factorisations plus ``samples`` triangular passes (n^2 each)."""
+    per_pass = _seconds_per_cube(str(device)) * float(n) ** 2 * 6.0  # n^2 multiply-adds at the product rate
+    return estimate(
+        "certified ln P(S) (minimax tilting)",
+        n,
+        choleskys=CERTIFIED_CHOLESKYS,
+        matrices=CERTIFIED_MATRICES,
+        extra_seconds=samples * per_pass,
+        device=device,
+    )
+
+
+__all__ = ["Budget", "certified_budget", "ep_budget", "estimate", "multiclass_ep_budget"]

@@ -1,0 +1,294 @@
+"""Where a report came from (versions, command line, file and data content hashes, seeds, device,
+threads), and whether a report still matches it.
+
+:func:`collect` builds the ``provenance`` object of a certify report (``Report.provenance``, the
+``provenance`` key of ``pacbayes certify --json``); :func:`model_file_record` adds the model
+file's SHA-256 and kind when the model came from a file. :func:`options_record` and
+:func:`options_from_record` turn :class:`~pacbayes.certification.CertifyOptions` into JSON and back,
+so that ``pacbayes verify --rerun`` can recompute a report with the options and seed it recorded.
+:func:`check_report` is ``pacbayes verify``: it recomputes the hashes, the ledger's sum, the
+hold-out bound and the best certified bound from the numbers stored in a report, and optionally
+reruns the certificate, returning one :class:`Check` per comparison.
+
+Data hashes are over content, not files: SHA-256 of each tensor's dtype, shape and bytes (inputs,
+then labels), so the same examples loaded from another copy or format of the file hash the same.
+"""
+
+import dataclasses
+import hashlib
+import math
+import platform
+import sys
+
+import numpy as np
+import torch
+
+from pacbayes.errors import InputError
+
+PACKAGE = "pacbayes"
+PLACEHOLDER_PREFIX = "<not recorded: "
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of the bytes of the file at ``path`` (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_tensor(digest, tensor: torch.Tensor, label: str = "") -> None:
+    """Feed ``label``, the tensor's dtype and shape, then its (C-ordered, CPU) bytes to ``digest``."""
+    array = np.ascontiguousarray(tensor.detach().cpu().numpy())
+    digest.update(f"{label}{array.dtype.str}{array.shape};".encode())
+    digest.update(array.tobytes())
+
+
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """SHA-256 over each tensor's dtype, shape and (C-ordered, CPU) bytes, in order (hex)."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        hash_tensor(digest, tensor)
+    return digest.hexdigest()
+
+
+def dataset_sha256(data) -> str:
+    """The content hash of a :class:`~pacbayes.data.Dataset`: its inputs, then its labels."""
+    return tensors_sha256(data.x, data.labels)
+
+
+def model_file_kind_of(path) -> str:
+    """The kind of model file at ``path``: ``"subspace"`` (a compressed model) or a
+    :data:`pacbayes.models.KINDS` name (spaces as underscores)."""
+    from pacbayes.models import model_file_kind
+    from pacbayes.subspace import is_subspace_file
+
+    return "subspace" if is_subspace_file(path) else model_file_kind(path).replace(" ", "_")
+
+
+def model_file_record(path) -> dict:
+    """``model_path``, ``model_sha256`` (of the file's bytes) and ``model_file_kind`` of a model file."""
+    return {"model_path": str(path), "model_sha256": file_sha256(path), "model_file_kind": model_file_kind_of(path)}
+
+
+def _plain(value):
+    """``value`` as JSON: numbers, strings, None, lists and dicts as they are; any other object a placeholder."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return f"{PLACEHOLDER_PREFIX}{type(value).__name__}>"
+
+
+def options_record(options) -> dict:
+    """CertifyOptions as JSON: every field, each family's settings as an object; objects that JSON
+    cannot hold (a compressed model, tensors) become a ``"<not recorded: Type>"`` placeholder."""
+    record = {}
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if dataclasses.is_dataclass(value):
+            record[f.name] = {g.name: _plain(getattr(value, g.name)) for g in dataclasses.fields(value)}
+        else:
+            record[f.name] = _plain(value)
+    return record
+
+
+def _restored(value, name: str):
+    if isinstance(value, str) and value.startswith(PLACEHOLDER_PREFIX):
+        raise InputError(
+            f"the report's option {name} held an object JSON cannot record ({value}); "
+            "recompute that report with pacbayes certify instead of verify --rerun"
+        )
+    return tuple(_restored(item, name) for item in value) if isinstance(value, list) else value
+
+
+def options_from_record(record: dict):
+    """The CertifyOptions :func:`options_record` wrote (InputError if it held an unrecordable object)."""
+    from pacbayes.certification import CertifyOptions
+
+    if not isinstance(record, dict):
+        raise InputError("the report's provenance has no options object; it was written by an older pacbayes")
+    kwargs = {}
+    for f in dataclasses.fields(CertifyOptions):
+        if f.name not in record:
+            continue
+        value = record[f.name]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            known = {g.name for g in dataclasses.fields(default)}
+            if not isinstance(value, dict):
+                raise InputError(f"the report's option {f.name} must be an object of settings, got {value!r}")
+            value = type(default)(
+                **{key: _restored(item, f"{f.name}.{key}") for key, item in value.items() if key in known}
+            )
+        else:
+            value = _restored(value, f.name)
+        kwargs[f.name] = value
+    try:
+        return CertifyOptions(**kwargs)
+    except TypeError as err:
+        raise InputError(f"the report's options do not fit this pacbayes ({err}); rerun pacbayes certify") from None
+
+
+def collect(options, train, test) -> dict:
+    """The ``provenance`` object of a certify report on ``train`` and ``test`` as given (before any subset)."""
+    return {
+        "package": PACKAGE,
+        "package_version": _package_version(),
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "command_line": list(sys.argv),
+        "data_sha256": {"train": dataset_sha256(train), "test": dataset_sha256(test)},
+        "seeds": {"seed": options.seed},
+        "device": options.device or "cpu",
+        "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+        "options": options_record(options),
+    }
+
+
+def _package_version() -> str:
+    from pacbayes import __version__
+
+    return __version__
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One comparison of ``pacbayes verify``: ``status`` is "match", "mismatch" or "skipped"."""
+
+    name: str
+    status: str
+    recorded: object = None
+    found: object = None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+RELATIVE_TOLERANCE = 1e-9  # numbers recomputed from the report's own numbers
+RERUN_TOLERANCE = 1e-6  # a rerun (thread counts may reorder floating-point sums)
+
+
+def _compare(name: str, recorded, found, tolerance: float = 0.0, note: str = "") -> Check:
+    if isinstance(found, float) and not math.isfinite(found):
+        found = None  # the report's JSON holds null for every inf or NaN (pacbayes.report.json_safe)
+    if isinstance(recorded, (int, float)) and isinstance(found, (int, float)) and tolerance:
+        same = abs(recorded - found) <= tolerance * max(abs(recorded), abs(found), 1e-300)
+    else:
+        same = recorded == found
+    return Check(name, "match" if same else "mismatch", recorded, found, note)
+
+
+def _leaves(ledger: dict):
+    for value in ledger.values():
+        yield from _leaves(value) if isinstance(value, dict) else [value]
+
+
+def arithmetic_checks(record: dict) -> list:
+    """Checks needing only the report: the ledger sums to at most delta, and the hold-out bound and
+    the best certified bound recomputed from the report's own numbers (Langford 2005, Thm 3.3)."""
+    from pacbayes.bounds import holdout_bound
+    from pacbayes.certification import HOLDOUT
+
+    result = []
+    ledger, delta = record.get("delta_ledger"), record.get("delta")
+    if not isinstance(ledger, dict) or not isinstance(delta, (int, float)):
+        raise InputError("the report has no delta_ledger or delta; give a report written by pacbayes certify --json")
+    spent = math.fsum(v for v in _leaves(ledger) if isinstance(v, (int, float)))
+    result.append(
+        Check(
+            "delta_ledger_sum",
+            "match" if spent <= delta * (1 + RELATIVE_TOLERANCE) else "mismatch",
+            delta,
+            spent,
+            "the ledger's shares must sum to at most delta",
+        )
+    )
+    baselines = record.get("baselines") or {}
+    n, share, test_error = baselines.get("holdout_n"), ledger.get(HOLDOUT), record.get("test_error")
+    if all(isinstance(v, (int, float)) for v in (n, share, test_error)) and n >= 1:
+        mistakes = round(test_error * n)
+        result.append(
+            _compare(
+                "holdout_bound", baselines.get("holdout_bound"), holdout_bound(mistakes, n, share), RELATIVE_TOLERANCE
+            )
+        )
+    else:
+        result.append(
+            Check("holdout_bound", "skipped", baselines.get("holdout_bound"), note="the report lacks its inputs")
+        )
+    certified = [b["value"] for b in record.get("bounds", []) if b.get("certified") and b.get("value") is not None]
+    result.append(
+        _compare("best_certified_bound", record.get("best_certified_bound"), min(certified) if certified else None)
+    )
+    return result
+
+
+def check_report(record: dict, *, model_file=None, train=None, test=None, model=None) -> list:
+    """Every :class:`Check` of ``pacbayes verify`` that the given inputs allow.
+
+    record: the report's JSON object; model_file: the model file to hash against ``model_sha256``
+    and its kind; train / test: the data sets to hash against ``data_sha256``; model: the loaded
+    model, which with both data sets reruns the certificate with the recorded options and seed and
+    compares errors and every bound.
+    """
+    origin = record.get("provenance")
+    if not isinstance(origin, dict):
+        raise InputError("the report has no provenance object; write it again with this pacbayes (certify --json)")
+    result = arithmetic_checks(record)
+    if model_file is None:
+        result.append(Check("model_sha256", "skipped", origin.get("model_sha256"), note="no model file given"))
+    else:
+        result.append(_compare("model_sha256", origin.get("model_sha256"), file_sha256(model_file)))
+        result.append(_compare("model_file_kind", origin.get("model_file_kind"), model_file_kind_of(model_file)))
+    recorded_data = origin.get("data_sha256") or {}
+    for role, data in (("train", train), ("test", test)):
+        if data is None:
+            result.append(
+                Check(f"data_sha256_{role}", "skipped", recorded_data.get(role), note=f"no {role} data given")
+            )
+        else:
+            result.append(_compare(f"data_sha256_{role}", recorded_data.get(role), dataset_sha256(data)))
+    if model is not None and train is not None and test is not None:
+        result += rerun_checks(record, model, train, test)
+    return result
+
+
+def rerun_checks(record: dict, model, train, test) -> list:
+    """Certify ``model`` again with the recorded options and seed; compare errors and each bound's value."""
+    from pacbayes.certification import certify
+
+    options = options_from_record(record["provenance"].get("options"))
+    again = certify(model, train, test, options).to_dict()
+    result = [
+        _compare(f"rerun_{key}", record.get(key), again[key], RERUN_TOLERANCE) for key in ("train_error", "test_error")
+    ]
+    recorded = {b["name"]: b for b in record.get("bounds", [])}
+    for b in again["bounds"]:
+        old = recorded.get(b["name"], {})
+        result.append(_compare(f"rerun_bound_{b['name']}", old.get("value"), b["value"], RERUN_TOLERANCE))
+        result.append(_compare(f"rerun_certified_{b['name']}", old.get("certified"), b["certified"]))
+    missing = sorted(set(recorded) - {b["name"] for b in again["bounds"]})
+    result += [Check(f"rerun_bound_{name}", "mismatch", recorded[name].get("value"), None) for name in missing]
+    return result
+
+
+__all__ = [
+    "Check",
+    "arithmetic_checks",
+    "check_report",
+    "collect",
+    "dataset_sha256",
+    "file_sha256",
+    "model_file_kind_of",
+    "model_file_record",
+    "options_from_record",
+    "options_record",
+    "rerun_checks",
+    "tensors_sha256",
+]
