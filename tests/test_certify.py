@@ -93,8 +93,11 @@ def test_certify_cli_on_every_model_file_kind(data, trained, tmp_path):
         for entry in payload["bounds"]:
             assert {"name", "value", "certified", "log_evidence"} <= set(entry)
         values[kind] = payload
-    # the same network through every file kind gives the same measured errors
+    # the same network through every file kind gives the same measured errors, kernel and bounds
     assert len({v["test_error"] for v in values.values()}) == 1
+    assert {v["diagnostics"]["marginal"]["kernel"]["kind"] for v in values.values()} == {"nngp-fc"}
+    assert len({tuple(v["diagnostics"]["marginal"]["kernel"]["layers"]) for v in values.values()}) == 1
+    assert len({tuple((b["name"], b["value"]) for b in v["bounds"]) for v in values.values()}) == 1
 
 
 def test_untrusted_pickle_is_refused(trained, tmp_path):
