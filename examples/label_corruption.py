@@ -55,8 +55,8 @@ def run(m: int, seed: int, quiet: bool, fractions=FRACTIONS):
                 "bound_certified": values["marginal-certified"],
                 "bound_ep": values["marginal-ep"],
                 "bound_certified_clean": values.get("marginal-certified-clean-labels", values["marginal-certified"]),
-                "log_evidence_certified": report.bounds[1].log_evidence,
-                "log_evidence_ep": report.bounds[0].log_evidence,
+                "log_evidence_certified": report.bound("marginal-certified").log_evidence,
+                "log_evidence_ep": report.bound("marginal-ep").log_evidence,
             }
         )
         print(

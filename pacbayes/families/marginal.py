@@ -102,6 +102,10 @@ class MarginalSettings:
     device: Optional[str] = None
     quiet: bool = True
 
+    def __post_init__(self):
+        """Refuse a bad baseline size when the settings are made, before any work."""
+        checks.integer_at_least(self.q_star_test_points, "q_star_test_points (--q-star-test-points)", 1)
+
 
 def build_kernel(model: torch.nn.Module, input_shape, settings: MarginalSettings):
     """The NNGP prior of ``model``'s architecture: analytic when the kernel compiler maps every operation
@@ -212,7 +216,7 @@ def bayes_agreement(model_labels: np.ndarray, probabilities: np.ndarray) -> dict
 
 def baseline_subset(n: int, settings: MarginalSettings) -> np.ndarray:
     """Indices of the test points Q*'s baseline uses: all n, or a seeded subset of ``q_star_test_points``."""
-    limit = checks.integer_at_least(settings.q_star_test_points, "q_star_test_points", 1)
+    limit = settings.q_star_test_points
     if n <= limit:
         return np.arange(n)
     return np.sort(np.random.default_rng([settings.seed, 0x51A5]).choice(n, size=limit, replace=False))
