@@ -93,3 +93,20 @@ def validate_inputs(K, y, jitter=0.0, device=None):
             "beforehand and pay ln|G| for it (certify --jitter-grid 1e-6,1e-4,1e-2)"
         )
     return prior, labels, jitter
+
+
+def validate_test_kernels(K_cross, k_test_diag, m: int, device) -> tuple:
+    """(K_cross (m, n), k_test_diag (n,)) as float64 tensors on ``device``: the prior covariances of the m
+    training points with n test points and the test points' prior variances, checked for shape and
+    finiteness (a 1-D K_cross is one test point)."""
+    cross = _as_float64("K_cross", K_cross, device)
+    prior_var = _as_float64("k_test_diag", k_test_diag, device).reshape(-1)
+    if cross.ndim == 1:
+        cross = cross[:, None]
+    if cross.ndim != 2 or cross.shape[0] != m or cross.shape[1] != prior_var.numel():
+        raise InputError(
+            f"K_cross must be ({m}, n) and k_test_diag (n,); got {tuple(cross.shape)} and {tuple(prior_var.shape)}"
+        )
+    if not (bool(torch.isfinite(cross).all()) and bool(torch.isfinite(prior_var).all())):
+        raise InputError("K_cross or k_test_diag contain NaN or infinity; recompute them in float64")
+    return cross, prior_var

@@ -30,7 +30,7 @@ from scipy.linalg import lapack
 from pacbayes import checks
 from pacbayes.errors import ConvergenceError, InputError
 from pacbayes.evidence._gauss import log_ndtr, mills_ratio
-from pacbayes.evidence._validate import validate_inputs
+from pacbayes.evidence._validate import validate_inputs, validate_test_kernels
 from pacbayes.progress import progress
 
 SCHEDULES = ("parallel", "sequential")
@@ -284,22 +284,7 @@ def ep_predict(result: EPResult, K_cross, k_test_diag):
     Returns float64 numpy arrays (mean, variance), each of shape (n,).
     """
     device = result.alpha.device
-    cross, prior_var = (
-        torch.as_tensor(v if isinstance(v, torch.Tensor) else np.array(v, dtype=np.float64), dtype=torch.float64).to(
-            device
-        )
-        for v in (K_cross, k_test_diag)
-    )
-    prior_var = prior_var.reshape(-1)
-    if cross.ndim == 1:
-        cross = cross[:, None]
-    if cross.ndim != 2 or cross.shape[0] != result.m or cross.shape[1] != prior_var.numel():
-        raise InputError(
-            f"K_cross must be ({result.m}, n) and k_test_diag (n,); got "
-            f"{tuple(cross.shape)} and {tuple(prior_var.shape)}"
-        )
-    if not (bool(torch.isfinite(cross).all()) and bool(torch.isfinite(prior_var).all())):
-        raise InputError("K_cross or k_test_diag contain NaN or infinity; recompute them in float64")
+    cross, prior_var = validate_test_kernels(K_cross, k_test_diag, result.m, device)
     sqrt_tau = torch.sqrt(torch.as_tensor(result.site_precision, device=device))
     mean = cross.T @ result.alpha
     v = torch.linalg.solve_triangular(result.chol_b, sqrt_tau[:, None] * cross, upper=False)

@@ -25,6 +25,7 @@ import torch
 
 from pacbayes import checks
 from pacbayes.errors import ConvergenceError, InputError
+from pacbayes.evidence._validate import validate_test_kernels
 from pacbayes.evidence.ep import (
     _ADAPTIVE_GROWTH,
     _ADAPTIVE_START,
@@ -193,27 +194,6 @@ def multiclass_ep_log_evidence(
     )
 
 
-def _test_inputs(result, K_cross, k_test_diag):
-    device = result.prior.device
-    cross, prior_var = (
-        torch.as_tensor(np.array(v, dtype=np.float64) if not isinstance(v, torch.Tensor) else v)
-        .to(device=device, dtype=torch.float64)
-        .detach()
-        for v in (K_cross, k_test_diag)
-    )
-    prior_var = prior_var.reshape(-1)
-    if cross.ndim == 1:
-        cross = cross[:, None]
-    if cross.ndim != 2 or cross.shape[0] != result.m or cross.shape[1] != prior_var.numel():
-        raise InputError(
-            f"K_cross must be ({result.m}, n) and k_test_diag (n,); got {tuple(cross.shape)} and "
-            f"{tuple(prior_var.shape)}"
-        )
-    if not (bool(torch.isfinite(cross).all()) and bool(torch.isfinite(prior_var).all())):
-        raise InputError("K_cross or k_test_diag contain NaN or infinity; recompute them in float64")
-    return cross, prior_var
-
-
 def _star_matrices(tau, labels, other, classes):
     """P_i = sum_c tau_ic (e_y - e_c)(e_y - e_c)^T for every point: (m, C, C)."""
     m = tau.shape[0]
@@ -242,7 +222,7 @@ def multiclass_ep_predict(
     """
     checks.integer_at_least(samples, "samples", 1)
     checks.integer_at_least(seed, "seed", 0)
-    cross, prior_var = _test_inputs(result, K_cross, k_test_diag)
+    cross, prior_var = validate_test_kernels(K_cross, k_test_diag, result.m, result.prior.device)
     prior, classes, m = result.prior, result.classes, result.m
     other = torch.as_tensor(pair_index(result.labels, classes), device=prior.device)
     labels = torch.as_tensor(result.labels, device=prior.device)
