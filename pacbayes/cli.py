@@ -576,6 +576,7 @@ def evidence_command(
     """ln P(S) of the labels under the GP prior N(0, K + jitter I) (one per logit for C classes):
     EP estimate and certified sandwich."""
     from pacbayes.device import threads_for
+    from pacbayes.evidence.budget import orthant_dimension
     from pacbayes.evidence.label_model import label_model
 
     if method != "ep" and not 0.0 < delta_prime < 1.0:
@@ -599,8 +600,7 @@ def evidence_command(
         "seconds": 0.0,
     }
     lines = []
-    dimension = payload["m"] * (1 if classes == 2 else classes - 1)
-    with threads_for(dimension, device):
+    with threads_for(orthant_dimension(payload["m"], classes), device):
         if method in ("ep", "all"):
             ep = likelihood.ep(K, y, jitter=jitter, tol=tol, device=device, quiet=quiet)
             payload.update(

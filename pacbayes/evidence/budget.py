@@ -79,6 +79,11 @@ def estimate(what: str, n: int, *, choleskys: float, matrices: int, extra_second
     return Budget(what, int(n), seconds, int(matrices * 8 * n * n))
 
 
+def orthant_dimension(m: int, classes: int) -> int:
+    """Dimension of the Gaussian orthant that P(S) is: m for binary labels, (C-1) m for C classes."""
+    return m if classes == 2 else (classes - 1) * m
+
+
 def ep_budget(n: int, device="cpu") -> Budget:
     """Expected cost of converged parallel EP on an n x n prior covariance."""
     return estimate("EP for ln P(S)", n, choleskys=EP_CHOLESKYS, matrices=EP_MATRICES, device=device)
@@ -89,7 +94,7 @@ def multiclass_ep_budget(m: int, classes: int, device="cpu") -> Budget:
     :mod:`pacbayes.evidence.multiclass_posterior` (about 7 C m^3 flops = 21 C Choleskys of m per sweep,
     two stacks of C m x m matrices and a few more), as :func:`multiclass_ep.chosen_method` picks."""
     if chosen_method(m, classes) == "dense":
-        return ep_budget((classes - 1) * m, device)
+        return ep_budget(orthant_dimension(m, classes), device)
     return estimate(
         "multi-class EP for ln P(S) (structured)",
         m,
@@ -112,4 +117,19 @@ def certified_budget(n: int, samples: int, device="cpu") -> Budget:
     )
 
 
-__all__ = ["Budget", "certified_budget", "ep_budget", "estimate", "multiclass_ep_budget"]
+def evidence_budgets(m: int, classes: int, samples: int, device="cpu") -> tuple:
+    """(EP, certified sandwich) budgets for m training points with ``classes`` classes."""
+    n = orthant_dimension(m, classes)
+    ep = ep_budget(n, device) if classes == 2 else multiclass_ep_budget(m, classes, device)
+    return ep, certified_budget(n, samples, device)
+
+
+__all__ = [
+    "Budget",
+    "certified_budget",
+    "ep_budget",
+    "estimate",
+    "evidence_budgets",
+    "multiclass_ep_budget",
+    "orthant_dimension",
+]

@@ -30,7 +30,7 @@ from pacbayes.bounds import MARGINAL_VARIANTS, marginal_likelihood_bound, series
 from pacbayes.data import signs
 from pacbayes.errors import InputError
 from pacbayes.device import resolve_device, threads_for
-from pacbayes.evidence.budget import certified_budget, ep_budget, multiclass_ep_budget
+from pacbayes.evidence.budget import evidence_budgets, orthant_dimension
 from pacbayes.evidence.label_model import label_model
 from pacbayes.evidence.multiclass import validate_class_labels
 from pacbayes.evidence.tilted import DEFAULT_SAMPLES
@@ -286,17 +286,10 @@ def kernel_summary(kernel) -> str:
     )
 
 
-def orthant_dimension(m: int, classes: int) -> int:
-    """Dimension of the Gaussian orthant that P(S) is: m for binary labels, (C-1) m for C classes."""
-    return m if classes == 2 else (classes - 1) * m
-
-
 def _evidence_budgets(m: int, classes: int, settings: MarginalSettings) -> None:
     """Say the expected time and memory of EP and the certified sandwich; refuse what cannot fit."""
-    n = orthant_dimension(m, classes)
     device = str(resolve_device(settings.device))
-    ep = ep_budget(n, device) if classes == 2 else multiclass_ep_budget(m, classes, device)
-    for budget in (ep, certified_budget(n, DEFAULT_SAMPLES, device)):
+    for budget in evidence_budgets(m, classes, DEFAULT_SAMPLES, device):
         announce(budget.line(), quiet=settings.quiet)
         budget.check_fits(device, "use fewer training points (--m) or a device with more memory (--device)")
 
