@@ -17,12 +17,13 @@ import time
 import numpy as np
 import torch
 
+import pacbayes.data
 from pacbayes.data import read_idx
 from pacbayes.device import resolve_device
 from pacbayes.evidence import certified_log_evidence, ep_log_evidence
 from pacbayes.kernels.fc import FullyConnectedNNGP
 
-MNIST = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+MNIST = pathlib.Path(pacbayes.data.__file__).parent / "mnist"  # the 10,000 MNIST test images the package ships
 
 
 def _sync(device):

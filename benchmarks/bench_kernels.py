@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
+import pacbayes.data
 from pacbayes.data import read_idx
 from pacbayes.kernels import FullyConnectedNNGP, nngp_for_module
 
-MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist", "t10k-images-idx3-ubyte.gz")
+MNIST = os.path.join(os.path.dirname(pacbayes.data.__file__), "mnist", "t10k-images-idx3-ubyte.gz")  # shipped
 BASELINE_COMMIT = "3d3f2c4c819a2ac9c2221fc66c8d8df8f05050f1"
 NETS = {"stride 1 'same'": (1, "same"), "stride 2 pad 2": (2, 2)}
 
