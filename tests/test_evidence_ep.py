@@ -67,20 +67,33 @@ def test_unconverged_is_an_error_or_an_explicit_flag():
     assert not flagged.converged and flagged.sweeps == 2 and flagged.final_change > 1e-14
 
 
-@pytest.mark.parametrize("kwargs", [{"tol": 0.0}, {"max_sweeps": 1}, {"damping": 1.5}, {"schedule": "random"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"tol": 0.0},
+        {"max_sweeps": 1},
+        {"damping": 1.5},
+        {"schedule": "random"},
+        {"start": "middle"},
+        {"precision": "half"},
+        {"schedule": "sequential", "precision": "mixed"},
+    ],
+)
 def test_bad_options(kwargs):
     K, y = _equicorrelated(5, 0.5, seed=0)
     with pytest.raises(InputError):
         ep_log_evidence(K, y, **kwargs)
 
 
-def test_posterior_and_prediction_match_dense_gaussian_algebra():
+@pytest.mark.parametrize("precision", ["double", "mixed"])
+def test_posterior_and_prediction_match_dense_gaussian_algebra(precision):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(35, 3))
     joint = np.exp(-0.5 * ((x[:, None] - x[None]) ** 2).sum(-1)) + 0.01 * np.eye(35)
     train, test = slice(0, 30), slice(30, 35)
     y = np.sign(x[train, 0] + 0.1)
-    result = ep_log_evidence(joint[train, train], y, jitter=0.05, tol=1e-10)
+    result = ep_log_evidence(joint[train, train], y, jitter=0.05, tol=1e-10, precision=precision)
+    assert result.precision == precision and (result.single_sweeps > 0) == (precision == "mixed")
     tau, nu = result.site_precision, result.site_natural_mean
     prior = joint[train, train] + 0.05 * np.eye(30)
     sigma = np.linalg.inv(np.linalg.inv(prior) + np.diag(tau))
@@ -149,3 +162,54 @@ def test_ep_on_unbalanced_near_singular_and_duplicate_kernels(case):
     result = ep_log_evidence(K, y, jitter=jitter)
     assert result.converged and math.isfinite(result.log_evidence)
     assert abs(result.log_evidence - exact) < tolerance
+
+
+def _rbf_problem(m, seed=0):
+    x = np.random.default_rng(seed).normal(size=(m, 5))
+    K = np.exp(-0.1 * ((x[:, None] - x[None]) ** 2).sum(-1)) + 1e-6 * np.eye(m)
+    return K, np.sign(x[:, 0] + 0.3 * x[:, 1] + 0.05)
+
+
+def test_nested_start_and_mixed_precision_reach_the_same_fixed_point_from_closer():
+    K, y = _rbf_problem(700)
+    plain = ep_log_evidence(K, y, start="prior", precision="double")
+    fast = ep_log_evidence(K, y, start="nested", precision="mixed")
+    assert (plain.start, plain.precision, fast.start, fast.precision) == ("prior", "double", "nested", "mixed")
+    assert fast.converged and fast.single_sweeps >= 1 and fast.final_change <= 1e-6
+    assert fast.log_evidence == pytest.approx(plain.log_evidence, rel=5e-6)
+    # sites converge more slowly than ln Z: at tol 1e-6 both runs are within ~2e-3 of the tight variances
+    np.testing.assert_allclose(fast.posterior_variance, plain.posterior_variance, rtol=1e-2)
+    # the nested start's first sweep is far nearer the fixed point than the prior-marginal start's
+    assert abs(fast.history[0] - fast.log_evidence) < 0.1 * abs(plain.history[0] - plain.log_evidence)
+    assert fast.sweeps < plain.sweeps
+
+
+def test_auto_start_and_precision_by_size():
+    from pacbayes.evidence.ep import MIXED_AUTO, NESTED_AUTO, resolved_start_and_precision
+
+    assert resolved_start_and_precision(NESTED_AUTO - 1, "parallel", "auto", "auto") == ("prior", "double")
+    assert resolved_start_and_precision(NESTED_AUTO, "parallel", "auto", "auto") == ("nested", "double")
+    assert resolved_start_and_precision(MIXED_AUTO, "parallel", "auto", "auto") == ("nested", "mixed")
+    assert resolved_start_and_precision(MIXED_AUTO, "sequential", "auto", "auto") == ("nested", "double")
+
+
+def test_a_float32_sweep_that_fails_hands_over_to_float64():
+    from pacbayes.evidence.ep import SinglePrecisionLoss, _prior_sites, _Workspace, parallel_update, run_sweeps
+
+    K, y = (torch.as_tensor(a) for a in _rbf_problem(80))
+    workspace, dtypes = _Workspace(K), []
+
+    def posterior(tau, nu, dtype):
+        dtypes.append(dtype)
+        if dtype == torch.float32 and len(dtypes) == 3:
+            raise SinglePrecisionLoss("test")
+        return workspace.posterior(tau, nu, dtype)
+
+    run = run_sweeps(
+        posterior, parallel_update(y), y, *_prior_sites(K, y), tol=1e-8, max_sweeps=100, damping=0.8, precision="mixed"
+    )
+    reference = ep_log_evidence(K, y, tol=1e-8, damping=0.8, precision="double")
+    assert run.converged and run.single_sweeps == 2
+    assert dtypes[:4] == [torch.float32, torch.float32, torch.float32, torch.float64]
+    assert set(dtypes[3:]) == {torch.float64}
+    assert run.history[-1] == pytest.approx(reference.log_evidence, rel=1e-7)

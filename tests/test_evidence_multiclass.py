@@ -106,6 +106,15 @@ def test_structured_equals_dense_with_an_empty_class(m, classes):
     assert auto == ("dense" if classes <= 4 else "structured")  # (C-1)m <= 3000 here
 
 
+@pytest.mark.parametrize("method", ["dense", "structured"])
+def test_mixed_precision_converges_to_the_float64_value(method):
+    K, y = _kernel(60, 3), _labels(60, 4, 4)
+    double = multiclass_ep_log_evidence(K, y, 4, jitter=JITTER, method=method, precision="double", tol=1e-9)
+    mixed = multiclass_ep_log_evidence(K, y, 4, jitter=JITTER, method=method, precision="mixed", tol=1e-9)
+    assert mixed.converged and mixed.final_change <= 1e-9
+    assert mixed.log_evidence == pytest.approx(double.log_evidence, rel=1e-8)
+
+
 def test_permuting_class_names_leaves_ln_p_unchanged():
     m, classes = 15, 4
     K, y = _kernel(m, 9), _labels(m, classes, 10)

@@ -5,7 +5,8 @@ n = (C-1) m for the dense multi-class orthant; the structured multi-class EP fac
 of m x m per sweep). One probe matrix product on the target device, timed best of three, gives the
 flop rate and so the seconds of a Cholesky (n^3 / 3 flops); the figures scale it by the work each
 estimator does in Cholesky equivalents (measured on the MNIST NNGP benchmarks, benchmarks/
-bench_evidence.py: a parallel EP sweep costs ~2.6 Choleskys and EP converges in ~12 sweeps; the
+bench_evidence.py: with the nested start EP converges in ~6 sweeps of ~2.3 Choleskys, float32 ones
+cheaper, plus the input check's Cholesky; the multi-class EP in ~10 structured sweeps; the
 certified sandwich costs its pivoted Cholesky, ~15 Newton Choleskys and one triangular pass per
 sample). They are estimates to plan by, not guarantees. Memory: the number of n x n float64
 matrices alive at the peak. A run that cannot fit in the memory available is refused before any
@@ -22,9 +23,9 @@ from pacbayes.memory import check_fits
 from pacbayes.evidence.multiclass_ep import chosen_method
 
 _PROBE_SIZE = 1024
-EP_SWEEPS = 12
-EP_CHOLESKYS = EP_SWEEPS * 2.6
-EP_MATRICES = 5
+EP_CHOLESKYS = 15.0
+MULTICLASS_EP_SWEEPS = 10
+EP_MATRICES = 3  # the prior, the input check's factor and the sweep buffer
 CERTIFIED_CHOLESKYS = 16.0
 CERTIFIED_MATRICES = 7  # measured: 4.1 GB at n = 9,000
 
@@ -98,7 +99,7 @@ def multiclass_ep_budget(m: int, classes: int, device="cpu") -> Budget:
     return estimate(
         "multi-class EP for ln P(S) (structured)",
         m,
-        choleskys=EP_SWEEPS * 21.0 * classes,
+        choleskys=MULTICLASS_EP_SWEEPS * 21.0 * classes,
         matrices=6 * classes + 10,  # the two stacks of C, the predictive's and the temporaries
         device=device,
     )

@@ -16,7 +16,6 @@ parallel schedule with adaptive damping of the binary EP (:mod:`pacbayes.evidenc
 * "auto": dense while (C-1)m <= DENSE_LIMIT and C <= DENSE_CLASSES, else structured.
 """
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -24,18 +23,16 @@ import numpy as np
 import torch
 
 from pacbayes import checks
-from pacbayes.errors import ConvergenceError, InputError
+from pacbayes.errors import InputError
 from pacbayes.evidence._validate import validate_test_kernels
 from pacbayes.evidence.ep import (
-    _ADAPTIVE_GROWTH,
-    _ADAPTIVE_START,
     DEFAULT_TOL,
-    _cavity,
     _check_options,
-    _log_z,
     _tilted,
     checked_convergence,
     ep_log_evidence,
+    parallel_update,
+    run_sweeps,
 )
 from pacbayes.evidence.multiclass import difference_covariance, pair_index, validate_multiclass
 from pacbayes.evidence.multiclass_posterior import pair_marginals, star_transpose, structured_posterior
@@ -45,6 +42,7 @@ METHODS = ("auto", "dense", "structured")
 # "auto" uses the dense orthant up to this many differences (C-1)m and classes; beyond C = 4 its
 # (2/3) (C-1)^3 m^3 flops per sweep exceed the structured ~7 C m^3.
 DENSE_LIMIT, DENSE_CLASSES = 3000, 4
+STRUCTURED_MIXED_AUTO = 1000  # "auto" precision of the structured posterior: float32 sweeps first from this m
 DEFAULT_PREDICT_SAMPLES = 20_000  # Monte Carlo draws per test point: standard error <= 0.5/sqrt(n) = 0.0035
 _PREDICT_FLOATS = 20_000_000  # test points per chunk: C * m * C * chunk floats for W K_cross
 
@@ -78,42 +76,50 @@ class MulticlassEPResult:
         return int(self.labels.shape[0])
 
 
-def _structured_ep(prior, labels, classes, tol, max_sweeps, damping, quiet):
-    """The parallel EP loop of :func:`pacbayes.evidence.ep_log_evidence` with the structured posterior."""
+@dataclass
+class _PairMarginals:
+    """What the EP loop needs of the structured posterior: ln|I + (I_C (x) K) W| / 2 and the pairs' marginals."""
+
+    half_log_det: float
+    mean: torch.Tensor
+    variance: torch.Tensor
+
+
+def _structured_ep(prior, labels, classes, tol, max_sweeps, damping, precision, quiet):
+    """The EP loop of :func:`pacbayes.evidence.ep.run_sweeps` with the structured posterior."""
     m = prior.shape[0]
     other = torch.as_tensor(pair_index(labels, classes), device=prior.device)
     own = torch.as_tensor(labels, device=prior.device)
     ones = torch.ones(m * (classes - 1), dtype=prior.dtype, device=prior.device)
     prior_var = 2.0 * prior.diagonal()[:, None].expand(m, classes - 1).reshape(-1)  # Var(g_ic) = 2 K'_ii
     _, tau, nu = _tilted(ones, 1.0 / prior_var, torch.zeros_like(prior_var))
-    step = _ADAPTIVE_START if damping == "adaptive" else float(damping)
-    history, change, converged = [], math.inf, False
+    priors = {torch.float64: prior}
+
+    def posterior(tau, nu, dtype):
+        if dtype not in priors:
+            priors[dtype] = prior.to(dtype)
+        post = structured_posterior(
+            priors[dtype], own, other, tau.reshape(m, -1).to(dtype), nu.reshape(m, -1).to(dtype)
+        )
+        mean, variance = (t.reshape(-1).double() for t in pair_marginals(post, own, other))
+        return _PairMarginals(float(post.half_log_det), mean, variance)
+
     bar = progress(total=max_sweeps, desc=f"multi-class EP (m={m}, C={classes})", quiet=quiet, unit="sweep")
-    for sweep in range(1, max_sweeps + 1):
-        post = structured_posterior(prior, own, other, tau.reshape(m, -1), nu.reshape(m, -1))
-        mean, variance = (t.reshape(-1) for t in pair_marginals(post, own, other))
-        log_z = _log_z(ones, post.half_log_det, mean, variance, tau, nu)
-        if not math.isfinite(log_z):
-            raise ConvergenceError(
-                f"multi-class EP: ln Z became {log_z} at sweep {sweep}; the kernel may be too ill-conditioned; "
-                "declare a fixed jitter"
-            )
-        if history:
-            previous_change, change = change, abs(log_z - history[-1])
-            if damping == "adaptive":
-                step = min(1.0, _ADAPTIVE_GROWTH * step) if change < previous_change else 0.5 * step
-        history.append(log_z)
-        bar.update(1)
-        bar.set_postfix(lnZ=f"{log_z:.6f}", change=f"{change:.2e}")
-        if change <= tol * max(1.0, abs(log_z)) or sweep == max_sweeps:
-            converged = change <= tol * max(1.0, abs(log_z))
-            break
-        cav_tau, cav_nu = _cavity(mean, variance, tau, nu)
-        _, new_tau, new_nu = _tilted(ones, cav_tau, cav_nu)
-        tau = tau + step * (new_tau - tau)
-        nu = nu + step * (new_nu - nu)
+    run = run_sweeps(
+        posterior,
+        parallel_update(ones),
+        ones,
+        tau,
+        nu,
+        tol=tol,
+        max_sweeps=max_sweeps,
+        damping=damping,
+        precision=precision,
+        what="multi-class EP",
+        bar=bar,
+    )
     bar.close()
-    return history, converged, change, step, tau, nu
+    return run
 
 
 def chosen_method(m: int, classes: int, method: str = "auto") -> str:
@@ -135,6 +141,7 @@ def multiclass_ep_log_evidence(
     device=None,
     quiet=True,
     method="auto",
+    precision="auto",
     allow_unconverged=False,
 ) -> MulticlassEPResult:
     """Estimate ln P(S) = ln Pr[f_{y_i}(x_i) > f_c(x_i) for all i, c != y_i], f ~ N(0, I_C (x) (K + jitter I)).
@@ -143,11 +150,13 @@ def multiclass_ep_log_evidence(
     is allowed). ``tol``, ``max_sweeps``, ``damping``, ``allow_unconverged`` as in
     :func:`pacbayes.evidence.ep_log_evidence` (parallel schedule): stop when the change of ln Z
     between sweeps is <= tol max(1, |ln Z|); ConvergenceError otherwise unless allow_unconverged.
-    ``method``: "dense", "structured" or "auto" (see the module docstring).
+    ``method``: "dense", "structured" or "auto" (see the module docstring). ``precision``: "mixed"
+    (float32 sweeps first, converged in float64), "double" or "auto" (as the binary EP decides for
+    the dense orthant; mixed for the structured posterior from m = STRUCTURED_MIXED_AUTO).
     """
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    _check_options(tol, max_sweeps, damping, "parallel")
+    _check_options(tol, max_sweeps, damping, "parallel", precision=precision)
     start = time.perf_counter()
     prior, labels, classes, jitter = validate_multiclass(K, labels, classes, jitter, device)
     size = (classes - 1) * labels.size
@@ -160,18 +169,20 @@ def multiclass_ep_log_evidence(
             tol=tol,
             max_sweeps=max_sweeps,
             damping=damping,
+            precision=precision,
             device=prior.device,
             quiet=quiet,
             allow_unconverged=True,
         )
         history, converged, step = dense.history, dense.converged, dense.damping
         tau, nu = dense.site_precision, dense.site_natural_mean
-        change = abs(history[-1] - history[-2]) if len(history) > 1 else math.inf
+        change = dense.final_change * max(1.0, abs(history[-1]))
     else:
-        history, converged, change, step, tau, nu = _structured_ep(
-            prior, labels, classes, tol, max_sweeps, damping, quiet
-        )
-        tau, nu = tau.cpu().numpy(), nu.cpu().numpy()
+        if precision == "auto":
+            precision = "mixed" if labels.size >= STRUCTURED_MIXED_AUTO else "double"
+        run = _structured_ep(prior, labels, classes, tol, max_sweeps, damping, precision, quiet)
+        history, converged, change, step = run.history, run.converged, run.change, run.step
+        tau, nu = run.tau.cpu().numpy(), run.nu.cpu().numpy()
     relative_change = checked_convergence(
         "multi-class EP", history, change, converged, allow_unconverged, max_sweeps, tol
     )

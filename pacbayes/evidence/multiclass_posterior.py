@@ -32,6 +32,7 @@ from typing import Optional
 import torch
 
 from pacbayes.errors import ConvergenceError
+from pacbayes.evidence.ep import SinglePrecisionLoss
 
 _GRAM_FLOATS = 10_000_000  # working memory (floats) of one chunk in _point_grams
 
@@ -101,6 +102,8 @@ def _point_grams(stack: torch.Tensor) -> torch.Tensor:
 
 def _cholesky(matrix, what):
     chol, info = torch.linalg.cholesky_ex(matrix)
+    if int(info) != 0 and matrix.dtype == torch.float32:
+        raise SinglePrecisionLoss(what)
     if int(info) != 0:
         raise ConvergenceError(f"multi-class EP: {what} lost positive definiteness; use a larger fixed jitter")
     return chol
