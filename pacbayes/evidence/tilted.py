@@ -286,7 +286,7 @@ def certified_log_evidence(
     _check_options(delta_prime, samples, seed, chunk)
     start = time.perf_counter()
     prior, labels, jitter = validate_inputs(K, y, jitter, device)
-    sigma = labels[:, None] * prior * labels[None, :]
+    sigma = prior.mul_(labels[:, None]).mul_(labels[None, :])  # Y (K + jitter I) Y, in place
     del prior
     perm, L = pivoted_cholesky_order(sigma, quiet=quiet)
     del sigma
