@@ -1,17 +1,25 @@
-"""Benchmark ln P(S) on MNIST ReLU-NNGP kernels: EP seconds per sweep vs one Cholesky; certified time.
+"""Benchmark ln P(S) on MNIST ReLU-NNGP kernels: EP time in Choleskys of the same m; certified time and gap.
 
     python benchmarks/bench_evidence.py [--m 1000 3000 10000] [--certified-m 3000] [--device cpu]
+    python benchmarks/bench_evidence.py --m 10000 --certified-m 10000 --baseline   # issue 18, items 1 and 3
+    python benchmarks/bench_evidence.py --synthetic 20000 --certified-m 20000 --samples 1000   # item 2: memory
     python benchmarks/bench_evidence.py --synthetic 30000 --device cuda   # random inputs, GPU
 
 For each m: one float64 Cholesky of the m x m prior (the baseline, timed in the same run), then EP
-(parallel, adaptive damping, tol 1e-6): total seconds, sweeps, seconds per sweep (total / sweeps,
-input validation included) and its ratio to the Cholesky. Then the certified sandwich at
---certified-m. Targets (issue 4, 2-core CPU): EP at m = 10,000 <= 300 s, seconds per sweep
-<= 4 Choleskys, certified at m = 3,000 <= 60 s.
+(parallel, adaptive damping, tol 1e-6, nested start and mixed precision by default): total seconds
+(input validation included), sweeps (of which float32), total and per sweep in Choleskys.
+``--baseline`` also runs the previous EP (prior-marginal start, float64 sweeps) in the same run.
+Then the certified sandwich at --certified-m, with its gap to EP (EP - lower) against
+ln(1/delta') + 5. Each line ends with the process's peak resident memory so far (monotone: read it
+in order). Targets (issue 18, 2-core CPU): EP at m = 10,000 in <= 15 Choleskys; EP and the
+certified sandwich at m = 20,000 in 24 GB; certified at m = 10,000 within ln(1/delta') + 5 nats of
+EP in <= 5 min.
 """
 
 import argparse
+import math
 import pathlib
+import resource
 import time
 
 import numpy as np
@@ -31,6 +39,22 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _peak_gb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _ep_line(label, result, chol, device):
+    return (
+        f"{label}: ln P(S) = {result.log_evidence:.4f}  {result.seconds:8.2f} s = {result.seconds / chol:5.1f} "
+        f"Choleskys  {result.sweeps} sweeps ({result.single_sweeps} float32, start {result.start})  "
+        f"{result.seconds / result.sweeps / chol:5.2f} Choleskys/sweep  (final relative change "
+        f"{result.final_change:.1e}{'' if result.converged else ', NOT CONVERGED: capped'})  "
+        f"peak {_peak_gb(device):.1f} GiB"
+    )
+
+
 def inputs(n, synthetic, mnist_dir):
     if synthetic:
         generator = torch.Generator().manual_seed(0)
@@ -47,6 +71,8 @@ def main():
     parser.add_argument("--m", type=int, nargs="*", default=[1000, 3000, 10000])
     parser.add_argument("--certified-m", type=int, nargs="*", default=[3000])
     parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--delta-prime", type=float, default=0.01)
+    parser.add_argument("--baseline", action="store_true", help="also run the previous EP (prior start, float64)")
     parser.add_argument(
         "--max-sweeps", type=int, default=200, help="cap EP sweeps (a capped run is reported as not converged)"
     )
@@ -66,6 +92,7 @@ def main():
         f"inputs, {time.perf_counter() - start:.1f} s, device {device}, torch threads {torch.get_num_threads()}"
     )
     y = y.to(device)
+    print(f"after the kernel: peak {_peak_gb(device):.1f} GiB")
     for m in sizes:
         block = K[:m, :m].contiguous()
         _sync(device)
@@ -73,24 +100,29 @@ def main():
         torch.linalg.cholesky(block)
         _sync(device)
         chol = time.perf_counter() - start
-        result = ep_log_evidence(
-            block, y[:m], device=device, quiet=True, max_sweeps=args.max_sweeps, allow_unconverged=True
+        print(f"cholesky m={m}: {chol:.3f} s")
+        runs = [("EP", {})] + (
+            [("EP previous (prior start, float64)", {"start": "prior", "precision": "double"})] if args.baseline else []
         )
-        per_sweep = result.seconds / result.sweeps
-        print(
-            f"EP m={m:6d}: ln P(S) = {result.log_evidence:.4f}  {result.seconds:8.2f} s  "
-            f"{result.sweeps} sweeps  {per_sweep:7.3f} s/sweep  cholesky {chol:7.3f} s  "
-            f"ratio {per_sweep / chol:5.2f}  (final relative change {result.final_change:.1e}"
-            f"{'' if result.converged else ', NOT CONVERGED: capped'})"
-        )
+        for label, options in runs:
+            result = ep_log_evidence(
+                block, y[:m], device=device, quiet=True, max_sweeps=args.max_sweeps, allow_unconverged=True, **options
+            )
+            print(_ep_line(f"{label} m={m}", result, chol, device), flush=True)
     for m in args.certified_m:
+        block = K[:m, :m].contiguous()
+        ep = ep_log_evidence(block, y[:m], device=device, quiet=True)
         cert = certified_log_evidence(
-            K[:m, :m], y[:m], delta_prime=0.01, seed=0, samples=args.samples, device=device, quiet=True
+            block, y[:m], delta_prime=args.delta_prime, seed=0, samples=args.samples, device=device, quiet=True
         )
+        allowed = math.log(1 / args.delta_prime) + 5
+        upper = "n/a" if cert.upper is None else f"{cert.upper:.4f}"
         print(
-            f"certified m={m:6d}: lower {cert.lower:.4f}  ln Z_hat {cert.log_estimate:.4f}  "
-            f"upper {cert.upper:.4f}  {cert.seconds:.2f} s  ({cert.samples} samples, "
-            f"relative std {cert.relative_std:.2f}, |grad| {cert.grad_norm:.1e})"
+            f"certified m={m:6d}: lower {cert.lower:.4f}  ln Z_hat {cert.log_estimate:.4f}  upper {upper}  "
+            f"EP {ep.log_evidence:.4f}  gap EP - lower {ep.log_evidence - cert.lower:.2f} nats "
+            f"(target <= ln(1/delta') + 5 = {allowed:.2f})  {cert.seconds:.2f} s  ({cert.samples} samples, "
+            f"relative std {cert.relative_std:.2f}, |grad| {cert.grad_norm:.1e})  peak {_peak_gb(device):.1f} GiB",
+            flush=True,
         )
 
 

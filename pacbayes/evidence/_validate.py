@@ -56,13 +56,21 @@ def validate_jitter(jitter) -> float:
     return jitter
 
 
+def _max_asymmetry(kernel: torch.Tensor, rows: int = 1024) -> float:
+    """max |K - K^T|, a block of rows at a time (no m x m temporary)."""
+    return max(
+        float((kernel[i : i + rows] - kernel[:, i : i + rows].T).abs().max()) for i in range(0, kernel.shape[0], rows)
+    )
+
+
 def validate_inputs(K, y, jitter=0.0, device=None):
     """Check K and y and return (prior covariance K + jitter I, labels in {-1, +1}, jitter).
 
     K: m x m, finite, symmetric (to relative 1e-8; then symmetrised), and K + jitter I positive
     definite (its Cholesky factorisation succeeds). Otherwise InputError names the problem; for a
     matrix that is not positive definite it names the smallest eigenvalue and suggests a jitter.
-    Both tensors are float64 on ``device`` (cpu by default).
+    Both tensors are float64 on ``device`` (cpu by default); the prior is a new tensor that the
+    caller may overwrite. Peak memory: K, the prior and the check's Cholesky factor.
     """
     device = resolve_device(device)
     jitter = validate_jitter(jitter)
@@ -76,12 +84,12 @@ def validate_inputs(K, y, jitter=0.0, device=None):
         raise InputError("kernel K contains NaN or infinity; recompute it in float64")
     labels = validate_labels(y, m, device)
     scale = float(kernel.abs().max())
-    asymmetry = float((kernel - kernel.T).abs().max())
+    asymmetry = _max_asymmetry(kernel)
     if asymmetry > SYMMETRY_RTOL * max(scale, 1e-300):
         raise InputError(
             f"kernel K is not symmetric (max |K - K^T| = {asymmetry:.3g}); pass a symmetric covariance matrix"
         )
-    prior = 0.5 * (kernel + kernel.T)
+    prior = kernel.clone().add_(kernel.T).mul_(0.5)  # (K + K^T) / 2 without a second temporary
     prior.diagonal().add_(jitter)
     _, info = torch.linalg.cholesky_ex(prior)
     if int(info) != 0:

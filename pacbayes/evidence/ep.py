@@ -122,33 +122,44 @@ def _not_positive_definite(dtype, what):
 
 
 def _inverse_factor(B: torch.Tensor, what="B = I + S^1/2 K S^1/2"):
-    """(U = L^-T, ln|B| / 2) for B = L L^T; on the CPU U is written over B, in place.
+    """(L^-1, ln|B| / 2) for B = L L^T; on the CPU L^-1 is written over B, in place.
 
-    CPU: LAPACK potrf then trtri (m^3/3 flops each; trtri measured 1.0-1.2x a Cholesky at
-    m = 3000-6000) on the Fortran view of the row-major buffer, whose lower triangle is the upper
-    triangle of the buffer. Other devices: a Cholesky and a triangular solve against I.
+    CPU: torch's Cholesky (MKL) in place, then LAPACK trtri (m^3/3 flops; about one Cholesky,
+    where a triangular solve against I costs 2.4-2.9) on the Fortran view of the row-major
+    buffer, in which L is upper triangular (L^T). Other devices: a Cholesky and a triangular solve
+    against I.
     """
+    info = torch.empty((), dtype=torch.int32, device=B.device)
     if B.device.type == "cpu":
-        potrf, trtri = (lapack.dpotrf, lapack.dtrtri) if B.dtype == torch.float64 else (lapack.spotrf, lapack.strtri)
-        factor, info = potrf(B.numpy().T, lower=1, overwrite_a=1, clean=0)
-        if info != 0:
-            _not_positive_definite(B.dtype, what)
-        half_log_det = float(np.log(np.diagonal(factor).astype(np.float64)).sum())
-        inverse, info = trtri(factor, lower=1, overwrite_c=1)
-        if info != 0:
-            _not_positive_definite(B.dtype, what)
-        return torch.from_numpy(inverse.T).triu_(), half_log_det
-    chol, info = torch.linalg.cholesky_ex(B)
+        torch.linalg.cholesky_ex(B, out=(B, info))
+    else:
+        B, info = torch.linalg.cholesky_ex(B)
     if int(info) != 0:
         _not_positive_definite(B.dtype, what)
-    eye = torch.eye(B.shape[0], dtype=B.dtype, device=B.device)
-    inverse = torch.linalg.solve_triangular(chol, eye, upper=False)
-    return inverse.T, float(torch.log(chol.diagonal().double()).sum())
+    half_log_det = float(torch.log(B.diagonal().double()).sum())
+    if B.device.type != "cpu":
+        eye = torch.eye(B.shape[0], dtype=B.dtype, device=B.device)
+        return torch.linalg.solve_triangular(B, eye, upper=False), half_log_det
+    trtri = lapack.dtrtri if B.dtype == torch.float64 else lapack.strtri
+    inverse, info = trtri(B.numpy().T, lower=0, overwrite_c=1)  # (L^T)^-1 in the view: L^-1 in B
+    if info != 0:
+        _not_positive_definite(B.dtype, what)
+    return torch.from_numpy(inverse.T).tril_(), half_log_det
+
+
+def _column_square_sums(matrix: torch.Tensor, rows: int = 512) -> torch.Tensor:
+    """sum_k matrix[k, i]^2 for every column i, in float64, a block of rows at a time (3x faster than
+    torch's vector norm over dim 0 here, and no m x m temporary)."""
+    out = torch.zeros(matrix.shape[1], dtype=torch.float64, device=matrix.device)
+    for begin in range(0, matrix.shape[0], rows):
+        block = matrix[begin : begin + rows]
+        out += (block * block).sum(dim=0, dtype=torch.float64)
+    return out
 
 
 @dataclass
 class _Posterior:
-    """q(f) at the current sites: ln|B|/2, U = L^-T (working precision), alpha (mean = K alpha), marginals."""
+    """q(f) at the current sites: ln|B|/2, L^-1 (working precision), alpha (mean = K alpha), marginals."""
 
     half_log_det: float
     inverse_factor: torch.Tensor
@@ -180,22 +191,22 @@ class _Workspace:
         work.copy_(K)
         work.mul_(root[:, None]).mul_(root[None, :])
         work.diagonal().add_(1.0)
-        upper, half_log_det = _inverse_factor(work)
-        one_minus_binv = 1.0 - torch.linalg.vector_norm(upper, dim=1).double() ** 2  # 1 - diag(B^-1)
+        inverse, half_log_det = _inverse_factor(work)
+        one_minus_binv = 1.0 - _column_square_sums(inverse)  # 1 - diag(B^-1)
         variance = one_minus_binv / torch.where(tau > 0, tau, 1.0)
         exact = (one_minus_binv < _CANCELLATION_GUARD[dtype]).nonzero().flatten()
         if exact.numel():
-            v = upper.T @ (root[:, None] * K[:, exact].to(dtype))
+            v = inverse @ (root[:, None] * K[:, exact].to(dtype))
             variance[exact] = K.diagonal()[exact] - (v.double() ** 2).sum(dim=0)
-        inner = upper @ (upper.T @ (root * (K @ nu).to(dtype)))  # B^-1 S^1/2 K nu
+        inner = inverse.T @ (inverse @ (root * (K @ nu).to(dtype)))  # B^-1 S^1/2 K nu
         alpha = nu - sqrt_tau * inner.double()
-        return _Posterior(half_log_det, upper, sqrt_tau, alpha, K @ alpha, variance)
+        return _Posterior(half_log_det, inverse, sqrt_tau, alpha, K @ alpha, variance)
 
 
 def _latent_predictive(post: _Posterior, cross: torch.Tensor, prior_var: torch.Tensor):
     """Mean and variance of the latent at points with prior covariances ``cross`` (m, n) (R&W Alg. 3.6)."""
-    upper = post.inverse_factor
-    v = upper.T @ (post.sqrt_tau.to(upper.dtype)[:, None] * cross.to(upper.dtype))  # L^-1 S^1/2 K_*
+    inverse = post.inverse_factor
+    v = inverse @ (post.sqrt_tau.to(inverse.dtype)[:, None] * cross.to(inverse.dtype))  # L^-1 S^1/2 K_*
     return cross.T @ post.alpha, prior_var - (v.double() ** 2).sum(dim=0)
 
 
@@ -262,7 +273,7 @@ def _sequential_update(K, y):
     """One pass of R&W Algorithm 3.5 over the sites from the current Sigma (rank-1 updates)."""
 
     def update(tau, nu, post, step):
-        v = post.inverse_factor.T @ (post.sqrt_tau[:, None] * K)  # L^-1 S^1/2 K
+        v = post.inverse_factor @ (post.sqrt_tau[:, None] * K)  # L^-1 S^1/2 K
         sigma, mean, tau, nu = K - v.T @ v, post.mean.clone(), tau.clone(), nu.clone()
         for i in range(K.shape[0]):
             var_i = sigma[i, i]

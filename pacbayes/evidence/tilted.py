@@ -80,17 +80,18 @@ class CertifiedEvidence:
     upper_reason: Optional[str] = None
 
 
-def pivoted_cholesky_order(sigma: torch.Tensor, *, quiet: bool = True):
+def pivoted_cholesky_order(sigma: torch.Tensor, *, quiet: bool = True, overwrite: bool = False):
     """Botev's variable ordering for Pr[g > 0], g ~ N(0, sigma), with the Cholesky factor.
 
     At step k the next variable is the one with the smallest conditional probability of being
     positive, Phi(c_j / s_j), given the truncated-normal means of the variables already placed
     (c_j their contribution to variable j, s_j its conditional standard deviation). Returns
     (perm, L) with sigma[perm][:, perm] = L L^T. Right-looking, blocked: the trailing Schur
-    complement is updated once per ``_ORDER_BLOCK`` columns.
+    complement is updated once per ``_ORDER_BLOCK`` columns. ``overwrite``: factorise in sigma's own
+    memory (sigma is destroyed; L is returned in it).
     """
     m = sigma.shape[0]
-    work = sigma.clone()
+    work = sigma if overwrite else sigma.clone()
     perm = torch.arange(m, device=sigma.device)
     var = work.diagonal().clone()
     shift = torch.zeros_like(var)
@@ -118,7 +119,7 @@ def pivoted_cholesky_order(sigma: torch.Tensor, *, quiet: bool = True):
             panel = work[k + 1 :, block : k + 1]
             work[k + 1 :, k + 1 :].addmm_(panel, panel.T, alpha=-1.0)
             block = k + 1
-    return perm, torch.tril(work)
+    return perm, work.tril_()
 
 
 def _omega(t, scaled):
@@ -131,8 +132,10 @@ def solve_tilting(L: torch.Tensor):
     """Saddle point of psi: returns (mu, x, t, newton_steps), t = (C - I) r(t) to 1e-10 (1e-6 at worst)."""
     m = L.shape[0]
     d = L.diagonal()
-    scaled = (L @ L.T) / (d[:, None] * d[None, :])  # C
+    scaled = (L @ L.T).div_(d[:, None]).div_(d[None, :])  # C
     scaled.diagonal().sub_(1.0)  # C - I
+    system = torch.empty_like(scaled)  # the Newton matrix, factorised in place each step
+    info = torch.empty((), dtype=torch.int32, device=L.device)
     t = torch.zeros(m, dtype=L.dtype, device=L.device)
     for step in range(_NEWTON_MAX + 1):
         r = mills_ratio(t)
@@ -146,9 +149,9 @@ def solve_tilting(L: torch.Tensor):
                 f"(residual {float(residual.abs().max()):.2e}); declare a larger jitter"
             )
         slope = torch.clamp(r * (t + r), min=1e-200, max=1.0 - 1e-16)  # Delta = -r'(t)
-        system = scaled.clone()
+        system.copy_(scaled)
         system.diagonal().add_(1.0 / slope)
-        chol, info = torch.linalg.cholesky_ex(system)
+        chol, info = torch.linalg.cholesky_ex(system, out=(system, info))
         if int(info) != 0:
             raise ConvergenceError(
                 "minimax tilting: Newton system not positive definite; declare a larger fixed jitter"
@@ -172,16 +175,36 @@ def solve_tilting(L: torch.Tensor):
                 f"minimax tilting: line search failed (residual {size:.2e}); declare a larger fixed jitter"
             )
         t = trial
+    del system
     r = mills_ratio(t)
-    strict = L / d[:, None]
-    strict.diagonal().zero_()  # L~ = D^-1 L - I
-    mu = strict.T @ r
+    mu = L.T @ (r / d) - r  # L~^T r with L~ = D^-1 L - I
     return mu, mu + r, t, step
 
 
 def psi(x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor) -> float:
     """Botev's psi(x; mu) = sum_k ln Phi(mu_k + (L~ x)_k) + mu_k^2/2 - x_k mu_k (L~ = D^-1 L - I)."""
     return float((log_ndtr(mu + strict @ x) + 0.5 * mu * mu - x * mu).sum())
+
+
+def _newton_step(strict, weights, grad, rows=_SAMPLE_BLOCK):
+    """(L~^T diag(weights) L~ + ridge)^-1 grad: the curvature summed a block of rows at a time and
+    factorised in place (one m x m matrix); LU if the Cholesky fails."""
+    curvature = torch.zeros(strict.shape, dtype=strict.dtype, device=strict.device)
+    for i in range(0, strict.shape[0], rows):
+        block = strict[i : i + rows]
+        curvature.addmm_(block.T, weights[i : i + rows, None] * block)
+    ridge = 1e-12 * max(1.0, float(curvature.diagonal().max()))
+    curvature.diagonal().add_(ridge)
+    info = torch.empty((), dtype=torch.int32, device=strict.device)
+    _, info = torch.linalg.cholesky_ex(curvature, out=(curvature, info))
+    if int(info) == 0:
+        return torch.cholesky_solve(grad[:, None], curvature)[:, 0]
+    curvature.zero_()
+    for i in range(0, strict.shape[0], rows):
+        block = strict[i : i + rows]
+        curvature.addmm_(block.T, weights[i : i + rows, None] * block)
+    curvature.diagonal().add_(ridge)
+    return torch.linalg.solve(curvature, grad)
 
 
 def maximise_psi(
@@ -203,9 +226,7 @@ def maximise_psi(
         grad_norm = float(torch.linalg.vector_norm(grad))
         if grad_norm <= tol:
             return value, x, grad_norm
-        curvature = strict.T @ (torch.clamp(r * (t + r), min=0.0)[:, None] * strict)
-        curvature.diagonal().add_(1e-12 * max(1.0, float(curvature.diagonal().max())))
-        step = torch.linalg.solve(curvature, grad)
+        step = _newton_step(strict, torch.clamp(r * (t + r), min=0.0), grad)
         length = 1.0
         while length > 1e-12:
             candidate = psi(x + length * step, mu, strict)
@@ -250,15 +271,15 @@ def tilted_log_weights(L, mu, samples, generator, *, quiet=True):
     contiguous memory; the contribution of earlier blocks of coordinates is one GEMM per block.
     """
     m = L.shape[0]
-    strict = L / L.diagonal()[:, None]
+    d = L.diagonal()
     Z = torch.empty(m, samples, dtype=L.dtype, device=L.device)
     log_w = torch.zeros(samples, dtype=L.dtype, device=L.device)
     half_mu2 = 0.5 * mu * mu
     for start in progress(range(0, m, _SAMPLE_BLOCK), desc="tilted sampling", quiet=quiet, unit="block"):
         stop = min(start + _SAMPLE_BLOCK, m)
-        carried = strict[start:stop, :start] @ Z[:start]
+        carried = L[start:stop, :start] @ Z[:start]
         for k in range(start, stop):
-            lower = -(carried[k - start] + strict[k, start:k] @ Z[start:k])  # a_k(z)
+            lower = -(carried[k - start] + L[k, start:k] @ Z[start:k]) / d[k]  # a_k(z)
             z, log_mass = truncated_normal_above(lower - mu[k], generator)  # ln Phi(mu_k - a_k)
             Z[k] = z + mu[k]
             log_w += log_mass + half_mu2[k] - Z[k] * mu[k]
@@ -288,13 +309,14 @@ def certified_log_evidence(
     prior, labels, jitter = validate_inputs(K, y, jitter, device)
     sigma = prior.mul_(labels[:, None]).mul_(labels[None, :])  # Y (K + jitter I) Y, in place
     del prior
-    perm, L = pivoted_cholesky_order(sigma, quiet=quiet)
+    perm, L = pivoted_cholesky_order(sigma, quiet=quiet, overwrite=True)
     del sigma
     mu, x, _, newton_steps = solve_tilting(L)
-    strict = L / L.diagonal()[:, None]
-    strict.diagonal().zero_()
+    strict = L.div_(L.diagonal().clone()[:, None])  # from here on D^-1 L, in L's memory
+    strict.diagonal().zero_()  # L~ = D^-1 L - I
     psi_value, x, grad_norm = maximise_psi(x, mu, strict)
-    del strict
+    L = strict
+    L.diagonal().fill_(1.0)  # D^-1 L: the sampler needs L only up to the scale of its rows
     generator = torch.Generator(device=L.device).manual_seed(seed)
     log_w = torch.cat(
         [
