@@ -575,9 +575,10 @@ def evidence_command(
 ):
     """ln P(S) of the labels under the GP prior N(0, K + jitter I) (one per logit for C classes):
     EP estimate and certified sandwich."""
-    from pacbayes.device import threads_for
-    from pacbayes.evidence.budget import orthant_dimension
+    from pacbayes.device import resolve_device, threads_for
+    from pacbayes.evidence.budget import evidence_budgets, orthant_dimension
     from pacbayes.evidence.label_model import label_model
+    from pacbayes.progress import announce
 
     if method != "ep" and not 0.0 < delta_prime < 1.0:
         raise PacBayesError(f"--delta-prime must be in (0, 1), got {delta_prime}")
@@ -600,6 +601,11 @@ def evidence_command(
         "seconds": 0.0,
     }
     lines = []
+    budgets = evidence_budgets(payload["m"], classes, samples, str(resolve_device(device)))
+    for budget, wanted in zip(budgets, (method in ("ep", "all"), method in ("certified", "all"))):
+        if wanted:
+            announce(budget.line(), quiet=quiet)
+            budget.check_fits(device, "pass a smaller kernel or use a device with more memory (--device)")
     with threads_for(orthant_dimension(payload["m"], classes), device):
         if method in ("ep", "all"):
             ep = likelihood.ep(K, y, jitter=jitter, tol=tol, device=device, quiet=quiet)

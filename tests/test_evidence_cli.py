@@ -85,3 +85,15 @@ def test_errors_are_one_line_exit_2(files, tmp_path):
         result = run(*args, "--quiet")
         assert result.exit_code == 2
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("pacbayes: error: ")
+
+
+def test_expected_time_and_memory_are_said_first_unless_quiet(files):
+    kernel, labels = files
+    loud = run("--kernel", kernel, "--labels", labels, "--method", "ep")
+    assert loud.exit_code == 0, loud.output
+    assert "EP for ln P(S): n = 25, expected" in loud.stderr and "GiB" in loud.stderr
+    assert "certified" not in loud.stderr  # only what runs is announced
+    both = run("--kernel", kernel, "--labels", labels, "--samples", "200")
+    assert "certified ln P(S) (minimax tilting): n = 25" in both.stderr
+    quiet = run("--kernel", kernel, "--labels", labels, "--method", "ep", "--quiet")
+    assert "expected" not in quiet.stderr
