@@ -8,6 +8,9 @@ training points, 5,000 held-out test points.
     python examples/subspace_mnist.py                     # 10 classes, d = 500
     python examples/subspace_mnist.py --binary --dim 500  # digits 0-4 vs 5-9
     python examples/subspace_mnist.py --threads 1         # much faster on a loaded machine
+
+Count in ``--configurations`` every setting you tried on these data before this one (d, rate
+weight, ...): the bound pays ln of it.
 """
 
 import argparse
@@ -18,7 +21,7 @@ from torch import nn
 
 from pacbayes.data import binarise, load_dataset
 from pacbayes.subspace import save_subspace_model, subspace_bound, train_subspace_model
-from pacbayes.subspace.training import DEFAULT_EPOCHS, DEFAULT_PATIENCE
+from pacbayes.subspace.training import DEFAULT_EPOCHS, DEFAULT_PATIENCE, DEFAULT_QAT_EPOCHS, DEFAULT_RATE_WEIGHT
 
 
 def small_cnn(outputs: int) -> nn.Module:
@@ -40,9 +43,15 @@ def main():
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="most epochs (stops at convergence)")
     parser.add_argument("--patience", type=int, default=DEFAULT_PATIENCE, help="0: run all --epochs")
     parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--qat-epochs", type=int, default=DEFAULT_QAT_EPOCHS)
+    parser.add_argument(
+        "--rate-weight", type=float, default=DEFAULT_RATE_WEIGHT, help="code-length weight in fine-tuning"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--delta", type=float, default=0.05)
+    parser.add_argument(
+        "--configurations", type=int, default=1, help="settings tried on these data beyond the recorded grid"
+    )
     parser.add_argument("--binary", action="store_true", help="digits 0-4 vs 5-9, one logit")
     parser.add_argument("--save", help="write the compressed model to this file")
     parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy machine)")
@@ -66,6 +75,8 @@ def main():
         patience=args.patience or None,
         lr=args.lr,
         qat_epochs=args.qat_epochs,
+        rate_weight=args.rate_weight,
+        extra_configurations=args.configurations,
         quiet=args.quiet,
     )
     trained = time.perf_counter() - started

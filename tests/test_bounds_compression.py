@@ -60,3 +60,26 @@ def test_bad_input_is_refused():
         compression_bound(0.1, 100, 1000, 1.5)
     with pytest.raises(InputError):
         compression_bound(1.2, 100, 1000, 0.05)
+
+
+def _kl_inverse_by_bisection(q: float, c: float) -> float:
+    """The largest p >= q with kl(q || p) <= c, by plain bisection (independent of pacbayes)."""
+
+    def kl(p):
+        left = 0.0 if q == 0 else q * math.log(q / p)
+        return left + (1 - q) * math.log((1 - q) / (1 - p))
+
+    low, high = q, 1.0 - 1e-15
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if kl(middle) <= c else (low, middle)
+    return low
+
+
+@pytest.mark.parametrize("err, bits, configs", [(0.0746, 1557, 3), (0.14, 900, 18), (0.3, 200, 1)])
+def test_occam_form_against_an_independent_kl_inversion(err, bits, configs):
+    m, delta = 5000, 0.05
+    c = (bits * math.log(2) + math.log(configs) + math.log(3 / delta)) / m
+    out = compression_bound(err, bits, m, delta, configs)
+    assert out["forms"]["occam"] == pytest.approx(_kl_inverse_by_bisection(err, c), abs=1e-9)
+    assert out["value"] <= out["forms"]["occam"]

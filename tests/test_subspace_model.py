@@ -8,7 +8,8 @@ from torch import nn
 from pacbayes.errors import InputError
 from pacbayes.subspace import SubspaceModel, reinitialise
 from pacbayes.subspace.projection import KroneckerProjection, make_projection
-from pacbayes.subspace.quantisation import assign, kmeans_levels, make_levels, uniform_levels
+from pacbayes.subspace.coding import exact_exponent
+from pacbayes.subspace.quantisation import RESOLUTION, assign, kmeans_levels, make_levels, snap_levels, uniform_levels
 
 
 def small_net():
@@ -100,11 +101,11 @@ def test_gradient_in_z_is_p_transpose_times_gradient_in_theta():
     assert torch.allclose(model.z.grad, model.projection.dense().T @ grad_theta, atol=1e-5)
 
 
-def test_kmeans_finds_well_separated_clusters_and_levels_are_float16():
+def test_kmeans_finds_well_separated_clusters_and_levels_are_snapped():
     rng = np.random.default_rng(0)
     z = np.concatenate([rng.normal(c, 0.01, 200) for c in (-1.0, 0.25, 2.0)])
     levels = kmeans_levels(z, 3)
-    assert levels.dtype == np.float16
+    assert levels.dtype == np.float32 and np.array_equal(levels, snap_levels(levels))
     assert np.allclose(levels, [-1.0, 0.25, 2.0], atol=0.01)
     symbols = assign(z, levels)
     assert np.array_equal(symbols, np.repeat([0, 1, 2], 200))
@@ -113,10 +114,23 @@ def test_kmeans_finds_well_separated_clusters_and_levels_are_float16():
 
 
 def test_uniform_levels_and_bad_quantisation_input():
-    assert np.array_equal(uniform_levels([0.0, 1.0, 0.3], 5), np.float16([0, 0.25, 0.5, 0.75, 1.0]))
+    assert np.array_equal(uniform_levels([0.0, 1.0, 0.3], 5), np.float32([0, 0.25, 0.5, 0.75, 1.0]))
     with pytest.raises(InputError):
         make_levels([0.0, 1.0], 2, method="lloyd-max")
     with pytest.raises(InputError):
         kmeans_levels([0.0, np.nan], 2)
     with pytest.raises(InputError):
         uniform_levels([0.0, 1e6], 2)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_snapping_moves_levels_by_at_most_a_32nd_of_a_gap(seed):
+    rng = np.random.default_rng(seed)
+    raw = np.sort(rng.normal(0, 10.0 ** rng.uniform(-3, 2), size=int(rng.integers(2, 20))))
+    snapped = snap_levels(raw[::-1])
+    gap = np.diff(raw).min()
+    assert np.all(np.diff(snapped) >= 0)
+    assert np.max(np.abs(snapped - raw)) <= gap / (2 * RESOLUTION) * (1 + 1e-6) + 1e-7 * np.abs(raw).max()
+    step = 2.0 ** -exact_exponent(snapped)
+    assert step <= gap / RESOLUTION
+    assert np.array_equal(snap_levels(snapped), snapped)

@@ -12,6 +12,8 @@ from pacbayes.errors import InputError, ModelLoadError, PacBayesError
 from pacbayes.subspace import (
     SubspaceModel,
     compress_subspace_model,
+    finetune_quantised,
+    fit_subspace,
     is_subspace_file,
     load_subspace_model,
     save_subspace_model,
@@ -19,6 +21,8 @@ from pacbayes.subspace import (
     train_subspace_model,
 )
 from pacbayes.subspace.coding import decode_message
+from pacbayes.subspace.compressed import compress
+from pacbayes.subspace.quantisation import make_levels
 from pacbayes.models import zero_one_error
 
 
@@ -36,23 +40,23 @@ def net(outputs=3):
 @pytest.fixture(scope="module")
 def compressed():
     x, y = data()
-    return train_subspace_model(net(), x, y, dim=24, seed=3, levels=(3, 6), epochs=4, lr=0.1)
+    return train_subspace_model(net(), x, y, dim=24, seed=3, levels=(3, 6), epochs=4, lr=0.1, qat_epochs=3)
 
 
 def test_training_is_reproducible_and_learns(compressed):
     x, y = data()
-    again = train_subspace_model(net(), x, y, dim=24, seed=3, levels=(3, 6), epochs=4, lr=0.1)
+    again = train_subspace_model(net(), x, y, dim=24, seed=3, levels=(3, 6), epochs=4, lr=0.1, qat_epochs=3)
     assert again.message == compressed.message and again.code_bits == compressed.code_bits
     assert compressed.train_error < 0.4  # chance is ~0.67 for 3 balanced classes
-    assert compressed.configurations == 2
+    assert compressed.configurations == 2 * 3  # level counts x fine-tuning epochs, each a candidate
 
 
 def test_decoded_model_is_codebook_values_and_reproduces_the_recorded_error(compressed):
     x, y = data()
-    patterns, symbols = decode_message(
+    codebook, symbols = decode_message(
         compressed.message, compressed.code_bits, compressed.model.dim, compressed.levels
     )
-    values = np.asarray(patterns, np.uint16).view(np.float16).astype(np.float32)[symbols]
+    values = codebook[symbols]
     assert np.array_equal(compressed.decoded_z(), values)
     assert len(set(values.tolist())) <= compressed.levels
     assert zero_one_error(compressed.decode(), x, y) == compressed.train_error
@@ -66,7 +70,7 @@ def test_bound_record(compressed):
     assert result.name == "subspace" and result.certified
     assert result.certifies.startswith("the decoded compressed model")
     assert result.value == expected["value"]
-    assert result.details["kl_nats"] == pytest.approx(compressed.code_bits * math.log(2) + math.log(2), rel=1e-14)
+    assert result.details["kl_nats"] == pytest.approx(compressed.code_bits * math.log(2) + math.log(6), rel=1e-14)
     assert result.details["best_form"] in ("occam", "catoni", "pac-bayes-kl")
     assert result.details["decoding_check"].startswith("passed")
     assert sum(result.delta.values()) <= 0.05
@@ -158,6 +162,8 @@ def test_wrapper_in_the_users_own_training_loop():
     assert model.z.abs().sum() > 0
     compressed = compress_subspace_model(model, x, y, levels=(2, 5), qat_epochs=0, extra_configurations=4)
     assert compressed.configurations == 8
+    tuned = compress_subspace_model(model, x, y, levels=(2, 5), qat_epochs=3, extra_configurations=4)
+    assert tuned.configurations == 2 * 3 * 4
     (result,) = subspace_bound(compressed, x, y, delta=0.05)
     assert result.details["train_error"] == compressed.train_error
     assert result.details["configurations"] == 8
@@ -184,3 +190,28 @@ def test_mnist_binary_bound_is_non_vacuous():
     (result,) = subspace_bound(model, train.x, train.labels, delta=0.05, test=(test.x, test.labels))
     assert result.details["decoding_check"].startswith("passed")
     assert result.details["test_error"] <= result.value < 0.4
+
+
+def test_the_kept_candidate_is_the_best_of_every_level_count_and_epoch():
+    """The selection over (level count, epoch) against a by-hand replay of the same candidates."""
+    x, y = data(n=300)
+    fit = {"epochs": 3, "lr": 0.1}
+    compressed = train_subspace_model(net(), x, y, dim=16, seed=5, levels=(2, 4), qat_epochs=3, **fit)
+    trained = SubspaceModel(net(), dim=16, seed=5)
+    fit_subspace(trained, x, y, seed=5, **fit)
+    z = trained.z.detach().clone()
+    scores = []
+    for count in (2, 4):
+        with torch.no_grad():
+            trained.z.copy_(z)
+
+        def score(codebook, symbols):
+            candidate = compress(trained, codebook, symbols)
+            error = zero_one_error(candidate.decode(), x, y)
+            trained.set_quantised(None)
+            scores.append(compression_bound(error, candidate.code_bits, len(x), 0.05, 6)["value"])
+
+        finetune_quantised(trained, x, y, make_levels(z.numpy(), count), epochs=3, lr=0.02, seed=5, on_epoch=score)
+    assert len(scores) == 6
+    kept = compression_bound(compressed.train_error, compressed.code_bits, len(x), 0.05, 6)["value"]
+    assert kept == pytest.approx(min(scores), abs=1e-12)

@@ -9,7 +9,14 @@ from typing import Optional
 
 from pacbayes.errors import InputError
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, option, stamped
-from pacbayes.subspace.training import DEFAULT_EPOCHS, DEFAULT_LEVELS, DEFAULT_PATIENCE
+from pacbayes.subspace.training import (
+    DEFAULT_EPOCHS,
+    DEFAULT_LEVELS,
+    DEFAULT_PATIENCE,
+    DEFAULT_QAT_EPOCHS,
+    DEFAULT_QAT_PATIENCE,
+    DEFAULT_RATE_WEIGHT,
+)
 
 
 @dataclass(frozen=True)
@@ -19,8 +26,9 @@ class SubspaceSettings:
     compressed: a pacbayes.subspace.CompressedSubspaceModel (e.g. loaded from a subspace file);
     dim: otherwise train one in a d-dimensional subspace from a seeded random theta0 (never the
     trained weights), distilling from the user's model when ``distill``, for at most ``epochs``
-    epochs (to convergence with ``patience``), at learning rate ``lr``, with ``qat_epochs`` of
-    quantisation-aware fine-tuning for each level count in ``levels`` (the grid is union-bounded).
+    epochs (to convergence with ``patience``), at learning rate ``lr``, with at most ``qat_epochs``
+    of quantisation-aware fine-tuning (to convergence with ``qat_patience``, the code length
+    weighted by ``rate_weight``) for each level count in ``levels`` (the grid is union-bounded).
     extra_configurations: hyper-parameter settings tried beyond the recorded levels grid: count every
     value of d, epochs, lr, ... you tried.
     """
@@ -42,7 +50,22 @@ class SubspaceSettings:
         "Stop once the training loss has not improved for this many epochs (0: run all --subspace-epochs).",
     )
     lr: float = option(0.05, "--subspace-lr", "Adam learning rate of subspace training (fine-tuning uses lr / 5).")
-    qat_epochs: int = option(1, "--subspace-qat-epochs", "Epochs of quantisation-aware fine-tuning per level count.")
+    qat_epochs: int = option(
+        DEFAULT_QAT_EPOCHS,
+        "--subspace-qat-epochs",
+        "Epochs of quantisation-aware fine-tuning per level count; every epoch's model is a candidate "
+        "(the best bound is kept, all are counted in the configurations).",
+    )
+    qat_patience: int = option(
+        DEFAULT_QAT_PATIENCE or 0,
+        "--subspace-qat-patience",
+        "Stop fine-tuning once its loss has not improved for this many epochs (0: run all --subspace-qat-epochs).",
+    )
+    rate_weight: float = option(
+        DEFAULT_RATE_WEIGHT,
+        "--subspace-rate-weight",
+        "Weight of the code length in fine-tuning (w ln 2 / m per bit; 0: cross-entropy only).",
+    )
     levels: tuple = option(
         DEFAULT_LEVELS, "--subspace-levels", "Quantisation level counts tried (each counted in the configurations)."
     )
@@ -86,6 +109,8 @@ class SubspaceFamily:
                 patience=settings.patience or None,
                 lr=settings.lr,
                 qat_epochs=settings.qat_epochs,
+                qat_patience=settings.qat_patience or None,
+                rate_weight=settings.rate_weight,
                 distill=settings.distill,
                 quiet=context.quiet,
                 extra_configurations=extra_configurations,

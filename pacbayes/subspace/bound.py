@@ -91,7 +91,7 @@ def subspace_bound(
     assumptions = (
         "training points are iid draws from the distribution the bound is about",
         "theta0, the projection (seed), d and the level grid were fixed before seeing the data",
-        f"at most {configurations} configurations (d, levels, seeds, ...) were tried in all",
+        f"at most {configurations} configurations (d, levels, fine-tuning epochs, seeds, ...) were tried in all",
     )
     return [
         BoundResult(

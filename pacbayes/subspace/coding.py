@@ -2,23 +2,28 @@
 
 The message for a vector of ``d`` symbols over ``L`` levels, given (d, L), is the bit string
 
-    codebook  : L IEEE float16 values, 16 bits each
-    counts    : how many of the d symbols take each level, L fields of ceil(log2(d + 1)) bits
-    length    : Elias-delta code of (number of body bits + 1)      (Elias 1975, IEEE Trans. IT 21)
-    body      : arithmetic code of the d symbols under the static model p_k = count_k / d
+    exponent  : e in 0..31, a 5-bit field; the levels are integers times 2^-e
+    codebook  : the L non-decreasing levels n_1 <= ... <= n_L (in units of 2^-e) as the Elias-delta
+                code of zigzag(n_1) + 1, then the Elias-delta codes of the gaps n_k - n_(k-1) + 1
+    body      : arithmetic code of the d symbols under the adaptive Krichevsky-Trofimov model
+                p(s_i = k | s_1..s_(i-1)) = (c_k + 1/2) / (i - 1 + L/2), c_k the earlier count of k
 
-Every field is either of a length fixed by (d, L) or self-delimiting, so the set of messages for a
-given (d, L) is prefix-free and, by Kraft's inequality, sum_messages 2^-l <= 1: 2^-l is a valid
-prior over decoded models (Lotfi et al. 2022, Section 4; Zhou et al. 2019, Section 3).
+(Elias 1975, IEEE Trans. IT 21; Krichevsky & Trofimov 1981, IEEE Trans. IT 27.) The exponent has a
+fixed length and each codebook field is self-delimiting; the body is prefix-free for a fixed d
+because the final dyadic interval of every codeword lies inside its own, disjoint, coding interval
+(see :func:`arithmetic_encode`). So the set of messages for a given (d, L) is prefix-free and, by
+Kraft's inequality, sum_messages 2^-l <= 1: 2^-l is a valid prior over decoded models (Lotfi et al.
+2022, Section 4; Zhou et al. 2019, Section 3). The adaptive model needs no level counts in the
+message: its length is within (L - 1)/2 log2 d + O(L) bits of d times the empirical entropy.
 
 The body is a binary arithmetic coder with 32-bit integer registers and carry-free "pending bit"
 renormalisation (Witten, Neal & Cleary 1987, CACM 30(6); Moffat, Neal & Witten 1998). Its length
-exceeds the ideal -sum_i log2 p(s_i) by at most two bits plus the (tiny, integer-rounding) loss of
-narrowing a 32-bit interval.
+exceeds the ideal -sum_i log2 p(s_i | s_<i) by at most two bits plus the (tiny, integer-rounding)
+loss of narrowing a 32-bit interval.
 """
 
-import bisect
-from typing import Sequence
+import math
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -28,7 +33,8 @@ _PRECISION = 32
 _FULL = (1 << _PRECISION) - 1
 _HALF = 1 << (_PRECISION - 1)
 _QUARTER = 1 << (_PRECISION - 2)
-_CODEBOOK_BITS = 16
+EXPONENT_BITS = 5
+MAX_EXPONENT = (1 << EXPONENT_BITS) - 1
 
 
 class BitWriter:
@@ -106,19 +112,39 @@ def elias_delta_length(n: int) -> int:
     return length + 2 * (length.bit_length() - 1)
 
 
-def _cumulative(counts: Sequence[int]) -> list:
-    cumulative = [0]
-    for count in counts:
-        cumulative.append(cumulative[-1] + int(count))
-    return cumulative
+def kt_frequencies(symbols: Sequence[int], levels: int) -> Iterator[tuple]:
+    """Per symbol, (low, high, total) of its integer frequency range under the KT model (doubled:
+    frequency 2 c_k + 1 out of 2 (i - 1) + L)."""
+    frequencies = [1] * levels
+    total = levels
+    for symbol in symbols:
+        low = sum(frequencies[:symbol])
+        yield low, low + frequencies[symbol], total
+        frequencies[symbol] += 2
+        total += 2
 
 
-def arithmetic_encode(symbols: Sequence[int], counts: Sequence[int]) -> list:
-    """Arithmetic code (list of bits) of ``symbols`` under the static model p_k = counts[k] / sum."""
-    cumulative = _cumulative(counts)
-    total = cumulative[-1]
-    if not 0 < total <= _QUARTER:
-        raise InputError(f"arithmetic coding needs 0 < total count <= 2^{_PRECISION - 2}, got {total}")
+def kt_code_bits(symbols: Sequence[int], levels: int) -> float:
+    """Ideal length -sum_i log2 p(s_i | s_<i) of ``symbols`` under the KT model, in bits."""
+    counts = np.bincount(np.asarray(symbols, dtype=np.int64), minlength=levels)
+    n = int(counts.sum())
+    log_probability = (
+        math.lgamma(levels / 2)
+        - math.lgamma(n + levels / 2)
+        + sum(math.lgamma(count + 0.5) - math.lgamma(0.5) for count in counts.tolist())
+    )
+    return -log_probability / math.log(2.0)
+
+
+def arithmetic_encode(symbols: Sequence[int], levels: int) -> list:
+    """Arithmetic code (list of bits) of ``symbols`` in 0..levels-1 under the KT model.
+
+    Prefix-free for a fixed number of symbols: the interval [low, high] of the sequence always holds
+    more than a quarter of the register, every symbol gets a non-empty part of it (total frequency
+    <= 2^30), and the final bits name a dyadic interval inside [low, high] (Witten et al. 1987).
+    """
+    if not 0 < levels + 2 * len(symbols) <= _QUARTER:
+        raise InputError(f"arithmetic coding needs 0 < L + 2 d <= 2^{_PRECISION - 2}")
     bits: list = []
     low, high, pending = 0, _FULL, 0
 
@@ -128,12 +154,10 @@ def arithmetic_encode(symbols: Sequence[int], counts: Sequence[int]) -> list:
         bits.extend([1 - bit] * pending)
         pending = 0
 
-    for symbol in symbols:
-        if counts[symbol] <= 0:
-            raise InputError(f"symbol {symbol} has count 0 in the coding model")
+    for start, end, total in kt_frequencies(symbols, levels):
         width = high - low + 1
-        high = low + width * cumulative[symbol + 1] // total - 1
-        low = low + width * cumulative[symbol] // total
+        high = low + width * end // total - 1
+        low = low + width * start // total
         while True:
             if high < _HALF:
                 emit(0)
@@ -153,25 +177,28 @@ def arithmetic_encode(symbols: Sequence[int], counts: Sequence[int]) -> list:
     return bits
 
 
-def arithmetic_decode(reader: BitReader, n_symbols: int, counts: Sequence[int]) -> list:
+def arithmetic_decode(reader: BitReader, n_symbols: int, levels: int) -> list:
     """Inverse of :func:`arithmetic_encode`: the ``n_symbols`` symbols read from ``reader``."""
-    cumulative = _cumulative(counts)
-    total = cumulative[-1]
-    if not 0 < total <= _QUARTER:
-        raise ModelLoadError("the level counts in the coded message are inconsistent")
+    if not 0 < levels + 2 * n_symbols <= _QUARTER:
+        raise ModelLoadError("the coded message's sizes are out of range; the file is corrupt")
     low, high, value = 0, _FULL, 0
     for _ in range(_PRECISION):
         value = (value << 1) | reader.read(pad=True)
-    symbols = []
+    frequencies, total, symbols = [1] * levels, levels, []
     for _ in range(n_symbols):
         width = high - low + 1
         target = ((value - low + 1) * total - 1) // width
-        symbol = bisect.bisect_right(cumulative, target) - 1
-        if not 0 <= symbol < len(counts):
+        symbol, start = 0, 0
+        while symbol < levels and start + frequencies[symbol] <= target:
+            start += frequencies[symbol]
+            symbol += 1
+        if symbol == levels:
             raise ModelLoadError("the coded message does not decode; the file is corrupt")
         symbols.append(symbol)
-        high = low + width * cumulative[symbol + 1] // total - 1
-        low = low + width * cumulative[symbol] // total
+        high = low + width * (start + frequencies[symbol]) // total - 1
+        low = low + width * start // total
+        frequencies[symbol] += 2
+        total += 2
         while True:
             if high < _HALF:
                 pass
@@ -190,61 +217,83 @@ def arithmetic_decode(reader: BitReader, n_symbols: int, counts: Sequence[int]) 
     return symbols
 
 
-def count_width(d: int) -> int:
-    """Bits of one level-count field: counts range over 0..d."""
-    return max(1, int(d).bit_length())
+def zigzag(n: int) -> int:
+    """0, -1, 1, -2, 2, ... -> 0, 1, 2, 3, 4, ... (a signed integer as a natural number)."""
+    return 2 * n if n >= 0 else -2 * n - 1
 
 
-def encode_message(symbols: Sequence[int], codebook_float16_bits: Sequence[int], d: int) -> tuple:
+def unzigzag(k: int) -> int:
+    return k // 2 if k % 2 == 0 else -(k + 1) // 2
+
+
+def exact_exponent(values) -> int:
+    """The smallest e in 0..MAX_EXPONENT with every value an integer multiple of 2^-e."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise InputError("codebook levels must be finite")
+    for exponent in range(MAX_EXPONENT + 1):
+        scaled = np.ldexp(values, exponent)
+        if np.all(scaled == np.round(scaled)):
+            return exponent
+    raise InputError(f"codebook levels must be multiples of 2^-{MAX_EXPONENT} (see quantisation.snap_levels)")
+
+
+def grid_values(exponent: int, integers: Sequence[int]) -> np.ndarray:
+    """The levels n_k 2^-e as float32 (exact for the codebooks :func:`encode_message` accepts)."""
+    return np.ldexp(np.asarray(integers, dtype=np.float64), -int(exponent)).astype(np.float32)
+
+
+def _write_codebook(writer: BitWriter, codebook) -> None:
+    exponent = exact_exponent(codebook)
+    integers = [int(n) for n in np.ldexp(np.asarray(codebook, dtype=np.float64), exponent)]
+    if grid_values(exponent, integers).tolist() != np.asarray(codebook, dtype=np.float32).tolist():
+        raise InputError("codebook levels must be float32 values (see quantisation.snap_levels)")
+    if any(b < a for a, b in zip(integers, integers[1:])):
+        raise InputError("codebook levels must be sorted (non-decreasing)")
+    writer.write_uint(exponent, EXPONENT_BITS)
+    elias_delta_encode(writer, zigzag(integers[0]) + 1)
+    for previous, current in zip(integers, integers[1:]):
+        elias_delta_encode(writer, current - previous + 1)
+
+
+def _read_codebook(reader: BitReader, levels: int) -> np.ndarray:
+    exponent = reader.read_uint(EXPONENT_BITS)
+    integers = [unzigzag(elias_delta_decode(reader) - 1)]
+    for _ in range(levels - 1):
+        integers.append(integers[-1] + elias_delta_decode(reader) - 1)
+    return grid_values(exponent, integers)
+
+
+def encode_message(symbols: Sequence[int], codebook, d: int) -> tuple:
     """The full prefix-free message (module docstring) as (bytes, number of bits).
 
-    ``symbols``: d level indices in 0..L-1; ``codebook_float16_bits``: the L levels as the uint16
-    bit patterns of their float16 values.
+    ``symbols``: d level indices in 0..L-1; ``codebook``: the L sorted levels, float32 values that
+    are integer multiples of 2^-e for some e <= 31 (as :func:`pacbayes.subspace.quantisation.snap_levels`
+    makes them).
     """
-    levels = len(codebook_float16_bits)
+    codebook = np.asarray(codebook, dtype=np.float64).reshape(-1)
+    levels = codebook.size
     symbols = [int(s) for s in symbols]
     if len(symbols) != d:
         raise InputError(f"expected {d} symbols, got {len(symbols)}")
     if levels < 1 or min(symbols) < 0 or max(symbols) >= levels:
         raise InputError(f"symbols must lie in 0..{levels - 1}")
-    counts = np.bincount(symbols, minlength=levels).tolist()
     writer = BitWriter()
-    for pattern in codebook_float16_bits:
-        writer.write_uint(int(pattern), _CODEBOOK_BITS)
-    width = count_width(d)
-    for count in counts:
-        writer.write_uint(count, width)
-    body = arithmetic_encode(symbols, counts)
-    elias_delta_encode(writer, len(body) + 1)
-    writer.bits.extend(body)
+    _write_codebook(writer, codebook)
+    writer.bits.extend(arithmetic_encode(symbols, levels))
     return writer.to_bytes(), len(writer.bits)
 
 
 def decode_message(data: bytes, n_bits: int, d: int, levels: int) -> tuple:
-    """Inverse of :func:`encode_message`: (codebook float16 bit patterns, symbols).
+    """Inverse of :func:`encode_message`: (float32 codebook, symbols).
 
-    Checks that the message is exactly ``n_bits`` long, so the reported code length is the true one.
+    Re-encodes what it decoded and checks that this gives back exactly the ``n_bits`` bits stored,
+    so the reported code length is the true one.
     """
     reader = BitReader(data, n_bits)
-    patterns = [reader.read_uint(_CODEBOOK_BITS) for _ in range(levels)]
-    width = count_width(d)
-    counts = [reader.read_uint(width) for _ in range(levels)]
-    if sum(counts) != d:
-        raise ModelLoadError(f"level counts sum to {sum(counts)}, not d = {d}; the file is corrupt")
-    body_bits = elias_delta_decode(reader) - 1
-    body_start = reader.position
-    if body_start + body_bits != n_bits:
-        raise ModelLoadError(
-            f"coded message has {n_bits} bits but its fields account for {body_start + body_bits}; the file is corrupt"
-        )
-    body = BitReader(bytes(np.packbits(np.array(reader.bits[body_start:], dtype=np.uint8))), body_bits)
-    symbols = arithmetic_decode(body, d, counts)
-    return patterns, symbols
-
-
-def ideal_code_bits(symbols: Sequence[int]) -> float:
-    """-sum_i log2 p(s_i) under the empirical distribution of the symbols (the entropy bound)."""
-    counts = np.bincount(np.asarray(symbols, dtype=np.int64))
-    counts = counts[counts > 0]
-    n = counts.sum()
-    return float(-(counts * np.log2(counts / n)).sum())
+    codebook = _read_codebook(reader, levels)
+    symbols = arithmetic_decode(reader, d, levels)
+    again, again_bits = encode_message(symbols, codebook, d)
+    if again_bits != n_bits or again != data[: len(again)] or len(data) != len(again):
+        raise ModelLoadError(f"the coded message of {n_bits} bits does not re-encode to itself; the file is corrupt")
+    return codebook, symbols

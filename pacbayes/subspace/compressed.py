@@ -7,7 +7,6 @@ from typing import Optional
 
 import numpy as np
 
-from pacbayes.errors import InputError
 from pacbayes.subspace.coding import decode_message, encode_message
 from pacbayes.subspace.model import SubspaceModel
 
@@ -34,9 +33,8 @@ class CompressedSubspaceModel:
 
     def decoded_z(self) -> np.ndarray:
         """z rebuilt from the message alone (float32, length d)."""
-        patterns, symbols = decode_message(self.message, self.code_bits, self.model.dim, self.levels)
-        codebook = np.asarray(patterns, dtype=np.uint16).view(np.float16)
-        return codebook[np.asarray(symbols, dtype=np.int64)].astype(np.float32)
+        codebook, symbols = decode_message(self.message, self.code_bits, self.model.dim, self.levels)
+        return codebook[np.asarray(symbols, dtype=np.int64)]
 
     def decode(self) -> SubspaceModel:
         """The wrapper model evaluated at the decoded z (the certified hypothesis)."""
@@ -47,11 +45,10 @@ class CompressedSubspaceModel:
 def compress(
     model: SubspaceModel, codebook, symbols, *, configurations: int = 1, quantisation: str = "kmeans"
 ) -> CompressedSubspaceModel:
-    """Code z = codebook[symbols] (codebook: float16 levels) into a :class:`CompressedSubspaceModel`."""
+    """Code z = codebook[symbols] into a :class:`CompressedSubspaceModel`; ``codebook``: sorted levels
+    on the grid of :func:`pacbayes.subspace.quantisation.snap_levels` (else InputError)."""
     codebook = np.asarray(codebook)
-    if codebook.dtype != np.float16:
-        raise InputError("the codebook must be float16 levels (see pacbayes.subspace.quantisation)")
-    message, bits = encode_message(np.asarray(symbols).tolist(), codebook.view(np.uint16).tolist(), model.dim)
+    message, bits = encode_message(np.asarray(symbols).tolist(), codebook, model.dim)
     return CompressedSubspaceModel(
         model=model,
         levels=int(codebook.size),

@@ -22,7 +22,8 @@ from pacbayes.subspace.compressed import CompressedSubspaceModel
 from pacbayes.subspace.model import SubspaceModel
 
 FORMAT = "pacbayes-subspace"
-VERSION = 1
+VERSION = 2
+"""2: KT-coded messages with a dyadic codebook (1, the static code with float16 levels, is refused)."""
 
 
 def save_subspace_model(compressed: CompressedSubspaceModel, path) -> None:

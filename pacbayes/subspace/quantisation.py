@@ -5,15 +5,21 @@ algorithm in one dimension, started from the quantiles of z, deterministic; Lloy
 al. (2022, Section 4) quantise z with learned levels initialised by k-means; quantisation-aware
 fine-tuning of those levels lives in :mod:`pacbayes.subspace.training`.
 
-Levels are rounded to IEEE float16 (the message stores 16 bits per level), so the decoder
-reproduces them bit for bit; each coordinate is assigned to its nearest level.
+Levels are snapped to a dyadic grid n 2^-e whose step is at most 1/RESOLUTION of the smallest
+gap between levels (:func:`snap_levels`): the message codes the integers n, not 16-bit floats
+(:mod:`pacbayes.subspace.coding`), and the decoder reproduces the float32 levels bit for bit.
+Each coordinate is assigned to its nearest level.
 """
 
 import numpy as np
 
 from pacbayes.errors import InputError
+from pacbayes.subspace.coding import MAX_EXPONENT, grid_values
 
 METHODS = ("kmeans", "uniform")
+RESOLUTION = 16
+"""Grid steps per smallest gap between levels: snapping moves a level by at most 1/32 of a gap."""
+LARGEST_LEVEL = 65504.0
 
 
 def _check(z, levels: int) -> np.ndarray:
@@ -25,22 +31,27 @@ def _check(z, levels: int) -> np.ndarray:
     return z
 
 
-def to_float16(values) -> np.ndarray:
-    """Round to float16, refusing values that overflow it."""
-    values = np.asarray(values, dtype=np.float64)
-    if np.any(np.abs(values) > np.finfo(np.float16).max):
-        raise InputError("a quantisation level exceeds the float16 range (65504); z has diverged")
-    return values.astype(np.float16)
+def snap_levels(values) -> np.ndarray:
+    """Sorted levels rounded to the grid n 2^-e, e the smallest exponent in 0..31 whose step is at
+    most (smallest positive gap, or largest magnitude for one level) / RESOLUTION; float32."""
+    values = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
+    if np.any(np.abs(values) > LARGEST_LEVEL):
+        raise InputError(f"a quantisation level exceeds {LARGEST_LEVEL:g}; z has diverged")
+    gaps = np.diff(values)
+    gaps = gaps[gaps > 0]
+    scale = gaps.min() if gaps.size else np.abs(values).max()
+    exponent = MAX_EXPONENT if scale == 0 else int(np.clip(np.ceil(np.log2(RESOLUTION / scale)), 0, MAX_EXPONENT))
+    return grid_values(exponent, np.round(np.ldexp(values, exponent)).astype(np.int64).tolist())
 
 
 def uniform_levels(z, levels: int) -> np.ndarray:
-    """L equally spaced levels over [min z, max z], as float16."""
+    """L equally spaced levels over [min z, max z], snapped (:func:`snap_levels`)."""
     z = _check(z, levels)
-    return to_float16(np.linspace(z.min(), z.max(), int(levels)))
+    return snap_levels(np.linspace(z.min(), z.max(), int(levels)))
 
 
 def kmeans_levels(z, levels: int, iterations: int = 100) -> np.ndarray:
-    """One-dimensional k-means (Lloyd) levels of z, started at its quantiles, as sorted float16."""
+    """One-dimensional k-means (Lloyd) levels of z, started at its quantiles, snapped (:func:`snap_levels`)."""
     z = _check(z, levels)
     centres = np.quantile(z, (np.arange(int(levels)) + 0.5) / int(levels))
     for _ in range(iterations):
@@ -51,7 +62,7 @@ def kmeans_levels(z, levels: int, iterations: int = 100) -> np.ndarray:
         if np.array_equal(updated, centres):
             break
         centres = updated
-    return np.sort(to_float16(centres))
+    return snap_levels(centres)
 
 
 def assign(z, codebook) -> np.ndarray:

@@ -3,9 +3,12 @@
 ``fit_subspace`` optimises z with Adam on cross-entropy (optionally distilling from a teacher).
 ``finetune_quantised`` is quantisation-aware training with a straight-through estimator: the
 forward pass uses codebook[nearest level of z], the gradient reaches both z and the levels
-(Lotfi et al. 2022, Section 4; Bengio et al. 2013 for the estimator).
+(Lotfi et al. 2022, Section 4; Bengio et al. 2013 for the estimator), and the loss adds the
+message's length (:func:`code_length_penalty`), so that training trades errors against bits as the
+bound does (the rate term of entropy-constrained quantisation; Chou, Lookabaugh & Gray 1989).
 ``compress_subspace_model`` quantises and codes a trained wrapper over a pre-declared grid of
-level counts and keeps the count with the best bound (paid for by ln |grid| in the bound).
+level counts and fine-tuning epochs and keeps the candidate with the best bound (paid for by
+ln |grid| in the bound).
 ``train_subspace_model`` runs the whole pipeline for an ordinary model: seeded re-initialisation
 (never the trained weights), training, then ``compress_subspace_model``.
 """
@@ -27,14 +30,21 @@ from pacbayes.models import model_outputs, output_dim, zero_one_error
 from pacbayes.subspace.evaluation import EVAL_BATCH, check_labels, data_fingerprint, training_loss
 from pacbayes.subspace.model import SubspaceModel
 from pacbayes.subspace.projection import _stream_seed
-from pacbayes.subspace.quantisation import METHODS, assign, make_levels, to_float16
+from pacbayes.subspace.quantisation import METHODS, assign, make_levels, snap_levels
 
 DEFAULT_LEVELS = (4, 8, 16)
 DEFAULT_EPOCHS = 300
 """Most epochs of subspace training; with DEFAULT_PATIENCE it stops at convergence, usually earlier."""
 DEFAULT_PATIENCE = 20
 """Epochs without a 1e-4 relative improvement of the training loss after which training stops."""
-SELECTION_DELTA = 0.05  # only ranks the level counts; the certified delta is the caller's
+DEFAULT_QAT_EPOCHS = 20
+"""Epochs of quantisation-aware fine-tuning per level count."""
+DEFAULT_QAT_PATIENCE = None
+"""None: run every fine-tuning epoch (compress_subspace_model scores each one). Stopping on the
+epoch-mean loss ended fine-tuning within a few epochs, before the levels had settled."""
+DEFAULT_RATE_WEIGHT = 8.0
+"""Weight of the code-length term: w ln 2 / m per bit, added to the mean cross-entropy."""
+SELECTION_DELTA = 0.05  # only ranks the candidates; the certified delta is the caller's
 
 
 def _epochs(n: int, batch_size: int, epochs: int, seed: int):
@@ -44,11 +54,49 @@ def _epochs(n: int, batch_size: int, epochs: int, seed: int):
         yield torch.randperm(n, generator=generator).split(batch_size)
 
 
+def code_length_penalty(z: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """A differentiable estimate of the body's length in bits, for quantisation-aware training.
+
+    Each level k costs b_k = -log2((c_k + 1/2) / (d + L/2)) bits, c_k the number of coordinates
+    whose nearest level it is (the static form of the KT code, :mod:`pacbayes.subspace.coding`);
+    coordinate i pays sum_k q_ik b_k with q_i a softmax of -((z_i - level_k) / (g/2))^2, g the mean
+    gap between levels. The costs and g are constants of the step: the gradient moves each z_i
+    towards the cheaper of its neighbouring levels, never the levels themselves. 0 for one level.
+    """
+    if levels.numel() < 2:
+        return z.sum() * 0.0
+    fixed = levels.detach()
+    nearest = torch.argmin((z.detach()[:, None] - fixed[None, :]).abs(), dim=1)
+    counts = torch.bincount(nearest, minlength=fixed.numel()).to(torch.float64)
+    costs = -torch.log2((counts + 0.5) / (z.numel() + fixed.numel() / 2)).to(z.dtype)
+    width = (fixed[-1] - fixed[0]).clamp_min(1e-12) / (fixed.numel() - 1) / 2
+    soft = torch.softmax(-(((z[:, None] - fixed[None, :]) / width) ** 2), dim=1)
+    return (soft * costs[None, :]).sum()
+
+
 def _optimise(
-    model, x, labels, variables, z_of, *, epochs, lr, batch_size, seed, teacher, distill_weight, patience, quiet, desc
+    model,
+    x,
+    labels,
+    variables,
+    z_of,
+    *,
+    epochs,
+    lr,
+    batch_size,
+    seed,
+    teacher,
+    distill_weight,
+    patience,
+    quiet,
+    desc,
+    penalty=None,
+    on_epoch=None,
 ) -> int:
     """Adam on ``variables`` for at most ``epochs`` epochs; returns the number of epochs run.
 
+    ``penalty``: a function of no arguments added to every minibatch's loss; ``on_epoch``: called
+    (no arguments) after every epoch.
     With ``patience`` (convergence mode) training stops once the epoch's mean training loss has not
     improved on the best by a relative 1e-4 for ``patience`` epochs, and the variables are put back
     at the best epoch's values. Everything here is a function of S, which the posterior may be.
@@ -56,23 +104,27 @@ def _optimise(
     if epochs < 0 or batch_size < 1 or not lr > 0 or (patience is not None and patience < 1):
         raise InputError("epochs must be >= 0, batch_size >= 1, lr > 0 and patience >= 1 (or None)")
     device = model.theta0.device
-    model.train()
     optimiser = torch.optim.Adam(variables, lr=lr)
     best, best_state, stale, run = math.inf, None, 0, 0
     steps = epochs * math.ceil(len(x) / batch_size)
     bar = progress(total=steps, desc=desc, quiet=quiet, unit="step")
     for batches in _epochs(len(x), batch_size, epochs, seed):
+        model.train()  # on_epoch may have evaluated the model
         total = 0.0
         for index in batches:
             outputs = model(x[index].to(device), z=z_of())
             soft = None if teacher is None else teacher[index].to(device)
             loss = training_loss(outputs.reshape(len(index), -1), labels[index].to(device), soft, distill_weight)
+            if penalty is not None:
+                loss = loss + penalty()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(index)
             bar.update(1)
         run += 1
+        if on_epoch is not None:
+            on_epoch()
         if patience is None:
             continue
         epoch_loss = total / len(x)
@@ -134,23 +186,41 @@ def finetune_quantised(
     labels: torch.Tensor,
     codebook,
     *,
-    epochs: int = 1,
+    epochs: int = DEFAULT_QAT_EPOCHS,
+    patience: Optional[int] = DEFAULT_QAT_PATIENCE,
+    rate_weight: float = DEFAULT_RATE_WEIGHT,
     lr: float = 0.01,
     batch_size: int = 128,
     seed: int = 0,
     teacher=None,
     distill_weight: float = 0.5,
+    on_epoch=None,
     quiet: bool = True,
 ) -> tuple:
-    """Quantisation-aware fine-tuning (module docstring); returns (float16 codebook, symbols).
+    """Quantisation-aware fine-tuning (module docstring); returns (snapped codebook, symbols).
 
-    Updates ``model.z`` in place; the returned symbols are the nearest levels of the final z.
+    ``on_epoch(codebook, symbols)``, if given, sees every epoch's snapped codebook and the nearest
+    levels of that epoch's z (:func:`compress_subspace_model` scores each one and keeps the best).
+
+    At most ``epochs`` epochs, to convergence with ``patience`` (None: all of them), minimising the
+    mean cross-entropy + ``rate_weight`` ln 2 / m x :func:`code_length_penalty` (0: none; 1 prices
+    the message's nats, as the KL pays them, like nats of the summed cross-entropy). Updates
+    ``model.z`` in place; the returned symbols are the nearest levels of the final z.
     """
+    if not rate_weight >= 0:
+        raise InputError(f"rate_weight must be >= 0, got {rate_weight}")
     levels = torch.nn.Parameter(torch.as_tensor(np.asarray(codebook, dtype=np.float32), device=model.theta0.device))
 
     def straight_through():
         nearest = torch.argmin((model.z.detach()[:, None] - levels.detach()[None, :]).abs(), dim=1)
         return levels[nearest] + model.z - model.z.detach()
+
+    def rate():
+        return rate_weight * math.log(2.0) / len(x) * code_length_penalty(model.z, levels)
+
+    def quantised():
+        codebook = snap_levels(levels.detach().cpu().numpy())
+        return codebook, assign(model.z.detach().cpu().numpy(), codebook)
 
     model.set_quantised(None)
     _optimise(
@@ -165,12 +235,13 @@ def finetune_quantised(
         seed=seed + 1,
         teacher=teacher,
         distill_weight=distill_weight,
-        patience=None,
+        patience=patience,
         quiet=quiet,
         desc="quantisation-aware fine-tuning",
+        penalty=rate if rate_weight > 0 else None,
+        on_epoch=None if on_epoch is None else lambda: on_epoch(*quantised()),
     )
-    final = np.sort(to_float16(levels.detach().cpu().numpy()))
-    return final, assign(model.z.detach().cpu().numpy(), final)
+    return quantised()
 
 
 def compress_subspace_model(
@@ -180,7 +251,9 @@ def compress_subspace_model(
     *,
     levels=DEFAULT_LEVELS,
     method: str = "kmeans",
-    qat_epochs: int = 1,
+    qat_epochs: int = DEFAULT_QAT_EPOCHS,
+    qat_patience: Optional[int] = DEFAULT_QAT_PATIENCE,
+    rate_weight: float = DEFAULT_RATE_WEIGHT,
     lr: float = 0.01,
     batch_size: int = 128,
     seed: int = 0,
@@ -192,9 +265,12 @@ def compress_subspace_model(
     """Quantise and code a trained :class:`SubspaceModel` (e.g. from your own training loop).
 
     Every level count in ``levels`` (a grid fixed beforehand) is tried from the same trained z,
-    with ``qat_epochs`` of quantisation-aware fine-tuning at learning rate ``lr``; the count with
-    the smallest bound is kept. The result records configurations = len(levels) x
-    ``extra_configurations`` (pass the number of d / seed / other settings you tried).
+    with at most ``qat_epochs`` of quantisation-aware fine-tuning (:func:`finetune_quantised`, to
+    convergence with ``qat_patience``, code length weighted by ``rate_weight``) at learning rate
+    ``lr``. Every (level count, fine-tuning epoch) pair is a candidate, scored by its bound on
+    (x, labels); the best is kept. So the result records configurations = len(levels) x
+    max(qat_epochs, 1) x ``extra_configurations`` (pass the number of d / seed / other settings you
+    tried): the union bound pays for the choice (ln 20 = 3.0 nats for 20 epochs).
     """
     levels = tuple(int(count) for count in levels)
     if not levels or min(levels) < 1 or len(set(levels)) != len(levels):
@@ -203,45 +279,47 @@ def compress_subspace_model(
         raise InputError(f"unknown quantisation method {method!r}; choose one of {', '.join(METHODS)}")
     extra_configurations = checks.sample_size(extra_configurations, name="extra_configurations", minimum=1)
     check_labels(output_dim(model, x), labels)
-    configurations = len(levels) * int(extra_configurations)
+    configurations = len(levels) * max(int(qat_epochs), 1) * int(extra_configurations)
+    quantisation = method + ("+qat" if qat_epochs > 0 else "")
     model.set_quantised(None)
     trained_z = model.z.detach().clone()
-    best, best_score = None, math.inf
+    best = {"score": math.inf}
+
+    def consider(codebook, symbols):
+        candidate = compress(model, codebook, symbols, configurations=configurations, quantisation=quantisation)
+        error = zero_one_error(candidate.decode(), x, labels, EVAL_BATCH)
+        model.set_quantised(None)
+        score = compression_bound(error, candidate.code_bits, len(x), SELECTION_DELTA, configurations)["value"]
+        if score < best["score"]:
+            best.update(score=score, candidate=candidate, error=error, z=model.z.detach().clone())
+
     for count in levels:
         with torch.no_grad():
             model.z.copy_(trained_z)
         codebook = make_levels(trained_z.cpu().numpy(), count, method)
         if qat_epochs > 0:
-            codebook, symbols = finetune_quantised(
+            finetune_quantised(
                 model,
                 x,
                 labels,
                 codebook,
                 epochs=qat_epochs,
+                patience=qat_patience,
+                rate_weight=rate_weight,
                 lr=lr,
                 batch_size=batch_size,
                 seed=seed,
                 teacher=teacher,
                 distill_weight=distill_weight,
+                on_epoch=consider,
                 quiet=quiet,
             )
         else:
-            symbols = assign(trained_z.cpu().numpy(), codebook)
-        candidate = compress(
-            model,
-            codebook,
-            symbols,
-            configurations=configurations,
-            quantisation=method + ("+qat" if qat_epochs > 0 else ""),
-        )
-        error = zero_one_error(candidate.decode(), x, labels, EVAL_BATCH)
-        score = compression_bound(error, candidate.code_bits, len(x), SELECTION_DELTA, configurations)["value"]
-        if score < best_score:
-            best_score, best = score, (candidate, error, model.z.detach().clone())
-    candidate, error, z = best
+            consider(codebook, assign(trained_z.cpu().numpy(), codebook))
+    candidate = best["candidate"]
     with torch.no_grad():
-        model.z.copy_(z)
-    candidate.train_error, candidate.train_fingerprint = error, data_fingerprint(x, labels)
+        model.z.copy_(best["z"])
+    candidate.train_error, candidate.train_fingerprint = best["error"], data_fingerprint(x, labels)
     candidate.decode()
     return candidate
 
@@ -259,7 +337,9 @@ def train_subspace_model(
     patience: Optional[int] = DEFAULT_PATIENCE,
     lr: float = 0.05,
     batch_size: int = 128,
-    qat_epochs: int = 1,
+    qat_epochs: int = DEFAULT_QAT_EPOCHS,
+    qat_patience: Optional[int] = DEFAULT_QAT_PATIENCE,
+    rate_weight: float = DEFAULT_RATE_WEIGHT,
     distill: bool = False,
     distill_weight: float = 0.5,
     extra_configurations: int = 1,
@@ -300,6 +380,8 @@ def train_subspace_model(
         levels=levels,
         method=method,
         qat_epochs=qat_epochs,
+        qat_patience=qat_patience,
+        rate_weight=rate_weight,
         lr=lr / 5,
         batch_size=batch_size,
         seed=seed,
@@ -314,6 +396,8 @@ def train_subspace_model(
         "epochs_run": model.epochs_run,
         "lr": lr,
         "qat_epochs": qat_epochs,
+        "qat_patience": qat_patience,
+        "rate_weight": rate_weight,
         "levels_grid": list(levels),
         "distill": distill,
     }
