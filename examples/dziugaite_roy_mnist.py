@@ -17,7 +17,9 @@ A bound at or above chance is printed with its one-line reason.
 
     python examples/dziugaite_roy_mnist.py                          # issue 15's setting (S = 2,000, binary)
     python examples/dziugaite_roy_mnist.py --classes 10
-    python examples/dziugaite_roy_mnist.py --m 5000 --hidden 600 --prior-split 0 --train-epochs 2
+    python examples/dziugaite_roy_mnist.py --m 5000 --hidden 600 --prior-split 0 --train-epochs 2 \
+        --objective classic --surrogate sigmoid --prior-std 0.015 --mc-sampling point --per-point-training \
+        --mc-samples 200                                                     # issue 15's data-independent setting
     python examples/dziugaite_roy_mnist.py --posterior-start model --lambda-grid --objective dr
 """
 
@@ -31,6 +33,9 @@ from pacbayes.data import MNIST_MEAN_STD, binarise, load_dataset, normalise, tak
 from pacbayes.models import zero_one_error
 from pacbayes.stochastic import OBJECTIVES, Schedule, certify_stochastic_network
 from pacbayes.stochastic.bound import POSTERIOR_STARTS
+from pacbayes.stochastic.local import MC_SAMPLINGS
+from pacbayes.stochastic.network import DEFAULT_SIGMOID_TEMPERATURE
+from pacbayes.stochastic.train import SURROGATES
 
 
 def load_mnist(split: str, classes: int, m=None, seed: int = 0):
@@ -78,11 +83,15 @@ def certify_and_test(title, net, init, x, labels, x_test, labels_test, args) -> 
         labels,
         init_state=init,
         objective=args.objective,
+        surrogate=args.surrogate,
+        sigmoid_temperature=args.sigmoid_temperature,
         posterior_start=args.posterior_start,
         prior_split=args.prior_split,
         prior_std=args.prior_std,
         lambda_grid=args.lambda_grid,
         mc_samples=args.mc_samples,
+        mc_sampling=args.mc_sampling,
+        per_point_training=args.per_point_training,
         seed=args.seed,
         fixed_mean=args.fixed_mean,
         schedule=Schedule(epochs=args.posterior_epochs),
@@ -99,7 +108,7 @@ def certify_and_test(title, net, init, x, labels, x_test, labels_test, args) -> 
         f"Dziugaite-Roy B_RE form {d['dziugaite_roy_form']:.4f})"
     )
     print(
-        f"    stochastic net: train error (MC, n = {d['mc_samples']}) {d['sampled_error']:.4f} "
+        f"    stochastic net: train error (MC, {d['mc_draws']:,} {d['mc_sampling']} draws) {d['sampled_error']:.4f} "
         f"(bounded by {d['empirical_error_bound']:.4f}), test error (MC, n = {args.test_samples}) "
         f"{test_error:.4f}; its mean net's error on the bound's points {d['mean_network_error']:.4f}"
     )
@@ -137,12 +146,16 @@ def parse(argv=None):
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--train-epochs", type=int, default=10, help="SGD epochs of MODEL")
     parser.add_argument("--objective", choices=OBJECTIVES, default="quad")
+    parser.add_argument("--surrogate", choices=SURROGATES, default="auto", help="training risk (sigmoid: smooth 0-1)")
+    parser.add_argument("--sigmoid-temperature", type=float, default=DEFAULT_SIGMOID_TEMPERATURE)
     parser.add_argument("--posterior-start", choices=POSTERIOR_STARTS, default="prior")
     parser.add_argument("--prior-split", type=float, default=0.5, help="0: prior at MODEL's initial weights")
     parser.add_argument("--prior-std", type=float, default=0.03)
     parser.add_argument("--lambda-grid", action="store_true")
     parser.add_argument("--posterior-epochs", type=int, default=Schedule().epochs)
     parser.add_argument("--mc-samples", type=int, default=20000)
+    parser.add_argument("--mc-sampling", choices=MC_SAMPLINGS, default="network", help="point: a draw per point")
+    parser.add_argument("--per-point-training", action="store_true", help="local reparameterisation in training")
     parser.add_argument("--test-samples", type=int, default=100)
     parser.add_argument("--fixed-mean", action="store_true")
     parser.add_argument("--seed", type=int, default=0)

@@ -13,12 +13,13 @@ from pacbayes import bounds
 from pacbayes.errors import InputError, ModelLoadError
 from pacbayes.stochastic import Schedule, certify_stochastic_network, stochastic_bound
 from pacbayes.attempts import record_attempt
-from pacbayes.stochastic.certificate import certify
-from pacbayes.stochastic.gaussian import Layout, gaussian_kl
+from pacbayes.stochastic.certificate import certify, point_sampled_error, sampled_error
+from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
 from pacbayes.stochastic.prior import parameters_of, reinitialised
 from pacbayes.stochastic.dropout import activation_dropout, activation_layers
 from pacbayes.stochastic.hint import chance_level, why_vacuous
-from pacbayes.stochastic.train import PriorVariance, fit_posterior
+from pacbayes.stochastic.network import bounded_cross_entropy, logistic_surrogate, sigmoid_surrogate
+from pacbayes.stochastic.train import PriorVariance, fit_posterior, surrogate_risk
 
 FAST = Schedule(epochs=4, batch_size=50, lr=1e-3)
 
@@ -366,6 +367,10 @@ def test_zero_prior_is_labelled_and_multiclass_models_work():
         ({"prior_std": 0.0}, "prior_std"),
         ({"prior_std": float("inf")}, "prior_std"),
         ({"prior_dropout": 1.0}, "prior_dropout"),
+        ({"surrogate": "hinge"}, "unknown surrogate"),
+        ({"mc_sampling": "layer"}, "unknown mc_sampling"),
+        ({"surrogate": "sigmoid", "sigmoid_temperature": 0.0}, "temperature"),
+        ({"surrogate": "sigmoid", "sigmoid_temperature": float("nan")}, "sigmoid_temperature"),
     ],
 )
 def test_bad_options_are_refused(trained, options, match):
@@ -489,3 +494,176 @@ def test_a_far_posterior_gets_the_kl_hint_in_the_report(trained):
         net, x, labels, init_state=far, mc_samples=20, schedule=FAST, posterior_start="model", prior_std=0.01
     )[0]
     assert result.value > 0.99 and result.details["why_vacuous"].startswith("KL = ")
+
+
+# --- surrogate risks -----------------------------------------------------------------------------
+
+
+def test_sigmoid_surrogate_matches_a_hand_computation_binary_and_multiclass():
+    temperature = 0.3
+    logits = torch.tensor([2.0, -0.5, 0.1, -3.0])
+    labels = torch.tensor([1, 1, 0, 0])
+    signs = [1.0, 1.0, -1.0, -1.0]
+    expected = sum(1.0 / (1.0 + math.exp(s * f / temperature)) for s, f in zip(signs, logits.tolist())) / 4
+    assert float(sigmoid_surrogate(logits, labels, temperature)) == pytest.approx(expected, rel=1e-6)
+    many = torch.tensor([[1.0, 3.0, -2.0], [0.5, 0.2, 0.4], [-1.0, -1.0, 2.0]])
+    targets = [0, 0, 2]
+    margins = [row[y] - max(v for c, v in enumerate(row) if c != y) for row, y in zip(many.tolist(), targets)]
+    expected = sum(1.0 / (1.0 + math.exp(g / temperature)) for g in margins) / 3
+    assert float(sigmoid_surrogate(many, torch.tensor(targets), temperature)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_sigmoid_surrogate_tends_to_the_zero_one_loss_and_stays_in_zero_one():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, 4, generator=gen)
+    labels = torch.randint(0, 4, (500,), generator=gen)
+    zero_one = float((logits.argmax(1) != labels).double().mean())
+    assert float(sigmoid_surrogate(logits, labels, 1e-4)) == pytest.approx(zero_one, abs=2e-3)
+    loose = float(sigmoid_surrogate(logits, labels, 10.0))
+    assert 0.0 < loose < 1.0 and abs(loose - zero_one) > 0.05
+
+
+def test_auto_surrogate_is_each_objectives_own_and_sigmoid_uses_its_temperature():
+    assert surrogate_risk("auto", "dr") is logistic_surrogate
+    assert surrogate_risk("auto", "quad") is bounded_cross_entropy
+    assert surrogate_risk("logistic", "quad") is logistic_surrogate
+    logits, labels = torch.tensor([0.2, -0.1]), torch.tensor([1, 1])
+    cold, warm = surrogate_risk("sigmoid", "classic", 0.1), surrogate_risk("sigmoid", "classic", 1.0)
+    assert float(cold(logits, labels)) == pytest.approx(float(sigmoid_surrogate(logits, labels, 0.1)), rel=1e-7)
+    assert float(cold(logits, labels)) != pytest.approx(float(warm(logits, labels)), rel=1e-3)
+
+
+def test_the_sigmoid_surrogate_trains_a_different_posterior_and_is_recorded(trained, tmp_path):
+    net, init, x, labels = trained
+    common = {"init_state": init, "objective": "classic", "mc_samples": 40, "schedule": FAST, "delta": 0.1}
+    auto = stochastic_bound(net, x, labels, **common)[0]
+    ledger = tmp_path / "attempts.jsonl"
+    sigmoid = stochastic_bound(
+        net, x, labels, surrogate="sigmoid", sigmoid_temperature=0.2, attempts_ledger=ledger, **common
+    )[0]
+    assert auto.details["surrogate"] == "auto" and auto.details["sigmoid_temperature"] is None
+    assert sigmoid.details["surrogate"] == "sigmoid" and sigmoid.details["sigmoid_temperature"] == 0.2
+    assert sigmoid.details["kl"] != pytest.approx(auto.details["kl"], rel=1e-6)
+    entry = json.loads(ledger.read_text().splitlines()[0])
+    assert entry["surrogate"] == "sigmoid" and entry["sigmoid_temperature"] == 0.2
+    # the certificate is the same composition whatever surrogate trained the posterior
+    share = bounds.series_delta(1, 0.1) / 2
+    empirical = bounds.sample_convergence_bound(sigmoid.details["sampled_error"], 40, share)
+    assert sigmoid.value == pytest.approx(bounds.pac_bayes_kl_bound(empirical, sigmoid.details["kl"], 200, share))
+
+
+def test_surrogate_flags_through_the_cli(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from pacbayes.cli import main
+
+    net, init, x, labels = trained
+    data, test = tmp_path / "blobs.npz", tmp_path / "test.npz"
+    np.savez(data, x=x.numpy(), y=labels.numpy())
+    x_test, labels_test = _blobs(100, seed=9)
+    np.savez(test, x=x_test.numpy(), y=labels_test.numpy())
+    torch.jit.script(net).save(str(tmp_path / "model.pt"))
+    torch.save(init, str(tmp_path / "init.pt"))
+    command = ["certify", str(tmp_path / "model.pt"), "--train", str(data), "--test", str(test), "--m", "200"]
+    command += ["--bounds", "dziugaite-roy", "--init", str(tmp_path / "init.pt"), "--mc-samples", "20"]
+    command += ["--posterior-epochs", "2", "--surrogate", "sigmoid", "--sigmoid-temperature", "0.2", "--json"]
+    run = CliRunner().invoke(main, command + ["--quiet"])
+    assert run.exit_code == 0, run.output
+    details = json.loads(run.stdout)["bounds"][0]["details"]
+    assert details["surrogate"] == "sigmoid" and details["sigmoid_temperature"] == pytest.approx(0.2)
+
+
+# --- Monte Carlo draws per point -----------------------------------------------------------------
+
+
+def _noisy_posterior(net, std, seed=0):
+    params = parameters_of(net)
+    layout = Layout.of(params)
+    mean = layout.flatten(params)
+    return DiagonalGaussian(mean, torch.full_like(mean, 2 * math.log(std)), layout)
+
+
+def test_point_draws_of_a_linear_classifier_match_the_gaussian_error_probability():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 1))
+    x, labels = _blobs(200, seed=2, flip=0.1)
+    std = 0.4
+    posterior = _noisy_posterior(net, std)
+    w, b = net[0].weight.detach()[0].double(), float(net[0].bias.detach())
+    xd = x.double()
+    margin = (2.0 * labels.double() - 1.0) * (xd @ w + b)
+    spread = torch.sqrt(std**2 * (xd * xd).sum(1) + std**2)
+    exact = float(Normal(0.0, 1.0).cdf(-margin / spread).mean())  # P(error) per point, averaged
+    estimate = point_sampled_error(net, posterior, x, labels, 400, generator=torch.Generator().manual_seed(1))
+    assert estimate == pytest.approx(exact, abs=0.01)  # n m = 80,000 draws: standard error ~0.0018
+
+
+def test_point_draws_and_network_draws_estimate_the_same_gibbs_error(trained):
+    net = trained[0]
+    x, labels = trained[2], trained[3]
+    posterior = _noisy_posterior(net, 1.5)
+    gen = torch.Generator().manual_seed(3)
+    per_point = point_sampled_error(net, posterior, x, labels, 300, generator=gen)
+    per_network = sampled_error(net, posterior, x, labels, 3000, generator=gen)
+    assert 0.05 < per_network < 0.45  # the noise matters, so the check is not trivial
+    assert per_point == pytest.approx(per_network, abs=0.015)
+
+
+def test_point_sampling_pays_for_n_m_draws_and_refuses_other_models(trained):
+    net, init, x, labels = trained
+    result = stochastic_bound(
+        net, x, labels, init_state=init, mc_samples=5, mc_sampling="point", schedule=FAST, delta=0.1
+    )[0]
+    d = result.details
+    assert d["mc_sampling"] == "point" and d["mc_draws"] == 5 * 200
+    share = bounds.series_delta(1, 0.1) / 2
+    empirical = bounds.sample_convergence_bound(d["sampled_error"], 5 * 200, share)
+    assert d["empirical_error_bound"] == pytest.approx(empirical, rel=1e-12)
+    assert result.value == pytest.approx(bounds.pac_bayes_kl_bound(empirical, d["kl"], 200, share), rel=1e-12)
+
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = _net()
+
+        def forward(self, inputs):
+            return self.inner(inputs)
+
+    custom = Custom()
+    with pytest.raises(InputError, match="needs an nn.Sequential of Linear layers"):
+        stochastic_bound(custom, x, labels, mc_samples=2, mc_sampling="point", schedule=FAST)
+
+
+def test_point_logits_are_the_network_at_zero_variance_and_differentiable(trained):
+    from pacbayes.stochastic.local import point_layers, point_logits
+
+    net, _, x, _ = trained
+    posterior = _noisy_posterior(net, 1e-6)
+    mean = posterior.mean.clone().requires_grad_(True)
+    log_var = posterior.log_var.clone().requires_grad_(True)
+    layout, gen = posterior.layout, torch.Generator().manual_seed(0)
+    out = point_logits(point_layers(net), layout.unflatten(mean), layout.unflatten(torch.exp(log_var)), x, gen)
+    assert torch.allclose(out, net(x)[:, 0], atol=1e-4)
+    out.sum().backward()
+    assert mean.grad.abs().sum() > 0 and log_var.grad.abs().sum() > 0
+
+
+def test_per_point_training_is_recorded_trains_another_posterior_and_refuses_other_models(trained):
+    net, init, x, labels = trained
+    common = {"init_state": init, "mc_samples": 5, "mc_sampling": "point", "schedule": FAST, "delta": 0.1}
+    batch = stochastic_bound(net, x, labels, **common)[0]
+    point = stochastic_bound(net, x, labels, per_point_training=True, **common)[0]
+    assert batch.details["per_point_training"] is False and point.details["per_point_training"] is True
+    assert point.details["kl"] != pytest.approx(batch.details["kl"], rel=1e-6)
+    share = bounds.series_delta(1, 0.1) / 2
+    empirical = bounds.sample_convergence_bound(point.details["sampled_error"], 5 * 200, share)
+    assert point.value == pytest.approx(bounds.pac_bayes_kl_bound(empirical, point.details["kl"], 200, share))
+    with pytest.raises(InputError, match="needs an nn.Sequential of Linear layers"):
+        stochastic_bound(
+            nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)),
+            x,
+            labels,
+            per_point_training=True,
+            mc_samples=2,
+            schedule=FAST,
+        )

@@ -11,7 +11,9 @@ from typing import Optional
 from pacbayes.attempts import ledger_option
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, option, stamped
 from pacbayes.stochastic.bound import DEFAULT_PRIOR_DROPOUT, DEFAULT_PRIOR_SCHEDULE, DEFAULT_PRIOR_STD, POSTERIOR_STARTS
-from pacbayes.stochastic.train import OBJECTIVES, Schedule
+from pacbayes.stochastic.local import MC_SAMPLINGS
+from pacbayes.stochastic.network import DEFAULT_SIGMOID_TEMPERATURE
+from pacbayes.stochastic.train import OBJECTIVES, SURROGATES, Schedule
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,15 @@ class DziugaiteRoySettings:
     )
     init_seed: Optional[int] = option(None, "--init-seed", "Re-create the initial weights from this recorded seed.")
     objective: str = option("dr", "--objective", "Dziugaite-Roy (dr) or a PBB objective.", choices=OBJECTIVES)
+    surrogate: str = option(
+        "auto",
+        "--surrogate",
+        "Training risk: auto (logistic for dr, bounded cross-entropy for PBB) or sigmoid (smooth 0-1 loss).",
+        choices=SURROGATES,
+    )
+    sigmoid_temperature: float = option(
+        DEFAULT_SIGMOID_TEMPERATURE, "--sigmoid-temperature", "Temperature of --surrogate sigmoid."
+    )
     posterior_start: str = option(
         "prior",
         "--posterior-start",
@@ -54,6 +65,19 @@ class DziugaiteRoySettings:
     )
     posterior_epochs: int = option(Schedule().epochs, "--posterior-epochs", "Epochs of posterior optimisation.")
     mc_samples: int = option(1000, "--mc-samples", "Posterior draws for the sample-convergence bound.")
+    mc_sampling: str = option(
+        "network",
+        "--mc-sampling",
+        "Monte Carlo draws: one network per draw on every point, or a fresh draw per point (Linear/activation "
+        "Sequential models; n m independent draws).",
+        choices=MC_SAMPLINGS,
+    )
+    per_point_training: bool = option(
+        False,
+        "--per-point-training",
+        "Train the posterior with a fresh weight draw per input (local reparameterisation; Linear/activation "
+        "Sequential models).",
+    )
     fixed_mean: bool = option(False, "--fixed-mean", "Keep the posterior mean at MODEL's weights.")
     attempts_ledger: Optional[str] = ledger_option()
     test_draws: int = 20
@@ -82,12 +106,16 @@ class DziugaiteRoyFamily:
             init_state=settings.init_state,
             init_seed=settings.init_seed,
             objective=settings.objective,
+            surrogate=settings.surrogate,
+            sigmoid_temperature=settings.sigmoid_temperature,
             posterior_start=settings.posterior_start,
             prior_split=settings.prior_split,
             prior_std=settings.prior_std,
             lambda_grid=settings.lambda_grid,
             prior_dropout=settings.prior_dropout,
             mc_samples=settings.mc_samples,
+            mc_sampling=settings.mc_sampling,
+            per_point_training=settings.per_point_training,
             seed=context.seed,
             fixed_mean=settings.fixed_mean,
             schedule=Schedule(epochs=settings.posterior_epochs),

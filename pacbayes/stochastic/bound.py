@@ -34,11 +34,12 @@ from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.results import BoundResult
 from pacbayes.attempts import fingerprint, record_attempt
-from pacbayes.stochastic.certificate import certify, deterministic_error, sampled_error
+from pacbayes.stochastic.certificate import certify, deterministic_error, point_sampled_error, sampled_error
+from pacbayes.stochastic.local import MC_SAMPLINGS, point_layers
 from pacbayes.stochastic.dropout import activation_layers
 from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
 from pacbayes.stochastic.hint import why_vacuous
-from pacbayes.stochastic.network import check_labels, forward
+from pacbayes.stochastic.network import DEFAULT_SIGMOID_TEMPERATURE, check_labels, forward
 from pacbayes.stochastic.prior import Prior, data_independent_prior, parameters_of, reinitialised
 from pacbayes.stochastic.train import (
     OBJECTIVES,
@@ -47,6 +48,7 @@ from pacbayes.stochastic.train import (
     fit_posterior,
     fit_prior_mean,
     initial_prior_variance,
+    surrogate_risk,
 )
 
 DEFAULT_PRIOR_SCHEDULE = Schedule(epochs=70, batch_size=100, lr=0.01)
@@ -202,12 +204,16 @@ def certify_stochastic_network(
     init_state=None,
     init_seed: Optional[int] = None,
     objective: str = "dr",
+    surrogate: str = "auto",
+    sigmoid_temperature: float = DEFAULT_SIGMOID_TEMPERATURE,
     posterior_start: str = "prior",
     prior_split: float = 0.0,
     prior_std: float = DEFAULT_PRIOR_STD,
     lambda_grid: bool = False,
     prior_dropout: float = DEFAULT_PRIOR_DROPOUT,
     mc_samples: int = 1000,
+    mc_sampling: str = "network",
+    per_point_training: bool = False,
     seed: int = 0,
     fixed_mean: bool = False,
     schedule: Schedule = Schedule(),
@@ -224,6 +230,9 @@ def certify_stochastic_network(
     init_state: the weights at initialisation (state dict or path of a weights-only .pt file), or
         init_seed: re-create them (:func:`pacbayes.stochastic.prior.reinitialised`); neither: zero prior.
     objective: "dr" (Dziugaite-Roy) or PBB's "quad", "lambda", "classic".
+    surrogate: the training risk inside the objective (:data:`pacbayes.stochastic.train.SURROGATES`):
+        "auto" (logistic for "dr", PBB's bounded cross-entropy otherwise), or "sigmoid", a smooth 0-1
+        loss at temperature ``sigmoid_temperature``. Training only; the certificate counts 0-1 errors.
     posterior_start: "prior" (learned-from-prior mode: the posterior starts at the prior, KL 0, and is
         trained on all of S) or "model" (around-model: the mean starts at ``model``'s weights and is
         trained on the bound's points); ``fixed_mean`` overrides it (the mean stays at ``model``'s weights).
@@ -233,6 +242,11 @@ def certify_stochastic_network(
         variance is instead searched on Dziugaite & Roy's grid (starting at prior_std^2 from the prior,
         at their mean-square start around the model).
     mc_samples: n posterior draws for the Monte Carlo error.
+    mc_sampling: "network" (each draw scored on every bound point; sample convergence over n) or
+        "point" (a fresh draw per point and pass, n m independent indicators; needs an nn.Sequential
+        of Linear layers and elementwise activations, :func:`pacbayes.stochastic.local.point_layers`).
+    per_point_training: train the posterior with a fresh weight draw per input (local
+        reparameterisation; same model requirement) instead of one draw per minibatch.
     attempt / attempts_ledger: which attempt on this model and data this is (see
         :mod:`pacbayes.attempts`); default 1.
     Returns the certificate: a BoundResult named "dziugaite-roy" or "pbb-<objective>" (certified=True;
@@ -243,14 +257,21 @@ def certify_stochastic_network(
     delta, prior_split, prior_std, prior_dropout, mc_samples = _checked_options(
         delta, objective, posterior_start, prior_split, prior_std, prior_dropout, mc_samples
     )
+    risk_of = surrogate_risk(surrogate, objective, checks.finite(sigmoid_temperature, "sigmoid_temperature"))
+    if mc_sampling not in MC_SAMPLINGS:
+        raise InputError(f"unknown mc_sampling {mc_sampling!r}; use one of {', '.join(MC_SAMPLINGS)}")
     x, labels = _checked_data(x, labels)
     checks.sample_size(len(labels), name="the number of training points m", minimum=8)
     mode = _mode(posterior_start, fixed_mean)
     settings = {
         "objective": objective,
+        "surrogate": surrogate,
+        "sigmoid_temperature": float(sigmoid_temperature),
         "prior_split": prior_split,
         "seed": int(seed),
         "mc_samples": mc_samples,
+        "mc_sampling": mc_sampling,
+        "per_point_training": bool(per_point_training),
         "fixed_mean": bool(fixed_mean),
         "mode": mode,
         "prior_std": prior_std,
@@ -267,6 +288,8 @@ def certify_stochastic_network(
     net = copy.deepcopy(model).to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)
+    if mc_sampling == "point" or per_point_training:
+        point_layers(net)
     x, labels = x.to(device), labels.to(device)
     logits = forward(net, parameters_of(net), x[:1])
     check_labels(logits, labels)
@@ -316,15 +339,19 @@ def certify_stochastic_network(
         fixed_mean=fixed_mean,
         schedule=schedule,
         generator=train_gen,
+        risk_of=risk_of,
+        per_point=bool(per_point_training),
         quiet=quiet,
     )
-    sampled = sampled_error(net, posterior, xb, yb, mc_samples, generator=mc_gen, quiet=quiet)
+    sampler = point_sampled_error if mc_sampling == "point" else sampled_error
+    sampled = sampler(net, posterior, xb, yb, mc_samples, generator=mc_gen, quiet=quiet)
+    draws = mc_samples * m if mc_sampling == "point" else mc_samples
     cert = certify(
         posterior,
         prior_mean,
         lam,
         sampled,
-        mc_samples,
+        draws,
         m,
         parts["pac_bayes_kl"],
         parts["sample_convergence"],
@@ -335,10 +362,15 @@ def certify_stochastic_network(
     details = {
         "mode": mode,
         "objective": objective,
+        "surrogate": surrogate,
+        "sigmoid_temperature": float(sigmoid_temperature) if surrogate == "sigmoid" else None,
         "kl": cert["kl"],
         "kl_at_start": start_kl,
         "sampled_error": sampled,
         "mc_samples": mc_samples,
+        "mc_sampling": mc_sampling,
+        "mc_draws": draws,
+        "per_point_training": bool(per_point_training),
         "empirical_error_bound": cert["empirical_bound"],
         "prior_variance": cert["lambda"],
         "prior_std": math.sqrt(cert["lambda"]),
@@ -363,7 +395,7 @@ def certify_stochastic_network(
             delta_kl=cert["delta_j"],
             sampled_error=sampled,
             empirical_bound=cert["empirical_bound"],
-            mc_samples=mc_samples,
+            mc_samples=draws,
             classes=classes,
             mode=mode,
         ),

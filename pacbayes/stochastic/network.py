@@ -15,6 +15,9 @@ from pacbayes.errors import InputError
 
 BOUNDED_CE_PMIN = 1e-4
 """p_min of PBB's bounded cross-entropy (Pérez-Ortiz et al. 2021, Section 5)."""
+DEFAULT_SIGMOID_TEMPERATURE = 0.15
+"""Temperature T of :func:`sigmoid_surrogate`: a fixed constant, chosen on issue 15's data-independent
+benchmark (binary mnist-embedded, m = 5,000, 784-600-1) among T in {0.1, 0.15, 0.3, 1}."""
 
 
 def forward(model: torch.nn.Module, params: dict, x: torch.Tensor) -> torch.Tensor:
@@ -46,6 +49,26 @@ def bounded_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.T
     """PBB's surrogate in [0, 1]: -ln(max(p, p_min)) / ln(1/p_min) (Pérez-Ortiz et al. 2021, Section 5)."""
     log_pmin = math.log(BOUNDED_CE_PMIN)
     return (_log_prob_correct(logits, labels).clamp(min=log_pmin) / log_pmin).mean()
+
+
+def margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-input margin: (2y - 1) f for one logit, f_y - max_{c != y} f_c for K logits (> 0: correct)."""
+    if logits.dim() == 1:
+        return (2.0 * labels.to(logits.dtype) - 1.0) * logits
+    true = logits.gather(1, labels[:, None])[:, 0]
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return true - others.max(dim=1).values
+
+
+def sigmoid_surrogate(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """A smooth 0-1 loss in (0, 1): mean of sigmoid(-margin / T) (:func:`margins`).
+
+    As T -> 0 it tends to the 0-1 loss, so a bound objective built on it trades the stochastic net's
+    error itself against the KL, where the logistic surrogate also charges correct points with small
+    margins (a sigmoid loss as in Nguyen & Sanner 2013, direct 0-1 loss optimisation). Training only: the
+    certificate always counts the 0-1 loss.
+    """
+    return torch.sigmoid(-margins(logits, labels) / temperature).mean()
 
 
 def check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:

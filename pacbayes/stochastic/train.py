@@ -6,12 +6,15 @@ Objectives (one Monte Carlo weight sample per minibatch, reparameterised gradien
   quad     Pérez-Ortiz et al. (2021) f_quad on the bounded cross-entropy
   lambda   Pérez-Ortiz et al. (2021) f_lambda, tradeoff t updated in closed form each step
   classic  Pérez-Ortiz et al. (2021) f_classic
+The surrogate risk is, by default ("auto"), the logistic one for "dr" and PBB's bounded cross-entropy
+for the others; "sigmoid" replaces it by a smooth 0-1 loss (:func:`pacbayes.stochastic.network.sigmoid_surrogate`).
 With a prior variance fixed in advance the complexity term is that of a single prior (no grid). With
 the lambda grid, lambda is optimised continuously as lambda = c exp(-j/b) with j >= 1, the term pays
 2 ln j + ln(pi^2/6) nats, and lambda is rounded to the grid when the bound is certified
 (:mod:`pacbayes.stochastic.certificate`).
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -23,9 +26,18 @@ from pacbayes.errors import InputError
 from pacbayes.progress import progress
 from pacbayes.stochastic.dropout import activation_dropout
 from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
-from pacbayes.stochastic.network import bounded_cross_entropy, forward, logistic_surrogate
+from pacbayes.stochastic.local import point_layers, point_logits
+from pacbayes.stochastic.network import (
+    DEFAULT_SIGMOID_TEMPERATURE,
+    bounded_cross_entropy,
+    forward,
+    logistic_surrogate,
+    sigmoid_surrogate,
+)
 
 OBJECTIVES = ("dr", "quad", "lambda", "classic")
+SURROGATES = ("auto", "logistic", "bounded-ce", "sigmoid")
+"""Surrogate risks for training: "auto" is "logistic" for objective "dr" and "bounded-ce" for PBB's."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,19 @@ def objective_value(objective: str, risk, kl, m: int, delta: float, j=None, trad
     return bounds.pbb_lambda(risk, term, tradeoff)
 
 
+def surrogate_risk(surrogate: str, objective: str, temperature: float = DEFAULT_SIGMOID_TEMPERATURE):
+    """The training risk (logits, labels) -> scalar named by ``surrogate`` (see :data:`SURROGATES`)."""
+    if surrogate not in SURROGATES:
+        raise InputError(f"unknown surrogate {surrogate!r}; use one of {', '.join(SURROGATES)}")
+    if not (math.isfinite(temperature) and temperature > 0.0):
+        raise InputError(f"the sigmoid temperature must be finite and > 0, got {temperature}; e.g. 0.15")
+    if surrogate == "auto":
+        surrogate = "logistic" if objective == "dr" else "bounded-ce"
+    if surrogate == "sigmoid":
+        return functools.partial(sigmoid_surrogate, temperature=temperature)
+    return logistic_surrogate if surrogate == "logistic" else bounded_cross_entropy
+
+
 @dataclass(frozen=True)
 class PriorVariance:
     """lambda of P = N(w0, lambda I): its starting value and whether it is searched on the grid
@@ -155,6 +180,8 @@ def fit_posterior(
     fixed_mean: bool,
     schedule: Schedule,
     generator: torch.Generator,
+    risk_of=None,
+    per_point: bool = False,
     quiet: bool = True,
 ):
     """Minimise ``objective`` over (w, s[, lambda]) on (x, labels), starting at w = ``start`` and
@@ -164,9 +191,12 @@ def fit_posterior(
     may be all of S. With ``fixed_mean`` w stays at ``start``; lambda moves only when
     ``prior_variance.on_grid``. ``delta`` is the failure probability of the PAC-Bayes statement
     (before any lambda-grid split). Returns the posterior and the final prior variance (the given
-    value, exactly, when it is fixed).
+    value, exactly, when it is fixed). ``risk_of``: the surrogate risk (:func:`surrogate_risk`; default
+    that of ``objective``). ``per_point``: draw the weights afresh for every input of a minibatch by the
+    local reparameterisation (:mod:`pacbayes.stochastic.local`; the same expected risk, lower-variance
+    gradients) instead of one draw per minibatch.
     """
-    surrogate = logistic_surrogate if objective == "dr" else bounded_cross_entropy
+    surrogate = risk_of or surrogate_risk("auto", objective)
     mean = start.detach().clone().requires_grad_(not fixed_mean)
     log_var = torch.full_like(start, math.log(start_variance)).requires_grad_(True)
     log_lam = torch.tensor(
@@ -186,9 +216,15 @@ def fit_posterior(
         quiet=quiet,
         unit="step",
     )
+    layers = point_layers(model) if per_point else None
     for idx in bar:
         opt.zero_grad()
-        risk = surrogate(forward(model, posterior.sample(generator), x[idx]), labels[idx])
+        if per_point:
+            var = layout.unflatten(torch.exp(log_var))
+            logits = point_logits(layers, layout.unflatten(mean), var, x[idx], generator)
+        else:
+            logits = forward(model, posterior.sample(generator), x[idx])
+        risk = surrogate(logits, labels[idx])
         kl = gaussian_kl(mean, log_var, prior_mean, log_lam, dtype=torch.float32)
         j = torch.clamp(bounds.DR_GRID_B * (log_c - log_lam), min=1.0) if prior_variance.on_grid else None
         loss = objective_value(objective, risk, kl, m, delta, j, tradeoff)
