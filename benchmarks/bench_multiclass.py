@@ -5,8 +5,9 @@
 Data: mnist-embedded "train" split (first m images, digit labels 0..9), FC ReLU NNGP depth 2, the
 prior K + jitter I shared by the C = 10 logits. For each m: one float64 Cholesky of the m x m kernel
 (the baseline, timed in the same run), then multi-class EP (method auto: structured above
-(C-1)m = 3000; parallel, adaptive damping, tol 1e-6): total seconds, sweeps, seconds per sweep and
-its ratio to the Cholesky, and the process's peak resident memory so far. With --test-points, Q*'s
+(C-1)m = 3000; parallel, adaptive damping, tol 1e-6) once per --precisions entry (``double`` is
+the previous float64-only EP): total seconds, sweeps, seconds per sweep and its ratio to the
+Cholesky, and the process's peak resident memory so far. With --test-points, Q*'s
 EP-predictive Gibbs test error on that many "test"-split images. Then the certified sandwich at
 --certified-m (dense (C-1)m orthant). Targets (issue 14, 2-core CPU): EP at m = 1,000 <= 120 s,
 at m = 5,000 <= 1,200 s with peak memory <= 8 GB; certified at m = 1,000 <= 300 s.
@@ -51,6 +52,13 @@ def main():
     parser.add_argument("--jitter", type=float, default=0.0)
     parser.add_argument("--method", default="auto", choices=["auto", "dense", "structured"])
     parser.add_argument("--max-sweeps", type=int, default=200)
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "mixed", "double"],
+        help="EP precisions to run, each in the same run (double: the previous float64-only EP)",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -71,23 +79,26 @@ def main():
         torch.linalg.cholesky(block)
         _sync(device)
         chol = time.perf_counter() - start
-        result = multiclass_ep_log_evidence(
-            block,
-            y[:m],
-            CLASSES,
-            jitter=args.jitter,
-            device=device,
-            method=args.method,
-            max_sweeps=args.max_sweeps,
-            allow_unconverged=True,
-        )
-        per_sweep = result.seconds / result.sweeps
-        print(
-            f"EP m={m:5d} ({result.method}): ln P(S) = {result.log_evidence:.4f}  {result.seconds:8.1f} s  "
-            f"{result.sweeps} sweeps  {per_sweep:7.2f} s/sweep  cholesky {chol:6.3f} s  ratio {per_sweep / chol:6.1f}  "
-            f"peak memory {_peak_gb(device):.2f} GB  (final relative change {result.final_change:.1e}"
-            f"{'' if result.converged else ', NOT CONVERGED: capped'})"
-        )
+        for precision in args.precisions:
+            result = multiclass_ep_log_evidence(
+                block,
+                y[:m],
+                CLASSES,
+                jitter=args.jitter,
+                device=device,
+                method=args.method,
+                precision=precision,
+                max_sweeps=args.max_sweeps,
+                allow_unconverged=True,
+            )
+            per_sweep = result.seconds / result.sweeps
+            print(
+                f"EP m={m:5d} ({result.method}, precision {precision}): ln P(S) = {result.log_evidence:.4f}  "
+                f"{result.seconds:8.1f} s  {result.sweeps} sweeps  {per_sweep:7.2f} s/sweep  cholesky {chol:6.3f} s  "
+                f"ratio {per_sweep / chol:6.1f}  peak memory {_peak_gb(device):.2f} GB  (final relative change "
+                f"{result.final_change:.1e}{'' if result.converged else ', NOT CONVERGED: capped'})",
+                flush=True,
+            )
         if args.test_points:
             x_test, y_test = _flat(load_mnist_embedded("test"), args.test_points)
             start = time.perf_counter()

@@ -53,8 +53,8 @@ PRECISIONS = ("auto", "mixed", "double")
 DEFAULT_TOL = 1e-6  # convergence: relative change of ln Z between sweeps
 SINGLE_TOL = 1e-4  # mixed precision: float32 sweeps until the relative change of ln Z is below this
 NESTED_AUTO, MIXED_AUTO = 1024, 2048  # "auto" uses the nested start / mixed precision from these m on
-_NESTED_FLOOR = 256  # nested levels stop halving below twice this size and start from the prior
-_NESTED_TOL, _NESTED_SWEEPS = 1e-4, 50  # a nested level is only a start: coarse, capped
+NESTED_FLOOR = 256  # nested levels stop halving below twice this size and start from the prior
+NESTED_TOL, NESTED_SWEEPS = 1e-4, 50  # a nested level is only a start: coarse, capped
 # Below this value of 1 - (B^-1)_ii = tau_i Sigma_ii the Woodbury division loses digits and
 # Sigma_ii is recomputed as K_ii - |L^-1 S^1/2 K e_i|^2 instead (no cancellation there).
 _CANCELLATION_GUARD = {torch.float64: 1e-6, torch.float32: 1e-3}
@@ -379,10 +379,10 @@ def run_sweeps(
 
 
 def _nested_start(K, y, damping):
-    """Starting sites: EP on every other point (recursively, float32, to _NESTED_TOL), and for the
+    """Starting sites: EP on every other point (recursively, float32, to NESTED_TOL), and for the
     remaining points the moment-matched sites of that EP's predictive at them (their cavity)."""
     m = K.shape[0]
-    if m < 2 * _NESTED_FLOOR:
+    if m < 2 * NESTED_FLOOR:
         return _prior_sites(K, y)
     inner = torch.arange(0, m, 2, device=K.device)
     outer = torch.arange(1, m, 2, device=K.device)
@@ -393,8 +393,8 @@ def _nested_start(K, y, damping):
             parallel_update(y_in),
             y_in,
             *_nested_start(K_in, y_in, damping),
-            tol=_NESTED_TOL,
-            max_sweeps=_NESTED_SWEEPS,
+            tol=NESTED_TOL,
+            max_sweeps=NESTED_SWEEPS,
             damping=damping,
             precision="single",
         )
