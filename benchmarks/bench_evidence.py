@@ -3,6 +3,7 @@
     python benchmarks/bench_evidence.py [--m 1000 3000 10000] [--certified-m 3000] [--device cpu]
     python benchmarks/bench_evidence.py --m 10000 --certified-m 10000 --baseline   # issue 18, items 1 and 3
     python benchmarks/bench_evidence.py --synthetic 20000 --certified-m 20000 --samples 1000   # item 2: memory
+    python benchmarks/bench_evidence.py --synthetic 20000 --m --certified-m 20000 --no-gap   # certified only
     python benchmarks/bench_evidence.py --synthetic 30000 --device cuda   # random inputs, GPU
 
 For each m: one float64 Cholesky of the m x m prior (the baseline, timed in the same run), then EP
@@ -68,7 +69,9 @@ def inputs(n, synthetic, mnist_dir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--m", type=int, nargs="*", default=[1000, 3000, 10000])
+    parser.add_argument(
+        "--m", type=int, nargs="*", default=None, help="EP sizes (default 1000 3000 10000, or the --synthetic size)"
+    )
     parser.add_argument("--certified-m", type=int, nargs="*", default=[3000])
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--delta-prime", type=float, default=0.01)
@@ -82,8 +85,8 @@ def main():
     parser.add_argument("--mnist", type=pathlib.Path, default=MNIST)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    sizes = [args.synthetic] if args.synthetic else args.m
-    n = max(sizes + args.certified_m)
+    sizes = args.m if args.m is not None else ([args.synthetic] if args.synthetic else [1000, 3000, 10000])
+    n = args.synthetic or max(sizes + args.certified_m)
     x, y = inputs(n, args.synthetic, args.mnist)
     start = time.perf_counter()
     K = FullyConnectedNNGP(depth=2, activation="relu").matrix(x, device=device)
