@@ -16,7 +16,7 @@ from pacbayes.errors import InputError
 BOUNDED_CE_PMIN = 1e-4
 """p_min of PBB's bounded cross-entropy (Pérez-Ortiz et al. 2021, Section 5)."""
 DEFAULT_SIGMOID_TEMPERATURE = 0.15
-"""Temperature T of :func:`sigmoid_surrogate`: a fixed constant, chosen on issue 15's data-independent
+"""Temperature T of :func:`sigmoid_surrogate`: a fixed constant, chosen on the data-independent
 benchmark (binary mnist-embedded, m = 5,000, 784-600-1) among T in {0.1, 0.15, 0.3, 1}."""
 
 
