@@ -20,11 +20,11 @@ EP in <= 5 min.
 import argparse
 import math
 import pathlib
-import resource
 import time
 
 import numpy as np
 import torch
+from _measure import peak_gib, sync
 
 import pacbayes.data
 from pacbayes.data import read_idx
@@ -35,24 +35,13 @@ from pacbayes.kernels.fc import FullyConnectedNNGP
 MNIST = pathlib.Path(pacbayes.data.__file__).parent / "mnist"  # the 10,000 MNIST test images the package ships
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _peak_gb(device):
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-
-
 def _ep_line(label, result, chol, device):
     return (
         f"{label}: ln P(S) = {result.log_evidence:.4f}  {result.seconds:8.2f} s = {result.seconds / chol:5.1f} "
         f"Choleskys  {result.sweeps} sweeps ({result.single_sweeps} float32, start {result.start})  "
         f"{result.seconds / result.sweeps / chol:5.2f} Choleskys/sweep  (final relative change "
         f"{result.final_change:.1e}{'' if result.converged else ', NOT CONVERGED: capped'})  "
-        f"peak {_peak_gb(device):.1f} GiB"
+        f"peak {peak_gib(device):.1f} GiB"
     )
 
 
@@ -90,20 +79,20 @@ def main():
     x, y = inputs(n, args.synthetic, args.mnist)
     start = time.perf_counter()
     K = FullyConnectedNNGP(depth=2, activation="relu").matrix(x, device=device)
-    _sync(device)
+    sync(device)
     print(
         f"kernel: {n} x {n} ReLU NNGP depth 2 on {'synthetic' if args.synthetic else 'MNIST test'} "
         f"inputs, {time.perf_counter() - start:.1f} s, device {device}, torch threads {torch.get_num_threads()}"
     )
     y = y.to(device)
-    print(f"after the kernel: peak {_peak_gb(device):.1f} GiB")
+    print(f"after the kernel: peak {peak_gib(device):.1f} GiB")
     ep_values = {}
     for m in sizes:
         block = K[:m, :m].contiguous()
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         torch.linalg.cholesky(block)
-        _sync(device)
+        sync(device)
         chol = time.perf_counter() - start
         print(f"cholesky m={m}: {chol:.3f} s")
         runs = [("EP", {})] + (
@@ -129,7 +118,7 @@ def main():
             f"certified m={m:6d}: lower {cert.lower:.4f}  ln Z_hat {cert.log_estimate:.4f}  upper {upper}  "
             f"EP {ep:.4f}  gap EP - lower {ep - cert.lower:.2f} nats "
             f"(target <= ln(1/delta') + 5 = {allowed:.2f})  {cert.seconds:.2f} s  ({cert.samples} samples, "
-            f"relative std {cert.relative_std:.2f}, |grad| {cert.grad_norm:.1e})  peak {_peak_gb(device):.1f} GiB",
+            f"relative std {cert.relative_std:.2f}, |grad| {cert.grad_norm:.1e})  peak {peak_gib(device):.1f} GiB",
             flush=True,
         )
 

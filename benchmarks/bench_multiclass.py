@@ -14,11 +14,11 @@ at m = 5,000 <= 1,200 s with peak memory <= 8 GB; certified at m = 1,000 <= 300 
 """
 
 import argparse
-import resource
 import time
 
 import numpy as np
 import torch
+from _measure import peak_gib, sync
 
 from pacbayes.data.embedded import load_mnist_embedded
 from pacbayes.device import resolve_device
@@ -26,17 +26,6 @@ from pacbayes.evidence import multiclass_certified_log_evidence, multiclass_ep_l
 from pacbayes.kernels.fc import FullyConnectedNNGP
 
 CLASSES = 10
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _peak_gb(device):
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def _flat(dataset, n):
@@ -67,17 +56,17 @@ def main():
     kernel = FullyConnectedNNGP(depth=2, activation="relu")
     start = time.perf_counter()
     K = kernel.matrix(x, device=device)
-    _sync(device)
+    sync(device)
     print(
         f"kernel: {n} x {n} ReLU NNGP depth 2 on mnist-embedded train, {time.perf_counter() - start:.1f} s, "
         f"device {device}, torch threads {torch.get_num_threads()}, C = {CLASSES}, jitter {args.jitter:g}"
     )
     for m in args.m:
         block = K[:m, :m].contiguous()
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         torch.linalg.cholesky(block)
-        _sync(device)
+        sync(device)
         chol = time.perf_counter() - start
         for precision in args.precisions:
             result = multiclass_ep_log_evidence(
@@ -95,7 +84,7 @@ def main():
             print(
                 f"EP m={m:5d} ({result.method}, precision {precision}): ln P(S) = {result.log_evidence:.4f}  "
                 f"{result.seconds:8.1f} s  {result.sweeps} sweeps  {per_sweep:7.2f} s/sweep  cholesky {chol:6.3f} s  "
-                f"ratio {per_sweep / chol:6.1f}  peak memory {_peak_gb(device):.2f} GB  (final relative change "
+                f"ratio {per_sweep / chol:6.1f}  peak memory {peak_gib(device):.2f} GB  (final relative change "
                 f"{result.final_change:.1e}{'' if result.converged else ', NOT CONVERGED: capped'})",
                 flush=True,
             )
@@ -118,7 +107,7 @@ def main():
         print(
             f"certified m={m:5d} (dense {(CLASSES - 1) * m} orthant): lower {cert.lower:.4f}  "
             f"ln Z_hat {cert.log_estimate:.4f}  upper {upper}  {cert.seconds:.1f} s  ({cert.samples} samples, "
-            f"relative std {cert.relative_std:.2f}, peak memory {_peak_gb(device):.2f} GB)"
+            f"relative std {cert.relative_std:.2f}, peak memory {peak_gib(device):.2f} GB)"
         )
 
 
