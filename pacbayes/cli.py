@@ -601,13 +601,14 @@ def evidence_command(
         "seconds": 0.0,
     }
     lines = []
-    budgets = evidence_budgets(payload["m"], classes, samples, str(resolve_device(device)))
-    for budget, wanted in zip(budgets, (method in ("ep", "all"), method in ("certified", "all"))):
+    runs_ep, runs_certified = method in ("ep", "all"), method in ("certified", "all")
+    target = str(resolve_device(device))
+    for budget, wanted in zip(evidence_budgets(payload["m"], classes, samples, target), (runs_ep, runs_certified)):
         if wanted:
             announce(budget.line(), quiet=quiet)
-            budget.check_fits(device, "pass a smaller kernel or use a device with more memory (--device)")
+            budget.check_fits(target, "pass a smaller kernel or use a device with more memory (--device)")
     with threads_for(orthant_dimension(payload["m"], classes), device):
-        if method in ("ep", "all"):
+        if runs_ep:
             ep = likelihood.ep(K, y, jitter=jitter, tol=tol, device=device, quiet=quiet)
             payload.update(
                 log_evidence_ep=ep.log_evidence,
@@ -621,7 +622,7 @@ def evidence_command(
                 f"  estimate (EP, not a bound):  {ep.log_evidence:.6f}   "
                 f"[{ep.sweeps} sweeps, relative change {ep.final_change:.1e}, {ep.seconds:.2f} s]"
             )
-        if method in ("certified", "all"):
+        if runs_certified:
             cert = likelihood.certified(
                 K, y, delta_prime=delta_prime, seed=seed, samples=samples, jitter=jitter, device=device, quiet=quiet
             )

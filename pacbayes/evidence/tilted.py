@@ -189,22 +189,20 @@ def psi(x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor) -> float:
 def _newton_step(strict, weights, grad, rows=_SAMPLE_BLOCK):
     """(L~^T diag(weights) L~ + ridge)^-1 grad: the curvature summed a block of rows at a time and
     factorised in place (one m x m matrix); LU if the Cholesky fails."""
-    curvature = torch.zeros(strict.shape, dtype=strict.dtype, device=strict.device)
-    for i in range(0, strict.shape[0], rows):
-        block = strict[i : i + rows]
-        curvature.addmm_(block.T, weights[i : i + rows, None] * block)
-    ridge = 1e-12 * max(1.0, float(curvature.diagonal().max()))
-    curvature.diagonal().add_(ridge)
+
+    def curvature(out):
+        for i in range(0, strict.shape[0], rows):
+            block = strict[i : i + rows]
+            out.addmm_(block.T, weights[i : i + rows, None] * block)
+        out.diagonal().add_(1e-12 * max(1.0, float(out.diagonal().max())))  # ridge
+        return out
+
+    matrix = curvature(torch.zeros(strict.shape, dtype=strict.dtype, device=strict.device))
     info = torch.empty((), dtype=torch.int32, device=strict.device)
-    _, info = torch.linalg.cholesky_ex(curvature, out=(curvature, info))
+    _, info = torch.linalg.cholesky_ex(matrix, out=(matrix, info))
     if int(info) == 0:
-        return torch.cholesky_solve(grad[:, None], curvature)[:, 0]
-    curvature.zero_()
-    for i in range(0, strict.shape[0], rows):
-        block = strict[i : i + rows]
-        curvature.addmm_(block.T, weights[i : i + rows, None] * block)
-    curvature.diagonal().add_(ridge)
-    return torch.linalg.solve(curvature, grad)
+        return torch.cholesky_solve(grad[:, None], matrix)[:, 0]
+    return torch.linalg.solve(curvature(matrix.zero_()), grad)
 
 
 def maximise_psi(
