@@ -18,7 +18,8 @@ from pacbayes.evidence import (
     multiclass_genz_log_orthant,
 )
 from pacbayes.evidence.multiclass import pair_index
-from pacbayes.evidence.multiclass_posterior import structured_posterior
+from pacbayes.evidence import multiclass_posterior
+from pacbayes.evidence.multiclass_posterior import StructuredBuffers, gram_complement, structured_posterior
 
 JITTER = 1e-6
 
@@ -206,8 +207,24 @@ def test_bad_method_and_kernel():
         multiclass_ep_predict(result, np.ones((2, 4)), np.ones(4))
 
 
-def test_structured_posterior_matches_dense_inverses():
+@pytest.mark.parametrize("blocks", [3, 4])
+def test_gram_complement_by_blocks_equals_the_full_product(monkeypatch, blocks):
+    monkeypatch.setattr(multiclass_posterior, "_GRAM_BLOCK_MIN", 1)
+    rng = np.random.default_rng(16)
+    K, h = _kernel(11, 17), rng.normal(size=(11, 11))
+    out = torch.full((11, 11), np.nan, dtype=torch.float64)
+    gram_complement(torch.as_tensor(K), torch.as_tensor(h), out, blocks=blocks)
+    np.testing.assert_allclose(out.numpy(), K - h @ h.T, atol=1e-13)
+
+
+@pytest.mark.parametrize("variant", ["plain", "blocked gram, reused buffers"])
+def test_structured_posterior_matches_dense_inverses(monkeypatch, variant):
     m, classes = 7, 4
+    buffers = None
+    if variant != "plain":
+        monkeypatch.setattr(multiclass_posterior, "_GRAM_BLOCK_MIN", 1)
+        buffers = StructuredBuffers()
+        buffers.get(classes, m + 2, torch.float32, "cpu")[0].fill_(np.nan)  # another size and precision first
     K = _kernel(m, 14) + 1e-3 * np.eye(m)
     labels = np.array([0, 1, 1, 3, 0, 2, 3])
     rng = np.random.default_rng(15)
@@ -222,7 +239,11 @@ def test_structured_posterior_matches_dense_inverses():
         torch.as_tensor(tau),
         torch.as_tensor(nu),
         keep_operators=True,
+        buffers=buffers,
     )
+    if buffers is not None:  # a later use of the buffers must leave the kept operators intact
+        for stack in buffers.get(classes, m, torch.float64, "cpu"):
+            stack.fill_(np.nan)
     A = np.zeros(((classes - 1) * m, classes * m))  # g = A f, f class-major
     for i in range(m):
         for j, c in enumerate(other[i]):

@@ -121,14 +121,11 @@ def _not_positive_definite(dtype, what):
     raise ConvergenceError(f"EP: {what} lost positive definiteness; use a smaller damping or a fixed jitter")
 
 
-def _inverse_factor(B: torch.Tensor, what="B = I + S^1/2 K S^1/2"):
-    """(L^-1, ln|B| / 2) for B = L L^T; on the CPU L^-1 is written over B, in place.
-
-    CPU: torch's Cholesky (MKL) in place, then LAPACK trtri (m^3/3 flops; about one Cholesky,
-    where a triangular solve against I costs 2.4-2.9) on the Fortran view of the row-major
-    buffer, in which L is upper triangular (L^T). Other devices: a Cholesky and a triangular solve
-    against I.
-    """
+def cholesky_in_place(B: torch.Tensor, what: str):
+    """(L, ln|B| / 2) for B = L L^T. On the CPU torch's Cholesky (MKL) writes L over B's lower
+    triangle (the strict upper triangle is then unspecified; triangular solves read only L); on
+    other devices L is a new tensor. A float32 failure raises SinglePrecisionLoss, a float64 one
+    ConvergenceError naming ``what``."""
     info = torch.empty((), dtype=torch.int32, device=B.device)
     if B.device.type == "cpu":
         torch.linalg.cholesky_ex(B, out=(B, info))
@@ -136,7 +133,17 @@ def _inverse_factor(B: torch.Tensor, what="B = I + S^1/2 K S^1/2"):
         B, info = torch.linalg.cholesky_ex(B)
     if int(info) != 0:
         _not_positive_definite(B.dtype, what)
-    half_log_det = float(torch.log(B.diagonal().double()).sum())
+    return B, float(torch.log(B.diagonal().double()).sum())
+
+
+def _inverse_factor(B: torch.Tensor, what="B = I + S^1/2 K S^1/2"):
+    """(L^-1, ln|B| / 2) for B = L L^T; on the CPU L^-1 is written over B, in place.
+
+    CPU: :func:`cholesky_in_place`, then LAPACK trtri (m^3/3 flops; about one Cholesky, where a
+    triangular solve against I costs 2.4-2.9) on the Fortran view of the row-major buffer, in which
+    L is upper triangular (L^T). Other devices: a Cholesky and a triangular solve against I.
+    """
+    B, half_log_det = cholesky_in_place(B, what)
     if B.device.type != "cpu":
         eye = torch.eye(B.shape[0], dtype=B.dtype, device=B.device)
         return torch.linalg.solve_triangular(B, eye, upper=False), half_log_det

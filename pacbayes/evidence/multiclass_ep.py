@@ -35,7 +35,12 @@ from pacbayes.evidence.ep import (
     run_sweeps,
 )
 from pacbayes.evidence.multiclass import difference_covariance, pair_index, validate_multiclass
-from pacbayes.evidence.multiclass_posterior import pair_marginals, star_transpose, structured_posterior
+from pacbayes.evidence.multiclass_posterior import (
+    StructuredBuffers,
+    pair_marginals,
+    star_transpose,
+    structured_posterior,
+)
 from pacbayes.progress import progress
 
 METHODS = ("auto", "dense", "structured")
@@ -93,13 +98,13 @@ def _structured_ep(prior, labels, classes, tol, max_sweeps, damping, precision, 
     ones = torch.ones(m * (classes - 1), dtype=prior.dtype, device=prior.device)
     prior_var = 2.0 * prior.diagonal()[:, None].expand(m, classes - 1).reshape(-1)  # Var(g_ic) = 2 K'_ii
     _, tau, nu = _tilted(ones, 1.0 / prior_var, torch.zeros_like(prior_var))
-    priors = {torch.float64: prior}
+    priors, buffers = {torch.float64: prior}, StructuredBuffers()
 
     def posterior(tau, nu, dtype):
         if dtype not in priors:
             priors[dtype] = prior.to(dtype)
         post = structured_posterior(
-            priors[dtype], own, other, tau.reshape(m, -1).to(dtype), nu.reshape(m, -1).to(dtype)
+            priors[dtype], own, other, tau.reshape(m, -1).to(dtype), nu.reshape(m, -1).to(dtype), buffers=buffers
         )
         mean, variance = (t.reshape(-1).double() for t in pair_marginals(post, own, other))
         return _PairMarginals(float(post.half_log_det), mean, variance)
