@@ -45,7 +45,7 @@ from pacbayes.progress import progress
 
 METHODS = ("auto", "dense", "structured")
 # "auto" uses the dense orthant up to this many differences (C-1)m and classes; beyond C = 4 its
-# (2/3) (C-1)^3 m^3 flops per sweep exceed the structured ~7 C m^3.
+# (2/3) (C-1)^3 m^3 flops per sweep exceed the structured ~6.6 C m^3.
 DENSE_LIMIT, DENSE_CLASSES = 3000, 4
 STRUCTURED_MIXED_AUTO = 1000  # "auto" precision of the structured posterior: float32 sweeps first from this m
 DEFAULT_PREDICT_SAMPLES = 20_000  # Monte Carlo draws per test point: standard error <= 0.5/sqrt(n) = 0.0035
