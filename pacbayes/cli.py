@@ -18,7 +18,7 @@ from pacbayes.families import FAMILIES, cli_fields, settings_from_keys
 from pacbayes.bounds import MARGINAL_VARIANTS
 from pacbayes.data.arrays import load_kernel_inputs, load_npy
 from pacbayes.evidence.ep import DEFAULT_TOL as EP_TOL
-from pacbayes.evidence.tilted import DEFAULT_SAMPLES as TILTED_SAMPLES
+from pacbayes.evidence.certified import DEFAULT_PROPOSAL, DEFAULT_SAMPLES, PROPOSALS
 from pacbayes.layers import ANALYTIC_ACTIVATIONS
 from pacbayes.options import value_kind
 
@@ -543,7 +543,14 @@ def data_export(data_spec, x_path, labels_path, m, seed, binarise, flatten, as_j
     type=click.Choice(["ep", "certified", "all"]),
     default="all",
     show_default=True,
-    help="ep: EP estimate; certified: tilted-IS lower bound and psi* upper bound; all: both.",
+    help="ep: EP estimate; certified: importance-sampling lower bound and psi* upper bound; all: both.",
+)
+@click.option(
+    "--proposal",
+    type=click.Choice(PROPOSALS),
+    default=DEFAULT_PROPOSAL,
+    show_default=True,
+    help="Importance sampler of the certified lower bound: the EP cavity conditionals, or Botev's minimax tilting.",
 )
 @click.option(
     "--delta-prime",
@@ -553,15 +560,15 @@ def data_export(data_spec, x_path, labels_path, m, seed, binarise, flatten, as_j
     show_default=True,
     help="Failure probability of the certified lower bound.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the tilted sampler.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the importance sampler.")
 @click.option(
     "--importance-samples",
     "--samples",
     "samples",
     type=int,
-    default=TILTED_SAMPLES,
+    default=DEFAULT_SAMPLES,
     show_default=True,
-    help="Tilted importance samples (--samples is the older name).",
+    help="Importance samples of the certified lower bound (--samples is the older name).",
 )
 @click.option(
     "--jitter", type=FINITE, default=0.0, show_default=True, help="Fixed epsilon: the prior is N(0, K + epsilon I)."
@@ -571,7 +578,7 @@ def data_export(data_spec, x_path, labels_path, m, seed, binarise, flatten, as_j
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
 def evidence_command(
-    kernel_path, labels_path, classes, method, delta_prime, seed, samples, jitter, tol, device, quiet, as_json
+    kernel_path, labels_path, classes, method, proposal, delta_prime, seed, samples, jitter, tol, device, quiet, as_json
 ):
     """ln P(S) of the labels under the GP prior N(0, K + jitter I) (one per logit for C classes):
     EP estimate and certified sandwich."""
@@ -597,13 +604,16 @@ def evidence_command(
         "log_evidence_upper": None,
         "log_evidence_upper_note": None,
         "delta_prime": None,
+        "proposal": None,
         "sweeps": None,
         "seconds": 0.0,
     }
     lines = []
     runs_ep, runs_certified = method in ("ep", "all"), method in ("certified", "all")
     target = str(resolve_device(device))
-    for budget, wanted in zip(evidence_budgets(payload["m"], classes, samples, target), (runs_ep, runs_certified)):
+    ep = None
+    budgets = evidence_budgets(payload["m"], classes, samples, target, proposal=proposal, with_ep=runs_ep)
+    for budget, wanted in zip(budgets, (runs_ep, runs_certified)):
         if wanted:
             announce(budget.line(), quiet=quiet)
             budget.check_fits(target, "pass a smaller kernel or use a device with more memory (--device)")
@@ -624,7 +634,16 @@ def evidence_command(
             )
         if runs_certified:
             cert = likelihood.certified(
-                K, y, delta_prime=delta_prime, seed=seed, samples=samples, jitter=jitter, device=device, quiet=quiet
+                K,
+                y,
+                delta_prime=delta_prime,
+                seed=seed,
+                samples=samples,
+                jitter=jitter,
+                device=device,
+                quiet=quiet,
+                proposal=proposal,
+                ep=ep,
             )
             payload.update(
                 log_evidence_lower=cert.lower,
@@ -634,6 +653,7 @@ def evidence_command(
                 log_estimate=cert.log_estimate,
                 grad_norm=cert.grad_norm,
                 samples=cert.samples,
+                proposal=cert.proposal,
                 seed=cert.seed,
                 relative_std=cert.relative_std,
                 effective_samples=cert.effective_samples,
@@ -644,7 +664,7 @@ def evidence_command(
                 (
                     f"  certified lower:             {cert.lower:.6f}   [probability >= "
                     f"{1 - cert.delta_prime:g}; ln Z_hat {cert.log_estimate:.6f} from {cert.samples} "
-                    f"tilted samples, seed {cert.seed}]"
+                    f"{cert.proposal} samples, seed {cert.seed}]"
                 ),
                 (
                     f"  upper (psi*, deterministic): {cert.upper:.6f}   [|grad_x psi| {cert.grad_norm:.1e}]"

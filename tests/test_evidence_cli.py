@@ -61,6 +61,20 @@ def test_json_contract_and_values(files):
     assert payload["delta_prime"] == 0.05 and payload["prior"] == "N(0, K + 0 I)"
 
 
+@pytest.mark.parametrize("proposal", ["ep-cavity", "tilted"])
+def test_proposal_is_chosen_and_recorded(files, proposal):
+    kernel, labels = files
+    args = ["--kernel", kernel, "--labels", labels, "--method", "certified", "--samples", "300", "--json"]
+    result = run(*args, "--proposal", proposal)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["proposal"] == proposal and payload["log_evidence_ep"] is None
+    K, y = np.load(kernel), np.load(labels)
+    cert = certified_log_evidence(K, y, delta_prime=0.01, samples=300, proposal=proposal)
+    assert payload["log_evidence_lower"] == pytest.approx(cert.lower, abs=1e-12)
+    assert payload["log_evidence_lower"] <= equicorrelated_log_orthant(y, RHO)
+
+
 def test_ep_only_leaves_certified_keys_null(files):
     result = run("--kernel", files[0], "--labels", files[1], "--method", "ep", "--json", "--jitter", "0.1")
     payload = json.loads(result.stdout)
@@ -94,6 +108,6 @@ def test_expected_time_and_memory_are_said_first_unless_quiet(files):
     assert "EP for ln P(S): n = 25, expected" in loud.stderr and "GiB" in loud.stderr
     assert "certified" not in loud.stderr  # only what runs is announced
     both = run("--kernel", kernel, "--labels", labels, "--samples", "200")
-    assert "certified ln P(S) (minimax tilting): n = 25" in both.stderr
+    assert "certified ln P(S) (ep-cavity sampling, minimax tilting for psi*): n = 25" in both.stderr
     quiet = run("--kernel", kernel, "--labels", labels, "--method", "ep", "--quiet")
     assert "expected" not in quiet.stderr

@@ -7,8 +7,11 @@ import pytest
 import scipy.stats
 import torch
 
+from orthants import ar1_log_orthant
+
 from pacbayes.errors import InputError
 from pacbayes.evidence import certified_log_evidence, equicorrelated_log_orthant
+from pacbayes.evidence.certified import PROPOSALS
 from pacbayes.evidence._gauss import exp, mills_ratio, truncated_normal_above
 from pacbayes.evidence.tilted import (
     maximise_psi,
@@ -123,7 +126,7 @@ def _fifteen_points():
 def early_stop(monkeypatch):
     """Start the psi maximisation away from the saddle (x + 1) and allow it a single Newton step:
     psi there is -14.99, below the exact ln P(S) = -12.59 of the fifteen-point kernel."""
-    from pacbayes.evidence import tilted
+    from pacbayes.evidence import certified, tilted
 
     solve, maximise = tilted.solve_tilting, tilted.maximise_psi
 
@@ -131,8 +134,8 @@ def early_stop(monkeypatch):
         mu, x, t, steps = solve(L)
         return mu, x + 1.0, t, steps
 
-    monkeypatch.setattr(tilted, "solve_tilting", shifted)
-    monkeypatch.setattr(tilted, "maximise_psi", lambda x, mu, strict: maximise(x, mu, strict, max_steps=1))
+    monkeypatch.setattr(certified, "solve_tilting", shifted)
+    monkeypatch.setattr(certified, "maximise_psi", lambda x, mu, strict: maximise(x, mu, strict, max_steps=1))
 
 
 def test_early_stopped_psi_is_not_reported_as_an_upper_bound(early_stop):
@@ -144,9 +147,9 @@ def test_early_stopped_psi_is_not_reported_as_an_upper_bound(early_stop):
     assert cert.grad_norm > 1.0 and cert.lower <= exact  # the Markov lower bound does not need psi*
 
 
-def test_psi_below_the_estimate_is_refused(monkeypatch):
-    """A psi* below the largest log weight (hence below ln Z_hat) cannot be the maximum: no upper."""
-    from pacbayes.evidence import tilted
+def test_psi_below_a_tilted_weight_is_refused(monkeypatch):
+    """A psi* below the largest tilted log weight drawn cannot be the maximum: no upper (either proposal)."""
+    from pacbayes.evidence import certified, tilted
 
     maximise = tilted.maximise_psi
 
@@ -154,10 +157,11 @@ def test_psi_below_the_estimate_is_refused(monkeypatch):
         value, x, _ = maximise(x, mu, strict)
         return value - 5.0, x, 0.0
 
-    monkeypatch.setattr(tilted, "maximise_psi", claims_stationary)
+    monkeypatch.setattr(certified, "maximise_psi", claims_stationary)
     K, y, _ = _fifteen_points()
-    cert = certified_log_evidence(K, y, delta_prime=0.01, samples=2000, seed=0)
-    assert cert.upper is None and "below" in cert.upper_reason
+    for proposal in PROPOSALS:
+        cert = certified_log_evidence(K, y, delta_prime=0.01, samples=2000, seed=0, proposal=proposal)
+        assert cert.upper is None and "below" in cert.upper_reason
 
 
 def test_converged_upper_bounds_exact_and_genz_values():
@@ -279,23 +283,6 @@ def test_sandwich_on_unbalanced_near_singular_and_duplicate_kernels(case):
     assert abs(cert.log_estimate - exact) < 0.05
 
 
-def _ar1_log_orthant(m, rho, grid=4000, top=9.0):
-    """ln Pr[g_1 > 0, ..., g_m > 0] for the stationary AR(1) g_t = rho g_t-1 + sqrt(1 - rho^2) e_t, by the
-    transfer-operator recursion of the truncated densities on a grid (trapezoid rule): an exact
-    reference independent of the sampler, with strong sequential dependence."""
-    x = np.linspace(0.0, top, grid)
-    w = np.full(grid, x[1] - x[0])
-    w[[0, -1]] *= 0.5
-    s2 = 1.0 - rho * rho
-    kernel = np.exp(-0.5 * (x[:, None] - rho * x[None, :]) ** 2 / s2) / math.sqrt(2 * math.pi * s2)
-    density, log_total = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi), 0.0
-    for _ in range(m - 1):
-        density = kernel @ (w * density)
-        scale = density.max()
-        density, log_total = density / scale, log_total + math.log(scale)
-    return log_total + math.log(w @ density)
-
-
 def test_ar1_reference_matches_genz():
     import scipy.stats
 
@@ -304,7 +291,7 @@ def test_ar1_reference_matches_genz():
     genz = scipy.stats.multivariate_normal.cdf(
         np.zeros(m), cov=cov, maxpts=400_000, abseps=1e-12, releps=1e-7, rng=np.random.default_rng(0)
     )
-    assert _ar1_log_orthant(m, rho) == pytest.approx(math.log(genz), abs=1e-4)
+    assert ar1_log_orthant(m, rho) == pytest.approx(math.log(genz), abs=1e-4)
 
 
 @pytest.mark.parametrize("m", [12, 320])
@@ -316,7 +303,7 @@ def test_estimate_is_unbiased_for_the_exact_ar1_orthant(m):
     sigma = torch.as_tensor(rho ** np.abs(np.subtract.outer(np.arange(m), np.arange(m))))
     _, L = pivoted_cholesky_order(sigma)
     mu, _, _, _ = solve_tilting(L)
-    exact = _ar1_log_orthant(m, rho)
+    exact = ar1_log_orthant(m, rho)
     generator = torch.Generator().manual_seed(0)
     log_w = torch.stack([tilted_log_weights(L, mu, 64, generator) for _ in range(60)])
     ratios = np.exp((torch.logsumexp(log_w, 1) - math.log(64)).numpy() - exact)

@@ -6,11 +6,12 @@ of m x m per sweep). One probe matrix product on the target device, timed best o
 flop rate and so the seconds of a Cholesky (n^3 / 3 flops); the figures scale it by the work each
 estimator does in Cholesky equivalents (measured on the MNIST NNGP benchmarks, benchmarks/
 bench_evidence.py: with the nested start EP converges in ~6 sweeps of ~2.3 Choleskys, float32 ones
-cheaper, plus the input check's Cholesky; the multi-class EP in ~10 structured sweeps; the
-certified sandwich costs its pivoted Cholesky, ~15 Newton Choleskys and one triangular pass per
-sample). They are estimates to plan by, not guarantees. Memory: the number of n x n float64
-matrices alive at the peak. A run that cannot fit in the memory available is refused before any
-work, with the fix.
+cheaper, plus the input check's Cholesky; the multi-class EP in ~10 structured sweeps of ~9 C
+Choleskys of m (benchmarks/bench_multiclass.py); the certified sandwich costs its pivoted Cholesky,
+~15 Newton Choleskys and one triangular pass per sample, plus ~8 Choleskys to build the EP-cavity
+proposal and, when no EP result is passed to it, an EP of its own). They are estimates to plan by,
+not guarantees. Memory: the number of n x n float64 matrices alive at the peak. A run that cannot
+fit in the memory available is refused before any work, with the fix.
 """
 
 import time
@@ -27,6 +28,8 @@ EP_CHOLESKYS = 15.0
 MULTICLASS_EP_SWEEPS = 10
 EP_MATRICES = 3  # the prior, the input check's factor and the sweep buffer
 CERTIFIED_CHOLESKYS = 16.0
+CAVITY_CHOLESKYS = 8.0  # about 2.6 n^3 flops: B's Cholesky, a triangular solve, half a product, Sigma_Q's Cholesky
+MULTICLASS_SWEEP_CHOLESKYS = 9.0  # per class, measured at m = 5,000 (91 Choleskys of m per sweep, C = 10)
 CERTIFIED_MATRICES = 5  # K, the factor and the two Newton matrices in place, plus the draws
 
 
@@ -92,37 +95,44 @@ def ep_budget(n: int, device="cpu") -> Budget:
 
 def multiclass_ep_budget(m: int, classes: int, device="cpu") -> Budget:
     """Expected cost of multi-class EP: the dense (C-1)m orthant, or the structured posterior of
-    :mod:`pacbayes.evidence.multiclass_posterior` (about 7 C m^3 flops = 21 C Choleskys of m per sweep,
-    two stacks of C m x m matrices and a few more), as :func:`multiclass_ep.chosen_method` picks."""
+    :mod:`pacbayes.evidence.multiclass_posterior` (about 6.6 C m^3 flops, measured as the time of
+    ~9 C Choleskys of m per sweep; two stacks of C m x m matrices and a few more), as
+    :func:`multiclass_ep.chosen_method` picks."""
     if chosen_method(m, classes) == "dense":
         return ep_budget(orthant_dimension(m, classes), device)
     return estimate(
         "multi-class EP for ln P(S) (structured)",
         m,
-        choleskys=MULTICLASS_EP_SWEEPS * 21.0 * classes,
+        choleskys=MULTICLASS_EP_SWEEPS * MULTICLASS_SWEEP_CHOLESKYS * classes,
         matrices=6 * classes + 10,  # the two stacks of C, the predictive's and the temporaries
         device=device,
     )
 
 
-def certified_budget(n: int, samples: int, device="cpu") -> Budget:
-    """Expected cost of the certified sandwich: factorisations plus ``samples`` triangular passes (n^2 each)."""
+def certified_budget(n: int, samples: int, device="cpu", *, proposal: str = "ep-cavity") -> Budget:
+    """Expected cost of the certified sandwich: factorisations plus ``samples`` triangular passes (n^2 each);
+    the ep-cavity proposal adds the factorisations of the EP Gaussian (its EP is budgeted separately)."""
     per_pass = _seconds_per_cube(str(device)) * float(n) ** 2 * 6.0  # n^2 multiply-adds at the product rate
+    cavity = CAVITY_CHOLESKYS if proposal == "ep-cavity" else 0.0
     return estimate(
-        "certified ln P(S) (minimax tilting)",
+        f"certified ln P(S) ({proposal} sampling, minimax tilting for psi*)",
         n,
-        choleskys=CERTIFIED_CHOLESKYS,
+        choleskys=CERTIFIED_CHOLESKYS + cavity,
         matrices=CERTIFIED_MATRICES,
         extra_seconds=samples * per_pass,
         device=device,
     )
 
 
-def evidence_budgets(m: int, classes: int, samples: int, device="cpu") -> tuple:
-    """(EP, certified sandwich) budgets for m training points with ``classes`` classes."""
+def evidence_budgets(m: int, classes: int, samples: int, device="cpu", *, proposal="ep-cavity", with_ep=True) -> tuple:
+    """(EP, certified sandwich) budgets for m training points with ``classes`` classes. Without a
+    separate EP run (``with_ep`` False) the ep-cavity proposal runs its own, counted in the sandwich."""
     n = orthant_dimension(m, classes)
     ep = ep_budget(n, device) if classes == 2 else multiclass_ep_budget(m, classes, device)
-    return ep, certified_budget(n, samples, device)
+    certified = certified_budget(n, samples, device, proposal=proposal)
+    if proposal == "ep-cavity" and not with_ep:
+        certified = Budget(certified.what, n, certified.seconds + ep.seconds, max(certified.peak_bytes, ep.peak_bytes))
+    return ep, certified
 
 
 __all__ = [

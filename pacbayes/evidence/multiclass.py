@@ -10,19 +10,17 @@ With g_{ic} = f_{y_i}(x_i) - f_c(x_i), g is Gaussian with
 Cov(g_{ic}, g_{jc'}) = K'_ij ([y_i = y_j] - [y_i = c'] - [c = y_j] + [c = c']) and P(S) = Pr[g > 0].
 For C = 2 this is the orthant of 2K' under the signs y = 1 -> +1, y = 0 -> -1: the binary P(S)
 (Valle-Pérez, Camargo & Louis, ICLR 2019), exactly. This module holds the input checks, the dense
-difference covariance and the estimators that run on it: the Genz reference and the certified
-sandwich of :mod:`pacbayes.evidence.tilted` (Botev 2017), both certified by the binary arguments
-because they are applied unchanged to the orthant of :func:`difference_covariance`.
+difference covariance and the Genz reference on it; the certified sandwich on the same orthant is
+:func:`pacbayes.evidence.certified.multiclass_certified_log_evidence`, certified by the binary
+arguments because they apply unchanged to the orthant of :func:`difference_covariance`.
 """
 
 import numpy as np
 import torch
 
-from pacbayes import checks
 from pacbayes.errors import InputError
 from pacbayes.evidence._validate import validate_inputs
 from pacbayes.evidence.exact import genz_log_orthant
-from pacbayes.evidence.tilted import DEFAULT_SAMPLES, CertifiedEvidence, certified_log_evidence
 
 
 def validate_classes(classes) -> int:
@@ -100,30 +98,3 @@ def multiclass_genz_log_orthant(K, labels, classes, *, jitter=0.0, rel_tol=1e-3,
     """
     sigma = difference_covariance(K, labels, classes, jitter)
     return genz_log_orthant(sigma, np.ones(sigma.shape[0]), rel_tol=rel_tol, maxpts=maxpts, seed=seed, repeats=repeats)
-
-
-def multiclass_certified_log_evidence(
-    K, labels, classes, *, delta_prime, samples=DEFAULT_SAMPLES, seed=0, jitter=0.0, device=None, quiet=True
-) -> CertifiedEvidence:
-    """Certified sandwich for the multi-class ln P(S): lower (prob. >= 1 - delta_prime) and psi*.
-
-    Botev (2017) minimax-tilted importance sampling with Markov's inequality (lower) and psi*
-    (Theorem 3.1, upper), i.e. :func:`pacbayes.evidence.certified_log_evidence`, run on the dense
-    (C-1)m orthant of :func:`difference_covariance` with every sign +1: certified by the same
-    argument as the binary case. ``jitter`` of the result is the prior jitter of every logit.
-    Cost: the dense (C-1)m matrix (memory 8 (C-1)^2 m^2 bytes) and its pivoted Cholesky, plus
-    ``samples`` sequential draws of (C-1)m coordinates; measured on the 2-core CPU in
-    docs/evidence.md (Multi-class).
-    """
-    sigma = difference_covariance(K, labels, classes, jitter, device=device)
-    result = certified_log_evidence(
-        sigma,
-        torch.ones(sigma.shape[0], dtype=sigma.dtype, device=sigma.device),
-        delta_prime=delta_prime,
-        seed=seed,
-        samples=checks.integer_at_least(samples, "samples", 1),
-        device=device,
-        quiet=quiet,
-    )
-    result.jitter = float(jitter)
-    return result

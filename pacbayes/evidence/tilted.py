@@ -1,4 +1,4 @@
-"""Certified lower bound on ln P(S) by minimax-tilted importance sampling (Botev 2017).
+"""Minimax tilting for P(S) (Botev 2017): the deterministic upper bound psi* and a tilted sampler.
 
 P(S) = Pr[g > 0] for g = Y f ~ N(0, Sigma), Sigma = Y (K + jitter I) Y. Botev, "The normal law
 under linear restrictions: simulation and estimation via minimax tilting", JRSS-B 79 (2017):
@@ -22,62 +22,24 @@ under linear restrictions: simulation and estimation via minimax tilting", JRSS-
    reported as the upper bound only if the maximiser stopped with |grad_x psi| <= PSI_GRAD_TOL
    and psi is not below the largest log weight drawn (hence not below ln Z_hat); otherwise
    ``upper`` is None and ``upper_reason`` says why (see :func:`certified_upper`).
-5. Markov's inequality on the unbiased estimate (pacbayes.bounds.markov_lower_bound):
-   ln P(S) >= ln Z_hat - ln(1/delta') with probability >= 1 - delta'. Log space throughout.
+The certified sandwich that uses these parts is :mod:`pacbayes.evidence.certified`.
 """
 
-import math
-import time
-from dataclasses import dataclass, field
-from typing import Optional
-
-import numpy as np
 import torch
 
-from pacbayes import checks
-from pacbayes.bounds import markov_lower_bound
 from pacbayes.errors import ConvergenceError, InputError
-from pacbayes.evidence._gauss import exp, log_ndtr, mills_ratio, truncated_normal_above
-from pacbayes.evidence._validate import validate_inputs
+from pacbayes.evidence._gauss import log_ndtr, mills_ratio, truncated_normal_above
+from pacbayes.evidence.sequential import sequential_log_weights, swap_symmetric
 from pacbayes.progress import progress
 
 _ORDER_BLOCK = 64
-_SAMPLE_BLOCK = 256
 _NEWTON_TOL = 1e-10  # target max |t - (C - I) r(t)|
 _NEWTON_ACCEPT = 1e-6  # accepted if the line search stalls (rounding) above the target
 _NEWTON_MAX = 100
 # psi(x; mu) is reported as psi* = max_x psi only at an x with |grad_x psi|_2 <= PSI_GRAD_TOL. psi is
 # concave, so the gap to the maximum is then second order, about |grad|^2 / (2 lambda_min(-Hessian)):
 # ~5e-11 nats for a Hessian eigenvalue as small as 1e-6.
-DEFAULT_SAMPLES = 10_000  # tilted importance samples of the certified lower bound
 PSI_GRAD_TOL = 1e-8
-
-
-@dataclass
-class CertifiedEvidence:
-    """A certified sandwich for ln P(S) under the prior N(0, K + jitter I).
-
-    ``lower`` holds with probability >= 1 - ``delta_prime`` over the sampling (Markov);
-    ``upper`` = psi* (Botev 2017, Theorem 3.1) is deterministic, and is given only when the
-    maximiser of psi converged (``grad_norm`` <= PSI_GRAD_TOL) and psi* >= every log weight drawn;
-    otherwise it is None and ``upper_reason`` says why;
-    ``log_estimate`` = ln Z_hat is the unbiased-in-Z importance-sampling estimate.
-    """
-
-    lower: float
-    log_estimate: float
-    upper: Optional[float]
-    grad_norm: float
-    samples: int
-    seed: int
-    seconds: float
-    jitter: float
-    delta_prime: float
-    relative_std: float
-    effective_samples: float
-    newton_steps: int
-    order: np.ndarray = field(repr=False)
-    upper_reason: Optional[str] = None
 
 
 def pivoted_cholesky_order(sigma: torch.Tensor, *, quiet: bool = True, overwrite: bool = False):
@@ -100,10 +62,7 @@ def pivoted_cholesky_order(sigma: torch.Tensor, *, quiet: bool = True, overwrite
         score = log_ndtr(shift[k:] / torch.sqrt(torch.clamp(var[k:], min=1e-300)))
         j = k + int(torch.argmin(score))
         if j != k:
-            for vector in (work, work.T, var, shift, perm):  # rows, then columns, of the symmetric work
-                kept = vector[k].clone()  # (plain copies: index_put on two rows costs ~1000x more)
-                vector[k] = vector[j]
-                vector[j] = kept
+            swap_symmetric(work, k, j, var, shift, perm)
         column = work[k:, k] - work[k:, block:k] @ work[k, block:k]
         if not float(column[0]) > 0.0:
             raise InputError(
@@ -186,7 +145,7 @@ def psi(x: torch.Tensor, mu: torch.Tensor, strict: torch.Tensor) -> float:
     return float((log_ndtr(mu + strict @ x) + 0.5 * mu * mu - x * mu).sum())
 
 
-def _newton_step(strict, weights, grad, rows=_SAMPLE_BLOCK):
+def _newton_step(strict, weights, grad, rows=256):
     """(L~^T diag(weights) L~ + ridge)^-1 grad: the curvature summed a block of rows at a time and
     factorised in place (one m x m matrix); LU if the Cholesky fails."""
 
@@ -239,25 +198,24 @@ def maximise_psi(
     return value, x, grad_norm
 
 
-def certified_upper(value: float, grad_norm: float, max_log_weight: float, log_estimate: float):
+def certified_upper(value: float, grad_norm: float, max_log_weight: float):
     """(upper, reason): psi* as a deterministic upper bound on ln P(S), or (None, why not).
 
     Botev 2017 (Theorem 3.1 / eq. 13): every tilted weight is at most exp(max_x psi(x; mu)), so
     psi* >= ln P(S) -- for the *maximum*. psi at an iterate where the maximiser stopped early is
     smaller and proves nothing, so the value is accepted only if |grad_x psi| <= PSI_GRAD_TOL and
-    it is not below the largest log weight drawn nor ln Z_hat (each is at most psi*; a psi below
-    them shows that x is not the maximiser).
+    it is not below ``max_log_weight``, the largest tilted log weight drawn (at most psi*; a psi
+    below it shows that x is not the maximiser).
     """
     if not grad_norm <= PSI_GRAD_TOL:
         return None, (
             f"the maximiser of psi stopped with gradient norm {grad_norm:.1e} > "
             f"{PSI_GRAD_TOL:.0e}, so its psi is not known to be the maximum psi*"
         )
-    floor = max(max_log_weight, log_estimate)
-    if not value >= floor:
+    if not value >= max_log_weight:
         return None, (
-            f"psi at the maximiser's iterate is {floor - value:.3g} nats below the largest "
-            "log weight or ln Z_hat, so it is not the maximum psi*"
+            f"psi at the maximiser's iterate is {max_log_weight - value:.3g} nats below the largest "
+            "tilted log weight drawn, so it is not the maximum psi*"
         )
     return value, None
 
@@ -265,81 +223,25 @@ def certified_upper(value: float, grad_norm: float, max_log_weight: float, log_e
 def tilted_log_weights(L, mu, samples, generator, *, quiet=True):
     """ln of the tilted GHK weights psi(z; mu) for ``samples`` seeded draws (float64 tensor).
 
-    Draws are stored one coordinate per row (m x samples) so each step reads and writes
-    contiguous memory; the contribution of earlier blocks of coordinates is one GEMM per block.
+    a_k(z) = -(sum_{j<k} L_kj z_j) / L_kk is the GHK lower limit of z_k.
     """
-    m = L.shape[0]
-    d = L.diagonal()
-    Z = torch.empty(m, samples, dtype=L.dtype, device=L.device)
-    log_w = torch.zeros(samples, dtype=L.dtype, device=L.device)
     half_mu2 = 0.5 * mu * mu
-    for start in progress(range(0, m, _SAMPLE_BLOCK), desc="tilted sampling", quiet=quiet, unit="block"):
-        stop = min(start + _SAMPLE_BLOCK, m)
-        carried = L[start:stop, :start] @ Z[:start]
-        for k in range(start, stop):
-            lower = -(carried[k - start] + L[k, start:k] @ Z[start:k]) / d[k]  # a_k(z)
-            z, log_mass = truncated_normal_above(lower - mu[k], generator)  # ln Phi(mu_k - a_k)
-            Z[k] = z + mu[k]
-            log_w += log_mass + half_mu2[k] - Z[k] * mu[k]
-    return log_w
+    d = L.diagonal()
+
+    def step(k, linear):
+        z, log_mass = truncated_normal_above(-linear / d[k] - mu[k], generator)  # ln Phi(mu_k - a_k)
+        z = z + mu[k]
+        return z, log_mass + half_mu2[k] - z * mu[k]
+
+    return sequential_log_weights(L, samples, step, desc="tilted sampling", quiet=quiet)
 
 
-def _check_options(delta_prime, samples, seed, chunk):
-    if not (isinstance(delta_prime, (int, float)) and 0.0 < delta_prime < 1.0):
-        raise InputError(f"delta_prime must be in (0, 1), got {delta_prime!r}")
-    for name, value, low in (("samples", samples, 1), ("chunk", chunk, 1), ("seed", seed, 0)):
-        checks.integer_at_least(value, name, low)
-
-
-def certified_log_evidence(
-    K, y, *, delta_prime, seed=0, samples=DEFAULT_SAMPLES, jitter=0.0, device=None, quiet=True, chunk=10_000
-) -> CertifiedEvidence:
-    """Sandwich for ln P(S), f ~ N(0, K + jitter I): lower (prob. >= 1 - delta_prime) and psi*.
-
-    psi* (``upper``) is None, with ``upper_reason``, when it cannot be certified (see
-    :func:`certified_upper`); the lower bound does not depend on it.
-
-    ``samples`` tilted draws in chunks of ``chunk`` (memory chunk x m floats), reproducible from
-    ``seed`` (results depend on seed, samples and chunk). See the module docstring for the method.
-    """
-    _check_options(delta_prime, samples, seed, chunk)
-    start = time.perf_counter()
-    prior, labels, jitter = validate_inputs(K, y, jitter, device)
-    sigma = prior.mul_(labels[:, None]).mul_(labels[None, :])  # Y (K + jitter I) Y, in place
-    del prior
-    perm, L = pivoted_cholesky_order(sigma, quiet=quiet, overwrite=True)
-    del sigma
-    mu, x, _, newton_steps = solve_tilting(L)
-    strict = L.div_(L.diagonal().clone()[:, None])  # from here on D^-1 L, in L's memory
-    strict.diagonal().zero_()  # L~ = D^-1 L - I
-    psi_value, x, grad_norm = maximise_psi(x, mu, strict)
-    L = strict
-    L.diagonal().fill_(1.0)  # D^-1 L: the sampler needs L only up to the scale of its rows
-    generator = torch.Generator(device=L.device).manual_seed(seed)
-    log_w = torch.cat(
-        [
-            tilted_log_weights(L, mu, min(chunk, samples - done), generator, quiet=quiet)
-            for done in range(0, samples, chunk)
-        ]
-    )
-    log_estimate = float(torch.logsumexp(log_w, 0)) - math.log(samples)
-    weights = exp(log_w - log_w.max())
-    relative_std = float(weights.std() / weights.mean()) if samples > 1 else math.nan
-    effective = float(weights.sum() ** 2 / (weights * weights).sum())
-    upper, upper_reason = certified_upper(psi_value, grad_norm, float(log_w.max()), log_estimate)
-    return CertifiedEvidence(
-        lower=markov_lower_bound(log_estimate, delta_prime),
-        log_estimate=log_estimate,
-        upper=upper,
-        grad_norm=grad_norm,
-        samples=samples,
-        seed=seed,
-        seconds=time.perf_counter() - start,
-        jitter=jitter,
-        delta_prime=float(delta_prime),
-        relative_std=relative_std,
-        effective_samples=effective,
-        newton_steps=newton_steps,
-        order=perm.cpu().numpy(),
-        upper_reason=upper_reason,
-    )
+__all__ = [
+    "PSI_GRAD_TOL",
+    "certified_upper",
+    "maximise_psi",
+    "pivoted_cholesky_order",
+    "psi",
+    "solve_tilting",
+    "tilted_log_weights",
+]

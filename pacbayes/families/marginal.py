@@ -6,8 +6,9 @@ function drawn from the network's NNGP prior labels every training point correct
 
 - ``marginal-ep``: the bound evaluated at the EP estimate of ln P(S) -- an *estimate* (EP is
   accurate for orthant probabilities but is not a bound in either direction);
-- ``marginal-certified``: the bound evaluated at a certified lower bound on ln P(S) (minimax-tilted
-  importance sampling, Botev 2017, with Markov's inequality). The bound is decreasing in ln P(S),
+- ``marginal-certified``: the bound evaluated at a certified lower bound on ln P(S) (importance
+  sampling from the EP cavity conditionals, :mod:`pacbayes.evidence.ep_cavity`, with Markov's
+  inequality; psi* of Botev's 2017 minimax tilting as the upper end). The bound is decreasing in ln P(S),
   so it holds with probability >= 1 - (delta_pac_bayes + delta_markov), the two spent from this
   family's share of the report's delta.
 
@@ -33,7 +34,7 @@ from pacbayes.device import resolve_device, threads_for
 from pacbayes.evidence.budget import evidence_budgets, orthant_dimension
 from pacbayes.evidence.label_model import label_model
 from pacbayes.evidence.multiclass import validate_class_labels
-from pacbayes.evidence.tilted import DEFAULT_SAMPLES
+from pacbayes.evidence.certified import DEFAULT_SAMPLES
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, Tracked, stamped
 from pacbayes.kernels import MonteCarloNNGP, analytic_kernel_or_reason
 from pacbayes.models import predict_labels
@@ -362,6 +363,7 @@ def marginal_bounds(
         jitter=jitter,
         device=settings.device,
         quiet=settings.quiet,
+        ep=ep,
     )
     del K
     baseline = q_star_baseline(model, kernel, ep, likelihood, train_x, (test_x, test_labels), settings)
@@ -415,6 +417,8 @@ def marginal_bounds(
             "upper_note": certified.upper_reason,
             "grad_norm": certified.grad_norm,
             "samples": certified.samples,
+            "proposal": certified.proposal,
+            "effective_samples": certified.effective_samples,
             "seed": certified.seed,
             "seconds": certified.seconds,
             "delta_prime": certified.delta_prime,
@@ -445,7 +449,7 @@ def marginal_bounds(
             delta=deltas,
             log_evidence=certified.lower,
             details={
-                "estimator": "minimax-tilted importance sampling (Botev 2017) + Markov",
+                "estimator": f"importance sampling ({certified.proposal} proposal) + Markov",
                 "variant": settings.variant,
                 "classes": classes,
                 "log_evidence_upper": certified.upper,  # psi*, None if not certified

@@ -1,0 +1,234 @@
+"""The certified sandwich for ln P(S): Markov's inequality on an unbiased estimate, and psi*.
+
+P(S) = Pr[g > 0] for g = Y f ~ N(0, Sigma), Sigma = Y (K + jitter I) Y.
+
+* Lower bound: an importance-sampling estimate Z_hat (the mean of ``samples`` seeded weights) has
+  E[Z_hat] = P(S), so by Markov's inequality ln P(S) >= ln Z_hat - ln(1/delta') with probability
+  >= 1 - delta' over the sampling (:func:`pacbayes.bounds.markov_lower_bound`). The proposal is
+  an option fixed before any draw, never chosen from the weights, so the step holds for either:
+
+  - ``"ep-cavity"`` (default): the EP Gaussian's cavity conditionals,
+    :mod:`pacbayes.evidence.ep_cavity`, from EP sites (passed in, or from a run of
+    :func:`pacbayes.evidence.ep_log_evidence`). Unbiased whatever the sites; EP only sets the
+    variance, which on MNIST NNGP kernels is far below the tilted one (docs/evidence.md).
+  - ``"tilted"``: Botev's (2017) minimax-tilted GHK, :mod:`pacbayes.evidence.tilted`.
+
+* Upper bound: psi* = max_x psi(x; mu*) at Botev's saddle point (his Theorem 3.1), deterministic,
+  reported only when certified (:func:`pacbayes.evidence.tilted.certified_upper`): every tilted
+  weight is at most exp(psi*), so a psi below one drawn is refused; with the ep-cavity proposal
+  PSI_CHECK_DRAWS tilted draws (after the cavity ones, same generator) serve that check.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from pacbayes import checks
+from pacbayes.bounds import markov_lower_bound
+from pacbayes.errors import InputError
+from pacbayes.evidence._gauss import exp
+from pacbayes.evidence._validate import validate_inputs
+from pacbayes.evidence.ep import ep_log_evidence
+from pacbayes.evidence.ep_cavity import CavityProposal
+from pacbayes.evidence.multiclass import difference_covariance
+from pacbayes.evidence.multiclass_ep import multiclass_ep_log_evidence
+from pacbayes.evidence.tilted import (
+    certified_upper,
+    maximise_psi,
+    pivoted_cholesky_order,
+    solve_tilting,
+    tilted_log_weights,
+)
+
+DEFAULT_SAMPLES = 10_000  # importance samples of the certified lower bound
+PROPOSALS = ("ep-cavity", "tilted")
+DEFAULT_PROPOSAL = "ep-cavity"
+PSI_CHECK_DRAWS = 256  # tilted draws that check psi* when the lower bound uses the ep-cavity proposal
+
+
+@dataclass
+class CertifiedEvidence:
+    """A certified sandwich for ln P(S) under the prior N(0, K + jitter I).
+
+    ``lower`` holds with probability >= 1 - ``delta_prime`` over the sampling (Markov);
+    ``upper`` = psi* (Botev 2017, Theorem 3.1) is deterministic, and is given only when the
+    maximiser of psi converged (``grad_norm`` <= PSI_GRAD_TOL) and psi* is not below any tilted
+    log weight drawn (all of them, or PSI_CHECK_DRAWS with the ep-cavity proposal); otherwise it
+    is None and ``upper_reason`` says why;
+    ``log_estimate`` = ln Z_hat is the unbiased-in-Z importance-sampling estimate of ``proposal``.
+    ``order`` is the variable order of the tilting (psi*).
+    """
+
+    lower: float
+    log_estimate: float
+    upper: Optional[float]
+    grad_norm: float
+    samples: int
+    seed: int
+    seconds: float
+    jitter: float
+    delta_prime: float
+    relative_std: float
+    effective_samples: float
+    newton_steps: int
+    order: np.ndarray = field(repr=False)
+    upper_reason: Optional[str] = None
+    proposal: str = DEFAULT_PROPOSAL
+
+
+def _check_options(delta_prime, samples, seed, chunk, proposal):
+    if not (isinstance(delta_prime, (int, float)) and 0.0 < delta_prime < 1.0):
+        raise InputError(f"delta_prime must be in (0, 1), got {delta_prime!r}")
+    for name, value, low in (("samples", samples, 1), ("chunk", chunk, 1), ("seed", seed, 0)):
+        checks.integer_at_least(value, name, low)
+    if proposal not in PROPOSALS:
+        raise InputError(f"proposal must be one of {', '.join(PROPOSALS)}, got {proposal!r}")
+
+
+def _orthant_sites(ep, labels):
+    """EP sites (tau, nu) of g = Y f from those of f (an EP result's, flattened row by row), checked."""
+    tau, nu = (
+        torch.as_tensor(np.asarray(s, dtype=np.float64).reshape(-1), device=labels.device)
+        for s in (ep.site_precision, ep.site_natural_mean)
+    )
+    if tau.shape != labels.shape or nu.shape != labels.shape:
+        raise InputError(f"the EP sites must have one entry per training point ({labels.numel()}); pass the EP of K")
+    if not bool(torch.isfinite(tau).all() and torch.isfinite(nu).all() and (tau >= 0.0).all()):
+        raise InputError("the EP sites must be finite with site precisions >= 0; pass a finished EP result")
+    return tau, nu * labels
+
+
+def _draws(log_weights, samples, chunk):
+    return torch.cat([log_weights(min(chunk, samples - done)) for done in range(0, samples, chunk)])
+
+
+def certified_log_evidence(
+    K,
+    y,
+    *,
+    delta_prime,
+    seed=0,
+    samples=DEFAULT_SAMPLES,
+    jitter=0.0,
+    device=None,
+    quiet=True,
+    chunk=10_000,
+    proposal=DEFAULT_PROPOSAL,
+    ep=None,
+) -> CertifiedEvidence:
+    """Sandwich for ln P(S), f ~ N(0, K + jitter I): lower (prob. >= 1 - delta_prime) and psi*.
+
+    ``proposal``: "ep-cavity" or "tilted" (module docstring). ``ep``: for ep-cavity, an EP result
+    for the same K and y (its ``site_precision`` and ``site_natural_mean``, flattened row by row:
+    one site per variable of f), e.g. :func:`pacbayes.evidence.ep_log_evidence`'s; None runs EP
+    here (not converging does not matter: any sites keep the estimate unbiased). psi*
+    (``upper``) is None, with ``upper_reason``, when it cannot be certified; the lower bound does
+    not depend on it. ``samples`` draws in chunks of ``chunk`` (memory chunk x m floats),
+    reproducible from ``seed`` (results depend on seed, samples, chunk and, for ep-cavity, the
+    EP sites). Peak memory: K and three m x m matrices.
+    """
+    _check_options(delta_prime, samples, seed, chunk, proposal)
+    start = time.perf_counter()
+    if proposal == "ep-cavity" and ep is None:  # EP first: its memory is released before the copies below
+        ep = ep_log_evidence(K, y, jitter=jitter, device=device, quiet=quiet, allow_unconverged=True)
+    prior, labels, jitter = validate_inputs(K, y, jitter, device)
+    sigma = prior.mul_(labels[:, None]).mul_(labels[None, :])  # Y (K + jitter I) Y, in place
+    del prior
+    generator = torch.Generator(device=sigma.device).manual_seed(seed)
+    if proposal == "ep-cavity":
+        cavity = CavityProposal(sigma, *_orthant_sites(ep, labels))
+        log_w = _draws(lambda n: cavity.log_weights(n, generator, quiet=quiet), samples, chunk)
+        del cavity
+    perm, L = pivoted_cholesky_order(sigma, quiet=quiet, overwrite=True)
+    del sigma
+    mu, x, _, newton_steps = solve_tilting(L)
+    strict = L.div_(L.diagonal().clone()[:, None])  # from here on D^-1 L, in L's memory
+    strict.diagonal().zero_()  # L~ = D^-1 L - I
+    psi_value, x, grad_norm = maximise_psi(x, mu, strict)
+    strict.diagonal().fill_(1.0)  # D^-1 L: the tilted sampler needs L only up to the scale of its rows
+    if proposal == "tilted":
+        log_w = _draws(lambda n: tilted_log_weights(strict, mu, n, generator, quiet=quiet), samples, chunk)
+        max_tilted = float(log_w.max())
+    else:  # a few tilted draws only to check psi*: each tilted weight is at most exp(psi*)
+        max_tilted = float(tilted_log_weights(strict, mu, PSI_CHECK_DRAWS, generator, quiet=quiet).max())
+    log_estimate = float(torch.logsumexp(log_w, 0)) - math.log(samples)
+    weights = exp(log_w - log_w.max())
+    relative_std = float(weights.std() / weights.mean()) if samples > 1 else math.nan
+    effective = float(weights.sum() ** 2 / (weights * weights).sum())
+    upper, upper_reason = certified_upper(psi_value, grad_norm, max_tilted)
+    return CertifiedEvidence(
+        lower=markov_lower_bound(log_estimate, delta_prime),
+        log_estimate=log_estimate,
+        upper=upper,
+        grad_norm=grad_norm,
+        samples=samples,
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        jitter=jitter,
+        delta_prime=float(delta_prime),
+        relative_std=relative_std,
+        effective_samples=effective,
+        newton_steps=newton_steps,
+        order=perm.cpu().numpy(),
+        upper_reason=upper_reason,
+        proposal=proposal,
+    )
+
+
+def multiclass_certified_log_evidence(
+    K,
+    labels,
+    classes,
+    *,
+    delta_prime,
+    samples=DEFAULT_SAMPLES,
+    seed=0,
+    jitter=0.0,
+    device=None,
+    quiet=True,
+    proposal=DEFAULT_PROPOSAL,
+    ep=None,
+) -> CertifiedEvidence:
+    """Certified sandwich for the multi-class ln P(S): lower (prob. >= 1 - delta_prime) and psi*.
+
+    :func:`pacbayes.evidence.certified_log_evidence` run on the dense (C-1)m orthant of
+    :func:`difference_covariance` with every sign +1: certified by the same argument as the binary
+    case. For the ep-cavity proposal, ``ep`` is a multi-class EP result for the same K and labels
+    (its (m, C-1) sites on g_ic flatten row by row to the orthant's order); None runs
+    :func:`pacbayes.evidence.multiclass_ep_log_evidence` here. ``jitter`` of the result is the prior
+    jitter of every logit. Cost: the dense (C-1)m matrix (memory 8 (C-1)^2 m^2 bytes, three of
+    them at the peak) and its factorisations, plus ``samples`` sequential draws of (C-1)m
+    coordinates; measured on the 2-core CPU in docs/evidence.md (Multi-class).
+    """
+    if proposal == "ep-cavity" and ep is None:
+        ep = multiclass_ep_log_evidence(
+            K, labels, classes, jitter=jitter, device=device, quiet=quiet, allow_unconverged=True
+        )
+    sigma = difference_covariance(K, labels, classes, jitter, device=device)
+    result = certified_log_evidence(
+        sigma,
+        torch.ones(sigma.shape[0], dtype=sigma.dtype, device=sigma.device),
+        delta_prime=delta_prime,
+        seed=seed,
+        samples=checks.integer_at_least(samples, "samples", 1),
+        device=device,
+        quiet=quiet,
+        proposal=proposal,
+        ep=ep,
+    )
+    result.jitter = float(jitter)
+    return result
+
+
+__all__ = [
+    "DEFAULT_PROPOSAL",
+    "DEFAULT_SAMPLES",
+    "PROPOSALS",
+    "CertifiedEvidence",
+    "certified_log_evidence",
+    "multiclass_certified_log_evidence",
+]
