@@ -22,7 +22,8 @@ distribution the rejection sampler draws from, and (in the infinite-width limit)
   probabilities under pacbayes.kernels.FullyConnectedNNGP, each by converged EP
   (pacbayes.evidence.ep_log_evidence): an estimate, not a bound.
 - For the ``--certify-top`` most frequent SGD functions of each target, a certified sandwich of
-  the NNGP P(f|S) (pacbayes.evidence.certified_log_evidence, Botev 2017): with L <= ln P <= U for
+  the NNGP P(f|S) (pacbayes.evidence.certified_log_evidence: EP-cavity importance sampling with
+  Markov for L, Botev's 2017 psi* for U): with L <= ln P <= U for
   both orthants, exp(L(S u f) - U(S)) <= P(f|S) <= exp(U(S u f) - L(S)), jointly with probability
   >= 1 - ``--delta`` (delta split over every lower bound computed). It certifies the NNGP
   quantity, not the width-40 network's.

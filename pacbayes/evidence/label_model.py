@@ -49,7 +49,7 @@ class BinaryLabels:
         return ep_log_evidence(K, _signs(labels), **options)
 
     def certified(self, K, labels, **options):
-        """:func:`pacbayes.evidence.certified_log_evidence` (options: delta_prime, seed, samples, jitter, ...)."""
+        """:func:`pacbayes.evidence.certified_log_evidence` (options: delta_prime, seed, samples, proposal, ep, ...)."""
         return certified_log_evidence(K, _signs(labels), **options)
 
     def class_probabilities(self, ep, K_cross, k_test_diag, *, seed: int = 0) -> np.ndarray:
