@@ -15,11 +15,13 @@ With ``--bound-vs-d`` it instead certifies a 784-128-10 ReLU net on 10-class mni
 to convergence once (package defaults), then compressed with the package defaults (20 epochs of
 rate-weighted quantisation-aware fine-tuning, the best (level count, epoch) kept) and, as the
 baseline from the same fitted z, with the previous defaults (1 fine-tuning epoch, no rate term).
-The union over the d's tried is counted (configurations = |dims| x |levels grid| x epochs).
+The union over the d's tried is counted (configurations = |dims| x |levels grid| x epochs x
+``--tried``, the other settings tried on this S); ``--qat-epochs`` sets the fine-tuning epochs.
 "float" is the test error of the unquantised subspace model. Issue 15's references: 0.647 at
 S = 2,000, d = 300 (target <= 0.55); 0.458 at m = 5,000, d = 300 (target <= 0.30).
 
     python benchmarks/bench_subspace.py --bound-vs-d --m 5000 --dims 100 300 500 1000 2000 5000
+    python benchmarks/bench_subspace.py --bound-vs-d --m 2000 --dims 300 --qat-epochs 50 --tried 40
 """
 
 import argparse
@@ -33,6 +35,7 @@ from pacbayes.models import zero_one_error
 from pacbayes.subspace import SubspaceModel, compress_subspace_model, fit_subspace, subspace_bound
 from pacbayes.subspace.coding import decode_message, encode_message
 from pacbayes.subspace.projection import KroneckerProjection
+from pacbayes.subspace.training import DEFAULT_QAT_EPOCHS
 
 
 def seconds_per_call(step, repeats: int) -> float:
@@ -76,8 +79,8 @@ def _certify(model, trained_z, x, labels, test, configurations: int, **compressi
     return result, time.perf_counter() - started
 
 
-def bound_vs_d(m: int, dims: list) -> None:
-    """The table of the module docstring."""
+def bound_vs_d(m: int, dims: list, qat_epochs: int = DEFAULT_QAT_EPOCHS, tried: int = 1) -> None:
+    """The table of the module docstring; ``tried``: other settings tried on this S, counted too."""
     x, labels = _mlp_data("train", m)
     test = _mlp_data("test")
     print(f"10-class mnist-embedded, S = {len(labels)}, 784-128-10 ReLU; union over {len(dims)} values of d")
@@ -92,7 +95,7 @@ def bound_vs_d(m: int, dims: list) -> None:
         fit_seconds = time.perf_counter() - started
         float_test = zero_one_error(model, *test)
         trained_z = model.z.detach().clone()
-        ours, seconds = _certify(model, trained_z, x, labels, test, len(dims), lr=0.01)
+        ours, seconds = _certify(model, trained_z, x, labels, test, len(dims) * tried, lr=0.01, qat_epochs=qat_epochs)
         before, _ = _certify(model, trained_z, x, labels, test, len(dims), lr=0.01, qat_epochs=1, rate_weight=0.0)
         d, b = ours.details, before.details
         print(
@@ -110,6 +113,10 @@ def main():
     parser.add_argument("--bound-vs-d", action="store_true", help="the compression bound against d (docstring)")
     parser.add_argument("--m", type=int, default=5000)
     parser.add_argument("--dims", type=int, nargs="+", default=[100, 300, 500, 1000, 2000, 5000])
+    parser.add_argument("--qat-epochs", type=int, default=DEFAULT_QAT_EPOCHS, help="fine-tuning epochs per level count")
+    parser.add_argument(
+        "--tried", type=int, default=1, help="settings tried on this S besides the --dims (counted in the union)"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -120,7 +127,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.bound_vs_d:
-        bound_vs_d(args.m, args.dims)
+        bound_vs_d(args.m, args.dims, args.qat_epochs, args.tried)
         return
     torch.manual_seed(0)
     sizes = [(20_000, 500)] if args.quick else [(20_000, 500), (100_000, 1000), (200_000, 1000)]
