@@ -58,7 +58,7 @@ class CavityProposal:
 
     def __init__(self, sigma: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor):
         root = torch.sqrt(tau)
-        work = root[:, None] * sigma * root[None, :]
+        work = (sigma * root[None, :]).mul_(root[:, None])  # one new matrix, no temporary
         work.diagonal().add_(1.0)
         work, half_log_det = cholesky_in_place(work, "B = I + T^1/2 Sigma T^1/2")
         solved_t = sigma * root[None, :]  # (T^1/2 Sigma)^T; becomes (L_B^-1 T^1/2 Sigma)^T in place
