@@ -58,10 +58,10 @@ class CavityProposal:
 
     def __init__(self, sigma: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor):
         root = torch.sqrt(tau)
-        work = (sigma * root[None, :]).mul_(root[:, None])  # one new matrix, no temporary
+        solved_t = sigma * root[None, :]  # (T^1/2 Sigma)^T; becomes (L_B^-1 T^1/2 Sigma)^T in place below
+        work = solved_t * root[:, None]  # B - I = T^1/2 Sigma T^1/2, one new matrix
         work.diagonal().add_(1.0)
         work, half_log_det = cholesky_in_place(work, "B = I + T^1/2 Sigma T^1/2")
-        solved_t = sigma * root[None, :]  # (T^1/2 Sigma)^T; becomes (L_B^-1 T^1/2 Sigma)^T in place
         view = solved_t.T
         torch.linalg.solve_triangular(work, view, upper=False, out=view)
         gram_complement(sigma, solved_t, work)  # Sigma_Q = Sigma - Sigma T^1/2 B^-1 T^1/2 Sigma, over B's factor
