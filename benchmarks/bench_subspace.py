@@ -12,7 +12,7 @@ arithmetic coder on d symbols.
 
 With ``--bound-vs-d`` it instead certifies a 784-128-10 ReLU net on 10-class mnist-embedded
 (standardised pixels; S = ``--m`` points drawn with seed 0) for every d of ``--dims``: z is trained
-to convergence once (package defaults), then compressed with the package defaults (20 epochs of
+to convergence once (package defaults), then compressed with the package defaults (50 epochs of
 rate-weighted quantisation-aware fine-tuning, the best (level count, epoch) kept) and, as the
 baseline from the same fitted z, with the previous defaults (1 fine-tuning epoch, no rate term).
 The union over the d's tried is counted (configurations = |dims| x |levels grid| x epochs x
@@ -21,7 +21,7 @@ The union over the d's tried is counted (configurations = |dims| x |levels grid|
 S = 2,000, d = 300 (target <= 0.55); 0.458 at m = 5,000, d = 300 (target <= 0.30).
 
     python benchmarks/bench_subspace.py --bound-vs-d --m 5000 --dims 100 300 500 1000 2000 5000
-    python benchmarks/bench_subspace.py --bound-vs-d --m 2000 --dims 300 --qat-epochs 50 --tried 40
+    python benchmarks/bench_subspace.py --bound-vs-d --m 2000 --dims 300
 """
 
 import argparse

@@ -216,8 +216,12 @@ def _family_settings(values: dict) -> dict:
     """CertifyOptions keyword arguments from the family flags (comma-separated lists parsed first)."""
     parsed = dict(values)
     for flag, (f, _) in _family_option_fields().items():
+        key = f.metadata["cli"].key
         if value_kind(f) is tuple:
-            parsed[f.metadata["cli"].key] = _parse_float_list(values[f.metadata["cli"].key], flag)
+            if values[key] is None:  # not given: the field's default (e.g. the subspace level grid)
+                del parsed[key]
+            else:
+                parsed[key] = _parse_float_list(values[key], flag)
     return settings_from_keys(parsed)
 
 

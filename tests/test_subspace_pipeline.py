@@ -24,17 +24,7 @@ from pacbayes.subspace.coding import decode_message
 from pacbayes.subspace.compressed import compress
 from pacbayes.subspace.quantisation import make_levels
 from pacbayes.models import zero_one_error
-
-
-def data(n=600, seed=0, classes=3):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 8, generator=g)
-    w = torch.randn(8, classes, generator=g)
-    return x, (x @ w).argmax(1)
-
-
-def net(outputs=3):
-    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, outputs))
+from subspace_data import data, net, small_cnn
 
 
 @pytest.fixture(scope="module")
@@ -176,17 +166,7 @@ def test_mnist_binary_bound_is_non_vacuous():
 
     train = binarise(load_dataset("mnist-embedded", split="train"))
     test = binarise(load_dataset("mnist-embedded", split="test"))
-    cnn = nn.Sequential(
-        nn.Conv2d(1, 16, 5, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 5, stride=2),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(512, 64),
-        nn.ReLU(),
-        nn.Linear(64, 1),
-    )
-    model = train_subspace_model(cnn, train.x, train.labels, dim=500, seed=0, epochs=15)
+    model = train_subspace_model(small_cnn(1), train.x, train.labels, dim=500, seed=0, epochs=15)
     (result,) = subspace_bound(model, train.x, train.labels, delta=0.05, test=(test.x, test.labels))
     assert result.details["decoding_check"].startswith("passed")
     assert result.details["test_error"] <= result.value < 0.4

@@ -1,7 +1,9 @@
 """The random-subspace compression bound on a decoded compressed model (Lotfi et al. 2022).
 
 Prior: 2^-l over the prefix-free messages of each configuration (:mod:`pacbayes.subspace.coding`),
-uniform over the configurations tried; theta0 and P come from the seed, fixed before the data.
+uniform over the configurations tried; P comes from the seed, and theta0 from the seed too, or
+from training on a held-out prior part of S (:mod:`pacbayes.subspace.origin`), in which case the
+bound is computed on the other points only.
 Posterior: a point mass on the decoded model. KL = l ln 2 + ln(configurations), and the bound is the
 minimum of the Occam, Catoni and PAC-Bayes-kl forms with delta split three ways
 (:func:`pacbayes.bounds.compression_bound`). The empirical error is that of the model decoded from
@@ -22,6 +24,7 @@ from pacbayes.subspace.compressed import CompressedSubspaceModel
 from pacbayes.models import output_dim, zero_one_error
 from pacbayes.subspace.evaluation import EVAL_BATCH, check_labels, data_fingerprint
 from pacbayes.subspace.files import load_subspace_model
+from pacbayes.subspace.origin import bound_part, describe, is_data_dependent
 
 CERTIFIES = "the decoded compressed model"
 CLASSIFIER = "compressed-model"
@@ -42,7 +45,8 @@ def subspace_bound(
 
     ``source``: a :class:`CompressedSubspaceModel` or the path of a file saved by
     :func:`pacbayes.subspace.save_subspace_model` (then ``module`` supplies the architecture).
-    ``x``, ``labels``: the m training points (int64 labels, 0/1 for a single logit).
+    ``x``, ``labels``: the m training points (int64 labels, 0/1 for a single logit); for a model
+    whose theta0 was learned on part of them, all of them: the bound uses the other part.
     ``extra_configurations``: settings tried beyond those the model records (e.g. 3 values of d
     tried by hand -> 3). ``test``: optional (x_test, labels_test) whose error goes in details.
     Returns a one-element list of :class:`BoundResult` named "subspace".
@@ -55,6 +59,7 @@ def subspace_bound(
     device = resolve_device(device)
     model = source.decode().to(device)
     check_labels(output_dim(model, x), labels)
+    x, labels = bound_part(model.origin, model.seed, x, labels)
     error = zero_one_error(model, x, labels, EVAL_BATCH)
     same_data = source.train_fingerprint == data_fingerprint(x, labels)
     if same_data and error != source.train_error:
@@ -77,6 +82,7 @@ def subspace_bound(
         "configurations": configurations,
         "train_error": error,
         "m": len(x),
+        "origin": model.origin,
         "best_form": bound["best_form"],
         "forms": bound["forms"],
         "union_over_forms": "delta split equally over the forms; the minimum is certified",
@@ -90,15 +96,18 @@ def subspace_bound(
         details["test_error"] = zero_one_error(model, test[0], test[1], EVAL_BATCH)
     assumptions = (
         "training points are iid draws from the distribution the bound is about",
-        "theta0, the projection (seed), d and the level grid were fixed before seeing the data",
+        describe(model.origin),
         f"at most {configurations} configurations (d, levels, fine-tuning epochs, seeds, ...) were tried in all",
     )
+    learned = ""
+    if is_data_dependent(model.origin):
+        learned = f", theta0 learned on {model.origin['prior_points']} held-out points"
     return [
         BoundResult(
             name="subspace",
             value=bound["value"],
             certified=True,
-            certifies=f"{CERTIFIES} (d = {model.dim}, {source.levels} levels, {source.code_bits} bits)",
+            certifies=f"{CERTIFIES} (d = {model.dim}, {source.levels} levels, {source.code_bits} bits{learned})",
             delta=bound["delta"],
             assumptions=assumptions,
             details=details,

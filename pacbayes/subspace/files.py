@@ -6,7 +6,9 @@ quantisation, level count, configurations tried, exact code length, the coded me
 the encoder's training error. P is never stored: it is regenerated from the seed. The architecture
 is not stored either: the loader is given a module of the same architecture (its weights are
 ignored), re-draws theta0 from the seed and refuses the file if that does not reproduce the
-recorded theta0 (another architecture, or a torch whose initialisers changed).
+recorded theta0 (another architecture, or a torch whose initialisers changed). A theta0 learned on
+a prior part of the data (:mod:`pacbayes.subspace.origin`) is read from the file with the split
+and the prior part's fingerprint, which the bound checks against the data it is given.
 """
 
 import json
@@ -20,6 +22,7 @@ from pacbayes.errors import ModelLoadError
 from pacbayes.models import archive_kind
 from pacbayes.subspace.compressed import CompressedSubspaceModel
 from pacbayes.subspace.model import SubspaceModel
+from pacbayes.subspace.origin import SEEDED, is_data_dependent
 
 FORMAT = "pacbayes-subspace"
 VERSION = 2
@@ -42,6 +45,7 @@ def save_subspace_model(compressed: CompressedSubspaceModel, path) -> None:
         "configurations": compressed.configurations,
         "train_error": compressed.train_error,
         "train_fingerprint": compressed.train_fingerprint,
+        "origin": model.origin,
         "torch_version": torch.__version__,
     }
     torch.save(
@@ -101,7 +105,12 @@ def load_subspace_model(path, module: torch.nn.Module) -> CompressedSubspaceMode
             f"{path} was saved for another architecture (parameters "
             f"{meta['parameters'][:2]}...); pass a module of the saved architecture"
         )
-    if not torch.equal(content["theta0"], model.theta0):
+    origin = meta.get("origin", SEEDED)
+    if is_data_dependent(origin):
+        if content["theta0"].shape != model.theta0.shape:
+            raise ModelLoadError(f"{path}: the saved theta0 does not fit this architecture; the file is corrupt")
+        model.set_origin(content["theta0"], origin)
+    elif not torch.equal(content["theta0"], model.theta0):
         raise ModelLoadError(
             f"{path}: re-drawing theta0 from seed {meta['seed']} does not reproduce the "
             f"saved theta0 (saved with torch {meta['torch_version']}, this is "

@@ -3,7 +3,9 @@
 theta0 is a seeded re-initialisation of the module's architecture (every submodule's
 ``reset_parameters`` run under a private RNG seeded from ``seed``, by
 :func:`pacbayes.models.reinitialise`), never the weights it arrives with: the prior of the
-compression bound must not depend on the training sample (docs/certificates.md#prior-fixed-before-s).
+compression bound must not depend on the points the bound is computed on
+(docs/certificates.md#prior-fixed-before-s). :meth:`SubspaceModel.set_origin` replaces it by a
+theta0 learned on a held-out part of the data (:mod:`pacbayes.subspace.origin`).
 P is a seeded structured projection (:mod:`pacbayes.subspace.projection`); only z (d numbers) is
 trained. Li et al. (2018), "Measuring the Intrinsic Dimension of Objective Landscapes", ICLR,
 Section 2; Lotfi et al. (2022), NeurIPS, Section 4.
@@ -19,6 +21,7 @@ from torch import nn
 from pacbayes import checks
 from pacbayes.errors import InputError
 from pacbayes.models import reinitialise as reinitialise_module
+from pacbayes.subspace.origin import SEEDED
 from pacbayes.subspace.projection import _stream_seed, make_projection
 
 
@@ -52,6 +55,7 @@ class SubspaceModel(nn.Module):
 
     ``dim``: subspace dimension d; ``seed``: fixes theta0 and P; ``projection``: "kronecker".
     After :meth:`set_quantised` the forward pass uses the quantised z (codebook[symbols]).
+    ``origin`` describes theta0 (:mod:`pacbayes.subspace.origin`): seeded unless :meth:`set_origin`.
     """
 
     def __init__(self, module: nn.Module, dim: int, seed: int, projection: str = "kronecker"):
@@ -67,6 +71,7 @@ class SubspaceModel(nn.Module):
         self.projection = make_projection(projection, self.theta0.numel(), self.dim, self.seed)
         self.z = nn.Parameter(torch.zeros(self.dim))
         self.quantised_z = None
+        self.origin = dict(SEEDED)
 
     @property
     def n_params(self) -> int:
@@ -95,6 +100,14 @@ class SubspaceModel(nn.Module):
             params[name] = flat[offset : offset + size].view(shape)
             offset += size
         return torch.func.functional_call(self.base, params, (x,))
+
+    def set_origin(self, theta0: torch.Tensor, origin: dict) -> None:
+        """Move the subspace to start at ``theta0`` (length D), described by ``origin``."""
+        theta0 = torch.as_tensor(theta0, dtype=self.theta0.dtype, device=self.theta0.device).detach()
+        if theta0.shape != self.theta0.shape or not bool(torch.isfinite(theta0).all()):
+            raise InputError(f"theta0 must be {self.n_params} finite numbers, got shape {tuple(theta0.shape)}")
+        self.theta0 = theta0.clone()
+        self.origin = dict(origin)
 
     def set_quantised(self, values) -> None:
         """Evaluate with z fixed to ``values`` (a float tensor of length d) from now on; None clears."""

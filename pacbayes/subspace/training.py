@@ -10,7 +10,8 @@ bound does (the rate term of entropy-constrained quantisation; Chou, Lookabaugh 
 level counts and fine-tuning epochs and keeps the candidate with the best bound (paid for by
 ln |grid| in the bound).
 ``train_subspace_model`` runs the whole pipeline for an ordinary model: seeded re-initialisation
-(never the trained weights), training, then ``compress_subspace_model``.
+(never the trained weights), optionally ``learn_origin`` on a held-out part of the data (a
+data-dependent prior, :mod:`pacbayes.subspace.origin`), training, then ``compress_subspace_model``.
 """
 
 import copy
@@ -29,6 +30,7 @@ from pacbayes.subspace.compressed import CompressedSubspaceModel, compress
 from pacbayes.models import model_outputs, output_dim, zero_one_error
 from pacbayes.subspace.evaluation import EVAL_BATCH, check_labels, data_fingerprint, training_loss
 from pacbayes.subspace.model import SubspaceModel
+from pacbayes.subspace.origin import split_indices
 from pacbayes.subspace.projection import _stream_seed
 from pacbayes.subspace.quantisation import METHODS, assign, make_levels, snap_levels
 
@@ -37,14 +39,19 @@ DEFAULT_EPOCHS = 300
 """Most epochs of subspace training; with DEFAULT_PATIENCE it stops at convergence, usually earlier."""
 DEFAULT_PATIENCE = 20
 """Epochs without a 1e-4 relative improvement of the training loss after which training stops."""
-DEFAULT_QAT_EPOCHS = 20
+DEFAULT_QAT_EPOCHS = 50
 """Epochs of quantisation-aware fine-tuning per level count."""
 DEFAULT_QAT_PATIENCE = None
 """None: run every fine-tuning epoch (compress_subspace_model scores each one). Stopping on the
 epoch-mean loss ended fine-tuning within a few epochs, before the levels had settled."""
 DEFAULT_RATE_WEIGHT = 8.0
 """Weight of the code-length term: w ln 2 / m per bit, added to the mean cross-entropy."""
+DEFAULT_PRIOR_EPOCHS = 30
+"""Epochs of Adam training every parameter of theta0 on the prior part (with a prior split)."""
+DEFAULT_PRIOR_LR = 1e-3
 SELECTION_DELTA = 0.05  # only ranks the candidates; the certified delta is the caller's
+ORIGIN_CODEBOOK = (0.0,)
+"""The one-level codebook of z = 0: the candidate "theta0 itself" (a few bits)."""
 
 
 def _epochs(n: int, batch_size: int, epochs: int, seed: int):
@@ -180,6 +187,65 @@ def fit_subspace(
     return model
 
 
+def learn_origin(
+    model: SubspaceModel,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    split: float,
+    epochs: int = DEFAULT_PRIOR_EPOCHS,
+    lr: float = DEFAULT_PRIOR_LR,
+    batch_size: int = 64,
+    quiet: bool = True,
+) -> tuple:
+    """Train theta0 on the prior part of (x, labels) and return the bound part (x_bound, labels_bound).
+
+    The seeded permutation of :func:`pacbayes.subspace.origin.split_indices` (from the model's seed)
+    puts round(split m) points in the prior part; every parameter of theta0 is trained on them with
+    Adam for ``epochs`` epochs from the seeded start, with z held at 0, and the model's origin
+    records the split and the prior part's fingerprint (the bound re-derives the split and checks
+    it). Nothing here sees the bound part.
+    """
+    epochs = checks.sample_size(epochs, name="prior epochs", minimum=1)
+    prior, rest = split_indices(len(labels), split, model.seed)
+    theta0 = model.theta0.detach().clone().requires_grad_(True)
+    zero = torch.zeros(model.dim, device=theta0.device)
+    model.set_quantised(None)
+    model.theta0 = theta0
+    try:
+        _optimise(
+            model,
+            x[prior],
+            labels[prior],
+            [theta0],
+            lambda: zero,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=_stream_seed(model.seed, "origin"),
+            teacher=None,
+            distill_weight=0.0,
+            patience=None,
+            quiet=quiet,
+            desc="subspace origin",
+        )
+    finally:
+        model.theta0 = theta0.detach()
+    model.set_origin(
+        theta0.detach(),
+        {
+            "kind": "data-dependent",
+            "prior_split": float(split),
+            "prior_points": len(prior),
+            "bound_points": len(rest),
+            "prior_fingerprint": data_fingerprint(x[prior], labels[prior]),
+            "epochs": int(epochs),
+            "lr": float(lr),
+        },
+    )
+    return x[rest], labels[rest]
+
+
 def finetune_quantised(
     model: SubspaceModel,
     x: torch.Tensor,
@@ -260,6 +326,7 @@ def compress_subspace_model(
     teacher=None,
     distill_weight: float = 0.5,
     extra_configurations: int = 1,
+    include_origin: bool = False,
     quiet: bool = True,
 ) -> CompressedSubspaceModel:
     """Quantise and code a trained :class:`SubspaceModel` (e.g. from your own training loop).
@@ -268,9 +335,11 @@ def compress_subspace_model(
     with at most ``qat_epochs`` of quantisation-aware fine-tuning (:func:`finetune_quantised`, to
     convergence with ``qat_patience``, code length weighted by ``rate_weight``) at learning rate
     ``lr``. Every (level count, fine-tuning epoch) pair is a candidate, scored by its bound on
-    (x, labels); the best is kept. So the result records configurations = len(levels) x
-    max(qat_epochs, 1) x ``extra_configurations`` (pass the number of d / seed / other settings you
-    tried): the union bound pays for the choice (ln 20 = 3.0 nats for 20 epochs).
+    (x, labels); the best is kept. So the result records configurations = (len(levels) x
+    max(qat_epochs, 1) + include_origin) x ``extra_configurations`` (pass the number of d / seed /
+    other settings you tried): the union bound pays for the choice (ln 150 = 5.0 nats for the
+    default grid). ``include_origin`` adds the candidate z = 0 (theta0 itself, coded in 8 bits):
+    worth it when theta0 was learned (:func:`learn_origin`).
     """
     levels = tuple(int(count) for count in levels)
     if not levels or min(levels) < 1 or len(set(levels)) != len(levels):
@@ -279,20 +348,23 @@ def compress_subspace_model(
         raise InputError(f"unknown quantisation method {method!r}; choose one of {', '.join(METHODS)}")
     extra_configurations = checks.sample_size(extra_configurations, name="extra_configurations", minimum=1)
     check_labels(output_dim(model, x), labels)
-    configurations = len(levels) * max(int(qat_epochs), 1) * int(extra_configurations)
+    configurations = (len(levels) * max(int(qat_epochs), 1) + bool(include_origin)) * int(extra_configurations)
     quantisation = method + ("+qat" if qat_epochs > 0 else "")
     model.set_quantised(None)
     trained_z = model.z.detach().clone()
     best = {"score": math.inf}
 
-    def consider(codebook, symbols):
-        candidate = compress(model, codebook, symbols, configurations=configurations, quantisation=quantisation)
+    def consider(codebook, symbols, kind=quantisation):
+        candidate = compress(model, codebook, symbols, configurations=configurations, quantisation=kind)
         error = zero_one_error(candidate.decode(), x, labels, EVAL_BATCH)
         model.set_quantised(None)
         score = compression_bound(error, candidate.code_bits, len(x), SELECTION_DELTA, configurations)["value"]
         if score < best["score"]:
-            best.update(score=score, candidate=candidate, error=error, z=model.z.detach().clone())
+            z = torch.zeros_like(model.z) if kind == "origin" else model.z.detach().clone()
+            best.update(score=score, candidate=candidate, error=error, z=z)
 
+    if include_origin:
+        consider(np.asarray(ORIGIN_CODEBOOK, dtype=np.float32), np.zeros(model.dim, dtype=np.int64), "origin")
     for count in levels:
         with torch.no_grad():
             model.z.copy_(trained_z)
@@ -343,20 +415,27 @@ def train_subspace_model(
     distill: bool = False,
     distill_weight: float = 0.5,
     extra_configurations: int = 1,
+    prior_split: float = 0.0,
+    prior_epochs: int = DEFAULT_PRIOR_EPOCHS,
+    prior_lr: float = DEFAULT_PRIOR_LR,
     device=None,
     quiet: bool = True,
 ) -> CompressedSubspaceModel:
     """Train a compressed subspace model with ``module``'s architecture on (x, labels).
 
     theta0 is a seeded re-initialisation of the architecture; ``module``'s own (trained) weights
-    are used only as a distillation teacher when ``distill=True``. z is trained by
-    :func:`fit_subspace` (to convergence with ``patience``, at most ``epochs``), then
-    :func:`compress_subspace_model` (fine-tuning at lr / 5). The settings and the epochs run are
-    recorded in the result's ``training``.
+    are used only as a distillation teacher when ``distill=True``. With ``prior_split`` > 0,
+    theta0 is then trained on that fraction of the points (:func:`learn_origin`, ``prior_epochs``
+    at ``prior_lr``) and everything after sees only the rest, the bound part; z = 0 (theta0 itself)
+    becomes a candidate. z is trained by :func:`fit_subspace` (to convergence with ``patience``, at
+    most ``epochs``), then :func:`compress_subspace_model` (fine-tuning at lr / 5). The settings and
+    the epochs run are recorded in the result's ``training``.
     """
     device = resolve_device(device)
     model = SubspaceModel(module, dim=dim, seed=seed).to(device)
     check_labels(output_dim(model, x), labels)
+    if prior_split:
+        x, labels = learn_origin(model, x, labels, split=prior_split, epochs=prior_epochs, lr=prior_lr, quiet=quiet)
     teacher = None
     if distill:
         teacher = model_outputs(copy.deepcopy(module).to(device), x, EVAL_BATCH).float()
@@ -388,6 +467,7 @@ def train_subspace_model(
         teacher=teacher,
         distill_weight=distill_weight,
         extra_configurations=extra_configurations,
+        include_origin=bool(prior_split),
         quiet=quiet,
     )
     compressed.training = {
@@ -400,5 +480,6 @@ def train_subspace_model(
         "rate_weight": rate_weight,
         "levels_grid": list(levels),
         "distill": distill,
+        "prior_split": float(prior_split),
     }
     return compressed

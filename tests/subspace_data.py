@@ -1,0 +1,30 @@
+"""Small synthetic classification data and a small net shared by the subspace tests."""
+
+import torch
+from torch import nn
+
+
+def data(n=600, seed=0, classes=3):
+    """n Gaussian points in 8 dimensions labelled by the argmax of a random linear map."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    w = torch.randn(8, classes, generator=g)
+    return x, (x @ w).argmax(1)
+
+
+def net(outputs=3):
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, outputs))
+
+
+def small_cnn(outputs: int) -> nn.Module:
+    """The CNN of examples/subspace_mnist.py (28 x 28 inputs)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 5, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 5, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(512, 64),
+        nn.ReLU(),
+        nn.Linear(64, outputs),
+    )
