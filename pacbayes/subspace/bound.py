@@ -99,6 +99,7 @@ def subspace_bound(
         describe(model.origin),
         f"at most {configurations} configurations (d, levels, fine-tuning epochs, seeds, ...) were tried in all",
     )
+    coded = "z = 0, theta0 itself" if source.quantisation == "origin" else f"{source.levels} levels"
     learned = ""
     if is_data_dependent(model.origin):
         learned = f", theta0 learned on {model.origin['prior_points']} held-out points"
@@ -107,7 +108,7 @@ def subspace_bound(
             name="subspace",
             value=bound["value"],
             certified=True,
-            certifies=f"{CERTIFIES} (d = {model.dim}, {source.levels} levels, {source.code_bits} bits{learned})",
+            certifies=f"{CERTIFIES} (d = {model.dim}, {coded}, {source.code_bits} bits{learned})",
             delta=bound["delta"],
             assumptions=assumptions,
             details=details,
