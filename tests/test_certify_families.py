@@ -85,6 +85,8 @@ def test_subspace_file_as_model_through_the_cli(data, tmp_path):
     assert payload["train_error"] == pytest.approx(payload["baselines"]["subspace_train_error"])
     missing = CliRunner().invoke(main, args[: args.index("--architecture")])
     assert missing.exit_code == 2 and "--architecture" in missing.stderr
+    retrain = CliRunner().invoke(main, [*args, "--subspace-prior-split", "0.5", "--subspace-qat-epochs", "3"])
+    assert retrain.exit_code == 2 and "--subspace-qat-epochs, --subspace-prior-split" in retrain.stderr
 
 
 def test_dziugaite_roy_flags_through_the_cli(data, tmp_path):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from pacbayes.errors import InputError
-from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, option, stamped
+from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, cli_fields, option, stamped
 from pacbayes.subspace.training import (
     DEFAULT_EPOCHS,
     DEFAULT_LEVELS,
@@ -102,6 +102,8 @@ class SubspaceFamily:
         from pacbayes.subspace import subspace_bound, train_subspace_model
 
         compressed, extra_configurations = settings.compressed, settings.extra_configurations
+        if compressed is not None:
+            _refuse_training_options(settings)
         if compressed is None:
             if settings.dim is None:
                 raise InputError(
@@ -149,6 +151,22 @@ class SubspaceFamily:
                 Baseline("subspace_test_error", details["test_error"], "compressed subspace model test error"),
                 Baseline("subspace_train_error", details["train_error"], train_label),
             ),
+        )
+
+
+def _refuse_training_options(settings: SubspaceSettings) -> None:
+    """A compressed model is certified as it was coded: options that would train one are refused,
+    not silently ignored."""
+    defaults = SubspaceSettings()
+    given = [
+        f.metadata["cli"].flag
+        for f in cli_fields(SubspaceSettings)
+        if f.name != "extra_configurations" and getattr(settings, f.name) != getattr(defaults, f.name)
+    ]
+    if given:
+        raise InputError(
+            f"{', '.join(given)} set how a compressed model is trained, but MODEL is already a compressed "
+            "subspace model; drop them, or give an ordinary model to train one"
         )
 
 
