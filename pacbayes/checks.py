@@ -36,6 +36,19 @@ def probability(value: float, name: str) -> float:
     return value
 
 
+def prior_part_size(m: int, fraction: float, name: str = "prior_split", min_bound: int = 8) -> int:
+    """round(fraction m), the points a data-dependent prior is learned on, when both that part and the
+    other m - round(fraction m) points (at least ``min_bound``, for the bound) are non-empty."""
+    fraction = probability(fraction, name)
+    m_prior = int(round(fraction * m))
+    if m_prior < 1 or m - m_prior < min_bound:
+        raise InputError(
+            f"{name}={fraction:g} leaves {m_prior} prior and {m - m_prior} bound points; both parts need "
+            f"points (the bound needs >= {min_bound}): choose a split in (0, 1) such as 0.5"
+        )
+    return m_prior
+
+
 def nonnegative(value: float, name: str) -> float:
     value = finite(value, name)
     if value < 0.0:

@@ -1,8 +1,6 @@
 """examples/certify_own_model.py runs at small sizes, and certified_subset is the training set certify uses."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 import torch
@@ -11,14 +9,11 @@ from pacbayes.certification import CertifyOptions, prepare_data
 from pacbayes.data import load_dataset, take
 from pacbayes.data.subsets import certified_subset
 
-PATH = pathlib.Path(__file__).resolve().parents[1] / "examples" / "certify_own_model.py"
+from scripts import load_script
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("certify_own_model", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/certify_own_model.py")
 
 
 def test_example_trains_on_the_certified_subset_and_certifies(tmp_path):

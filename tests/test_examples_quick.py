@@ -1,14 +1,12 @@
 """Each example's --quick mode runs end to end, prints its numbers and writes its PNG."""
 
-import importlib.util
 import math
-import pathlib
 
 import numpy as np
 import pytest
 import torch
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+from scripts import load_script
 
 
 @pytest.fixture(autouse=True)
@@ -21,10 +19,7 @@ def one_thread():
 
 
 def example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"examples/{name}.py")
 
 
 def test_sgd_bayes_quick(tmp_path, capsys):

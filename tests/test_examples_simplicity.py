@@ -1,17 +1,14 @@
 """examples/simplicity_bias.py: LZ76, exact perceptron volumes and formula sizes against independent checks."""
 
-import importlib.util
 import itertools
 import math
-import pathlib
 
 import numpy as np
 import pytest
 
-PATH = pathlib.Path(__file__).resolve().parents[1] / "examples" / "simplicity_bias.py"
-spec = importlib.util.spec_from_file_location("simplicity_bias", PATH)
-sb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sb)
+from scripts import load_script
+
+sb = load_script("examples/simplicity_bias.py")
 
 
 def lz76_by_definition(s: str) -> int:

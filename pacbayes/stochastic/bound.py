@@ -99,12 +99,7 @@ def _prior(
     m = len(labels)
     if prior_split == 0.0:
         return data_independent_prior(model, init_state, init_seed), torch.arange(m)
-    m_prior = int(round(prior_split * m))
-    if m_prior < 1 or m - m_prior < 8:
-        raise InputError(
-            f"prior_split={prior_split} leaves {m_prior} prior and {m - m_prior} bound points; "
-            "both parts need points (the bound needs >= 8): choose a split in (0, 1) such as 0.5"
-        )
+    m_prior = checks.prior_part_size(m, prior_split)
     order = torch.randperm(m, generator=split_gen)
     held_out, rest = order[:m_prior], order[m_prior:]
     if init_state is None and init_seed is None:

@@ -13,7 +13,7 @@ a better origin against fewer points.
 
 An origin is a plain dict (it is saved in subspace files): ``{"kind": "seeded"}`` or
 ``{"kind": "data-dependent", "prior_split", "prior_points", "bound_points", "prior_fingerprint",
-"epochs", "lr", "epochs_run"}``; the split's permutation comes from the model's seed.
+"epochs", "lr"}``; the split's permutation comes from the model's seed.
 """
 
 import torch
@@ -24,7 +24,6 @@ from pacbayes.subspace.evaluation import data_fingerprint
 from pacbayes.subspace.projection import _stream_seed
 
 SEEDED = {"kind": "seeded"}
-MIN_BOUND_POINTS = 8
 
 
 def is_data_dependent(origin: dict) -> bool:
@@ -33,13 +32,7 @@ def is_data_dependent(origin: dict) -> bool:
 
 def split_indices(m: int, fraction: float, seed: int) -> tuple:
     """(prior indices, bound indices) of a seeded permutation of range(m), round(fraction m) prior."""
-    fraction = checks.probability(fraction, "prior split")
-    m_prior = int(round(fraction * m))
-    if m_prior < 1 or m - m_prior < MIN_BOUND_POINTS:
-        raise InputError(
-            f"a prior split of {fraction:g} leaves {m_prior} prior and {m - m_prior} bound points; both parts "
-            f"need points (the bound needs >= {MIN_BOUND_POINTS}): choose a split in (0, 1) such as 0.5"
-        )
+    m_prior = checks.prior_part_size(m, fraction)
     generator = torch.Generator().manual_seed(_stream_seed(seed, "prior-split"))
     order = torch.randperm(int(m), generator=generator)
     return order[:m_prior], order[m_prior:]
