@@ -1,7 +1,9 @@
 """Benchmark ln P(S) on MNIST ReLU-NNGP kernels: EP time in Choleskys of the same m; certified time and gap.
 
     python benchmarks/bench_evidence.py [--m 1000 3000 10000] [--certified-m 3000] [--device cpu]
-    python benchmarks/bench_evidence.py --m 10000 --certified-m 10000 --baseline   # issue 18, items 1 and 3
+    python benchmarks/bench_evidence.py --m 10000 --certified-m 10000 --baseline   # now and previous, same run
+    python benchmarks/bench_evidence.py --m --certified-m 2000 5000 --proposals ep-cavity --sample-tolerance 0.1 \
+        --baseline
     python benchmarks/bench_evidence.py --m --certified-m 1000 3000 10000   # both proposals, same run
     python benchmarks/bench_evidence.py --synthetic 20000 --certified-m 20000 --samples 1000   # item 2: memory
     python benchmarks/bench_evidence.py --synthetic 20000 --m --certified-m 20000 --no-gap   # certified only
@@ -13,16 +15,25 @@ For each m: one float64 Cholesky of the m x m prior (the baseline, timed in the 
 ``--baseline`` also runs the previous EP (prior-marginal start, float64 sweeps) in the same run.
 Then the certified sandwich at --certified-m for each of --proposals (default: ep-cavity, given
 the EP result of the same run, and the previous tilted proposal as the baseline), with its gap to
-EP (EP - lower) against ln(1/delta') + 5 and its seconds (EP's own time not included). Each
-line ends with the process's peak resident memory so far (monotone: read it in order). Targets
-(issue 18, 2-core CPU): EP at m = 10,000 in <= 15 Choleskys; EP and the certified sandwich at
-m = 20,000 in 24 GB; certified at m = 10,000 within ln(1/delta') + 5 nats of EP in <= 5 min.
+EP (EP - lower) against ln(1/delta') + 2 and its seconds (EP's own time not included), split into
+its phases (the EP-cavity proposal's construction, the counted draws and the pilot, the variable
+ordering, the tilting's Newton solve and psi's maximisation, the psi check draws).
+``--sample-tolerance`` fixes the count of draws from a discarded pilot (pacbayes.evidence.certified).
+With ``--baseline`` each certified m also times the sampler alone (``--samples`` EP-cavity draws
+given the EP sites) in the compiled CPU kernel and in the previous per-coordinate torch loop, and
+reruns the sandwich as the previous code ran it (that loop, a fixed count of ``--samples``, the
+tilting's L L^T as a full product), all in the same run. Each line ends with the process's peak
+resident memory so far (monotone: read it in order). Targets (2-core CPU): EP at m = 10,000 in
+<= 15 Choleskys; EP + certified at m = 10,000 <= 90 s, lower bound within ln(1/delta') + 2 nats of
+EP; at m = 20,000 <= 15 min and 16 GiB.
 """
 
 import argparse
+import contextlib
 import math
 import pathlib
 import time
+from unittest import mock
 
 import numpy as np
 import torch
@@ -31,8 +42,9 @@ from _measure import peak_gib, sync
 import pacbayes.data
 from pacbayes.data import read_idx
 from pacbayes.device import resolve_device
-from pacbayes.evidence import certified_log_evidence, ep_log_evidence
+from pacbayes.evidence import certified, certified_log_evidence, ep_log_evidence, sequential, tilted
 from pacbayes.evidence.certified import PROPOSALS
+from pacbayes.evidence.ep_cavity import CavityProposal
 from pacbayes.kernels.fc import FullyConnectedNNGP
 
 MNIST = pathlib.Path(pacbayes.data.__file__).parent / "mnist"  # the 10,000 MNIST test images the package ships
@@ -68,7 +80,12 @@ def main():
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--delta-prime", type=float, default=0.01)
     parser.add_argument("--proposals", nargs="+", default=list(PROPOSALS), choices=PROPOSALS)
-    parser.add_argument("--baseline", action="store_true", help="also run the previous EP (prior start, float64)")
+    parser.add_argument(
+        "--sample-tolerance", type=float, default=None, help="nats: a pilot fixes the draws (<= --samples)"
+    )
+    parser.add_argument(
+        "--baseline", action="store_true", help="also run the previous EP (prior start, float64), sampler and sandwich"
+    )
     parser.add_argument("--no-gap", action="store_true", help="certified only: skip the EP run for the gap")
     parser.add_argument(
         "--max-sweeps", type=int, default=200, help="cap EP sweeps (a capped run is reported as not converged)"
@@ -114,29 +131,126 @@ def main():
             ep_values[m] = ep_log_evidence(block, y[:m], device=device, quiet=True)
             print(f"EP m={m}: {ep_values[m].log_evidence:.4f} in {ep_values[m].seconds:.1f} s", flush=True)
         ep = ep_values.get(m)
-        estimate = math.nan if ep is None else ep.log_evidence
+        if args.baseline and ep is not None:
+            print(_sampler_line(block, y[:m], ep, args.samples, device), flush=True)
+        runs = [("", {"sample_tolerance": args.sample_tolerance})]
+        if args.baseline:
+            runs.append(("previous", {"previous": True}))
         for proposal in args.proposals:
-            cert = certified_log_evidence(
-                block,
-                y[:m],
-                delta_prime=args.delta_prime,
-                seed=0,
-                samples=args.samples,
-                device=device,
-                quiet=True,
-                proposal=proposal,
-                ep=ep,
-            )
-            allowed = math.log(1 / args.delta_prime) + 5
-            upper = "n/a" if cert.upper is None else f"{cert.upper:.4f}"
-            print(
-                f"certified m={m:6d} {proposal:9s}: lower {cert.lower:.4f}  ln Z_hat {cert.log_estimate:.4f}  "
-                f"upper {upper}  EP {estimate:.4f}  gap EP - lower {estimate - cert.lower:.2f} nats "
-                f"(target <= ln(1/delta') + 5 = {allowed:.2f})  {cert.seconds:.2f} s  ({cert.samples} samples, "
-                f"effective {cert.effective_samples:.1f}, relative std {cert.relative_std:.2f}, "
-                f"|grad| {cert.grad_norm:.1e})  peak {peak_gib(device):.1f} GiB",
-                flush=True,
-            )
+            for label, options in runs:
+                print(_certified_line(block, y[:m], ep, proposal, label, args, device, **options), flush=True)
+
+
+def _sampler_line(block, labels, ep, samples, device):
+    """Seconds of ``samples`` EP-cavity draws (EP's sites given) in the sampler as it runs now and in the
+    previous per-coordinate torch loop, on one proposal, in this run."""
+    tau = torch.as_tensor(ep.site_precision, device=device)
+    nu = torch.as_tensor(ep.site_natural_mean, device=device) * labels
+    cavity = CavityProposal(block * labels[:, None] * labels[None, :], tau, nu)
+    cavity.log_weights(2, torch.Generator(device=device))  # compiles the kernel (or loads numba's cache)
+    seconds, estimates = [], []
+    for context in (contextlib.nullcontext(), _previous_sampler()):
+        with context:
+            sync(device)
+            start = time.perf_counter()
+            log_w = cavity.log_weights(samples, torch.Generator(device=device).manual_seed(0))
+            sync(device)
+        seconds.append(time.perf_counter() - start)
+        estimates.append(float(torch.logsumexp(log_w, 0)) - math.log(samples))
+    m = block.shape[0]
+    return (
+        f"sampler m={m:6d} ({samples} EP-cavity draws, EP sites given): {seconds[0]:.2f} s "
+        f"({m * m * samples / seconds[0] / 1e9:.1f} GFLOP/s at m^2 flops a draw; its block products alone "
+        f"{_products_alone(cavity.factor, samples, device):.2f} s); previous per-coordinate torch loop "
+        f"{seconds[1]:.2f} s ({seconds[1] / seconds[0]:.1f}x); ln Z_hat {estimates[0]:.4f} and {estimates[1]:.4f}  "
+        f"peak {peak_gib(device):.1f} GiB"
+    )
+
+
+def _products_alone(L, samples, device):
+    """Seconds of the sampler's products of earlier blocks alone (random draws): the floor the GEMM rate sets."""
+    Z = torch.randn(L.shape[0], samples, dtype=L.dtype, device=device)
+    sync(device)
+    start = time.perf_counter()
+    for first in range(0, L.shape[0], sequential.SAMPLE_BLOCK):
+        L[first : first + sequential.SAMPLE_BLOCK, :first] @ Z[:first]
+    sync(device)
+    return time.perf_counter() - start
+
+
+def _previous_sampler():
+    """The samplers as the previous code ran them on every device: the per-coordinate torch loop."""
+    return mock.patch.object(sequential, "uses_compiled_kernel", lambda L: False)
+
+
+@contextlib.contextmanager
+def _previous_code():
+    """The sandwich as the previous code ran it: the torch loop, and the tilting's C from a full product L L^T."""
+    with _previous_sampler(), mock.patch.object(tilted, "triangular_gram", lambda L: L @ L.T):
+        yield
+
+
+PHASES = {  # the steps of certified_log_evidence, by the names it calls them under
+    "CavityProposal": "proposal",
+    "_counted_draws": "draws",
+    "pivoted_cholesky_order": "ordering",
+    "solve_tilting": "tilting",
+    "maximise_psi": "psi*",
+    "tilted_log_weights": "psi check",
+}
+
+
+@contextlib.contextmanager
+def _timed_phases():
+    """Seconds spent in each of PHASES by certified_log_evidence (outermost calls only; not synchronised)."""
+    seconds, depth = dict.fromkeys(PHASES.values(), 0.0), [0]
+
+    def timed(name, function):
+        def call(*args, **kwargs):
+            depth[0] += 1
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if not depth[0]:
+                    seconds[name] += time.perf_counter() - start
+
+        return call
+
+    with contextlib.ExitStack() as stack:
+        for attribute, name in PHASES.items():
+            stack.enter_context(mock.patch.object(certified, attribute, timed(name, getattr(certified, attribute))))
+        yield seconds
+
+
+def _certified_line(block, labels, ep, proposal, label, args, device, *, sample_tolerance=None, previous=False):
+    """One certified sandwich: as the code runs now, or (``previous``) as the previous code ran it, at a fixed count."""
+    with _timed_phases() as phases, _previous_code() if previous else contextlib.nullcontext():
+        cert = certified_log_evidence(
+            block,
+            labels,
+            delta_prime=args.delta_prime,
+            seed=0,
+            samples=args.samples,
+            device=device,
+            quiet=True,
+            proposal=proposal,
+            ep=ep,
+            sample_tolerance=sample_tolerance,
+        )
+    estimate = math.nan if ep is None else ep.log_evidence
+    allowed = math.log(1 / args.delta_prime) + 2
+    upper = "n/a" if cert.upper is None else f"{cert.upper:.4f}"
+    split = ", ".join(f"{name} {value:.1f}" for name, value in phases.items() if value)
+    pilot = f" after a pilot of {cert.pilot_samples}" if cert.pilot_samples else ""
+    return (
+        f"certified m={block.shape[0]:6d} {proposal:9s}{' ' + label if label else ''}: lower {cert.lower:.4f}  "
+        f"ln Z_hat {cert.log_estimate:.4f}  upper {upper}  EP {estimate:.4f}  gap EP - lower "
+        f"{estimate - cert.lower:.2f} nats (target <= ln(1/delta') + 2 = {allowed:.2f})  {cert.seconds:.2f} s "
+        f"({split})  ({cert.samples} samples{pilot}, effective {cert.effective_samples:.1f}, relative std "
+        f"{cert.relative_std:.2f}, |grad| {cert.grad_norm:.1e})  peak {peak_gib(device):.1f} GiB"
+    )
 
 
 if __name__ == "__main__":

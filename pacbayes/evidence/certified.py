@@ -13,6 +13,13 @@ P(S) = Pr[g > 0] for g = Y f ~ N(0, Sigma), Sigma = Y (K + jitter I) Y.
     variance, which on MNIST NNGP kernels is far below the tilted one (docs/evidence.md).
   - ``"tilted"``: Botev's (2017) minimax-tilted GHK, :mod:`pacbayes.evidence.tilted`.
 
+* Sample count: ``samples`` draws, fixed before any is seen; or, given ``sample_tolerance`` (nats),
+  chosen from a pilot: PILOT_SAMPLES draws, then discarded, estimate the relative variance r of the
+  weights, and the count is fixed at N = ceil(r / sample_tolerance^2) (the standard error of
+  ln Z_hat, about sqrt(r / N), at most the tolerance), within [PILOT_SAMPLES, samples]. The N counted
+  draws come after the pilot's and are independent of them, so conditionally on N, E[Z_hat] = P(S)
+  and Markov's step holds as for a fixed count: no union over stopping times, no share of delta'.
+
 * Upper bound: psi* = max_x psi(x; mu*) at Botev's saddle point (his Theorem 3.1), deterministic,
   reported only when certified (:func:`pacbayes.evidence.tilted.certified_upper`): every tilted
   weight is at most exp(psi*), so a psi below one drawn is refused; with the ep-cavity proposal
@@ -48,6 +55,7 @@ DEFAULT_SAMPLES = 10_000  # importance samples of the certified lower bound
 PROPOSALS = ("ep-cavity", "tilted")
 DEFAULT_PROPOSAL = "ep-cavity"
 PSI_CHECK_DRAWS = 256  # tilted draws that check psi* when the lower bound uses the ep-cavity proposal
+PILOT_SAMPLES = 1_000  # draws that fix the count under a sample tolerance, then discarded
 
 
 @dataclass
@@ -60,7 +68,8 @@ class CertifiedEvidence:
     log weight drawn (all of them, or PSI_CHECK_DRAWS with the ep-cavity proposal); otherwise it
     is None and ``upper_reason`` says why;
     ``log_estimate`` = ln Z_hat is the unbiased-in-Z importance-sampling estimate of ``proposal``.
-    ``order`` is the variable order of the tilting (psi*).
+    ``order`` is the variable order of the tilting (psi*). ``samples`` draws were counted in ln Z_hat,
+    after ``pilot_samples`` discarded ones that fixed that count (0: the count was fixed in advance).
     """
 
     lower: float
@@ -78,11 +87,14 @@ class CertifiedEvidence:
     order: np.ndarray = field(repr=False)
     upper_reason: Optional[str] = None
     proposal: str = DEFAULT_PROPOSAL
+    pilot_samples: int = 0
 
 
-def _check_options(delta_prime, samples, seed, chunk, proposal):
+def _check_options(delta_prime, samples, seed, chunk, proposal, sample_tolerance):
     if not (isinstance(delta_prime, (int, float)) and 0.0 < delta_prime < 1.0):
         raise InputError(f"delta_prime must be in (0, 1), got {delta_prime!r}")
+    if sample_tolerance is not None and not checks.finite(sample_tolerance, "sample_tolerance") > 0.0:
+        raise InputError(f"sample_tolerance must be a positive number of nats, got {sample_tolerance!r}")
     for name, value, low in (("samples", samples, 1), ("chunk", chunk, 1), ("seed", seed, 0)):
         checks.integer_at_least(value, name, low)
     if proposal not in PROPOSALS:
@@ -106,6 +118,18 @@ def _draws(log_weights, samples, chunk):
     return torch.cat([log_weights(min(chunk, samples - done)) for done in range(0, samples, chunk)])
 
 
+def _counted_draws(log_weights, samples, chunk, sample_tolerance):
+    """(log weights of the counted draws, pilot draws discarded): ``samples`` draws, or under a
+    ``sample_tolerance`` the count fixed from a discarded pilot (module docstring)."""
+    if sample_tolerance is None or samples <= PILOT_SAMPLES:
+        return _draws(log_weights, samples, chunk), 0
+    pilot = _draws(log_weights, PILOT_SAMPLES, chunk)
+    weights = exp(pilot - pilot.max())
+    relative_variance = float(PILOT_SAMPLES * (weights * weights).sum() / weights.sum() ** 2) - 1.0
+    count = min(samples, max(PILOT_SAMPLES, math.ceil(relative_variance / sample_tolerance**2)))
+    return _draws(log_weights, count, chunk), PILOT_SAMPLES
+
+
 def certified_log_evidence(
     K,
     y,
@@ -119,6 +143,7 @@ def certified_log_evidence(
     chunk=10_000,
     proposal=DEFAULT_PROPOSAL,
     ep=None,
+    sample_tolerance=None,
 ) -> CertifiedEvidence:
     """Sandwich for ln P(S), f ~ N(0, K + jitter I): lower (prob. >= 1 - delta_prime) and psi*.
 
@@ -129,9 +154,10 @@ def certified_log_evidence(
     (``upper``) is None, with ``upper_reason``, when it cannot be certified; the lower bound does
     not depend on it. ``samples`` draws in chunks of ``chunk`` (memory chunk x m floats),
     reproducible from ``seed`` (results depend on seed, samples, chunk and, for ep-cavity, the
-    EP sites). Peak memory: K and three m x m matrices.
+    EP sites). Peak memory: K and three m x m matrices. ``sample_tolerance`` (nats): ``samples`` is
+    then the most draws, the count fixed by a pilot (module docstring).
     """
-    _check_options(delta_prime, samples, seed, chunk, proposal)
+    _check_options(delta_prime, samples, seed, chunk, proposal, sample_tolerance)
     start = time.perf_counter()
     if proposal == "ep-cavity" and ep is None:  # EP first: its memory is released before the copies below
         ep = ep_log_evidence(K, y, jitter=jitter, device=device, quiet=quiet, allow_unconverged=True)
@@ -141,7 +167,9 @@ def certified_log_evidence(
     generator = torch.Generator(device=sigma.device).manual_seed(seed)
     if proposal == "ep-cavity":
         cavity = CavityProposal(sigma, *_orthant_sites(ep, labels))
-        log_w = _draws(lambda n: cavity.log_weights(n, generator, quiet=quiet), samples, chunk)
+        log_w, pilot = _counted_draws(
+            lambda n: cavity.log_weights(n, generator, quiet=quiet), samples, chunk, sample_tolerance
+        )
         del cavity
     perm, L = pivoted_cholesky_order(sigma, quiet=quiet, overwrite=True)
     del sigma
@@ -151,13 +179,16 @@ def certified_log_evidence(
     psi_value, x, grad_norm = maximise_psi(x, mu, strict)
     strict.diagonal().fill_(1.0)  # D^-1 L: the tilted sampler needs L only up to the scale of its rows
     if proposal == "tilted":
-        log_w = _draws(lambda n: tilted_log_weights(strict, mu, n, generator, quiet=quiet), samples, chunk)
+        log_w, pilot = _counted_draws(
+            lambda n: tilted_log_weights(strict, mu, n, generator, quiet=quiet), samples, chunk, sample_tolerance
+        )
         max_tilted = float(log_w.max())
     else:  # a few tilted draws only to check psi*: each tilted weight is at most exp(psi*)
         max_tilted = float(tilted_log_weights(strict, mu, PSI_CHECK_DRAWS, generator, quiet=quiet).max())
-    log_estimate = float(torch.logsumexp(log_w, 0)) - math.log(samples)
+    counted = log_w.numel()
+    log_estimate = float(torch.logsumexp(log_w, 0)) - math.log(counted)
     weights = exp(log_w - log_w.max())
-    relative_std = float(weights.std() / weights.mean()) if samples > 1 else math.nan
+    relative_std = float(weights.std() / weights.mean()) if counted > 1 else math.nan
     effective = float(weights.sum() ** 2 / (weights * weights).sum())
     upper, upper_reason = certified_upper(psi_value, grad_norm, max_tilted)
     return CertifiedEvidence(
@@ -165,7 +196,7 @@ def certified_log_evidence(
         log_estimate=log_estimate,
         upper=upper,
         grad_norm=grad_norm,
-        samples=samples,
+        samples=counted,
         seed=seed,
         seconds=time.perf_counter() - start,
         jitter=jitter,
@@ -176,6 +207,7 @@ def certified_log_evidence(
         order=perm.cpu().numpy(),
         upper_reason=upper_reason,
         proposal=proposal,
+        pilot_samples=pilot,
     )
 
 
@@ -192,6 +224,7 @@ def multiclass_certified_log_evidence(
     quiet=True,
     proposal=DEFAULT_PROPOSAL,
     ep=None,
+    sample_tolerance=None,
 ) -> CertifiedEvidence:
     """Certified sandwich for the multi-class ln P(S): lower (prob. >= 1 - delta_prime) and psi*.
 
@@ -200,9 +233,10 @@ def multiclass_certified_log_evidence(
     case. For the ep-cavity proposal, ``ep`` is a multi-class EP result for the same K and labels
     (its (m, C-1) sites on g_ic flatten row by row to the orthant's order); None runs
     :func:`pacbayes.evidence.multiclass_ep_log_evidence` here. ``jitter`` of the result is the prior
-    jitter of every logit. Cost: the dense (C-1)m matrix (memory 8 (C-1)^2 m^2 bytes, three of
-    them at the peak) and its factorisations, plus ``samples`` sequential draws of (C-1)m
-    coordinates; measured on the 2-core CPU in docs/evidence.md (Multi-class).
+    jitter of every logit; ``sample_tolerance`` as for the binary case. Cost: the dense (C-1)m
+    matrix (memory 8 (C-1)^2 m^2 bytes, three of them at the peak) and its factorisations, plus
+    ``samples`` sequential draws of (C-1)m coordinates; measured on the 2-core CPU in
+    docs/evidence.md (Multi-class).
     """
     if proposal == "ep-cavity" and ep is None:
         ep = multiclass_ep_log_evidence(
@@ -219,6 +253,7 @@ def multiclass_certified_log_evidence(
         quiet=quiet,
         proposal=proposal,
         ep=ep,
+        sample_tolerance=sample_tolerance,
     )
     result.jitter = float(jitter)
     return result

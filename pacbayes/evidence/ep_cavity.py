@@ -36,10 +36,9 @@ unbiased; this one gave the smallest variance of those measured).
 import torch
 
 from pacbayes.errors import ConvergenceError
-from pacbayes.evidence._gauss import truncated_normal_above
 from pacbayes.evidence.ep import cholesky_in_place
 from pacbayes.evidence.multiclass_posterior import gram_complement
-from pacbayes.evidence.sequential import permute_symmetric, sequential_log_weights
+from pacbayes.evidence.sequential import Steps, permute_symmetric, sequential_log_weights
 
 
 def most_constrained_first(mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
@@ -84,19 +83,31 @@ class CavityProposal:
         self.sd = torch.sqrt(self.variance)
         self.half_log_ratio = 0.5 * torch.log(self.variance) - torch.log(scale)
 
+    def steps(self) -> Steps:
+        """The sampler's steps in the form of :class:`pacbayes.evidence.sequential.Steps` (module
+        docstring, with x the standard normal draw: g_k = a_k + sqrt(v_k) x, lower = -a_k / sqrt(v_k),
+        z_k = e_k = (g_k - c_k) / s_k, and the increment of ln w quadratic in c_k)."""
+        v, sd, nu, s = self.variance, self.sd, self.nu, self.scale
+        s2 = s * s
+        excess = v - s2  # >= 0: the cavity removes a site of precision tau_k >= 0
+        return Steps(
+            offset=self.mean,
+            lower_base=sd * nu,
+            lower_slope=-sd / s2,
+            z_base=-v * nu / s,
+            z_slope=excess / (s2 * s),
+            z_scale=sd / s,
+            weight_base=self.half_log_ratio + 0.5 * v * nu * nu,
+            weight_slope=-v * nu / s2,
+            weight_curve=0.5 * excess / (s2 * s2),
+            weight_draw=torch.zeros_like(v),
+        )
+
     def log_weights(self, samples: int, generator: torch.Generator, *, quiet: bool = True) -> torch.Tensor:
         """ln w of ``samples`` seeded draws (float64); E[w] = P(S) (module docstring)."""
-        s2 = self.scale**2
-
-        def step(k, linear):
-            c = self.mean[k] + linear  # the EP conditional mean of g_k given the earlier draws
-            a = self.variance[k] * (c / s2[k] - self.nu[k])  # the cavity conditional mean
-            z, log_mass = truncated_normal_above(-a / self.sd[k], generator)
-            g = a + self.sd[k] * z
-            increment = log_mass + self.half_log_ratio[k] + 0.5 * a * a / self.variance[k] - 0.5 * c * c / s2[k]
-            return (g - c) / self.scale[k], increment
-
-        log_w = sequential_log_weights(self.factor, samples, step, desc="EP-cavity sampling", quiet=quiet)
+        log_w = sequential_log_weights(
+            self.factor, self.steps(), samples, generator, desc="EP-cavity sampling", quiet=quiet
+        )
         return log_w.add_(self.log_normaliser)
 
 

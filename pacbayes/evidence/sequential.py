@@ -3,34 +3,115 @@ in-place symmetric permutations their variable orderings need.
 
 Both samplers of :mod:`pacbayes.evidence.tilted` and :mod:`pacbayes.evidence.ep_cavity` draw a
 Gaussian vector one coordinate at a time: coordinate k of every draw depends on the earlier ones
-only through the linear form (L z)_k restricted to j < k, for a lower-triangular L. Draws are
-stored one coordinate per row (m x samples) so each step reads and writes contiguous memory, and
-the contribution of earlier blocks of coordinates is one GEMM per block of ``SAMPLE_BLOCK``.
+only through the linear form (L z)_k restricted to j < k, for a lower-triangular L, and each takes
+the same kind of step (:class:`Steps`): a standard normal draw truncated below at a limit affine in
+that form, a stored value affine in both, a log weight quadratic in the form. Draws are stored one
+coordinate per row (m x samples); the contribution of earlier blocks of coordinates is one GEMM per
+block of ``SAMPLE_BLOCK``, the rest of the block is advanced by the fused compiled kernel of
+:mod:`pacbayes.evidence._sampler_kernel` on the CPU (one uniform per coordinate and draw from the
+seeded generator, drawn block by block, so a seed gives the same draws whatever the number of
+threads they are split over), or coordinate by coordinate with torch operations on other devices.
 """
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 
+from pacbayes.evidence._gauss import truncated_normal_above
 from pacbayes.progress import progress
 
-SAMPLE_BLOCK = 256
+SAMPLE_BLOCK = 128  # the GEMM of the earlier blocks runs at full rate from ~128 rows; the in-block part grows with it
 
 
-def sequential_log_weights(L: torch.Tensor, samples: int, step, *, desc: str, quiet: bool = True) -> torch.Tensor:
-    """Run ``step`` for k = 0..m-1 over ``samples`` draws; returns the summed log weights.
+class Steps(NamedTuple):
+    """The step of each coordinate k (every field has one entry per coordinate).
 
-    ``step(k, linear)`` receives linear = sum_{j<k} L_kj z_j (one entry per draw) and returns
-    (z_k, log weight increment), both of shape (samples,); z_k is stored for the later rows.
+    With linear = sum_{j<k} L_kj z_j of a draw and c = offset + linear, a standard normal x is drawn
+    conditioned on x >= lower = lower_base + lower_slope c, z_k = z_base + z_slope c + z_scale x is
+    stored for the later rows, and the log weight grows by
+    ln Pr[x >= lower] + weight_base + weight_slope c + weight_curve c^2 + weight_draw x.
+    """
+
+    offset: torch.Tensor
+    lower_base: torch.Tensor
+    lower_slope: torch.Tensor
+    z_base: torch.Tensor
+    z_slope: torch.Tensor
+    z_scale: torch.Tensor
+    weight_base: torch.Tensor
+    weight_slope: torch.Tensor
+    weight_curve: torch.Tensor
+    weight_draw: torch.Tensor
+
+
+def uses_compiled_kernel(L: torch.Tensor) -> bool:
+    """Whether :func:`sequential_log_weights` runs the compiled kernel (float64 on the CPU) for ``L``."""
+    return L.device.type == "cpu" and L.dtype == torch.float64
+
+
+def sequential_log_weights(
+    L: torch.Tensor, steps: Steps, samples: int, generator: torch.Generator, *, desc: str, quiet: bool = True
+) -> torch.Tensor:
+    """The summed log weights of ``samples`` seeded draws, coordinates k = 0..m-1 advanced by ``steps``.
+
+    Reads only the strict lower triangle of ``L`` (m x m). Peak memory: m x samples floats (the
+    draws) and two SAMPLE_BLOCK x samples blocks.
     """
     m = L.shape[0]
     Z = torch.empty(m, samples, dtype=L.dtype, device=L.device)
     log_w = torch.zeros(samples, dtype=L.dtype, device=L.device)
-    for start in progress(range(0, m, SAMPLE_BLOCK), desc=desc, quiet=quiet, unit="block"):
-        stop = min(start + SAMPLE_BLOCK, m)
-        carried = L[start:stop, :start] @ Z[:start]
-        for k in range(start, stop):
-            Z[k], increment = step(k, carried[k - start] + L[k, start:k] @ Z[start:k])
-            log_w += increment
+    table = torch.stack(steps, 1)  # m x 10, one row per coordinate
+    with _block_advance(L, Z, log_w, table, generator) as advance:
+        for start in progress(range(0, m, SAMPLE_BLOCK), desc=desc, quiet=quiet, unit="block"):
+            advance(start, L[start : start + SAMPLE_BLOCK, :start] @ Z[:start])
     return log_w
+
+
+@contextmanager
+def _block_advance(L, Z, log_w, table, generator):
+    """A context giving advance(start, carried), which advances the block of coordinates from ``start``
+    of every draw, in place in Z and log_w, given ``carried`` = the earlier blocks' part of the linear
+    form (one row per coordinate of the block)."""
+    if not uses_compiled_kernel(L):
+        yield lambda start, carried: _torch_block(L, Z, log_w, table, generator, start, carried)
+        return
+    from pacbayes.evidence import _sampler_kernel  # imports numba: only where a CPU sampler runs
+
+    ranges = _tile_ranges(Z.shape[1], _sampler_kernel.TILE)
+    factor, draws, weights = L.contiguous().numpy(), Z.numpy(), log_w.numpy()
+    coefficients = table.contiguous().numpy()
+    with ThreadPoolExecutor(len(ranges)) as pool:
+
+        def advance(start, carried):
+            uniforms = torch.rand(carried.shape, dtype=carried.dtype, generator=generator).numpy()
+            block = (factor, draws, carried.numpy(), uniforms, weights, coefficients, start)
+            for job in [pool.submit(_sampler_kernel.advance_block, *block, *r) for r in ranges]:
+                job.result()
+
+        yield advance
+
+
+def _tile_ranges(samples: int, tile: int) -> list:
+    """The draws split in contiguous ranges of whole tiles, one per thread (at most torch's thread count)."""
+    tiles = math.ceil(samples / tile)
+    workers = max(1, min(torch.get_num_threads(), tiles))
+    edges = [min(samples, tile * (tiles * i // workers)) for i in range(workers + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _torch_block(L, Z, log_w, table, generator, start, carried):
+    """The block of coordinates from ``start``, coordinate by coordinate in torch operations (the steps
+    of :class:`Steps`; the truncated normal of :func:`truncated_normal_above`)."""
+    for row, linear in enumerate(carried):
+        k = start + row
+        offset, lower_base, lower_slope, z_base, z_slope, z_scale, base, slope, curve, draw = table[k]
+        c = offset + linear + L[k, start:k] @ Z[start:k]
+        x, log_mass = truncated_normal_above(lower_base + lower_slope * c, generator)
+        Z[k] = z_base + z_slope * c + z_scale * x
+        log_w += log_mass + base + c * (slope + curve * c) + draw * x
 
 
 def swap_symmetric(matrix: torch.Tensor, k: int, j: int, *vectors: torch.Tensor) -> None:
@@ -57,4 +138,11 @@ def permute_symmetric(matrix: torch.Tensor, order: torch.Tensor, *vectors: torch
             held[k], held[j] = wanted, held[k]
 
 
-__all__ = ["SAMPLE_BLOCK", "permute_symmetric", "sequential_log_weights", "swap_symmetric"]
+__all__ = [
+    "SAMPLE_BLOCK",
+    "Steps",
+    "permute_symmetric",
+    "sequential_log_weights",
+    "swap_symmetric",
+    "uses_compiled_kernel",
+]

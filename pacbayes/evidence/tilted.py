@@ -28,11 +28,12 @@ The certified sandwich that uses these parts is :mod:`pacbayes.evidence.certifie
 import torch
 
 from pacbayes.errors import ConvergenceError, InputError
-from pacbayes.evidence._gauss import log_ndtr, mills_ratio, truncated_normal_above
-from pacbayes.evidence.sequential import sequential_log_weights, swap_symmetric
+from pacbayes.evidence._gauss import log_ndtr, mills_ratio
+from pacbayes.evidence.sequential import Steps, sequential_log_weights, swap_symmetric
 from pacbayes.progress import progress
 
 _ORDER_BLOCK = 64
+_GRAM_BLOCK = 512  # rows of L L^T a block (a product of 512 rows runs at the GEMM rate)
 _NEWTON_TOL = 1e-10  # target max |t - (C - I) r(t)|
 _NEWTON_ACCEPT = 1e-6  # accepted if the line search stalls (rounding) above the target
 _NEWTON_MAX = 100
@@ -81,6 +82,21 @@ def pivoted_cholesky_order(sigma: torch.Tensor, *, quiet: bool = True, overwrite
     return perm, work.tril_()
 
 
+def triangular_gram(L: torch.Tensor, block: int = _GRAM_BLOCK) -> torch.Tensor:
+    """L L^T for a lower-triangular L (zero above the diagonal), in m^3 / 3 flops instead of a product's
+    2 m^3: block (i, j <= i) is L[rows i, :end j] L[rows j, :end j]^T, mirrored above the diagonal."""
+    m = L.shape[0]
+    out = torch.empty_like(L)
+    for start in range(0, m, block):
+        rows = slice(start, min(start + block, m))
+        for first in range(0, start + 1, block):
+            end = min(first + block, m)
+            torch.matmul(L[rows, :end], L[first:end, :end].T, out=out[rows, first:end])
+            if first < start:
+                out[first:end, rows] = out[rows, first:end].T
+    return out
+
+
 def _omega(t, scaled):
     """Newton objective (concave in r = phi(t)/Phi(t)); ``scaled`` is C - I."""
     r = mills_ratio(t)
@@ -91,7 +107,7 @@ def solve_tilting(L: torch.Tensor):
     """Saddle point of psi: returns (mu, x, t, newton_steps), t = (C - I) r(t) to 1e-10 (1e-6 at worst)."""
     m = L.shape[0]
     d = L.diagonal()
-    scaled = (L @ L.T).div_(d[:, None]).div_(d[None, :])  # C
+    scaled = triangular_gram(L).div_(d[:, None]).div_(d[None, :])  # C
     scaled.diagonal().sub_(1.0)  # C - I
     system = torch.empty_like(scaled)  # the Newton matrix, factorised in place each step
     info = torch.empty((), dtype=torch.int32, device=L.device)
@@ -220,20 +236,29 @@ def certified_upper(value: float, grad_norm: float, max_log_weight: float):
     return value, None
 
 
+def tilted_steps(L: torch.Tensor, mu: torch.Tensor) -> Steps:
+    """The tilted sampler's steps (:class:`pacbayes.evidence.sequential.Steps`): with
+    a_k(z) = -(sum_{j<k} L_kj z_j) / L_kk the GHK lower limit of z_k, z_k = mu_k + x for x a standard
+    normal draw conditioned on x >= a_k(z) - mu_k, and the weight's factor
+    Phi(mu_k - a_k) exp(mu_k^2 / 2 - z_k mu_k) (module docstring, item 2)."""
+    zero = torch.zeros_like(mu)
+    return Steps(
+        offset=zero,
+        lower_base=-mu,
+        lower_slope=-1.0 / L.diagonal(),
+        z_base=mu,
+        z_slope=zero,
+        z_scale=torch.ones_like(mu),
+        weight_base=-0.5 * mu * mu,
+        weight_slope=zero,
+        weight_curve=zero,
+        weight_draw=-mu,
+    )
+
+
 def tilted_log_weights(L, mu, samples, generator, *, quiet=True):
-    """ln of the tilted GHK weights psi(z; mu) for ``samples`` seeded draws (float64 tensor).
-
-    a_k(z) = -(sum_{j<k} L_kj z_j) / L_kk is the GHK lower limit of z_k.
-    """
-    half_mu2 = 0.5 * mu * mu
-    d = L.diagonal()
-
-    def step(k, linear):
-        z, log_mass = truncated_normal_above(-linear / d[k] - mu[k], generator)  # ln Phi(mu_k - a_k)
-        z = z + mu[k]
-        return z, log_mass + half_mu2[k] - z * mu[k]
-
-    return sequential_log_weights(L, samples, step, desc="tilted sampling", quiet=quiet)
+    """ln of the tilted GHK weights psi(z; mu) for ``samples`` seeded draws (float64 tensor)."""
+    return sequential_log_weights(L, tilted_steps(L, mu), samples, generator, desc="tilted sampling", quiet=quiet)
 
 
 __all__ = [
@@ -244,4 +269,6 @@ __all__ = [
     "psi",
     "solve_tilting",
     "tilted_log_weights",
+    "tilted_steps",
+    "triangular_gram",
 ]
