@@ -7,13 +7,17 @@ raises :class:`~pacbayes.errors.InputError` naming the argument and what it must
 ``TypeError`` or ``AttributeError`` from deep inside the computation.
 
 :func:`check_output_path` and :func:`check_output_dir` are called by every command that writes a
-file, before it loads or computes anything, so that a location it cannot write fails at once.
+file, before it loads or computes anything, so that a location it cannot write fails at once;
+:func:`check_not_an_input` refuses an output that is one of the command's inputs. Inputs are
+opened with :func:`open_regular` (or checked with :func:`regular_file`): a FIFO or a device would
+block a read or never end it.
 """
 
 import dataclasses
 import math
 import numbers
 import os
+import stat
 import tempfile
 
 from pacbayes.errors import InputError
@@ -39,14 +43,16 @@ def real(value, name: str, *, low=None, high=None, open_low=False, open_high=Fal
     return value
 
 
-def integer(value, name: str, *, minimum=None, optional: bool = False):
-    """``value`` as an int (not a bool, a float or a string), at least ``minimum``; None if ``optional``."""
+def integer(value, name: str, *, minimum=None, maximum=None, optional: bool = False):
+    """``value`` as an int (not a bool, a float or a string) in [``minimum``, ``maximum``]; None if ``optional``."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InputError(f"{name} must be an integer{' or None' if optional else ''}, got {value!r} ({_kind(value)})")
     if minimum is not None and value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{name} must be an integer <= {maximum}, got {value}")
     return int(value)
 
 
@@ -65,7 +71,8 @@ def instance(value, kind, name: str, what: str, *, optional: bool = False):
 
 
 def names(value, name: str) -> tuple:
-    """A non-empty tuple or list of strings (a bare string is refused: it is not a list of names)."""
+    """A non-empty tuple or list of distinct strings (a bare string is refused: it is not a list of names;
+    a name given twice would run its family twice on one share of delta)."""
     if (
         isinstance(value, str)
         or not isinstance(value, (tuple, list))
@@ -73,6 +80,9 @@ def names(value, name: str) -> tuple:
         or not all(isinstance(v, str) for v in value)
     ):
         raise InputError(f"{name} must be a non-empty tuple of names such as ('marginal',), got {value!r}")
+    twice = sorted({v for v in value if value.count(v) > 1})
+    if twice:
+        raise InputError(f"{name} names {', '.join(twice)} more than once; give each bound family once")
     return tuple(value)
 
 
@@ -105,7 +115,10 @@ def _dataset(value, name: str, *, optional: bool = False):
 
 
 def _settings(value, kind, name: str):
-    """A family's settings dataclass: of the right type, and every float in it finite."""
+    """A family's settings dataclass: of the right type, every float in it finite and every user option
+    inside its declared limits (:func:`pacbayes.options.check_limits`)."""
+    from pacbayes.options import check_limits
+
     instance(value, kind, name, f"a {kind.__name__}")
     for f in dataclasses.fields(value):
         entry = getattr(value, f.name)
@@ -113,17 +126,27 @@ def _settings(value, kind, name: str):
         for number in numbers_in:
             if isinstance(number, float) and not math.isfinite(number):
                 raise InputError(f"{name}.{f.name} must be finite, got {entry!r}")
+        if "cli" in f.metadata:
+            check_limits(f, entry, f"{name}.{f.name}")
     return value
 
 
-def _seed(value, name: str = "seed") -> int:
-    return integer(value, name, minimum=0)
+MAX_SEED = 2**63 - 1
+"""The largest seed: torch's generators take a signed 64-bit seed."""
+
+
+def random_seed(value, name: str = "seed") -> int:
+    """A seed: an integer in [0, :data:`MAX_SEED`]."""
+    return integer(value, name, minimum=0, maximum=MAX_SEED)
 
 
 def _device(value, name: str = "device"):
     import torch
 
-    return instance(value, (str, torch.device), name, "a torch device name such as 'cpu' or 'cuda'", optional=True)
+    from pacbayes.device import resolve_device
+
+    instance(value, (str, torch.device), name, "a torch device name such as 'cpu' or 'cuda'", optional=True)
+    return None if value is None else resolve_device(value, name)
 
 
 # ---------------------------------------------------------------- the entry points
@@ -139,7 +162,7 @@ def certify_arguments(model, train, test, options) -> None:
     names(options.bounds, "options.bounds")
     real(options.delta, "options.delta", low=0.0, high=1.0, open_low=True, open_high=True)
     integer(options.m, "options.m", minimum=2, optional=True)
-    _seed(options.seed, "options.seed")
+    random_seed(options.seed, "options.seed")
     real(options.corrupt, "options.corrupt", low=0.0, high=1.0)
     integers(options.negative_classes, "options.negative_classes")
     _device(options.device, "options.device")
@@ -168,7 +191,7 @@ def assert_certified_arguments(
     real(at_most, "at_most", low=0.0, high=1.0)
     real(delta, "delta", low=0.0, high=1.0, open_low=True, open_high=True)
     integer(m, "m", minimum=2, optional=True)
-    _seed(seed)
+    random_seed(seed)
     _settings(marginal, MarginalSettings, "marginal")
     if cache_dir is not None and cache_dir is not False and not isinstance(cache_dir, (str, os.PathLike)):
         raise InputError(
@@ -206,10 +229,68 @@ def monitor_arguments(
     integer(max_checkpoints, "max_checkpoints", minimum=1)
     _settings(marginal, MarginalSettings, "marginal")
     integers(negative_classes, "negative_classes")
-    _seed(seed)
+    random_seed(seed)
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be a function taking a MonitorResult (or None), got {_kind(callback)}")
     flag(quiet, "quiet")
+
+
+# ---------------------------------------------------------------- input files
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int, what: str, shown: str, fix: str = "give the path of a saved file") -> None:
+    """InputError unless ``mode`` is a regular file's: a FIFO or a device blocks a read or never ends it."""
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+        raise InputError(f"{what} {shown} is {kind}, not a regular file; {fix}")
+
+
+def _unreadable(err: OSError, what: str, shown: str) -> InputError:
+    reason = "no such file" if isinstance(err, FileNotFoundError) else err.strerror or err
+    return InputError(f"{what} {shown}: cannot read it ({reason}); give the path of a saved file")
+
+
+def regular_file(path, what: str) -> str:
+    """``path`` as a string if it names an existing regular file (links followed), else InputError naming
+    ``what``; nothing is opened."""
+    shown = os.fspath(path)
+    try:
+        mode = os.stat(shown).st_mode
+    except OSError as err:
+        raise _unreadable(err, what, shown) from None
+    _not_regular(mode, what, shown)
+    return shown
+
+
+def open_regular(path, what: str, limit: int | None = None):
+    """``path`` opened for binary reading if it is a regular file of at most ``limit`` bytes, else
+    InputError naming ``what``. The file is opened without blocking and checked on the open
+    descriptor, so a FIFO or device put in its place after any earlier check is refused too."""
+    shown = os.fspath(path)
+    try:
+        descriptor = os.open(shown, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        raise _unreadable(err, what, shown) from None
+    stream = os.fdopen(descriptor, "rb")
+    try:
+        status = os.fstat(descriptor)
+        _not_regular(status.st_mode, what, shown)
+        if limit is not None and status.st_size > limit:
+            raise InputError(
+                f"{what} {shown} holds {status.st_size:,} bytes, more than any such file ({limit:,}); "
+                "give the right file"
+            )
+    except BaseException:
+        stream.close()
+        raise
+    return stream
 
 
 # ---------------------------------------------------------------- output locations
@@ -250,8 +331,56 @@ def check_output_path(path, flag_name: str):
     folder = _first_existing(os.path.dirname(target))
     if not os.path.isdir(folder):
         raise InputError(f"{flag_name} {shown}: {folder} is a file, not a directory; choose a path in a directory")
+    if os.path.exists(target) and not os.path.isfile(target):
+        # the report would replace a FIFO or a device such as /dev/null, not write to it
+        _not_regular(os.stat(target).st_mode, flag_name, shown, "choose the path of a new or regular file")
+    _check_name_lengths(target, folder, shown, flag_name)
     _probe(folder, shown, flag_name)
     return shown
+
+
+def _check_name_lengths(target: str, folder: str, shown: str, flag_name: str) -> None:
+    """Refuse a path the file system would reject as too long (ENAMETOOLONG): a name below ``folder``
+    (the deepest existing folder) longer than its NAME_MAX, or the whole path longer than PATH_MAX."""
+    try:
+        name_max, path_max = os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):  # no limits to read here: the write itself will tell
+        return
+    too_long = next(
+        (name for name in os.path.relpath(target, folder).split(os.sep) if len(os.fsencode(name)) > name_max), None
+    )
+    if too_long is not None:
+        raise InputError(
+            f"{flag_name}: the name {too_long[:40]}... is {len(os.fsencode(too_long))} bytes long, over the file "
+            f"system's limit of {name_max}; choose a shorter name"
+        )
+    if len(os.fsencode(target)) >= path_max:
+        raise InputError(
+            f"{flag_name}: the path is {len(os.fsencode(target))} bytes long, over the file system's limit of "
+            f"{path_max}; choose a shorter path"
+        )
+
+
+def _same_file(first: str, second: str) -> bool:
+    """Whether two paths name one file: os.path.samefile when both exist (hard links too), else the
+    same resolved path (a file not yet created, such as a new ledger)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return os.path.realpath(first) == os.path.realpath(second)
+
+
+def check_not_an_input(path, flag_name: str, inputs: dict) -> None:
+    """Refuse, before any work, an output ``path`` that is one of the command's inputs (``inputs``: what
+    each is, e.g. "the MODEL file" -> its path; None for one not given): writing the output there
+    would destroy the input."""
+    if path is None:
+        return
+    for what, given in inputs.items():
+        if given is not None and _same_file(os.fspath(path), os.fspath(given)):
+            raise InputError(
+                f"{flag_name} {path} is {what}: writing there would destroy it; choose another output path"
+            )
 
 
 def check_output_dir(path, flag_name: str):
@@ -266,14 +395,20 @@ def check_output_dir(path, flag_name: str):
     if not os.path.isdir(folder):
         what = "is a file" if folder == target else f"is under the file {folder}"
         raise InputError(f"{flag_name} {shown} {what}, not a directory; give a directory path")
+    _check_name_lengths(target, folder, shown, flag_name)
     _probe(folder, shown, flag_name)
     return shown
 
 
 __all__ = [
+    "MAX_SEED",
     "assert_certified_arguments",
     "certify_arguments",
+    "check_not_an_input",
     "check_output_dir",
     "check_output_path",
     "monitor_arguments",
+    "open_regular",
+    "random_seed",
+    "regular_file",
 ]

@@ -19,9 +19,10 @@ from typing import Optional
 import torch
 
 from pacbayes.bounds import holdout_bound, split_delta
-from pacbayes import arguments, checks, provenance
+from pacbayes import arguments, attempts, checks, provenance
 from pacbayes.bounds import clean_distribution_bound
 from pacbayes.data import Dataset, apply_label_map, binarise, certified_subset, check_disjoint, corrupt_labels
+from pacbayes.data.subsets import duplicates_assumption
 from pacbayes.errors import InputError
 from pacbayes.families import FAMILIES, RunContext, settings_attribute
 from pacbayes.models import as_plain_sequential, classification_error, count_mistakes, model_outputs, output_dim
@@ -39,7 +40,9 @@ _OPTIONS_DOC = """What to certify and how; every random step is seeded by ``seed
     models; device: torch device for the families' heavy work; holdout_candidates: the number of
     candidate models (checkpoints, seeds, ...) this one was selected from by looking at ``test``:
     the hold-out bound then spends its share / candidates (Boole over the candidates), so the
-    selected model's bound stays certified (1: no selection). One more field per registered
+    selected model's bound stays certified (1: no selection); allow_duplicates: accept repeated
+    training inputs as independent draws (the distribution has atoms; every bound states it) instead
+    of refusing them (:func:`pacbayes.data.subsets.check_distinct`). One more field per registered
     family holds its settings: ``marginal``, ``dziugaite_roy``, ``subspace``, ...
     """
 
@@ -61,6 +64,7 @@ def _options_class():
         ("negative_classes", Optional[tuple], field(default=None)),
         ("device", Optional[str], field(default=None)),
         ("holdout_candidates", int, field(default=1)),
+        ("allow_duplicates", bool, field(default=False)),
         ("quiet", bool, field(default=True)),
     ]
     per_family = [
@@ -174,13 +178,17 @@ def _check_options(options: CertifyOptions) -> None:
     if options.m is not None:
         checks.sample_size(options.m, name="m")
     checks.sample_size(options.holdout_candidates, name="holdout_candidates", minimum=1)
+    for ledger in {getattr(options.settings_for(name), "attempts_ledger", None) for name in options.bounds}:
+        attempts.check_ledger(ledger)  # appended to only once the run's inputs are validated
 
 
 def prepare_data(model: torch.nn.Module, train: Dataset, test: Dataset, options: CertifyOptions):
-    """One label map, disjointness, binarisation for single-logit models, subset and corruption (seeded).
+    """One label map, disjointness, binarisation for single-logit models, subset, distinct inputs and
+    corruption (seeded).
 
     The training data as given fixes the label map applied to ``test``; ``test`` must be disjoint
     from the whole of it (the model may have been trained on all of it), not only from the m used.
+    The m used must hold distinct inputs unless ``options.allow_duplicates``.
     """
     outputs = output_dim(model, train.x[:1])
     output_dim(model, test.x[:1])  # a test set of the wrong shape fails here, with one clear line
@@ -202,6 +210,7 @@ def prepare_data(model: torch.nn.Module, train: Dataset, test: Dataset, options:
         binary=outputs == 1,
         negative_classes=options.negative_classes,
         corrupt=options.corrupt,
+        allow_duplicates=options.allow_duplicates,
     )
     return train, test, outputs
 
@@ -239,8 +248,16 @@ def certify(
             shares[HOLDOUT] - holdout_delta
         )
     seconds = {"measure": time.perf_counter() - started}
+    sample = attempts.sample_record(
+        origin["data_sha256"]["train"], len(train), options.corrupt, options.negative_classes if outputs == 1 else None
+    )
     context = RunContext(
-        outputs=outputs, train_error=train_error, seed=options.seed, device=options.device, quiet=options.quiet
+        outputs=outputs,
+        train_error=train_error,
+        seed=options.seed,
+        device=options.device,
+        quiet=options.quiet,
+        sample=sample,
     )
     for name in options.bounds:  # every family refuses what it cannot certify before any of them runs
         FAMILIES[name].check(context)
@@ -250,9 +267,9 @@ def certify(
         outcome = FAMILIES[name].run(
             model, train, test, delta=shares[name], settings=options.settings_for(name), context=context
         )
-        results = list(outcome.bounds)
+        results = [replace(b, assumptions=b.assumptions + duplicates_assumption(train)) for b in outcome.bounds]
         if options.corrupt > 0.0:
-            results += _clean_label_versions(results, options.corrupt, outputs)
+            results = _with_clean_label_versions(results, options.corrupt, outputs)
         bounds += results
         diagnostics[name] = outcome.diagnostics
         for baseline in outcome.baselines:
@@ -283,23 +300,31 @@ def certify(
     )
 
 
-def _clean_label_versions(bounds: list, fraction: float, outputs: int) -> list:
-    """Convert certified bounds on the corrupted-label distribution to clean labels (K classes)."""
+def _with_clean_label_versions(bounds: list, fraction: float, outputs: int) -> list:
+    """``bounds``, then each certified one converted to clean labels (K classes); see :func:`_clean_label_version`."""
     classes = 2 if outputs == 1 else outputs
-    return [
-        replace(
-            b,
-            name=f"{b.name}-clean-labels",
-            value=clean_distribution_bound(b.value, fraction, classes),
-            certifies=b.certifies + ", on clean labels",
-            assumptions=b.assumptions
-            + (
-                f"each training label was, independently of x and of the "
-                f"others, replaced with probability {fraction:g} by a "
-                f"uniformly random one of {classes} classes",
-            ),
-            details={"converted_from": b.name, "corruption": fraction},
-        )
-        for b in bounds
-        if b.certified
-    ]
+    pairs = [_clean_label_version(b, fraction, classes) if b.certified else (b, None) for b in bounds]
+    return [b for b, _ in pairs] + [clean for _, clean in pairs if clean is not None]
+
+
+def _clean_label_version(b: BoundResult, fraction: float, classes: int) -> tuple:
+    """(b, b converted to clean labels), or, when b lies below the noise floor and so cannot hold,
+    (b with the reason in ``details["no_clean_labels"]``, None): no clean-label number is given."""
+    try:
+        value = clean_distribution_bound(b.value, fraction, classes)
+    except InputError as err:
+        return replace(b, details={**b.details, "no_clean_labels": str(err)}), None
+    clean = replace(
+        b,
+        name=f"{b.name}-clean-labels",
+        value=value,
+        certifies=b.certifies + ", on clean labels",
+        assumptions=b.assumptions
+        + (
+            f"each training label was, independently of x and of the "
+            f"others, replaced with probability {fraction:g} by a "
+            f"uniformly random one of {classes} classes",
+        ),
+        details={"converted_from": b.name, "corruption": fraction},
+    )
+    return b, clean

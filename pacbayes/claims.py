@@ -32,12 +32,17 @@ read (a bad one is refused naming the claim and the key, before anything runs).
 
 A claims file can never allow unpickling: a ``trust_pickle`` key anywhere in it is refused. Only
 the command line can (``pacbayes check --trust-pickle``, ``check_claims(..., trust_pickle=True)``).
+Likewise an ``architecture`` key names code to import and run ("file.py:Class", "module:Class"):
+a claims file that has one is refused, before anything runs, unless the command line allows it
+(``pacbayes check --trust-code``, ``check_claims(..., trust_code=True)``).
 
 A claim that cannot be checked (a missing model file, data the bound refuses, ...) becomes an
 ERROR row, with the reason; the other claims still run.
 
 Each certify report is cached by content hash (:mod:`pacbayes.testing`) when a cache folder is
-given, so re-checking unchanged claims is cheap.
+given, so re-checking unchanged claims is cheap. A cached report is trusted only after
+:func:`pacbayes.verification.check_report` recomputes its numbers and hashes its data; one that
+fails is reported with a :class:`~pacbayes.testing.CacheWarning` and computed again.
 """
 
 import operator
@@ -48,14 +53,14 @@ from typing import Optional
 
 import torch
 
-from pacbayes import arguments
+from pacbayes import arguments, checks
 from pacbayes.certification import CertifyOptions, prepare_data
 from pacbayes.data.embedded import NAME as EMBEDDED_NAME
 from pacbayes.demo import demo_network, train_to_zero_error
 from pacbayes.errors import InputError, PacBayesError
 from pacbayes.families import FAMILIES, cli_fields, settings_from_keys
 from pacbayes.options import checked_value
-from pacbayes.models import load_model
+from pacbayes.models import load_model, require_trusted_code
 from pacbayes.testing import cached_report, family_bound
 
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -105,7 +110,7 @@ def load_claims(path: str) -> list:
     Every problem is an :class:`InputError` naming the claim and the key, raised before anything runs."""
     try:
         with open(path, "rb") as stream:
-            document = tomllib.load(stream)
+            document = checks.parsed(tomllib.load, stream, f"claims file {path}")
     except FileNotFoundError as err:
         raise InputError(f"claims file {path} does not exist; pass the path of a TOML claims file") from err
     except tomllib.TOMLDecodeError as err:
@@ -258,9 +263,12 @@ class ClaimChecker:
     :func:`pacbayes.cli.load_data_spec`.
     """
 
-    def __init__(self, load_data, cache_dir=False, quiet: bool = True, trust_pickle: bool = False):
+    def __init__(
+        self, load_data, cache_dir=False, quiet: bool = True, trust_pickle: bool = False, trust_code: bool = False
+    ):
         self.load_data, self.cache_dir, self.quiet = load_data, cache_dir, quiet
         self.trust_pickle = arguments.flag(trust_pickle, "trust_pickle")  # from the caller, never the file
+        self.trust_code = arguments.flag(trust_code, "trust_code")
         self._values: dict = {}
 
     def value(self, settings: dict) -> tuple:
@@ -287,6 +295,7 @@ class ClaimChecker:
             fitted, _, _ = prepare_data(model, train, test, options)
             train_to_zero_error(model, fitted, seed=settings["seed"], max_epochs=1000, quiet=self.quiet)
         else:
+            require_trusted_code(settings["architecture"], "the claims file", self.trust_code)
             model = load_model(settings["model"], architecture=settings["architecture"], trust_pickle=self.trust_pickle)
         report, _ = cached_report(model, train, test, options, cache_dir=self.cache_dir)
         record = family_bound(report, settings["bound"], settings["kind"])
@@ -325,20 +334,36 @@ class ClaimChecker:
         )
 
 
+def _refuse_untrusted_code(path: str, claims: list, trust_code: bool) -> None:
+    """Refuse, before any claim runs, a claims file naming an architecture unless the caller trusts its code."""
+    for name, settings, test in claims:
+        other = test.get("compare", {}).get("with", {})
+        for architecture in (settings.get("architecture"), other.get("architecture")):
+            require_trusted_code(architecture, f"claims file {path} (claim '{name}')", trust_code)
+
+
 def _describe(changes: dict) -> str:
     return ", ".join(f"{k} = {v}" for k, v in changes.items())
 
 
-def check_claims(path: str, load_data, cache_dir=False, quiet: bool = True, trust_pickle: bool = False) -> list:
+def check_claims(
+    path: str, load_data, cache_dir=False, quiet: bool = True, trust_pickle: bool = False, trust_code: bool = False
+) -> list:
     """Every claim of the file, checked in order; a list of :class:`ClaimResult`.
 
     A malformed file raises InputError before anything runs. A claim that fails while it is checked
     (a missing model file, data its bound refuses) is an ERROR row; the others still run.
-    trust_pickle: allow unpickling whole-module model files (only from the caller, never the file).
+    trust_pickle: allow unpickling whole-module model files; trust_code: allow the file's
+    ``architecture`` keys (ModelLoadError before anything runs otherwise). Both only from the
+    caller, never the file.
     """
-    checker = ClaimChecker(load_data, cache_dir=cache_dir, quiet=quiet, trust_pickle=trust_pickle)
+    checker = ClaimChecker(
+        load_data, cache_dir=cache_dir, quiet=quiet, trust_pickle=trust_pickle, trust_code=trust_code
+    )
+    claims = load_claims(path)
+    _refuse_untrusted_code(path, claims, checker.trust_code)
     results = []
-    for name, settings, test in load_claims(path):
+    for name, settings, test in claims:
         try:
             results.append(checker.check(name, settings, test))
         except (PacBayesError, OSError) as err:

@@ -6,21 +6,59 @@ Bad input exits with status 2 and one line on stderr (``pacbayes: error: ...``),
 
 import json
 import math
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import replace
 
-import click
+INTERRUPTED = "pacbayes: interrupted"
 
-from pacbayes import __version__
-from pacbayes.arguments import check_output_dir, check_output_path
-from pacbayes.errors import PacBayesError
-from pacbayes.families import FAMILIES, cli_fields, settings_from_keys
-from pacbayes.bounds import MARGINAL_VARIANTS
-from pacbayes.data.arrays import load_kernel_inputs, load_npy
-from pacbayes.evidence.ep import DEFAULT_TOL as EP_TOL
-from pacbayes.evidence.certified import DEFAULT_PROPOSAL, DEFAULT_SAMPLES, PROPOSALS
-from pacbayes.layers import ANALYTIC_ACTIVATIONS
-from pacbayes.options import value_kind
+
+def _exit_interrupted(signum, frame) -> None:
+    os.write(2, (INTERRUPTED + "\n").encode())
+    os._exit(130)
+
+
+@contextmanager
+def _exit_on_interrupt():
+    """While the package loads (torch takes seconds), Ctrl-C prints one line and exits with status 130 at
+    once: a KeyboardInterrupt raised inside third-party import code can resurface as another error."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _exit_interrupted)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGINT, previous)
+
+
+with _exit_on_interrupt():
+    import click
+
+    from pacbayes import __version__
+    from pacbayes.arguments import (
+        MAX_SEED,
+        check_not_an_input,
+        check_output_dir,
+        check_output_path,
+        names,
+        open_regular,
+        regular_file,
+    )
+    from pacbayes.checks import parsed
+    from pacbayes.device import resolve_device
+    from pacbayes.errors import PacBayesError
+    from pacbayes.families import FAMILIES, cli_fields, settings_from_keys
+    from pacbayes.bounds import MARGINAL_VARIANTS
+    from pacbayes.data.arrays import load_kernel_inputs, load_npy
+    from pacbayes.evidence.ep import DEFAULT_TOL as EP_TOL
+    from pacbayes.evidence.certified import DEFAULT_PROPOSAL, DEFAULT_SAMPLES, PROPOSALS
+    from pacbayes.layers import ANALYTIC_ACTIVATIONS
+    from pacbayes.options import check_limits, value_kind
 
 
 class _Interrupted(Exception):
@@ -59,7 +97,7 @@ class _OneLineErrors(click.Group):
 
 
 def _interrupted() -> None:
-    click.echo("pacbayes: interrupted", err=True)
+    click.echo(INTERRUPTED, err=True)
     sys.exit(130)
 
 
@@ -99,6 +137,25 @@ class FiniteFloat(click.ParamType):
 
 
 FINITE = FiniteFloat()
+SEED = click.IntRange(0, MAX_SEED)
+"""A seed option: torch's generators take 0 <= seed < 2^63."""
+
+
+class DeviceName(click.ParamType):
+    """A ``--device`` option: a device type pacbayes computes on (cpu, cuda[:i]) that exists on this machine,
+    checked while the command line is parsed, before any work."""
+
+    name = "device"
+
+    def convert(self, value, param, ctx):
+        try:
+            resolve_device(value)
+        except PacBayesError as err:
+            self.fail(str(err), param, ctx)
+        return value
+
+
+DEVICE = DeviceName()
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -162,14 +219,23 @@ def bound_kl_inverse(q, c, side, as_json):
     emit({"value": value, "q": q, "c": c, "side": side}, as_json, f"kl^-1_{side}(q={q:g}, c={c:g}) = {value:.12f}")
 
 
+def _parse_data_spec(spec: str) -> tuple:
+    """``NAME_OR_PATH[:train|:test]`` -> (name or path, split or None)."""
+    name, _, split = spec.rpartition(":")
+    return (name, split) if split in ("train", "test") and name else (spec, None)
+
+
 def load_data_spec(spec: str):
     """``NAME_OR_PATH[:train|:test]`` -> a pacbayes.data.Dataset (e.g. ``mnist-embedded:train``)."""
     from pacbayes.data import load_dataset
 
-    name, _, split = spec.rpartition(":")
-    if split in ("train", "test") and name:
-        return load_dataset(name, split=split)
-    return load_dataset(spec)
+    name, split = _parse_data_spec(spec)
+    return load_dataset(name, split=split)
+
+
+def _data_path(spec):
+    """The file or folder a data spec reads (None for none given)."""
+    return None if spec is None else _parse_data_spec(spec)[0]
 
 
 quiet_option = click.option("--quiet", is_flag=True, help="Silence progress bars.")
@@ -213,16 +279,19 @@ def family_options(command):
 
 
 def _family_settings(values: dict) -> dict:
-    """CertifyOptions keyword arguments from the family flags (comma-separated lists parsed first)."""
-    parsed = dict(values)
+    """CertifyOptions keyword arguments from the family flags (comma-separated lists parsed first, every
+    number checked against its declared limits)."""
+    given = dict(values)
     for flag, (f, _) in _family_option_fields().items():
         key = f.metadata["cli"].key
         if value_kind(f) is tuple:
             if values[key] is None:  # not given: the field's default (e.g. the subspace level grid)
-                del parsed[key]
+                del given[key]
             else:
-                parsed[key] = _parse_float_list(values[key], flag)
-    return settings_from_keys(parsed)
+                given[key] = _parse_float_list(values[key], flag)
+        if key in given:
+            check_limits(f, given[key], flag)
+    return settings_from_keys(given)
 
 
 @main.command("certify")
@@ -274,8 +343,14 @@ def _family_settings(values: dict) -> dict:
 @click.option(
     "--trust-pickle", is_flag=True, help="Allow a fully pickled model file (unpickling runs code from the file)."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random step.")
-@click.option("--device", default=None, help="torch device for kernels and evidence (cpu, cuda).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for every random step.")
+@click.option(
+    "--allow-duplicates",
+    is_flag=True,
+    help="Accept training inputs that repeat exactly as independent draws (the data distribution has atoms); "
+    "every bound then states this assumption and the report counts the distinct points. Refused by default.",
+)
+@click.option("--device", type=DEVICE, default=None, help="torch device for kernels and evidence (cpu, cuda).")
 @click.option("--out", "out_path", default=None, help="Also write the JSON report to this file (atomically).")
 @click.option(
     "--max-bound",
@@ -300,6 +375,7 @@ def certify_command(
     kwargs_json,
     trust_pickle,
     seed,
+    allow_duplicates,
     device,
     out_path,
     max_bound,
@@ -312,20 +388,25 @@ def certify_command(
     MODEL may also be a compressed model saved by pacbayes.subspace (give its --architecture).
     Each bound family's own flags are listed with the family names they apply to.
     """
+    from pacbayes.attempts import check_ledger
     from pacbayes.certification import CertifyOptions, certify
 
     check_output_path(out_path, "--out")
+    _check_certify_outputs(out_path, model_path, train_spec, test_spec, family_values)
+    check_ledger(family_values.get("attempts_ledger"))  # before loading anything; certify checks it again
     kwargs = _parse_json_object(kwargs_json, "--kwargs")
-    model, compressed = _load_model_or_subspace(model_path, architecture, kwargs, trust_pickle)
+    bounds = names([name.strip() for name in bound_names.split(",") if name.strip()], "--bounds")
     settings = _family_settings(family_values)
+    model, compressed = _load_model_or_subspace(model_path, architecture, kwargs, trust_pickle)
     settings["subspace"] = replace(settings["subspace"], compressed=compressed)  # a subspace file as MODEL
     options = CertifyOptions(
-        bounds=tuple(name.strip() for name in bound_names.split(",") if name.strip()),
+        bounds=bounds,
         delta=delta,
         m=m,
         seed=seed,
         corrupt=corrupt,
         device=device,
+        allow_duplicates=allow_duplicates,
         negative_classes=_parse_int_list(negative_classes, "--negative-classes"),
         quiet=quiet,
         **settings,
@@ -343,6 +424,24 @@ def certify_command(
             err=True,
         )
         sys.exit(1)
+
+
+def _check_certify_outputs(out_path, model_path, train_spec, test_spec, family_values: dict) -> None:
+    """Refuse an --out or an attempts ledger (appended to) that is the model, the data, a file another
+    flag names, or each other: writing there would destroy that input."""
+    from pacbayes.attempts import LEDGER_FLAG
+
+    inputs = {
+        "the MODEL file": model_path,
+        "the --train data": _data_path(train_spec),
+        "the --test data": _data_path(test_spec),
+    }
+    for flag, (f, _) in _family_option_fields().items():
+        if f.metadata["cli"].path and flag != LEDGER_FLAG:
+            inputs[f"the {flag} file"] = family_values.get(f.metadata["cli"].key)
+    ledger = family_values.get("attempts_ledger")
+    check_not_an_input(ledger, LEDGER_FLAG, inputs)
+    check_not_an_input(out_path, "--out", {**inputs, f"the {LEDGER_FLAG} file": ledger})
 
 
 def _load_model_or_subspace(path, architecture, kwargs, trust_pickle):
@@ -381,7 +480,7 @@ def _parse_json_object(text, flag: str):
     if text is None:
         return None
     try:
-        value = json.loads(text)
+        value = parsed(json.loads, text, flag)
     except json.JSONDecodeError as err:
         raise PacBayesError(f"{flag} must be a JSON object, e.g. '{{\"width\": 512}}': {err.msg}") from err
     if not isinstance(value, dict):
@@ -411,8 +510,10 @@ def _parse_int_list(text, flag: str):
 
 
 @main.command()
-@click.option("--m", type=int, default=1000, show_default=True, help="Training points from mnist-embedded.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--m", type=click.IntRange(min=2), default=1000, show_default=True, help="Training points from mnist-embedded."
+)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--delta", type=FINITE, default=0.05, show_default=True)
 @click.option("--workdir", default="pacbayes-demo", show_default=True, help="Where the trained model is saved.")
 @click.option("--out", "out_path", default=None, help="Also write the JSON report to this file (atomically).")
@@ -420,10 +521,11 @@ def _parse_int_list(text, flag: str):
 @json_option
 def demo(m, seed, delta, workdir, out_path, quiet, as_json):
     """Train a small ReLU net on the embedded MNIST data and certify it end to end."""
-    from pacbayes.demo import run_demo
+    from pacbayes.demo import demo_files, run_demo
 
     check_output_path(out_path, "--out")
     check_output_dir(workdir, "--workdir")
+    check_not_an_input(out_path, "--out", demo_files(workdir))
     report, model_path, epochs = run_demo(m=m, seed=seed, delta=delta, workdir=workdir, quiet=quiet)
     if not as_json:
         click.echo(
@@ -470,7 +572,7 @@ def data_info(data_spec, as_json):
 @click.option("-o", "--output", "x_path", required=True, help="Write the inputs here (.npy, float64).")
 @click.option("--labels", "labels_path", required=True, help="Write the labels here (.npy).")
 @click.option("--m", type=int, default=None, help="Export a seeded subset of m examples (as certify --m does).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --m subset.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the --m subset.")
 @click.option(
     "--binarise",
     is_flag=True,
@@ -496,6 +598,8 @@ def data_export(data_spec, x_path, labels_path, m, seed, binarise, flatten, as_j
 
     check_output_path(x_path, "-o/--output")
     check_output_path(labels_path, "--labels")
+    for path, flag in ((x_path, "-o/--output"), (labels_path, "--labels")):
+        check_not_an_input(path, flag, {"the DATA file": _data_path(data_spec)})
     if os.path.abspath(x_path) == os.path.abspath(labels_path):
         raise PacBayesError(f"-o/--output and --labels are both {x_path}; give two different paths")
     dataset = load_data_spec(data_spec)
@@ -564,12 +668,12 @@ def data_export(data_spec, x_path, labels_path, m, seed, binarise, flatten, as_j
     show_default=True,
     help="Failure probability of the certified lower bound.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the importance sampler.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the importance sampler.")
 @click.option(
     "--importance-samples",
     "--samples",
     "samples",
-    type=int,
+    type=click.IntRange(min=1),
     default=DEFAULT_SAMPLES,
     show_default=True,
     help="Importance samples of the certified lower bound (--samples is the older name).",
@@ -578,7 +682,7 @@ def data_export(data_spec, x_path, labels_path, m, seed, binarise, flatten, as_j
     "--jitter", type=FINITE, default=0.0, show_default=True, help="Fixed epsilon: the prior is N(0, K + epsilon I)."
 )
 @click.option("--tol", type=FINITE, default=EP_TOL, show_default=True, help="EP: relative change of ln Z.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
 def evidence_command(
@@ -744,17 +848,17 @@ def _parse_sigma_b(text: str):
     "--kernel-samples",
     "--samples",
     "samples",
-    type=int,
+    type=click.IntRange(min=1),
     default=4096,
     show_default=True,
     help="Monte Carlo initialisations (--samples is the older name).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Monte Carlo seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Monte Carlo seed.")
 @click.option("--architecture", default=None, help="module:Class for a state_dict --model file.")
 @click.option("--trust-pickle", is_flag=True, help="Allow a fully pickled --model file (runs its code).")
 @click.option("-o", "--output", "output_path", required=True, help="Write the n x n float64 kernel here (.npy).")
 @click.option("--block-size", type=int, default=None, help="Tile size (inputs per block).")
-@click.option("--device", default=None, help="torch device (cpu, cuda).")
+@click.option("--device", type=DEVICE, default=None, help="torch device (cpu, cuda).")
 @quiet_option
 @json_option
 def kernel_command(
@@ -789,6 +893,7 @@ def kernel_command(
     from pacbayes.report import write_atomically
 
     check_output_path(output_path, "-o/--output")
+    check_not_an_input(output_path, "-o/--output", {"the INPUTS file": inputs_path, "the --model file": model_path})
     x = load_kernel_inputs(inputs_path)
     if model_path is not None:
         from pacbayes.models import load_model
@@ -837,7 +942,9 @@ def kernel_command(
 @main.command("check")
 @click.argument("claims_path", metavar="CLAIMS.toml")
 @click.option(
-    "--cache-dir", default=None, help="Cache certify reports here by content hash (corrupt entries are recomputed)."
+    "--cache-dir",
+    default=None,
+    help="Cache certify reports here by content hash (entries that are corrupt or fail verify are recomputed).",
 )
 @click.option(
     "--trust-pickle",
@@ -845,17 +952,29 @@ def kernel_command(
     help="Allow fully pickled model files (unpickling runs code from the file). A claims file "
     "can never allow this itself.",
 )
+@click.option(
+    "--trust-code",
+    is_flag=True,
+    help="Allow the claims file's architecture keys (importing 'file.py:Class' or 'module:Class' runs its code).",
+)
 @quiet_option
 @json_option
-def check_command(claims_path, cache_dir, trust_pickle, quiet, as_json):
+def check_command(claims_path, cache_dir, trust_pickle, trust_code, quiet, as_json):
     """Check every generalisation claim in CLAIMS.toml; exit 1 if any claim fails, 2 if any could not
     be checked (an ERROR row; the other claims still run)."""
     from pacbayes.claims import check_claims, render_table
 
+    if os.path.exists(claims_path):
+        regular_file(claims_path, "claims file")  # a FIFO or a device would block the read
     if cache_dir:
         check_output_dir(cache_dir, "--cache-dir")
     results = check_claims(
-        claims_path, load_data_spec, cache_dir=cache_dir or False, quiet=quiet, trust_pickle=trust_pickle
+        claims_path,
+        load_data_spec,
+        cache_dir=cache_dir or False,
+        quiet=quiet,
+        trust_pickle=trust_pickle,
+        trust_code=trust_code,
     )
     errors = [r for r in results if r.error is not None]
     failed = sum(not r.passed for r in results) - len(errors)
@@ -881,25 +1000,42 @@ def check_command(claims_path, cache_dir, trust_pickle, quiet, as_json):
 @click.argument("model_path", metavar="[MODEL]", required=False)
 @click.option("--train", "train_spec", default=None, help="Training data to hash (default: the recorded --train).")
 @click.option("--test", "test_spec", default=None, help="Test data to hash (default: the recorded --test).")
-@click.option("--rerun", is_flag=True, help="Also certify MODEL again with the recorded options and seed and compare.")
-@click.option("--architecture", default=None, help="module:Class for a state_dict MODEL (default: the recorded one).")
+@click.option(
+    "--rerun", is_flag=True, help="Also certify MODEL again at the report's delta with the recorded options and seed."
+)
+@click.option(
+    "--architecture",
+    default=None,
+    help="module:Class for a state_dict MODEL (default: the recorded one, with --trust-code).",
+)
 @click.option("--kwargs", "kwargs_json", default=None, help="JSON keyword arguments for --architecture.")
+@click.option(
+    "--trust-code",
+    is_flag=True,
+    help="With --rerun, allow the --architecture recorded in the report (importing it runs its code).",
+)
 @click.option("--quiet", is_flag=True, help="Print nothing; the exit status says it all.")
 @json_option
-def verify_command(report_path, model_path, train_spec, test_spec, rerun, architecture, kwargs_json, quiet, as_json):
+def verify_command(
+    report_path, model_path, train_spec, test_spec, rerun, architecture, kwargs_json, trust_code, quiet, as_json
+):
     """Check that REPORT.json (from certify --json or --out) still matches its model file and data.
 
-    Recomputes the model file's SHA-256 and kind (MODEL, default the recorded path), the data
-    content hashes (for a certify report, the recorded --train/--test unless given), the ledger's
-    sum, the hold-out and best certified bounds; with --rerun certifies again with the recorded
-    options and seed. Exit status 0: everything checked matches; 1: a mismatch (the first is
-    named); 2: bad input.
+    Recomputes every bound in the report from the inputs it stores, each row's certified flag, the
+    ledger, the hold-out and best certified bounds; the model file's SHA-256 and kind (MODEL,
+    default the recorded path), the data content hashes and counts (for a certify report, the
+    recorded --train/--test unless given); with --rerun certifies again at the report's delta with
+    the recorded options and seed. Exit status 0: everything checked matches; 1: a mismatch (the
+    first is named); 2: bad input.
     """
-    from pacbayes.provenance import check_report
+    from pacbayes.models import require_trusted_code
+    from pacbayes.verification import check_report, failed
 
     record = _read_report(report_path)
     recorded = _recorded_certify_params(record)
     model_path = model_path or record.get("model_path")
+    if isinstance(model_path, str) and os.path.exists(model_path):
+        regular_file(model_path, "MODEL")  # hashing a FIFO or /dev/zero would never end
     if rerun and model_path is None:
         raise PacBayesError("--rerun needs the model: give MODEL (the report records no model_path)")
     train_spec = train_spec or recorded.get("train_spec")
@@ -908,7 +1044,9 @@ def verify_command(report_path, model_path, train_spec, test_spec, rerun, archit
         raise PacBayesError("--rerun needs the data: give --train and --test (the report's command line has none)")
     model = None
     if rerun:
-        architecture = architecture or recorded.get("architecture")
+        if architecture is None:  # one typed on this command line is the user's own choice
+            architecture = recorded.get("architecture")
+            require_trusted_code(architecture, f"the command line recorded in {report_path}", trust_code)
         kwargs = _parse_json_object(kwargs_json or recorded.get("kwargs_json"), "--kwargs")
         model = _load_model_or_subspace(model_path, architecture, kwargs, trust_pickle=False)[0]
     checks = check_report(
@@ -918,7 +1056,7 @@ def verify_command(report_path, model_path, train_spec, test_spec, rerun, archit
         test=None if test_spec is None else load_data_spec(test_spec),
         model=model,
     )
-    mismatches = [c for c in checks if c.status == "mismatch"]
+    mismatches = failed(checks)
     payload = {
         "matches": not mismatches,
         "first_mismatch": mismatches[0].name if mismatches else None,
@@ -932,12 +1070,17 @@ def verify_command(report_path, model_path, train_spec, test_spec, rerun, archit
         sys.exit(1)
 
 
+MAX_REPORT_BYTES = 1 << 26
+"""The largest report file read (64 MiB; a certify report is a few kilobytes)."""
+
+
 def _read_report(path: str) -> dict:
+    if not os.path.exists(path):
+        raise PacBayesError(f"{path}: no such report file; give the JSON written by certify --json or --out")
+    with open_regular(path, "report", MAX_REPORT_BYTES) as stream:  # a FIFO or /dev/zero would never end
+        raw = stream.read()
     try:
-        with open(path, encoding="utf-8") as stream:
-            record = json.load(stream)
-    except FileNotFoundError:
-        raise PacBayesError(f"{path}: no such report file; give the JSON written by certify --json or --out") from None
+        record = parsed(json.loads, raw.decode("utf-8"), f"report {path}")
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise PacBayesError(f"{path}: not a JSON report ({err}); give the file written by certify --out") from None
     if not isinstance(record, dict):

@@ -15,6 +15,7 @@ import os
 import torch
 from torch import nn
 
+from pacbayes import checks
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import Dataset, binarise, load_dataset, take
 from pacbayes.errors import ConvergenceError
@@ -24,6 +25,16 @@ from pacbayes.report import write_atomically
 
 DEMO_WIDTH = 512
 DEMO_DEPTH = 2
+MODEL_FILE = "model.pt"
+INIT_FILE = "init.pt"
+
+
+def demo_files(workdir) -> dict:
+    """The files the demo writes in ``workdir``, by what each is."""
+    return {
+        "the demo's trained model": os.path.join(workdir, MODEL_FILE),
+        "the demo's initial weights": os.path.join(workdir, INIT_FILE),
+    }
 
 
 def demo_network(
@@ -90,14 +101,15 @@ def save_exported(model: nn.Module, example_x: torch.Tensor, path: str) -> None:
 
 def run_demo(*, m: int = 1000, seed: int = 0, delta: float = 0.05, workdir: str = "pacbayes-demo", quiet: bool = False):
     """Train, save, reload and certify; returns (report, path of the saved model, epochs trained)."""
+    checks.sample_size(m, "m")  # the exported program's batch size is dynamic only from 2 examples on
     torch.manual_seed(seed)
     train = take(binarise(load_dataset("mnist-embedded", split="train")), m, seed=seed)
     test = load_dataset("mnist-embedded", split="test")
     model = demo_network()
     os.makedirs(workdir, exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(workdir, "init.pt"))  # prior mean for dziugaite-roy
+    torch.save(model.state_dict(), os.path.join(workdir, INIT_FILE))  # prior mean for dziugaite-roy
     epochs = train_to_zero_error(model, train, seed=seed, quiet=quiet)
-    path = os.path.join(workdir, "model.pt")
+    path = os.path.join(workdir, MODEL_FILE)
     save_exported(model, train.x[:2], path)
     reloaded = load_model(path)
     report = certify(reloaded, train, test, CertifyOptions(delta=delta, seed=seed, quiet=quiet))

@@ -7,16 +7,30 @@ import torch
 from pacbayes.errors import InputError
 
 
-def resolve_device(device=None) -> torch.device:
-    """``None`` -> cpu; a string or torch.device is checked to exist on this machine."""
+SUPPORTED_DEVICES = ("cpu", "cuda")
+"""Device types the heavy work runs on (``meta`` tensors hold no values; ``mps`` lacks float64)."""
+
+
+def resolve_device(device=None, name: str = "device") -> torch.device:
+    """``None`` -> cpu; a string or torch.device must name a supported type that exists on this machine
+    (InputError naming ``name`` otherwise)."""
     if device is None:
         return torch.device("cpu")
     try:
         device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InputError(f"unknown device {device!r}; use cpu or cuda") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda was requested but no CUDA GPU is available; use --device cpu")
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise InputError(f"unknown {name} {device!r}; use cpu or cuda") from err
+    if device.type not in SUPPORTED_DEVICES:
+        raise InputError(
+            f"{name} {device.type} is not supported: pacbayes computes on cpu or cuda "
+            "(meta tensors hold no values, mps has no float64)"
+        )
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise InputError(f"{name} cuda was requested but no CUDA GPU is available; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise InputError(f"{name} {device} does not exist: this machine has {count} CUDA GPU(s) (cuda:0..)")
     return device
 
 

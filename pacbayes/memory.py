@@ -4,14 +4,26 @@ import os
 
 import torch
 
+try:
+    import resource
+except ImportError:  # Windows: no address-space limit to honour
+    resource = None
+
 from pacbayes.errors import InputError
 
 
 def free_bytes(device: torch.device) -> int | None:
-    """Free memory of ``device`` in bytes: cudaMemGetInfo for a GPU, MemAvailable of /proc/meminfo (else the
-    physical memory) for the CPU; None when unknown."""
+    """Free memory of ``device`` in bytes: cudaMemGetInfo for a GPU; for the CPU the smaller of
+    MemAvailable of /proc/meminfo (else the physical memory) and what ``ulimit -v`` still lets this
+    process map; None when unknown."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    known = [value for value in (_available_memory(), _address_space_left()) if value is not None]
+    return min(known) if known else None
+
+
+def _available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo, else the physical memory, in bytes; None when unknown."""
     try:
         with open("/proc/meminfo") as info:
             for line in info:
@@ -23,6 +35,22 @@ def free_bytes(device: torch.device) -> int | None:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _address_space_left() -> int | None:
+    """Bytes this process may still map under its address-space limit (``ulimit -v``, RLIMIT_AS): the
+    soft limit less the current virtual size (/proc/self/statm); None when unlimited or unknown."""
+    if resource is None:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/statm") as statm:
+            mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        mapped = 0
+    return max(int(soft) - mapped, 0)
 
 
 def format_bytes(value: float) -> str:

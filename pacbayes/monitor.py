@@ -36,7 +36,8 @@ import torch
 from pacbayes.bounds import holdout_bound
 from pacbayes import arguments, checks
 from pacbayes.certification import HOLDOUT, MODEL_CLASSIFIER, CertifyOptions, certify, delta_shares, prepare_data
-from pacbayes.data import Dataset, binarise, take
+from pacbayes.data import Dataset, take
+from pacbayes.data.subsets import certified_subset, shared_examples
 from pacbayes.errors import InputError
 from pacbayes.families import FAMILIES, RunContext
 from pacbayes.families.marginal import MarginalSettings
@@ -101,7 +102,9 @@ class BoundMonitor:
         the number of :meth:`step` calls training will make, if known (spreads the checkpoints over
         the run and computes one at the last call). holdout_points: the checkpoints' test error and
         hold-out bound use a seeded subset of at most this many test points, drawn at construction
-        (None: all of them; :meth:`final` always uses all).
+        (None: all of them; :meth:`final` always uses all). allow_duplicates: accept repeated
+        training inputs as independent draws (the distribution has atoms), as in
+        :class:`~pacbayes.certification.CertifyOptions`; by default they are refused.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class BoundMonitor:
         seed: int = 0,
         callback: Optional[Callable[[MonitorResult], None]] = None,
         quiet: bool = True,
+        allow_duplicates: bool = False,
     ):
         arguments.monitor_arguments(
             model,
@@ -168,6 +172,7 @@ class BoundMonitor:
             negative_classes=negative_classes,
             marginal=marginal,
             quiet=quiet,
+            allow_duplicates=allow_duplicates,
         )
         self._given = (train, test)  # as the user gave them: final() re-prepares through certify
         self.train, self.test, self.outputs = self._prepare(model, train, test)
@@ -184,11 +189,16 @@ class BoundMonitor:
         self.setup_seconds = time.perf_counter() - started
 
     def _prepare(self, model, train, test):
+        """(S, test, outputs) as certify prepares them; without test, S alone (binarised, distinct inputs)."""
         if test is not None:
             return prepare_data(model, train, test, self.options)
         outputs = output_dim(model, train.x[:1])
-        if outputs == 1:
-            train = binarise(train, self.options.negative_classes)
+        train = certified_subset(
+            train,
+            binary=outputs == 1,
+            negative_classes=self.options.negative_classes,
+            allow_duplicates=self.options.allow_duplicates,
+        )
         return train, None, outputs
 
     # ------------------------------------------------------------------ per-call work
@@ -329,10 +339,12 @@ class BoundMonitor:
     def final(self, model: torch.nn.Module, test: Optional[Dataset] = None):
         """Certified numbers for ``model`` now: :func:`pacbayes.certification.certify` on the monitor's data.
 
-        Needs held-out data (the monitor's ``test`` unless another set is given). When it is the
-        monitor's own test set and checkpoints were computed on it, ``model`` may have been chosen
-        by it (e.g. :meth:`best_checkpoint`): the hold-out bound then pays for the selection, spending
-        its share / ``max_checkpoints`` as every checkpoint did. A fresh test set pays nothing.
+        Needs held-out data (the monitor's ``test`` unless another set is given). When checkpoints
+        were computed and that set shares any input with the test points they were scored on (the
+        monitor's own test set, in any order, a copy, or a part of it), ``model`` may have been
+        chosen by it (e.g. :meth:`best_checkpoint`): the hold-out bound then pays for the selection,
+        spending its share / ``max_checkpoints`` as every checkpoint did. A fresh test set, sharing
+        no input with them, pays nothing.
         Returns the certify :class:`~pacbayes.certification.Report`.
         """
         train, given_test = self._given
@@ -342,19 +354,10 @@ class BoundMonitor:
                 "final() needs held-out data for the measured test error: construct the "
                 "monitor with test=... or pass test= to final()"
             )
-        selected = given_test is not None and self.history and _same_data(test, given_test)
+        arguments.instance(test, Dataset, "test", "a pacbayes.data.Dataset")
+        selected = self.test is not None and self.history and len(shared_examples(self.test, test)) > 0
         options = replace(self.options, holdout_candidates=self.max_checkpoints) if selected else self.options
         return certify(model, train, test, options)
-
-
-def _same_data(a: Dataset, b: Dataset) -> bool:
-    """Whether two data sets hold the same examples and labels (the same test set, maybe another object)."""
-    return a is b or (
-        a.x.shape == b.x.shape
-        and a.labels.shape == b.labels.shape
-        and torch.equal(a.x, b.x)
-        and torch.equal(a.labels, b.labels)
-    )
 
 
 def _log_result(result: MonitorResult) -> str:

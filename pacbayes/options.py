@@ -17,24 +17,36 @@ from pacbayes.errors import InputError
 class Option:
     """How a settings field is offered to users: the ``pacbayes certify`` flag (its name without
     dashes, hyphens as underscores, is also the claims key), help text, choices for a string field,
-    older flag names kept as aliases, and whether the value is a file path. A bool field is an
-    on/off flag; a tuple field takes comma-separated numbers."""
+    older flag names kept as aliases, whether the value is a file path, and the (lowest, highest)
+    value a number, or each number of a list, may take (None: unbounded), refused before any work.
+    A bool field is an on/off flag; a tuple field takes comma-separated numbers."""
 
     flag: str
     help: str
     choices: tuple = ()
     aliases: tuple = ()
     path: bool = False
+    limits: tuple = (None, None)
 
     @property
     def key(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
 
 
-def option(default, flag: str, help: str, choices: tuple = (), aliases: tuple = (), path: bool = False):
+def option(
+    default,
+    flag: str,
+    help: str,
+    choices: tuple = (),
+    aliases: tuple = (),
+    path: bool = False,
+    limits: tuple = (None, None),
+):
     """A dataclass field offered as a CLI flag and claims key (see :class:`Option`); ``path``: the value
-    is a file path, which a claims file gives relative to itself."""
-    return field(default=default, metadata={"cli": Option(flag, help, tuple(choices), tuple(aliases), path)})
+    is a file path, which a claims file gives relative to itself; ``limits``: (lowest, highest) value."""
+    return field(
+        default=default, metadata={"cli": Option(flag, help, tuple(choices), tuple(aliases), path, tuple(limits))}
+    )
 
 
 def cli_fields(settings_type: type) -> list:
@@ -61,14 +73,29 @@ def checked_value(f, value, name: str):
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise InputError(f"{name} must be an integer, got {value!r}")
+        check_limits(f, value, name)
         return int(value)
     if kind is float or kind is tuple:
         items = list(value) if kind is tuple and isinstance(value, (list, tuple)) else [value]
         if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) for v in items):
             shape = "a list of finite numbers" if kind is tuple else "a finite number"
             raise InputError(f"{name} must be {shape}, got {value!r}")
+        check_limits(f, value, name)
         return tuple(float(v) for v in items) if kind is tuple else float(value)
     if not isinstance(value, str) or (declared.choices and value not in declared.choices):
         choices = f" (one of {', '.join(declared.choices)})" if declared.choices else ""
         raise InputError(f"{name} must be a string{choices}, got {value!r}")
     return value
+
+
+def check_limits(f, value, name: str) -> None:
+    """InputError naming ``name`` when ``value`` (a number, or a list of them) leaves the (lowest, highest)
+    limits that settings field ``f`` declares; a value that is not a number is left to the type checks."""
+    low, high = f.metadata["cli"].limits
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    numbers_in = [v for v in items if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+    if any((low is not None and v < low) or (high is not None and v > high) for v in numbers_in):
+        bounds = (
+            f"at least {low:g}" if high is None else f"at most {high:g}" if low is None else f"in [{low:g}, {high:g}]"
+        )
+        raise InputError(f"{name} must be {bounds}, got {value!r}")

@@ -5,10 +5,8 @@ threads), and whether a report still matches it.
 ``provenance`` key of ``pacbayes certify --json``); :func:`model_file_record` adds the model
 file's SHA-256 and kind when the model came from a file. :func:`options_record` and
 :func:`options_from_record` turn :class:`~pacbayes.certification.CertifyOptions` into JSON and back,
-so that ``pacbayes verify --rerun`` can recompute a report with the options and seed it recorded.
-:func:`check_report` is ``pacbayes verify``: it recomputes the hashes, the ledger's sum, the
-hold-out bound and the best certified bound from the numbers stored in a report, and optionally
-reruns the certificate, returning one :class:`Check` per comparison.
+so that ``pacbayes verify --rerun`` can recompute a report with the options and seed it recorded;
+:mod:`pacbayes.verification` compares a report with these records.
 
 Data hashes are over content, not files: SHA-256 of each tensor's dtype, shape and bytes (inputs,
 then labels), so the same examples loaded from another copy or format of the file hash the same.
@@ -16,7 +14,6 @@ then labels), so the same examples loaded from another copy or format of the fil
 
 import dataclasses
 import hashlib
-import math
 import platform
 import sys
 
@@ -156,132 +153,7 @@ def _package_version() -> str:
     return __version__
 
 
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """One comparison of ``pacbayes verify``: ``status`` is "match", "mismatch" or "skipped"."""
-
-    name: str
-    status: str
-    recorded: object = None
-    found: object = None
-    note: str = ""
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-RELATIVE_TOLERANCE = 1e-9  # numbers recomputed from the report's own numbers
-RERUN_TOLERANCE = 1e-6  # a rerun (thread counts may reorder floating-point sums)
-
-
-def _compare(name: str, recorded, found, tolerance: float = 0.0, note: str = "") -> Check:
-    if isinstance(found, float) and not math.isfinite(found):
-        found = None  # the report's JSON holds null for every inf or NaN (pacbayes.report.json_safe)
-    if isinstance(recorded, (int, float)) and isinstance(found, (int, float)) and tolerance:
-        same = abs(recorded - found) <= tolerance * max(abs(recorded), abs(found), 1e-300)
-    else:
-        same = recorded == found
-    return Check(name, "match" if same else "mismatch", recorded, found, note)
-
-
-def _leaves(ledger: dict):
-    for value in ledger.values():
-        yield from _leaves(value) if isinstance(value, dict) else [value]
-
-
-def arithmetic_checks(record: dict) -> list:
-    """Checks needing only the report: the ledger sums to at most delta, and the hold-out bound and
-    the best certified bound recomputed from the report's own numbers (Langford 2005, Thm 3.3)."""
-    from pacbayes.bounds import holdout_bound
-    from pacbayes.certification import HOLDOUT
-
-    result = []
-    ledger, delta = record.get("delta_ledger"), record.get("delta")
-    if not isinstance(ledger, dict) or not isinstance(delta, (int, float)):
-        raise InputError("the report has no delta_ledger or delta; give a report written by pacbayes certify --json")
-    spent = math.fsum(v for v in _leaves(ledger) if isinstance(v, (int, float)))
-    result.append(
-        Check(
-            "delta_ledger_sum",
-            "match" if spent <= delta * (1 + RELATIVE_TOLERANCE) else "mismatch",
-            delta,
-            spent,
-            "the ledger's shares must sum to at most delta",
-        )
-    )
-    baselines = record.get("baselines") or {}
-    n, share, test_error = baselines.get("holdout_n"), ledger.get(HOLDOUT), record.get("test_error")
-    if all(isinstance(v, (int, float)) for v in (n, share, test_error)) and n >= 1:
-        mistakes = round(test_error * n)
-        result.append(
-            _compare(
-                "holdout_bound", baselines.get("holdout_bound"), holdout_bound(mistakes, n, share), RELATIVE_TOLERANCE
-            )
-        )
-    else:
-        result.append(
-            Check("holdout_bound", "skipped", baselines.get("holdout_bound"), note="the report lacks its inputs")
-        )
-    certified = [b["value"] for b in record.get("bounds", []) if b.get("certified") and b.get("value") is not None]
-    result.append(
-        _compare("best_certified_bound", record.get("best_certified_bound"), min(certified) if certified else None)
-    )
-    return result
-
-
-def check_report(record: dict, *, model_file=None, train=None, test=None, model=None) -> list:
-    """Every :class:`Check` of ``pacbayes verify`` that the given inputs allow.
-
-    record: the report's JSON object; model_file: the model file to hash against ``model_sha256``
-    and its kind; train / test: the data sets to hash against ``data_sha256``; model: the loaded
-    model, which with both data sets reruns the certificate with the recorded options and seed and
-    compares errors and every bound.
-    """
-    origin = record.get("provenance")
-    if not isinstance(origin, dict):
-        raise InputError("the report has no provenance object; write it again with this pacbayes (certify --json)")
-    result = arithmetic_checks(record)
-    if model_file is None:
-        result.append(Check("model_sha256", "skipped", origin.get("model_sha256"), note="no model file given"))
-    else:
-        result.append(_compare("model_sha256", origin.get("model_sha256"), file_sha256(model_file)))
-        result.append(_compare("model_file_kind", origin.get("model_file_kind"), model_file_kind_of(model_file)))
-    recorded_data = origin.get("data_sha256") or {}
-    for role, data in (("train", train), ("test", test)):
-        if data is None:
-            result.append(
-                Check(f"data_sha256_{role}", "skipped", recorded_data.get(role), note=f"no {role} data given")
-            )
-        else:
-            result.append(_compare(f"data_sha256_{role}", recorded_data.get(role), dataset_sha256(data)))
-    if model is not None and train is not None and test is not None:
-        result += rerun_checks(record, model, train, test)
-    return result
-
-
-def rerun_checks(record: dict, model, train, test) -> list:
-    """Certify ``model`` again with the recorded options and seed; compare errors and each bound's value."""
-    from pacbayes.certification import certify
-
-    options = options_from_record(record["provenance"].get("options"))
-    again = certify(model, train, test, options).to_dict()
-    result = [
-        _compare(f"rerun_{key}", record.get(key), again[key], RERUN_TOLERANCE) for key in ("train_error", "test_error")
-    ]
-    recorded = {b["name"]: b for b in record.get("bounds", [])}
-    for b in again["bounds"]:
-        old = recorded.get(b["name"], {})
-        result.append(_compare(f"rerun_bound_{b['name']}", old.get("value"), b["value"], RERUN_TOLERANCE))
-        result.append(_compare(f"rerun_certified_{b['name']}", old.get("certified"), b["certified"]))
-    missing = sorted(set(recorded) - {b["name"] for b in again["bounds"]})
-    result += [Check(f"rerun_bound_{name}", "mismatch", recorded[name].get("value"), None) for name in missing]
-    return result
-
-
 __all__ = [
-    "Check",
-    "arithmetic_checks",
-    "check_report",
     "collect",
     "dataset_sha256",
     "file_sha256",
@@ -289,6 +161,5 @@ __all__ = [
     "model_file_record",
     "options_from_record",
     "options_record",
-    "rerun_checks",
     "tensors_sha256",
 ]

@@ -34,6 +34,8 @@ def render_text(report, title: str = "") -> str:
     for b in report.bounds:
         if b.details.get("why_vacuous"):
             lines.append(f"    {b.name} is vacuous: {b.details['why_vacuous']}")
+        if b.details.get("no_clean_labels"):
+            lines.append(f"    {b.name} has no clean-label version: {b.details['no_clean_labels']}")
     lines.append("")
     lines.append("  baselines")
     selected = report.baselines.get("holdout_candidates", 1)

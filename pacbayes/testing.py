@@ -10,7 +10,10 @@ the number depends on: the model's architecture and every parameter tensor, the 
 test inputs and labels, the options, and the package version. Each cache entry stores its key
 and a SHA-256 of its own content; an entry that fails to parse, names another key or does not
 match its checksum (a truncated write, a flipped byte) is reported with a :class:`CacheWarning`
-and recomputed -- never trusted. Entries are written atomically (temporary file + rename).
+and recomputed -- never trusted. A checksum proves nothing against an edit that recomputes it, so an
+entry that parses is also re-verified (:func:`pacbayes.verification.check_report`: every certified
+number recomputed from its stored inputs, the data hashed) before it is used, and recomputed when a
+check fails. Entries are written atomically (temporary file + rename).
 """
 
 import hashlib
@@ -22,14 +25,15 @@ from typing import Optional
 
 import torch
 
-from pacbayes import __version__, arguments
+from pacbayes import __version__, arguments, checks
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import Dataset
-from pacbayes.errors import InputError
+from pacbayes.errors import InputError, PacBayesError
 from pacbayes.families.marginal import MarginalSettings
 from pacbayes.provenance import hash_tensor
 from pacbayes.report import json_safe, write_json_atomically
 from pacbayes.results import BoundResult
+from pacbayes.verification import check_report, failed
 
 CACHE_ENV = "PACBAYES_CACHE_DIR"
 DEFAULT_CACHE_DIR = ".pacbayes-cache"
@@ -76,8 +80,8 @@ def _read_entry(path: str, key: str) -> Optional[dict]:
     if not os.path.exists(path):
         return None
     try:
-        with open(path, "rb") as stream:
-            entry = json.loads(stream.read().decode("utf-8"))
+        with arguments.open_regular(path, "cache entry") as stream:  # a FIFO would block the read
+            entry = checks.parsed(json.loads, stream.read().decode("utf-8"), f"cache entry {path}")
         if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or entry.get("key") != key:
             raise ValueError("wrong format or key")
         if entry.get("sha256") != _checksum(entry["report"]):
@@ -86,6 +90,15 @@ def _read_entry(path: str, key: str) -> Optional[dict]:
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
         warnings.warn(f"pacbayes cache entry {path} is corrupt ({err}); recomputing", CacheWarning, stacklevel=3)
         return None
+
+
+def _verification_failure(report: dict, train: Dataset, test: Dataset) -> Optional[str]:
+    """The first check :func:`pacbayes.verification.check_report` fails on a cached report, else None."""
+    try:
+        mismatches = failed(check_report(report, train=train, test=test))
+    except PacBayesError as err:
+        return " ".join(str(err).split())
+    return mismatches[0].name if mismatches else None
 
 
 def cached_report(
@@ -103,8 +116,13 @@ def cached_report(
     path = os.path.join(folder, key + ".json") if folder else None
     if path:
         report = _read_entry(path, key)
-        if report is not None:
+        reason = None if report is None else _verification_failure(report, train, test)
+        if report is not None and reason is None:
             return report, True
+        if reason is not None:
+            warnings.warn(
+                f"pacbayes cache entry {path} fails verification ({reason}); recomputing", CacheWarning, stacklevel=2
+            )
     report = certify(model, train, test, options).to_dict()
     if path:
         write_json_atomically({"format": CACHE_FORMAT, "key": key, "report": report, "sha256": _checksum(report)}, path)

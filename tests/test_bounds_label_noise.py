@@ -24,4 +24,4 @@ def test_clean_label_conversion_closed_forms():
     c = 0.3
     assert clean_distribution_bound(0.1 * (1 - c) + c / 2, c) == pytest.approx(0.1)
     assert clean_distribution_bound(0.9, 1.0) == 1.0
-    assert clean_distribution_bound(0.01, 0.5) == 0.0
+    assert clean_distribution_bound(0.25, 0.5) == 0.0  # exactly at the noise floor c/2

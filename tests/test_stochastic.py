@@ -12,7 +12,7 @@ from torch.distributions import Normal, kl_divergence
 from pacbayes import bounds
 from pacbayes.errors import InputError, ModelLoadError
 from pacbayes.stochastic import Schedule, certify_stochastic_network, stochastic_bound
-from pacbayes.attempts import record_attempt
+from pacbayes.attempts import OTHER_ATTEMPTS, record_attempt
 from pacbayes.stochastic.certificate import certify, point_sampled_error, sampled_error
 from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
 from pacbayes.stochastic.prior import parameters_of, reinitialised
@@ -248,7 +248,7 @@ def test_attempts_are_union_bounded_through_the_ledger(trained, tmp_path):
         net, x, labels, init_state=init, mc_samples=5, schedule=FAST, attempts_ledger=ledger, seed=1
     )[0]
     assert (first.details["attempt"], second.details["attempt"]) == (1, 2)
-    assert second.delta["other_attempts"] == pytest.approx(0.05 * (1 - 6 / (4 * math.pi**2)), rel=1e-12)
+    assert second.delta[OTHER_ATTEMPTS] == pytest.approx(0.05 * (1 - 6 / (4 * math.pi**2)), rel=1e-12)
     assert math.fsum(second.delta.values()) == pytest.approx(0.05, rel=1e-12)
     assert len(ledger.read_text().splitlines()) == 2
     # a different data set is a different key: its count starts again at 1

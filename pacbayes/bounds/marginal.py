@@ -30,7 +30,7 @@ VARIANTS = ("langford", "mcallester")
 
 def marginal_likelihood_complexity(log_evidence: float, m: int, delta: float, variant: str = "langford") -> float:
     """The right-hand side c of -ln(1 - eps) <= c for the chosen variant (see module docstring)."""
-    log_evidence = float(log_evidence)
+    log_evidence = checks.number(log_evidence, "log_evidence (ln P(S))")
     if math.isnan(log_evidence):
         raise InputError("log_evidence (ln P(S)) must be a number, got nan")
     if log_evidence > 0.0:

@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 
+from pacbayes.arguments import regular_file
 from pacbayes.errors import InputError
 
 _DTYPE_KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "float"}
@@ -24,7 +25,9 @@ def load_npy(
 ):
     """np.load without pickles, then :func:`checked_array`; an unreadable file is one clear line
     naming ``what`` and the fix. With ``archive`` a .npz comes back as the (unchecked) NpzFile;
-    with ``square`` the array must be an m x m matrix."""
+    with ``square`` the array must be an m x m matrix. Only a regular file is opened (a FIFO or a device
+    would block the read or never end it)."""
+    regular_file(path, f"the {what} file")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:

@@ -4,25 +4,54 @@ The batches (Krizhevsky 2009, https://www.cs.toronto.edu/~kriz/cifar.html) are P
 a dict with ``data`` (n x 3072 uint8: 1024 red, 1024 green, 1024 blue values, each a 32x32 image
 in row-major order) and ``labels`` (n ints in 0..9). A pickle may name any callable to run, so
 they are read by an unpickler that resolves only the few names numpy arrays need and refuses
-everything else.
+everything else. numpy pickles an array as an empty one filled from bytes in the file; a request
+to allocate a non-empty array (which could ask for terabytes) is refused, and so is a file larger
+than any CIFAR-10 batch.
 """
 
 import codecs
+import io
+import math
 import os
 import pickle
 
 import numpy as np
 
+from pacbayes.arguments import open_regular
 from pacbayes.errors import InputError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
+MAX_BATCH_BYTES = 1 << 28
+"""The largest batch file read (256 MiB; a CIFAR-10 batch is 31 MB)."""
 
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+_NUMPY_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+
+
+def _empty_only(shape) -> None:
+    """Refuse an allocation that is not numpy's empty placeholder (its bytes come from the file)."""
+    count = math.prod(shape) if isinstance(shape, (tuple, list)) else shape
+    if isinstance(count, bool) or not isinstance(count, int) or count != 0:
+        raise pickle.UnpicklingError(f"the pickle allocates an array of shape {shape!r} before its data")
+
+
+def _reconstruct(subtype, shape, dtype):
+    _empty_only(shape)
+    return _NUMPY_RECONSTRUCT(subtype, shape, dtype)
+
+
+class _PickledArray(np.ndarray):
+    """numpy.ndarray as a pickle sees it: calling it to allocate a non-empty array is refused."""
+
+    def __new__(cls, shape, *args, **kwargs):
+        _empty_only(shape)
+        return super().__new__(cls, shape, *args, **kwargs)
+
+
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): _PickledArray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): codecs.encode,
 }
@@ -60,15 +89,25 @@ def read_cifar_batch(path):
         raise InputError(
             f"{path}: CIFAR-10 batch missing; the directory must hold data_batch_1..data_batch_5 and test_batch"
         )
+    with open_regular(path, "CIFAR-10 batch", MAX_BATCH_BYTES) as handle:
+        raw = handle.read()
     try:
-        with open(path, "rb") as handle:
-            batch = _ArrayOnlyUnpickler(handle, encoding="latin1").load()
+        batch = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except _RefusedGlobal as err:
         raise InputError(
             f"{path}: not a CIFAR-10 batch we can read safely ({err}, which could "
             "run code); use the original cifar-10-batches-py files"
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+    ) as err:
         raise InputError(
             f"{path}: corrupt CIFAR-10 batch ({type(err).__name__}: {err}); download the file again"
         ) from None
@@ -85,4 +124,4 @@ def read_cifar_batch(path):
     labels = np.asarray(batch["labels"])
     if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"{path}: CIFAR-10 'labels' must be {data.shape[0]} integers, one per image")
-    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+    return np.asarray(data).reshape(-1, 3, 32, 32), labels.astype(np.int64)

@@ -108,17 +108,18 @@ def from_arrays(x, y, *, name: str, info: dict) -> Dataset:
             f"{name}: x has shape {x.shape}: every example is empty; store one non-empty "
             "feature vector or image per example"
         )
+    if not isinstance(info, dict):
+        raise InputError(f"{name}: info must be a dict of facts about the data, got {type(info).__name__}")
     info = dict(info)
     if np.issubdtype(x.dtype, np.integer):
         pixels = torch.from_numpy(x.astype(np.float32) / np.float32(255.0))
         info.setdefault("pixel_scale", "integer values divided by 255")
     elif np.issubdtype(x.dtype, np.floating) or x.dtype == np.bool_:
+        _check_float32_range(x, name)
         pixels = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         info.setdefault("pixel_scale", "float values taken as given")
     else:
         raise InputError(f"{name}: x must be numeric, got dtype {x.dtype}")
-    if not bool(torch.isfinite(pixels).all()):
-        raise InputError(f"{name}: x contains NaN or infinite values; clean the data first")
     pixels = _channels_first(pixels)
     values = _integer_labels(y, name)
     classes, labels = np.unique(values, return_inverse=True)
@@ -134,6 +135,19 @@ def from_arrays(x, y, *, name: str, info: dict) -> Dataset:
         name=name,
         info=info,
     )
+
+
+def _check_float32_range(x: np.ndarray, name: str) -> None:
+    """Refuse float inputs that are not finite, or finite beyond the float32 range (about 3.4e38) in which
+    inputs are stored and computed, before they are cast to it."""
+    if not bool(np.isfinite(x).all()):
+        raise InputError(f"{name}: x contains NaN or infinite values; clean the data first")
+    largest, limit = float(np.abs(x).max()), float(np.finfo(np.float32).max)
+    if largest > limit:
+        raise InputError(
+            f"{name}: x holds values as large as {largest:.3g}, beyond the float32 range (+-{limit:.3g}) in which "
+            "inputs are stored; rescale the data"
+        )
 
 
 def _as_numpy(array, what: str) -> np.ndarray:

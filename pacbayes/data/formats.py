@@ -25,13 +25,14 @@ import zipfile
 import numpy as np
 import torch
 
+from pacbayes.arguments import open_regular
 from pacbayes.checks import zip_damage
 from pacbayes.data.cifar import is_cifar_directory, read_cifar_split
 from pacbayes.data.dataset import Dataset, from_arrays
 from pacbayes.data.embedded import NAME as EMBEDDED_NAME
 from pacbayes.data.embedded import load_mnist_embedded
 from pacbayes.data.idx import read_idx
-from pacbayes.errors import InputError
+from pacbayes.errors import InputError, one_line
 
 SPLITS = ("train", "test")
 TORCHVISION_FOLDERS = ("MNIST", "FashionMNIST", "KMNIST")
@@ -46,6 +47,8 @@ def load_dataset(spec: str, *, split=None) -> Dataset:
     """
     if split is not None and split not in SPLITS:
         raise InputError(f"unknown split {split!r}; use 'train', 'test' or none")
+    if not isinstance(spec, (str, os.PathLike)):
+        raise InputError(f"spec must be a path or '{EMBEDDED_NAME}', got {type(spec).__name__}")
     if spec == EMBEDDED_NAME:
         return load_mnist_embedded(split)
     path = os.fspath(spec)
@@ -129,30 +132,36 @@ def _choose_split(path, split, available):
 
 
 def _load_npz(path, split) -> Dataset:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise InputError(
-            f"{path}: not a readable .npz of numeric arrays ({err}); save it with numpy.savez(path, x=..., y=...)"
-        ) from None
+    fix = "save it with numpy.savez(path, x=..., y=...)"
+    with open_regular(path, "data file") as stream:
+        try:
+            loaded = np.load(stream, allow_pickle=False)
+            arrays = None
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    arrays = {key: loaded[key] for key in loaded.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise InputError(f"{path}: not a readable .npz of numeric arrays ({err}); {fix}") from None
+    if arrays is None:
+        raise InputError(f"{path}: holds one .npy array, not an .npz archive of x and y; {fix}")
     x, y, chosen = _pick_arrays(path, arrays, split)
     info = {"source": os.path.abspath(path), "format": "npz", "split": chosen}
     return from_arrays(x, y, name=os.path.basename(path), info=info)
 
 
 def _load_torch(path, split) -> Dataset:
-    damage = zip_damage(path)
-    if damage:
-        raise InputError(f"{path}: the data file is corrupt ({damage}); save or copy it again")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for foreign files (UnpicklingError, RuntimeError, ...)
-        reason = " ".join(str(err).split())[:200]
-        raise InputError(
-            f"{path}: not a .pt file of plain tensors that loads with "
-            f"weights_only=True ({reason}); save torch.save((x, y), path)"
-        ) from None
+    with open_regular(path, "data file") as stream:
+        damage = zip_damage(stream)
+        if damage:
+            raise InputError(f"{path}: the data file is corrupt ({damage}); save or copy it again")
+        stream.seek(0)
+        try:
+            content = torch.load(stream, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for foreign files (UnpicklingError, RuntimeError, ...)
+            raise InputError(
+                f"{path}: not a .pt file of plain tensors that loads with "
+                f"weights_only=True ({one_line(err)}); save torch.save((x, y), path)"
+            ) from None
     if isinstance(content, (tuple, list)) and len(content) == 2:
         content = {"x": content[0], "y": content[1]}
     if not isinstance(content, dict):

@@ -20,6 +20,8 @@ def binarise(ds: Dataset, negative_classes=None) -> Dataset:
     ``negative_classes`` (default 0-4, the MNIST split of Valle-Pérez et al. 2019) become class 0
     and every other value class 1. The split is a prior choice: fix it before looking at the data.
     """
+    if not isinstance(ds, Dataset):
+        raise InputError(f"binarise needs a pacbayes.data.Dataset, got {type(ds).__name__}; load one with load_dataset")
     if negative_classes is None and ds.num_classes == 2:
         return ds.derive(
             binarisation={

@@ -26,7 +26,9 @@ class RunContext:
 
     outputs: the model's number of logits (1: binary on class 0/1 labels); train_error: the model's
     0-1 error on the prepared training set; seed: the report's seed (every random step derives
-    from it); device: torch device for the heavy work (None: the default); quiet: no progress bars.
+    from it); device: torch device for the heavy work (None: the default); quiet: no progress bars;
+    sample: what the prepared S was drawn from, for the attempts ledger's key
+    (:func:`pacbayes.attempts.sample_record`; None: S itself, as the family is given it).
     """
 
     outputs: int
@@ -34,6 +36,7 @@ class RunContext:
     seed: int = 0
     device: Optional[str] = None
     quiet: bool = True
+    sample: Optional[dict] = None
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ class DziugaiteRoyFamily:
             schedule=Schedule(epochs=settings.posterior_epochs),
             prior_schedule=replace(DEFAULT_PRIOR_SCHEDULE, epochs=settings.prior_epochs),
             attempts_ledger=settings.attempts_ledger,
+            sample=context.sample,
             device=context.device,
             quiet=context.quiet,
         )

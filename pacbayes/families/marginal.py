@@ -19,16 +19,14 @@ trained weights enter only through the zero-training-error check (:meth:`Margina
 import math
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
 from pacbayes import checks
-from pacbayes.attempts import fingerprint, ledger_option, record_attempt
-from pacbayes.bounds import MARGINAL_VARIANTS, marginal_likelihood_bound, series_delta, split_delta
-from pacbayes.data import signs
+from pacbayes.attempts import OTHER_ATTEMPTS, Attempt, count_attempt, ledger_option
+from pacbayes.bounds import MARGINAL_VARIANTS, marginal_likelihood_bound, split_delta
 from pacbayes.errors import InputError
 from pacbayes.device import resolve_device, threads_for
 from pacbayes.evidence.budget import evidence_budgets, orthant_dimension
@@ -62,7 +60,8 @@ class MarginalSettings:
         value for which K + eps I is positive definite is used, and every grid point's prior gets
         delta / |G| (a union bound over G, i.e. ln|G| nats), so the choice may depend on S.
     attempts_ledger: JSON-lines file counting runs on this data and prior (any seed): attempt k
-        spends 6 delta / (pi^2 k^2) (:mod:`pacbayes.attempts`), so keeping the best seed is valid.
+        spends 6 delta / (pi^2 k^2) (:mod:`pacbayes.attempts`, which says what the count is keyed on),
+        so keeping the best seed is valid.
     """
 
     kernel: str = option(
@@ -132,7 +131,6 @@ PAC_BAYES_SHARE = "pac-bayes (marginal)"
 MARKOV_SHARE = "markov (importance sampling)"
 
 
-OTHER_ATTEMPTS = "other attempts (reserved for reruns, see --attempts-ledger)"
 OTHER_JITTERS = "other jitter-grid points"
 
 
@@ -162,24 +160,30 @@ def choose_jitter(K: torch.Tensor, settings: MarginalSettings) -> tuple:
     )
 
 
-def marginal_ledger(delta: float, attempt: int, grid_size: int) -> dict:
+def marginal_ledger(delta: float, attempt: Attempt, grid_size: int) -> dict:
     """This family's delta spent: other attempts, the other grid points, PAC-Bayes and Markov.
 
     Attempt k spends 6 delta / (pi^2 k^2) whether or not a ledger is kept (as the stochastic family
     does), so a first run without a ledger stays valid when later runs are counted in one."""
-    delta_attempt = series_delta(attempt, delta)
+    delta_attempt = attempt.share(delta)
     delta_prior = delta_attempt / grid_size
-    spent = {OTHER_ATTEMPTS: delta - delta_attempt, OTHER_JITTERS: delta_attempt - delta_prior}
-    return {**{name: value for name, value in spent.items() if value > 0.0}, **split_marginal_delta(delta_prior)}
+    others = {OTHER_JITTERS: delta_attempt - delta_prior} if grid_size > 1 else {}
+    return {**attempt.reserve(delta), **others, **split_marginal_delta(delta_prior)}
 
 
-def attempt_number(train_x: torch.Tensor, train_signs: torch.Tensor, settings: MarginalSettings) -> int:
-    """1, or this run's number in the settings' attempts ledger (keyed by the data and the prior, not the seed)."""
-    if settings.attempts_ledger is None:
-        return 1
-    prior = replace(settings, seed=0, quiet=True, device=None, attempts_ledger=None)
-    key = fingerprint([("x", train_x), ("y", train_signs)], text=f"marginal|{prior!r}")
-    return record_attempt(Path(settings.attempts_ledger), key, {"family": "marginal", "seed": settings.seed})
+def prior_statement(kernel, settings: MarginalSettings) -> dict:
+    """What this family's statement is about besides S, for the attempts ledger's key: the prior
+    K + eps I as resolved (kernel kind, sigma_w, sigma_b, the Monte Carlo sample count, the jitter or
+    the declared grid). Not --variant (the same statement by another formula), the baseline or the seed."""
+    grid = list(settings.jitter_grid)
+    return {
+        "kernel": kernel.kind,
+        "sigma_w": settings.sigma_w,
+        "sigma_b": settings.sigma_b,
+        "kernel_samples": settings.kernel_samples if kernel.kind == MonteCarloNNGP.kind else None,
+        "jitter": None if grid else settings.jitter,
+        "jitter_grid": grid,
+    }
 
 
 def gibbs_losses(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -263,11 +267,6 @@ def class_indices(labels, classes: int) -> torch.Tensor:
     return torch.as_tensor(validate_class_labels(labels, classes))
 
 
-def _fingerprint_labels(labels: torch.Tensor, classes: int) -> torch.Tensor:
-    """Labels as the attempts ledger keys them (binary: the -1/+1 signs, as ledgers written before C > 2 have)."""
-    return signs(labels) if classes == 2 else labels
-
-
 def kernel_summary(kernel) -> str:
     """One line naming the prior's kernel for the report: the analytic layer chain, or the Monte Carlo
     estimate with its sample count, rank and the standard error of its entries."""
@@ -311,7 +310,7 @@ def marginal_estimate(
     jitter, grid_size = choose_jitter(K, settings)
     train_labels = class_indices(train_labels, classes)
     ep = label_model(classes).ep(K, train_labels, jitter=jitter, device=settings.device, quiet=settings.quiet)
-    delta_pb = marginal_ledger(delta, 1, grid_size)[PAC_BAYES_SHARE]
+    delta_pb = marginal_ledger(delta, Attempt(), grid_size)[PAC_BAYES_SHARE]
     return ep.log_evidence, marginal_likelihood_bound(
         ep.log_evidence, int(train_x.shape[0]), delta_pb, settings.variant
     )
@@ -327,6 +326,7 @@ def marginal_bounds(
     classes: int,
     delta: float,
     settings: MarginalSettings = MarginalSettings(),
+    sample: Optional[dict] = None,
 ):
     """The EP estimate and the certified marginal-likelihood bound, plus Q*'s estimated test error.
 
@@ -335,7 +335,8 @@ def marginal_bounds(
     ``classes`` = C >= 3 is the multi-class P(S) = Pr[f_{y_i}(x_i) > f_c(x_i) for all i, c != y_i] of C
     independent GPs sharing the one-logit kernel (docs/bounds.md). Langford's realisable bound holds for
     the multi-class 0-1 loss unchanged. ``delta`` is this family's share of the report's failure
-    probability. Returns (list of BoundResult, dict of diagnostics).
+    probability. ``sample``: what S was drawn from, for the attempts ledger's key
+    (:func:`pacbayes.attempts.sample_record`; None: S itself). Returns (list of BoundResult, dict of diagnostics).
     """
     m = int(train_x.shape[0])
     if m < 2:
@@ -343,6 +344,7 @@ def marginal_bounds(
     likelihood = label_model(classes)
     train_labels = class_indices(train_labels, classes)
     test_labels = class_indices(test_labels, classes)
+    _evidence_budgets(m, classes, settings)  # before the kernel: what will not fit is refused before any work
     started = time.perf_counter()
     kernel = build_kernel(model, tuple(train_x.shape[1:]), settings)
     K = kernel.matrix(train_x, device=settings.device, quiet=settings.quiet)
@@ -350,8 +352,15 @@ def marginal_bounds(
     summary, kernel_estimate = kernel_summary(kernel), dict(kernel.diagnostics)  # of K, before the test kernels
 
     jitter, grid_size = choose_jitter(K, settings)
-    attempt = attempt_number(train_x, _fingerprint_labels(train_labels, classes), settings)
-    _evidence_budgets(m, classes, settings)
+    attempt = count_attempt(  # every input is validated; the sampling below depends on nothing else
+        settings.attempts_ledger,
+        "marginal",
+        sample=sample,
+        data=(train_x, train_labels),
+        statement=prior_statement(kernel, settings),
+        model=model,
+        seed=settings.seed,
+    )
     ep = likelihood.ep(K, train_labels, jitter=jitter, device=settings.device, quiet=settings.quiet)
     deltas = marginal_ledger(delta, attempt, grid_size)
     delta_pb = deltas[PAC_BAYES_SHARE]
@@ -392,10 +401,7 @@ def marginal_bounds(
         )
         + f"; {labelling}",
         "realisable: the trained model has zero training error",
-        f"this is attempt {attempt} on this data and prior; every run with another seed is counted "
-        "in the attempts ledger (delta_k = 6 delta / (pi^2 k^2))"
-        if settings.attempts_ledger
-        else "no other seed was tried on this data and prior (or pass an attempts ledger that counts them)",
+        *attempt.assumptions(),
         "the number is for Q*; it applies to the trained network only if SGD samples functions "
         "like the Bayesian posterior (Mingard et al. 2021) and the network is close to its NNGP limit",
     )
@@ -424,7 +430,7 @@ def marginal_bounds(
             "delta_prime": certified.delta_prime,
         },
         **baseline,
-        "attempt": attempt,
+        "attempt": attempt.number,
     }
     shared = {"certifies": CERTIFIES, "assumptions": assumptions, "family": "marginal", "classifier": CLASSIFIER}
     results = [
@@ -452,6 +458,7 @@ def marginal_bounds(
                 "estimator": f"importance sampling ({certified.proposal} proposal) + Markov",
                 "variant": settings.variant,
                 "classes": classes,
+                "log_estimate": certified.log_estimate,  # ln Z_hat; log_evidence is it minus ln(1/delta_markov)
                 "log_evidence_upper": certified.upper,  # psi*, None if not certified
                 "log_evidence_upper_note": certified.upper_reason,
                 "best_possible_bound": None
@@ -500,7 +507,15 @@ class MarginalFamily:
         classes, settings = _classes(context.outputs), _for_run(settings, context)
         with threads_for(orthant_dimension(len(train), classes), settings.device):
             results, diagnostics = marginal_bounds(
-                model, train.x, train.labels, test.x, test.labels, classes=classes, delta=delta, settings=settings
+                model,
+                train.x,
+                train.labels,
+                test.x,
+                test.labels,
+                classes=classes,
+                delta=delta,
+                settings=settings,
+                sample=context.sample,
             )
         return FamilyOutcome(
             bounds=stamped(results, self),

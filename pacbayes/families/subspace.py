@@ -4,9 +4,10 @@ The bound is :func:`pacbayes.bounds.compression_bound` (a point-mass posterior o
 KL = l ln 2 + ln configurations); training, quantisation and coding live in :mod:`pacbayes.subspace`.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
+from pacbayes.attempts import count_attempt, ledger_option
 from pacbayes.errors import InputError
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, cli_fields, option, stamped
 from pacbayes.subspace.training import (
@@ -17,6 +18,8 @@ from pacbayes.subspace.training import (
     DEFAULT_QAT_EPOCHS,
     DEFAULT_QAT_PATIENCE,
     DEFAULT_RATE_WEIGHT,
+    MAX_LEVELS,
+    level_grid,
 )
 
 
@@ -33,7 +36,10 @@ class SubspaceSettings:
     prior_split: with a fraction in (0, 1), theta0 is first trained for ``prior_epochs`` on that part
     of S and the bound uses the rest (a data-dependent prior; 0: seeded theta0, all of S).
     extra_configurations: hyper-parameter settings tried beyond the recorded levels grid: count every
-    value of d, epochs, lr, ... you tried.
+    value of d, epochs, lr, ... you tried. attempts_ledger: JSON-lines file counting runs on this data and
+    these settings (any seed; :mod:`pacbayes.attempts`): attempt k spends 6 delta / (pi^2 k^2), so
+    keeping the best seed is valid (without one, a run spends the family's whole share and
+    --configurations stands for every try).
     """
 
     compressed: object = None
@@ -70,7 +76,10 @@ class SubspaceSettings:
         "Weight of the code length in fine-tuning (w ln 2 / m per bit; 0: cross-entropy only).",
     )
     levels: tuple = option(
-        DEFAULT_LEVELS, "--subspace-levels", "Quantisation level counts tried (each counted in the configurations)."
+        DEFAULT_LEVELS,
+        "--subspace-levels",
+        "Quantisation level counts tried (each counted in the configurations).",
+        limits=(1, MAX_LEVELS),
     )
     prior_split: float = option(
         0.0,
@@ -84,6 +93,7 @@ class SubspaceSettings:
     extra_configurations: int = option(
         1, "--configurations", "Number of hyper-parameter settings (d, seeds, ...) you tried; union-bounded."
     )
+    attempts_ledger: Optional[str] = ledger_option()
 
 
 class SubspaceFamily:
@@ -110,8 +120,19 @@ class SubspaceFamily:
                     "the subspace bound needs a subspace model file as MODEL (with --architecture) "
                     "or --subspace-dim d to train a compressed model from a seeded random start"
                 )
-            if any(float(v) != int(v) for v in settings.levels):
-                raise InputError(f"--subspace-levels must be whole numbers of levels, got {settings.levels}")
+            level_grid(settings.levels, settings.dim)  # before the attempt is counted or anything is trained
+        attempt = count_attempt(  # before training: its draws and the bound depend on the seed
+            settings.attempts_ledger,
+            self.name,
+            sample=context.sample,
+            data=(train.x, train.labels),
+            statement=_statement(settings, compressed),
+            model=model,
+            weights=settings.distill,
+            seed=context.seed,
+            reserves=False,
+        )
+        if compressed is None:
             compressed = train_subspace_model(
                 model,
                 train.x,
@@ -132,14 +153,22 @@ class SubspaceFamily:
                 extra_configurations=extra_configurations,
             )
             extra_configurations = 1  # already recorded in the trained model's configuration count
-        results = subspace_bound(
-            compressed,
-            train.x,
-            train.labels,
-            delta=delta,
-            test=(test.x, test.labels),
-            extra_configurations=extra_configurations,
-        )
+        results = [
+            replace(
+                result,
+                delta={**attempt.reserve(delta), **result.delta},
+                assumptions=result.assumptions + attempt.assumptions(),
+                details={**result.details, "attempt": attempt.number},
+            )
+            for result in subspace_bound(
+                compressed,
+                train.x,
+                train.labels,
+                delta=attempt.share(delta),
+                test=(test.x, test.labels),
+                extra_configurations=extra_configurations,
+            )
+        ]
         details = results[0].details
         train_label = "compressed subspace model train error"
         if details["m"] < len(train.labels):  # theta0 was learned on the other points
@@ -154,6 +183,27 @@ class SubspaceFamily:
         )
 
 
+NOT_TRAINING = ("extra_configurations", "attempts_ledger")
+"""The settings that do not say how a compressed model is trained."""
+
+
+def _statement(settings: SubspaceSettings, compressed) -> dict:
+    """What this family's statement is about besides S, for the attempts ledger's key: d, the level
+    grid, every training setting, the learned-origin split and --configurations; for a compressed model
+    given as MODEL, also its d, levels, quantisation, configurations and origin (not its seed or message)."""
+    statement = {f.name: getattr(settings, f.name) for f in cli_fields(SubspaceSettings) if f.name != "attempts_ledger"}
+    if compressed is not None:
+        origin = compressed.model.origin
+        statement["compressed"] = {
+            "dim": compressed.model.dim,
+            "levels": compressed.levels,
+            "quantisation": compressed.quantisation,
+            "configurations": compressed.configurations,
+            "origin": [origin.get("kind"), origin.get("prior_split")],
+        }
+    return statement
+
+
 def _refuse_training_options(settings: SubspaceSettings) -> None:
     """A compressed model is certified as it was coded: options that would train one are refused,
     not silently ignored."""
@@ -161,7 +211,7 @@ def _refuse_training_options(settings: SubspaceSettings) -> None:
     given = [
         f.metadata["cli"].flag
         for f in cli_fields(SubspaceSettings)
-        if f.name != "extra_configurations" and getattr(settings, f.name) != getattr(defaults, f.name)
+        if f.name not in NOT_TRAINING and getattr(settings, f.name) != getattr(defaults, f.name)
     ]
     if given:
         raise InputError(

@@ -6,10 +6,15 @@ is > 0, so the larger label is the positive class) or (n, C) (C logits: the argm
 of the package: every error rate it reports (training, test, subspace, stochastic) goes through them.
 """
 
+import contextlib
+
 import torch
 
 from pacbayes.errors import InputError, one_line
 from pacbayes.models.programs import ExportedModel, torch_nn_type
+
+_PROBE = 64
+"""Examples run twice, under two seeds, to detect a random forward."""
 
 
 def labels_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -32,26 +37,35 @@ def count_mistakes(logits: torch.Tensor, labels: torch.Tensor) -> int:
     return int((predicted != labels.to(predicted.device)).sum())
 
 
-def model_outputs(model, x, batch_size: int = 1024) -> torch.Tensor:
+def model_outputs(model, x, batch_size: int = 1024, *, seed: int = 0) -> torch.Tensor:
     """The model's outputs on ``x`` as an (n, K) tensor, computed in eval mode without gradients.
 
     The mode the model was in is restored afterwards. Inputs are cast to the dtype and device of
-    the model's first floating parameter. A model that cannot take ``x`` -> one-line InputError.
+    the model's first floating parameter. A model that cannot take ``x`` (on any batch) -> one-line
+    InputError. The forward passes run with torch's generators seeded with ``seed`` (the caller's
+    streams are restored), so the outputs are the same on every run; a model whose outputs on the
+    same inputs change with the seed (randomness in ``forward``: dropout exported in training mode,
+    ``torch.rand``) is refused, since a certificate is about one deterministic classifier.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise InputError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     if not isinstance(x, torch.Tensor):
         raise InputError(f"model inputs must be a torch tensor, got {type(x).__name__}")
+    if x.dim() == 0 or len(x) == 0:
+        raise InputError("no examples to run the model on")
     dtype, device = _input_dtype_device(model)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            first = _checked_forward(model, x[:1].to(device=device, dtype=dtype), x.shape)
-            outputs = [first] + [
-                _as_matrix(model(x[i : i + batch_size].to(device=device, dtype=dtype)))
-                for i in range(1, len(x), batch_size)
-            ]
+            _check_deterministic(model, x[:_PROBE].to(device=device, dtype=dtype), x.shape, seed)
+            with _seeded(seed, device):
+                outputs = [
+                    _checked_forward(model, x[i : i + batch_size].to(device=device, dtype=dtype), i, x.shape)
+                    for i in range(0, len(x), batch_size)
+                ]
     finally:
         model.train(was_training)
     return torch.cat(outputs).cpu()
@@ -98,14 +112,46 @@ def _input_dtype_device(model):
     return torch.float32, torch.device("cpu")
 
 
-def _checked_forward(model, one, data_shape) -> torch.Tensor:
-    if len(data_shape) == 0 or data_shape[0] == 0:
-        raise InputError("no examples to run the model on")
+@contextlib.contextmanager
+def _seeded(seed: int, device):
+    """Run the block with torch's CPU generator (and, for a CUDA model, every CUDA generator) seeded with
+    ``seed``; the generators' states are restored afterwards."""
+    cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.manual_seed_all(seed)
+        yield
+
+
+def _check_deterministic(model, probe, data_shape, seed: int) -> None:
+    """Refuse a model whose outputs on the same few inputs differ between two seeds."""
+    runs = []
+    for offset in (0, 1):
+        with _seeded((seed + offset) % 2**63, probe.device):
+            runs.append(_checked_forward(model, probe, 0, data_shape))
+    scale = float(runs[0].abs().max()) if runs[0].numel() else 0.0
+    if not torch.allclose(runs[0], runs[1], rtol=1e-4, atol=1e-6 * max(scale, 1.0)):
+        raise InputError(
+            "the model's outputs on the same inputs change from one run to the next (randomness in forward, "
+            "such as dropout exported or scripted in training mode, or torch.rand); a certificate is about one "
+            "deterministic classifier: export or save the model in eval mode, without random operations"
+        )
+
+
+def _checked_forward(model, batch, start: int, data_shape) -> torch.Tensor:
+    """The model's (n, K) outputs on ``batch`` (the examples from ``start`` on); a failing forward -> InputError."""
     try:
-        return _as_matrix(model(one))
+        return _as_matrix(model(batch))
     except InputError:
         raise
-    except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as err:
+    except Exception as err:  # noqa: BLE001  (a user's forward may raise anything)
+        if start:
+            raise InputError(
+                f"the model fails on examples {start} to {start + len(batch) - 1} after running on the "
+                f"earlier ones ({type(err).__name__}: {one_line(_strip_frames(err))}); its forward must "
+                "accept every batch of the data"
+            ) from None
         expected = _expected_input(model)
         hint = f"the model expects input {expected}" if expected else "the model rejects it"
         raise InputError(
@@ -118,6 +164,11 @@ def _checked_forward(model, one, data_shape) -> torch.Tensor:
 def _as_matrix(output) -> torch.Tensor:
     if isinstance(output, (tuple, list)) or not isinstance(output, torch.Tensor):
         raise InputError(f"the model returns a {type(output).__name__}; a classifier must return one tensor of logits")
+    if not output.is_floating_point():
+        raise InputError(
+            f"the model returns {output.dtype} outputs; a classifier must return floating-point logits "
+            "(return the scores, not the predicted labels)"
+        )
     if output.dim() == 1:
         return output.reshape(-1, 1)
     if output.dim() != 2:

@@ -19,8 +19,10 @@ class ExportedModel(torch.nn.Module):
     """A ``torch.export`` program as a module.
 
     The program's graph is fixed at export time, train/eval mode included, so ``train()`` and
-    ``eval()`` only set the flag. If it was exported with a static batch size b, inputs are run in
-    chunks of b (the last one padded by repeating its first row, the padding outputs dropped).
+    ``eval()`` only set the flag. If it was exported with a static batch size b, a batch of any other size is
+    padded to a multiple of b (repeating its last row, the padding outputs dropped) and run as one vectorised
+    call over its chunks of b (``torch.vmap``), or chunk by chunk where the graph cannot be vectorised. The
+    module is built with ``check_guards=False``: a loaded archive's guard strings are never compiled.
     """
 
     def __init__(self, program):
@@ -33,10 +35,12 @@ class ExportedModel(torch.nn.Module):
         example = next(
             node.meta["val"] for node in program.graph.nodes if node.op == "placeholder" and node.name == user_inputs[0]
         )
+        if not isinstance(example, torch.Tensor):
+            raise ModelLoadError(f"the exported program takes a {type(example).__name__}; a classifier takes a tensor")
         self.input_shape = tuple(s if isinstance(s, int) else None for s in example.shape)
         self.static_batch = self.input_shape[0] if self.input_shape else None
         self.exported = program
-        self.program = program.module()
+        self.program = program.module(check_guards=False)
 
     def train(self, mode: bool = True):
         self.training = mode
@@ -45,12 +49,14 @@ class ExportedModel(torch.nn.Module):
     def forward(self, x):
         if self.static_batch is None or x.shape[0] == self.static_batch:
             return self.program(x)
-        outputs = []
-        for chunk in torch.split(x, self.static_batch):
-            padding = self.static_batch - chunk.shape[0]
-            padded = torch.cat([chunk, chunk[:1].expand(padding, *chunk.shape[1:])]) if padding else chunk
-            outputs.append(self.program(padded)[: chunk.shape[0]])
-        return torch.cat(outputs)
+        padding = -x.shape[0] % self.static_batch
+        padded = torch.cat([x, x[-1:].expand(padding, *x.shape[1:])]) if padding else x
+        try:
+            chunks = torch.vmap(self.program)(padded.reshape(-1, self.static_batch, *x.shape[1:]))
+            outputs = chunks.reshape(-1, *chunks.shape[2:])
+        except Exception:  # noqa: BLE001  (an operation without a batching rule: run the chunks one by one)
+            outputs = torch.cat([self.program(chunk) for chunk in torch.split(padded, self.static_batch)])
+        return outputs[: x.shape[0]]
 
 
 def as_program(module, example_x: torch.Tensor):

@@ -22,7 +22,6 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -33,7 +32,7 @@ from pacbayes import checks
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.results import BoundResult
-from pacbayes.attempts import fingerprint, record_attempt
+from pacbayes.attempts import Attempt, count_attempt
 from pacbayes.stochastic.certificate import certify, deterministic_error, point_sampled_error, sampled_error
 from pacbayes.stochastic.local import MC_SAMPLINGS, point_layers
 from pacbayes.stochastic.dropout import activation_layers
@@ -81,35 +80,47 @@ def _generators(seed: int, attempt: int, device: torch.device) -> tuple:
     return split, *(torch.Generator(device=device).manual_seed(int(s)) for s in states[1:])
 
 
-def _attempt_number(attempt, attempts_ledger, model, x, labels, settings) -> int:
+UNKEYED = ("seed", "mc_samples", "mc_sampling")
+"""Settings left out of the attempts ledger's key: the seed, and how the same posterior's error is estimated."""
+
+
+def _attempt(attempt, attempts_ledger, model, x, labels, settings, sample) -> Attempt:
+    """This run's attempt: counted in ``attempts_ledger`` (keyed as :mod:`pacbayes.attempts` says; the
+    weights only around MODEL), or ``attempt`` as the caller counted it (default 1)."""
     if attempts_ledger is not None:
         if attempt is not None:
             raise InputError("pass either attempt or attempts_ledger, not both")
-        tensors = [*model.named_parameters(), ("", x), ("", labels)]  # keys as in earlier ledgers
-        return record_attempt(Path(attempts_ledger), fingerprint(tensors), settings)
-    if attempt is None:
-        return 1
-    return checks.sample_size(attempt, name="attempt", minimum=1)
+        return count_attempt(
+            attempts_ledger,
+            "dziugaite-roy",
+            sample=sample,
+            data=(x, labels),
+            statement={name: value for name, value in settings.items() if name not in UNKEYED},
+            model=model,
+            weights=settings["mode"] != "learned-from-prior",
+            seed=settings["seed"],
+        )
+    return Attempt(1 if attempt is None else checks.sample_size(attempt, name="attempt", minimum=1))
 
 
-def _prior(
-    model, layout, x, labels, prior_split, init_state, init_seed, seed, schedule, dropout, split_gen, train_gen, quiet
-):
-    """The prior and the indices of the points the bound is computed on."""
+def _start(model, prior_split, init_state, init_seed, seed) -> Prior:
+    """The prior mean before any data: the data-independent prior, or (a prior to learn on a split of S,
+    no init given) the architecture re-initialised from the run's seed."""
+    if prior_split == 0.0 or init_state is not None or init_seed is not None:
+        return data_independent_prior(model, init_state, init_seed)
+    return Prior(
+        reinitialised(model, seed), "init-seed", f"the architecture re-initialised with torch.manual_seed({int(seed)})"
+    )
+
+
+def _prior(model, layout, x, labels, m_prior, start, schedule, dropout, split_gen, train_gen, quiet):
+    """The prior (``start``, or learned from it on ``m_prior`` held-out points of S) and the indices of the
+    points the bound is computed on."""
     m = len(labels)
-    if prior_split == 0.0:
-        return data_independent_prior(model, init_state, init_seed), torch.arange(m)
-    m_prior = checks.prior_part_size(m, prior_split)
+    if m_prior == 0:
+        return start, torch.arange(m)
     order = torch.randperm(m, generator=split_gen)
     held_out, rest = order[:m_prior], order[m_prior:]
-    if init_state is None and init_seed is None:
-        start = Prior(
-            reinitialised(model, seed),
-            "init-seed",
-            f"the architecture re-initialised with torch.manual_seed({int(seed)})",
-        )
-    else:
-        start = data_independent_prior(model, init_state, init_seed)
     device = next(model.parameters()).device
     mean = fit_prior_mean(
         model,
@@ -215,6 +226,7 @@ def certify_stochastic_network(
     prior_schedule: Schedule = DEFAULT_PRIOR_SCHEDULE,
     attempt: Optional[int] = None,
     attempts_ledger=None,
+    sample: Optional[dict] = None,
     device=None,
     quiet: bool = True,
 ) -> StochasticCertificate:
@@ -242,8 +254,9 @@ def certify_stochastic_network(
         of Linear layers and elementwise activations, :func:`pacbayes.stochastic.local.point_layers`).
     per_point_training: train the posterior with a fresh weight draw per input (local
         reparameterisation; same model requirement) instead of one draw per minibatch.
-    attempt / attempts_ledger: which attempt on this model and data this is (see
-        :mod:`pacbayes.attempts`); default 1.
+    attempt / attempts_ledger: which attempt on this data and these settings this is (see
+        :mod:`pacbayes.attempts`); default 1. ``sample``: what S was drawn from, for the ledger's key
+        (:func:`pacbayes.attempts.sample_record`; None: S itself).
     Returns the certificate: a BoundResult named "dziugaite-roy" or "pbb-<objective>" (certified=True;
     ``details["mode"]`` names the mode, ``details["why_vacuous"]`` explains a bound at or above
     chance), the posterior and the network copy it lives on.
@@ -274,10 +287,8 @@ def certify_stochastic_network(
         "prior_dropout": prior_dropout,
         "epochs": schedule.epochs,
         "prior_epochs": prior_schedule.epochs,
+        "init": "checkpoint" if init_state is not None else "seed" if init_seed is not None else "none",
     }
-    attempt = _attempt_number(attempt, attempts_ledger, model, x, labels, settings)
-    delta_attempt = bounds.series_delta(attempt, delta)
-    parts = bounds.split_delta(delta_attempt, {"pac_bayes_kl": 1.0, "sample_convergence": 1.0})
 
     device = resolve_device(device)
     net = copy.deepcopy(model).to(device).eval()
@@ -289,7 +300,12 @@ def certify_stochastic_network(
     logits = forward(net, parameters_of(net), x[:1])
     check_labels(logits, labels)
     classes = 2 if logits.dim() == 1 else int(logits.shape[1])
-    split_gen, train_gen, mc_gen = _generators(seed, attempt, device)
+    m_prior = checks.prior_part_size(len(labels), prior_split) if prior_split else 0
+    start_prior = _start(net, prior_split, init_state, init_seed, seed)
+    attempt = _attempt(attempt, attempts_ledger, model, x, labels, settings, sample)  # inputs validated, no draw yet
+    delta_attempt = attempt.share(delta)
+    parts = bounds.split_delta(delta_attempt, {"pac_bayes_kl": 1.0, "sample_convergence": 1.0})
+    split_gen, train_gen, mc_gen = _generators(seed, attempt.number, device)
 
     trained = parameters_of(net)
     layout = Layout.of(trained)
@@ -298,10 +314,8 @@ def certify_stochastic_network(
         layout,
         x,
         labels,
-        prior_split,
-        init_state,
-        init_seed,
-        seed,
+        m_prior,
+        start_prior,
         prior_schedule,
         prior_dropout,
         split_gen,
@@ -394,16 +408,16 @@ def certify_stochastic_network(
             classes=classes,
             mode=mode,
         ),
-        "attempt": attempt,
+        "attempt": attempt.number,
         "seed": int(seed),
         "device": str(device),
         "seconds": time.perf_counter() - started,
     }
-    return StochasticCertificate(_bound_result(cert, details, delta, delta_attempt, parts, prior), posterior, net)
+    return StochasticCertificate(_bound_result(cert, details, delta, attempt, parts, prior), posterior, net)
 
 
-def _bound_result(cert, details, delta, delta_attempt, parts, prior) -> BoundResult:
-    ledger = {"other_attempts": delta - delta_attempt}
+def _bound_result(cert, details, delta, attempt, parts, prior) -> BoundResult:
+    ledger = attempt.reserve(delta)
     if cert["j"] is not None:
         ledger["lambda_grid_other_points"] = parts["pac_bayes_kl"] - cert["delta_j"]
     ledger["pac_bayes_kl"] = cert["delta_j"]
@@ -418,8 +432,7 @@ def _bound_result(cert, details, delta, delta_attempt, parts, prior) -> BoundRes
         "the prior mean was fixed before seeing the bound's points: " + prior.description,
         variance,
         "buffers (e.g. BatchNorm running statistics) are held fixed and do not depend on the bound's points",
-        f"this is attempt {details['attempt']} on this model and data, and every earlier attempt is counted "
-        "(delta_k = 6 delta / (pi^2 k^2))",
+        *attempt.assumptions(),
     )
     return BoundResult(
         name="dziugaite-roy" if details["objective"] == "dr" else f"pbb-{details['objective']}",

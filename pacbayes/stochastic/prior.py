@@ -11,8 +11,8 @@ from typing import Mapping, Optional, Union
 
 import torch
 
-from pacbayes.errors import InputError, ModelLoadError
-from pacbayes.models import archive_kind, reinitialise
+from pacbayes.errors import InputError
+from pacbayes.models import check_state_tensors, load_state_dict_file, reinitialise
 
 _SAME_AS_TRAINED = 1e-6
 """Relative distance ||w - w0|| / ||w|| under which w0 counts as the trained weights."""
@@ -33,29 +33,14 @@ def parameters_of(model: torch.nn.Module) -> dict:
 
 
 def _load_state(init_state: Union[str, Path, Mapping]) -> Mapping:
+    """The init state dict: a mapping as given, or read from a weights-only file (a damaged zip, a pickle, a
+    program archive, complex, meta or sparse entries are refused)."""
     if isinstance(init_state, Mapping):
-        return init_state
+        return check_state_tensors(init_state, "the init checkpoint")
     path = Path(init_state)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"init checkpoint {str(path)!r} does not exist; pass the file saved at initialisation")
-    if archive_kind(path) in ("torchscript", "export"):
-        raise ModelLoadError(
-            f"init checkpoint {str(path)!r} is a {archive_kind(path)} archive, not a state dict; "
-            "save it with torch.save(model.state_dict(), path)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for corrupt or pickled-code files
-        raise ModelLoadError(
-            f"cannot read init checkpoint {str(path)!r} as a weights-only state dict "
-            f"({type(err).__name__}); save it with torch.save(model.state_dict(), path)"
-        ) from err
-    if not isinstance(state, Mapping):
-        raise ModelLoadError(
-            f"init checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict; "
-            "save it with torch.save(model.state_dict(), path)"
-        )
-    return state
+    return load_state_dict_file(path, f"init checkpoint {str(path)!r}")
 
 
 def _matching(state: Mapping, trained: dict, source: str) -> dict:

@@ -12,13 +12,16 @@ and the prior part's fingerprint, which the bound checks against the data it is 
 """
 
 import json
+import math
+import numbers
 import os
 
 import numpy as np
 import torch
 
-from pacbayes.checks import zip_damage
-from pacbayes.errors import ModelLoadError
+from pacbayes.arguments import MAX_SEED
+from pacbayes.checks import parsed, zip_damage
+from pacbayes.errors import ModelLoadError, one_line
 from pacbayes.models import archive_kind
 from pacbayes.subspace.compressed import CompressedSubspaceModel
 from pacbayes.subspace.model import SubspaceModel
@@ -27,6 +30,30 @@ from pacbayes.subspace.origin import SEEDED, is_data_dependent
 FORMAT = "pacbayes-subspace"
 VERSION = 2
 """2: KT-coded messages with a dyadic codebook (1, the static code with float16 levels, is refused)."""
+
+_WHOLE = (numbers.Integral,)
+_METADATA = {  # key: (the types its value may have, the smallest and largest value of a number)
+    "seed": (_WHOLE, 0, MAX_SEED),
+    "dim": (_WHOLE, 1, None),
+    "projection": ((str,), None, None),
+    "parameters": ((list,), None, None),
+    "levels": (_WHOLE, 1, None),
+    "quantisation": ((str,), None, None),
+    "code_bits": (_WHOLE, 0, None),
+    "configurations": (_WHOLE, 1, None),
+    "train_error": ((numbers.Real, type(None)), 0, 1),
+    "train_fingerprint": ((str, type(None)), None, None),
+    "origin": ((dict,), None, None),
+    "torch_version": ((str,), None, None),
+}
+_LEARNED_ORIGIN = {  # the further keys of a data-dependent origin (pacbayes.subspace.origin)
+    "prior_split": ((numbers.Real,), 0, 1),
+    "prior_points": (_WHOLE, 1, None),
+    "bound_points": (_WHOLE, 1, None),
+    "prior_fingerprint": ((str,), None, None),
+    "epochs": (_WHOLE, 0, None),
+    "lr": ((numbers.Real,), 0, None),
+}
 
 
 def save_subspace_model(compressed: CompressedSubspaceModel, path) -> None:
@@ -64,7 +91,7 @@ def is_subspace_file(path) -> bool:
     if not os.path.isfile(path) or archive_kind(path) != "torch.save":
         return False
     try:
-        return json.loads(_read(path)["metadata"]).get("format") == FORMAT
+        return parsed(json.loads, _read(path)["metadata"], f"{path}: the metadata").get("format") == FORMAT
     except (ModelLoadError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
@@ -84,20 +111,65 @@ def _read(path) -> dict:
     return content
 
 
+def _metadata(content: dict, path) -> dict:
+    """The file's metadata, every key :func:`load_subspace_model` reads of the type and range it must have
+    (ModelLoadError naming the first that is not)."""
+    try:
+        meta = parsed(json.loads, content["metadata"], f"{path}: the metadata")
+    except (TypeError, ValueError) as err:
+        raise ModelLoadError(f"{path}: the metadata is not valid JSON ({one_line(err)}); the file is corrupt") from err
+    if not isinstance(meta, dict):
+        raise ModelLoadError(
+            f"{path}: the metadata is a JSON {type(meta).__name__}, not an object; the file is corrupt"
+        )
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ModelLoadError(
+            f"{path}: unsupported subspace file format {meta.get('format')!r} version {meta.get('version')!r}"
+        )
+    _check_fields({**meta, "origin": meta.get("origin", SEEDED)}, _METADATA, "the metadata's", path)
+    if is_data_dependent(meta.get("origin", SEEDED)):
+        _check_fields(meta["origin"], _LEARNED_ORIGIN, "the metadata's learned origin's", path)
+    parameters = meta["parameters"]
+    if not all(
+        isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], list)
+        for entry in parameters
+    ):
+        raise ModelLoadError(f"{path}: the metadata's parameters are not [name, shape] pairs; the file is corrupt")
+    return meta
+
+
+def _check_fields(mapping: dict, table: dict, where: str, path) -> None:
+    """ModelLoadError unless each key of ``table`` is in ``mapping`` with a value of its types and range."""
+    for key, (kinds, low, high) in table.items():
+        value = mapping.get(key)
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, kinds)
+            or (number and not math.isfinite(value))
+            or (number and low is not None and value < low)
+            or (number and high is not None and value > high)
+        ):
+            raise ModelLoadError(f"{path}: {where} {key} is {value!r}, not a valid value; the file is corrupt")
+
+
+def _check_tensors(content: dict, path) -> None:
+    """ModelLoadError unless the coded message is a 1-D byte tensor and theta0 a float tensor."""
+    message, theta0 = content["message"], content["theta0"]
+    if not isinstance(message, torch.Tensor) or message.dtype != torch.uint8 or message.dim() != 1:
+        raise ModelLoadError(f"{path}: the coded message is not a byte tensor; the file is corrupt")
+    if not isinstance(theta0, torch.Tensor) or not theta0.is_floating_point():
+        raise ModelLoadError(f"{path}: theta0 is not a float tensor; the file is corrupt")
+
+
 def load_subspace_model(path, module: torch.nn.Module) -> CompressedSubspaceModel:
     """Read a file written by :func:`save_subspace_model`; ``module`` gives the architecture."""
     damage = zip_damage(path) if os.path.isfile(path) else None
     if damage:
         raise ModelLoadError(f"{path}: the subspace model file is corrupt ({damage}); save it again")
     content = _read(path)
-    try:
-        meta = json.loads(content["metadata"])
-    except (TypeError, ValueError) as err:
-        raise ModelLoadError(f"{path}: the metadata is not valid JSON; the file is corrupt") from err
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ModelLoadError(
-            f"{path}: unsupported subspace file format {meta.get('format')!r} version {meta.get('version')!r}"
-        )
+    meta = _metadata(content, path)
+    _check_tensors(content, path)
     model = SubspaceModel(module, dim=meta["dim"], seed=meta["seed"], projection=meta["projection"])
     recorded = [[name, list(shape)] for name, shape in zip(model.names, model.shapes)]
     if recorded != meta["parameters"]:

@@ -16,6 +16,7 @@ data-dependent prior, :mod:`pacbayes.subspace.origin`), training, then ``compres
 
 import copy
 import math
+import numbers
 from typing import Optional
 
 import numpy as np
@@ -25,6 +26,7 @@ from pacbayes import checks
 from pacbayes.bounds import compression_bound
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
+from pacbayes.memory import check_fits
 from pacbayes.progress import progress
 from pacbayes.subspace.compressed import CompressedSubspaceModel, compress
 from pacbayes.models import model_outputs, output_dim, zero_one_error
@@ -35,6 +37,10 @@ from pacbayes.subspace.projection import _stream_seed
 from pacbayes.subspace.quantisation import METHODS, assign, make_levels, snap_levels
 
 DEFAULT_LEVELS = (4, 8, 16)
+MAX_LEVELS = 4096
+"""The most levels a grid may try: far beyond any useful codebook (Lotfi et al. use at most 16), and a
+bound on the d x L distances that quantising z computes."""
+_QUANTISE_BYTES = 16  # per coordinate and level: two float64 d x L temporaries in quantisation.assign
 DEFAULT_EPOCHS = 300
 """Most epochs of subspace training; with DEFAULT_PATIENCE it stops at convergence, usually earlier."""
 DEFAULT_PATIENCE = 20
@@ -310,6 +316,30 @@ def finetune_quantised(
     return quantised()
 
 
+def level_grid(levels, dim: int) -> tuple:
+    """``levels`` as distinct whole numbers in 1..:data:`MAX_LEVELS` (InputError otherwise, or when
+    quantising ``dim`` coordinates to the largest would not fit in memory): checked before any training."""
+    try:
+        values = () if isinstance(levels, (str, bytes)) else tuple(levels)
+    except TypeError:  # one number, None
+        values = ()
+    if not values or any(
+        isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v != int(v) for v in values
+    ):
+        raise InputError(f"levels (--subspace-levels) must be whole numbers, got {levels!r}")
+    counts = tuple(int(v) for v in values)
+    if min(counts) < 1 or max(counts) > MAX_LEVELS or len(set(counts)) != len(counts):
+        raise InputError(f"levels (--subspace-levels) must be distinct whole numbers in 1..{MAX_LEVELS}, got {counts}")
+    dim = checks.sample_size(dim, "the subspace dimension d", minimum=1)
+    check_fits(
+        _QUANTISE_BYTES * dim * max(counts),
+        torch.device("cpu"),
+        f"quantising d = {dim} coordinates to {max(counts)} levels",
+        "try fewer levels or a smaller d",
+    )
+    return counts
+
+
 def compress_subspace_model(
     model: SubspaceModel,
     x: torch.Tensor,
@@ -341,9 +371,7 @@ def compress_subspace_model(
     default grid). ``include_origin`` adds the candidate z = 0 (theta0 itself, coded in 8 bits):
     worth it when theta0 was learned (:func:`learn_origin`).
     """
-    levels = tuple(int(count) for count in levels)
-    if not levels or min(levels) < 1 or len(set(levels)) != len(levels):
-        raise InputError(f"levels must be distinct integers >= 1, got {levels}")
+    levels = level_grid(levels, model.dim)
     if method not in METHODS:
         raise InputError(f"unknown quantisation method {method!r}; choose one of {', '.join(METHODS)}")
     extra_configurations = checks.sample_size(extra_configurations, name="extra_configurations", minimum=1)
@@ -431,6 +459,7 @@ def train_subspace_model(
     most ``epochs``), then :func:`compress_subspace_model` (fine-tuning at lr / 5). The settings and
     the epochs run are recorded in the result's ``training``.
     """
+    level_grid(levels, dim)
     device = resolve_device(device)
     model = SubspaceModel(module, dim=dim, seed=seed).to(device)
     check_labels(output_dim(model, x), labels)
