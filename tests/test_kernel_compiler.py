@@ -135,9 +135,9 @@ def test_monte_carlo_of_every_file_kind_redraws_pytorch_default_init(architectur
     module, path = architectures
     model = module.MLP().eval()
     x = _x(5, SHAPES["MLP"])
-    expected = MonteCarloNNGP(model, samples=6, seed=3).matrix(x)
+    expected = MonteCarloNNGP(model, samples=6, seed=3, estimator="logits").matrix(x)
     for kind, loaded in _four_file_kinds(model, "MLP", path, tmp_path, SHAPES["MLP"]).items():
-        got = MonteCarloNNGP(loaded, samples=6, seed=3, batch_size=4).matrix(x)
+        got = MonteCarloNNGP(loaded, samples=6, seed=3, batch_size=4, estimator="logits").matrix(x)
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14, msg=kind)
 
 
@@ -391,7 +391,7 @@ def test_monte_carlo_estimate_from_a_probe(architectures):
     module, _ = architectures
     mc = MonteCarloNNGP(module.MLP(outputs=3), samples=40, seed=0, batch_size=8)
     seconds, peak = mc.estimate(1000, input_shape=SHAPES["MLP"])
-    assert seconds > 0 and peak == 8 * (1000 * 1000 + 1000 * 8 * 3)
+    assert seconds > 0 and peak == 8 * (1000 * 1000 + 1000 * 8 * 8)  # 8 initialisations x 8 read-out features
 
 
 def test_sigmas_may_be_given_per_weighted_layer(architectures):

@@ -29,14 +29,20 @@ def test_reproducible_and_independent_of_batching():
     assert not torch.allclose(a, c)
 
 
-def _explicit_draws(x, seed, samples, outputs=1):
-    """(S, n, C) logits of a float64 _net() after each of its seeded reset_parameters() calls, one by one."""
-    net, drawn = _net(outputs=outputs).double(), []
+def seeded_resets(net, seed, samples):
+    """Yield after each of ``samples`` seeded reset_parameters() of ``net``'s layers, as the kernel draws them."""
     for value in np.random.SeedSequence(seed).generate_state(samples):
         torch.default_generator.manual_seed(int(value))
         for layer in net:
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
+        yield
+
+
+def _explicit_draws(x, seed, samples, outputs=1):
+    """(S, n, C) logits of a float64 _net() after each of its seeded reset_parameters() calls, one by one."""
+    net, drawn = _net(outputs=outputs).double(), []
+    for _ in seeded_resets(net, seed, samples):
         with torch.no_grad():
             drawn.append(net(x))
     return torch.stack(drawn)
@@ -45,7 +51,7 @@ def _explicit_draws(x, seed, samples, outputs=1):
 def test_equals_explicit_average_over_reset_parameters():
     """K = (1/S) sum_s f_s f_s^T with f_s the net after its s-th seeded reset_parameters()."""
     x, net = _x(5), _net()
-    mc = MonteCarloNNGP(net, samples=6, seed=2, batch_size=4)
+    mc = MonteCarloNNGP(net, samples=6, seed=2, batch_size=4, estimator="logits")
     kernel = mc.matrix(x)
     f = _explicit_draws(x, seed=2, samples=6)[:, :, 0].T  # (n, S)
     torch.testing.assert_close(kernel, f @ f.T / 6, rtol=1e-12, atol=1e-14)
@@ -55,7 +61,7 @@ def test_equals_explicit_average_over_reset_parameters():
 def test_several_logits_are_samples_of_one_kernel():
     """C = 3 logits: K = (1/(S C)) sum_{s,c} f_sc f_sc^T, the cross-logit covariance is reported and small."""
     x = _x(6)
-    mc = MonteCarloNNGP(_net(outputs=3), samples=8, seed=4, batch_size=3)
+    mc = MonteCarloNNGP(_net(outputs=3), samples=8, seed=4, batch_size=3, estimator="logits")
     kernel = mc.matrix(x)
     f = _explicit_draws(x, seed=4, samples=8, outputs=3).permute(1, 0, 2).reshape(6, 24)  # (n, S C)
     torch.testing.assert_close(kernel, f @ f.T / 24, rtol=1e-12, atol=1e-14)
@@ -64,7 +70,7 @@ def test_several_logits_are_samples_of_one_kernel():
     cross = torch.einsum("nsc,nsd->cd", per_logit, per_logit)
     off = (cross - torch.diag(cross.diagonal())).abs().max() / cross.diagonal().mean()
     assert mc.diagnostics["cross_logit_covariance_max"] == pytest.approx(float(off), rel=1e-12)
-    wide = MonteCarloNNGP(_net(width=64, outputs=4), samples=400, seed=0)
+    wide = MonteCarloNNGP(_net(width=64, outputs=4), samples=400, seed=0, estimator="logits")
     wide.matrix(_x(10))
     assert wide.diagnostics["cross_logit_covariance_max"] < 0.2
 
@@ -83,7 +89,7 @@ def test_cross_kernel_matches_symmetric_blocks_and_leaves_global_rng_alone():
 
 def test_rank_is_reported_and_limited_by_samples():
     x = _x(12)
-    mc = MonteCarloNNGP(_net(width=32), samples=5, seed=0)
+    mc = MonteCarloNNGP(_net(width=32), samples=5, seed=0, estimator="logits")
     mc.matrix(x)
     assert mc.diagnostics["rank"] == 5 and mc.diagnostics["full_rank"] is False
     mc = MonteCarloNNGP(_net(width=32), samples=200, seed=0)
@@ -94,7 +100,7 @@ def test_rank_is_reported_and_limited_by_samples():
 
 def test_standard_errors_and_their_bound():
     x = _x(6)
-    mc = MonteCarloNNGP(_net(), samples=300, seed=5, batch_size=64, entry_errors=True)
+    mc = MonteCarloNNGP(_net(), samples=300, seed=5, batch_size=64, entry_errors=True, estimator="logits")
     mc.matrix(x)
     se, d = mc.standard_error, mc.diagnostics
     assert se.shape == (6, 6) and d["standard_error_max"] == pytest.approx(float(se.max()))
