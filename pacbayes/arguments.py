@@ -153,25 +153,32 @@ def _device(value, name: str = "device"):
 def certify_arguments(model, train, test, options) -> None:
     """Check the arguments of :func:`pacbayes.certification.certify` (see the module docstring)."""
     from pacbayes.certification import CertifyOptions
-    from pacbayes.families import FAMILIES, settings_attribute
 
     _model(model)
     _dataset(train, "train")
     _dataset(test, "test")
     instance(options, CertifyOptions, "options", "a pacbayes.certification.CertifyOptions")
-    names(options.bounds, "options.bounds")
-    real(options.delta, "options.delta", low=0.0, high=1.0, open_low=True, open_high=True)
-    integer(options.m, "options.m", minimum=2, optional=True)
-    random_seed(options.seed, "options.seed")
-    real(options.corrupt, "options.corrupt", low=0.0, high=1.0)
-    integers(options.negative_classes, "options.negative_classes")
-    _device(options.device, "options.device")
-    integer(options.holdout_candidates, "options.holdout_candidates", minimum=1)
-    flag(options.quiet, "options.quiet")
+    options_arguments(options)
+
+
+def options_arguments(options, prefix: str = "options.") -> None:
+    """Check the fields of a CertifyOptions, each named ``prefix`` + its name (a claims file passes the claim)."""
+    from pacbayes.families import FAMILIES, settings_attribute
+
+    names(options.bounds, f"{prefix}bounds")
+    real(options.delta, f"{prefix}delta", low=0.0, high=1.0, open_low=True, open_high=True)
+    integer(options.m, f"{prefix}m", minimum=2, optional=True)
+    random_seed(options.seed, f"{prefix}seed")
+    real(options.corrupt, f"{prefix}corrupt", low=0.0, high=1.0)
+    integers(options.negative_classes, f"{prefix}negative_classes")
+    _device(options.device, f"{prefix}device")
+    integer(options.holdout_candidates, f"{prefix}holdout_candidates", minimum=1)
+    flag(options.allow_duplicates, f"{prefix}allow_duplicates")
+    flag(options.quiet, f"{prefix}quiet")
     for name, family in FAMILIES.items():
         attribute = settings_attribute(name)
         if getattr(options, attribute, None) is not None:
-            _settings(getattr(options, attribute), family.settings_type, f"options.{attribute}")
+            _settings(getattr(options, attribute), family.settings_type, f"{prefix}{attribute}")
 
 
 def assert_certified_arguments(

@@ -63,11 +63,10 @@ from pacbayes import checks
 from pacbayes.arguments import check_output_path
 from pacbayes.bounds import series_delta
 from pacbayes.errors import InputError, one_line
-from pacbayes.options import option
+from pacbayes.options import LEDGER_FLAG, ledger_option
 from pacbayes.progress import announce
 from pacbayes.provenance import hash_tensor, tensors_sha256
 
-LEDGER_FLAG = "--attempts-ledger"
 OTHER_ATTEMPTS = "other attempts (reserved for reruns, see --attempts-ledger)"
 MAX_LEDGER_BYTES = 1 << 28
 """A ledger larger than this (about a million attempts) is refused rather than read."""
@@ -91,17 +90,6 @@ def replaying(numbers: dict):
         yield
     finally:
         _REPLAY.reset(token)
-
-
-def ledger_option():
-    """The ``--attempts-ledger`` settings field every family declares (one flag, one ledger mechanism)."""
-    return option(
-        None,
-        LEDGER_FLAG,
-        "JSON-lines file counting runs (any seed) on this data and these settings; "
-        "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.",
-        path=True,
-    )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pacbayes.bounds import holdout_bound, split_delta
 from pacbayes import arguments, attempts, checks, provenance
 from pacbayes.bounds import clean_distribution_bound
 from pacbayes.data import Dataset, apply_label_map, binarise, certified_subset, check_disjoint, corrupt_labels
+from pacbayes.data.dataset import check_value_ranges
 from pacbayes.data.subsets import duplicates_assumption
 from pacbayes.errors import InputError
 from pacbayes.families import FAMILIES, RunContext, settings_attribute
@@ -56,12 +57,12 @@ def _settings_for(options, name: str):
 def _options_class():
     """CertifyOptions: the run-wide fields plus one settings field per registered family."""
     common = [
-        ("bounds", tuple, field(default=("marginal",))),
+        ("bounds", tuple[str, ...], field(default=("marginal",))),
         ("delta", float, field(default=0.05)),
         ("m", Optional[int], field(default=None)),
         ("seed", int, field(default=0)),
         ("corrupt", float, field(default=0.0)),
-        ("negative_classes", Optional[tuple], field(default=None)),
+        ("negative_classes", Optional[tuple[int, ...]], field(default=None)),
         ("device", Optional[str], field(default=None)),
         ("holdout_candidates", int, field(default=1)),
         ("allow_duplicates", bool, field(default=False)),
@@ -101,6 +102,8 @@ class Report(WithBounds):
     diagnostics: dict = field(default_factory=dict)
     baseline_labels: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    not_applying: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
     def best_certified_result(self) -> Optional[BoundResult]:
         """The smallest certified bound, which names its classifier (all hold together: one union bound).
@@ -137,7 +140,7 @@ class Report(WithBounds):
             (family, None if b is None else b.value)
             for family, b in self.certified_by_family().items()
             if b is None or not b.value <= max_bound
-        ]
+        ] + [(family, None) for family in self.not_applying]
 
     def to_dict(self) -> dict:
         best = self.best_certified_result()
@@ -161,6 +164,8 @@ class Report(WithBounds):
             "seconds": self.seconds,
             "diagnostics": self.diagnostics,
             "provenance": self.provenance,
+            "not_applying": self.not_applying,
+            "notes": self.notes,
         }
 
 
@@ -193,6 +198,7 @@ def prepare_data(model: torch.nn.Module, train: Dataset, test: Dataset, options:
     outputs = output_dim(model, train.x[:1])
     output_dim(model, test.x[:1])  # a test set of the wrong shape fails here, with one clear line
     check_disjoint(train, test)
+    check_value_ranges(train, test)
     test = apply_label_map(test, train).derive(
         disjoint_from=f"the whole training set given ({train.name}, {len(train)} examples)"
     )
@@ -221,9 +227,19 @@ def delta_shares(delta: float, bounds) -> dict:
 
 
 def certify(
-    model: torch.nn.Module, train: Dataset, test: Dataset, options: CertifyOptions = CertifyOptions()
+    model: torch.nn.Module,
+    train: Dataset,
+    test: Dataset,
+    options: CertifyOptions = CertifyOptions(),
+    *,
+    report_inapplicable: bool = False,
 ) -> Report:
-    """Measure errors and compute every requested bound; see the module docstring."""
+    """Measure errors and compute every requested bound; see the module docstring.
+
+    A family that cannot speak about the model (the realisable marginal bound at a nonzero training
+    error) refuses the run, unless ``report_inapplicable``: then it is left out, its reason recorded
+    in the report's ``not_applying``, and the other families and the hold-out bound are computed.
+    """
     arguments.certify_arguments(model, train, test, options)
     _check_options(options)
     started = time.perf_counter()
@@ -259,10 +275,15 @@ def certify(
         quiet=options.quiet,
         sample=sample,
     )
-    for name in options.bounds:  # every family refuses what it cannot certify before any of them runs
-        FAMILIES[name].check(context)
+    try:
+        not_applying = _not_applying(options.bounds, context, report_inapplicable)
+    except InputError as err:
+        raise InputError(f"{err}{_subset_hint(train, train_error)}") from None
     bounds, diagnostics, labels = [], {}, {}
     for name in options.bounds:
+        if name in not_applying:
+            ledger[name] = {}
+            continue
         stage = time.perf_counter()
         outcome = FAMILIES[name].run(
             model, train, test, delta=shares[name], settings=options.settings_for(name), context=context
@@ -297,7 +318,54 @@ def certify(
         diagnostics=diagnostics,
         baseline_labels=labels,
         provenance=origin,
+        not_applying=not_applying,
+        notes=coverage_notes(train),
     )
+
+
+def _drawn_subset(train: Dataset):
+    """The ``--m`` subset record of the prepared S when it holds fewer points than the data given, else None."""
+    subset = train.info.get("subset")
+    return subset if subset and subset["of"] > subset["m"] else None
+
+
+def coverage_notes(train: Dataset) -> list:
+    """What the numbers are about when ``--m`` drew S from a larger training set: the family bounds speak of a
+    classifier fit to the m points of S, and only the hold-out bound speaks of MODEL (trained on all of them)."""
+    subset = _drawn_subset(train)
+    if subset is None:
+        return []
+    return [
+        f"--m drew {subset['m']:,} of the {subset['of']:,} training examples given: the marginal and "
+        f"stochastic bounds are about a classifier trained on those {subset['m']:,} points, not about MODEL "
+        "trained on all of them; the hold-out bound is the one about MODEL"
+    ]
+
+
+def _subset_hint(train: Dataset, train_error: float) -> str:
+    """The end of a refusal for a training error on an ``--m`` subset: how to certify the set MODEL fits."""
+    subset = _drawn_subset(train)
+    if subset is None or train_error == 0.0:
+        return ""
+    return (
+        f"; --m drew {subset['m']:,} of the {subset['of']:,} training examples given (seed {subset['seed']}), "
+        "a subset the model may not fit exactly: pass exactly the model's training set (without --m), or "
+        f"train the model on pacbayes.certified_subset(train, m={subset['m']}, seed={subset['seed']})"
+    )
+
+
+def _not_applying(names, context: RunContext, report: bool) -> dict:
+    """family -> why it cannot speak about the model, checked for every family before any of them runs;
+    unless ``report``, the first such family's InputError is raised instead."""
+    reasons = {}
+    for name in names:
+        try:
+            FAMILIES[name].check(context)
+        except InputError as err:
+            if not report:
+                raise
+            reasons[name] = str(err)
+    return reasons
 
 
 def _with_clean_label_versions(bounds: list, fraction: float, outputs: int) -> list:

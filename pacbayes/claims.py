@@ -8,7 +8,7 @@ threshold, or with the same bound under other settings:
     name = "bound on 500 clean points is below 0.45"
     model = "demo"                 # or a model file (path relative to the claims file)
     m = 500
-    bound = "marginal"             # bound family; kind = "certified" (default) or "estimate"
+    bound = "marginal"             # bound family, or "holdout"; kind = "certified" (default) or "estimate"
     at_most = 0.45                 # or at_least = ...
 
     [[claim]]
@@ -18,26 +18,29 @@ threshold, or with the same bound under other settings:
     corrupt = 0.5
     compare = { op = ">", with = { corrupt = 0.0 } }
 
-Keys of a claim (defaults in brackets; a top-level ``[defaults]`` table overrides them for every
-claim): name; model ("demo": the demo network of :mod:`pacbayes.demo`, with ``width`` [512]
-and ``depth`` [2], trained to zero error on the claim's own training data with the claim's
-seed); architecture (for state_dict model files, as ``pacbayes certify``); train
-["mnist-embedded:train"]; test ["mnist-embedded:test"]; m; corrupt [0]; seed [0]; delta [0.05];
-bound ["marginal"]; kind ["certified"]; exactly one of at_most, at_least, compare; and any bound
-family's option by its ``pacbayes certify`` flag name with underscores (``kernel_type``,
-``jitter``, ``objective``, ``prior_split``, ``subspace_dim``, ...; defaults as there). In ``compare``,
-``op`` is one of < <= > >= and ``with`` lists the settings that differ on the right-hand side.
-Model and data paths are relative to the claims file. Every value is type-checked when the file is
-read (a bad one is refused naming the claim and the key, before anything runs).
+The keys of a claim (:func:`claim_keys`; a top-level ``[defaults]`` table sets them for every claim)
+are the claim's own (:data:`OWN_SETTINGS`: the model, its data, the bound read), every run-wide field
+of :class:`~pacbayes.certification.CertifyOptions` (``delta``, ``m``, ``negative_classes``, ``bounds``,
+...) and every bound family's option by its ``pacbayes certify`` flag name with underscores
+(``kernel_type``, ``jitter``, ``prior_split``, ...). Both of the latter are generated from the code
+that makes the certify options, so a new option is a new key. ``bounds`` (the families certify
+runs, which split delta) defaults to the claim's own ``bound``. ``bound = "holdout"`` reads the
+hold-out bound on the test set, the one number about the model itself, from a certify run of
+``bounds`` (default: certify's own, marginal). In ``compare``, ``op`` is one of < <= > >= and
+``with`` lists the settings that differ on the right-hand side. Model and data paths are relative
+to the claims file.
+
+Every claim is checked when the file is read: an unknown key, a value of the wrong type or range,
+or keys that contradict each other make that claim an ERROR row, with the reason; so does a claim
+that fails while it runs (a missing model file, data the bound refuses). The other claims still
+run. Only a file that is not a claims file at all (not TOML, no claims) is refused as a whole.
 
 A claims file can never allow unpickling: a ``trust_pickle`` key anywhere in it is refused. Only
 the command line can (``pacbayes check --trust-pickle``, ``check_claims(..., trust_pickle=True)``).
-Likewise an ``architecture`` key names code to import and run ("file.py:Class", "module:Class"):
-a claims file that has one is refused, before anything runs, unless the command line allows it
-(``pacbayes check --trust-code``, ``check_claims(..., trust_code=True)``).
-
-A claim that cannot be checked (a missing model file, data the bound refuses, ...) becomes an
-ERROR row, with the reason; the other claims still run.
+Likewise an ``architecture`` key names code to import and run ("file.py:Class", "module:Class"),
+built with the ``kwargs`` table as keyword arguments: a claims file that has one is refused, before
+anything runs, unless the command line allows it (``pacbayes check --trust-code``,
+``check_claims(..., trust_code=True)``).
 
 Each certify report is cached by content hash (:mod:`pacbayes.testing`) when a cache folder is
 given, so re-checking unchanged claims is cheap. A cached report is trusted only after
@@ -45,10 +48,13 @@ given, so re-checking unchanged claims is cheap. A cached report is trusted only
 fails is reported with a :class:`~pacbayes.testing.CacheWarning` and computed again.
 """
 
+import math
+import numbers
 import operator
 import os
 import tomllib
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import torch
@@ -58,28 +64,64 @@ from pacbayes.certification import CertifyOptions, prepare_data
 from pacbayes.data.embedded import NAME as EMBEDDED_NAME
 from pacbayes.demo import demo_network, train_to_zero_error
 from pacbayes.errors import InputError, PacBayesError
-from pacbayes.families import FAMILIES, cli_fields, settings_from_keys
-from pacbayes.options import checked_value
+from pacbayes.families import FAMILIES, cli_fields, settings_attribute, settings_from_keys
 from pacbayes.models import load_model, require_trusted_code
+from pacbayes.options import checked_value
 from pacbayes.testing import cached_report, family_bound
 
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-SETTINGS = {
-    "model": "demo",
-    "width": 512,
-    "depth": 2,
-    "architecture": None,
-    "train": "mnist-embedded:train",
-    "test": "mnist-embedded:test",
-    "m": None,
-    "corrupt": 0.0,
-    "seed": 0,
-    "delta": 0.05,
-    "bound": "marginal",
-    "kind": "certified",
+HOLDOUT_BOUND = "holdout"
+OWN_SETTINGS = {
+    "model": ("demo", '"demo" (the demo network, trained to zero error on the claim\'s data) or a model file'),
+    "width": (512, "width of the demo network"),
+    "depth": (2, "hidden layers of the demo network"),
+    "architecture": (None, '"module:Class" or "file.py:Class" for a state_dict model file (needs --trust-code)'),
+    "kwargs": (None, "a table of keyword arguments for architecture"),
+    "train": ("mnist-embedded:train", "training data: a data set name or a path"),
+    "test": ("mnist-embedded:test", "held-out data: a data set name or a path"),
+    "bound": ("marginal", 'the bound read: a family name, or "holdout" (the model\'s hold-out bound)'),
+    "kind": ("certified", '"certified" or "estimate" (a family\'s bound only)'),
 }
-FAMILY_KEYS = {f.metadata["cli"].key: f for family in FAMILIES.values() for f in cli_fields(family.settings_type)}
-CLAIM_KEYS = set(SETTINGS) | set(FAMILY_KEYS) | {"name", "at_most", "at_least", "compare"}
+TESTS = ("at_most", "at_least", "compare")
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+
+
+def option_fields() -> dict:
+    """key -> field of every run-wide CertifyOptions field a claim sets: all but ``quiet`` (the caller's)
+    and the per-family settings (whose options are keys one by one, :func:`family_fields`)."""
+    per_family = {settings_attribute(name) for name in FAMILIES}
+    return {f.name: f for f in fields(CertifyOptions) if f.name != "quiet" and f.name not in per_family}
+
+
+def family_fields() -> dict:
+    """key -> settings field of every registered family's user option (its certify flag, underscored)."""
+    return {f.metadata["cli"].key: f for family in FAMILIES.values() for f in cli_fields(family.settings_type)}
+
+
+def claim_keys() -> set:
+    """Every key a claim may hold."""
+    return set(OWN_SETTINGS) | set(option_fields()) | set(family_fields()) | {"name", *TESTS}
+
+
+def default_settings() -> dict:
+    """A claim's settings before its own keys: its own defaults and every run-wide option's
+    (``bounds`` None: derived from ``bound``, :func:`families_run`); family options only where given."""
+    own = {key: default for key, (default, _) in OWN_SETTINGS.items()}
+    return {**own, **{key: None if key == "bounds" else f.default for key, f in option_fields().items()}}
+
+
+@dataclass
+class Claim:
+    """One ``[[claim]]`` table as read: its checked settings and test, or the problem that stops it.
+
+    ``source`` is the table merged with ``[defaults]``, as written (the code it names is checked
+    against ``--trust-code`` even when the claim has a problem)."""
+
+    name: str
+    settings: dict
+    test: dict
+    source: dict
+    problem: Optional[str] = None
 
 
 @dataclass
@@ -104,13 +146,11 @@ class ClaimResult:
         return dict(self.__dict__)
 
 
-def load_claims(path: str) -> list:
-    """Parse and validate a claims file; returns a list of (name, settings, test) tuples.
-
-    Every problem is an :class:`InputError` naming the claim and the key, raised before anything runs."""
+def _document(path: str) -> dict:
+    """The parsed TOML of a claims file (InputError, in one line, when it cannot be read or parsed)."""
     try:
         with open(path, "rb") as stream:
-            document = checks.parsed(tomllib.load, stream, f"claims file {path}")
+            return checks.parsed(tomllib.load, stream, f"claims file {path}")
     except FileNotFoundError as err:
         raise InputError(f"claims file {path} does not exist; pass the path of a TOML claims file") from err
     except tomllib.TOMLDecodeError as err:
@@ -123,6 +163,14 @@ def load_claims(path: str) -> list:
         raise InputError(
             f"cannot read claims file {path} ({err.strerror or err}); pass the path of a TOML claims file"
         ) from None
+
+
+def load_claims(path: str) -> list:
+    """Parse a claims file into a list of :class:`Claim`, each checked (a bad one carries its ``problem``).
+
+    A file that is not a claims file (unreadable, not TOML, no ``[[claim]]`` tables, other top-level
+    keys) or that sets ``trust_pickle`` raises :class:`InputError` before anything runs."""
+    document = _document(path)
     pickles = list(_trust_pickle_keys(document))
     if pickles:
         raise InputError(
@@ -142,49 +190,61 @@ def load_claims(path: str) -> list:
     if not isinstance(claims, list) or not claims:
         raise InputError(f"claims file {path} has no [[claim]] tables; add at least one claim")
     base = os.path.dirname(os.path.abspath(path))
-    parsed = []
-    for number, claim in enumerate(claims, start=1):
-        if not isinstance(claim, dict):
-            raise InputError(f"claims file {path}: claim {number} is {claim!r}, not a [[claim]] table")
-        merged = {**defaults, **claim}
-        label = merged.get("name", f"claim {number}")
-        if not isinstance(label, str) or not label:
-            raise InputError(f"claim {number}: name must be a non-empty string, got {label!r}")
-        unknown = set(merged) - CLAIM_KEYS
-        if unknown:
-            raise InputError(f"{label}: unknown keys {sorted(unknown)}; allowed: {sorted(CLAIM_KEYS)}")
-        tests = [key for key in ("at_most", "at_least", "compare") if key in merged]
-        if len(tests) != 1:
-            raise InputError(f"{label}: give exactly one of at_most, at_least, compare (found {tests or 'none'})")
-        settings = {**SETTINGS, **{k: v for k, v in merged.items() if k in SETTINGS or k in FAMILY_KEYS}}
-        settings = _checked_settings(settings, label, base, keys=list(settings))
-        test = {key: merged[key] for key in tests}
-        if "compare" in test:
-            compare = test["compare"]
-            if (
-                not isinstance(compare, dict)
-                or compare.get("op") not in OPERATORS
-                or not isinstance(compare.get("with"), dict)
-                or not compare["with"]
-            ):
-                raise InputError(
-                    f"{label}: compare needs op (one of {' '.join(OPERATORS)}) and a non-empty "
-                    "'with' table of the settings that differ, e.g. "
-                    'compare = { op = ">", with = { corrupt = 0.0 } }'
-                )
-            bad = set(compare["with"]) - set(SETTINGS) - set(FAMILY_KEYS)
-            if bad:
-                raise InputError(f"{label}: compare.with has unknown settings {sorted(bad)}")
-            changed = _checked_settings(
-                {**settings, **compare["with"]}, label, base, prefix="compare.with.", keys=compare["with"]
-            )
-            test["compare"] = {**compare, "with": {key: changed[key] for key in compare["with"]}}
-        else:
-            threshold = test[tests[0]]
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-                raise InputError(f"claim '{label}': {tests[0]} must be an error rate in [0, 1], got {threshold!r}")
-        parsed.append((label, settings, test))
-    return parsed
+    return [_claim(number, claim, defaults, base) for number, claim in enumerate(claims, start=1)]
+
+
+def _claim(number: int, table, defaults: dict, base: str) -> Claim:
+    """One claim table (merged with the defaults) checked; a problem is kept on the Claim, not raised."""
+    source = {**defaults, **table} if isinstance(table, dict) else {}
+    name = source.get("name")
+    label = name if isinstance(name, str) and name else f"claim {number}"
+    try:
+        if not isinstance(table, dict):
+            raise InputError(f"claim {number} is {table!r}, not a [[claim]] table")
+        if "name" in source and name != label:
+            raise InputError(f"claim {number}: name must be a non-empty string, got {name!r}")
+        settings, test = _parsed(source, label, base)
+    except InputError as err:
+        return Claim(label, {}, {}, source, problem=str(err))
+    return Claim(label, settings, test, source)
+
+
+def _parsed(source: dict, label: str, base: str) -> tuple:
+    """(settings, test) of a claim table, every value checked (InputError naming the claim and the key)."""
+    unknown = set(source) - claim_keys()
+    if unknown:
+        raise InputError(f"claim '{label}': unknown keys {sorted(unknown)}; allowed: {sorted(claim_keys())}")
+    tests = [key for key in TESTS if key in source]
+    if len(tests) != 1:
+        raise InputError(f"claim '{label}': give exactly one of at_most, at_least, compare (found {tests or 'none'})")
+    given = {key: value for key, value in source.items() if key not in TESTS and key != "name"}
+    settings = _checked_settings({**default_settings(), **given}, label, base, "", list(given))
+    if tests == ["compare"]:
+        return settings, {"compare": _checked_compare(source["compare"], settings, label, base)}
+    threshold = source[tests[0]]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise InputError(f"claim '{label}': {tests[0]} must be an error rate in [0, 1], got {threshold!r}")
+    return settings, {tests[0]: threshold}
+
+
+def _checked_compare(compare, settings: dict, label: str, base: str) -> dict:
+    """A claim's compare table, its ``with`` settings checked as the claim's own are."""
+    if (
+        not isinstance(compare, dict)
+        or compare.get("op") not in OPERATORS
+        or not isinstance(compare.get("with"), dict)
+        or not compare["with"]
+    ):
+        raise InputError(
+            f"claim '{label}': compare needs op (one of {' '.join(OPERATORS)}) and a non-empty "
+            "'with' table of the settings that differ, e.g. "
+            'compare = { op = ">", with = { corrupt = 0.0 } }'
+        )
+    bad = set(compare["with"]) - (claim_keys() - {"name", *TESTS})
+    if bad:
+        raise InputError(f"claim '{label}': compare.with has unknown settings {sorted(bad)}")
+    changed = _checked_settings({**settings, **compare["with"]}, label, base, "compare.with.", list(compare["with"]))
+    return {**compare, "with": {key: changed[key] for key in compare["with"]}}
 
 
 def _trust_pickle_keys(node, where: str = ""):
@@ -200,49 +260,109 @@ def _trust_pickle_keys(node, where: str = ""):
             yield from _trust_pickle_keys(value, f"{where}[{i}]")
 
 
-def _checked_settings(settings: dict, label: str, base: str, prefix: str = "", keys=None) -> dict:
-    """Type-check a claim's settings (InputError naming the claim and the key) and resolve its paths."""
-
-    def name(key):
-        return f"claim '{label}': {prefix}{key}"
-
+def _checked_settings(settings: dict, label: str, base: str, prefix: str, keys: list) -> dict:
+    """``settings`` with the values of ``keys`` type-checked and their paths resolved, then checked as a
+    whole (:func:`_check_coherent`); InputError naming the claim and the key."""
     checked = dict(settings)
-    for key in SETTINGS if keys is None else keys:
-        value = settings[key]
-        if key in FAMILY_KEYS:
-            checked[key] = checked_value(FAMILY_KEYS[key], value, name(key))
-            if FAMILY_KEYS[key].metadata["cli"].path and checked[key] is not None:
+    options, families = option_fields(), family_fields()
+    for key in keys:
+        where = f"claim '{label}': {prefix}{key}"
+        if key in families:
+            checked[key] = checked_value(families[key], settings[key], where)
+            if families[key].metadata["cli"].path and checked[key] is not None:
                 checked[key] = os.path.join(base, checked[key])  # relative to the claims file
-        if key in ("model", "train", "test") and (not isinstance(value, str) or not value):
-            what = '"demo" or a path' if key == "model" else "a data set name or a path"
-            raise InputError(f"{name(key)} must be a string ({what}, relative to the claims file), got {value!r}")
-        if key == "architecture" and value is not None and not isinstance(value, str):
-            raise InputError(f"{name(key)} must be a string 'module:Class' or 'file.py:Class', got {value!r}")
-        if key in ("width", "depth"):
-            arguments.integer(value, name(key), minimum=1)
-        if key == "m":
-            arguments.integer(value, name(key), minimum=2, optional=True)
-        if key == "seed":
-            arguments.integer(value, name(key), minimum=0)
-        if key == "corrupt":
-            checked[key] = arguments.real(value, name(key), low=0.0, high=1.0)
-        if key == "delta":
-            checked[key] = arguments.real(value, name(key), low=0.0, high=1.0, open_low=True, open_high=True)
-        if key == "bound" and value not in FAMILIES:
-            raise InputError(f"{name(key)} must be a bound family ({', '.join(FAMILIES)}), got {value!r}")
-        if key == "kind" and value not in ("certified", "estimate"):
-            raise InputError(f'{name(key)} must be "certified" or "estimate", got {value!r}')
-    if "model" in checked:
-        checked["model"] = _resolve_model(checked["model"], base)
-    for key in ("train", "test"):
-        if key in checked:
-            checked[key] = _resolve_data(checked[key], base)
+        elif key in options:
+            checked[key] = _typed_option(options[key], settings[key], where, default_settings()[key])
+        else:
+            checked[key] = _own_value(key, settings[key], where, base)
+    _check_coherent(checked, f"claim '{label}': {prefix}")
     return checked
 
 
-def _resolve_model(model, base: str) -> str:
-    if not isinstance(model, str):
-        raise InputError(f'model must be "demo" or a file path, got {model!r}')
+def _typed_option(f, value, where: str, default):
+    """``value`` for the CertifyOptions field ``f`` as TOML gives it (a list for a tuple field), checked
+    against the field's type; None only where the claim's default is None."""
+    if value is None and default is None:
+        return None
+    kind = f.type
+    if typing.get_origin(kind) is typing.Union:  # Optional[X]: X
+        kind = next(t for t in typing.get_args(kind) if t is not type(None))
+    if typing.get_origin(kind) is tuple:
+        (element, *_) = typing.get_args(kind) or (object,)
+        if not isinstance(value, list):
+            raise InputError(f"{where} must be a list of {TYPE_NAMES.get(element, 'values')}, got {value!r}")
+        return tuple(_typed_option_item(element, item, f"{where}[{i}]") for i, item in enumerate(value))
+    return _typed_option_item(kind, value, where)
+
+
+def _typed_option_item(kind: type, value, where: str):
+    """One value of type ``kind`` (bool, int, a finite float, str): InputError naming ``where`` otherwise."""
+    fits = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, numbers.Integral) and not isinstance(value, bool),
+        float: isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value),
+        str: isinstance(value, str),
+    }
+    if not fits.get(kind, True):
+        raise InputError(f"{where} must be {TYPE_NAMES[kind]}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _own_value(key: str, value, where: str, base: str):
+    """A value of one of the claim's own keys (:data:`OWN_SETTINGS`), checked, paths resolved against ``base``."""
+    if key in ("model", "train", "test"):
+        if not isinstance(value, str) or not value:
+            what = '"demo" or a path' if key == "model" else "a data set name or a path"
+            raise InputError(f"{where} must be a string ({what}, relative to the claims file), got {value!r}")
+        return _resolve_model(value, base) if key == "model" else _resolve_data(value, base)
+    if key == "architecture" and value is not None and not isinstance(value, str):
+        raise InputError(f"{where} must be a string 'module:Class' or 'file.py:Class', got {value!r}")
+    if key == "kwargs" and value is not None and not isinstance(value, dict):
+        raise InputError(f"{where} must be a table of keyword arguments, e.g. kwargs = {{ width = 64 }}, got {value!r}")
+    if key in ("width", "depth"):
+        arguments.integer(value, where, minimum=1)
+    if key == "bound" and value not in (*FAMILIES, HOLDOUT_BOUND):
+        raise InputError(f'{where} must be a bound family or "{HOLDOUT_BOUND}" ({", ".join(FAMILIES)}), got {value!r}')
+    if key == "kind" and value not in ("certified", "estimate"):
+        raise InputError(f'{where} must be "certified" or "estimate", got {value!r}')
+    return value
+
+
+def _check_coherent(settings: dict, prefix: str) -> None:
+    """Keys that contradict each other, and the certify options' values (as certify checks them)."""
+    if settings["bound"] == HOLDOUT_BOUND and settings["kind"] != "certified":
+        raise InputError(f'{prefix}kind: the hold-out bound is certified only; remove kind = "{settings["kind"]}"')
+    if settings["kwargs"] is not None and settings["architecture"] is None:
+        raise InputError(
+            f"{prefix}kwargs: keyword arguments are for an architecture; add architecture or remove kwargs"
+        )
+    bounds = settings["bounds"] or ()
+    unknown = [name for name in bounds if name not in FAMILIES]
+    if unknown:
+        raise InputError(
+            f"{prefix}bounds: unknown bound family {', '.join(unknown)}; choose from {', '.join(FAMILIES)}"
+        )
+    if bounds and settings["bound"] in FAMILIES and settings["bound"] not in bounds:
+        raise InputError(f"{prefix}bounds: it does not run the claim's bound {settings['bound']!r}; add it to bounds")
+    arguments.options_arguments(certify_options(settings), prefix)
+
+
+def families_run(settings: dict) -> tuple:
+    """The bound families certify runs for a claim: ``bounds``, else the claim's ``bound``, else (for the
+    hold-out bound) certify's default families."""
+    if settings["bounds"]:
+        return tuple(settings["bounds"])
+    return (settings["bound"],) if settings["bound"] in FAMILIES else option_fields()["bounds"].default
+
+
+def certify_options(settings: dict, quiet: bool = True) -> CertifyOptions:
+    """The CertifyOptions of a claim's settings: its run-wide options and its families' options."""
+    run_wide = {key: settings[key] for key in option_fields()}
+    return CertifyOptions(**{**run_wide, "bounds": families_run(settings)}, quiet=quiet, **settings_from_keys(settings))
+
+
+def _resolve_model(model: str, base: str) -> str:
+    """``model`` ("demo" or a path) with a relative path made relative to ``base``."""
     return model if model == "demo" or os.path.isabs(model) else os.path.join(base, model)
 
 
@@ -269,26 +389,27 @@ class ClaimChecker:
         self.load_data, self.cache_dir, self.quiet = load_data, cache_dir, quiet
         self.trust_pickle = arguments.flag(trust_pickle, "trust_pickle")  # from the caller, never the file
         self.trust_code = arguments.flag(trust_code, "trust_code")
-        self._values: dict = {}
+        self._reports: dict = {}
 
     def value(self, settings: dict) -> tuple:
         """(bound value, bound name, report dict) for one set of settings."""
-        key = repr(sorted(settings.items()))
-        if key not in self._values:
-            self._values[key] = self._compute(settings)
-        return self._values[key]
+        report = self.report(settings)
+        if settings["bound"] == HOLDOUT_BOUND:
+            return report["baselines"]["holdout_bound"], HOLDOUT_BOUND, report
+        record = family_bound(report, settings["bound"], settings["kind"])
+        return record["value"], record["name"], report
 
-    def _compute(self, settings: dict) -> tuple:
+    def report(self, settings: dict) -> dict:
+        """The certify report of one set of settings; claims reading other bounds of one run share it."""
+        run = {key: value for key, value in settings.items() if key not in ("bound", "kind")}
+        key = repr(sorted({**run, "bounds": families_run(settings)}.items()))
+        if key not in self._reports:
+            self._reports[key] = self._compute(settings)
+        return self._reports[key]
+
+    def _compute(self, settings: dict) -> dict:
         train, test = self.load_data(settings["train"]), self.load_data(settings["test"])
-        options = CertifyOptions(
-            bounds=(settings["bound"],),
-            delta=settings["delta"],
-            m=settings["m"],
-            seed=settings["seed"],
-            corrupt=float(settings["corrupt"]),
-            quiet=self.quiet,
-            **settings_from_keys(settings),
-        )
+        options = certify_options(settings, quiet=self.quiet)
         if settings["model"] == "demo":
             torch.manual_seed(settings["seed"])
             model = demo_network(width=settings["width"], depth=settings["depth"])
@@ -296,50 +417,59 @@ class ClaimChecker:
             train_to_zero_error(model, fitted, seed=settings["seed"], max_epochs=1000, quiet=self.quiet)
         else:
             require_trusted_code(settings["architecture"], "the claims file", self.trust_code)
-            model = load_model(settings["model"], architecture=settings["architecture"], trust_pickle=self.trust_pickle)
+            model = load_model(
+                settings["model"],
+                architecture=settings["architecture"],
+                kwargs=settings["kwargs"],
+                trust_pickle=self.trust_pickle,
+            )
         report, _ = cached_report(model, train, test, options, cache_dir=self.cache_dir)
-        record = family_bound(report, settings["bound"], settings["kind"])
-        return record["value"], record["name"], report
+        return report
 
-    def check(self, name: str, settings: dict, test: dict) -> ClaimResult:
-        value, bound_name, report = self.value(settings)
+    def check(self, claim: Claim) -> ClaimResult:
+        """The claim's value compared with its threshold or its other side (raises when it cannot run)."""
+        if claim.problem:
+            raise InputError(claim.problem)
+        value, bound_name, report = self.value(claim.settings)
         details = {"m": report["m"], "train_error": report["train_error"], "test_error": report["test_error"]}
-        if "compare" in test:
-            op = test["compare"]["op"]
-            other = {**settings, **test["compare"]["with"]}
+        row = {"name": claim.name, "value": value, "bound_name": bound_name, "settings": claim.settings}
+        if "compare" in claim.test:
+            op = claim.test["compare"]["op"]
+            other = {**claim.settings, **claim.test["compare"]["with"]}
             reference, _, _ = self.value(other)
             return ClaimResult(
-                name=name,
+                **row,
                 passed=OPERATORS[op](value, reference),
-                value=value,
                 op=op,
                 reference=reference,
-                reference_kind="bound with " + _describe(test["compare"]["with"]),
-                bound_name=bound_name,
-                settings=settings,
+                reference_kind="bound with " + _describe(claim.test["compare"]["with"]),
                 reference_settings=other,
                 details=details,
             )
-        op, reference = ("<=", test["at_most"]) if "at_most" in test else (">=", test["at_least"])
+        op, reference = _threshold(claim.test)
         return ClaimResult(
-            name=name,
+            **row,
             passed=OPERATORS[op](value, reference),
-            value=value,
             op=op,
-            reference=float(reference),
+            reference=reference,
             reference_kind="threshold",
-            bound_name=bound_name,
-            settings=settings,
             details=details,
         )
 
 
+def _threshold(test: dict) -> tuple:
+    """(op, reference) of an at_most / at_least test."""
+    return ("<=", float(test["at_most"])) if "at_most" in test else (">=", float(test["at_least"]))
+
+
 def _refuse_untrusted_code(path: str, claims: list, trust_code: bool) -> None:
     """Refuse, before any claim runs, a claims file naming an architecture unless the caller trusts its code."""
-    for name, settings, test in claims:
-        other = test.get("compare", {}).get("with", {})
-        for architecture in (settings.get("architecture"), other.get("architecture")):
-            require_trusted_code(architecture, f"claims file {path} (claim '{name}')", trust_code)
+    for claim in claims:
+        compare = claim.source.get("compare")
+        other = compare.get("with") if isinstance(compare, dict) else None
+        named = [claim.source.get("architecture"), other.get("architecture") if isinstance(other, dict) else None]
+        for architecture in named:
+            require_trusted_code(architecture, f"claims file {path} (claim '{claim.name}')", trust_code)
 
 
 def _describe(changes: dict) -> str:
@@ -351,11 +481,11 @@ def check_claims(
 ) -> list:
     """Every claim of the file, checked in order; a list of :class:`ClaimResult`.
 
-    A malformed file raises InputError before anything runs. A claim that fails while it is checked
-    (a missing model file, data its bound refuses) is an ERROR row; the others still run.
-    trust_pickle: allow unpickling whole-module model files; trust_code: allow the file's
-    ``architecture`` keys (ModelLoadError before anything runs otherwise). Both only from the
-    caller, never the file.
+    A file that is not a claims file raises InputError before anything runs. A claim that is
+    malformed, or that fails while it is checked (a missing model file, data its bound refuses), is
+    an ERROR row; the others still run. trust_pickle: allow unpickling whole-module model files;
+    trust_code: allow the file's ``architecture`` keys (ModelLoadError before anything runs
+    otherwise). Both only from the caller, never the file.
     """
     checker = ClaimChecker(
         load_data, cache_dir=cache_dir, quiet=quiet, trust_pickle=trust_pickle, trust_code=trust_code
@@ -363,32 +493,63 @@ def check_claims(
     claims = load_claims(path)
     _refuse_untrusted_code(path, claims, checker.trust_code)
     results = []
-    for name, settings, test in claims:
+    for claim in claims:
         try:
-            results.append(checker.check(name, settings, test))
+            results.append(checker.check(claim))
         except (PacBayesError, OSError) as err:
-            results.append(_error_row(name, settings, test, err))
+            results.append(_error_row(claim, err))
     return results
 
 
-def _error_row(name: str, settings: dict, test: dict, err: Exception) -> ClaimResult:
+def _error_row(claim: Claim, err: Exception) -> ClaimResult:
+    """The ERROR row of a claim that could not be checked, with the reason."""
     reason = " ".join(str(err).split()) or type(err).__name__
-    if "compare" in test:
-        op, reference, kind = test["compare"]["op"], None, "bound with " + _describe(test["compare"]["with"])
-    else:
-        op, reference = ("<=", test["at_most"]) if "at_most" in test else (">=", test["at_least"])
-        reference, kind = float(reference), "threshold"
+    op, reference, kind = "", None, "threshold"
+    if "compare" in claim.test:
+        op, kind = claim.test["compare"]["op"], "bound with " + _describe(claim.test["compare"]["with"])
+    elif claim.test:
+        op, reference = _threshold(claim.test)
     return ClaimResult(
-        name=name,
+        name=claim.name,
         passed=False,
         value=None,
         op=op,
         reference=reference,
         reference_kind=kind,
-        bound_name=settings["bound"],
-        settings=settings,
+        bound_name=str(claim.settings.get("bound", "")),
+        settings=claim.settings,
         error=reason,
     )
+
+
+def key_table() -> str:
+    """The Markdown table of every claims key, its default, its certify flag and its meaning (docs/files.md
+    holds it verbatim; the flags and meanings of certify options come from ``pacbayes certify`` itself)."""
+    from pacbayes.cli import certify_command
+
+    flags = {opt: param for param in certify_command.params for opt in param.opts}
+    defaults = {**default_settings(), **{key: f.default for key, f in family_fields().items()}}
+    rows = ["| key | default | certify flag | meaning |", "| --- | --- | --- | --- |"]
+    for key in (*OWN_SETTINGS, *option_fields(), *family_fields()):
+        param = flags.get("--" + key.replace("_", "-"))
+        flag = "" if param is None else f"`{param.opts[0]}`"
+        meaning = OWN_SETTINGS[key][1] if key in OWN_SETTINGS else "" if param is None else param.help
+        meaning = meaning or f"CertifyOptions.{key} (no certify flag)"
+        rows.append(f"| `{key}` | {_toml(defaults[key], key)} | {flag} | {meaning.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def _toml(value, key: str) -> str:
+    """A default as a claims file writes it (unset ones described)."""
+    if value is None:
+        return "from `bound`" if key == "bounds" else "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    if isinstance(value, tuple):
+        return f"`[{', '.join(str(v) for v in value)}]`"
+    return f"`{value}`"
 
 
 def render_table(results: list) -> str:
@@ -414,4 +575,16 @@ def render_table(results: list) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ClaimResult", "ClaimChecker", "check_claims", "load_claims", "render_table", "OPERATORS"]
+__all__ = [
+    "Claim",
+    "ClaimResult",
+    "ClaimChecker",
+    "HOLDOUT_BOUND",
+    "check_claims",
+    "claim_keys",
+    "certify_options",
+    "key_table",
+    "load_claims",
+    "render_table",
+    "OPERATORS",
+]

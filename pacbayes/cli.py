@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -23,7 +24,7 @@ def _exit_interrupted(signum, frame) -> None:
 
 @contextmanager
 def _exit_on_interrupt():
-    """While the package loads (torch takes seconds), Ctrl-C prints one line and exits with status 130 at
+    """While the command line loads (numpy and click), Ctrl-C prints one line and exits with status 130 at
     once: a KeyboardInterrupt raised inside third-party import code can resurface as another error."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -50,15 +51,14 @@ with _exit_on_interrupt():
         regular_file,
     )
     from pacbayes.checks import parsed
-    from pacbayes.device import resolve_device
-    from pacbayes.errors import PacBayesError
-    from pacbayes.families import FAMILIES, cli_fields, settings_from_keys
+    from pacbayes.errors import PacBayesError, PacBayesWarning
+    from pacbayes.families import cli_fields, settings_from_keys, settings_types
     from pacbayes.bounds import MARGINAL_VARIANTS
-    from pacbayes.data.arrays import load_kernel_inputs, load_npy
-    from pacbayes.evidence.ep import DEFAULT_TOL as EP_TOL
-    from pacbayes.evidence.certified import DEFAULT_PROPOSAL, DEFAULT_SAMPLES, PROPOSALS
-    from pacbayes.layers import ANALYTIC_ACTIVATIONS
+    from pacbayes.defaults import ANALYTIC_ACTIVATIONS, DEFAULT_PROPOSAL, EP_TOL, PROPOSALS
+    from pacbayes.defaults import EVIDENCE_SAMPLES as DEFAULT_SAMPLES
     from pacbayes.options import check_limits, value_kind
+    # Only torch-free modules above: the flags are built from them at start-up, and `pacbayes --version`,
+    # `--help` and `bound` never load torch. Each command imports what it computes with.
 
 
 class _Interrupted(Exception):
@@ -76,6 +76,7 @@ class _OneLineErrors(click.Group):
             raise _Interrupted() from None
 
     def main(self, args=None, prog_name=None, **extra):
+        warnings.showwarning = _show_warning
         try:
             code = super().main(args=args, prog_name=prog_name or "pacbayes", standalone_mode=False, **extra)
         except click.exceptions.Exit as stop:
@@ -94,6 +95,23 @@ class _OneLineErrors(click.Group):
             where = f" ({err.filename})" if getattr(err, "filename", None) else ""
             _fail(f"{err.strerror or err}{where}; check the paths given and the free space", 2)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+_python_show_warning = warnings.showwarning
+
+
+_third_party_warnings = False
+"""Whether warnings of other packages (torch's FutureWarnings, ...) reach stderr: the main group's --verbose."""
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """pacbayes's own warnings as one line ``pacbayes: warning: ...`` on stderr; its other warning classes as
+    Python shows them; warnings of other packages only with ``--verbose`` (they interrupt progress output
+    and are not the user's to act on)."""
+    if issubclass(category, PacBayesWarning):
+        click.echo("pacbayes: warning: " + " ".join(str(message).split()), err=True)
+    elif _third_party_warnings or category.__module__.partition(".")[0] == "pacbayes":
+        _python_show_warning(message, category, filename, lineno, file, line)
 
 
 def _interrupted() -> None:
@@ -148,6 +166,8 @@ class DeviceName(click.ParamType):
     name = "device"
 
     def convert(self, value, param, ctx):
+        from pacbayes.device import resolve_device
+
         try:
             resolve_device(value)
         except PacBayesError as err:
@@ -163,8 +183,11 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 @click.group(cls=_OneLineErrors)
 @click.version_option(__version__, prog_name="pacbayes")
-def main():
+@click.option("--verbose", is_flag=True, help="Also show other packages' warnings (torch's, ...).")
+def main(verbose):
     """Certified PAC-Bayes generalisation bounds for trained neural networks."""
+    global _third_party_warnings
+    _third_party_warnings = verbose
 
 
 @main.group()
@@ -244,9 +267,9 @@ quiet_option = click.option("--quiet", is_flag=True, help="Silence progress bars
 def _family_option_fields() -> dict:
     """flag -> (the settings field, the names of the families that declare it), over the registry."""
     flags = {}
-    for family in FAMILIES.values():
-        for f in cli_fields(family.settings_type):
-            flags.setdefault(f.metadata["cli"].flag, (f, []))[1].append(family.name)
+    for name, settings_type in settings_types().items():
+        for f in cli_fields(settings_type):
+            flags.setdefault(f.metadata["cli"].flag, (f, []))[1].append(name)
     return flags
 
 
@@ -352,6 +375,8 @@ def _family_settings(values: dict) -> dict:
 )
 @click.option("--device", type=DEVICE, default=None, help="torch device for kernels and evidence (cpu, cuda).")
 @click.option("--out", "out_path", default=None, help="Also write the JSON report to this file (atomically).")
+@click.option("--plot", "plot_path", default=None, help="Also draw the report as a PNG here (needs pacbayes[plot]).")
+@click.option("--html", "html_path", default=None, help="Also write the report as one self-contained HTML page here.")
 @click.option(
     "--max-bound",
     type=FINITE,
@@ -378,6 +403,8 @@ def certify_command(
     allow_duplicates,
     device,
     out_path,
+    plot_path,
+    html_path,
     max_bound,
     quiet,
     as_json,
@@ -392,7 +419,8 @@ def certify_command(
     from pacbayes.certification import CertifyOptions, certify
 
     check_output_path(out_path, "--out")
-    _check_certify_outputs(out_path, model_path, train_spec, test_spec, family_values)
+    views = _check_views({"--plot": plot_path, "--html": html_path})
+    _check_certify_outputs(out_path, model_path, train_spec, test_spec, family_values, views)
     check_ledger(family_values.get("attempts_ledger"))  # before loading anything; certify checks it again
     kwargs = _parse_json_object(kwargs_json, "--kwargs")
     bounds = names([name.strip() for name in bound_names.split(",") if name.strip()], "--bounds")
@@ -412,7 +440,8 @@ def certify_command(
         **settings,
     )
     report = certify(model, load_data_spec(train_spec), load_data_spec(test_spec), options)
-    _print_report(report, model_path, out_path, as_json)
+    payload = _print_report(report, model_path, out_path, as_json)
+    _write_views(payload, plot_path, html_path)
     failures = [] if max_bound is None else report.gate_failures(max_bound)
     if failures:
         click.echo(
@@ -426,9 +455,10 @@ def certify_command(
         sys.exit(1)
 
 
-def _check_certify_outputs(out_path, model_path, train_spec, test_spec, family_values: dict) -> None:
-    """Refuse an --out or an attempts ledger (appended to) that is the model, the data, a file another
-    flag names, or each other: writing there would destroy that input."""
+def _check_certify_outputs(out_path, model_path, train_spec, test_spec, family_values: dict, views: dict) -> None:
+    """Refuse an --out, a --plot or --html file (``views``: flag -> path) or an attempts ledger (appended
+    to) that is the model, the data, a file another flag names, or each other: writing there would
+    destroy that input."""
     from pacbayes.attempts import LEDGER_FLAG
 
     inputs = {
@@ -442,6 +472,35 @@ def _check_certify_outputs(out_path, model_path, train_spec, test_spec, family_v
     ledger = family_values.get("attempts_ledger")
     check_not_an_input(ledger, LEDGER_FLAG, inputs)
     check_not_an_input(out_path, "--out", {**inputs, f"the {LEDGER_FLAG} file": ledger})
+    written = {f"the {LEDGER_FLAG} file": ledger, "the --out file": out_path}
+    for flag, path in views.items():
+        check_not_an_input(path, flag, {**inputs, **written})
+        written[f"the {flag} file"] = path
+
+
+def _check_views(views: dict) -> dict:
+    """Check the --plot and --html paths (flag -> path) before any work: writable, and matplotlib
+    installed for a --plot. Returns ``views``."""
+    from pacbayes.figures import require_matplotlib
+
+    for flag, path in views.items():
+        check_output_path(path, flag)
+    if views.get("--plot"):
+        require_matplotlib()
+    return views
+
+
+def _write_views(payload: dict, plot_path, html_path) -> None:
+    """Write the --plot PNG and the --html page of a certify report, from the same values as its JSON."""
+    from pacbayes.figures import report_figure, save_png
+    from pacbayes.html_report import write_html
+    from pacbayes.report import json_safe
+
+    record = json_safe(payload)
+    if plot_path:
+        save_png(report_figure(record), plot_path)
+    if html_path:
+        write_html(record, html_path)
 
 
 def _load_model_or_subspace(path, architecture, kwargs, trust_pickle):
@@ -460,7 +519,7 @@ def _load_model_or_subspace(path, architecture, kwargs, trust_pickle):
     return load_model(path, architecture=architecture, kwargs=kwargs, trust_pickle=trust_pickle), None
 
 
-def _print_report(report, model_path: str, out_path, as_json: bool) -> None:
+def _print_report(report, model_path: str, out_path, as_json: bool) -> dict:
     from pacbayes.provenance import model_file_record
     from pacbayes.report import render_text, write_json_atomically
 
@@ -474,6 +533,7 @@ def _print_report(report, model_path: str, out_path, as_json: bool) -> None:
                 f"--out {out_path}: cannot write the report ({err.strerror or err}); choose a writable path"
             ) from None
     emit(payload, as_json, render_text(report, title=f"pacbayes certificate for {model_path}"))
+    return payload
 
 
 def _parse_json_object(text, flag: str):
@@ -690,6 +750,7 @@ def evidence_command(
 ):
     """ln P(S) of the labels under the GP prior N(0, K + jitter I) (one per logit for C classes):
     EP estimate and certified sandwich."""
+    from pacbayes.data.arrays import load_npy
     from pacbayes.device import resolve_device, threads_for
     from pacbayes.evidence.budget import evidence_budgets, orthant_dimension
     from pacbayes.evidence.label_model import label_model
@@ -849,9 +910,9 @@ def _parse_sigma_b(text: str):
     "--samples",
     "samples",
     type=click.IntRange(min=1),
-    default=4096,
-    show_default=True,
-    help="Monte Carlo initialisations (--samples is the older name).",
+    default=None,
+    help="Monte Carlo initialisations (--samples is the older name) [default: chosen for an entry standard "
+    "error of 1% of the mean diagonal and rank >= n].",
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Monte Carlo seed.")
 @click.option("--architecture", default=None, help="module:Class for a state_dict --model file.")
@@ -888,6 +949,7 @@ def kernel_command(
 
     import numpy as np
 
+    from pacbayes.data.arrays import load_kernel_inputs
     from pacbayes.kernels import ConvolutionalNNGP, FullyConnectedNNGP, MonteCarloNNGP
     from pacbayes.kernels.spectrum import min_eigenvalue
     from pacbayes.report import write_atomically
@@ -1074,15 +1136,21 @@ MAX_REPORT_BYTES = 1 << 26
 """The largest report file read (64 MiB; a certify report is a few kilobytes)."""
 
 
-def _read_report(path: str) -> dict:
+def _read_json(path: str, what: str = "report", hint: str = "give the file written by certify --out"):
+    """The JSON value in the file ``path`` (a ``what``); one-line errors end with ``hint``."""
     if not os.path.exists(path):
-        raise PacBayesError(f"{path}: no such report file; give the JSON written by certify --json or --out")
-    with open_regular(path, "report", MAX_REPORT_BYTES) as stream:  # a FIFO or /dev/zero would never end
+        raise PacBayesError(f"{path}: no such {what} file; {hint}")
+    regular_file(path, what)  # a directory is refused here, by name
+    with open_regular(path, what, MAX_REPORT_BYTES) as stream:  # a FIFO or /dev/zero would never end
         raw = stream.read()
     try:
-        record = parsed(json.loads, raw.decode("utf-8"), f"report {path}")
+        return parsed(json.loads, raw.decode("utf-8"), f"{what} {path}")
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PacBayesError(f"{path}: not a JSON report ({err}); give the file written by certify --out") from None
+        raise PacBayesError(f"{path}: not a JSON {what} ({err}); {hint}") from None
+
+
+def _read_report(path: str) -> dict:
+    record = _read_json(path)
     if not isinstance(record, dict):
         raise PacBayesError(f"{path}: a report is one JSON object; give the file written by certify --out")
     return record
@@ -1098,6 +1166,43 @@ def _recorded_certify_params(record: dict) -> dict:
         return certify_command.make_context("certify", args, resilient_parsing=True).params
     except click.ClickException:
         return {}
+
+
+@main.command("plot")
+@click.argument("input_path", metavar="REPORT.json|HISTORY.json")
+@click.option("-o", "--output", "output_path", required=True, help="Write the PNG here.")
+@json_option
+def plot_command(input_path, output_path, as_json):
+    """Draw a certify report (every bound beside the measured errors and the hold-out bound) or a
+    BoundMonitor history (errors and bounds per checkpoint) as a PNG; needs pacbayes[plot]."""
+    from pacbayes.figures import figure_for, require_matplotlib, save_png
+
+    require_matplotlib()
+    check_output_path(output_path, "-o/--output")
+    check_not_an_input(output_path, "-o/--output", {"the input file": input_path})
+    hint = "give the JSON written by certify --out or by BoundMonitor.history_to_json"
+    kind, figure = figure_for(_read_json(input_path, "input", hint), input_path)
+    save_png(figure, output_path)
+    emit({"figure": output_path, "kind": kind}, as_json, f"wrote the {kind} figure to {output_path}")
+
+
+@main.command("report")
+@click.argument("report_path", metavar="REPORT.json")
+@click.option("-o", "--output", "output_path", required=True, help="Write the HTML page here.")
+@json_option
+def report_command(report_path, output_path, as_json):
+    """Write a certify report as one self-contained HTML page: the bounds table, the picture, what each
+    bound certifies, the delta ledger, the assumptions and the provenance."""
+    from pacbayes.figures import REPORT, kind_of
+    from pacbayes.html_report import write_html
+
+    check_output_path(output_path, "-o/--output")
+    check_not_an_input(output_path, "-o/--output", {"the REPORT file": report_path})
+    record = _read_json(report_path)
+    if kind_of(record, report_path) != REPORT:
+        raise PacBayesError(f"{report_path} is a monitor history, not a certify report; draw it with pacbayes plot")
+    write_html(record, output_path)
+    emit({"page": output_path}, as_json, f"wrote the HTML report to {output_path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from pacbayes.defaults import ANALYTIC_ACTIVATIONS  # noqa: F401  (its home; imported from here too)
+
 ROLES = ("container", "weighted", "activation", "pooling", "structural")
 
 
@@ -81,13 +83,6 @@ ELEMENTWISE = tuple(name for name, layer in LAYERS.items() if layer.role == "act
 
 STRUCTURAL = tuple(name for name, layer in LAYERS.items() if layer.role == "structural")
 """The parameter-free layers that change only the shape, or nothing (Flatten, Dropout, Identity)."""
-
-ANALYTIC_ACTIVATIONS = ("relu", "erf", "linear")
-"""Activations whose NNGP layer map E[phi(u) phi(v)] has a closed form (pacbayes.kernels.activations).
-
-"relu" is the ReLU layer and "linear" the Identity layer (or no layer); "erf" has no torch.nn layer,
-so it is available to the analytic kernels only, never recognised in a model.
-"""
 
 
 def layer_type(module) -> Optional[LayerType]:

@@ -24,9 +24,11 @@ training will make), checkpoints are also kept at least total_steps / (max_check
 apart, so the declared ones last the whole run, and the last call computes one at the end of
 training. ``monitor.compute(model)`` computes now. Both return a :class:`MonitorResult` and pass
 it to ``callback`` if one was given; ``step`` returns None when it does not compute, and stops
-computing once ``max_checkpoints`` are spent.
+computing once ``max_checkpoints`` are spent. ``monitor.history`` holds every checkpoint;
+:meth:`BoundMonitor.history_to_json` and :meth:`BoundMonitor.history_to_csv` write it to a file.
 """
 
+import csv
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
@@ -41,6 +43,7 @@ from pacbayes.data.subsets import certified_subset, shared_examples
 from pacbayes.errors import InputError
 from pacbayes.families import FAMILIES, RunContext
 from pacbayes.families.marginal import MarginalSettings
+from pacbayes.report import write_atomically, write_json_atomically
 from pacbayes.models import count_mistakes, model_outputs, output_dim, zero_one_error
 from pacbayes.results import BoundResult, WithBounds
 
@@ -330,6 +333,23 @@ class BoundMonitor:
         """Each checkpoint's share: delta / max_checkpoints (Boole over the declared checkpoints)."""
         return self.delta / self.max_checkpoints
 
+    # ------------------------------------------------------------------ the history, as files
+    def history_to_json(self, path: str) -> None:
+        """Write :attr:`history` to ``path`` as one JSON list of :meth:`MonitorResult.to_dict` objects, one per
+        checkpoint in order (keys step, train_error, test_error, bounds, applies, seconds, notes); atomic."""
+        write_json_atomically([result.to_dict() for result in self.history], path)
+
+    def history_to_csv(self, path: str) -> None:
+        """Write :attr:`history` to ``path`` as CSV, one row per checkpoint (see :func:`history_rows`); atomic."""
+        header, rows = history_rows(self.history)
+
+        def write(stream):
+            writer = csv.writer(stream)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+        write_atomically(path, write)
+
     # ------------------------------------------------------------------ selection and the final call
     def best_checkpoint(self) -> Optional[MonitorResult]:
         """The computed checkpoint with the smallest hold-out bound (valid under the union bound)."""
@@ -345,7 +365,9 @@ class BoundMonitor:
         chosen by it (e.g. :meth:`best_checkpoint`): the hold-out bound then pays for the selection,
         spending its share / ``max_checkpoints`` as every checkpoint did. A fresh test set, sharing
         no input with them, pays nothing.
-        Returns the certify :class:`~pacbayes.certification.Report`.
+        Returns the certify :class:`~pacbayes.certification.Report`; a tracked family that does not apply
+        to ``model`` (the realisable marginal bound at a nonzero training error) is left out and named,
+        with the reason, in its ``not_applying``, and the hold-out bound and the other families stand.
         """
         train, given_test = self._given
         test = test if test is not None else given_test
@@ -357,7 +379,30 @@ class BoundMonitor:
         arguments.instance(test, Dataset, "test", "a pacbayes.data.Dataset")
         selected = self.test is not None and self.history and len(shared_examples(self.test, test)) > 0
         options = replace(self.options, holdout_candidates=self.max_checkpoints) if selected else self.options
-        return certify(model, train, test, options)
+        return certify(model, train, test, options, report_inapplicable=True)
+
+
+def history_rows(history: list) -> tuple:
+    """(header, rows) of a CSV of ``history``: step, train_error, test_error, seconds, then for each bound
+    name (in the order first seen) its value and ``<name> applies``. A value that does not apply to the
+    network at that checkpoint is left empty (the marginal bound before the network fits S), and so is a
+    number the checkpoint lacks."""
+    names = list(dict.fromkeys(name for result in history for name in result.names()))
+    header = ["step", "train_error", "test_error", "seconds"]
+    header += [column for name in names for column in (name, f"{name} applies")]
+    rows = []
+    for result in history:
+        row = [result.step, result.train_error, _blank(result.test_error), result.seconds]
+        for name in names:
+            applies = result.applies.get(name)
+            row += [result.values[name] if applies else "", "" if applies is None else applies]
+        rows.append(row)
+    return header, rows
+
+
+def _blank(value):
+    """``value``, or an empty CSV cell for None."""
+    return "" if value is None else value
 
 
 def _log_result(result: MonitorResult) -> str:
@@ -376,4 +421,4 @@ def print_callback(result: MonitorResult) -> None:
     print(_log_result(result), flush=True)
 
 
-__all__ = ["BoundMonitor", "MonitorResult", "monitor_families", "print_callback"]
+__all__ = ["BoundMonitor", "MonitorResult", "history_rows", "monitor_families", "print_callback"]

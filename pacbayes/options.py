@@ -49,6 +49,21 @@ def option(
     )
 
 
+LEDGER_FLAG = "--attempts-ledger"
+
+
+def ledger_option():
+    """The ``--attempts-ledger`` settings field every family declares (one flag, one ledger mechanism,
+    :mod:`pacbayes.attempts`)."""
+    return option(
+        None,
+        LEDGER_FLAG,
+        "JSON-lines file counting runs (any seed) on this data and these settings; "
+        "attempt k spends 6 delta / (pi^2 k^2), so keeping the best is valid.",
+        path=True,
+    )
+
+
 def cli_fields(settings_type: type) -> list:
     """The settings fields that are user options: those with ``cli`` metadata, in declaration order."""
     return [f for f in fields(settings_type) if "cli" in f.metadata]

@@ -31,9 +31,11 @@ def render_text(report, title: str = "") -> str:
         lines.append(
             f"  {b.name:<34} {b.value:>8.4f}  {kind:<10} {_format_log_evidence(b.log_evidence):>10}  {b.classifier}"
         )
+    for family, reason in report.not_applying.items():
+        lines.append(f"    {family} does not apply to this model: {reason}")
     for b in report.bounds:
         if b.details.get("why_vacuous"):
-            lines.append(f"    {b.name} is vacuous: {b.details['why_vacuous']}")
+            lines.append(f"    {b.name} is vacuous (no better than chance): {b.details['why_vacuous']}")
         if b.details.get("no_clean_labels"):
             lines.append(f"    {b.name} has no clean-label version: {b.details['no_clean_labels']}")
     lines.append("")
@@ -49,6 +51,8 @@ def render_text(report, title: str = "") -> str:
     lines.append("")
     lines.append("  the hold-out bound is the only statement about MODEL itself; every other bound certifies the")
     lines.append("  classifier named under 'about', and bounds on different classifiers are not interchangeable")
+    for note in report.notes:
+        lines.append(f"  note: {note}")
     if "disjoint_from" in report.data.get("test", {}):
         lines.append(f"  test data checked disjoint from {report.data['test']['disjoint_from']}")
     lines.append("")

@@ -1,6 +1,7 @@
 """`pacbayes check CLAIMS.toml`: values against an independent certify run, pass/fail, bad files."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -111,8 +112,8 @@ def test_results_are_reused_within_a_run(small_test, tmp_path, monkeypatch):
         + COMMON.format(test=small_test)
         + '[[claim]]\nname = "a"\nat_most = 1.0\n[[claim]]\nname = "b"\nat_least = 0.0\n'
     )
-    for name, settings, test in load_claims(write(tmp_path, text)):
-        checker.check(name, settings, test)
+    for claim in load_claims(write(tmp_path, text)):
+        checker.check(claim)
     assert computed == [1]
 
 
@@ -121,22 +122,38 @@ def test_results_are_reused_within_a_run(small_test, tmp_path, monkeypatch):
     [
         ("[[claim]\n", "not valid TOML"),
         ("[defaults]\nm = 3\n", "no \\[\\[claim\\]\\] tables"),
-        ('[[claim]]\nname = "x"\nat_most = 0.2\nwidht = 3\n', "unknown keys"),
-        ('[[claim]]\nname = "x"\nat_most = 0.2\nat_least = 0.1\n', "exactly one of"),
-        ('[[claim]]\nname = "x"\n', "exactly one of"),
-        ('[[claim]]\nname = "x"\nat_most = 2.0\n', "error rate"),
-        ('[[claim]]\nname = "x"\ncompare = { op = "=>", with = { m = 3 } }\n', "compare needs op"),
-        ('[[claim]]\nname = "x"\ncompare = { op = ">", with = { colour = 3 } }\n', "unknown settings"),
         ("[claims]\nx = 1\n", "unknown top-level"),
     ],
 )
-def test_bad_claims_files_are_refused(tmp_path, text, message):
+def test_files_that_are_not_claims_files_are_refused(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(InputError, match=message):
         load_claims(path)
     result = CliRunner().invoke(main, ["check", path])
     assert result.exit_code == 2 and result.stderr.startswith("pacbayes: error:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[[claim]]\nname = "x"\nat_most = 0.2\nwidht = 3\n', "unknown keys"),
+        ('[[claim]]\nname = "x"\nat_most = 0.2\nat_least = 0.1\n', "exactly one of"),
+        ('[[claim]]\nname = "x"\n', "exactly one of"),
+        ('[[claim]]\nname = "x"\nat_most = 2.0\n', "error rate"),
+        ('[[claim]]\nname = "x"\ncompare = { op = "=>", with = { m = 3 } }\n', "compare needs op"),
+        ('[[claim]]\nname = "x"\ncompare = { op = ">", with = { colour = 3 } }\n', "unknown settings"),
+    ],
+)
+def test_a_malformed_claim_is_an_error_row(tmp_path, text, message):
+    path = write(tmp_path, text)
+    (claim,) = load_claims(path)
+    assert claim.name == "x" and re.search(message, claim.problem)
+    result = CliRunner().invoke(main, ["check", path, "--json"])
+    assert result.exit_code == 2 and result.stderr.startswith("pacbayes: error:")
+    assert len(result.stderr.strip().splitlines()) == 1
+    (row,) = json.loads(result.stdout)["claims"]
+    assert row["name"] == "x" and not row["passed"] and re.search(message, row["error"])
 
 
 def test_missing_file_is_one_line(tmp_path):
@@ -166,8 +183,8 @@ def test_family_options_are_claims_keys_type_checked_and_applied(small_test, tmp
         ('kernel_type = "rbf"', "kernel_type must be a string"),
         ('jitter_grid = [1e-6, "x"]', "jitter_grid must be a list of finite numbers"),
     ):
-        with pytest.raises(InputError, match=f"claim 'c': {message}"):
-            load_claims(write(tmp_path, f'[[claim]]\nname = "c"\n{bad}\nat_most = 0.5\n', name="bad.toml"))
+        (claim,) = load_claims(write(tmp_path, f'[[claim]]\nname = "c"\n{bad}\nat_most = 0.5\n', name="bad.toml"))
+        assert claim.problem.startswith(f"claim 'c': {message}")
 
 
 def test_family_path_options_are_relative_to_the_claims_file(small_test, tmp_path):
@@ -176,7 +193,7 @@ def test_family_path_options_are_relative_to_the_claims_file(small_test, tmp_pat
     folder.mkdir()
     text = "[defaults]\n" + COMMON.format(test=small_test) + '[[claim]]\nname = "l"\nattempts_ledger = "runs.jsonl"\n'
     text += "at_most = 1.0\n"
-    (settings_row,) = load_claims(write(folder, text))
-    assert settings_row[1]["attempts_ledger"] == str(folder / "runs.jsonl")
+    (claim,) = load_claims(write(folder, text))
+    assert claim.settings["attempts_ledger"] == str(folder / "runs.jsonl")
     results = check_claims(str(folder / "claims.toml"), load_data_spec)
     assert results[0].passed and (folder / "runs.jsonl").exists()

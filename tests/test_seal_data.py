@@ -301,7 +301,7 @@ def monitored(clean):
 
 def _final_options(monitor, model, test, monkeypatch) -> CertifyOptions:
     """The options final() would certify with (certify itself stubbed: only the choice is tested)."""
-    monkeypatch.setattr(pacbayes.monitor, "certify", lambda model, train, test, options: options)
+    monkeypatch.setattr(pacbayes.monitor, "certify", lambda model, train, test, options, **_: options)
     return monitor.final(model, test=test)
 
 

@@ -10,8 +10,6 @@ Pr[Bin(n, p) <= k] = 1 - I_p(k + 1, n - k), so the maximiser is the (1 - delta) 
 Beta(k + 1, n - k) (the one-sided Clopper-Pearson limit); for k = n the bound is 1.
 """
 
-from scipy import stats
-
 from pacbayes import checks
 from pacbayes.errors import InputError
 
@@ -25,4 +23,6 @@ def holdout_bound(errors: int, n: int, delta: float) -> float:
     delta = checks.delta(delta)
     if errors == n:
         return 1.0
+    from scipy import stats  # here, not at import: scipy.stats takes longer to load than every other bound
+
     return float(stats.beta.ppf(1.0 - delta, errors + 1, n - errors))

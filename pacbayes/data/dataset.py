@@ -7,12 +7,16 @@ package expects: ``x`` float32 of shape (n, c, h, w) for images (or (n, d) for f
 """
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from pacbayes.errors import InputError
+from pacbayes.errors import DataWarning, InputError
+
+RANGE_FACTOR = 10.0
+"""Train and test inputs whose largest absolute values differ by more than this were scaled differently."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ def from_arrays(x, y, *, name: str, info: dict) -> Dataset:
         info.setdefault("pixel_scale", "integer values divided by 255")
     elif np.issubdtype(x.dtype, np.floating) or x.dtype == np.bool_:
         _check_float32_range(x, name)
+        _warn_unscaled_floats(x, name)
         pixels = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         info.setdefault("pixel_scale", "float values taken as given")
     else:
@@ -148,6 +153,50 @@ def _check_float32_range(x: np.ndarray, name: str) -> None:
             f"{name}: x holds values as large as {largest:.3g}, beyond the float32 range (+-{limit:.3g}) in which "
             "inputs are stored; rescale the data"
         )
+
+
+def _warn_unscaled_floats(x: np.ndarray, name: str) -> None:
+    """A DataWarning when float inputs are non-negative and exceed 1, as raw pixel values in [0, 255] do:
+    integer pixels are divided by 255, float ones are taken as given."""
+    if x.dtype == np.bool_ or float(x.min()) < 0.0:
+        return  # 0/1 flags, or centred data (standardised features), not raw pixels
+    largest = float(x.max())
+    if largest > 1.0:
+        warnings.warn(
+            f"{name}: float inputs reach {largest:.4g}, above 1, and were taken as given (integer pixels are "
+            "divided by 255, floats are not); if these are raw pixel values, divide them by 255 (or store them "
+            "as uint8) so that they match how the model was trained and how the other set is scaled",
+            DataWarning,
+            stacklevel=4,
+        )
+
+
+def largest_value(ds: "Dataset") -> float:
+    """The largest absolute input value of ``ds`` (0.0 for an empty set)."""
+    return float(ds.x.abs().max()) if ds.x.numel() else 0.0
+
+
+def scaling(ds: "Dataset") -> str:
+    """How ``ds``'s inputs were scaled, from its info: the pixel scale and the normalisation."""
+    normalisation = ds.info.get("normalisation", "none")
+    mode = normalisation.get("mode") if isinstance(normalisation, dict) else normalisation
+    return f"{ds.info.get('pixel_scale', 'as given')}, normalisation {mode}"
+
+
+def check_value_ranges(train: "Dataset", test: "Dataset", factor: float = RANGE_FACTOR) -> None:
+    """A DataWarning when the largest absolute input of ``train`` and of ``test`` differ by more than
+    ``factor``: the two sets were almost surely scaled differently (e.g. floats in [0, 255] against
+    uint8 pixels divided by 255), and the test error would measure the scaling, not the model."""
+    a, b = largest_value(train), largest_value(test)
+    if min(a, b) == 0.0 or max(a, b) / min(a, b) <= factor:
+        return
+    warnings.warn(
+        f"the training inputs reach {a:.4g} but the test inputs {b:.4g} ({max(a, b) / min(a, b):.0f}x apart): "
+        f"training set {train.name} was scaled by {scaling(train)}; test set {test.name} by {scaling(test)}; "
+        "scale both sets the same way, as the model was trained",
+        DataWarning,
+        stacklevel=3,
+    )
 
 
 def _as_numpy(array, what: str) -> np.ndarray:
@@ -185,6 +234,12 @@ def _integer_labels(y: np.ndarray, name: str) -> np.ndarray:
         and np.all(np.abs(y) <= 2.0**53)
     ):
         return y.astype(np.int64)
+    if y.dtype.kind in "USO":
+        raise InputError(
+            f"{name}: labels are strings (dtype {y.dtype}), but they must be integer class labels; map the "
+            "names to integers with a label map first, e.g. names, y = numpy.unique(y, return_inverse=True), "
+            "and use the same map for the test labels"
+        )
     raise InputError(
         f"{name}: labels must be integers (class labels: finite whole numbers of size at most "
         f"2^53), got dtype {y.dtype} with other values"

@@ -20,6 +20,7 @@ When a directory or file holds both splits, ``split`` must say which one; a file
 """
 
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -37,6 +38,8 @@ from pacbayes.errors import InputError, one_line
 SPLITS = ("train", "test")
 TORCHVISION_FOLDERS = ("MNIST", "FashionMNIST", "KMNIST")
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
+_PICKLED_CLASS = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+"""How torch.load(weights_only=True) names the class of a pickled object it refuses."""
 
 
 def load_dataset(spec: str, *, split=None) -> Dataset:
@@ -158,10 +161,7 @@ def _load_torch(path, split) -> Dataset:
         try:
             content = torch.load(stream, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for foreign files (UnpicklingError, RuntimeError, ...)
-            raise InputError(
-                f"{path}: not a .pt file of plain tensors that loads with "
-                f"weights_only=True ({one_line(err)}); save torch.save((x, y), path)"
-            ) from None
+            raise InputError(_unloadable_torch_file(path, err)) from None
     if isinstance(content, (tuple, list)) and len(content) == 2:
         content = {"x": content[0], "y": content[1]}
     if not isinstance(content, dict):
@@ -171,6 +171,22 @@ def _load_torch(path, split) -> Dataset:
     x, y, chosen = _pick_arrays(path, content, split)
     info = {"source": os.path.abspath(path), "format": "pt", "split": chosen}
     return from_arrays(x, y, name=os.path.basename(path), info=info)
+
+
+def _unloadable_torch_file(path, err: Exception) -> str:
+    """The one-line refusal of a .pt file torch.load(weights_only=True) would not read: a pickled object
+    (a TensorDataset, a DataLoader, ...) is named with the fix; any other failure quotes torch's reason."""
+    pickled = _PICKLED_CLASS.search(str(err))
+    if pickled:
+        return (
+            f"{path}: holds a pickled {pickled.group(1)} object, which pacbayes does not unpickle (it could run "
+            "code); save its tensors instead: torch.save((x, y), path) (for a TensorDataset ds: "
+            "torch.save(ds.tensors, path))"
+        )
+    return (
+        f"{path}: not a .pt file of plain tensors that loads with weights_only=True ({one_line(err)}); "
+        "save torch.save((x, y), path)"
+    )
 
 
 def _pick_arrays(path, arrays: dict, split):

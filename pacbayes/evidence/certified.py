@@ -36,6 +36,8 @@ import torch
 
 from pacbayes import checks
 from pacbayes.bounds import markov_lower_bound
+from pacbayes.defaults import DEFAULT_PROPOSAL, PROPOSALS
+from pacbayes.defaults import EVIDENCE_SAMPLES as DEFAULT_SAMPLES
 from pacbayes.errors import InputError
 from pacbayes.evidence._gauss import exp
 from pacbayes.evidence._validate import validate_inputs
@@ -51,9 +53,6 @@ from pacbayes.evidence.tilted import (
     tilted_log_weights,
 )
 
-DEFAULT_SAMPLES = 10_000  # importance samples of the certified lower bound
-PROPOSALS = ("ep-cavity", "tilted")
-DEFAULT_PROPOSAL = "ep-cavity"
 PSI_CHECK_DRAWS = 256  # tilted draws that check psi* when the lower bound uses the ep-cavity proposal
 PILOT_SAMPLES = 1_000  # draws that fix the count under a sample tolerance, then discarded
 

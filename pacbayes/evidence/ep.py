@@ -42,6 +42,7 @@ import torch
 from scipy.linalg import lapack
 
 from pacbayes import checks
+from pacbayes.defaults import EP_TOL as DEFAULT_TOL
 from pacbayes.errors import ConvergenceError, InputError
 from pacbayes.evidence._gauss import log_ndtr, mills_ratio
 from pacbayes.evidence._validate import validate_inputs, validate_test_kernels
@@ -50,7 +51,6 @@ from pacbayes.progress import progress
 SCHEDULES = ("parallel", "sequential")
 STARTS = ("auto", "nested", "prior")
 PRECISIONS = ("auto", "mixed", "double")
-DEFAULT_TOL = 1e-6  # convergence: relative change of ln Z between sweeps
 SINGLE_TOL = 1e-4  # mixed precision: float32 sweeps until the relative change of ln Z is below this
 NESTED_AUTO, MIXED_AUTO = 1024, 2048  # "auto" uses the nested start / mixed precision from these m on
 NESTED_FLOOR = 256  # nested levels stop halving below twice this size and start from the prior

@@ -12,12 +12,14 @@ has ``track`` (see :class:`Tracked`); :class:`pacbayes.monitor.BoundMonitor` off
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
 
-import torch
-
-from pacbayes.data import Dataset
 from pacbayes.options import Option, cli_fields, option
+
+if TYPE_CHECKING:  # torch-free at run time: the CLI reads the families' settings before loading torch
+    import torch
+
+    from pacbayes.data import Dataset
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,14 @@ class BoundFamily(Protocol):
         ...
 
     def run(
-        self, model: torch.nn.Module, train: Dataset, test: Dataset, *, delta: float, settings: Any, context: RunContext
+        self,
+        model: "torch.nn.Module",
+        train: "Dataset",
+        test: "Dataset",
+        *,
+        delta: float,
+        settings: Any,
+        context: RunContext,
     ) -> FamilyOutcome:
         """Bounds on this family's classifier from ``train`` (the prepared S), spending ``delta`` in all."""
         ...

@@ -5,82 +5,12 @@ and the PBB objectives and data-dependent priors of Pérez-Ortiz et al. (JMLR 20
 formulas live in :mod:`pacbayes.bounds.stochastic`, the optimisation in :mod:`pacbayes.stochastic`.
 """
 
-from dataclasses import dataclass, replace
-from typing import Optional
+from dataclasses import replace
 
-from pacbayes.attempts import ledger_option
-from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, option, stamped
-from pacbayes.stochastic.bound import DEFAULT_PRIOR_DROPOUT, DEFAULT_PRIOR_SCHEDULE, DEFAULT_PRIOR_STD, POSTERIOR_STARTS
-from pacbayes.stochastic.local import MC_SAMPLINGS
-from pacbayes.stochastic.network import DEFAULT_SIGMOID_TEMPERATURE
-from pacbayes.stochastic.train import OBJECTIVES, SURROGATES, Schedule
-
-
-@dataclass(frozen=True)
-class DziugaiteRoySettings:
-    """The Dziugaite-Roy / PBB family's settings; see :func:`pacbayes.stochastic.certify_stochastic_network`.
-
-    init_state: path of the weights at initialisation (or a state dict); init_seed: re-create them
-    from the recorded seed; neither: a zero-centred prior (valid, looser, labelled in the report).
-    posterior_start "prior" (default) certifies a stochastic net learned from the prior (PBB, the
-    tight certificate); "model" one around MODEL's weights (Dziugaite & Roy); fixed_mean holds the
-    mean at MODEL's weights. The report names the mode in ``details.mode``.
-    test_draws: posterior draws used to report the stochastic net's test error (a baseline).
-    """
-
-    init_state: object = option(
-        None, "--init", "Weights at initialisation (weights-only .pt) for the prior mean.", path=True
-    )
-    init_seed: Optional[int] = option(None, "--init-seed", "Re-create the initial weights from this recorded seed.")
-    objective: str = option("dr", "--objective", "Dziugaite-Roy (dr) or a PBB objective.", choices=OBJECTIVES)
-    surrogate: str = option(
-        "auto",
-        "--surrogate",
-        "Training risk: auto (logistic for dr, bounded cross-entropy for PBB) or sigmoid (smooth 0-1 loss).",
-        choices=SURROGATES,
-    )
-    sigmoid_temperature: float = option(
-        DEFAULT_SIGMOID_TEMPERATURE, "--sigmoid-temperature", "Temperature of --surrogate sigmoid."
-    )
-    posterior_start: str = option(
-        "prior",
-        "--posterior-start",
-        "Start the posterior at the prior (a net learned from the prior, KL 0 at the start) or at MODEL's weights.",
-        choices=POSTERIOR_STARTS,
-    )
-    prior_split: float = option(
-        0.0, "--prior-split", "Fraction of S used to learn the prior (the bound uses the rest)."
-    )
-    prior_std: float = option(
-        DEFAULT_PRIOR_STD, "--prior-std", "Prior standard deviation, fixed before seeing S (no lambda search)."
-    )
-    lambda_grid: bool = option(
-        False, "--lambda-grid", "Search the prior variance on Dziugaite-Roy's grid (union bound, ~2 ln j nats)."
-    )
-    prior_epochs: int = option(
-        DEFAULT_PRIOR_SCHEDULE.epochs, "--prior-epochs", "Epochs of ERM learning the prior mean (with --prior-split)."
-    )
-    prior_dropout: float = option(
-        DEFAULT_PRIOR_DROPOUT, "--prior-dropout", "Dropout after the activation layers while learning the prior."
-    )
-    posterior_epochs: int = option(Schedule().epochs, "--posterior-epochs", "Epochs of posterior optimisation.")
-    mc_samples: int = option(1000, "--mc-samples", "Posterior draws for the sample-convergence bound.")
-    mc_sampling: str = option(
-        "network",
-        "--mc-sampling",
-        "Monte Carlo draws: one network per draw on every point, or a fresh draw per point (Linear/activation "
-        "Sequential models; n m independent draws).",
-        choices=MC_SAMPLINGS,
-    )
-    per_point_training: bool = option(
-        False,
-        "--per-point-training",
-        "Train the posterior with a fresh weight draw per input (local reparameterisation; Linear/activation "
-        "Sequential models).",
-    )
-    fixed_mean: bool = option(False, "--fixed-mean", "Keep the posterior mean at MODEL's weights.")
-    attempts_ledger: Optional[str] = ledger_option()
-    test_draws: int = 20
+from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, stamped
+from pacbayes.families.settings import DziugaiteRoySettings
+from pacbayes.stochastic.bound import DEFAULT_PRIOR_SCHEDULE
+from pacbayes.stochastic.train import Schedule
 
 
 class DziugaiteRoyFamily:

@@ -18,15 +18,14 @@ trained weights enter only through the zero-training-error check (:meth:`Margina
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
 import torch
 
-from pacbayes import checks
-from pacbayes.attempts import OTHER_ATTEMPTS, Attempt, count_attempt, ledger_option
-from pacbayes.bounds import MARGINAL_VARIANTS, marginal_likelihood_bound, split_delta
+from pacbayes.attempts import OTHER_ATTEMPTS, Attempt, count_attempt
+from pacbayes.bounds import marginal_likelihood_bound, marginal_likelihood_complexity, split_delta
 from pacbayes.errors import InputError
 from pacbayes.device import resolve_device, threads_for
 from pacbayes.evidence.budget import evidence_budgets, orthant_dimension
@@ -34,77 +33,14 @@ from pacbayes.evidence.label_model import label_model
 from pacbayes.evidence.multiclass import validate_class_labels
 from pacbayes.evidence.certified import DEFAULT_SAMPLES
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, Tracked, stamped
+from pacbayes.families.settings import DEFAULT_JITTER, KERNEL_CHOICES, MarginalSettings
 from pacbayes.kernels import MonteCarloNNGP, analytic_kernel_or_reason
 from pacbayes.models import predict_labels
-from pacbayes.options import option
 from pacbayes.progress import announce
 from pacbayes.results import BoundResult
 
 CERTIFIES = "Gibbs error of the NNGP-Bayes posterior Q* (NNGP prior restricted to functions that fit S)"
 CLASSIFIER = "q-star"
-
-DEFAULT_JITTER = 1e-6
-DEFAULT_KERNEL_SAMPLES = 4096
-DEFAULT_BASELINE_POINTS = 1000
-KERNEL_CHOICES = ("auto", "analytic", "monte-carlo")
-
-
-@dataclass(frozen=True)
-class MarginalSettings:
-    """Everything that fixes the prior and the estimators; chosen before seeing S.
-
-    kernel: "auto" (analytic if the kernel compiler has a rule for every operation, else Monte Carlo), "analytic"
-    or "monte-carlo". sigma_w / sigma_b: None infers PyTorch's default initialisation.
-    jitter: absolute epsilon added to the kernel diagonal; part of the prior (K + eps I).
-    jitter_grid: instead of one jitter, a grid G declared before seeing the data: the smallest
-        value for which K + eps I is positive definite is used, and every grid point's prior gets
-        delta / |G| (a union bound over G, i.e. ln|G| nats), so the choice may depend on S.
-    attempts_ledger: JSON-lines file counting runs on this data and prior (any seed): attempt k
-        spends 6 delta / (pi^2 k^2) (:mod:`pacbayes.attempts`, which says what the count is keyed on),
-        so keeping the best seed is valid.
-    """
-
-    kernel: str = option(
-        "auto",
-        "--kernel-type",
-        "NNGP prior: analytic when every operation of the model has a kernel rule, else Monte Carlo.",
-        choices=KERNEL_CHOICES,
-        aliases=("--kernel",),
-    )
-    sigma_w: Optional[float] = option(None, "--sigma-w", "Weight std (default: PyTorch's default init).")
-    sigma_b: Optional[float] = option(None, "--sigma-b", "Bias std (default: PyTorch's default init).")
-    kernel_samples: int = option(
-        DEFAULT_KERNEL_SAMPLES, "--kernel-samples", "Random initialisations for the Monte Carlo kernel."
-    )
-    jitter: float = option(
-        DEFAULT_JITTER, "--jitter", "Absolute epsilon added to the kernel diagonal; part of the prior K + eps I."
-    )
-    jitter_grid: tuple = option(
-        (),
-        "--jitter-grid",
-        "Comma-separated ascending jitters declared before seeing the data (overrides "
-        "--jitter): the smallest with K + eps I positive definite is used; costs ln|G| "
-        "nats of delta.",
-    )
-    attempts_ledger: Optional[str] = ledger_option()
-    variant: str = option(
-        "langford",
-        "--variant",
-        "langford: Valle-Pérez et al. Cor. 1; mcallester: the authors' code.",
-        choices=MARGINAL_VARIANTS,
-    )
-    q_star_test_points: int = option(
-        DEFAULT_BASELINE_POINTS,
-        "--q-star-test-points",
-        "Q*'s Gibbs test error (a baseline) on a seeded subset of at most this many test points.",
-    )
-    seed: int = 0
-    device: Optional[str] = None
-    quiet: bool = True
-
-    def __post_init__(self):
-        """Refuse a bad baseline size when the settings are made, before any work."""
-        checks.integer_at_least(self.q_star_test_points, "q_star_test_points (--q-star-test-points)", 1)
 
 
 def build_kernel(model: torch.nn.Module, input_shape, settings: MarginalSettings):
@@ -121,7 +57,7 @@ def build_kernel(model: torch.nn.Module, input_shape, settings: MarginalSettings
         if settings.kernel == "analytic":
             raise InputError(f"no analytic NNGP for this model: {reason}; use --kernel monte-carlo")
         announce(
-            f"kernel: fell back to Monte Carlo ({settings.kernel_samples} initialisations): {reason}",
+            f"kernel: fell back to Monte Carlo ({settings.kernel_samples or 'auto'} initialisations): {reason}",
             quiet=settings.quiet,
         )
     return MonteCarloNNGP(model, samples=settings.kernel_samples, seed=settings.seed)
@@ -180,7 +116,7 @@ def prior_statement(kernel, settings: MarginalSettings) -> dict:
         "kernel": kernel.kind,
         "sigma_w": settings.sigma_w,
         "sigma_b": settings.sigma_b,
-        "kernel_samples": settings.kernel_samples if kernel.kind == MonteCarloNNGP.kind else None,
+        "kernel_samples": (settings.kernel_samples or "auto") if kernel.kind == MonteCarloNNGP.kind else None,
         "jitter": None if grid else settings.jitter,
         "jitter_grid": grid,
     }
@@ -277,11 +213,12 @@ def kernel_summary(kernel) -> str:
         return f"analytic NNGP {chain} ({outputs} logit{'s' if outputs != 1 else ''})"
     measured = kernel.diagnostics
     rank = measured.get("rank")
-    error = measured.get("standard_error_bound_relative")
+    largest, mean = measured.get("standard_error_max_relative"), measured.get("standard_error_mean_relative")
     return (
-        f"Monte Carlo NNGP of {described.get('module')} ({described.get('samples')} initialisations"
+        f"Monte Carlo NNGP of {described.get('module')} ({measured.get('estimator')} estimator, "
+        f"{described.get('samples')} initialisations"
         + ("" if rank is None else f", rank {rank}")
-        + ("" if error is None else f", entry standard error <= {error:.1e} of the largest diagonal entry")
+        + ("" if largest is None else f", entry standard error max {largest:.1e}, mean {mean:.1e} of the mean diagonal")
         + ")"
     )
 
@@ -445,6 +382,7 @@ def marginal_bounds(
                 "variant": settings.variant,
                 "sweeps": ep.sweeps,
                 "classes": classes,
+                "why_vacuous": why_vacuous(ep.log_evidence, m, delta_pb, settings.variant, classes),
             },
             **shared,
         ),
@@ -458,6 +396,7 @@ def marginal_bounds(
                 "estimator": f"importance sampling ({certified.proposal} proposal) + Markov",
                 "variant": settings.variant,
                 "classes": classes,
+                "why_vacuous": why_vacuous(certified.lower, m, delta_pb, settings.variant, classes),
                 "log_estimate": certified.log_estimate,  # ln Z_hat; log_evidence is it minus ln(1/delta_markov)
                 "log_evidence_upper": certified.upper,  # psi*, None if not certified
                 "log_evidence_upper_note": certified.upper_reason,
@@ -469,6 +408,36 @@ def marginal_bounds(
         ),
     ]
     return results, diagnostics
+
+
+def why_vacuous(log_evidence: float, m: int, delta: float, variant: str, classes: int) -> str:
+    """Why the bound at ``log_evidence`` = ln P(S) is no better than chance 1 - 1/classes ('' when it is).
+
+    The bound 1 - exp(-c) reaches chance where its complexity c reaches ln(classes), the per-point
+    log-loss of a uniform guess; c is -ln P(S) per point plus a confidence term, and the line says which
+    of the two is to blame and what would help."""
+    chance, value = 1.0 - 1.0 / classes, marginal_likelihood_bound(log_evidence, m, delta, variant)
+    if value < chance:
+        return ""
+    confidence = marginal_likelihood_complexity(0.0, m, delta, variant)
+    evidence = marginal_likelihood_complexity(log_evidence, m, delta, variant) - confidence
+    guess = f"ln {classes} = {math.log(classes):.3f} nats per point, a uniform guess's"
+    if confidence >= math.log(classes):
+        return (
+            f"bound {value:.3f} >= chance {chance:.3f}: the confidence term alone costs {confidence:.3f} nats per "
+            f"point, above {guess}, at m = {m:,}: more training points would help"
+        )
+    blame = (
+        f"the prior gives the labels of S less probability than {'coin flips' if classes == 2 else 'uniform guesses'}"
+        " would"
+        if evidence >= math.log(classes)
+        else f"together with the confidence term ({confidence:.3f}) that is too much at m = {m:,}"
+    )
+    return (
+        f"bound {value:.3f} >= chance {chance:.3f}: -ln P(S) costs {evidence:.3f} nats per point against {guess}; "
+        f"{blame}; more training points, or an architecture (prior) under which these labels are more probable, "
+        "would help (random labels stay vacuous)"
+    )
 
 
 def _for_run(settings: MarginalSettings, context: RunContext) -> MarginalSettings:

@@ -4,96 +4,15 @@ The bound is :func:`pacbayes.bounds.compression_bound` (a point-mass posterior o
 KL = l ln 2 + ln configurations); training, quantisation and coding live in :mod:`pacbayes.subspace`.
 """
 
-from dataclasses import dataclass, replace
-from typing import Optional
+from dataclasses import replace
 
-from pacbayes.attempts import count_attempt, ledger_option
+from pacbayes.attempts import count_attempt
 from pacbayes.errors import InputError
-from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, cli_fields, option, stamped
+from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, cli_fields, stamped
+from pacbayes.families.settings import SubspaceSettings
 from pacbayes.subspace.training import (
-    DEFAULT_EPOCHS,
-    DEFAULT_LEVELS,
-    DEFAULT_PATIENCE,
-    DEFAULT_PRIOR_EPOCHS,
-    DEFAULT_QAT_EPOCHS,
-    DEFAULT_QAT_PATIENCE,
-    DEFAULT_RATE_WEIGHT,
-    MAX_LEVELS,
     level_grid,
 )
-
-
-@dataclass(frozen=True)
-class SubspaceSettings:
-    """The compression family's settings: a compressed model to certify, or d to train one.
-
-    compressed: a pacbayes.subspace.CompressedSubspaceModel (e.g. loaded from a subspace file);
-    dim: otherwise train one in a d-dimensional subspace from a seeded random theta0 (never the
-    trained weights), distilling from the user's model when ``distill``, for at most ``epochs``
-    epochs (to convergence with ``patience``), at learning rate ``lr``, with at most ``qat_epochs``
-    of quantisation-aware fine-tuning (to convergence with ``qat_patience``, the code length
-    weighted by ``rate_weight``) for each level count in ``levels`` (the grid is union-bounded).
-    prior_split: with a fraction in (0, 1), theta0 is first trained for ``prior_epochs`` on that part
-    of S and the bound uses the rest (a data-dependent prior; 0: seeded theta0, all of S).
-    extra_configurations: hyper-parameter settings tried beyond the recorded levels grid: count every
-    value of d, epochs, lr, ... you tried. attempts_ledger: JSON-lines file counting runs on this data and
-    these settings (any seed; :mod:`pacbayes.attempts`): attempt k spends 6 delta / (pi^2 k^2), so
-    keeping the best seed is valid (without one, a run spends the family's whole share and
-    --configurations stands for every try).
-    """
-
-    compressed: object = None
-    dim: Optional[int] = option(
-        None,
-        "--subspace-dim",
-        "Train a compressed model in a random d-dimensional subspace from a seeded "
-        "random start (the bound is for that model).",
-    )
-    distill: bool = option(False, "--subspace-distill", "Distil the subspace model from MODEL's predictions.")
-    epochs: int = option(
-        DEFAULT_EPOCHS, "--subspace-epochs", "Most epochs of subspace training (it stops earlier at convergence)."
-    )
-    patience: int = option(
-        DEFAULT_PATIENCE,
-        "--subspace-patience",
-        "Stop once the training loss has not improved for this many epochs (0: run all --subspace-epochs).",
-    )
-    lr: float = option(0.05, "--subspace-lr", "Adam learning rate of subspace training (fine-tuning uses lr / 5).")
-    qat_epochs: int = option(
-        DEFAULT_QAT_EPOCHS,
-        "--subspace-qat-epochs",
-        "Epochs of quantisation-aware fine-tuning per level count; every epoch's model is a candidate "
-        "(the best bound is kept, all are counted in the configurations).",
-    )
-    qat_patience: int = option(
-        DEFAULT_QAT_PATIENCE or 0,
-        "--subspace-qat-patience",
-        "Stop fine-tuning once its loss has not improved for this many epochs (0: run all --subspace-qat-epochs).",
-    )
-    rate_weight: float = option(
-        DEFAULT_RATE_WEIGHT,
-        "--subspace-rate-weight",
-        "Weight of the code length in fine-tuning (w ln 2 / m per bit; 0: cross-entropy only).",
-    )
-    levels: tuple = option(
-        DEFAULT_LEVELS,
-        "--subspace-levels",
-        "Quantisation level counts tried (each counted in the configurations).",
-        limits=(1, MAX_LEVELS),
-    )
-    prior_split: float = option(
-        0.0,
-        "--subspace-prior-split",
-        "Fraction of S on which theta0 is trained before the subspace (a data-dependent prior; "
-        "the bound uses the rest; 0: a seeded random theta0 and all of S).",
-    )
-    prior_epochs: int = option(
-        DEFAULT_PRIOR_EPOCHS, "--subspace-prior-epochs", "Epochs of training theta0 (with --subspace-prior-split)."
-    )
-    extra_configurations: int = option(
-        1, "--configurations", "Number of hyper-parameter settings (d, seeds, ...) you tried; union-bounded."
-    )
-    attempts_ledger: Optional[str] = ledger_option()
 
 
 class SubspaceFamily:

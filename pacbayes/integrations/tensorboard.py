@@ -3,7 +3,9 @@
 ``TensorBoardLogger`` is a monitor ``callback``: every checkpoint writes, at its step, the scalars
 of :func:`pacbayes.integrations.scalars` (``pacbayes/train_error``, ``pacbayes/test_error``,
 ``pacbayes/bounds/<name>``, ``pacbayes/seconds``). Estimates and certified numbers keep their bound
-names, so the marginal EP estimate (``marginal-ep``) is never mistaken for a certificate::
+names, so the marginal EP estimate (``marginal-ep``) is never mistaken for a certificate, and a bound
+is written only from the first checkpoint at which it applies to the network (the marginal bound
+once the network fits S), never as a flat line before it::
 
     from pacbayes.integrations.tensorboard import TensorBoardLogger
 

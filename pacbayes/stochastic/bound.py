@@ -29,6 +29,7 @@ import torch
 
 from pacbayes import bounds
 from pacbayes import checks
+from pacbayes.defaults import DEFAULT_PRIOR_DROPOUT, DEFAULT_PRIOR_STD, POSTERIOR_STARTS, PRIOR_EPOCHS
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.results import BoundResult
@@ -50,14 +51,8 @@ from pacbayes.stochastic.train import (
     surrogate_risk,
 )
 
-DEFAULT_PRIOR_SCHEDULE = Schedule(epochs=70, batch_size=100, lr=0.01)
+DEFAULT_PRIOR_SCHEDULE = Schedule(epochs=PRIOR_EPOCHS, batch_size=100, lr=0.01)
 """ERM for a learned prior mean: PBB's 70 epochs (Pérez-Ortiz et al. 2021, Section 6), SGD momentum 0.9."""
-DEFAULT_PRIOR_STD = 0.03
-"""Prior standard deviation fixed in advance (PBB's sigma_prior = 0.03 for MNIST)."""
-DEFAULT_PRIOR_DROPOUT = 0.2
-"""Dropout while learning the prior mean (PBB's 0.2)."""
-POSTERIOR_STARTS = ("prior", "model")
-"""Where the posterior mean starts: at the prior mean (learned-from-prior) or at MODEL's weights."""
 
 
 def _checked_data(x, labels):

@@ -11,10 +11,9 @@ gradients when the posterior is trained (:mod:`pacbayes.stochastic.train`).
 import torch
 from torch import nn
 
+from pacbayes.defaults import MC_SAMPLINGS  # noqa: F401  (its home; imported from here too)
 from pacbayes.errors import InputError
 
-MC_SAMPLINGS = ("network", "point")
-"""Monte Carlo draws: one network per draw scored on every point, or a fresh network per (draw, point)."""
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.Identity, nn.Dropout)
 """Parameter-free modules that act on each coordinate alone (Dropout as in eval mode: the identity)."""
 

@@ -11,13 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from pacbayes.defaults import DEFAULT_SIGMOID_TEMPERATURE  # noqa: F401  (its home; imported from here too)
 from pacbayes.errors import InputError
 
 BOUNDED_CE_PMIN = 1e-4
 """p_min of PBB's bounded cross-entropy (Pérez-Ortiz et al. 2021, Section 5)."""
-DEFAULT_SIGMOID_TEMPERATURE = 0.15
-"""Temperature T of :func:`sigmoid_surrogate`: a fixed constant, chosen on the data-independent
-benchmark (binary mnist-embedded, m = 5,000, 784-600-1) among T in {0.1, 0.15, 0.3, 1}."""
 
 
 def forward(model: torch.nn.Module, params: dict, x: torch.Tensor) -> torch.Tensor:

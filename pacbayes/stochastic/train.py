@@ -22,6 +22,7 @@ import torch
 
 from pacbayes import bounds
 from pacbayes.bounds.stochastic import langford_seeger_complexity, maurer_complexity
+from pacbayes.defaults import OBJECTIVES, POSTERIOR_EPOCHS, SURROGATES  # noqa: F401  (OBJECTIVES: imported from here too)
 from pacbayes.errors import InputError
 from pacbayes.progress import progress
 from pacbayes.stochastic.dropout import activation_dropout
@@ -35,10 +36,6 @@ from pacbayes.stochastic.network import (
     sigmoid_surrogate,
 )
 
-OBJECTIVES = ("dr", "quad", "lambda", "classic")
-SURROGATES = ("auto", "logistic", "bounded-ce", "sigmoid")
-"""Surrogate risks for training: "auto" is "logistic" for objective "dr" and "bounded-ce" for PBB's."""
-
 
 @dataclass(frozen=True)
 class Schedule:
@@ -46,7 +43,7 @@ class Schedule:
     weights the posterior starts at log s = log lambda_0 + init_log_ratio (from the prior it starts
     at s = lambda_0, KL 0)."""
 
-    epochs: int = 40
+    epochs: int = POSTERIOR_EPOCHS
     batch_size: int = 250
     lr: float = 1e-4
     lr_var: float = 1e-2

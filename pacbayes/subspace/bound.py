@@ -30,6 +30,27 @@ CERTIFIES = "the decoded compressed model"
 CLASSIFIER = "compressed-model"
 
 
+def why_vacuous(bound: dict, error: float, m: int, delta: float, classes: int) -> str:
+    """Why the compression ``bound`` (from :func:`compression_bound`) is no better than chance
+    1 - 1/classes ('' when it is): the message's code length against m, or the decoded model's own
+    error, whichever still makes the bound vacuous when the other is taken away."""
+    chance = 1.0 - 1.0 / classes
+    if bound["value"] < chance:
+        return ""
+    nats = bound["kl"]
+    if compression_bound(error, 0, m, delta)["value"] < chance:
+        return (
+            f"bound {bound['value']:.3f} >= chance {chance:.3f}: the message costs {nats:,.0f} nats (code length "
+            f"and configurations) against m = {m:,} points ({nats / m:.3g} per point): a shorter message "
+            "(a smaller --subspace-dim, fewer --levels) or more training points would help"
+        )
+    return (
+        f"bound {bound['value']:.3f} >= chance {chance:.3f}: the decoded model errs on {error:.3f} of the m = "
+        f"{m:,} points, vacuous even with a free message: a larger --subspace-dim, more training, or another "
+        "architecture would help"
+    )
+
+
 def subspace_bound(
     source,
     x: torch.Tensor,
@@ -58,7 +79,8 @@ def subspace_bound(
         source = load_subspace_model(source, module)
     device = resolve_device(device)
     model = source.decode().to(device)
-    check_labels(output_dim(model, x), labels)
+    outputs = output_dim(model, x)
+    check_labels(outputs, labels)
     x, labels = bound_part(model.origin, model.seed, x, labels)
     error = zero_one_error(model, x, labels, EVAL_BATCH)
     same_data = source.train_fingerprint == data_fingerprint(x, labels)
@@ -86,6 +108,7 @@ def subspace_bound(
         "best_form": bound["best_form"],
         "forms": bound["forms"],
         "union_over_forms": "delta split equally over the forms; the minimum is certified",
+        "why_vacuous": why_vacuous(bound, error, len(x), delta, 2 if outputs == 1 else outputs),
         "decoding_check": "passed (same data as the encoder)"
         if same_data
         else "not applicable (data differ from the encoder's)",

@@ -35,25 +35,18 @@ from pacbayes.subspace.model import SubspaceModel
 from pacbayes.subspace.origin import split_indices
 from pacbayes.subspace.projection import _stream_seed
 from pacbayes.subspace.quantisation import METHODS, assign, make_levels, snap_levels
+from pacbayes.defaults import (
+    SUBSPACE_EPOCHS as DEFAULT_EPOCHS,
+    SUBSPACE_LEVELS as DEFAULT_LEVELS,
+    SUBSPACE_MAX_LEVELS as MAX_LEVELS,
+    SUBSPACE_PATIENCE as DEFAULT_PATIENCE,
+    SUBSPACE_PRIOR_EPOCHS as DEFAULT_PRIOR_EPOCHS,
+    SUBSPACE_QAT_EPOCHS as DEFAULT_QAT_EPOCHS,
+    SUBSPACE_QAT_PATIENCE as DEFAULT_QAT_PATIENCE,
+    SUBSPACE_RATE_WEIGHT as DEFAULT_RATE_WEIGHT,
+)
 
-DEFAULT_LEVELS = (4, 8, 16)
-MAX_LEVELS = 4096
-"""The most levels a grid may try: far beyond any useful codebook (Lotfi et al. use at most 16), and a
-bound on the d x L distances that quantising z computes."""
 _QUANTISE_BYTES = 16  # per coordinate and level: two float64 d x L temporaries in quantisation.assign
-DEFAULT_EPOCHS = 300
-"""Most epochs of subspace training; with DEFAULT_PATIENCE it stops at convergence, usually earlier."""
-DEFAULT_PATIENCE = 20
-"""Epochs without a 1e-4 relative improvement of the training loss after which training stops."""
-DEFAULT_QAT_EPOCHS = 50
-"""Epochs of quantisation-aware fine-tuning per level count."""
-DEFAULT_QAT_PATIENCE = None
-"""None: run every fine-tuning epoch (compress_subspace_model scores each one). Stopping on the
-epoch-mean loss ended fine-tuning within a few epochs, before the levels had settled."""
-DEFAULT_RATE_WEIGHT = 8.0
-"""Weight of the code-length term: w ln 2 / m per bit, added to the mean cross-entropy."""
-DEFAULT_PRIOR_EPOCHS = 30
-"""Epochs of Adam training every parameter of theta0 on the prior part (with a prior split)."""
 DEFAULT_PRIOR_LR = 1e-3
 SELECTION_DELTA = 0.05  # only ranks the candidates; the certified delta is the caller's
 ORIGIN_CODEBOOK = (0.0,)

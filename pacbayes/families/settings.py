@@ -1,0 +1,266 @@
+"""The bound families' settings: what the user chooses for each family, torch-free.
+
+Each family's frozen settings dataclass lives here, apart from the family's code, so that ``pacbayes``
+builds the ``certify`` flags and the claims keys (the fields declared with :func:`pacbayes.options.option`)
+without loading torch; each family module imports its own (``pacbayes.families.marginal.MarginalSettings``
+is this module's). :data:`SETTINGS` lists them by family name, in the order of the registry
+:data:`pacbayes.families.FAMILIES`, whose family ``NAME`` lives in the module
+``pacbayes.families.<settings_attribute(NAME)>``.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+from pacbayes import checks
+from pacbayes.bounds import MARGINAL_VARIANTS
+from pacbayes.defaults import (
+    DEFAULT_PRIOR_DROPOUT,
+    DEFAULT_PRIOR_STD,
+    DEFAULT_SIGMOID_TEMPERATURE,
+    MC_SAMPLINGS,
+    OBJECTIVES,
+    POSTERIOR_EPOCHS,
+    POSTERIOR_STARTS,
+    PRIOR_EPOCHS,
+    SUBSPACE_EPOCHS,
+    SUBSPACE_LEVELS,
+    SUBSPACE_MAX_LEVELS,
+    SUBSPACE_PATIENCE,
+    SUBSPACE_PRIOR_EPOCHS,
+    SUBSPACE_QAT_EPOCHS,
+    SUBSPACE_QAT_PATIENCE,
+    SUBSPACE_RATE_WEIGHT,
+    SURROGATES,
+)
+from pacbayes.options import ledger_option, option
+
+DEFAULT_JITTER = 1e-6
+DEFAULT_BASELINE_POINTS = 1000
+KERNEL_CHOICES = ("auto", "analytic", "monte-carlo")
+
+
+@dataclass(frozen=True)
+class MarginalSettings:
+    """Everything that fixes the prior and the estimators; chosen before seeing S.
+
+    kernel: "auto" (analytic if the kernel compiler has a rule for every operation, else Monte Carlo), "analytic"
+    or "monte-carlo". sigma_w / sigma_b: None infers PyTorch's default initialisation.
+    jitter: absolute epsilon added to the kernel diagonal; part of the prior (K + eps I).
+    jitter_grid: instead of one jitter, a grid G declared before seeing the data: the smallest
+        value for which K + eps I is positive definite is used, and every grid point's prior gets
+        delta / |G| (a union bound over G, i.e. ln|G| nats), so the choice may depend on S.
+    attempts_ledger: JSON-lines file counting runs on this data and prior (any seed): attempt k
+        spends 6 delta / (pi^2 k^2) (:mod:`pacbayes.attempts`, which says what the count is keyed on),
+        so keeping the best seed is valid.
+    """
+
+    kernel: str = option(
+        "auto",
+        "--kernel-type",
+        "NNGP prior: analytic when every operation of the model has a kernel rule, else Monte Carlo.",
+        choices=KERNEL_CHOICES,
+        aliases=("--kernel",),
+    )
+    sigma_w: Optional[float] = option(None, "--sigma-w", "Weight std (default: PyTorch's default init).")
+    sigma_b: Optional[float] = option(None, "--sigma-b", "Bias std (default: PyTorch's default init).")
+    kernel_samples: Optional[int] = option(
+        None,
+        "--kernel-samples",
+        "Random initialisations for the Monte Carlo kernel (default: chosen for an entry standard error of "
+        "1% of the mean diagonal and rank >= m).",
+    )
+    jitter: float = option(
+        DEFAULT_JITTER, "--jitter", "Absolute epsilon added to the kernel diagonal; part of the prior K + eps I."
+    )
+    jitter_grid: tuple = option(
+        (),
+        "--jitter-grid",
+        "Comma-separated ascending jitters declared before seeing the data (overrides "
+        "--jitter): the smallest with K + eps I positive definite is used; costs ln|G| "
+        "nats of delta.",
+    )
+    attempts_ledger: Optional[str] = ledger_option()
+    variant: str = option(
+        "langford",
+        "--variant",
+        "langford: Valle-Pérez et al. Cor. 1; mcallester: the authors' code.",
+        choices=MARGINAL_VARIANTS,
+    )
+    q_star_test_points: int = option(
+        DEFAULT_BASELINE_POINTS,
+        "--q-star-test-points",
+        "Q*'s Gibbs test error (a baseline) on a seeded subset of at most this many test points.",
+    )
+    seed: int = 0
+    device: Optional[str] = None
+    quiet: bool = True
+
+    def __post_init__(self):
+        """Refuse a bad baseline size when the settings are made, before any work."""
+        checks.integer_at_least(self.q_star_test_points, "q_star_test_points (--q-star-test-points)", 1)
+
+
+@dataclass(frozen=True)
+class DziugaiteRoySettings:
+    """The Dziugaite-Roy / PBB family's settings; see :func:`pacbayes.stochastic.certify_stochastic_network`.
+
+    init_state: path of the weights at initialisation (or a state dict); init_seed: re-create them
+    from the recorded seed; neither: a zero-centred prior (valid, looser, labelled in the report).
+    posterior_start "prior" (default) certifies a stochastic net learned from the prior (PBB, the
+    tight certificate); "model" one around MODEL's weights (Dziugaite & Roy); fixed_mean holds the
+    mean at MODEL's weights. The report names the mode in ``details.mode``.
+    test_draws: posterior draws used to report the stochastic net's test error (a baseline).
+    """
+
+    init_state: object = option(
+        None, "--init", "Weights at initialisation (weights-only .pt) for the prior mean.", path=True
+    )
+    init_seed: Optional[int] = option(None, "--init-seed", "Re-create the initial weights from this recorded seed.")
+    objective: str = option("dr", "--objective", "Dziugaite-Roy (dr) or a PBB objective.", choices=OBJECTIVES)
+    surrogate: str = option(
+        "auto",
+        "--surrogate",
+        "Training risk: auto (logistic for dr, bounded cross-entropy for PBB) or sigmoid (smooth 0-1 loss).",
+        choices=SURROGATES,
+    )
+    sigmoid_temperature: float = option(
+        DEFAULT_SIGMOID_TEMPERATURE, "--sigmoid-temperature", "Temperature of --surrogate sigmoid."
+    )
+    posterior_start: str = option(
+        "prior",
+        "--posterior-start",
+        "Start the posterior at the prior (a net learned from the prior, KL 0 at the start) or at MODEL's weights.",
+        choices=POSTERIOR_STARTS,
+    )
+    prior_split: float = option(
+        0.0, "--prior-split", "Fraction of S used to learn the prior (the bound uses the rest)."
+    )
+    prior_std: float = option(
+        DEFAULT_PRIOR_STD, "--prior-std", "Prior standard deviation, fixed before seeing S (no lambda search)."
+    )
+    lambda_grid: bool = option(
+        False, "--lambda-grid", "Search the prior variance on Dziugaite-Roy's grid (union bound, ~2 ln j nats)."
+    )
+    prior_epochs: int = option(
+        PRIOR_EPOCHS, "--prior-epochs", "Epochs of ERM learning the prior mean (with --prior-split)."
+    )
+    prior_dropout: float = option(
+        DEFAULT_PRIOR_DROPOUT, "--prior-dropout", "Dropout after the activation layers while learning the prior."
+    )
+    posterior_epochs: int = option(POSTERIOR_EPOCHS, "--posterior-epochs", "Epochs of posterior optimisation.")
+    mc_samples: int = option(1000, "--mc-samples", "Posterior draws for the sample-convergence bound.")
+    mc_sampling: str = option(
+        "network",
+        "--mc-sampling",
+        "Monte Carlo draws: one network per draw on every point, or a fresh draw per point (Linear/activation "
+        "Sequential models; n m independent draws).",
+        choices=MC_SAMPLINGS,
+    )
+    per_point_training: bool = option(
+        False,
+        "--per-point-training",
+        "Train the posterior with a fresh weight draw per input (local reparameterisation; Linear/activation "
+        "Sequential models).",
+    )
+    fixed_mean: bool = option(False, "--fixed-mean", "Keep the posterior mean at MODEL's weights.")
+    attempts_ledger: Optional[str] = ledger_option()
+    test_draws: int = 20
+
+
+@dataclass(frozen=True)
+class SubspaceSettings:
+    """The compression family's settings: a compressed model to certify, or d to train one.
+
+    compressed: a pacbayes.subspace.CompressedSubspaceModel (e.g. loaded from a subspace file);
+    dim: otherwise train one in a d-dimensional subspace from a seeded random theta0 (never the
+    trained weights), distilling from the user's model when ``distill``, for at most ``epochs``
+    epochs (to convergence with ``patience``), at learning rate ``lr``, with at most ``qat_epochs``
+    of quantisation-aware fine-tuning (to convergence with ``qat_patience``, the code length
+    weighted by ``rate_weight``) for each level count in ``levels`` (the grid is union-bounded).
+    prior_split: with a fraction in (0, 1), theta0 is first trained for ``prior_epochs`` on that part
+    of S and the bound uses the rest (a data-dependent prior; 0: seeded theta0, all of S).
+    extra_configurations: hyper-parameter settings tried beyond the recorded levels grid: count every
+    value of d, epochs, lr, ... you tried. attempts_ledger: JSON-lines file counting runs on this data and
+    these settings (any seed; :mod:`pacbayes.attempts`): attempt k spends 6 delta / (pi^2 k^2), so
+    keeping the best seed is valid (without one, a run spends the family's whole share and
+    --configurations stands for every try).
+    """
+
+    compressed: object = None
+    dim: Optional[int] = option(
+        None,
+        "--subspace-dim",
+        "Train a compressed model in a random d-dimensional subspace from a seeded "
+        "random start (the bound is for that model).",
+    )
+    distill: bool = option(False, "--subspace-distill", "Distil the subspace model from MODEL's predictions.")
+    epochs: int = option(
+        SUBSPACE_EPOCHS, "--subspace-epochs", "Most epochs of subspace training (it stops earlier at convergence)."
+    )
+    patience: int = option(
+        SUBSPACE_PATIENCE,
+        "--subspace-patience",
+        "Stop once the training loss has not improved for this many epochs (0: run all --subspace-epochs).",
+    )
+    lr: float = option(0.05, "--subspace-lr", "Adam learning rate of subspace training (fine-tuning uses lr / 5).")
+    qat_epochs: int = option(
+        SUBSPACE_QAT_EPOCHS,
+        "--subspace-qat-epochs",
+        "Epochs of quantisation-aware fine-tuning per level count; every epoch's model is a candidate "
+        "(the best bound is kept, all are counted in the configurations).",
+    )
+    qat_patience: int = option(
+        SUBSPACE_QAT_PATIENCE or 0,
+        "--subspace-qat-patience",
+        "Stop fine-tuning once its loss has not improved for this many epochs (0: run all --subspace-qat-epochs).",
+    )
+    rate_weight: float = option(
+        SUBSPACE_RATE_WEIGHT,
+        "--subspace-rate-weight",
+        "Weight of the code length in fine-tuning (w ln 2 / m per bit; 0: cross-entropy only).",
+    )
+    levels: tuple = option(
+        SUBSPACE_LEVELS,
+        "--subspace-levels",
+        "Quantisation level counts tried (each counted in the configurations).",
+        limits=(1, SUBSPACE_MAX_LEVELS),
+    )
+    prior_split: float = option(
+        0.0,
+        "--subspace-prior-split",
+        "Fraction of S on which theta0 is trained before the subspace (a data-dependent prior; "
+        "the bound uses the rest; 0: a seeded random theta0 and all of S).",
+    )
+    prior_epochs: int = option(
+        SUBSPACE_PRIOR_EPOCHS, "--subspace-prior-epochs", "Epochs of training theta0 (with --subspace-prior-split)."
+    )
+    extra_configurations: int = option(
+        1, "--configurations", "Number of hyper-parameter settings (d, seeds, ...) you tried; union-bounded."
+    )
+    attempts_ledger: Optional[str] = ledger_option()
+
+
+SETTINGS = {
+    "marginal": MarginalSettings,
+    "dziugaite-roy": DziugaiteRoySettings,
+    "subspace": SubspaceSettings,
+}
+"""Family name -> its settings dataclass, for every built-in family, in the registry's order."""
+
+
+def settings_attribute(name: str) -> str:
+    """The attribute of :class:`pacbayes.certification.CertifyOptions` holding family ``name``'s settings
+    (also the name of the family's module in :mod:`pacbayes.families`)."""
+    return name.replace("-", "_")
+
+
+__all__ = [
+    "DEFAULT_BASELINE_POINTS",
+    "DEFAULT_JITTER",
+    "KERNEL_CHOICES",
+    "SETTINGS",
+    "DziugaiteRoySettings",
+    "MarginalSettings",
+    "SubspaceSettings",
+    "settings_attribute",
+]
