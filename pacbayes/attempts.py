@@ -158,7 +158,10 @@ def attempt_key(family: str, sample: dict, statement: dict, model, weights: bool
 
 
 def _canonical(value):
-    """``value`` with tuples as lists and whole floats as ints, so that 2.0 from the CLI and 2 from Python key alike."""
+    """``value`` as plain JSON: tuples and arrays as lists, numpy scalars as Python numbers and whole floats as
+    ints, so that 2.0 from the CLI, 2 from Python and numpy's int64(2) key alike."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple, dict, str)):  # a numpy scalar or array
+        value = value.tolist()
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, (list, tuple)):

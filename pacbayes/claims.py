@@ -146,13 +146,17 @@ class ClaimResult:
         return dict(self.__dict__)
 
 
+MAX_CLAIMS_BYTES = 16 * 2**20
+"""Largest claims file read (a claims file is a few KiB of TOML)."""
+
+
 def _document(path: str) -> dict:
     """The parsed TOML of a claims file (InputError, in one line, when it cannot be read or parsed)."""
+    if not os.path.lexists(path):
+        raise InputError(f"claims file {path} does not exist; pass the path of a TOML claims file")
     try:
-        with open(path, "rb") as stream:
+        with arguments.open_regular(path, "claims file", MAX_CLAIMS_BYTES) as stream:  # a FIFO would block
             return checks.parsed(tomllib.load, stream, f"claims file {path}")
-    except FileNotFoundError as err:
-        raise InputError(f"claims file {path} does not exist; pass the path of a TOML claims file") from err
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"claims file {path} is not valid TOML: {err}") from err
     except UnicodeDecodeError as err:

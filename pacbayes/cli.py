@@ -1096,6 +1096,10 @@ def verify_command(
     record = _read_report(report_path)
     recorded = _recorded_certify_params(record)
     model_path = model_path or record.get("model_path")
+    if model_path is not None and not isinstance(model_path, str):
+        raise PacBayesError(
+            f"{report_path}: its model_path must be a file path (a string), got {model_path!r:.60}; give MODEL"
+        )
     if isinstance(model_path, str) and os.path.exists(model_path):
         regular_file(model_path, "MODEL")  # hashing a FIFO or /dev/zero would never end
     if rerun and model_path is None:
@@ -1168,6 +1172,19 @@ def _recorded_certify_params(record: dict) -> dict:
         return {}
 
 
+def _check_verifies(record: dict, where: str) -> None:
+    """PacBayesError unless every certified number of the report recomputes from its stored inputs
+    (:func:`pacbayes.verification.check_report`): a picture or a page never shows an edited report as certified."""
+    from pacbayes.verification import check_report, failed
+
+    mismatches = failed(check_report(record))
+    if mismatches:
+        raise PacBayesError(
+            f"{where} does not verify (check {mismatches[0].name} fails), so it is not drawn; "
+            f"run pacbayes verify {where} for every check, or certify the model again"
+        )
+
+
 @main.command("plot")
 @click.argument("input_path", metavar="REPORT.json|HISTORY.json")
 @click.option("-o", "--output", "output_path", required=True, help="Write the PNG here.")
@@ -1175,13 +1192,16 @@ def _recorded_certify_params(record: dict) -> dict:
 def plot_command(input_path, output_path, as_json):
     """Draw a certify report (every bound beside the measured errors and the hold-out bound) or a
     BoundMonitor history (errors and bounds per checkpoint) as a PNG; needs pacbayes[plot]."""
-    from pacbayes.figures import figure_for, require_matplotlib, save_png
+    from pacbayes.figures import REPORT, figure_for, kind_of, require_matplotlib, save_png
 
     require_matplotlib()
     check_output_path(output_path, "-o/--output")
     check_not_an_input(output_path, "-o/--output", {"the input file": input_path})
     hint = "give the JSON written by certify --out or by BoundMonitor.history_to_json"
-    kind, figure = figure_for(_read_json(input_path, "input", hint), input_path)
+    payload = _read_json(input_path, "input", hint)
+    if kind_of(payload, input_path) == REPORT:
+        _check_verifies(payload, input_path)
+    kind, figure = figure_for(payload, input_path)
     save_png(figure, output_path)
     emit({"figure": output_path, "kind": kind}, as_json, f"wrote the {kind} figure to {output_path}")
 
@@ -1201,6 +1221,7 @@ def report_command(report_path, output_path, as_json):
     record = _read_json(report_path)
     if kind_of(record, report_path) != REPORT:
         raise PacBayesError(f"{report_path} is a monitor history, not a certify report; draw it with pacbayes plot")
+    _check_verifies(record, report_path)
     write_html(record, output_path)
     emit({"page": output_path}, as_json, f"wrote the HTML report to {output_path}")
 

@@ -63,16 +63,71 @@ def significant(value) -> str:
 
 # ---------------------------------------------------------------- what a JSON file holds
 def kind_of(payload, where: str) -> str:
-    """REPORT or HISTORY by the keys ``payload`` has; InputError naming ``where`` for anything else."""
+    """REPORT or HISTORY by the keys ``payload`` has, once every field the figure and the page read has
+    its type; InputError naming ``where`` for anything else."""
     if isinstance(payload, dict) and {"bounds", "baselines", "train_error"} <= payload.keys():
+        _check_fields(payload, _REPORT_FIELDS, where)
+        _check_fields(payload.get("baselines") or {}, {"holdout_bound": _NUMBER}, where, "baselines.")
+        for split, info in (payload.get("data") or {}).items():
+            _check_fields({split: info}, {split: "an object"}, where, "data.")
+        _check_rows(payload["bounds"], where, "bounds")
         return REPORT
-    if history_records(payload) is not None:
+    records = history_records(payload)
+    if records is not None:
+        for index, record in enumerate(records):
+            _check_fields(record, _HISTORY_FIELDS, where, f"history[{index}].")
+            _check_rows(record["bounds"], where, f"history[{index}].bounds")
         return HISTORY
     raise InputError(
         f"{where} is neither a certify report (an object with bounds, baselines, train_error) nor a monitor "
         "history (a list of records with step and bounds); give the JSON written by certify --out or the "
         "monitor's history export"
     )
+
+
+_NUMBER = "a number"
+_KINDS = {
+    _NUMBER: lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "a string": lambda v: v is None or isinstance(v, str),
+    "true or false": lambda v: isinstance(v, bool),
+    "an object": lambda v: v is None or isinstance(v, dict),
+    "a list": lambda v: isinstance(v, list),
+}
+_REPORT_FIELDS = {
+    **dict.fromkeys(("train_error", "test_error", "m", "delta", "best_certified_bound"), _NUMBER),
+    **dict.fromkeys(("best_certified_bound_name", "best_certified_bound_classifier", "model_path"), "a string"),
+    **dict.fromkeys(
+        ("baselines", "data", "delta_ledger", "provenance", "seconds", "model", "not_applying"), "an object"
+    ),
+}
+_HISTORY_FIELDS = {"step": _NUMBER, "train_error": _NUMBER, "test_error": _NUMBER, "applies": "an object"}
+_ROW_FIELDS = {
+    "value": _NUMBER,
+    "log_evidence": _NUMBER,
+    "certified": "true or false",
+    "details": "an object",
+    "assumptions": "a list",
+    **dict.fromkeys(("name", "classifier", "family", "certifies"), "a string"),
+}
+
+
+def _check_fields(record: dict, fields: dict, where: str, prefix: str = "") -> None:
+    """InputError naming ``where`` and the key when a field of ``record`` present is not of its kind."""
+    for key, kind in fields.items():
+        if key in record and not _KINDS[kind](record[key]):
+            raise InputError(
+                f"{where}: {prefix}{key} must be {kind}, got {record[key]!r:.60}; give the JSON pacbayes wrote"
+            )
+
+
+def _check_rows(rows: list, where: str, place: str) -> None:
+    """InputError unless every bound row is an object whose fields have their kinds."""
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InputError(f"{where}: {place}[{index}] must be an object, got {row!r:.60}")
+        _check_fields(row, _ROW_FIELDS, where, f"{place}[{index}].")
+        for text in row.get("assumptions") or []:
+            _check_fields({"assumptions": text}, {"assumptions": "a string"}, where, f"{place}[{index}].")
 
 
 def history_records(payload):
@@ -176,7 +231,7 @@ def report_figure(record: dict):
     axes.set_xlabel("0-1 error (bounds: upper bounds on the true error of the classifier named)")
     axes.grid(axis="x", alpha=0.3)
     axes.set_title(
-        f"pacbayes certificate: m = {record.get('m', '?')}, 1 - delta = {1 - record.get('delta', 0.0):g}",
+        f"pacbayes certificate: m = {significant(record.get('m'))}, delta = {significant(record.get('delta'))}",
         fontsize=10,
     )
     _style_legend(axes, chance)
@@ -206,6 +261,7 @@ def _nan(values: list) -> list:
 def history_figure(records: list):
     """One figure of a monitor history: train and test error and every bound per checkpoint (filled
     markers certified, hollow ones estimates; a bound is left out where it does not apply)."""
+    require_matplotlib()
     from matplotlib.lines import Line2D
 
     steps, train, test, bounds = _series(records)

@@ -343,3 +343,42 @@ def test_html_renders_in_a_headless_browser_with_the_json_numbers(certified, tmp
     pixels = matplotlib.image.imread(tmp_path / "shot.png")
     assert pixels.shape[:2] == (1600, 1200)
     assert pixels[..., :3].std() > 0.05  # not blank: text, table and figure on white
+
+
+def _first_bound(record):
+    return record["bounds"][0]
+
+
+@pytest.mark.parametrize(
+    "forge, words",
+    [
+        (lambda r: r.update(bounds=[1]), ["bounds[0] must be an object"]),
+        (lambda r: _first_bound(r).update(value="0.3"), ["bounds[0].value must be a number"]),
+        (lambda r: _first_bound(r).update(classifier=5), ["bounds[0].classifier must be a string"]),
+        (lambda r: _first_bound(r).update(assumptions=[{}]), ["assumptions must be a string"]),
+        (lambda r: r.update(baselines=[1]), ["baselines must be an object"]),
+        (lambda r: r.update(data={"train": [1]}), ["data.train must be an object"]),
+        (lambda r: r.update(delta="a"), ["delta must be a number"]),
+    ],
+)
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_a_report_of_the_wrong_shape_is_one_line(certified, tmp_path, forge, words, command):
+    record, _ = certified
+    forged = json.loads(json.dumps(record))
+    forge(forged)
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(forged))
+    assert_refused(run(command, path, "-o", tmp_path / "out.file"), *words)
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_an_edited_certified_number_is_not_drawn(certified, tmp_path, command):
+    """A page or a picture never shows a report as certified that verify would reject."""
+    record, _ = certified
+    forged = json.loads(json.dumps(record))
+    row = next(b for b in forged["bounds"] if b["certified"])
+    row["value"] = 0.001
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(forged))
+    assert_refused(run(command, path, "-o", tmp_path / "out.file"), "does not verify")
+    assert not (tmp_path / "out.file").exists()

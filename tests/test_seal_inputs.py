@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -617,3 +618,43 @@ def test_a_finite_value_beyond_float32_is_not_called_nan(value, work):
 def test_library_entry_points_name_a_wrong_type(call, arguments):
     with pytest.raises(InputError):
         call(*arguments)
+
+
+@pytest.mark.parametrize("recorded", [[1], 0, {"path": "m.pt"}])
+def test_a_recorded_model_path_that_is_not_a_path_is_one_line(tmp_path, recorded):
+    """verify never hashes stdin (``open(0)``) or a list as the recorded model."""
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"model_path": recorded, "provenance": {}, "bounds": []}))
+    assert_refused(run("verify", report), "model_path must be a file path")
+
+
+def test_a_corrupt_compressed_npz_is_one_line(tmp_path):
+    """Deflate data that zlib refuses (not only a CRC mismatch) is one line, not a zlib.error traceback."""
+    path = tmp_path / "data.npz"
+    np.savez_compressed(path, x=np.random.default_rng(0).normal(size=(50, 8)), y=np.arange(50) % 2)
+    raw = bytearray(path.read_bytes())
+    start = raw.index(b"x.npy") + 5 + 16  # into x's deflate stream, past its first block header
+    raw[start : start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(raw))
+    with pytest.raises(zlib.error):
+        np.load(path)["x"]
+    assert_refused(run("data", "info", path))
+
+
+def test_a_claims_file_that_is_a_fifo_is_refused_without_blocking(tmp_path, hang_guard):
+    from pacbayes.claims import load_claims
+
+    fifo = tmp_path / "claims.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file|FIFO"):
+        load_claims(str(fifo))
+
+
+def test_the_attempt_key_takes_numpy_settings():
+    from pacbayes.attempts import _canonical
+
+    assert _canonical({"levels": np.array([4, 8]), "dim": np.int64(3), "lr": np.float64(2.0)}) == {
+        "levels": [4, 8],
+        "dim": 3,
+        "lr": 2,
+    }

@@ -5,6 +5,7 @@ a bad file is one InputError naming the file, what was expected and the fix.
 """
 
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def load_npy(
     regular_file(path, f"the {what} file")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise InputError(f"cannot read the {what} file {path!r} as a numpy array ({err}); {fix}") from err
     if archive and isinstance(loaded, np.lib.npyio.NpzFile):
         return loaded
@@ -68,7 +69,7 @@ def load_kernel_inputs(path: str):
                 raise InputError(f"{path} holds arrays {keys}; store the inputs alone or under the name x")
             try:
                 loaded = loaded["x" if "x" in keys else keys[0]]
-            except (OSError, ValueError, EOFError) as err:
+            except (OSError, ValueError, EOFError, zlib.error) as err:
                 raise InputError(f"cannot read the inputs in {path!r} ({err}); {fix}") from None
         loaded = checked_array(loaded, path, "inputs", fix)
     if loaded.ndim < 2:

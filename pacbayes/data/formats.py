@@ -22,6 +22,7 @@ When a directory or file holds both splits, ``split`` must say which one; a file
 import os
 import re
 import zipfile
+import zlib
 
 import numpy as np
 import torch
@@ -143,7 +144,7 @@ def _load_npz(path, split) -> Dataset:
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:
                     arrays = {key: loaded[key] for key in loaded.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise InputError(f"{path}: not a readable .npz of numeric arrays ({err}); {fix}") from None
     if arrays is None:
         raise InputError(f"{path}: holds one .npy array, not an .npz archive of x and y; {fix}")

@@ -261,7 +261,13 @@ class MonteCarloNNGP:
         for (features,) in self._feature_batches([probe], seeds, device, block_size, True):
             _add_draws(sums, features, features, self.width, *self._scale())
         mean, error = _entry_errors(sums, PILOT_SAMPLES)
-        spread = float(error.max()) * math.sqrt(PILOT_SAMPLES) / float(mean.diagonal().mean())  # sd_s K_s, relative
+        scale = float(mean.diagonal().mean())
+        if not (math.isfinite(scale) and scale > 0.0):
+            raise InputError(
+                f"the random networks' outputs have mean square {scale} on the pilot inputs, so no kernel can be "
+                "estimated from them; check the initialisation (init_fn) or give --kernel-samples"
+            )
+        spread = float(error.max()) * math.sqrt(PILOT_SAMPLES) / scale  # sd_s K_s, relative
         for_error = math.ceil((spread / self.target_error) ** 2)
         for_rank = math.ceil(RANK_MARGIN * n / self.width)
         self.samples = max(2, min(MAX_AUTO_SAMPLES, max(for_error, for_rank)))

@@ -7,6 +7,7 @@ of the package: every error rate it reports (training, test, subspace, stochasti
 """
 
 import contextlib
+import weakref
 
 import torch
 
@@ -15,6 +16,9 @@ from pacbayes.models.programs import ExportedModel, torch_nn_type
 
 _PROBE = 64
 """Examples run twice, under two seeds, to detect a random forward."""
+_DETERMINISTIC: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
+"""Models whose forward has passed the check: it runs once per model object, not on every call
+(:func:`model_outputs` runs inside training loops and per checkpoint)."""
 
 
 def labels_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -125,7 +129,9 @@ def _seeded(seed: int, device):
 
 
 def _check_deterministic(model, probe, data_shape, seed: int) -> None:
-    """Refuse a model whose outputs on the same few inputs differ between two seeds."""
+    """Refuse a model whose outputs on the same few inputs differ between two seeds (once per model object)."""
+    if model in _DETERMINISTIC:
+        return
     runs = []
     for offset in (0, 1):
         with _seeded((seed + offset) % 2**63, probe.device):
@@ -137,6 +143,7 @@ def _check_deterministic(model, probe, data_shape, seed: int) -> None:
             "such as dropout exported or scripted in training mode, or torch.rand); a certificate is about one "
             "deterministic classifier: export or save the model in eval mode, without random operations"
         )
+    _DETERMINISTIC.add(model)
 
 
 def _checked_forward(model, batch, start: int, data_shape) -> torch.Tensor:
