@@ -336,9 +336,9 @@ def coverage_notes(train: Dataset) -> list:
     if subset is None:
         return []
     return [
-        f"--m drew {subset['m']:,} of the {subset['of']:,} training examples given: the marginal and "
-        f"stochastic bounds are about a classifier trained on those {subset['m']:,} points, not about MODEL "
-        "trained on all of them; the hold-out bound is the one about MODEL"
+        f"--m drew {subset['m']:,} of the {subset['of']:,} training examples given: every family's bound "
+        f"(Q*, the stochastic network, the compressed model) is about a classifier trained on those "
+        f"{subset['m']:,} points, not about MODEL trained on all of them; the hold-out bound is the one about MODEL"
     ]
 
 

@@ -492,15 +492,16 @@ def _check_views(views: dict) -> dict:
 
 def _write_views(payload: dict, plot_path, html_path) -> None:
     """Write the --plot PNG and the --html page of a certify report, from the same values as its JSON."""
-    from pacbayes.figures import report_figure, save_png
+    from pacbayes.figures import png_bytes, report_figure, write_png
     from pacbayes.html_report import write_html
     from pacbayes.report import json_safe
 
     record = json_safe(payload)
+    png = png_bytes(report_figure(record)) if plot_path else None  # drawn once for both
     if plot_path:
-        save_png(report_figure(record), plot_path)
+        write_png(png, plot_path)
     if html_path:
-        write_html(record, html_path)
+        write_html(record, html_path, png)
 
 
 def _load_model_or_subspace(path, architecture, kwargs, trust_pickle):

@@ -320,8 +320,12 @@ def png_bytes(figure) -> bytes:
 
 
 def save_png(figure, path: str) -> None:
-    """Write the figure to ``path`` as a PNG, atomically (see :func:`pacbayes.report.write_atomically`)."""
+    """Write the figure to ``path`` as a PNG, atomically."""
+    write_png(png_bytes(figure), path)
+
+
+def write_png(data: bytes, path: str) -> None:
+    """Write PNG bytes to ``path``, atomically (see :func:`pacbayes.report.write_atomically`)."""
     from pacbayes.report import write_atomically
 
-    data = png_bytes(figure)
     write_atomically(path, lambda stream: stream.write(data), binary=True)

@@ -129,12 +129,13 @@ def _summary(record: dict) -> str:
     return f'<table id="summary">{"".join(f"<tr><th>{_text(n)}</th>{cell}</tr>" for n, cell in rows)}</table>'
 
 
-def _picture(record: dict) -> str:
-    if not matplotlib_available():
+def _picture(record: dict, png) -> str:
+    """The report figure embedded as a data URI (``png``: its bytes when already drawn, else drawn here)."""
+    if png is None and not matplotlib_available():
         return (
             f'<p class="note">The picture needs matplotlib: {_text(INSTALL_HINT)}, then run pacbayes report again.</p>'
         )
-    data = base64.b64encode(png_bytes(report_figure(record))).decode("ascii")
+    data = base64.b64encode(png_bytes(report_figure(record)) if png is None else png).decode("ascii")
     alt = "each bound beside the measured train and test error and the hold-out bound"
     return f'<img id="figure" alt="{alt}" src="data:image/png;base64,{data}">'
 
@@ -177,8 +178,9 @@ def _provenance(record: dict) -> str:
     return "".join(parts)
 
 
-def render_html(record: dict) -> str:
-    """The page for a certify report ``record`` (the JSON object ``certify --out`` writes)."""
+def render_html(record: dict, png=None) -> str:
+    """The page for a certify report ``record`` (the JSON object ``certify --out`` writes); ``png``: the
+    report figure's PNG bytes when the caller has drawn it already."""
     title = f"pacbayes certificate for {record.get('model_path') or 'a model'}"
     assumptions = dict.fromkeys(a for b in record["bounds"] for a in b.get("assumptions", []))
     data = record.get("data") or {}
@@ -188,7 +190,7 @@ def render_html(record: dict) -> str:
         "<h2>Bounds</h2>",
         _bounds_table(record),
         "<h2>Picture</h2>",
-        _picture(record),
+        _picture(record, png),
         "<h2>What each bound certifies</h2>",
         _certifies(record),
         "<h2>Baselines</h2>",
@@ -213,9 +215,9 @@ def render_html(record: dict) -> str:
     )
 
 
-def write_html(record: dict, path: str) -> None:
+def write_html(record: dict, path: str, png=None) -> None:
     """Write the page for ``record`` to ``path``, atomically (built before any file is made)."""
     from pacbayes.report import write_atomically
 
-    page = render_html(record)
+    page = render_html(record, png)
     write_atomically(path, lambda stream: stream.write(page))

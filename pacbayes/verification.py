@@ -439,7 +439,8 @@ def _data_checks(record: dict, train, test) -> list:
             result.append(_compare(f"data_sha256_{role}", recorded.get(role), dataset_sha256(data)))
     if train is not None:
         m = _options(record).get("m")
-        result.append(_compare("data_count_train", record.get("m"), len(train) if m is None else m))
+        drawn = len(train) if not isinstance(m, int) else min(m, len(train))  # --m draws at most what is given
+        result.append(_compare("data_count_train", record.get("m"), drawn))
     if test is not None:
         result.append(_compare("data_count_test", _object(record, "baselines").get("holdout_n"), len(test)))
     return result

@@ -142,3 +142,14 @@ def test_sample_count_is_chosen_from_a_pilot_and_the_rank():
 def test_bad_options_raise(kwargs):
     with pytest.raises(InputError):
         MonteCarloNNGP(_net(), **kwargs)
+
+
+def test_a_pilot_of_vanishing_outputs_is_refused_not_divided_by():
+    """Random networks whose outputs are all zero give no kernel: one InputError, not a ZeroDivisionError."""
+
+    def zero_init(module):
+        for parameter in module.parameters():
+            torch.nn.init.zeros_(parameter)
+
+    with pytest.raises(InputError, match="mean square"):
+        MonteCarloNNGP(_net(width=6), init_fn=zero_init).matrix(_x(5))

@@ -192,6 +192,7 @@ FORGERIES = [
         "value_marginal-certified",
     ),
     ("marginal", set_in(["m"], 64), "data_count_train"),
+    ("marginal", lambda r: (set_in(["m"], 64)(r), set_in(["provenance", "options", "m"], 64)(r)), "data_count_train"),
     ("marginal", set_in(["m"], 64), "value_marginal-certified"),
     ("marginal", set_in(["train_error"], 0.0625), "train_error_marginal-certified"),
     ("marginal", relabel_delta, "options_delta"),
