@@ -472,6 +472,16 @@ def test_subspace_tensors_of_the_wrong_type_are_refused(part, value, subspace_fi
         load_subspace_model(tmp_path / "bad.pt", net)
 
 
+@pytest.mark.parametrize("kind", ["meta", "sparse"])
+def test_a_subspace_origin_without_dense_values_is_refused(kind, subspace_file, tmp_path):
+    path, net = subspace_file
+    content = torch.load(path, weights_only=True)
+    theta0 = content["theta0"].to("meta") if kind == "meta" else content["theta0"].to_sparse()
+    torch.save({**content, "theta0": theta0}, tmp_path / "bad.pt")
+    with pytest.raises(ModelLoadError, match=f"'theta0' is a {kind} tensor"):
+        load_subspace_model(tmp_path / "bad.pt", net)
+
+
 def test_ctrl_c_while_the_package_imports_is_one_line():
     """SIGINT while a command imports torch (seconds; the command line itself loads without it):
     ``pacbayes: interrupted``, status 130, no traceback."""

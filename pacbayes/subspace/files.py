@@ -22,7 +22,7 @@ import torch
 from pacbayes.arguments import MAX_SEED
 from pacbayes.checks import parsed, zip_damage
 from pacbayes.errors import ModelLoadError, one_line
-from pacbayes.models import archive_kind
+from pacbayes.models import archive_kind, check_state_tensors
 from pacbayes.subspace.compressed import CompressedSubspaceModel
 from pacbayes.subspace.model import SubspaceModel
 from pacbayes.subspace.origin import SEEDED, is_data_dependent
@@ -160,6 +160,7 @@ def _check_tensors(content: dict, path) -> None:
         raise ModelLoadError(f"{path}: the coded message is not a byte tensor; the file is corrupt")
     if not isinstance(theta0, torch.Tensor) or not theta0.is_floating_point():
         raise ModelLoadError(f"{path}: theta0 is not a float tensor; the file is corrupt")
+    check_state_tensors({"message": message, "theta0": theta0}, str(path))  # meta, sparse: no values to decode
 
 
 def load_subspace_model(path, module: torch.nn.Module) -> CompressedSubspaceModel:
