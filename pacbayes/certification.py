@@ -377,11 +377,13 @@ def _with_clean_label_versions(bounds: list, fraction: float, outputs: int) -> l
 
 def _clean_label_version(b: BoundResult, fraction: float, classes: int) -> tuple:
     """(b, b converted to clean labels), or, when b lies below the noise floor and so cannot hold,
-    (b with the reason in ``details["no_clean_labels"]``, None): no clean-label number is given."""
+    (b no longer certified, with the reason in ``details["no_clean_labels"]``, None): a corrupted-label
+    bound below the error every classifier has on such labels failed (or the labels were not corrupted as
+    stated), so neither it nor a clean-label number is certified."""
     try:
         value = clean_distribution_bound(b.value, fraction, classes)
     except InputError as err:
-        return replace(b, details={**b.details, "no_clean_labels": str(err)}), None
+        return replace(b, certified=False, details={**b.details, "no_clean_labels": str(err)}), None
     clean = replace(
         b,
         name=f"{b.name}-clean-labels",

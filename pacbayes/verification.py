@@ -25,6 +25,7 @@ from pacbayes import checks
 from pacbayes.bounds import (
     COMPRESSION_FORMS,
     clean_distribution_bound,
+    noise_floor,
     compression_bound,
     holdout_bound,
     marginal_likelihood_bound,
@@ -260,6 +261,23 @@ def _clean_label_checks(row: dict, rows: dict, record: dict) -> list:
     ]
 
 
+def _noise_floor_checks(row: dict, record: dict) -> list:
+    """A certified bound on labels corrupted at the recorded rate lies at or above the noise floor c (K - 1) / K
+    (no classifier errs less on such labels; one below it failed): none when no corruption is recorded."""
+    corrupt = _options(record).get("corrupt")
+    if corrupt in (None, 0, 0.0):
+        return []
+    name = row["name"]
+
+    def floor():
+        outputs = _count(_object(record, "model").get("outputs"), "the report's model.outputs")
+        bound = _rate(row.get("value"), f"{name}'s value")
+        fraction = _rate(corrupt, "the recorded corruption")
+        return max(bound, noise_floor(fraction, 2 if outputs == 1 else outputs))
+
+    return [_recomputed(f"noise_floor_{name}", row.get("value"), floor, note="a certified bound below it cannot hold")]
+
+
 def _source(row: dict, rows: dict) -> dict:
     """The row a clean-label conversion was converted from ({} if there is no such row)."""
     converted = _object(row, "details").get("converted_from")
@@ -301,6 +319,8 @@ def _row_checks(row: dict, rows: dict, record: dict) -> list:
         result.append(_compare(f"delta_shares_{name}", shares or None, found, note="the row's shares in the ledger"))
     if "converted_from" in _object(row, "details"):
         return result + _clean_label_checks(row, rows, record)
+    if certified is True and family in FAMILIES:
+        result += _noise_floor_checks(row, record)
     arithmetic = ARITHMETIC.get(family)
     if arithmetic is not None:
         return result + arithmetic.checks(row, record)

@@ -384,6 +384,8 @@ def test_certify_gives_no_clean_label_number_below_the_floor_and_says_why(clean,
     names = [b.name for b in report.bounds]
     assert names == ["fixed-0", "fixed-1", "fixed-1-clean-labels"]
     assert "below the noise floor" in report.bound("fixed-0").details["no_clean_labels"]
+    assert report.bound("fixed-0").certified is False  # it cannot hold, so it certifies nothing
+    assert report.best_certified_result().name == "fixed-1"  # not the 0.01 that cannot hold
     assert report.bound("fixed-1-clean-labels").value == pytest.approx((0.6 - 0.25) / 0.5)
     assert "no_clean_labels" not in report.bound("fixed-1").details
     assert "fixed-0 has no clean-label version: " in render_text(report)
@@ -398,4 +400,5 @@ def test_cli_corrupt_below_the_floor_exits_cleanly(tmp_path, monkeypatch):
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     bounds = json.loads(result.stdout)["bounds"]
     assert [b["name"] for b in bounds] == ["marginal-0"]
+    assert bounds[0]["certified"] is False
     assert "noise floor" in bounds[0]["details"]["no_clean_labels"]

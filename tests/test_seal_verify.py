@@ -268,6 +268,8 @@ FORGERIES = [
         set_in(["bounds", "subspace-clean-labels", "details", "converted_from"], ["subspace"]),
         "certified_subspace-clean-labels",
     ),
+    # a certified corrupted-label bound below the noise floor c (K - 1) / K = 0.1 cannot hold
+    ("clean-labels", set_in(["bounds", "subspace", "value"], 0.05), "noise_floor_subspace"),
 ]
 
 

@@ -14,7 +14,7 @@ from pacbayes.bounds.marginal import (
 from pacbayes.bounds.pac_bayes import catoni_bound, mcallester_bound, occam_bound, occam_complexity, pac_bayes_kl_bound
 from pacbayes.bounds.sample_convergence import sample_convergence_bound
 from pacbayes.bounds.holdout import holdout_bound
-from pacbayes.bounds.label_noise import clean_distribution_bound
+from pacbayes.bounds.label_noise import clean_distribution_bound, noise_floor
 from pacbayes.bounds.union import markov_lower_bound, split_delta
 from pacbayes.bounds.stochastic import (
     DR_GRID_B,
@@ -52,6 +52,7 @@ __all__ = [
     "sample_convergence_bound",
     "holdout_bound",
     "clean_distribution_bound",
+    "noise_floor",
     "markov_lower_bound",
     "split_delta",
     "DR_GRID_B",
