@@ -24,6 +24,39 @@ import numpy as np
 SIGMA_W, SIGMA_B = 1.5, 0.1
 
 
+def best_of(compute, repeats: int) -> tuple:
+    """(the best seconds, the last result) of ``compute()`` run ``repeats`` times."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = compute()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def neural_tangents_run(python, script: str, images: np.ndarray, options: list) -> tuple:
+    """(seconds, K) from ``script --nt-only IMAGES options`` run by ``python`` (the one with neural-tangents)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(pathlib.Path(folder) / "images.npy")
+        np.save(path, images)
+        command = [python or sys.executable, script, "--nt-only", path, *options]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        return json.loads(output.strip().splitlines()[-1])["seconds"], np.load(path + ".K.npy")
+
+
+def answer_neural_tangents(path: str, compute) -> None:
+    """The ``--nt-only`` side of :func:`neural_tangents_run`: (seconds, K) = ``compute(images at path)``, K saved
+    beside the images and the seconds printed."""
+    seconds, K = compute(np.load(path))
+    np.save(path + ".K.npy", K)
+    print(json.dumps({"seconds": seconds}))
+
+
+def relative_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """The largest entry difference of two kernel matrices over the largest entry of the second."""
+    return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+
+
 def neural_tangents_kernel(images: np.ndarray, repeats: int) -> tuple:
     """(seconds, K) of neural-tangents' analytic NNGP (float64, tiled by nt.batch)."""
     import jax
@@ -38,12 +71,7 @@ def neural_tangents_kernel(images: np.ndarray, repeats: int) -> tuple:
     _, _, kernel_fn = stax.serial(*layers, stax.Flatten(), stax.Dense(1, W_std=SIGMA_W, b_std=SIGMA_B))
     x = np.transpose(images, (0, 2, 3, 1))  # NHWC
     batched = nt.batch(kernel_fn, batch_size=100)
-    best, K = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        K = np.asarray(batched(x, None, "nngp"))
-        best = min(best, time.perf_counter() - start)
-    return best, K
+    return best_of(lambda: np.asarray(batched(x, None, "nngp")), repeats)
 
 
 def pacbayes_kernel(images: np.ndarray, repeats: int) -> tuple:
@@ -61,12 +89,7 @@ def pacbayes_kernel(images: np.ndarray, repeats: int) -> tuple:
     if kernel is None:
         raise SystemExit(f"no analytic kernel: {reason}")
     x = torch.as_tensor(images)
-    best, K = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        K = kernel.matrix(x).numpy()
-        best = min(best, time.perf_counter() - start)
-    return best, K
+    return best_of(lambda: kernel.matrix(x).numpy(), repeats)
 
 
 def main() -> None:
@@ -77,22 +100,14 @@ def main() -> None:
     parser.add_argument("--nt-only", help=argparse.SUPPRESS)  # internal: images .npy -> nt figures
     args = parser.parse_args()
     if args.nt_only:
-        seconds, K = neural_tangents_kernel(np.load(args.nt_only), args.repeats)
-        np.save(args.nt_only + ".K.npy", K)
-        print(json.dumps({"seconds": seconds}))
+        answer_neural_tangents(args.nt_only, lambda images: neural_tangents_kernel(images, args.repeats))
         return
     from pacbayes.data import load_dataset
 
     images = load_dataset("mnist-embedded", split="train").x[: args.n].double().numpy()
     ours, K_ours = pacbayes_kernel(images, args.repeats)
-    with tempfile.TemporaryDirectory() as folder:
-        path = str(pathlib.Path(folder) / "images.npy")
-        np.save(path, images)
-        command = [args.nt_python or sys.executable, __file__, "--nt-only", path, "--repeats", str(args.repeats)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        theirs = json.loads(output.strip().splitlines()[-1])["seconds"]
-        K_theirs = np.load(path + ".K.npy")
-    difference = float(np.max(np.abs(K_ours - K_theirs)) / np.max(np.abs(K_theirs)))
+    theirs, K_theirs = neural_tangents_run(args.nt_python, __file__, images, ["--repeats", str(args.repeats)])
+    difference = relative_difference(K_ours, K_theirs)
     print(
         f"2-conv CNN NNGP (5x5, stride 1, 'same', flatten), n = {args.n:,}, float64, best of {args.repeats}: "
         f"pacbayes {ours:.2f} s, neural-tangents {theirs:.2f} s, ratio {ours / theirs:.2f} (target <= 1.5); "

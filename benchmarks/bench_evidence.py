@@ -2,6 +2,8 @@
 
     python benchmarks/bench_evidence.py [--m 1000 3000 10000] [--certified-m 3000] [--device cpu]
     python benchmarks/bench_evidence.py --m 10000 --certified-m 10000 --baseline   # now and previous, same run
+    python benchmarks/bench_evidence.py --m 10000 --certified-m 10000 --proposals ep-cavity --sample-tolerance 0.1 \
+        --no-upper --baseline   # the lower bound alone, and the sandwich with psi*, same run
     python benchmarks/bench_evidence.py --m --certified-m 2000 5000 --proposals ep-cavity --sample-tolerance 0.1 \
         --baseline
     python benchmarks/bench_evidence.py --m --certified-m 1000 3000 10000   # both proposals, same run
@@ -15,10 +17,11 @@ For each m: one float64 Cholesky of the m x m prior (the baseline, timed in the 
 ``--baseline`` also runs the previous EP (prior-marginal start, float64 sweeps) in the same run.
 Then the certified sandwich at --certified-m for each of --proposals (default: ep-cavity, given
 the EP result of the same run, and the previous tilted proposal as the baseline), with its gap to
-EP (EP - lower) against ln(1/delta') + 2 and its seconds (EP's own time not included), split into
+EP (EP - lower) against ln(1/delta') + 2 and its seconds (EP's own time not included, then EP + it), split into
 its phases (the EP-cavity proposal's construction, the counted draws and the pilot, the variable
 ordering, the tilting's Newton solve and psi's maximisation, the psi check draws).
-``--sample-tolerance`` fixes the count of draws from a discarded pilot (pacbayes.evidence.certified).
+``--sample-tolerance`` fixes the count of draws from a discarded pilot (pacbayes.evidence.certified);
+``--no-upper`` computes the lower bound alone (no psi*: with the ep-cavity proposal no tilting at all).
 With ``--baseline`` each certified m also times the sampler alone (``--samples`` EP-cavity draws
 given the EP sites) in the compiled CPU kernel and in the previous per-coordinate torch loop, and
 reruns the sandwich as the previous code ran it (that loop, a fixed count of ``--samples``, the
@@ -88,6 +91,11 @@ def main():
     )
     parser.add_argument("--no-gap", action="store_true", help="certified only: skip the EP run for the gap")
     parser.add_argument(
+        "--no-upper",
+        action="store_true",
+        help="the certified lower bound without psi* (upper=False; with --baseline the sandwich with psi* runs too)",
+    )
+    parser.add_argument(
         "--max-sweeps", type=int, default=200, help="cap EP sweeps (a capped run is reported as not converged)"
     )
     parser.add_argument("--synthetic", type=int, default=0, help="use this many random inputs instead of MNIST")
@@ -133,8 +141,9 @@ def main():
         ep = ep_values.get(m)
         if args.baseline and ep is not None:
             print(_sampler_line(block, y[:m], ep, args.samples, device), flush=True)
-        runs = [("", {"sample_tolerance": args.sample_tolerance})]
+        runs = [("", {"sample_tolerance": args.sample_tolerance, "upper": not args.no_upper})]
         if args.baseline:
+            runs += [("with psi*", {"sample_tolerance": args.sample_tolerance})] if args.no_upper else []
             runs.append(("previous", {"previous": True}))
         for proposal in args.proposals:
             for label, options in runs:
@@ -224,8 +233,11 @@ def _timed_phases():
         yield seconds
 
 
-def _certified_line(block, labels, ep, proposal, label, args, device, *, sample_tolerance=None, previous=False):
-    """One certified sandwich: as the code runs now, or (``previous``) as the previous code ran it, at a fixed count."""
+def _certified_line(
+    block, labels, ep, proposal, label, args, device, *, sample_tolerance=None, previous=False, upper=True
+):
+    """One certified sandwich (``upper`` False: the lower bound alone): as the code runs now, or (``previous``) as
+    the previous code ran it, at a fixed count."""
     with _timed_phases() as phases, _previous_code() if previous else contextlib.nullcontext():
         cert = certified_log_evidence(
             block,
@@ -238,18 +250,21 @@ def _certified_line(block, labels, ep, proposal, label, args, device, *, sample_
             proposal=proposal,
             ep=ep,
             sample_tolerance=sample_tolerance,
+            upper=upper,
         )
-    estimate = math.nan if ep is None else ep.log_evidence
+    estimate, ep_seconds = (math.nan, math.nan) if ep is None else (ep.log_evidence, ep.seconds)
     allowed = math.log(1 / args.delta_prime) + 2
-    upper = "n/a" if cert.upper is None else f"{cert.upper:.4f}"
+    upper = ("n/a" if upper else "not asked") if cert.upper is None else f"{cert.upper:.4f}"
+    grad = "n/a" if cert.grad_norm is None else f"{cert.grad_norm:.1e}"
     split = ", ".join(f"{name} {value:.1f}" for name, value in phases.items() if value)
     pilot = f" after a pilot of {cert.pilot_samples}" if cert.pilot_samples else ""
     return (
         f"certified m={block.shape[0]:6d} {proposal:9s}{' ' + label if label else ''}: lower {cert.lower:.4f}  "
         f"ln Z_hat {cert.log_estimate:.4f}  upper {upper}  EP {estimate:.4f}  gap EP - lower "
         f"{estimate - cert.lower:.2f} nats (target <= ln(1/delta') + 2 = {allowed:.2f})  {cert.seconds:.2f} s "
-        f"({split})  ({cert.samples} samples{pilot}, effective {cert.effective_samples:.1f}, relative std "
-        f"{cert.relative_std:.2f}, |grad| {cert.grad_norm:.1e})  peak {peak_gib(device):.1f} GiB"
+        f"({split}; EP + this {ep_seconds + cert.seconds:.1f} s)  ({cert.samples} samples{pilot}, effective "
+        f"{cert.effective_samples:.1f}, relative std {cert.relative_std:.2f}, |grad| {grad})  "
+        f"peak {peak_gib(device):.1f} GiB"
     )
 
 

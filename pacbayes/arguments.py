@@ -175,6 +175,8 @@ def options_arguments(options, prefix: str = "options.") -> None:
     integer(options.holdout_candidates, f"{prefix}holdout_candidates", minimum=1)
     flag(options.allow_duplicates, f"{prefix}allow_duplicates")
     flag(options.quiet, f"{prefix}quiet")
+    if getattr(options, "max_minutes", None) is not None:
+        real(options.max_minutes, f"{prefix}max_minutes", low=0.0, open_low=True)
     for name, family in FAMILIES.items():
         attribute = settings_attribute(name)
         if getattr(options, attribute, None) is not None:

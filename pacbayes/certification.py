@@ -25,6 +25,7 @@ from pacbayes.data import Dataset, apply_label_map, binarise, certified_subset, 
 from pacbayes.data.dataset import check_value_ranges
 from pacbayes.data.subsets import duplicates_assumption
 from pacbayes.errors import InputError
+from pacbayes.estimates import PhaseEstimate, announce_estimates, best_time, check_time_budget, preserved_numpy_random
 from pacbayes.families import FAMILIES, RunContext, settings_attribute
 from pacbayes.models import as_plain_sequential, classification_error, count_mistakes, model_outputs, output_dim
 from pacbayes.results import BoundResult, WithBounds
@@ -43,7 +44,11 @@ _OPTIONS_DOC = """What to certify and how; every random step is seeded by ``seed
     the hold-out bound then spends its share / candidates (Boole over the candidates), so the
     selected model's bound stays certified (1: no selection); allow_duplicates: accept repeated
     training inputs as independent draws (the distribution has atoms; every bound states it) instead
-    of refusing them (:func:`pacbayes.data.subsets.check_distinct`). One more field per registered
+    of refusing them (:func:`pacbayes.data.subsets.check_distinct`); max_minutes: refuse, before any
+    family's work, a run whose phases are expected to take longer (:func:`run_estimates`; None: no
+    limit; the phases are estimated and announced whenever ``quiet`` is False); cache_dir: a folder where
+    the families keep the results of their long phases, keyed by content (:mod:`pacbayes.cache`), so that a
+    stopped run resumes and a rerun gives the same numbers (None: no cache). One more field per registered
     family holds its settings: ``marginal``, ``dziugaite_roy``, ``subspace``, ...
     """
 
@@ -67,6 +72,8 @@ def _options_class():
         ("holdout_candidates", int, field(default=1)),
         ("allow_duplicates", bool, field(default=False)),
         ("quiet", bool, field(default=True)),
+        ("max_minutes", Optional[float], field(default=None)),
+        ("cache_dir", Optional[str], field(default=None)),
     ]
     per_family = [
         (settings_attribute(name), family.settings_type, field(default=family.settings_type()))
@@ -183,6 +190,8 @@ def _check_options(options: CertifyOptions) -> None:
     if options.m is not None:
         checks.sample_size(options.m, name="m")
     checks.sample_size(options.holdout_candidates, name="holdout_candidates", minimum=1)
+    if options.cache_dir is not None:
+        arguments.check_output_dir(options.cache_dir, "cache_dir")
     for ledger in {getattr(options.settings_for(name), "attempts_ledger", None) for name in options.bounds}:
         attempts.check_ledger(ledger)  # appended to only once the run's inputs are validated
 
@@ -246,6 +255,7 @@ def certify(
     origin = provenance.collect(options, train, test)  # the data as given, before any subset
     model = as_plain_sequential(model, example_x=train.x[:4]).eval()
     train, test, outputs = prepare_data(model, train, test, options)
+    run_estimates(model, train, test, options, outputs)  # before the work: --max-minutes refuses here
     train_error = classification_error(model, train)
     test_mistakes = count_mistakes(model_outputs(model, test.x), test.labels)
     test_error = test_mistakes / len(test)
@@ -274,6 +284,7 @@ def certify(
         device=options.device,
         quiet=options.quiet,
         sample=sample,
+        cache_dir=options.cache_dir,
     )
     try:
         not_applying = _not_applying(options.bounds, context, report_inapplicable)
@@ -320,6 +331,43 @@ def certify(
         provenance=origin,
         not_applying=not_applying,
         notes=coverage_notes(train),
+    )
+
+
+def run_estimates(model, train: Dataset, test: Dataset, options, outputs: int) -> list:
+    """The expected time and memory of the measurement of the model's errors and of every phase the
+    requested families will run (each family's ``estimate``, where it has one), announced unless
+    ``options.quiet``; refused (InputError) when they add up to more than ``options.max_minutes``.
+    Nothing is estimated when quiet without a limit. The probes leave torch's and numpy's global
+    random states as they found them."""
+    if options.quiet and options.max_minutes is None:
+        return []
+    context = RunContext(outputs=outputs, train_error=0.0, seed=options.seed, device=options.device, quiet=True)
+    with torch.random.fork_rng(devices=[]), preserved_numpy_random():
+        estimates = [measure_estimate(model, train, test)]
+        for name in options.bounds:
+            estimator = getattr(FAMILIES[name], "estimate", None)
+            if estimator is not None:
+                estimates += estimator(model, train, test, settings=options.settings_for(name), context=context)
+    announce_estimates(estimates, quiet=options.quiet)
+    check_time_budget(estimates, options.max_minutes)
+    return estimates
+
+
+MEASURE_PROBE = 256  # inputs of the timed forward pass (fewer fit in cache and run ~2x faster per input)
+
+
+def measure_estimate(model, train: Dataset, test: Dataset) -> PhaseEstimate:
+    """The model's outputs on the training and test sets (its errors): a forward pass on MEASURE_PROBE
+    training inputs (best of two, after one untimed pass that also runs the determinism check), per input."""
+    probe = train.x[:MEASURE_PROBE]
+    model_outputs(model, probe)
+    per_input = best_time(lambda: model_outputs(model, probe)) / len(probe)
+    return PhaseEstimate(
+        f"measure: the model's outputs on {len(train) + len(test):,} inputs",
+        per_input * (len(train) + len(test)),
+        0,
+        "a smaller --m or a smaller test set; a .pt2 program runs slower than the same model as a module",
     )
 
 

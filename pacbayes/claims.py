@@ -83,14 +83,16 @@ OWN_SETTINGS = {
     "kind": ("certified", '"certified" or "estimate" (a family\'s bound only)'),
 }
 TESTS = ("at_most", "at_least", "compare")
+CALLERS_OPTIONS = ("quiet", "max_minutes", "cache_dir")  # how the caller runs a claim, not what it claims
 TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
 
 
 def option_fields() -> dict:
-    """key -> field of every run-wide CertifyOptions field a claim sets: all but ``quiet`` (the caller's)
-    and the per-family settings (whose options are keys one by one, :func:`family_fields`)."""
+    """key -> field of every run-wide CertifyOptions field a claim sets: all but ``quiet``, ``max_minutes`` and
+    ``cache_dir`` (the caller's) and the per-family settings (whose options are keys one by one,
+    :func:`family_fields`)."""
     per_family = {settings_attribute(name) for name in FAMILIES}
-    return {f.name: f for f in fields(CertifyOptions) if f.name != "quiet" and f.name not in per_family}
+    return {f.name: f for f in fields(CertifyOptions) if f.name not in CALLERS_OPTIONS and f.name not in per_family}
 
 
 def family_fields() -> dict:

@@ -20,6 +20,8 @@ EVIDENCE_SAMPLES = 10_000
 PROPOSALS = ("ep-cavity", "tilted")
 """Proposals of the importance sampler behind the certified lower bound."""
 DEFAULT_PROPOSAL = "ep-cavity"
+MULTICLASS_METHODS = ("auto", "dense", "structured")
+"""Multi-class EP and certified samplers: the dense (C-1)m orthant, the structured one, or chosen by size."""
 
 # ---------------------------------------------------------------- stochastic networks (Dziugaite-Roy / PBB)
 POSTERIOR_EPOCHS = 40

@@ -102,15 +102,21 @@ def _restored(value, name: str):
     return tuple(_restored(item, name) for item in value) if isinstance(value, list) else value
 
 
+NOT_RERUN = ("cache_dir", "max_minutes")
+"""Recorded options a rerun leaves at their defaults: a rerun recomputes every phase instead of reading a cache,
+and is not refused for the time it expects on the verifying machine."""
+
+
 def options_from_record(record: dict):
-    """The CertifyOptions :func:`options_record` wrote (InputError if it held an unrecordable object)."""
+    """The CertifyOptions :func:`options_record` wrote (InputError if it held an unrecordable object), less
+    :data:`NOT_RERUN`."""
     from pacbayes.certification import CertifyOptions
 
     if not isinstance(record, dict):
         raise InputError("the report's provenance has no options object; it was written by an older pacbayes")
     kwargs = {}
     for f in dataclasses.fields(CertifyOptions):
-        if f.name not in record:
+        if f.name not in record or f.name in NOT_RERUN:
             continue
         value = record[f.name]
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default

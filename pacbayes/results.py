@@ -9,7 +9,7 @@ Torch-free.
 """
 
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 from pacbayes.errors import InputError
 
@@ -71,3 +71,33 @@ class WithBounds:
     def values(self) -> dict:
         """name -> value of every bound, in order."""
         return {b.name: b.value for b in self.bounds}
+
+
+class SerialisesItself:
+    """A result whose ``to_dict()`` is its summary under stable JSON keys: ``SUMMARY`` maps each key to the
+    attribute it holds. The certify report and ``pacbayes evidence`` both take their keys from here."""
+
+    SUMMARY: ClassVar[dict[str, str]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary: JSON key -> this result's attribute, in ``SUMMARY``'s order."""
+        return {key: getattr(self, attribute) for key, attribute in self.SUMMARY.items()}
+
+
+EP_SUMMARY = {key: key for key in ("log_evidence", "sweeps", "final_change", "seconds", "converged")}
+"""The summary keys of an EP estimate of ln P(S) (binary or multi-class)."""
+
+CERTIFIED_SUMMARY = {
+    "lower": "lower",
+    "log_estimate": "log_estimate",
+    "upper": "upper",
+    "upper_note": "upper_reason",
+    "grad_norm": "grad_norm",
+    "samples": "samples",
+    "proposal": "proposal",
+    "effective_samples": "effective_samples",
+    "seed": "seed",
+    "seconds": "seconds",
+    "delta_prime": "delta_prime",
+}
+"""The summary keys of a certified sandwich for ln P(S)."""

@@ -145,9 +145,10 @@ class KnobFamily:
 
 
 def test_claims_keys_are_generated_from_the_certify_options(monkeypatch):
-    """Every run-wide CertifyOptions field but quiet, and every family option, is a key; a family
-    registered later brings its options as keys, type-checked like the others."""
-    run_wide = {f for f in CertifyOptions.__dataclass_fields__ if f != "quiet"}
+    """Every run-wide CertifyOptions field but the caller's (quiet, max_minutes, cache_dir), and every family
+    option, is a key; a family registered later brings its options as keys, type-checked like the others."""
+    run_wide = {f for f in CertifyOptions.__dataclass_fields__ if f not in claims.CALLERS_OPTIONS}
+    assert set(claims.CALLERS_OPTIONS) == {"quiet", "max_minutes", "cache_dir"}
     run_wide -= {families.settings_attribute(name) for name in families.FAMILIES}
     assert run_wide <= claim_keys() and {"kwargs", "negative_classes", "holdout_candidates", "bounds"} <= claim_keys()
     assert "toy_knob" not in claim_keys()

@@ -8,7 +8,9 @@ from pacbayes.evidence import budget
 from pacbayes.evidence.multiclass_ep import chosen_method
 
 
-def test_budget_scales_cubically_and_counts_matrices():
+def test_budget_scales_cubically_and_counts_matrices(monkeypatch):
+    monkeypatch.setattr(budget, "_sweep_overhead", lambda device, classes=2: 0.0)  # the parts that do not scale
+    monkeypatch.setattr(budget, "_seconds_per_square", lambda device: 0.0)  # as n^3
     small, large = budget.ep_budget(1000), budget.ep_budget(2000)
     assert large.seconds == pytest.approx(8 * small.seconds, rel=1e-9)
     assert small.peak_bytes == budget.EP_MATRICES * 8 * 1000**2
@@ -43,3 +45,16 @@ def test_the_marginal_family_refuses_before_any_ep_work(monkeypatch):
     labels = (x[:, 0] > 0).long()
     with pytest.raises(InputError, match="--m"):
         marginal.marginal_bounds(model, x[:6], labels[:6], x[6:], labels[6:], classes=2, delta=0.05)
+
+
+def test_the_certified_budget_follows_the_sampler_that_runs(monkeypatch):
+    monkeypatch.setattr(budget, "_sampler_rates", lambda device: (1e-9, 1e-4))  # no timing probes in this test
+    full = budget.certified_budget(2000, 1000)
+    lower_only = budget.certified_budget(2000, 1000, upper=False)
+    assert lower_only.seconds < full.seconds and "no psi*" in lower_only.what
+    tilted = budget.certified_budget(2000, 1000, proposal="tilted", upper=False)
+    assert tilted.seconds > lower_only.seconds  # the tilted proposal still needs its tilting
+    _, dense = budget.evidence_budgets(1000, 10, 100, method="dense")
+    _, structured = budget.evidence_budgets(1000, 10, 100)  # auto: 9,000 differences are the dense limit
+    _, beyond = budget.evidence_budgets(1001, 10, 100)
+    assert dense.n == 9000 and structured.n == 9000 and beyond.n == 1001 and "structured" in beyond.what

@@ -111,3 +111,31 @@ def test_expected_time_and_memory_are_said_first_unless_quiet(files):
     assert "certified ln P(S) (ep-cavity sampling, minimax tilting for psi*): n = 25" in both.stderr
     quiet = run("--kernel", kernel, "--labels", labels, "--method", "ep", "--quiet")
     assert "expected" not in quiet.stderr
+
+
+def test_no_upper_keeps_the_lower_bound_and_says_psi_was_not_asked_for(files):
+    kernel, labels = files
+    common = ("--kernel", kernel, "--labels", labels, "--samples", "400", "--seed", "2")
+    full = json.loads(run(*common, "--json").stdout)
+    result = run(*common, "--no-upper", "--json")
+    assert result.exit_code == 0, result.output
+    lower_only = json.loads(result.stdout)
+    assert lower_only["log_evidence_lower"] == full["log_evidence_lower"]
+    assert lower_only["log_evidence_upper"] is None and full["log_evidence_upper"] is not None
+    assert "not computed" in lower_only["log_evidence_upper_note"]
+    text = run(*common, "--no-upper").stdout
+    assert "upper (psi*, deterministic): not computed" in text and "not certified" not in text
+
+
+def test_the_structured_multiclass_sampler_is_chosen_by_flag(tmp_path):
+    m, classes = 12, 3
+    np.save(tmp_path / "K.npy", (1 - RHO) * np.eye(m) + RHO)
+    np.save(tmp_path / "y.npy", np.arange(m) % classes)
+    args = ("--kernel", str(tmp_path / "K.npy"), "--labels", str(tmp_path / "y.npy"), "--classes", str(classes))
+    result = run(*args, "--samples", "300", "--certified-method", "structured", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["log_evidence_upper"] is None  # the structured sampler has no psi*
+    assert payload["log_evidence_lower"] < payload["log_evidence_ep"]
+    bad = run(*args, "--certified-method", "sparse")
+    assert bad.exit_code == 2 and "sparse" in bad.output

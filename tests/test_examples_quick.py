@@ -74,3 +74,34 @@ def test_simplicity_bias_quick(tmp_path):
     out = tmp_path / "sb.png"
     results = example("simplicity_bias").main(["--quick", "--out", str(out)])
     assert out.stat().st_size > 10_000 and sorted(results) == [2, 3]
+
+
+def mcallester_closed_form(log_evidence: float, m: int, delta: float) -> float:
+    """Valle-Pérez et al.'s form by hand: -ln(1 - eps) = (ln 1/P(S) + 2 ln m + 1 + ln 1/delta) / m."""
+    return 1.0 - math.exp(-(-log_evidence + 2.0 * math.log(m) + 1.0 + math.log(1.0 / delta)) / m)
+
+
+@pytest.fixture(scope="module")
+def field_table(tmp_path_factory):
+    out = tmp_path_factory.mktemp("field")
+    torch.set_num_threads(1)
+    return out, example("field_table").main(["--quick", "--out-dir", str(out)])
+
+
+def test_field_table_quick_certifies_every_architecture(field_table):
+    out, rows = field_table
+    assert [r["architecture"] for r in rows] == ["fc", "cnn", "cnn-bn-maxpool", "resnet"]
+    assert all(r["certified"] and 0.0 < r["certified_bound"] <= 1.0 for r in rows)
+    assert all(r["ep_bound"] <= r["certified_bound"] for r in rows)  # the certified ln P(S) lies below EP's
+    kinds = {r["architecture"]: r["kernel"] for r in rows}
+    assert kinds["cnn-bn-maxpool"] == "monte-carlo" and kinds["fc"] != "monte-carlo"
+    assert (out / "field_table.png").stat().st_size > 10_000
+    assert len((out / "field_table.csv").read_text().splitlines()) == len(rows) + 1
+
+
+def test_field_table_authors_form_matches_the_closed_form(field_table):
+    _, rows = field_table
+    for row in rows:
+        expected = mcallester_closed_form(row["log_evidence_ep"], row["m"], 2.0**-10)
+        assert row["authors_ep_bound"] == pytest.approx(expected, rel=1e-12)
+        assert row["authors_certified_bound"] > row["authors_ep_bound"]  # a smaller delta and a lower ln P(S)

@@ -11,6 +11,10 @@ QUICK_COMMANDS = {
     "help": (["--help"], "certify"),
     "bound-marginal": (["bound", "marginal", "--log-evidence", "-50", "--m", "100", "--json"], '"bound"'),
     "bound-kl-inverse": (["bound", "kl-inverse", "--q", "0.1", "--c", "0.2", "--json"], '"value"'),
+    "certify-help": (["certify", "--help"], "--prior-epochs"),
+    "evidence-help": (["evidence", "--help"], "--importance-samples"),
+    "kernel-help": (["kernel", "--help"], "--kernel-samples"),
+    "data-export-help": (["data", "export", "--help"], "--binarise"),
 }
 
 FRESH_RUN = """

@@ -11,8 +11,18 @@ import numpy as np
 
 from pacbayes.arguments import regular_file
 from pacbayes.errors import InputError
+from pacbayes.report import write_atomically
 
 _DTYPE_KINDS = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "float"}
+
+
+def save_npy(path: str, array) -> None:
+    """Write ``array`` as .npy to exactly ``path`` (numpy.save(path) would append .npy), atomically;
+    InputError naming the path if it cannot be written."""
+    try:
+        write_atomically(path, lambda stream: np.save(stream, array), binary=True)
+    except OSError as err:
+        raise InputError(f"cannot write {path!r} ({err}); choose a writable path") from err
 
 
 def load_npy(

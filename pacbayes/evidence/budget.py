@@ -4,14 +4,16 @@ Both estimators are dominated by dense factorisations of an n x n matrix (n = m 
 n = (C-1) m for the dense multi-class orthant; the structured multi-class EP factorises C matrices
 of m x m per sweep). One probe matrix product on the target device, timed best of three, gives the
 flop rate and so the seconds of a Cholesky (n^3 / 3 flops); the figures scale it by the work each
-estimator does in Cholesky equivalents (measured on the MNIST NNGP benchmarks, benchmarks/
-bench_evidence.py: with the nested start EP converges in ~6 sweeps of ~2.3 Choleskys, float32 ones
-cheaper, plus the input check's Cholesky; the multi-class EP in ~10 structured sweeps of ~9 C
-Choleskys of m (benchmarks/bench_multiclass.py); the certified sandwich costs its pivoted Cholesky,
-~15 Newton Choleskys and one triangular pass per sample, plus ~8 Choleskys to build the EP-cavity
-proposal and, when no EP result is passed to it, an EP of its own). They are estimates to plan by,
-not guarantees. Memory: the number of n x n float64 matrices alive at the peak. A run that cannot
-fit in the memory available is refused before any work, with the fix.
+estimator does in Cholesky equivalents, and add what the flop count misses, each measured once per
+process by a timed probe: the fixed cost of an EP sweep (a tiny EP run divided by its sweeps; it
+dominates below a few hundred points) and the rate of the certified sampler's triangular passes (a
+small certified run). The constants were fitted on the demo MLP's NNGP on mnist-embedded
+(benchmarks/bench_estimates.py; EP converges in ~10 sweeps of ~3.6 Choleskys, the structured
+multi-class EP in ~11 sweeps of ~35 C Choleskys of m; the certified sandwich costs its pivoted
+Cholesky, ~15 Newton Choleskys, ~8 Choleskys to build the EP-cavity proposal and one triangular pass
+per sample, plus, when no EP result is passed to it, an EP of its own). They are estimates to plan
+by, not guarantees. Memory: the number of n x n float64 matrices alive at the peak. A run that
+cannot fit in the memory available is refused before any work, with the fix.
 """
 
 import time
@@ -20,25 +22,35 @@ from functools import lru_cache
 
 import torch
 
+from pacbayes.device import threads_for
 from pacbayes.memory import check_fits
-from pacbayes.evidence.multiclass_ep import chosen_method
+from pacbayes.evidence.multiclass_ep import certified_method, chosen_method
 
 _PROBE_SIZE = 1024
-EP_CHOLESKYS = 15.0
-MULTICLASS_EP_SWEEPS = 10
+EP_SWEEPS = 10  # sweeps to plan for (the nested start and the prior start converge in 6-11)
+EP_SWEEP_CHOLESKYS = 3.6  # per sweep, fitted at m = 300-2,000 (module docstring)
+MULTICLASS_EP_SWEEPS = 11
 EP_MATRICES = 3  # the prior, the input check's factor and the sweep buffer
 CERTIFIED_CHOLESKYS = 16.0
 CAVITY_CHOLESKYS = 8.0  # about 2.6 n^3 flops: B's Cholesky, a triangular solve, half a product, Sigma_Q's Cholesky
-MULTICLASS_SWEEP_CHOLESKYS = 9.0  # per class, measured at m = 5,000 (91 Choleskys of m per sweep, C = 10)
+MULTICLASS_SWEEP_CHOLESKYS = 35.0  # per class and sweep, fitted at m = 50-400, C = 10 (module docstring)
 CERTIFIED_MATRICES = 5  # K, the factor and the two Newton matrices in place, plus the draws
+_SWEEP_PROBE = 32  # points of the EP run that measures a sweep's fixed cost
+_SQUARE_PROBE = 384  # points of the EP run that measures a sweep's n^2 elementwise work
+_SAMPLER_PROBE = (256, 1000)  # (points, draws) of the certified run that measures the sampler's rate
 
 
-@lru_cache(maxsize=8)
 def _seconds_per_cube(device: str) -> float:
     """Expected seconds of one n x n Cholesky divided by n^3: its n^3 / 3 flops at the rate of a probe
-    matrix product of size _PROBE_SIZE (best of three). A small Cholesky is dominated by overheads
-    and would overstate large ones many times; a product runs near the machine's flop rate from
-    this size on."""
+    matrix product of size _PROBE_SIZE (best of three), with torch's current thread count. A small
+    Cholesky is dominated by overheads and would overstate large ones many times; a product runs near
+    the machine's flop rate from this size on."""
+    return _cube_probe(device, torch.get_num_threads())
+
+
+@lru_cache(maxsize=16)
+def _cube_probe(device: str, threads: int) -> float:
+    """:func:`_seconds_per_cube` measured once per device and thread count."""
     dev = torch.device(device)
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(_PROBE_SIZE, _PROBE_SIZE, dtype=torch.float64, generator=generator).to(dev)
@@ -51,6 +63,79 @@ def _seconds_per_cube(device: str) -> float:
         best = min(best, time.perf_counter() - start)
     seconds_per_flop = best / (2.0 * _PROBE_SIZE**3)
     return seconds_per_flop / 3.0
+
+
+def _probe_problem(n: int, classes: int = 2) -> tuple:
+    """A seeded, well-conditioned n x n kernel (a linear kernel of 64 Gaussian features plus a constant and
+    a nugget, correlations like an NNGP's) and labels that follow its first feature, as trained labels do."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 64, dtype=torch.float64, generator=generator)
+    K = x @ x.T / 64 + 0.5 + 0.1 * torch.eye(n, dtype=torch.float64)
+    labels = torch.arange(n) % classes if classes > 2 else (x[:, 0] > 0).long() * 2 - 1
+    return K, labels
+
+
+@lru_cache(maxsize=8)
+def _seconds_per_square(device: str) -> float:
+    """Seconds per entry of the n^2 elementwise work of a binary EP sweep (forming and scaling m x m
+    matrices, memory-bound): one EP run on _SQUARE_PROBE points, per sweep, less the fixed cost of a
+    sweep and its factorisations, over n^2."""
+    K, labels = _probe_problem(_SQUARE_PROBE)
+    with threads_for(_SQUARE_PROBE, device):
+        per_sweep = _per_sweep(K, labels, 2, device) - _sweep_overhead(device)
+    factorisations = EP_SWEEP_CHOLESKYS * _seconds_per_cube(device) * _SQUARE_PROBE**3
+    return max(per_sweep - factorisations, 0.0) / _SQUARE_PROBE**2
+
+
+@lru_cache(maxsize=16)
+def _sweep_overhead(device: str, classes: int = 2) -> float:
+    """Seconds of one EP sweep that do not grow with n^3 (Python, small kernels, the bar): a tiny EP run
+    on the device, best of two, divided by its sweeps. ``classes`` > 2: the structured multi-class EP."""
+    K, labels = _probe_problem(_SWEEP_PROBE, classes)
+    with threads_for(_SWEEP_PROBE, device):  # as EP at that size runs (one CPU thread)
+        return _per_sweep(K, labels, classes, device)
+
+
+def _per_sweep(K, labels, classes: int, device: str) -> float:
+    """Seconds per sweep of EP on (K, labels): best of two runs after an untimed one, over its sweeps."""
+    from pacbayes.estimates import best_time
+    from pacbayes.evidence.ep import ep_log_evidence
+    from pacbayes.evidence.multiclass_ep import multiclass_ep_log_evidence
+
+    if classes == 2:
+        run = lambda: ep_log_evidence(K, labels, device=device, allow_unconverged=True)  # noqa: E731
+    else:
+        run = lambda: multiclass_ep_log_evidence(  # noqa: E731
+            K, labels, classes, device=device, method="structured", allow_unconverged=True
+        )
+    sweeps = run().sweeps
+    return best_time(run) / max(sweeps, 1)
+
+
+@lru_cache(maxsize=8)
+def _sampler_rates(device: str) -> tuple:
+    """(seconds per draw and entry of the sampler's n^2 triangular pass, seconds per variable of the rest):
+    two small certified runs, one with three times the other's draws (after a warm-up that loads the
+    compiled sampler). Their difference over the extra draws x n^2 is the first; what the smaller run
+    spends besides its draws and factorisations, per variable, the second (the pivoted ordering and the
+    Newton steps loop over the variables in Python)."""
+    from pacbayes.estimates import best_time
+    from pacbayes.evidence.certified import certified_log_evidence
+    from pacbayes.evidence.ep import ep_log_evidence
+
+    n, draws = _SAMPLER_PROBE
+    K, labels = _probe_problem(n)
+
+    def run(samples):
+        return lambda: certified_log_evidence(K, labels, delta_prime=0.01, samples=samples, ep=ep, device=device)
+
+    with threads_for(n, device):
+        ep = ep_log_evidence(K, labels, device=device, allow_unconverged=True)
+        run(draws)()
+        few, many = best_time(run(draws)), best_time(run(3 * draws))
+    per_entry = max(many - few, 0.1 * many) / (2 * draws * n * n)
+    factorisations = (CERTIFIED_CHOLESKYS + CAVITY_CHOLESKYS) * _seconds_per_cube(device) * n**3
+    return per_entry, max(few - per_entry * draws * n * n - factorisations, 0.0) / n
 
 
 @dataclass(frozen=True)
@@ -89,8 +174,17 @@ def orthant_dimension(m: int, classes: int) -> int:
 
 
 def ep_budget(n: int, device="cpu") -> Budget:
-    """Expected cost of converged parallel EP on an n x n prior covariance."""
-    return estimate("EP for ln P(S)", n, choleskys=EP_CHOLESKYS, matrices=EP_MATRICES, device=device)
+    """Expected cost of converged parallel EP on an n x n prior covariance: EP_SWEEPS sweeps, each its
+    factorisations plus the measured fixed and n^2 elementwise costs of a sweep."""
+    per_sweep = _sweep_overhead(str(device)) + _seconds_per_square(str(device)) * float(n) ** 2
+    return estimate(
+        "EP for ln P(S)",
+        n,
+        choleskys=EP_SWEEPS * EP_SWEEP_CHOLESKYS,
+        matrices=EP_MATRICES,
+        extra_seconds=EP_SWEEPS * per_sweep,
+        device=device,
+    )
 
 
 def multiclass_ep_budget(m: int, classes: int, device="cpu") -> Budget:
@@ -105,31 +199,63 @@ def multiclass_ep_budget(m: int, classes: int, device="cpu") -> Budget:
         m,
         choleskys=MULTICLASS_EP_SWEEPS * MULTICLASS_SWEEP_CHOLESKYS * classes,
         matrices=6 * classes + 10,  # the two stacks of C, the predictive's and the temporaries
+        extra_seconds=MULTICLASS_EP_SWEEPS * _sweep_overhead(str(device), classes),
         device=device,
     )
 
 
-def certified_budget(n: int, samples: int, device="cpu", *, proposal: str = "ep-cavity") -> Budget:
-    """Expected cost of the certified sandwich: factorisations plus ``samples`` triangular passes (n^2 each);
-    the ep-cavity proposal adds the factorisations of the EP Gaussian (its EP is budgeted separately)."""
-    per_pass = _seconds_per_cube(str(device)) * float(n) ** 2 * 6.0  # n^2 multiply-adds at the product rate
+def certified_budget(n: int, samples: int, device="cpu", *, proposal: str = "ep-cavity", upper: bool = True) -> Budget:
+    """Expected cost of the certified sandwich: factorisations, ``samples`` triangular passes (n^2 each) and
+    the per-variable work, at the rates of :func:`_sampler_rates`; the ep-cavity proposal adds the
+    factorisations of the EP Gaussian (its EP is budgeted separately). Without psi* (``upper`` False) the
+    ep-cavity sampler runs no tilting: only the input check's factorisation, the proposal and the draws."""
+    per_entry, per_variable = _sampler_rates(str(device))
     cavity = CAVITY_CHOLESKYS if proposal == "ep-cavity" else 0.0
+    tilting = upper or proposal != "ep-cavity"
     return estimate(
-        f"certified ln P(S) ({proposal} sampling, minimax tilting for psi*)",
+        f"certified ln P(S) ({proposal} sampling" + (", minimax tilting for psi*)" if upper else ", no psi*)"),
         n,
-        choleskys=CERTIFIED_CHOLESKYS + cavity,
+        choleskys=(CERTIFIED_CHOLESKYS if tilting else 1.0) + cavity,
         matrices=CERTIFIED_MATRICES,
-        extra_seconds=samples * per_pass,
+        extra_seconds=samples * per_entry * float(n) ** 2 + (per_variable * n if tilting else 0.0),
         device=device,
     )
 
 
-def evidence_budgets(m: int, classes: int, samples: int, device="cpu", *, proposal="ep-cavity", with_ep=True) -> tuple:
+def structured_certified_budget(m: int, classes: int, samples: int, device="cpu") -> Budget:
+    """Expected cost of the structured multi-class sampler (:mod:`pacbayes.evidence.multiclass_sampler`): the
+    proposal's site matching, ~20 C + 24 (C - 1) Choleskys of m, and per draw C - 1 triangular passes of m^2,
+    holding ~2 C + 4 m x m matrices."""
+    return estimate(
+        "certified ln P(S) (structured multi-class sampler, no psi*)",
+        m,
+        choleskys=20.0 * classes + 24.0 * (classes - 1),
+        matrices=2 * classes + 4,
+        extra_seconds=samples * 6.0 * (classes - 1) * float(m) ** 2 * _seconds_per_cube(str(device)),
+        device=device,
+    )
+
+
+def evidence_budgets(
+    m: int,
+    classes: int,
+    samples: int,
+    device="cpu",
+    *,
+    proposal="ep-cavity",
+    with_ep=True,
+    upper: bool = True,
+    method: str = "auto",
+) -> tuple:
     """(EP, certified sandwich) budgets for m training points with ``classes`` classes. Without a
-    separate EP run (``with_ep`` False) the ep-cavity proposal runs its own, counted in the sandwich."""
+    separate EP run (``with_ep`` False) the ep-cavity proposal runs its own, counted in the sandwich.
+    ``upper`` and ``method`` as the certified estimators take them (psi* or not; the multi-class sampler)."""
     n = orthant_dimension(m, classes)
     ep = ep_budget(n, device) if classes == 2 else multiclass_ep_budget(m, classes, device)
-    certified = certified_budget(n, samples, device, proposal=proposal)
+    if classes > 2 and certified_method(m, classes, method) == "structured":
+        certified = structured_certified_budget(m, classes, samples, device)
+    else:
+        certified = certified_budget(n, samples, device, proposal=proposal, upper=upper)
     if proposal == "ep-cavity" and not with_ep:
         certified = Budget(certified.what, n, certified.seconds + ep.seconds, max(certified.peak_bytes, ep.peak_bytes))
     return ep, certified
@@ -143,4 +269,5 @@ __all__ = [
     "evidence_budgets",
     "multiclass_ep_budget",
     "orthant_dimension",
+    "structured_certified_budget",
 ]

@@ -23,7 +23,9 @@ P(S) = Pr[g > 0] for g = Y f ~ N(0, Sigma), Sigma = Y (K + jitter I) Y.
 * Upper bound: psi* = max_x psi(x; mu*) at Botev's saddle point (his Theorem 3.1), deterministic,
   reported only when certified (:func:`pacbayes.evidence.tilted.certified_upper`): every tilted
   weight is at most exp(psi*), so a psi below one drawn is refused; with the ep-cavity proposal
-  PSI_CHECK_DRAWS tilted draws (after the cavity ones, same generator) serve that check.
+  PSI_CHECK_DRAWS tilted draws (after the cavity ones, same generator) serve that check. It is
+  optional (``upper=False``): the lower bound never uses it, and with the ep-cavity proposal the
+  tilting it needs is most of the sandwich's time at large m.
 """
 
 import math
@@ -45,6 +47,7 @@ from pacbayes.evidence.ep import ep_log_evidence
 from pacbayes.evidence.ep_cavity import CavityProposal
 from pacbayes.evidence.multiclass import difference_covariance
 from pacbayes.evidence.multiclass_ep import multiclass_ep_log_evidence
+from pacbayes.results import CERTIFIED_SUMMARY, SerialisesItself
 from pacbayes.evidence.tilted import (
     certified_upper,
     maximise_psi,
@@ -55,26 +58,30 @@ from pacbayes.evidence.tilted import (
 
 PSI_CHECK_DRAWS = 256  # tilted draws that check psi* when the lower bound uses the ep-cavity proposal
 PILOT_SAMPLES = 1_000  # draws that fix the count under a sample tolerance, then discarded
+NOT_ASKED = "not computed: psi* was not asked for (upper=False); the lower bound does not need it"
 
 
 @dataclass
-class CertifiedEvidence:
+class CertifiedEvidence(SerialisesItself):
     """A certified sandwich for ln P(S) under the prior N(0, K + jitter I).
 
     ``lower`` holds with probability >= 1 - ``delta_prime`` over the sampling (Markov);
     ``upper`` = psi* (Botev 2017, Theorem 3.1) is deterministic, and is given only when the
     maximiser of psi converged (``grad_norm`` <= PSI_GRAD_TOL) and psi* is not below any tilted
-    log weight drawn (all of them, or PSI_CHECK_DRAWS with the ep-cavity proposal); otherwise it
-    is None and ``upper_reason`` says why;
+    log weight drawn (all of them, or PSI_CHECK_DRAWS with the ep-cavity proposal); otherwise, or
+    when it was not asked for (``grad_norm`` is then None), it is None and ``upper_reason`` says why;
     ``log_estimate`` = ln Z_hat is the unbiased-in-Z importance-sampling estimate of ``proposal``.
-    ``order`` is the variable order of the tilting (psi*). ``samples`` draws were counted in ln Z_hat,
+    ``order`` is the variable order of the tilting (psi*), or of the EP-cavity sampler when no
+    tilting ran (ep-cavity proposal, upper=False). ``samples`` draws were counted in ln Z_hat,
     after ``pilot_samples`` discarded ones that fixed that count (0: the count was fixed in advance).
     """
+
+    SUMMARY = CERTIFIED_SUMMARY
 
     lower: float
     log_estimate: float
     upper: Optional[float]
-    grad_norm: float
+    grad_norm: Optional[float]
     samples: int
     seed: int
     seconds: float
@@ -89,7 +96,9 @@ class CertifiedEvidence:
     pilot_samples: int = 0
 
 
-def _check_options(delta_prime, samples, seed, chunk, proposal, sample_tolerance):
+def _check_options(delta_prime, samples, seed, chunk, proposal, sample_tolerance, upper):
+    if not isinstance(upper, bool):
+        raise InputError(f"upper must be True or False, got {upper!r}")
     if not (isinstance(delta_prime, (int, float)) and 0.0 < delta_prime < 1.0):
         raise InputError(f"delta_prime must be in (0, 1), got {delta_prime!r}")
     if sample_tolerance is not None and not checks.finite(sample_tolerance, "sample_tolerance") > 0.0:
@@ -129,6 +138,49 @@ def _counted_draws(log_weights, samples, chunk, sample_tolerance):
     return _draws(log_weights, count, chunk), PILOT_SAMPLES
 
 
+def _weight_summary(log_w):
+    """(ln of the mean weight, relative standard deviation, effective sample size) of the log weights."""
+    counted = log_w.numel()
+    weights = exp(log_w - log_w.max())
+    relative_std = float(weights.std() / weights.mean()) if counted > 1 else math.nan
+    effective = float(weights.sum() ** 2 / (weights * weights).sum())
+    return float(torch.logsumexp(log_w, 0)) - math.log(counted), relative_std, effective
+
+
+@dataclass
+class _Tilting:
+    """Botev's minimax tilting of the orthant: variable order, D^-1 L (unit diagonal), saddle point mu, x."""
+
+    order: torch.Tensor
+    factor: torch.Tensor
+    mu: torch.Tensor
+    x: torch.Tensor
+    newton_steps: int
+
+    def log_weights(self, samples, generator, quiet):
+        """Tilted log weights: the sampler needs L only up to the scale of its rows (D^-1 L)."""
+        return tilted_log_weights(self.factor, self.mu, samples, generator, quiet=quiet)
+
+
+def _minimax_tilting(sigma, quiet) -> _Tilting:
+    """The ordering, the Cholesky factor and the saddle point of psi, in ``sigma``'s memory (destroyed)."""
+    order, L = pivoted_cholesky_order(sigma, quiet=quiet, overwrite=True)
+    mu, x, _, newton_steps = solve_tilting(L)
+    return _Tilting(order, L.div_(L.diagonal().clone()[:, None]), mu, x, newton_steps)
+
+
+def _psi_star(tilting: _Tilting):
+    """(psi at the maximiser's last iterate, its gradient norm) at the saddle-point mu, L~ = D^-1 L - I
+    formed in the factor's memory and restored after."""
+    strict = tilting.factor
+    strict.diagonal().zero_()
+    try:
+        value, _, grad_norm = maximise_psi(tilting.x, tilting.mu, strict)
+    finally:
+        strict.diagonal().fill_(1.0)
+    return value, grad_norm
+
+
 def certified_log_evidence(
     K,
     y,
@@ -143,6 +195,7 @@ def certified_log_evidence(
     proposal=DEFAULT_PROPOSAL,
     ep=None,
     sample_tolerance=None,
+    upper=True,
 ) -> CertifiedEvidence:
     """Sandwich for ln P(S), f ~ N(0, K + jitter I): lower (prob. >= 1 - delta_prime) and psi*.
 
@@ -154,9 +207,12 @@ def certified_log_evidence(
     not depend on it. ``samples`` draws in chunks of ``chunk`` (memory chunk x m floats),
     reproducible from ``seed`` (results depend on seed, samples, chunk and, for ep-cavity, the
     EP sites). Peak memory: K and three m x m matrices. ``sample_tolerance`` (nats): ``samples`` is
-    then the most draws, the count fixed by a pilot (module docstring).
+    then the most draws, the count fixed by a pilot (module docstring). ``upper`` False: psi* is not
+    computed (``upper`` None, ``upper_reason`` NOT_ASKED, ``grad_norm`` None); with the ep-cavity
+    proposal the minimax tilting is then skipped altogether (its ordering, Newton solve and psi's
+    maximisation cost more than the lower bound at large m).
     """
-    _check_options(delta_prime, samples, seed, chunk, proposal, sample_tolerance)
+    _check_options(delta_prime, samples, seed, chunk, proposal, sample_tolerance, upper)
     start = time.perf_counter()
     if proposal == "ep-cavity" and ep is None:  # EP first: its memory is released before the copies below
         ep = ep_log_evidence(K, y, jitter=jitter, device=device, quiet=quiet, allow_unconverged=True)
@@ -164,38 +220,37 @@ def certified_log_evidence(
     sigma = prior.mul_(labels[:, None]).mul_(labels[None, :])  # Y (K + jitter I) Y, in place
     del prior
     generator = torch.Generator(device=sigma.device).manual_seed(seed)
+    psi_value, grad_norm, newton_steps, max_tilted = math.nan, math.nan, 0, -math.inf
     if proposal == "ep-cavity":
-        cavity = CavityProposal(sigma, *_orthant_sites(ep, labels))
+        tau, nu = _orthant_sites(ep, labels)
+        factor = getattr(ep, "inverse_factor", None)  # EP's last factor of B, reused when it checks out
+        cavity = CavityProposal(sigma, tau, nu, inverse_factor=factor, signs=labels)
         log_w, pilot = _counted_draws(
             lambda n: cavity.log_weights(n, generator, quiet=quiet), samples, chunk, sample_tolerance
         )
+        order = cavity.order
         del cavity
-    perm, L = pivoted_cholesky_order(sigma, quiet=quiet, overwrite=True)
-    del sigma
-    mu, x, _, newton_steps = solve_tilting(L)
-    strict = L.div_(L.diagonal().clone()[:, None])  # from here on D^-1 L, in L's memory
-    strict.diagonal().zero_()  # L~ = D^-1 L - I
-    psi_value, x, grad_norm = maximise_psi(x, mu, strict)
-    strict.diagonal().fill_(1.0)  # D^-1 L: the tilted sampler needs L only up to the scale of its rows
-    if proposal == "tilted":
-        log_w, pilot = _counted_draws(
-            lambda n: tilted_log_weights(strict, mu, n, generator, quiet=quiet), samples, chunk, sample_tolerance
-        )
-        max_tilted = float(log_w.max())
-    else:  # a few tilted draws only to check psi*: each tilted weight is at most exp(psi*)
-        max_tilted = float(tilted_log_weights(strict, mu, PSI_CHECK_DRAWS, generator, quiet=quiet).max())
-    counted = log_w.numel()
-    log_estimate = float(torch.logsumexp(log_w, 0)) - math.log(counted)
-    weights = exp(log_w - log_w.max())
-    relative_std = float(weights.std() / weights.mean()) if counted > 1 else math.nan
-    effective = float(weights.sum() ** 2 / (weights * weights).sum())
-    upper, upper_reason = certified_upper(psi_value, grad_norm, max_tilted)
+    if proposal == "tilted" or upper:
+        tilting = _minimax_tilting(sigma, quiet)
+        del sigma
+        order, newton_steps = tilting.order, tilting.newton_steps
+        if upper:
+            psi_value, grad_norm = _psi_star(tilting)
+        if proposal == "tilted":
+            log_w, pilot = _counted_draws(
+                lambda n: tilting.log_weights(n, generator, quiet), samples, chunk, sample_tolerance
+            )
+            max_tilted = float(log_w.max())
+        elif upper:  # a few tilted draws only to check psi*: each tilted weight is at most exp(psi*)
+            max_tilted = float(tilting.log_weights(PSI_CHECK_DRAWS, generator, quiet).max())
+    upper_value, upper_reason = certified_upper(psi_value, grad_norm, max_tilted) if upper else (None, NOT_ASKED)
+    log_estimate, relative_std, effective = _weight_summary(log_w)
     return CertifiedEvidence(
         lower=markov_lower_bound(log_estimate, delta_prime),
         log_estimate=log_estimate,
-        upper=upper,
-        grad_norm=grad_norm,
-        samples=counted,
+        upper=upper_value,
+        grad_norm=grad_norm if upper else None,
+        samples=log_w.numel(),
         seed=seed,
         seconds=time.perf_counter() - start,
         jitter=jitter,
@@ -203,7 +258,7 @@ def certified_log_evidence(
         relative_std=relative_std,
         effective_samples=effective,
         newton_steps=newton_steps,
-        order=perm.cpu().numpy(),
+        order=order.cpu().numpy(),
         upper_reason=upper_reason,
         proposal=proposal,
         pilot_samples=pilot,
@@ -224,6 +279,7 @@ def multiclass_certified_log_evidence(
     proposal=DEFAULT_PROPOSAL,
     ep=None,
     sample_tolerance=None,
+    upper=True,
 ) -> CertifiedEvidence:
     """Certified sandwich for the multi-class ln P(S): lower (prob. >= 1 - delta_prime) and psi*.
 
@@ -232,7 +288,7 @@ def multiclass_certified_log_evidence(
     case. For the ep-cavity proposal, ``ep`` is a multi-class EP result for the same K and labels
     (its (m, C-1) sites on g_ic flatten row by row to the orthant's order); None runs
     :func:`pacbayes.evidence.multiclass_ep_log_evidence` here. ``jitter`` of the result is the prior
-    jitter of every logit; ``sample_tolerance`` as for the binary case. Cost: the dense (C-1)m
+    jitter of every logit; ``sample_tolerance`` and ``upper`` as for the binary case. Cost: the dense (C-1)m
     matrix (memory 8 (C-1)^2 m^2 bytes, three of them at the peak) and its factorisations, plus
     ``samples`` sequential draws of (C-1)m coordinates; measured on the 2-core CPU in
     docs/evidence.md (Multi-class).
@@ -253,6 +309,7 @@ def multiclass_certified_log_evidence(
         proposal=proposal,
         ep=ep,
         sample_tolerance=sample_tolerance,
+        upper=upper,
     )
     result.jitter = float(jitter)
     return result

@@ -47,6 +47,7 @@ from pacbayes.errors import ConvergenceError, InputError
 from pacbayes.evidence._gauss import log_ndtr, mills_ratio
 from pacbayes.evidence._validate import validate_inputs, validate_test_kernels
 from pacbayes.progress import progress
+from pacbayes.results import EP_SUMMARY, SerialisesItself
 
 SCHEDULES = ("parallel", "sequential")
 STARTS = ("auto", "nested", "prior")
@@ -62,7 +63,7 @@ _ADAPTIVE_START, _ADAPTIVE_MAX, _ADAPTIVE_GROWTH = 0.8, 0.8, 1.25
 
 
 @dataclass
-class EPResult:
+class EPResult(SerialisesItself):
     """Converged (or explicitly flagged) EP approximation of ln P(S) under prior N(0, K + jitter I).
 
     ``log_evidence`` is an estimate, not a bound. Site parameters (``site_precision`` tau,
@@ -71,6 +72,8 @@ class EPResult:
     ``start`` and ``precision`` say how EP ran ("nested" / "prior", "mixed" / "double");
     ``single_sweeps`` of the ``sweeps`` were float32 sweeps of the mixed-precision stage.
     """
+
+    SUMMARY = EP_SUMMARY
 
     log_evidence: float
     converged: bool

@@ -31,6 +31,13 @@ standard deviation of ln w is measured in docs/evidence.md (Certified lower boun
 
 Order: most constrained first, by the EP marginal z-score m_Q,k / sqrt(Sigma_Q,kk) (any order is
 unbiased; this one gave the smallest variance of those measured).
+
+EP's last float64 sweep has already factorised B (its L^-1, :class:`pacbayes.evidence.ep.EPResult`'s
+``inverse_factor``); given it, the proposal skips B's Cholesky and multiplies by L^-1 (a triangular
+product at the GEMM rate) instead of solving with L. The factor is used only after a seeded probe
+shows it is B's for *this* Sigma and these sites (:func:`matches_inverse_factor`): the weights are
+those of P(S) only if Sigma_Q is (Sigma^-1 + T)^-1, so a factor of another kernel, other sites or
+float32 is not trusted, and B is factorised here instead.
 """
 
 import torch
@@ -39,6 +46,35 @@ from pacbayes.errors import ConvergenceError
 from pacbayes.evidence.ep import cholesky_in_place
 from pacbayes.evidence.multiclass_posterior import gram_complement
 from pacbayes.evidence.sequential import Steps, permute_symmetric, sequential_log_weights
+
+
+FACTOR_CHECK_TOL = 1e-10  # |B x - u| / |u| for x = L^-T L^-1 u: a float64 factor of B passes, another fails
+_PRODUCT_BLOCK = 512  # columns of a block of the triangular product
+
+
+def matches_inverse_factor(sigma, root, inverse, signs, tol=FACTOR_CHECK_TOL) -> bool:
+    """Whether ``inverse`` (float64, lower triangular) is L^-1 for B = I + T^1/2 Sigma_s T^1/2 = L L^T, where
+    Sigma_s = S sigma S, S = diag(signs) and T^1/2 = diag(root): one seeded random probe u, x = L^-T L^-1 u
+    (in the signed variables), accepted when |B x - u|_2 <= tol |u|_2 (m^2 work)."""
+    m = sigma.shape[0]
+    if inverse is None or inverse.shape != (m, m) or inverse.dtype != torch.float64 or inverse.device != sigma.device:
+        return False
+    generator = torch.Generator(device=sigma.device).manual_seed(0)
+    u = torch.randn(m, dtype=sigma.dtype, device=sigma.device, generator=generator)
+    x = signs * (inverse.T @ (inverse @ (signs * u)))  # B_s^-1 = S B^-1 S, B the signed variables' matrix
+    residual = x + root * (sigma @ (root * x)) - u
+    return bool(torch.linalg.vector_norm(residual) <= tol * torch.linalg.vector_norm(u))
+
+
+def _times_inverse_transpose(matrix, inverse, signs, out) -> None:
+    """out = matrix (S L^-1 S)^T for lower-triangular L^-1, only its nonzero blocks multiplied (about m^3 flops,
+    half a product's); ``matrix`` has its columns multiplied by ``signs`` in place."""
+    m = matrix.shape[0]
+    matrix.mul_(signs[None, :])
+    for begin in range(0, m, _PRODUCT_BLOCK):
+        cols = slice(begin, min(begin + _PRODUCT_BLOCK, m))
+        torch.matmul(matrix[:, : cols.stop], inverse[cols, : cols.stop].T, out=out[:, cols])
+    out.mul_(signs[None, :])
 
 
 def most_constrained_first(mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
@@ -53,18 +89,28 @@ class CavityProposal:
     (:func:`most_constrained_first`, ``order``). Peak memory: ``sigma`` and two m x m matrices (B,
     then Sigma_Q and its factor; T^1/2 Sigma solved against B's factor). Cost: about 2.6 m^3 flops
     (the Cholesky of B, one triangular solve, the lower triangle of a product, the Cholesky of Sigma_Q).
+    ``inverse_factor``: EP's L^-1 of B for the kernel ``signs`` sigma ``signs`` (the f variables of
+    g = Y f, ``signs`` = y), used when :func:`matches_inverse_factor` accepts it (module docstring).
     """
 
-    def __init__(self, sigma: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor):
+    def __init__(self, sigma: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor, inverse_factor=None, signs=None):
         root = torch.sqrt(tau)
-        solved_t = sigma * root[None, :]  # (T^1/2 Sigma)^T; becomes (L_B^-1 T^1/2 Sigma)^T in place below
-        work = solved_t * root[:, None]  # B - I = T^1/2 Sigma T^1/2, one new matrix
-        work.diagonal().add_(1.0)
-        work, half_log_det = cholesky_in_place(work, "B = I + T^1/2 Sigma T^1/2")
-        view = solved_t.T
-        torch.linalg.solve_triangular(work, view, upper=False, out=view)
+        signs = torch.ones_like(tau) if signs is None else signs
+        solved_t = sigma * root[None, :]  # (T^1/2 Sigma)^T; becomes (L_B^-1 T^1/2 Sigma)^T below
+        if matches_inverse_factor(sigma, root, inverse_factor, signs):
+            work = torch.empty_like(sigma)
+            _times_inverse_transpose(solved_t, inverse_factor, signs, work)
+            solved_t, work = work, solved_t
+            half_log_det = -float(torch.log(inverse_factor.diagonal()).sum())
+        else:
+            work = solved_t * root[:, None]  # B - I = T^1/2 Sigma T^1/2, one new matrix
+            work.diagonal().add_(1.0)
+            work, half_log_det = cholesky_in_place(work, "B = I + T^1/2 Sigma T^1/2")
+            view = solved_t.T
+            torch.linalg.solve_triangular(work, view, upper=False, out=view)
+            del view
         gram_complement(sigma, solved_t, work)  # Sigma_Q = Sigma - Sigma T^1/2 B^-1 T^1/2 Sigma, over B's factor
-        del solved_t, view
+        del solved_t
         mean = work @ nu
         self.log_normaliser = -half_log_det + 0.5 * float(nu @ mean)
         self.order = most_constrained_first(mean, work.diagonal())
@@ -111,4 +157,4 @@ class CavityProposal:
         return log_w.add_(self.log_normaliser)
 
 
-__all__ = ["CavityProposal", "most_constrained_first"]
+__all__ = ["FACTOR_CHECK_TOL", "CavityProposal", "matches_inverse_factor", "most_constrained_first"]

@@ -24,7 +24,8 @@ from pacbayes.errors import InputError
 from pacbayes.evidence._validate import validate_labels
 from pacbayes.evidence.certified import certified_log_evidence, multiclass_certified_log_evidence
 from pacbayes.evidence.multiclass import validate_class_labels
-from pacbayes.evidence.multiclass_ep import multiclass_ep_log_evidence, multiclass_ep_predict
+from pacbayes.evidence.multiclass_ep import certified_method, multiclass_ep_log_evidence, multiclass_ep_predict
+from pacbayes.evidence.multiclass_sampler import structured_certified_log_evidence
 
 
 def _signs(labels) -> torch.Tensor:
@@ -48,8 +49,10 @@ class BinaryLabels:
         """:func:`pacbayes.evidence.ep_log_evidence` (options: jitter, tol, device, quiet, ...)."""
         return ep_log_evidence(K, _signs(labels), **options)
 
-    def certified(self, K, labels, **options):
-        """:func:`pacbayes.evidence.certified_log_evidence` (options: delta_prime, seed, samples, proposal, ep, ...)."""
+    def certified(self, K, labels, *, method: str = "auto", **options):
+        """:func:`pacbayes.evidence.certified_log_evidence` (options: delta_prime, seed, samples, proposal, ep, ...);
+        ``method`` names a multi-class sampler and is checked only (the binary orthant has one)."""
+        certified_method(np.asarray(labels).size, self.classes, method)
         return certified_log_evidence(K, _signs(labels), **options)
 
     def class_probabilities(self, ep, K_cross, k_test_diag, *, seed: int = 0) -> np.ndarray:
@@ -75,8 +78,15 @@ class MulticlassLabels:
         """:func:`pacbayes.evidence.multiclass_ep_log_evidence` (options as for the binary case)."""
         return multiclass_ep_log_evidence(K, labels, self.classes, **options)
 
-    def certified(self, K, labels, **options):
-        """:func:`pacbayes.evidence.multiclass_certified_log_evidence` (options as for the binary case)."""
+    def certified(self, K, labels, *, method: str = "auto", **options):
+        """:func:`pacbayes.evidence.multiclass_certified_log_evidence` on the dense (C-1)m orthant (options as for
+        the binary case), or, when ``method`` is "structured" or "auto" picks it beyond
+        :data:`pacbayes.evidence.multiclass_ep.CERTIFIED_DENSE_LIMIT` dimensions, the point-by-point sampler
+        :func:`pacbayes.evidence.multiclass_sampler.structured_certified_log_evidence` (its own proposal, no psi*:
+        ``proposal`` and ``upper`` do not apply to it)."""
+        if certified_method(np.asarray(labels).size, self.classes, method) == "structured":
+            options = {key: value for key, value in options.items() if key not in ("proposal", "upper")}
+            return structured_certified_log_evidence(K, labels, self.classes, **options)
         return multiclass_certified_log_evidence(K, labels, self.classes, **options)
 
     def class_probabilities(self, ep, K_cross, k_test_diag, *, seed: int = 0) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from pacbayes import checks
+from pacbayes.defaults import MULTICLASS_METHODS
 from pacbayes.errors import InputError
 from pacbayes.evidence._validate import validate_test_kernels
 from pacbayes.evidence.ep import (
@@ -42,23 +43,29 @@ from pacbayes.evidence.multiclass_posterior import (
     structured_posterior,
 )
 from pacbayes.progress import progress
+from pacbayes.results import EP_SUMMARY, SerialisesItself
 
-METHODS = ("auto", "dense", "structured")
+METHODS = MULTICLASS_METHODS
 # "auto" uses the dense orthant up to this many differences (C-1)m and classes; beyond C = 4 its
 # (2/3) (C-1)^3 m^3 flops per sweep exceed the structured ~6.6 C m^3.
 DENSE_LIMIT, DENSE_CLASSES = 3000, 4
+# the certified bound uses the dense orthant up to this many differences (C-1)m (m = 1,000 at C = 10: three
+# 9,000^2 matrices, 1.9 GB), the structured sampler (pacbayes.evidence.multiclass_sampler) beyond
+CERTIFIED_DENSE_LIMIT = 9000
 STRUCTURED_MIXED_AUTO = 1000  # "auto" precision of the structured posterior: float32 sweeps first from this m
 DEFAULT_PREDICT_SAMPLES = 20_000  # Monte Carlo draws per test point: standard error <= 0.5/sqrt(n) = 0.0035
 _PREDICT_FLOATS = 20_000_000  # test points per chunk: C * m * C * chunk floats for W K_cross
 
 
 @dataclass
-class MulticlassEPResult:
+class MulticlassEPResult(SerialisesItself):
     """Converged (or explicitly flagged) EP estimate of the multi-class ln P(S); an estimate, not a bound.
 
     Sites are (m, C-1) arrays on g_ic, column j of point i being class ``pair_index(labels, C)[i, j]``.
     ``prior`` (K + jitter I) and the sites define q(f); :func:`multiclass_ep_predict` uses them.
     """
+
+    SUMMARY = EP_SUMMARY
 
     log_evidence: float
     converged: bool
@@ -132,6 +139,17 @@ def chosen_method(m: int, classes: int, method: str = "auto") -> str:
     if method != "auto":
         return method
     return "dense" if (classes - 1) * m <= DENSE_LIMIT and classes <= DENSE_CLASSES else "structured"
+
+
+def certified_method(m: int, classes: int, method: str = "auto") -> str:
+    """The sampler of the multi-class certified bound: ``method`` itself, or what "auto" picks ("dense" while
+    (C-1)m <= CERTIFIED_DENSE_LIMIT: its EP-cavity proposal on the full orthant is the tighter; "structured"
+    beyond: O(C m^2) memory per class factor instead of ((C-1)m)^2)."""
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method != "auto":
+        return method
+    return "dense" if (classes - 1) * m <= CERTIFIED_DENSE_LIMIT else "structured"
 
 
 def multiclass_ep_log_evidence(

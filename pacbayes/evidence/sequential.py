@@ -23,6 +23,7 @@ import torch
 from pacbayes.evidence._gauss import truncated_normal_above
 from pacbayes.progress import progress
 
+_PERMUTE_ROWS = 256  # rows of a block whose columns are permuted by one gather
 SAMPLE_BLOCK = 128  # the GEMM of the earlier blocks runs at full rate from ~128 rows; the in-block part grows with it
 
 
@@ -114,26 +115,34 @@ def _torch_block(L, Z, log_w, table, generator, start, carried):
         log_w += log_mass + base + c * (slope + curve * c) + draw * x
 
 
-def swap_symmetric(matrix: torch.Tensor, k: int, j: int, *vectors: torch.Tensor) -> None:
-    """Swap variables k and j in place: rows and columns of the symmetric ``matrix``, entries of ``vectors``.
+def _swap_rows(k: int, j: int, *tensors: torch.Tensor) -> None:
+    """Swap entries (rows) k and j of every tensor in place, by plain row copies (index_put on two rows
+    costs ~1000x more)."""
+    for tensor in tensors:
+        kept = tensor[k].clone()
+        tensor[k] = tensor[j]
+        tensor[j] = kept
 
-    Plain row copies: index_put on two rows costs ~1000x more.
-    """
-    for vector in (matrix, matrix.T, *vectors):
-        kept = vector[k].clone()
-        vector[k] = vector[j]
-        vector[j] = kept
+
+def swap_symmetric(matrix: torch.Tensor, k: int, j: int, *vectors: torch.Tensor) -> None:
+    """Swap variables k and j in place: rows and columns of the symmetric ``matrix``, entries of ``vectors``."""
+    _swap_rows(k, j, matrix, matrix.T, *vectors)
 
 
 def permute_symmetric(matrix: torch.Tensor, order: torch.Tensor, *vectors: torch.Tensor) -> None:
-    """matrix <- matrix[order][:, order] and v <- v[order] for each of ``vectors``, in place (m swaps)."""
+    """matrix <- matrix[order][:, order] and v <- v[order] for each of ``vectors``, in place: the columns a
+    block of _PERMUTE_ROWS rows at a time (one gather each: column swaps would copy strided memory m
+    times), then the rows and vector entries by at most m swaps of contiguous rows."""
+    for begin in range(0, matrix.shape[0], _PERMUTE_ROWS):
+        block = matrix[begin : begin + _PERMUTE_ROWS]
+        block.copy_(block[:, order])
     order = order.tolist()
     position = list(range(len(order)))  # position[i]: where original variable i is now
     held = list(range(len(order)))  # held[p]: the original variable now at p
     for k, wanted in enumerate(order):
         j = position[wanted]
         if j != k:
-            swap_symmetric(matrix, k, j, *vectors)
+            _swap_rows(k, j, matrix, *vectors)
             position[held[k]], position[wanted] = j, k
             held[k], held[j] = wanted, held[k]
 

@@ -30,7 +30,8 @@ class RunContext:
     0-1 error on the prepared training set; seed: the report's seed (every random step derives
     from it); device: torch device for the heavy work (None: the default); quiet: no progress bars;
     sample: what the prepared S was drawn from, for the attempts ledger's key
-    (:func:`pacbayes.attempts.sample_record`; None: S itself, as the family is given it).
+    (:func:`pacbayes.attempts.sample_record`; None: S itself, as the family is given it); cache_dir: the
+    folder for the results of long phases (:mod:`pacbayes.cache`; None: no cache).
     """
 
     outputs: int
@@ -39,6 +40,7 @@ class RunContext:
     device: Optional[str] = None
     quiet: bool = True
     sample: Optional[dict] = None
+    cache_dir: Optional[str] = None
 
 
 @dataclass(frozen=True)

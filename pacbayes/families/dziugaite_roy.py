@@ -23,9 +23,38 @@ class DziugaiteRoyFamily:
     def check(self, context: RunContext) -> None:
         """Any classifier with one logit (binary) or one per class is accepted."""
 
+    def estimate(self, model, train, test, *, settings: DziugaiteRoySettings, context: RunContext) -> list:
+        """The expected time of :meth:`run`'s phases (:mod:`pacbayes.families.estimates`)."""
+        from pacbayes.families.estimates import dziugaite_roy_estimates
+
+        return dziugaite_roy_estimates(model, train, test, settings, context)
+
     def run(
         self, model, train, test, *, delta: float, settings: DziugaiteRoySettings, context: RunContext
     ) -> FamilyOutcome:
+        from pacbayes.device import threads_for_network
+
+        with threads_for_network(model, context.device):
+            certificate, test_error = self._certified(
+                model, train, test, delta=delta, settings=settings, context=context
+            )
+        draws = settings.test_draws
+        return FamilyOutcome(
+            bounds=stamped([certificate.result], self),
+            diagnostics=certificate.result.details,
+            baselines=(
+                Baseline(
+                    "stochastic_test_error",
+                    test_error,
+                    f"stochastic net N(w, s) test error (MC, {draws} draws; {certificate.result.details['mode']})",
+                ),
+                Baseline("stochastic_test_draws", draws, ""),
+            ),
+        )
+
+    @staticmethod
+    def _certified(model, train, test, *, delta: float, settings: DziugaiteRoySettings, context: RunContext) -> tuple:
+        """The certificate and the stochastic net's Monte Carlo test error."""
         from pacbayes.stochastic import certify_stochastic_network
 
         certificate = certify_stochastic_network(
@@ -53,22 +82,10 @@ class DziugaiteRoyFamily:
             attempts_ledger=settings.attempts_ledger,
             sample=context.sample,
             device=context.device,
+            cache_dir=context.cache_dir,
             quiet=context.quiet,
         )
-        test_error = certificate.error(test.x, test.labels, settings.test_draws, seed=context.seed + 1)
-        draws = settings.test_draws
-        return FamilyOutcome(
-            bounds=stamped([certificate.result], self),
-            diagnostics=certificate.result.details,
-            baselines=(
-                Baseline(
-                    "stochastic_test_error",
-                    test_error,
-                    f"stochastic net N(w, s) test error (MC, {draws} draws; {certificate.result.details['mode']})",
-                ),
-                Baseline("stochastic_test_draws", draws, ""),
-            ),
-        )
+        return certificate, certificate.error(test.x, test.labels, settings.test_draws, seed=context.seed + 1)
 
 
 FAMILY = DziugaiteRoyFamily()

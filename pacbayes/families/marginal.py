@@ -18,6 +18,7 @@ trained weights enter only through the zero-training-error check (:meth:`Margina
 
 import math
 import time
+import weakref
 from dataclasses import replace
 from typing import Optional
 
@@ -35,6 +36,7 @@ from pacbayes.evidence.certified import DEFAULT_SAMPLES
 from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, Tracked, stamped
 from pacbayes.families.settings import DEFAULT_JITTER, KERNEL_CHOICES, MarginalSettings
 from pacbayes.kernels import MonteCarloNNGP, analytic_kernel_or_reason
+from pacbayes.kernels.choice import COMPARE_SECONDS, choose_kernel, monte_carlo_forecast
 from pacbayes.models import predict_labels
 from pacbayes.progress import announce
 from pacbayes.results import BoundResult
@@ -43,24 +45,65 @@ CERTIFIES = "Gibbs error of the NNGP-Bayes posterior Q* (NNGP prior restricted t
 CLASSIFIER = "q-star"
 
 
-def build_kernel(model: torch.nn.Module, input_shape, settings: MarginalSettings):
+def build_kernel(model: torch.nn.Module, input_shape, settings: MarginalSettings, m: Optional[int] = None):
     """The NNGP prior of ``model``'s architecture: analytic when the kernel compiler maps every operation
-    of its graph to a layer rule (:mod:`pacbayes.kernels`), Monte Carlo otherwise (saying why)."""
+    of its graph to a layer rule (:mod:`pacbayes.kernels`), Monte Carlo otherwise (saying why).
+
+    With ``m`` (the training points), an analytic kernel is first weighed against the Monte Carlo kernel
+    (:func:`_weigh`). The kernel's ``selection`` says why it was chosen."""
     if settings.kernel not in KERNEL_CHOICES:
         raise InputError(f"unknown kernel {settings.kernel!r}; choose one of {', '.join(KERNEL_CHOICES)}")
-    if settings.kernel != "monte-carlo":
-        analytic, reason = analytic_kernel_or_reason(
-            model, input_shape, sigma_w=settings.sigma_w, sigma_b=settings.sigma_b
-        )
-        if analytic is not None:
-            return analytic
+    if settings.kernel == "monte-carlo":
+        return _monte_carlo(model, settings, "Monte Carlo: asked for (--kernel-type monte-carlo)")
+    analytic, reason = analytic_kernel_or_reason(model, input_shape, sigma_w=settings.sigma_w, sigma_b=settings.sigma_b)
+    if analytic is None:
         if settings.kernel == "analytic":
             raise InputError(f"no analytic NNGP for this model: {reason}; use --kernel monte-carlo")
         announce(
             f"kernel: fell back to Monte Carlo ({settings.kernel_samples or 'auto'} initialisations): {reason}",
             quiet=settings.quiet,
         )
-    return MonteCarloNNGP(model, samples=settings.kernel_samples, seed=settings.seed)
+        return _monte_carlo(model, settings, f"Monte Carlo: no analytic kernel ({reason})")
+    if m is None:
+        analytic.selection = "analytic: every operation has a kernel rule"
+        return analytic
+    return _weigh(analytic, model, input_shape, m, settings)
+
+
+def _monte_carlo(model: torch.nn.Module, settings: MarginalSettings, selection: str) -> MonteCarloNNGP:
+    kernel = MonteCarloNNGP(model, samples=settings.kernel_samples, seed=settings.seed)
+    kernel.selection = selection
+    return kernel
+
+
+_FORECASTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _forecast(model: torch.nn.Module, monte_carlo, m: int, input_shape, settings: MarginalSettings):
+    """:func:`monte_carlo_forecast` (a pilot of random initialisations: it depends on the architecture, not on
+    the trained weights) once per model, m, input shape and settings, so that a run's phase estimates and the
+    run itself share one pilot."""
+    memo = _FORECASTS.setdefault(model, {})
+    key = (m, tuple(input_shape), settings)
+    if key not in memo:
+        memo[key] = monte_carlo_forecast(monte_carlo, m, input_shape, settings.device)
+    return memo[key]
+
+
+def _weigh(analytic, model: torch.nn.Module, input_shape, m: int, settings: MarginalSettings):
+    """The analytic kernel, or the Monte Carlo one where :func:`~pacbayes.kernels.choice.choose_kernel` takes it
+    (docs/kernels.md#choosing-the-kernel), from both kernels' estimates for the m x m matrix; an analytic kernel
+    slower than the Monte Carlo one is announced, with both estimates, before any work."""
+    seconds, _ = analytic.estimate(m, input_shape=input_shape, device=settings.device)
+    monte_carlo, forecast = None, None
+    if seconds >= COMPARE_SECONDS:
+        monte_carlo = _monte_carlo(model, settings, "")
+        forecast = _forecast(model, monte_carlo, m, input_shape, settings)
+    choice = choose_kernel(settings.kernel, seconds, forecast, m)
+    announce(choice.notice, quiet=settings.quiet or not choice.notice)
+    kernel = monte_carlo if choice.kind == "monte-carlo" else analytic
+    kernel.selection = choice.reason
+    return kernel
 
 
 PAC_BAYES_SHARE = "pac-bayes (marginal)"
@@ -226,7 +269,10 @@ def kernel_summary(kernel) -> str:
 def _evidence_budgets(m: int, classes: int, settings: MarginalSettings) -> None:
     """Say the expected time and memory of EP and the certified sandwich; refuse what cannot fit."""
     device = str(resolve_device(settings.device))
-    for budget in evidence_budgets(m, classes, DEFAULT_SAMPLES, device):
+    budgets = evidence_budgets(
+        m, classes, DEFAULT_SAMPLES, device, upper=not settings.no_upper, method=settings.certified_method
+    )
+    for budget in budgets:
         announce(budget.line(), quiet=settings.quiet)
         budget.check_fits(device, "use fewer training points (--m) or a device with more memory (--device)")
 
@@ -242,7 +288,7 @@ def marginal_estimate(
 ) -> tuple:
     """(EP ln P(S), the bound at it): the ``marginal-ep`` number of :func:`marginal_bounds` for a first
     attempt, without the certified sandwich or the test-set work (for tracking during training)."""
-    kernel = build_kernel(model, tuple(train_x.shape[1:]), settings)
+    kernel = build_kernel(model, tuple(train_x.shape[1:]), settings, m=int(train_x.shape[0]))
     K = kernel.matrix(train_x, device=settings.device, quiet=settings.quiet)
     jitter, grid_size = choose_jitter(K, settings)
     train_labels = class_indices(train_labels, classes)
@@ -283,7 +329,7 @@ def marginal_bounds(
     test_labels = class_indices(test_labels, classes)
     _evidence_budgets(m, classes, settings)  # before the kernel: what will not fit is refused before any work
     started = time.perf_counter()
-    kernel = build_kernel(model, tuple(train_x.shape[1:]), settings)
+    kernel = build_kernel(model, tuple(train_x.shape[1:]), settings, m=m)
     K = kernel.matrix(train_x, device=settings.device, quiet=settings.quiet)
     kernel_seconds = time.perf_counter() - started
     summary, kernel_estimate = kernel_summary(kernel), dict(kernel.diagnostics)  # of K, before the test kernels
@@ -310,11 +356,14 @@ def marginal_bounds(
         device=settings.device,
         quiet=settings.quiet,
         ep=ep,
+        upper=not settings.no_upper,
+        method=settings.certified_method,
     )
     del K
     baseline = q_star_baseline(model, kernel, ep, likelihood, train_x, (test_x, test_labels), settings)
 
     prior = dict(kernel.describe(), jitter=jitter, classes=classes, summary=summary, estimate=kernel_estimate)
+    prior["selection"] = kernel.selection
     if grid_size > 1:
         prior["jitter_grid"] = list(settings.jitter_grid)
     labelling = (
@@ -324,7 +373,8 @@ def marginal_bounds(
     )
     assumptions = (
         "S is an iid sample from the data distribution",
-        f"the prior is the NNGP K + eps I of the architecture, K = {summary} (eps = {jitter:g}), "
+        f"the prior is the NNGP K + eps I of the architecture, K = {summary} (eps = {jitter:g}; "
+        f"{kernel.selection}), "
         + (
             f"the smallest positive-definite point of the grid {list(settings.jitter_grid)} "
             "declared before seeing S (union bound over the grid)"
@@ -346,26 +396,8 @@ def marginal_bounds(
         "kernel": prior,
         "kernel_seconds": kernel_seconds,
         "classes": classes,
-        "ep": {
-            "log_evidence": ep.log_evidence,
-            "sweeps": ep.sweeps,
-            "final_change": ep.final_change,
-            "seconds": ep.seconds,
-            "converged": ep.converged,
-        },
-        "certified": {
-            "lower": certified.lower,
-            "log_estimate": certified.log_estimate,
-            "upper": certified.upper,
-            "upper_note": certified.upper_reason,
-            "grad_norm": certified.grad_norm,
-            "samples": certified.samples,
-            "proposal": certified.proposal,
-            "effective_samples": certified.effective_samples,
-            "seed": certified.seed,
-            "seconds": certified.seconds,
-            "delta_prime": certified.delta_prime,
-        },
+        "ep": ep.to_dict(),
+        "certified": certified.to_dict(),
         **baseline,
         "attempt": attempt.number,
     }
@@ -468,6 +500,12 @@ class MarginalFamily:
                 "is for the realisable case: train to zero training error (dropping misfit points "
                 "would make S non-iid, so there is no such option)"
             )
+
+    def estimate(self, model, train, test, *, settings: MarginalSettings, context: RunContext) -> list:
+        """The expected time and memory of :meth:`run`'s phases (:mod:`pacbayes.families.estimates`)."""
+        from pacbayes.families.estimates import marginal_estimates
+
+        return marginal_estimates(model, train, test, _for_run(settings, context), _classes(context.outputs))
 
     def run(
         self, model, train, test, *, delta: float, settings: MarginalSettings, context: RunContext

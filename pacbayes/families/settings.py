@@ -18,6 +18,7 @@ from pacbayes.defaults import (
     DEFAULT_PRIOR_STD,
     DEFAULT_SIGMOID_TEMPERATURE,
     MC_SAMPLINGS,
+    MULTICLASS_METHODS,
     OBJECTIVES,
     POSTERIOR_EPOCHS,
     POSTERIOR_STARTS,
@@ -52,6 +53,8 @@ class MarginalSettings:
     attempts_ledger: JSON-lines file counting runs on this data and prior (any seed): attempt k
         spends 6 delta / (pi^2 k^2) (:mod:`pacbayes.attempts`, which says what the count is keyed on),
         so keeping the best seed is valid.
+    no_upper / certified_method: the certified sandwich's options (:func:`pacbayes.evidence.certified_log_evidence`'s
+        ``upper``; the multi-class sampler of :meth:`pacbayes.evidence.label_model.MulticlassLabels.certified`).
     """
 
     kernel: str = option(
@@ -85,6 +88,19 @@ class MarginalSettings:
         "--variant",
         "langford: Valle-Pérez et al. Cor. 1; mcallester: the authors' code.",
         choices=MARGINAL_VARIANTS,
+    )
+    no_upper: bool = option(
+        False,
+        "--no-upper",
+        "Skip psi*, the deterministic upper bound on ln P(S) (the certified lower bound never uses it; without it "
+        "the ep-cavity sandwich runs no minimax tilting).",
+    )
+    certified_method: str = option(
+        "auto",
+        "--certified-method",
+        "Multi-class certified sampler: the dense (C-1)m orthant, or point by point without it (looser, no psi*); "
+        "auto: dense up to (C-1)m = 9,000.",
+        choices=MULTICLASS_METHODS,
     )
     q_star_test_points: int = option(
         DEFAULT_BASELINE_POINTS,

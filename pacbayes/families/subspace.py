@@ -25,10 +25,16 @@ class SubspaceFamily:
     def check(self, context: RunContext) -> None:
         """Any classifier with one logit (binary) or one per class is accepted."""
 
+    def estimate(self, model, train, test, *, settings: SubspaceSettings, context: RunContext) -> list:
+        """The expected time of :meth:`run`'s phases (:mod:`pacbayes.families.estimates`)."""
+        from pacbayes.families.estimates import subspace_estimates
+
+        return subspace_estimates(model, train, settings, context)
+
     def run(
         self, model, train, test, *, delta: float, settings: SubspaceSettings, context: RunContext
     ) -> FamilyOutcome:
-        from pacbayes.subspace import subspace_bound, train_subspace_model
+        from pacbayes.subspace import subspace_bound
 
         compressed, extra_configurations = settings.compressed, settings.extra_configurations
         if compressed is not None:
@@ -52,25 +58,7 @@ class SubspaceFamily:
             reserves=False,
         )
         if compressed is None:
-            compressed = train_subspace_model(
-                model,
-                train.x,
-                train.labels,
-                dim=settings.dim,
-                seed=context.seed,
-                levels=tuple(int(v) for v in settings.levels),
-                epochs=settings.epochs,
-                patience=settings.patience or None,
-                lr=settings.lr,
-                qat_epochs=settings.qat_epochs,
-                qat_patience=settings.qat_patience or None,
-                rate_weight=settings.rate_weight,
-                distill=settings.distill,
-                prior_split=settings.prior_split,
-                prior_epochs=settings.prior_epochs,
-                quiet=context.quiet,
-                extra_configurations=extra_configurations,
-            )
+            compressed = _trained(model, train, settings, context)
             extra_configurations = 1  # already recorded in the trained model's configuration count
         results = [
             replace(
@@ -99,6 +87,34 @@ class SubspaceFamily:
                 Baseline("subspace_test_error", details["test_error"], "compressed subspace model test error"),
                 Baseline("subspace_train_error", details["train_error"], train_label),
             ),
+        )
+
+
+def _trained(model, train, settings: SubspaceSettings, context: RunContext):
+    """The compressed model trained on ``train`` with ``model``'s architecture (with the run's thread count)."""
+    from pacbayes.device import threads_for_network
+    from pacbayes.subspace import train_subspace_model
+
+    with threads_for_network(model, context.device):
+        return train_subspace_model(
+            model,
+            train.x,
+            train.labels,
+            dim=settings.dim,
+            seed=context.seed,
+            levels=tuple(int(v) for v in settings.levels),
+            epochs=settings.epochs,
+            patience=settings.patience or None,
+            lr=settings.lr,
+            qat_epochs=settings.qat_epochs,
+            qat_patience=settings.qat_patience or None,
+            rate_weight=settings.rate_weight,
+            distill=settings.distill,
+            prior_split=settings.prior_split,
+            prior_epochs=settings.prior_epochs,
+            quiet=context.quiet,
+            extra_configurations=settings.extra_configurations,
+            cache_dir=context.cache_dir,
         )
 
 

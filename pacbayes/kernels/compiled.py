@@ -3,7 +3,8 @@
 A :class:`Graph` lists :class:`Node` s in topological order. Nodes marked ``raw`` depend on the input only
 (no random weight yet): they are deterministic preprocessing, run on the data itself. The first weighted
 layers read the raw data (:meth:`Dense.from_features`, :meth:`Conv.from_features`); every later node transforms
-covariances. :meth:`CompiledNNGP.matrix` first runs the graph on the pairs (x_i, x_i) (the variances every
+covariances by its rule's ``kernel`` (:class:`~pacbayes.kernels.protocol.Rule`, whatever the rule's type).
+:meth:`CompiledNNGP.matrix` first runs the graph on the pairs (x_i, x_i) (the variances every
 activation needs, and the diagonal), then on each (a, b) tile of inputs; nodes whose consumers need every
 pair of positions (average pooling, global means) keep the full layout, the rest only p = p'.
 
@@ -13,7 +14,7 @@ The kernel is that of one output logit; a read-out with C outputs has C iid logi
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import torch
 
@@ -21,18 +22,8 @@ from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.kernels._blocks import as_inputs, check_block_size, fill_kernel
 from pacbayes.memory import check_fits, format_bytes
-from pacbayes.kernels.rules import (
-    Activation,
-    Add,
-    AvgPool,
-    Conv,
-    Dense,
-    Flatten,
-    GlobalMean,
-    Identity,
-    Scale,
-    diagonal_positions,
-)
+from pacbayes.kernels.protocol import Covariance
+from pacbayes.kernels.rules import Conv
 from pacbayes.progress import announce
 
 TILE_ELEMENTS = 2**22  # float64 entries in one tile's largest covariance (32 MiB) when block_size is None
@@ -42,8 +33,11 @@ ANNOUNCE_PAIRS = 2**20  # estimate and announce before computing at least this m
 
 @dataclass(frozen=True)
 class Preprocess:
-    """A deterministic operation on the input before any weighted layer (reshapes, scaling, ...)."""
+    """A deterministic operation on the input before any weighted layer (reshapes, scaling, ...): run on the
+    data, so it has no kernel; its consumers read the data it computes."""
 
+    needs_full_spatial: ClassVar[bool] = False
+    uses_variances: ClassVar[bool] = False
     fn: Callable[[torch.Tensor], torch.Tensor]
     label: str
 
@@ -83,16 +77,15 @@ class Graph:
             for name in node.inputs:
                 consumers[name].append(node)
         for node in reversed(self.nodes):  # a node keeps every pair of positions if a consumer needs them
-            node.full = node.d > 0 and any(self.needs_full(c, node) for c in consumers[node.name])
+            node.full = node.d > 0 and any(self.needs_full(c) for c in consumers[node.name])
         self.uses = {name: len(nodes) for name, nodes in consumers.items()}
         self.uses[self.output] += 1
 
-    def needs_full(self, consumer: Node, producer: Node) -> bool:
-        if isinstance(consumer.rule, (AvgPool, GlobalMean)):
-            return True
-        if isinstance(consumer.rule, (Flatten, Dense, Preprocess)):
-            return False
-        return consumer.full
+    @staticmethod
+    def needs_full(consumer: Node) -> bool:
+        """Whether ``consumer`` reads every pair of positions of its inputs: pooling rules always, the others
+        when their own output keeps them (they map each layout to itself)."""
+        return consumer.rule.needs_full_spatial or consumer.full
 
     def layers(self) -> list:
         """One string per non-input node, e.g. "linear(784->256, sw=0.577, sb=0.0206)", "relu"."""
@@ -102,7 +95,7 @@ class Graph:
             if node.rule is None:
                 continue
             text = node.rule.describe()
-            if isinstance(node.rule, Add):
+            if len(node.inputs) > 1:
                 text += "(" + " + ".join(f"#{names[i]}" if i in names else "input" for i in node.inputs) + ")"
             described.append(text)
         return described
@@ -115,6 +108,7 @@ class CompiledNNGP:
     for any other compiled network. ``describe()`` lists the layer chain and the number of outputs.
     """
 
+    selection = ""  # why a run chose this kernel (set by the marginal family), else empty
     kind = "nngp-graph"
 
     def __init__(self, graph: Graph, source: Optional[str] = None):
@@ -176,91 +170,62 @@ class CompiledNNGP:
         for node in self.graph.nodes[1:]:
             if node.raw:
                 values[node.name] = node.rule.forward(*(values[i] for i in node.inputs))
-            elif node.inputs[0] in values and isinstance(node.rule, (Dense, Conv)):
+            elif node.inputs[0] in values:  # a first weighted layer (the compiler lets only those read the data)
                 features[node.name] = node.rule.features(values[node.inputs[0]], node.full)
         return features
 
     # ----------------------------------------------------------------- evaluation
     def _run(
         self, raw1: dict, raw2: Optional[dict], var1: Optional[dict], var2: Optional[dict], record=None, watch=None
-    ):
+    ) -> torch.Tensor:
         """The output covariance of a tile (raw2 given: (a, b)) or of the pairs (x_i, x_i) (raw2 None: (n,)).
 
-        ``var1``/``var2``: per activation node, the per-position input variances of the tile's rows / columns
-        (a, *S) / (b, *S); for pairs they are read off the covariance and passed to ``record(name, var)``.
-        ``watch(out)`` sees every node's output covariance."""
+        ``var1``/``var2``: per node whose rule ``uses_variances``, the per-position input variances of the tile's
+        rows / columns (a, *S) / (b, *S); for pairs they are read off the covariance and passed to
+        ``record(name, var)``. ``watch(out)`` sees every node's output covariance."""
         graph, values = self.graph, {}
         left = dict(graph.uses)
         grid = raw2 is not None
 
-        def take(name: str, consumer: Node) -> torch.Tensor:
+        def take(name: str, consumer: Node) -> Covariance:
             value = values[name]
             left[name] -= 1
             if left[name] == 0:
                 del values[name]
-            elif value is not None:
+            else:
                 value = value.clone()
-            producer = graph.by_name[name]
-            if producer.full and producer.d and not graph.needs_full(consumer, producer):
-                if not isinstance(consumer.rule, Flatten):
-                    value = diagonal_positions(value, producer.d)
-            return value
+            return value if graph.needs_full(consumer) else value.diagonal()
 
         for node in graph.nodes:
             rule = node.rule
             if node.raw or rule is None:
                 continue
-            inputs = node.inputs
-            if isinstance(rule, (Dense, Conv)) and graph.by_name[inputs[0]].raw:
-                out = rule.from_features(raw1[node.name], raw2[node.name] if grid else None, node.full)
-                for name in inputs:
+            if graph.by_name[node.inputs[0]].raw:  # a first weighted layer, from the data's features
+                tensor = rule.from_features(raw1[node.name], raw2[node.name] if grid else None, node.full)
+                out = Covariance(tensor, node.d, node.full, pairs=not grid)
+                for name in node.inputs:
                     left[name] -= 1
-            elif isinstance(rule, Add):
-                out = rule.kernel(take(inputs[0], node), take(inputs[1], node))
             else:
-                producer = graph.by_name[inputs[0]]
-                cov = take(inputs[0], node)
-                full_in = producer.full and (graph.needs_full(node, producer) or isinstance(rule, Flatten))
-                if isinstance(rule, Dense) or isinstance(rule, Scale):
-                    out = rule.kernel(cov)
-                elif isinstance(rule, Conv):
-                    out = rule.kernel(cov, node.full)
-                elif isinstance(rule, Activation):
-                    d = producer.d
-                    if grid:
-                        v1, v2 = var1[node.name], var2[node.name]
-                        ones = (1,) * d
-                        if node.full:
-                            a = v1.reshape(v1.shape[0], 1, *v1.shape[1:], *ones)
-                            b = v2.reshape(1, v2.shape[0], *ones, *v2.shape[1:])
-                        else:
-                            a, b = v1[:, None], v2[None]
-                        out = rule.kernel(cov, a, b)
-                    else:
-                        var = diagonal_positions(cov, d).clone() if node.full else cov
-                        if record is not None:
-                            record(node.name, var)
-                        if node.full:
-                            shape = var.shape
-                            ones = (1,) * d
-                            out = rule.kernel(cov, var.reshape(*shape, *ones), var.reshape(shape[0], *ones, *shape[1:]))
-                        else:
-                            out = rule.dual.square(var)
-                elif isinstance(rule, Flatten):
-                    out = rule.kernel(cov, producer.d, full_in)
-                elif isinstance(rule, AvgPool):  # full layout out; only the diagonal if no consumer needs more
-                    out = rule.kernel(cov)
-                    out = out if node.full else diagonal_positions(out, node.d)
-                elif isinstance(rule, GlobalMean):
-                    out = rule.kernel(cov, node.full)
-                elif isinstance(rule, Identity):
-                    out = cov
-                else:  # pragma: no cover - the compiler only emits the rules above
-                    raise TypeError(f"no kernel evaluation for {type(rule).__name__}")
+                inputs = [take(name, node) for name in node.inputs]
+                if rule.uses_variances:
+                    inputs[0].marginals = self._marginals(node.name, inputs[0], var1, var2, record)
+                out = rule.kernel(*inputs)
+                if out.full and not node.full:  # pooling gives every pair; no consumer needs them
+                    out = out.diagonal()
             if watch is not None:
-                watch(out)
+                watch(out.tensor)
             values[node.name] = out
-        return values[graph.output]
+        return values[graph.output].tensor
+
+    @staticmethod
+    def _marginals(name: str, cov: Covariance, var1, var2, record) -> tuple:
+        """The row and column variances a rule reads: stored for a tile, the pairs' own (recorded) for pairs."""
+        if not cov.pairs:
+            return var1[name], var2[name]
+        var = cov.own_variances()
+        if record is not None:
+            record(name, var)
+        return var, var
 
     def _pairs(self, raw: dict, rows: int) -> tuple:
         """(diagonal (n,), {activation node: per-position variances (n, *S)}), in chunks of ``rows`` inputs."""
@@ -287,7 +252,7 @@ class CompiledNNGP:
     def memory_bytes(self, n1: int, n2: int, per_pair: int, block: int) -> int:
         """Peak bytes of a matrix call: the result, the tile temporaries, the stored variances and inputs."""
         block1, block2 = min(block, n1), min(block, n2)
-        activations = sum(isinstance(n.rule, Activation) for n in self.graph.nodes)
+        activations = sum(n.rule is not None and n.rule.uses_variances for n in self.graph.nodes)
         return 8 * (n1 * n2 + _TEMPORARIES * block1 * block2 * per_pair + activations * (n1 + n2) * per_pair)
 
     def estimate(self, n1: int, n2: Optional[int] = None, input_shape=None, *, device=None) -> tuple:

@@ -1,7 +1,8 @@
 """The NNGP compiler: a traced model's ATen graph -> a :class:`~pacbayes.kernels.compiled.Graph` of layer rules.
 
 Every file kind becomes one torch.export program (:func:`pacbayes.models.programs.as_program`), whose
-graph is a list of ATen calls. Each call is mapped to its rule in :mod:`pacbayes.kernels.rules`:
+graph is a list of ATen calls. Each call is mapped to its rule in :mod:`pacbayes.kernels.rules` by the
+table :data:`OP_RULES` (ATen operation -> handler):
 
 - linear -> Dense; conv1d / conv2d / convolution -> Conv (zero padding, integers or "same"/"valid",
   stride, dilation; groups 1);
@@ -26,14 +27,14 @@ reproduce the model's outputs, which checks the parse.
 import math
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from pacbayes.errors import InputError
 from pacbayes.kernels._blocks import check_sigma_b, check_sigma_w
 from pacbayes.kernels.compiled import Graph, Node, Preprocess
-from pacbayes.kernels.duals import dual_for_op
+from pacbayes.kernels.duals import ACTIVATION_OPS, dual_for_op
 from pacbayes.kernels.rules import Activation, Add, AvgPool, Conv, Dense, Flatten, GlobalMean, Identity, Scale
 from pacbayes.layers import ATEN_CONVOLUTIONS, ATEN_LINEAR
 from pacbayes.models.programs import ExportedModel
@@ -90,6 +91,43 @@ def _static_shape(fx_node) -> tuple:
 def _pair_list(value, d: int) -> tuple:
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     return tuple(int(v) for v in (values * d if len(values) == 1 else values))
+
+
+@dataclass(frozen=True)
+class Call:
+    """One ATen call being compiled: its fx node, arguments (an _Info for a computed value, else the constant),
+    the shape of its output (without the batch axis) and the operation's short name."""
+
+    fx_node: torch.fx.Node
+    args: list
+    kwargs: dict
+    shape: tuple
+    op: str
+
+    @property
+    def x(self) -> _Info:
+        """The computed value the call acts on (its first argument)."""
+        if not isinstance(self.args[0], _Info):
+            raise Unsupported(f"{self.op} with a constant first argument has no NNGP rule")
+        return self.args[0]
+
+    @property
+    def keep(self) -> dict:
+        """The flags of an output that is a linear, weight-free function of ``x``: zero-mean if x is, and as
+        fresh (straight from a weighted layer) as x."""
+        return {"zero_mean": self.x.zero_mean, "fresh": self.x.fresh}
+
+
+def unary(make: Callable[[Call], object], linear: bool = True) -> Callable:
+    """The handler of an operation whose weight-free rule ``make(call)`` acts on its first argument alone: the one
+    line a new rule of that kind needs in :data:`OP_RULES`. ``linear``: the output keeps the input's zero mean
+    and freshness (else it is taken to be neither)."""
+
+    def handler(compiler: "_Compiler", call: Call) -> None:
+        x = call.x
+        compiler.add_rule(call, make(call), [x], **(call.keep if linear else {"zero_mean": False}))
+
+    return handler
 
 
 class _Compiler:
@@ -218,49 +256,14 @@ class _Compiler:
             return
         if not infos:
             raise Unsupported(f"{op} does not act on the input")
-        if target in ATEN_LINEAR:
-            return self._linear(fx_node, args, shape)
-        if target in ATEN_CONVOLUTIONS:
-            return self._conv(fx_node, target, args, shape)
-        x = args[0]
-        if not isinstance(x, _Info):
-            raise Unsupported(f"{op} with a constant first argument has no NNGP rule")
-        dual = dual_for_op(target, tuple(args[1:]), kwargs)
-        if dual is not None:
-            self._add(fx_node, Activation(dual), [x], shape, zero_mean=x.zero_mean and dual.odd)
-            return
-        keep = {"zero_mean": x.zero_mean, "fresh": x.fresh}
-        if target in _IDENTITIES or (target in _DROPOUTS and not (args[2:3] and args[2])):
-            label = "dropout (eval)" if target in _DROPOUTS else "identity"
-            self._add(fx_node, Identity(label), [x], shape, **keep)
-        elif target in _DROPOUTS:
-            raise Unsupported("dropout in training mode has no NNGP rule; save the model in eval mode")
-        elif target in _RESHAPES:
-            if shape == x.shape:
-                self._add(fx_node, Identity("reshape"), [x], shape, **keep)
-            elif len(shape) == 1 and shape[0] == math.prod(x.shape):
-                self._add(fx_node, Flatten(), [x], shape, **keep)
-            else:
-                raise Unsupported(f"{op} of hidden features {x.shape} -> {shape} has no NNGP rule (only flattening)")
-        elif target in (aten.avg_pool2d.default, aten.avg_pool1d.default):
-            self._avg_pool(fx_node, args, x, shape, keep)
-        elif target in (aten.adaptive_avg_pool2d.default, aten.adaptive_avg_pool1d.default):
-            if any(int(v) != 1 for v in _pair_list(args[1], len(x.shape) - 1)):
-                raise Unsupported(f"{op} to output size {args[1]} has no NNGP rule (only size 1, global pooling)")
-            self._add(fx_node, GlobalMean(len(x.shape) - 1, keep=True), [x], shape, **keep)
-        elif target is aten.mean.dim:
-            rank = len(x.shape) + 1
-            dims = sorted(int(v) % rank for v in args[1])
-            if dims != list(range(2, rank)):
-                raise Unsupported(f"mean over dims {list(args[1])} has no NNGP rule (only over every spatial axis)")
-            keepdim = bool(args[2]) if len(args) > 2 else bool(kwargs.get("keepdim", False))
-            self._add(fx_node, GlobalMean(rank - 2, keep=keepdim), [x], shape, **keep)
-        elif target in _SCALES:
-            self._scale(fx_node, target, op, args, x, shape, keep)
-        elif target in (aten.add.Tensor, aten.add_.Tensor):
-            self._residual(fx_node, op, args, kwargs, shape)
-        else:
+        handler = OP_RULES.get(target)
+        if handler is None:
             raise Unsupported(f"{op} has no NNGP rule")
+        handler(self, Call(fx_node, args, kwargs, shape, op))
+
+    def add_rule(self, call: Call, rule, inputs: list, **flags) -> _Info:
+        """Add ``rule`` applied to ``inputs`` as the node of ``call`` (``flags``: zero_mean, fresh)."""
+        return self._add(call.fx_node, rule, inputs, call.shape, **flags)
 
     def _refuse_weights(self, fx_node, op: str, where: str) -> None:
         """A model tensor (trained parameter or buffer) used as a constant would make the prior depend on training."""
@@ -295,8 +298,8 @@ class _Compiler:
         self.nodes.append(node)
         self.info[fx_node.name] = _Info(node, shape, True)
 
-    def _linear(self, fx_node, args, shape) -> None:
-        x = args[0]
+    def _linear(self, call: Call) -> None:
+        fx_node, x = call.fx_node, call.args[0]
         if len(x.shape) != 1:
             raise Unsupported(f"linear applied to features of shape {x.shape} has no NNGP rule; flatten them first")
         weight = self._weight(fx_node.args[1], "linear")
@@ -305,12 +308,12 @@ class _Compiler:
         )
         sw, sb = self._sigmas(int(weight.shape[1]), bias)
         rule = Dense(sw, sb, int(weight.shape[1]), int(weight.shape[0]))
-        info = self._add(fx_node, rule, [x], shape, zero_mean=True, fresh=fx_node.name)
+        info = self.add_rule(call, rule, [x], zero_mean=True, fresh=fx_node.name)
         info.above = info.above | {fx_node.name}
         self.weights[fx_node.name] = (weight, bias)
 
-    def _conv(self, fx_node, target, args, shape) -> None:
-        x = args[0]
+    def _conv(self, call: Call) -> None:
+        fx_node, target, args, x = call.fx_node, call.fx_node.target, call.args, call.args[0]
         weight = self._weight(fx_node.args[1], "convolution")
         bias = (
             self._weight(fx_node.args[2], "convolution")
@@ -341,11 +344,12 @@ class _Compiler:
         sw, sb = self._sigmas(int(weight[0].numel()), bias)
         channels = (int(weight.shape[1]), int(weight.shape[0]))
         rule = Conv(sw, sb, kernel_size, stride, pads, dilation, channels)
-        info = self._add(fx_node, rule, [x], shape, zero_mean=True, fresh=fx_node.name)
+        info = self.add_rule(call, rule, [x], zero_mean=True, fresh=fx_node.name)
         info.above = info.above | {fx_node.name}
         self.weights[fx_node.name] = (weight, bias)
 
-    def _avg_pool(self, fx_node, args, x, shape, keep) -> None:
+    def _avg_pool(self, call: Call) -> None:
+        args, x = call.args, call.x
         d = len(x.shape) - 1
         defaults = [None, [], 0, False, True, None]  # avg_pool(x, kernel, stride, padding, ceil, include_pad, divisor)
         kernel_size, stride, padding, ceil_mode, count_include_pad, divisor = (
@@ -354,20 +358,22 @@ class _Compiler:
         kernel_size = _pair_list(kernel_size, d)
         stride = _pair_list(stride, d) if stride else kernel_size
         rule = AvgPool(kernel_size, stride, _pair_list(padding, d), bool(ceil_mode), bool(count_include_pad), divisor)
-        self._add(fx_node, rule, [x], shape, **keep)
+        self.add_rule(call, rule, [x], **call.keep)
 
-    def _scale(self, fx_node, target, op, args, x, shape, keep) -> None:
-        self._refuse_weights(fx_node, op, "of hidden features")
-        other = args[1]
+    def _scale(self, call: Call) -> None:
+        x, op = call.x, call.op
+        self._refuse_weights(call.fx_node, op, "of hidden features")
+        other = call.args[1]
         if isinstance(other, torch.Tensor) and other.numel() == 1:
             other = float(other)
         if isinstance(other, bool) or not isinstance(other, Real):
             raise Unsupported(f"{op} of two computed values has no NNGP rule (only by a constant)")
-        factor = 1.0 / float(other) if _SCALES[target] else float(other)
-        self._add(fx_node, Scale(factor), [x], shape, **keep)
+        factor = 1.0 / float(other) if _SCALES[call.fx_node.target] else float(other)
+        self.add_rule(call, Scale(factor), [x], **call.keep)
 
-    def _residual(self, fx_node, op, args, kwargs, shape) -> None:
-        a, b = args[0], args[1]
+    def _residual(self, call: Call) -> None:
+        fx_node, op, args, kwargs = call.fx_node, call.op, call.args, call.kwargs
+        a, b = call.x, args[1]
         if not (isinstance(a, _Info) and isinstance(b, _Info)):
             raise Unsupported("adding a constant to hidden features has no NNGP rule")
         if a.raw or b.raw:
@@ -385,7 +391,44 @@ class _Compiler:
                 f"{op} of correlated branches ({fx_node.args[0]}, {fx_node.args[1]}): neither ends in fresh "
                 f"zero-mean weights the other does not use, so K(a + b) != K(a) + K(b)"
             )
-        self._add(fx_node, Add(), [a, b], shape, zero_mean=a.zero_mean and b.zero_mean)
+        self.add_rule(call, Add(), [a, b], zero_mean=a.zero_mean and b.zero_mean)
+
+    def _activation(self, call: Call) -> None:
+        x = call.x
+        dual = dual_for_op(call.fx_node.target, tuple(call.args[1:]), call.kwargs)
+        if dual is None:
+            raise Unsupported(f"{call.op} has no NNGP rule")
+        self.add_rule(call, Activation(dual), [x], zero_mean=x.zero_mean and dual.odd)
+
+    def _dropout(self, call: Call) -> None:
+        x = call.x
+        if call.args[2:3] and call.args[2]:
+            raise Unsupported("dropout in training mode has no NNGP rule; save the model in eval mode")
+        self.add_rule(call, Identity("dropout (eval)"), [x], **call.keep)
+
+    def _reshape(self, call: Call) -> None:
+        x, shape = call.x, call.shape
+        if shape == x.shape:
+            self.add_rule(call, Identity("reshape"), [x], **call.keep)
+        elif len(shape) == 1 and shape[0] == math.prod(x.shape):
+            self.add_rule(call, Flatten(), [x], **call.keep)
+        else:
+            raise Unsupported(f"{call.op} of hidden features {x.shape} -> {shape} has no NNGP rule (only flattening)")
+
+    def _adaptive_pool(self, call: Call) -> None:
+        x = call.x
+        if any(int(v) != 1 for v in _pair_list(call.args[1], len(x.shape) - 1)):
+            raise Unsupported(f"{call.op} to output size {call.args[1]} has no NNGP rule (only size 1, global pooling)")
+        self.add_rule(call, GlobalMean(len(x.shape) - 1, keep=True), [x], **call.keep)
+
+    def _mean(self, call: Call) -> None:
+        x, args = call.x, call.args
+        rank = len(x.shape) + 1
+        dims = sorted(int(v) % rank for v in args[1])
+        if dims != list(range(2, rank)):
+            raise Unsupported(f"mean over dims {list(args[1])} has no NNGP rule (only over every spatial axis)")
+        keepdim = bool(args[2]) if len(args) > 2 else bool(call.kwargs.get("keepdim", False))
+        self.add_rule(call, GlobalMean(rank - 2, keep=keepdim), [x], **call.keep)
 
     # ------------------------------------------------------------------ the forward check
     def check(self, graph: Graph) -> None:
@@ -412,6 +455,23 @@ class _Compiler:
                 "the compiled layer chain does not reproduce the model's outputs "
                 f"(max difference {float((got - expected).abs().max()):.3g}); an operation was not understood"
             )
+
+
+OP_RULES: dict = {
+    **dict.fromkeys(ATEN_LINEAR, _Compiler._linear),
+    **dict.fromkeys(ATEN_CONVOLUTIONS, _Compiler._conv),
+    **dict.fromkeys(ACTIVATION_OPS, _Compiler._activation),
+    **dict.fromkeys(_IDENTITIES, unary(lambda call: Identity("identity"))),
+    **dict.fromkeys(_DROPOUTS, _Compiler._dropout),
+    **dict.fromkeys(_RESHAPES, _Compiler._reshape),
+    **dict.fromkeys((aten.avg_pool2d.default, aten.avg_pool1d.default), _Compiler._avg_pool),
+    **dict.fromkeys((aten.adaptive_avg_pool2d.default, aten.adaptive_avg_pool1d.default), _Compiler._adaptive_pool),
+    aten.mean.dim: _Compiler._mean,
+    **dict.fromkeys(_SCALES, _Compiler._scale),
+    **dict.fromkeys((aten.add.Tensor, aten.add_.Tensor), _Compiler._residual),
+}
+"""ATen operation -> its handler(compiler, call), which adds the call's rule to the graph (or raises Unsupported).
+A new layer rule is a class in :mod:`pacbayes.kernels.rules` and one line here (see :func:`unary`)."""
 
 
 def compile_program(program, input_shape, sigma_w=None, sigma_b=None) -> tuple:

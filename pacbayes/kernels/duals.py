@@ -93,6 +93,10 @@ _OPS: dict = {
 }
 
 
+ACTIVATION_OPS = tuple(_OPS)
+"""The elementwise ATen operations with a Dual (for some or all of their arguments)."""
+
+
 def dual_for_op(target, extra_args: tuple, kwargs: dict) -> Optional[Dual]:
     """The Dual of an elementwise ATen call ``target(x, *extra_args, **kwargs)``, None if not one.
 

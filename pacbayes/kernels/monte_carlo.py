@@ -83,6 +83,7 @@ class MonteCarloNNGP:
     holds the per-entry standard errors when ``entry_errors=True``.
     """
 
+    selection = ""  # why a run chose this kernel (set by the marginal family), else empty
     kind = "monte-carlo"
     default_block_size = 1024
 

@@ -14,6 +14,10 @@ needs only the diagonal, average pooling and global means need the full layout (
 "Bayesian deep convolutional networks with many channels are Gaussian processes", eqs. 6-7, 16-17;
 Garriga-Alonso, Rasmussen & Aitchison 2019).
 
+Every rule has the interface :class:`~pacbayes.kernels.protocol.Rule`: ``forward``, ``kernel(*inputs)`` on
+:class:`~pacbayes.kernels.protocol.Covariance` objects, the flags ``needs_full_spatial`` and ``uses_variances``,
+and ``describe``. A new rule is one class here and one line in :data:`pacbayes.kernels.compiler.OP_RULES`.
+
 Rules: :class:`Dense` (sigma_b^2 + sigma_w^2 K), :class:`Conv` (sigma_b^2 + sigma_w^2 times the mean
 of K over the window, zero padding included), :class:`Activation` (E[phi(u) phi(v)], see
 :mod:`pacbayes.kernels.duals`), :class:`Flatten` (mean over positions), :class:`AvgPool` and
@@ -22,33 +26,26 @@ branches are uncorrelated: the compiler checks it), :class:`Scale` (c^2 K), :cla
 and Identity in eval mode).
 """
 
-import itertools
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 
 from pacbayes.kernels.duals import Dual
+from pacbayes.kernels.protocol import Covariance
 
 
 def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _layout(full: bool) -> int:
-    return 2 if full else 1
+class _Layer:
+    """The defaults of :class:`~pacbayes.kernels.protocol.Rule`: layout-preserving, no variances read."""
 
-
-def diagonal_positions(cov: torch.Tensor, d: int) -> torch.Tensor:
-    """The p = p' entries of a full-layout covariance: (..., S, S) -> (..., S)."""
-    if d == 0:
-        return cov
-    size = cov.shape[-d:]
-    positions = math.prod(size)
-    flat = cov.reshape(*cov.shape[: -2 * d], positions, positions)
-    return flat.diagonal(dim1=-2, dim2=-1).reshape(*cov.shape[: -2 * d], *size)
+    needs_full_spatial: ClassVar[bool] = False
+    uses_variances: ClassVar[bool] = False
 
 
 def _pads(padding: tuple) -> list:
@@ -57,7 +54,7 @@ def _pads(padding: tuple) -> list:
 
 
 @dataclass(frozen=True)
-class Dense:
+class Dense(_Layer):
     """nn.Linear: z = W h + b, W (fan_out x fan_in). Kernel: sigma_b^2 + sigma_w^2 K (Lee et al. 2018, eq. 4);
     on the raw input: sigma_b^2 + sigma_w^2 x.x' / fan_in."""
 
@@ -69,8 +66,9 @@ class Dense:
     def forward(self, x, weight, bias=None):
         return F.linear(x, weight, bias)
 
-    def kernel(self, cov: torch.Tensor) -> torch.Tensor:
-        return cov.mul_(self.sigma_w**2).add_(self.sigma_b**2)
+    def kernel(self, *inputs: Covariance) -> Covariance:
+        (cov,) = inputs
+        return cov.with_tensor(cov.tensor.mul_(self.sigma_w**2).add_(self.sigma_b**2))
 
     def features(self, x: torch.Tensor, full: bool) -> torch.Tensor:
         """What the kernel needs of each raw input, computed once for all tiles: x flattened."""
@@ -87,7 +85,7 @@ class Dense:
 
 
 @dataclass(frozen=True)
-class Conv:
+class Conv(_Layer):
     """nn.Conv1d / nn.Conv2d with zero padding ``padding`` ((low, high) per axis), ``stride`` and ``dilation``.
 
     Kernel: K'_{p,p'} = sigma_b^2 + sigma_w^2 / |window| sum_o K_{s p + dil o - low, s p' + dil o - low}
@@ -136,30 +134,41 @@ class Conv:
         return pooled.reshape(*lead, *pooled.shape[2:])
 
     def _window_mean_pairs(self, t: torch.Tensor) -> torch.Tensor:
-        """Full layout: (1/|window|) sum_o t[..., s p + dil o, s p' + dil o], the same offset at both positions."""
-        d = self.d
-        lead, size = t.shape[: -2 * d], t.shape[-d:]
-        out = self.output_size(size)
-        if any(lo or hi for lo, hi in self.padding):
-            padded_size = tuple(n + lo + hi for n, (lo, hi) in zip(size, self.padding))
-            padded = t.new_zeros((*lead, *padded_size, *padded_size))
-            inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(size, self.padding))
-            padded[(Ellipsis, *inner, *inner)] = t
-            t = padded
-        total = None
-        for offsets in itertools.product(*(range(k) for k in self.kernel_size)):
-            index = tuple(
-                slice(dil * o, dil * o + s * (m - 1) + 1, s)
-                for o, s, m, dil in zip(offsets, self.stride, out, self.dilation)
-            )
-            window = t[(Ellipsis, *index, *index)]
-            total = window.clone() if total is None else total.add_(window)
-        assert total is not None
-        return total.mul_(1.0 / math.prod(self.kernel_size))
+        """Full layout: (1/|window|) sum_o t[..., s p + dil o - lo, s p' + dil o - lo], the same offset at both
+        positions and 0 in the padding; one pair of spatial axes at a time, the window being a product of
+        per-axis offsets (sum_k 3 passes for a 3x3 window instead of 9)."""
+        lead = t.dim() - 2 * self.d
+        for axis in range(self.d):
+            t = self._sum_axis_pair(t, lead + axis, lead + self.d + axis, axis)
+        return t.mul_(1.0 / math.prod(self.kernel_size))
 
-    def kernel(self, cov: torch.Tensor, full: bool) -> torch.Tensor:
+    def _sum_axis_pair(self, t: torch.Tensor, first: int, second: int, axis: int) -> torch.Tensor:
+        """sum_o t[.., s q + dil o - lo (at ``first``), .., s q' + dil o - lo (at ``second``), ..] over the offsets
+        o of ``axis``, positions outside the input contributing 0."""
+        size, k, stride, dil = t.shape[first], self.kernel_size[axis], self.stride[axis], self.dilation[axis]
+        low, high = self.padding[axis]
+        out_size = (size + low + high - dil * (k - 1) - 1) // stride + 1
+        shape = list(t.shape)
+        shape[first] = shape[second] = out_size
+        out = t.new_zeros(shape)
+        for offset in range(k):
+            shift = dil * offset - low  # output q reads input stride q + shift
+            start, stop = max(0, (stride - 1 - shift) // stride), min(out_size - 1, (size - 1 - shift) // stride)
+            if stop < start:
+                continue
+            source, target = [slice(None)] * t.dim(), [slice(None)] * t.dim()
+            source[first] = source[second] = slice(stride * start + shift, stride * stop + shift + 1, stride)
+            target[first] = target[second] = slice(start, stop + 1)
+            out[tuple(target)] += t[tuple(source)]
+        return out
+
+    def _affine(self, cov: torch.Tensor, full: bool) -> torch.Tensor:
         pooled = self._window_mean_pairs(cov) if full else self._window_mean(cov)
         return pooled.mul_(self.sigma_w**2).add_(self.sigma_b**2)
+
+    def kernel(self, *inputs: Covariance) -> Covariance:
+        (cov,) = inputs
+        return cov.with_tensor(self._affine(cov.tensor, cov.full))
 
     def _patches(self, x: torch.Tensor) -> torch.Tensor:
         """Input patches (n, c * |window|, P) scaled so that patch . patch' is the channel-window mean."""
@@ -188,7 +197,7 @@ class Conv:
             product = (f1 * f1).mean(dim=1) if f2 is None else torch.einsum("ac...,bc...->ab...", f1, f2)
             if f2 is not None:
                 product = product.div_(f1.shape[1])
-            return self.kernel(product, False)
+            return self._affine(product, False)
         out = f1.shape[2:]
         p1 = f1.flatten(2)
         if f2 is None:
@@ -207,42 +216,49 @@ class Conv:
 
 
 @dataclass(frozen=True)
-class Activation:
+class Activation(_Layer):
     """An elementwise phi: K' = E[phi(u) phi(v)] with (u, v) ~ N(0, [[K11, K12], [K12, K22]])."""
 
+    uses_variances: ClassVar[bool] = True
     dual: Dual
 
     def forward(self, x):
         return self.dual.phi(x)
 
-    def kernel(self, cov: torch.Tensor, var1: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:
-        return self.dual.product(cov, var1, var2)
+    def kernel(self, *inputs: Covariance) -> Covariance:
+        (cov,) = inputs
+        if cov.pairs and not cov.full:  # K11 = K12 = K22: E[phi(u)^2]
+            return cov.with_tensor(self.dual.square(cov.marginals[0]))
+        return cov.with_tensor(self.dual.product(cov.tensor, *cov.broadcast_marginals()))
 
     def describe(self) -> str:
         return self.dual.describe()
 
 
 @dataclass(frozen=True)
-class Flatten:
+class Flatten(_Layer):
     """Flattening (channels, *S) features for a dense layer: the kernel becomes the mean over positions
     of K_{p,p} (a dense read-out sums units at matching positions only)."""
 
     def forward(self, x):
         return x.flatten(1)
 
-    def kernel(self, cov: torch.Tensor, d: int, full: bool) -> torch.Tensor:
-        if d == 0:
+    def kernel(self, *inputs: Covariance) -> Covariance:
+        (cov,) = inputs
+        if cov.d == 0:
             return cov
-        diagonal = diagonal_positions(cov, d) if full else cov
-        return diagonal.mean(dim=tuple(range(-d, 0)))
+        cov = cov.diagonal()
+        return cov.with_tensor(cov.tensor.mean(dim=tuple(range(-cov.d, 0))), d=0)
 
     def describe(self) -> str:
         return "flatten"
 
 
 @dataclass(frozen=True)
-class AvgPool:
+class AvgPool(_Layer):
     """nn.AvgPool1d/2d: the pooled covariance is the window average applied to p and to p' (full layout)."""
+
+    needs_full_spatial: ClassVar[bool] = True
 
     kernel_size: tuple
     stride: tuple
@@ -273,13 +289,14 @@ class AvgPool:
         pooled = self.forward(t.reshape(-1, 1, *t.shape[-d:]))
         return pooled.reshape(*t.shape[:-d], *pooled.shape[2:])
 
-    def kernel(self, cov: torch.Tensor) -> torch.Tensor:
+    def kernel(self, *inputs: Covariance) -> Covariance:
+        (cov,) = inputs
         d = self.d
-        lead = cov.dim() - 2 * d
-        second = self._pool_last(cov)  # over p'
+        lead = cov.tensor.dim() - 2 * d
+        second = self._pool_last(cov.tensor)  # over p'
         order = (*range(lead), *range(lead + d, lead + 2 * d), *range(lead, lead + d))
         first = self._pool_last(second.permute(order))  # over p
-        return first.permute((*range(lead), *range(lead + d, lead + 2 * d), *range(lead, lead + d))).contiguous()
+        return cov.with_tensor(first.permute(order).contiguous())
 
     def describe(self) -> str:
         k = "x".join(map(str, self.kernel_size))
@@ -288,43 +305,46 @@ class AvgPool:
 
 
 @dataclass(frozen=True)
-class GlobalMean:
+class GlobalMean(_Layer):
     """Global average pooling (AdaptiveAvgPool(1), x.mean over the spatial axes): K' = mean_{p,p'} K_{p,p'}.
 
     ``keep``: the output keeps d spatial axes of size 1 (AdaptiveAvgPool2d(1), keepdim=True)."""
 
+    needs_full_spatial: ClassVar[bool] = True
     d: int
     keep: bool
 
     def forward(self, x):
         return x.mean(dim=tuple(range(2, 2 + self.d)), keepdim=self.keep)
 
-    def kernel(self, cov: torch.Tensor, full_out: bool) -> torch.Tensor:
-        mean = cov.mean(dim=tuple(range(-2 * self.d, 0)))
+    def kernel(self, *inputs: Covariance) -> Covariance:
+        (cov,) = inputs
+        mean = cov.tensor.mean(dim=tuple(range(-2 * self.d, 0)))
         if not self.keep:
-            return mean
-        return mean.reshape(*mean.shape, *([1] * (_layout(full_out) * self.d)))
+            return cov.with_tensor(mean, d=0)
+        return cov.with_tensor(mean.reshape(*mean.shape, *([1] * (2 * self.d))))
 
     def describe(self) -> str:
         return "global-mean"
 
 
 @dataclass(frozen=True)
-class Add:
+class Add(_Layer):
     """A residual addition a + b of two uncorrelated branches: K' = K_a + K_b."""
 
     def forward(self, a, b):
         return a + b
 
-    def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return a.add_(b) if a.shape == torch.broadcast_shapes(a.shape, b.shape) else a + b
+    def kernel(self, *inputs: Covariance) -> Covariance:
+        a, b = inputs[0].tensor, inputs[1].tensor
+        return inputs[0].with_tensor(a.add_(b) if a.shape == torch.broadcast_shapes(a.shape, b.shape) else a + b)
 
     def describe(self) -> str:
         return "add"
 
 
 @dataclass(frozen=True)
-class Scale:
+class Scale(_Layer):
     """Multiplication by a constant c: K' = c^2 K."""
 
     factor: float
@@ -332,21 +352,26 @@ class Scale:
     def forward(self, x):
         return x * self.factor
 
-    def kernel(self, cov: torch.Tensor) -> torch.Tensor:
-        return cov.mul_(self.factor**2)
+    def kernel(self, *inputs: Covariance) -> Covariance:
+        (cov,) = inputs
+        return cov.with_tensor(cov.tensor.mul_(self.factor**2))
 
     def describe(self) -> str:
         return f"scale({_fmt(self.factor)})"
 
 
 @dataclass(frozen=True)
-class Identity:
+class Identity(_Layer):
     """Dropout and Identity in eval mode, and copies (clone, contiguous, detach): K' = K."""
 
     label: str = "identity"
 
     def forward(self, x):
         return x
+
+    def kernel(self, *inputs: Covariance) -> Covariance:
+        (cov,) = inputs
+        return cov
 
     def describe(self) -> str:
         return self.label

@@ -21,7 +21,7 @@ typical j ~ 600).
 import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Optional
 
 import numpy as np
@@ -34,6 +34,7 @@ from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.results import BoundResult
 from pacbayes.attempts import Attempt, count_attempt
+from pacbayes.cache import Phase, cached, like, phase_cache
 from pacbayes.stochastic.certificate import certify, deterministic_error, point_sampled_error, sampled_error
 from pacbayes.stochastic.local import MC_SAMPLINGS, point_layers
 from pacbayes.stochastic.dropout import activation_layers
@@ -51,6 +52,8 @@ from pacbayes.stochastic.train import (
     surrogate_risk,
 )
 
+PHASE_VERSION = 1
+"""Version of what the cached phases (learned prior, posterior, Monte Carlo error) compute; raise it on a change."""
 DEFAULT_PRIOR_SCHEDULE = Schedule(epochs=PRIOR_EPOCHS, batch_size=100, lr=0.01)
 """ERM for a learned prior mean: PBB's 70 epochs (Pérez-Ortiz et al. 2021, Section 6), SGD momentum 0.9."""
 
@@ -108,26 +111,46 @@ def _start(model, prior_split, init_state, init_seed, seed) -> Prior:
     )
 
 
-def _prior(model, layout, x, labels, m_prior, start, schedule, dropout, split_gen, train_gen, quiet):
-    """The prior (``start``, or learned from it on ``m_prior`` held-out points of S) and the indices of the
-    points the bound is computed on."""
+def _buffers(model) -> dict:
+    """The model's buffers (e.g. BatchNorm statistics) by name: inputs of every cached phase."""
+    return {f"buffer:{name}": b for name, b in model.named_buffers()}
+
+
+def _prior(model, layout, x, labels, m_prior, start, schedule, dropout, split_gen, train_gen, quiet, cache):
+    """The prior (``start``, or learned from it on ``m_prior`` held-out points of S; from ``cache`` when it
+    holds it) and the indices of the points the bound is computed on."""
     m = len(labels)
     if m_prior == 0:
         return start, torch.arange(m)
     order = torch.randperm(m, generator=split_gen)
     held_out, rest = order[:m_prior], order[m_prior:]
     device = next(model.parameters()).device
-    mean = fit_prior_mean(
-        model,
-        layout,
-        layout.flatten(start.mean),
-        x[held_out.to(device)],
-        labels[held_out.to(device)],
-        schedule=schedule,
-        generator=train_gen,
-        dropout=dropout,
-        quiet=quiet,
+    flat_start, x_prior, labels_prior = layout.flatten(start.mean), x[held_out.to(device)], labels[held_out.to(device)]
+    phase = Phase(
+        "dr-prior",
+        PHASE_VERSION,
+        {"model": repr(model), "schedule": asdict(schedule), "dropout": dropout, "device": str(device)},
+        {"start": flat_start, "x": x_prior, "labels": labels_prior, **_buffers(model)},
+        {"mean": like(flat_start)},
     )
+    mean = cached(
+        cache,
+        phase,
+        lambda: {
+            "mean": fit_prior_mean(
+                model,
+                layout,
+                flat_start,
+                x_prior,
+                labels_prior,
+                schedule=schedule,
+                generator=train_gen,
+                dropout=dropout,
+                quiet=quiet,
+            )
+        },
+        (train_gen,),
+    )["mean"].to(device)
     return Prior(
         layout.unflatten(mean),
         "data-dependent",
@@ -223,6 +246,7 @@ def certify_stochastic_network(
     attempts_ledger=None,
     sample: Optional[dict] = None,
     device=None,
+    cache_dir=None,
     quiet: bool = True,
 ) -> StochasticCertificate:
     """Certified bound on the error of a stochastic network N(w, diag(s)) with ``model``'s architecture.
@@ -286,6 +310,7 @@ def certify_stochastic_network(
     }
 
     device = resolve_device(device)
+    cache = phase_cache(cache_dir)
     net = copy.deepcopy(model).to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -316,6 +341,7 @@ def certify_stochastic_network(
         split_gen,
         train_gen,
         quiet,
+        cache,
     )
     bound_idx = bound_idx.to(device)
     xb, yb = x[bound_idx], labels[bound_idx]
@@ -328,13 +354,17 @@ def certify_stochastic_network(
     else:
         lam0 = prior_std**2
     start_variance = lam0 if from_prior else lam0 * math.exp(schedule.init_log_ratio)
-    posterior, lam = fit_posterior(
+    fit_x, fit_labels = (x, labels) if from_prior else (xb, yb)
+    posterior, lam = _posterior(
+        cache,
         net,
         layout,
         start,
         prior_mean,
-        x if from_prior else xb,
-        labels if from_prior else yb,
+        fit_x,
+        fit_labels,
+        train_gen,
+        surrogate={"surrogate": surrogate, "sigmoid_temperature": float(sigmoid_temperature)},
         objective=objective,
         delta=parts["pac_bayes_kl"],
         m=m,
@@ -342,13 +372,11 @@ def certify_stochastic_network(
         start_variance=start_variance,
         fixed_mean=fixed_mean,
         schedule=schedule,
-        generator=train_gen,
         risk_of=risk_of,
         per_point=bool(per_point_training),
         quiet=quiet,
     )
-    sampler = point_sampled_error if mc_sampling == "point" else sampled_error
-    sampled = sampler(net, posterior, xb, yb, mc_samples, generator=mc_gen, quiet=quiet)
+    sampled = _sampled_error(cache, net, posterior, xb, yb, mc_samples, mc_sampling, mc_gen, quiet)
     draws = mc_samples * m if mc_sampling == "point" else mc_samples
     cert = certify(
         posterior,
@@ -409,6 +437,51 @@ def certify_stochastic_network(
         "seconds": time.perf_counter() - started,
     }
     return StochasticCertificate(_bound_result(cert, details, delta, attempt, parts, prior), posterior, net)
+
+
+def _posterior(cache, net, layout, start, prior_mean, x, labels, generator, *, surrogate: dict, **fit) -> tuple:
+    """:func:`pacbayes.stochastic.train.fit_posterior`'s (posterior, final prior variance), from ``cache`` when
+    it holds them for these inputs: ``fit``'s settings but the risk function and ``quiet`` (``surrogate`` names
+    the risk), the start, the prior mean, (x, labels), the model and its buffers, and the generator's state."""
+    keyed = {name: asdict(v) if is_dataclass(v) else v for name, v in fit.items() if name not in ("risk_of", "quiet")}
+    phase = Phase(
+        "dr-posterior",
+        PHASE_VERSION,
+        {**keyed, **surrogate, "model": repr(net), "device": str(start.device)},
+        {"start": start, "prior_mean": prior_mean, "x": x, "labels": labels, **_buffers(net)},
+        {"mean": like(start), "log_var": like(start), "prior_variance": ((), np.float64)},
+    )
+
+    def fitted() -> dict:
+        posterior, lam = fit_posterior(net, layout, start, prior_mean, x, labels, generator=generator, **fit)
+        return {
+            "mean": posterior.mean,
+            "log_var": posterior.log_var,
+            "prior_variance": torch.tensor(lam, dtype=torch.float64),
+        }
+
+    result = cached(cache, phase, fitted, (generator,))
+    posterior = DiagonalGaussian(result["mean"].to(start.device), result["log_var"].to(start.device), layout)
+    return posterior, float(result["prior_variance"])
+
+
+def _sampled_error(cache, net, posterior, x, labels, n: int, mc_sampling: str, generator, quiet: bool) -> float:
+    """hat e_n of :func:`sampled_error` (or :func:`point_sampled_error` for ``mc_sampling="point"``), from
+    ``cache`` when it holds it for this posterior, data, model, n and generator state."""
+    sampler = point_sampled_error if mc_sampling == "point" else sampled_error
+    phase = Phase(
+        "dr-sampled-error",
+        PHASE_VERSION,
+        {"mc_samples": n, "mc_sampling": mc_sampling, "model": repr(net), "device": str(posterior.mean.device)},
+        {"mean": posterior.mean, "log_var": posterior.log_var, "x": x, "labels": labels, **_buffers(net)},
+        {"error": ((), np.float64)},
+    )
+
+    def measured() -> dict:
+        error = sampler(net, posterior, x, labels, n, generator=generator, quiet=quiet)
+        return {"error": torch.tensor(error, dtype=torch.float64)}
+
+    return float(cached(cache, phase, measured, (generator,))["error"])
 
 
 def _bound_result(cert, details, delta, attempt, parts, prior) -> BoundResult:

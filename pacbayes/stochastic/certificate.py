@@ -46,8 +46,9 @@ def sampled_error(
 ) -> float:
     """hat e_n: mean 0-1 error over n weight draws from ``posterior``, each scored on all of (x, labels)."""
     wrong = 0
+    draws = posterior.draws(generator)
     for _ in progress(range(n), desc="Monte Carlo error", quiet=quiet, unit="net"):
-        params = posterior.sample(generator)
+        params = next(draws)
         for start in range(0, len(labels), batch_size):
             wrong += count_mistakes(
                 forward(model, params, x[start : start + batch_size]), labels[start : start + batch_size]

@@ -65,6 +65,15 @@ class DiagonalGaussian:
         eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.layout.unflatten(self.mean + torch.exp(0.5 * self.log_var) * eps)
 
+    @torch.no_grad()
+    def draws(self, generator: torch.Generator):
+        """Endless draws, each the one :meth:`sample` would give from the same generator state (the same
+        numbers), without gradients: the standard deviations are computed once and each draw in place."""
+        std = torch.exp(0.5 * self.log_var)
+        while True:
+            eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+            yield self.layout.unflatten(eps.mul_(std).add_(self.mean))
+
     def mean_params(self) -> dict:
         return self.layout.unflatten(self.mean)
 

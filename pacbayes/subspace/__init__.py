@@ -8,7 +8,7 @@ messages (:func:`subspace_bound`). With your own training loop: wrap, train ``mo
 
 from pacbayes.subspace.bound import subspace_bound
 from pacbayes.subspace.compressed import CompressedSubspaceModel, compress
-from pacbayes.subspace.files import is_subspace_file, load_subspace_model, save_subspace_model
+from pacbayes.subspace.files import is_subspace_file, load_model_or_subspace, load_subspace_model, save_subspace_model
 from pacbayes.subspace.model import SubspaceModel, reinitialise
 from pacbayes.subspace.training import (
     DEFAULT_LEVELS,
@@ -32,4 +32,5 @@ __all__ = [
     "save_subspace_model",
     "load_subspace_model",
     "is_subspace_file",
+    "load_model_or_subspace",
 ]

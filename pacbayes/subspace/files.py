@@ -21,8 +21,8 @@ import torch
 
 from pacbayes.arguments import MAX_SEED
 from pacbayes.checks import parsed, zip_damage
-from pacbayes.errors import ModelLoadError, one_line
-from pacbayes.models import archive_kind, check_state_tensors
+from pacbayes.errors import InputError, ModelLoadError, one_line
+from pacbayes.models import archive_kind, check_state_tensors, instantiate_architecture, load_model
 from pacbayes.subspace.compressed import CompressedSubspaceModel
 from pacbayes.subspace.model import SubspaceModel
 from pacbayes.subspace.origin import SEEDED, is_data_dependent
@@ -200,3 +200,18 @@ def load_subspace_model(path, module: torch.nn.Module) -> CompressedSubspaceMode
         train_error=meta["train_error"],
         train_fingerprint=meta["train_fingerprint"],
     )
+
+
+def load_model_or_subspace(path, architecture=None, kwargs=None, trust_pickle: bool = False) -> tuple:
+    """(model, compressed) of the model file ``path``: a subspace file decodes to its compressed model
+    (``architecture``, ``module:Class`` with ``kwargs``, gives the module), any other file goes to
+    :func:`pacbayes.models.load_model` (compressed None)."""
+    if is_subspace_file(path):
+        if architecture is None:
+            raise InputError(
+                f"{path} is a compressed subspace model: give its architecture with "
+                "--architecture module:Class [--kwargs JSON]"
+            )
+        compressed = load_subspace_model(path, instantiate_architecture(architecture, kwargs))
+        return compressed.decode().eval(), compressed
+    return load_model(path, architecture=architecture, kwargs=kwargs, trust_pickle=trust_pickle), None

@@ -24,6 +24,7 @@ import torch
 
 from pacbayes import checks
 from pacbayes.bounds import compression_bound
+from pacbayes.cache import Phase, cached, like, phase_cache
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.memory import check_fits
@@ -51,6 +52,14 @@ DEFAULT_PRIOR_LR = 1e-3
 SELECTION_DELTA = 0.05  # only ranks the candidates; the certified delta is the caller's
 ORIGIN_CODEBOOK = (0.0,)
 """The one-level codebook of z = 0: the candidate "theta0 itself" (a few bits)."""
+PHASE_VERSION = 1
+"""Version of what the cached phases (learned origin, subspace fit, compression) compute; raise it on a change."""
+
+
+def _phase(name: str, model: SubspaceModel, settings: dict, inputs: dict, expected: dict) -> Phase:
+    """A cacheable phase of training ``model``: its architecture, d, seed and theta0 are inputs too."""
+    described = {"model": repr(model.base), "dim": model.dim, "seed": model.seed, "projection": model.projection_kind}
+    return Phase(name, PHASE_VERSION, {**described, **settings}, {"theta0": model.theta0, **inputs}, expected)
 
 
 def _epochs(n: int, batch_size: int, epochs: int, seed: int):
@@ -78,6 +87,15 @@ def code_length_penalty(z: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     width = (fixed[-1] - fixed[0]).clamp_min(1e-12) / (fixed.numel() - 1) / 2
     soft = torch.softmax(-(((z[:, None] - fixed[None, :]) / width) ** 2), dim=1)
     return (soft * costs[None, :]).sum()
+
+
+def _taught(x, labels, teacher, distill_weight: float, settings: dict) -> dict:
+    """The data inputs of a cached training phase (and, with a teacher, its outputs; its weight goes into
+    ``settings``)."""
+    if teacher is None:
+        return {"x": x, "labels": labels}
+    settings["distill_weight"] = float(distill_weight)
+    return {"x": x, "labels": labels, "teacher": teacher}
 
 
 def _optimise(
@@ -162,27 +180,40 @@ def fit_subspace(
     distill_weight: float = 0.5,
     patience: Optional[int] = DEFAULT_PATIENCE,
     quiet: bool = True,
+    cache=None,
 ) -> SubspaceModel:
     """Train z in place with Adam for at most ``epochs`` epochs, to convergence with ``patience``
     (None: exactly ``epochs``); ``teacher``: (n, K) outputs of a model to distil from. The epochs run
-    are recorded as ``model.epochs_run``."""
+    are recorded as ``model.epochs_run``. ``cache``: a :class:`pacbayes.cache.PhaseCache` that may hold
+    the result for these inputs (None: none)."""
     model.set_quantised(None)
-    model.epochs_run = _optimise(
-        model,
-        x,
-        labels,
-        [model.z],
-        lambda: model.z,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        teacher=teacher,
-        distill_weight=distill_weight,
-        patience=patience,
-        quiet=quiet,
-        desc="subspace training",
-    )
+    settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "fit_seed": seed, "patience": patience}
+    inputs = {"z": model.z, **_taught(x, labels, teacher, distill_weight, settings)}
+
+    def fit() -> dict:
+        run = _optimise(
+            model,
+            x,
+            labels,
+            [model.z],
+            lambda: model.z,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            teacher=teacher,
+            distill_weight=distill_weight,
+            patience=patience,
+            quiet=quiet,
+            desc="subspace training",
+        )
+        return {"z": model.z.detach(), "epochs_run": torch.tensor(run)}
+
+    phase = _phase("subspace-fit", model, settings, inputs, {"z": like(model.z), "epochs_run": ((), np.int64)})
+    result = cached(cache, phase, fit)
+    with torch.no_grad():
+        model.z.copy_(result["z"])
+    model.epochs_run = int(result["epochs_run"])
     return model
 
 
@@ -196,6 +227,7 @@ def learn_origin(
     lr: float = DEFAULT_PRIOR_LR,
     batch_size: int = 64,
     quiet: bool = True,
+    cache=None,
 ) -> tuple:
     """Train theta0 on the prior part of (x, labels) and return the bound part (x_bound, labels_bound).
 
@@ -203,19 +235,43 @@ def learn_origin(
     puts round(split m) points in the prior part; every parameter of theta0 is trained on them with
     Adam for ``epochs`` epochs from the seeded start, with z held at 0, and the model's origin
     records the split and the prior part's fingerprint (the bound re-derives the split and checks
-    it). Nothing here sees the bound part.
+    it). Nothing here sees the bound part. ``cache``: as in :func:`fit_subspace`.
     """
     epochs = checks.sample_size(epochs, name="prior epochs", minimum=1)
     prior, rest = split_indices(len(labels), split, model.seed)
+    model.set_quantised(None)
+    settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
+    phase = _phase(
+        "subspace-origin", model, settings, {"x": x[prior], "labels": labels[prior]}, {"theta0": like(model.theta0)}
+    )
+    theta0 = cached(
+        cache, phase, lambda: {"theta0": _trained_origin(model, x[prior], labels[prior], epochs, lr, batch_size, quiet)}
+    )["theta0"]
+    model.set_origin(
+        theta0,
+        {
+            "kind": "data-dependent",
+            "prior_split": float(split),
+            "prior_points": len(prior),
+            "bound_points": len(rest),
+            "prior_fingerprint": data_fingerprint(x[prior], labels[prior]),
+            "epochs": int(epochs),
+            "lr": float(lr),
+        },
+    )
+    return x[rest], labels[rest]
+
+
+def _trained_origin(model: SubspaceModel, x, labels, epochs: int, lr: float, batch_size: int, quiet: bool):
+    """theta0 trained by Adam on (x, labels) with z held at 0 (:func:`learn_origin`)."""
     theta0 = model.theta0.detach().clone().requires_grad_(True)
     zero = torch.zeros(model.dim, device=theta0.device)
-    model.set_quantised(None)
     model.theta0 = theta0
     try:
         _optimise(
             model,
-            x[prior],
-            labels[prior],
+            x,
+            labels,
             [theta0],
             lambda: zero,
             epochs=epochs,
@@ -230,19 +286,7 @@ def learn_origin(
         )
     finally:
         model.theta0 = theta0.detach()
-    model.set_origin(
-        theta0.detach(),
-        {
-            "kind": "data-dependent",
-            "prior_split": float(split),
-            "prior_points": len(prior),
-            "bound_points": len(rest),
-            "prior_fingerprint": data_fingerprint(x[prior], labels[prior]),
-            "epochs": int(epochs),
-            "lr": float(lr),
-        },
-    )
-    return x[rest], labels[rest]
+    return model.theta0
 
 
 def finetune_quantised(
@@ -351,6 +395,7 @@ def compress_subspace_model(
     extra_configurations: int = 1,
     include_origin: bool = False,
     quiet: bool = True,
+    cache=None,
 ) -> CompressedSubspaceModel:
     """Quantise and code a trained :class:`SubspaceModel` (e.g. from your own training loop).
 
@@ -362,7 +407,7 @@ def compress_subspace_model(
     max(qat_epochs, 1) + include_origin) x ``extra_configurations`` (pass the number of d / seed /
     other settings you tried): the union bound pays for the choice (ln 150 = 5.0 nats for the
     default grid). ``include_origin`` adds the candidate z = 0 (theta0 itself, coded in 8 bits):
-    worth it when theta0 was learned (:func:`learn_origin`).
+    worth it when theta0 was learned (:func:`learn_origin`). ``cache``: as in :func:`fit_subspace`.
     """
     levels = level_grid(levels, model.dim)
     if method not in METHODS:
@@ -372,30 +417,28 @@ def compress_subspace_model(
     configurations = (len(levels) * max(int(qat_epochs), 1) + bool(include_origin)) * int(extra_configurations)
     quantisation = method + ("+qat" if qat_epochs > 0 else "")
     model.set_quantised(None)
-    trained_z = model.z.detach().clone()
-    best = {"score": math.inf}
+    grid = {"levels": list(levels), "method": method, "qat_epochs": qat_epochs, "qat_patience": qat_patience}
+    settings = {**grid, "rate_weight": rate_weight, "lr": lr, "batch_size": batch_size, "fit_seed": seed}
+    settings["include_origin"] = bool(include_origin)
+    inputs = {"z": model.z, **_taught(x, labels, teacher, distill_weight, settings)}
+    expected = {
+        "z": like(model.z),
+        "codebook": ((None,), np.float64),
+        "symbols": ((model.dim,), np.int64),
+        "error": ((), np.float64),
+        "origin": ((), np.bool_),
+    }
 
-    def consider(codebook, symbols, kind=quantisation):
-        candidate = compress(model, codebook, symbols, configurations=configurations, quantisation=kind)
-        error = zero_one_error(candidate.decode(), x, labels, EVAL_BATCH)
-        model.set_quantised(None)
-        score = compression_bound(error, candidate.code_bits, len(x), SELECTION_DELTA, configurations)["value"]
-        if score < best["score"]:
-            z = torch.zeros_like(model.z) if kind == "origin" else model.z.detach().clone()
-            best.update(score=score, candidate=candidate, error=error, z=z)
-
-    if include_origin:
-        consider(np.asarray(ORIGIN_CODEBOOK, dtype=np.float32), np.zeros(model.dim, dtype=np.int64), "origin")
-    for count in levels:
-        with torch.no_grad():
-            model.z.copy_(trained_z)
-        codebook = make_levels(trained_z.cpu().numpy(), count, method)
-        if qat_epochs > 0:
-            finetune_quantised(
-                model,
-                x,
-                labels,
-                codebook,
+    def search() -> dict:
+        return _best_candidate(
+            model,
+            x,
+            labels,
+            levels=levels,
+            method=method,
+            include_origin=include_origin,
+            score=lambda error, bits: compression_bound(error, bits, len(x), SELECTION_DELTA, configurations)["value"],
+            finetune=dict(
                 epochs=qat_epochs,
                 patience=qat_patience,
                 rate_weight=rate_weight,
@@ -404,17 +447,55 @@ def compress_subspace_model(
                 seed=seed,
                 teacher=teacher,
                 distill_weight=distill_weight,
-                on_epoch=consider,
                 quiet=quiet,
-            )
-        else:
-            consider(codebook, assign(trained_z.cpu().numpy(), codebook))
-    candidate = best["candidate"]
+            ),
+        )
+
+    best = cached(cache, _phase("subspace-compress", model, settings, inputs, expected), search)
+    kind = "origin" if bool(best["origin"]) else quantisation
+    candidate = compress(
+        model, best["codebook"].numpy(), best["symbols"].numpy(), configurations=configurations, quantisation=kind
+    )
     with torch.no_grad():
         model.z.copy_(best["z"])
-    candidate.train_error, candidate.train_fingerprint = best["error"], data_fingerprint(x, labels)
+    candidate.train_error, candidate.train_fingerprint = float(best["error"]), data_fingerprint(x, labels)
     candidate.decode()
     return candidate
+
+
+def _best_candidate(model: SubspaceModel, x, labels, *, levels, method, include_origin, score, finetune) -> dict:
+    """The search of :func:`compress_subspace_model`: every candidate scored by ``score(error, bits)``; the
+    best as z, codebook (float64), symbols, its error on (x, labels) and whether it is the origin (z = 0).
+    ``finetune``: the keyword arguments of :func:`finetune_quantised` (0 epochs: none)."""
+    trained_z = model.z.detach().clone()
+    best = {"score": math.inf}
+
+    def consider(codebook, symbols, origin=False):
+        candidate = compress(model, codebook, symbols)
+        error = zero_one_error(candidate.decode(), x, labels, EVAL_BATCH)
+        model.set_quantised(None)
+        value = score(error, candidate.code_bits)
+        if value < best["score"]:
+            z = torch.zeros_like(model.z) if origin else model.z.detach().clone()
+            symbols = torch.as_tensor(np.asarray(symbols, dtype=np.int64))
+            codebook = torch.as_tensor(np.asarray(codebook, dtype=np.float64))
+            best.update(
+                score=value, z=z, codebook=codebook, symbols=symbols, error=torch.tensor(error, dtype=torch.float64)
+            )
+            best["origin"] = torch.tensor(origin)
+
+    if include_origin:
+        consider(np.asarray(ORIGIN_CODEBOOK, dtype=np.float32), np.zeros(model.dim, dtype=np.int64), True)
+    for count in levels:
+        with torch.no_grad():
+            model.z.copy_(trained_z)
+        codebook = make_levels(trained_z.cpu().numpy(), count, method)
+        if finetune["epochs"] > 0:
+            finetune_quantised(model, x, labels, codebook, on_epoch=consider, **finetune)
+        else:
+            consider(codebook, assign(trained_z.cpu().numpy(), codebook))
+    del best["score"]
+    return best
 
 
 def train_subspace_model(
@@ -441,6 +522,7 @@ def train_subspace_model(
     prior_lr: float = DEFAULT_PRIOR_LR,
     device=None,
     quiet: bool = True,
+    cache_dir=None,
 ) -> CompressedSubspaceModel:
     """Train a compressed subspace model with ``module``'s architecture on (x, labels).
 
@@ -450,14 +532,19 @@ def train_subspace_model(
     at ``prior_lr``) and everything after sees only the rest, the bound part; z = 0 (theta0 itself)
     becomes a candidate. z is trained by :func:`fit_subspace` (to convergence with ``patience``, at
     most ``epochs``), then :func:`compress_subspace_model` (fine-tuning at lr / 5). The settings and
-    the epochs run are recorded in the result's ``training``.
+    the epochs run are recorded in the result's ``training``. ``cache_dir``: a folder where the learned
+    origin, the fit and the chosen candidate are kept, keyed by their exact inputs (:mod:`pacbayes.cache`):
+    a rerun reads them back and gives the same model; None: no cache.
     """
     level_grid(levels, dim)
     device = resolve_device(device)
     model = SubspaceModel(module, dim=dim, seed=seed).to(device)
     check_labels(output_dim(model, x), labels)
+    cache = phase_cache(cache_dir)
     if prior_split:
-        x, labels = learn_origin(model, x, labels, split=prior_split, epochs=prior_epochs, lr=prior_lr, quiet=quiet)
+        x, labels = learn_origin(
+            model, x, labels, split=prior_split, epochs=prior_epochs, lr=prior_lr, quiet=quiet, cache=cache
+        )
     teacher = None
     if distill:
         teacher = model_outputs(copy.deepcopy(module).to(device), x, EVAL_BATCH).float()
@@ -473,6 +560,7 @@ def train_subspace_model(
         distill_weight=distill_weight,
         patience=patience,
         quiet=quiet,
+        cache=cache,
     )
     compressed = compress_subspace_model(
         model,
@@ -491,6 +579,7 @@ def train_subspace_model(
         extra_configurations=extra_configurations,
         include_origin=bool(prior_split),
         quiet=quiet,
+        cache=cache,
     )
     compressed.training = {
         "epochs": epochs,

@@ -1,0 +1,327 @@
+"""The field's experiment, certified: the marginal-likelihood bound across datasets and architectures.
+
+Valle-Pérez et al. (2019, Table 1) and Mingard et al. report that the PAC-Bayes bound at the network's
+NNGP marginal likelihood *tracks* generalisation: MNIST < Fashion-MNIST < CIFAR-10, and across FC and
+CNN architectures. Their figures are EP estimates. For every (dataset, architecture) this script draws
+m training points (binary: classes 0-4 against 5-9), trains the network with SGD to zero training
+error on exactly those points, runs ``certify`` (marginal family: EP estimate and certified lower bound
+on ln P(S), and the hold-out bound on MODEL), and writes one table: kernel kind with its rank and entry
+standard error, SGD test error, the hold-out bound, the marginal bound at the EP and at the certified
+ln P(S) in pacbayes' form (delta = 0.05) and in the authors' McAllester form at delta = 2^-10, Q*'s
+estimated test error, MODEL-Q* agreement, seconds; and a PNG of certified bound against test error
+with Spearman's rho.
+
+``--corruption`` runs the label-corruption sweep instead (the CNN, c = 0, 0.2, ..., 1.0, each label
+independently replaced with probability c by a uniform class, as ``pacbayes.data.corrupt_labels``):
+bound, clean-label conversion and test error per level.
+
+    python examples/field_table.py --data-root DATA --out-dir field          # full sizes (hours on 2 cores)
+    python examples/field_table.py --data-root DATA --m 1000 --out-dir field # one m for every dataset
+    python examples/field_table.py --data-root DATA --corruption --out-dir field
+    python examples/field_table.py --quick --out-dir field                   # embedded digits, small m (tests)
+
+DATA is a folder holding ``mnist-train/`` and ``mnist/`` (idx), ``fashion-mnist/`` (idx) and
+``cifar-10/cifar-10-batches-py/``; nothing is read from it unless it is given.
+"""
+
+import argparse
+import csv
+import importlib.util
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pacbayes.bounds import marginal_likelihood_bound
+from pacbayes.certification import CertifyOptions, certify, prepare_data
+from pacbayes.data import load_dataset
+from pacbayes.families.marginal import MARKOV_SHARE, PAC_BAYES_SHARE, split_marginal_delta
+from pacbayes.families.settings import MarginalSettings
+
+AUTHORS_DELTA = 2.0**-10
+CORRUPTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+# name -> (training spec, test spec under the data root, image channels, size, largest m)
+DATASETS = {
+    "mnist": ("mnist-train", "mnist", 1, 28, 10_000),
+    "fashion-mnist": ("fashion-mnist", "fashion-mnist", 1, 28, 5_000),
+    "cifar-10": ("cifar-10", "cifar-10", 3, 32, 5_000),
+}
+QUICK = {"digits": ("mnist-embedded", "mnist-embedded", 1, 28, 60)}
+
+
+def _image_models():
+    """examples/image_models.py, loaded by path (this script runs from any folder)."""
+    spec = importlib.util.spec_from_file_location("image_models", Path(__file__).with_name("image_models.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class VallePerezCnn(nn.Sequential):
+    """The CNN without pooling of Valle-Pérez et al. (2019): ``layers`` 'same'-padded 5x5 convolutions with
+    ReLU, then a linear read-out to one logit."""
+
+    def __init__(self, channels: int, size: int, width: int = 32, layers: int = 4):
+        convs = []
+        for i in range(layers):
+            convs += [nn.Conv2d(channels if i == 0 else width, width, 5, padding=2), nn.ReLU()]
+        super().__init__(*convs, nn.Flatten(), nn.Linear(width * size * size, 1))
+
+
+class ResidualCnn(nn.Module):
+    """An input average-pooled by ``pool``, a 3x3 conv stem, ``blocks`` residual blocks x + conv(relu(conv(relu(x))))
+    and a ReLU, flattened into a linear read-out to one logit (examples/image_models.py's blocks)."""
+
+    def __init__(self, channels: int, size: int, width: int = 32, blocks: int = 2, pool: int = 2):
+        super().__init__()
+        block = _image_models().ResidualBlock
+        self.body = nn.Sequential(
+            nn.AvgPool2d(pool), nn.Conv2d(channels, width, 3, padding=1), *(block(width) for _ in range(blocks))
+        )
+        self.head = nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(width * (size // pool) ** 2, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def architectures(channels: int, size: int, quick: bool) -> dict:
+    """name -> a freshly initialised single-logit network for images of ``channels`` x ``size`` x ``size``."""
+    models = _image_models()
+    width = 8 if quick else 32
+    return {
+        "fc": lambda: models.Mlp(channels=channels, size=size, width=64 if quick else 512),
+        "cnn": lambda: VallePerezCnn(channels, size, width=width, layers=2 if quick else 4),
+        "cnn-bn-maxpool": lambda: models.ConvBnMaxPool(channels=channels, size=size, width=width),
+        "resnet": lambda: ResidualCnn(channels, size, width=width, blocks=1 if quick else 2),
+    }
+
+
+def train_sgd(model: nn.Module, data, *, seed: int, lr: float = 0.01, max_epochs: int = 500) -> int:
+    """SGD with momentum 0.9, batches of 32, logistic loss on the binary labels, until every training point is
+    classified correctly in eval mode; returns the epochs taken (RuntimeError when it does not fit)."""
+    generator = torch.Generator().manual_seed(seed)
+    x, y = data.x.float(), data.labels.float()
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for epoch in range(1, max_epochs + 1):
+        model.train()
+        for batch in torch.randperm(len(y), generator=generator).split(32):
+            optimiser.zero_grad()
+            nn.functional.binary_cross_entropy_with_logits(model(x[batch]).squeeze(-1), y[batch]).backward()
+            optimiser.step()
+        model.eval()
+        with torch.no_grad():
+            if bool(((model(x).squeeze(-1) > 0).float() == y).all()):
+                return epoch
+    raise RuntimeError(f"{type(model).__name__} did not reach zero training error in {max_epochs} epochs")
+
+
+def authors_form(log_estimate: float, log_evidence_ep: float, m: int) -> tuple:
+    """(EP, certified) bounds in the McAllester form Valle-Pérez et al. state, at delta = 2^-10: the EP value at
+    the EP ln P(S); the certified value re-derives the certified ln P(S) from ln Z_hat at this delta's Markov
+    share and spends its PAC-Bayes share (pacbayes.bounds.marginal, variant "mcallester")."""
+    shares = split_marginal_delta(AUTHORS_DELTA)
+    certified = log_estimate - math.log(1.0 / shares[MARKOV_SHARE])
+    return (
+        marginal_likelihood_bound(log_evidence_ep, m, AUTHORS_DELTA, "mcallester"),
+        marginal_likelihood_bound(certified, m, shares[PAC_BAYES_SHARE], "mcallester"),
+    )
+
+
+def table_row(report, dataset: str, architecture: str, m: int, seconds: dict, corruption: float) -> dict:
+    """One row of the table from a certify report."""
+    diagnostics = report.diagnostics["marginal"]
+    kernel = diagnostics["kernel"]
+    measured = kernel.get("estimate") or {}
+    certified, ep = report.bound("marginal-certified"), report.bound("marginal-ep")
+    authors_ep, authors_certified = authors_form(certified.details["log_estimate"], ep.log_evidence, m)
+    clean = next((b for b in report.bounds if b.name == "marginal-certified-clean-labels"), None)
+    return {
+        "dataset": dataset,
+        "architecture": architecture,
+        "m": m,
+        "corruption": corruption,
+        "kernel": kernel["kind"],
+        "kernel_rank": measured.get("rank"),
+        "kernel_se_max_relative": measured.get("standard_error_max_relative"),
+        "sgd_test_error": report.test_error,
+        "holdout_bound": report.baselines.get("holdout_bound"),
+        "ep_bound": ep.value,
+        "certified_bound": certified.value,
+        "certified": certified.certified,
+        "authors_ep_bound": authors_ep,
+        "authors_certified_bound": authors_certified,
+        "certified_clean_labels": None if clean is None else clean.value,
+        "q_star_test_error": diagnostics.get("q_star_test_error_ep"),
+        "model_q_star_agreement": diagnostics.get("bayes_agreement"),
+        "log_evidence_ep": ep.log_evidence,
+        "log_evidence_certified": certified.log_evidence,
+        "train_seconds": seconds["train"],
+        "certify_seconds": seconds["certify"],
+    }
+
+
+def run_case(dataset: str, spec: tuple, architecture: str, build, *, m: int, seed: int, corruption: float, marginal):
+    """Train ``build()`` by SGD to zero error on the m points certify draws, certify it, return the row."""
+    train = load_dataset(spec[0], split="train")
+    test = load_dataset(spec[1], split="test")
+    options = CertifyOptions(bounds=("marginal",), m=m, seed=seed, corrupt=corruption, quiet=True, marginal=marginal)
+    torch.manual_seed(seed)
+    model = build()
+    subset, _, _ = prepare_data(model, train, test, options)
+    start = time.perf_counter()
+    train_sgd(model, subset, seed=seed)
+    model.eval()
+    trained = time.perf_counter()
+    report = certify(model, train, test, options)
+    seconds = {"train": trained - start, "certify": time.perf_counter() - trained}
+    return table_row(report, dataset, architecture, m, seconds, corruption)
+
+
+def spearman(rows: list, x: str, y: str) -> float:
+    """Spearman's rho between two columns (scipy.stats.spearmanr); NaN with fewer than three rows."""
+    from scipy.stats import spearmanr
+
+    if len(rows) < 3:
+        return float("nan")
+    return float(spearmanr([r[x] for r in rows], [r[y] for r in rows]).statistic)
+
+
+def markdown(rows: list) -> str:
+    """The table as Markdown, the columns the README and docs show."""
+    columns = [
+        ("dataset", "{}"),
+        ("architecture", "{}"),
+        ("m", "{:,}"),
+        ("corruption", "{:.1f}"),
+        ("kernel", "{}"),
+        ("kernel_rank", "{}"),
+        ("sgd_test_error", "{:.3f}"),
+        ("holdout_bound", "{:.3f}"),
+        ("ep_bound", "{:.3f}"),
+        ("certified_bound", "{:.3f}"),
+        ("authors_ep_bound", "{:.3f}"),
+        ("authors_certified_bound", "{:.3f}"),
+        ("q_star_test_error", "{:.3f}"),
+        ("model_q_star_agreement", "{:.3f}"),
+        ("certify_seconds", "{:.0f}"),
+    ]
+    lines = ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = ["-" if row[name] is None else form.format(row[name]) for name, form in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list, path: str, rho: float) -> None:
+    """Certified bound against SGD test error, one point per row, labelled by dataset and architecture."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for row in rows:
+        ax.scatter(row["sgd_test_error"], row["certified_bound"])
+        label = f"{row['dataset']} {row['architecture']}" + (f" c={row['corruption']:g}" if row["corruption"] else "")
+        ax.annotate(label, (row["sgd_test_error"], row["certified_bound"]), fontsize=7)
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="bound = test error")
+    ax.set_xlabel("SGD test error")
+    ax.set_ylabel("certified marginal-likelihood bound (delta = 0.05)")
+    ax.set_title(f"Certified bound against test error (Spearman rho = {rho:.2f})", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cases(args) -> list:
+    """(dataset, specs, architecture, builder, m, corruption) for every row asked for."""
+    datasets = QUICK if args.quick else {name: DATASETS[name] for name in args.datasets}
+    chosen = []
+    for name, (train, test, channels, size, largest) in datasets.items():
+        specs = (train, test) if args.quick else tuple(os.path.join(args.data_root, p) for p in (train, test))
+        m = args.m or largest
+        builders = architectures(channels, size, args.quick)
+        if args.corruption:
+            chosen += [(name, specs, "cnn", builders["cnn"], m, c) for c in args.levels]
+        else:
+            chosen += [(name, specs, arch, builders[arch], m, 0.0) for arch in args.architectures]
+    return chosen
+
+
+def parse(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", help="folder holding mnist-train/, mnist/, fashion-mnist/, cifar-10/")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of the datasets")
+    parser.add_argument("--architectures", default="fc,cnn,cnn-bn-maxpool,resnet", help="comma-separated")
+    parser.add_argument("--m", type=int, default=None, help="training points for every dataset (default: its largest)")
+    parser.add_argument("--corruption", action="store_true", help="the label-corruption sweep with the CNN instead")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kernel-samples", type=int, default=None, help="Monte Carlo kernels (default: automatic)")
+    parser.add_argument("--q-star-test-points", type=int, default=1000, help="test points of Q*'s error estimate")
+    parser.add_argument("--out-dir", default="field_table")
+    parser.add_argument("--quick", action="store_true", help="embedded digits, m = 60, small widths (for the tests)")
+    args = parser.parse_args(argv)
+    if args.corruption and args.datasets == parser.get_default("datasets"):
+        args.datasets = "mnist,cifar-10"
+    args.datasets = [d for d in args.datasets.split(",") if d]
+    args.architectures = [a for a in args.architectures.split(",") if a]
+    args.levels = (0.0, 0.6) if args.quick else CORRUPTIONS
+    if args.quick:
+        args.m = args.m or QUICK["digits"][4]
+        args.kernel_samples = args.kernel_samples or 32
+        args.q_star_test_points = min(args.q_star_test_points, 100)
+    elif not args.data_root:
+        parser.error("give --data-root (or --quick for the embedded digits)")
+    unknown = [d for d in args.datasets if d not in DATASETS] + [
+        a for a in args.architectures if a not in ("fc", "cnn", "cnn-bn-maxpool", "resnet")
+    ]
+    if unknown:
+        parser.error(f"unknown dataset or architecture: {', '.join(unknown)}")
+    return args
+
+
+def main(argv=None) -> list:
+    args = parse(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    marginal = MarginalSettings(kernel_samples=args.kernel_samples, q_star_test_points=args.q_star_test_points)
+    rows = []
+    for dataset, specs, architecture, build, m, corruption in cases(args):
+        row = run_case(
+            dataset, specs, architecture, build, m=m, seed=args.seed, corruption=corruption, marginal=marginal
+        )
+        rows.append(row)
+        print(
+            f"{dataset} {architecture} m={m:,} c={corruption:g}: test error {row['sgd_test_error']:.3f}, "
+            f"hold-out {row['holdout_bound']:.3f}, EP {row['ep_bound']:.3f}, certified {row['certified_bound']:.3f} "
+            f"(authors' form {row['authors_certified_bound']:.3f}), {row['certify_seconds']:.0f} s",
+            flush=True,
+        )
+    stem = os.path.join(args.out_dir, "corruption" if args.corruption else "field_table")
+    with open(f"{stem}.json", "w") as stream:
+        json.dump(rows, stream, indent=2)
+    with open(f"{stem}.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if args.corruption:
+        for dataset in dict.fromkeys(r["dataset"] for r in rows):
+            bounds = [r["certified_bound"] for r in rows if r["dataset"] == dataset]
+            rising = all(a <= b for a, b in zip(bounds, bounds[1:]))
+            print(f"{dataset}: certified bound {'rises' if rising else 'does not rise'} with corruption: {bounds}")
+    rho = spearman(rows, "certified_bound", "sgd_test_error")
+    plot(rows, f"{stem}.png", rho)
+    print(markdown(rows))
+    print(f"Spearman rho (certified bound, test error) = {rho:.3f} over {len(rows)} rows; wrote {stem}.json/.csv/.png")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""Each family's long phases, estimated before any of them runs (:class:`pacbayes.estimates.PhaseEstimate`).
+
+Every figure is a timed probe of the real code on this machine, scaled to the run's sizes: a few
+steps of a training loop (seconds per step times the steps to run), a small kernel matrix on the
+first training inputs (seconds per entry times the entries), a few posterior draws on the phase's own
+points (seconds per draw), EP's and the certified sandwich's budgets (:mod:`pacbayes.evidence.budget`).
+Probes run in the thread setting the phase will run in (:func:`pacbayes.device.threads_for`,
+:func:`pacbayes.device.threads_for_network`); short ones take the median of five.
+Training loops that stop at convergence (``patience``) are estimated at their most epochs.
+"""
+
+import copy
+import math
+
+import torch
+
+from pacbayes import checks
+from pacbayes.device import resolve_device, threads_for, threads_for_network
+from pacbayes.estimates import PhaseEstimate, best_time, median_time
+from pacbayes.evidence.budget import _seconds_per_cube, evidence_budgets, orthant_dimension
+from pacbayes.evidence.certified import DEFAULT_SAMPLES
+from pacbayes.kernels import MonteCarloNNGP
+
+KERNEL_PROBE_SECONDS = 0.05  # the kernel probe doubles its inputs until its larger matrix takes this long
+KERNEL_PROBE_MAX = 256  # ... or reaches this many inputs
+KERNEL_PROBE_MIN = 16  # the smaller probe matrix has at least this many inputs (fewer: noise dominates)
+EIGEN_CHOLESKYS = 10.0  # the Monte Carlo kernel's eigenvalues (its rank), in Choleskys of n
+PROBE_STEPS = 3  # timed steps of a training loop (after one untimed step that warms it up)
+PROBE_DRAWS = 8  # timed posterior draws of the Monte Carlo error
+
+KERNEL_CHEAPER = "a smaller --m, fewer --kernel-samples, or --kernel-type monte-carlo for a costly analytic kernel"
+EVIDENCE_CHEAPER = "a smaller --m"
+DR_CHEAPER = "fewer --posterior-epochs / --prior-epochs, fewer --mc-samples, or a smaller --m"
+SUBSPACE_CHEAPER = (
+    "a smaller --subspace-dim, fewer --subspace-epochs / --subspace-qat-epochs, fewer --subspace-levels, "
+    "or a smaller --m"
+)
+
+
+def _kernel_probe(kernel, x: torch.Tensor, device) -> tuple:
+    """(fixed seconds of a matrix call, seconds per entry) of the kernel: matrices on the first s and 2s
+    inputs (best of three each), s doubling from KERNEL_PROBE_MIN until the larger takes KERNEL_PROBE_SECONDS or reaches
+    KERNEL_PROBE_MAX inputs; their difference over the 3 s^2 extra entries is the cost of an entry, so that
+    what a call costs besides its entries (preprocessing, tiling) is not scaled with n^2."""
+    size = min(KERNEL_PROBE_MIN, max(len(x) // 2, 1))
+    while True:
+        double = min(2 * size, len(x))
+        few = best_time(lambda: kernel.matrix(x[:size], device=device), 3)
+        many = best_time(lambda: kernel.matrix(x[:double], device=device), 3)
+        if many >= KERNEL_PROBE_SECONDS or double >= min(len(x), KERNEL_PROBE_MAX):
+            per_entry = max(many - few, 0.1 * many) / max(double**2 - size**2, 1)
+            return max(few - per_entry * size**2, 0.0), per_entry
+        size = double
+
+
+def _monte_carlo_forward(kernel, x: torch.Tensor, inputs: int, device) -> float:
+    """Seconds of a Monte Carlo kernel's draws and forward passes on ``inputs`` inputs: a copy with one batch
+    of initialisations timed on the first s and 2s inputs (s = min(32, n)); their difference is the cost
+    per input, the rest the cost of drawing a batch, both times the batches of the kernel's samples."""
+    probe = copy.deepcopy(kernel)
+    probe.samples = min(kernel.samples, kernel.batch_size)
+    size = max(1, min(32, len(x) // 2))
+    few = median_time(lambda: probe.matrix(x[:size], device=device), 3)
+    many = median_time(lambda: probe.matrix(x[: 2 * size], device=device), 3)
+    per_input = max(many - few, 0.1 * many) / size
+    batches = kernel.samples / probe.samples
+    return batches * (max(few - per_input * size, 0.0) + per_input * inputs)
+
+
+def kernel_estimate(kernel, x: torch.Tensor, n2=None, *, device=None, phase="NNGP kernel") -> PhaseEstimate:
+    """The kernel on ``x`` (n2 None: K(x, x); else the n x n2 cross kernel).
+
+    Analytic kernels: probe matrices on the first inputs give a call's fixed cost and the cost per
+    entry, times n x n2 (tiles are computed whole, so a symmetric matrix costs its n^2 entries). Monte
+    Carlo kernels: a timed batch of initialisations (:func:`_monte_carlo_forward`; the sample count
+    is fixed for n inputs first, as the run will),
+    plus the products of the features (2 n n2 S r flops) and, for K(x, x), its eigenvalues."""
+    n1 = len(x)
+    columns = n1 if n2 is None else int(n2)
+    if isinstance(kernel, MonteCarloNNGP):
+        _, peak = kernel.estimate(n1, n2, tuple(x.shape[1:]), device=device)  # fixes the sample count for n1
+        forward = _monte_carlo_forward(kernel, x, n1 + (0 if n2 is None else int(n2)), device)
+        flop = 3.0 * _seconds_per_cube(str(resolve_device(device)))
+        products = 2.0 * n1 * columns * kernel.samples * (kernel.width or 1) * flop
+        eigen = EIGEN_CHOLESKYS * flop / 3.0 * n1**3 if n2 is None else 0.0
+        seconds = forward + products + eigen
+    else:
+        fixed, per_entry = _kernel_probe(kernel, x, device)
+        seconds = fixed + per_entry * n1 * columns
+        peak = 8 * n1 * columns * 2
+    return PhaseEstimate(phase, seconds, int(peak), KERNEL_CHEAPER)
+
+
+def evidence_estimates(m: int, classes: int, settings) -> list:
+    """EP and the certified sandwich for m points and ``classes`` classes under the marginal ``settings``
+    (:mod:`pacbayes.evidence.budget`)."""
+    device = str(resolve_device(settings.device))
+    ep, certified = evidence_budgets(
+        m, classes, DEFAULT_SAMPLES, device, upper=not settings.no_upper, method=settings.certified_method
+    )
+    return [
+        PhaseEstimate(budget.what, budget.seconds, budget.peak_bytes, EVIDENCE_CHEAPER) for budget in (ep, certified)
+    ]
+
+
+def marginal_estimates(model, train, test, settings, classes: int) -> list:
+    """The marginal family's phases: K, EP, the certified sandwich and the Q* baseline's cross kernel."""
+    from pacbayes.families.marginal import baseline_subset, build_kernel
+
+    with threads_for(orthant_dimension(len(train), classes), settings.device):
+        kernel = build_kernel(model, tuple(train.x.shape[1:]), settings, m=len(train))  # the run's choice
+        phases = [kernel_estimate(kernel, train.x, device=settings.device, phase=f"{kernel.kind} NNGP kernel")]
+        phases += evidence_estimates(len(train), classes, settings)
+        points = len(baseline_subset(len(test), settings))
+        phases.append(
+            kernel_estimate(kernel, train.x, points, device=settings.device, phase="Q* baseline cross kernel")
+        )
+    return phases
+
+
+def _seconds_per_step(run, steps: int) -> float:
+    """Seconds per step of a loop: after one untimed ``run(1)`` (warm-up), the median of five ``run(steps)``
+    over ``steps`` (a call's own set-up, an optimiser and a network copy, is a small part of it)."""
+    run(1)
+    return median_time(lambda: run(steps)) / steps
+
+
+def _batches(tensor: torch.Tensor, count: int, batch: int) -> torch.Tensor:
+    """``count`` full minibatches of ``batch`` rows from ``tensor`` (its rows repeated when it has fewer)."""
+    return tensor[torch.arange(count * batch, device=tensor.device) % len(tensor)]
+
+
+def _generator(device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(0)
+
+
+def dziugaite_roy_estimates(model, train, test, settings, context) -> list:
+    """Prior-mean training, posterior training, the sample-convergence draws and the test-error draws of
+    the Dziugaite-Roy family, from a few timed steps of each of its loops on the first training points
+    (with the thread count the family runs with)."""
+    with threads_for_network(model, context.device):
+        return _dziugaite_roy_phases(model, train, test, settings, context)
+
+
+def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
+    from pacbayes.stochastic.bound import DEFAULT_PRIOR_SCHEDULE
+    from pacbayes.stochastic.certificate import point_sampled_error, sampled_error
+    from pacbayes.stochastic.gaussian import Layout
+    from pacbayes.stochastic.prior import parameters_of
+    from pacbayes.stochastic.train import PriorVariance, Schedule, fit_posterior, fit_prior_mean, surrogate_risk
+
+    device = resolve_device(context.device)
+    net = copy.deepcopy(model).to(device).eval()
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    x, labels = train.x.to(device), train.labels.to(device)
+    layout = Layout.of(parameters_of(net))
+    start = layout.flatten(parameters_of(net))
+    m = len(labels)
+    m_prior = checks.prior_part_size(m, settings.prior_split) if settings.prior_split else 0
+    m_bound = m - m_prior
+    posterior_batch = Schedule().batch_size
+    from_prior = settings.posterior_start == "prior" and not settings.fixed_mean  # trained on all of S
+    posterior_steps = settings.posterior_epochs * math.ceil((m if from_prior else m_bound) / posterior_batch)
+    phases = []
+    if m_prior:
+        batch = DEFAULT_PRIOR_SCHEDULE.batch_size
+        prior_step = _seconds_per_step(
+            lambda k: fit_prior_mean(
+                net,
+                layout,
+                start,
+                _batches(x, k, batch),
+                _batches(labels, k, batch),
+                schedule=Schedule(epochs=1, batch_size=batch, lr=DEFAULT_PRIOR_SCHEDULE.lr),
+                generator=_generator(device),
+                dropout=settings.prior_dropout,
+            ),
+            PROBE_STEPS,
+        )
+        steps = settings.prior_epochs * math.ceil(m_prior / batch)
+        phases.append(PhaseEstimate("Dziugaite-Roy prior-mean training", prior_step * steps, 0, DR_CHEAPER))
+    fitted = {}
+
+    def posterior_steps_of(k):
+        fitted["posterior"] = fit_posterior(
+            net,
+            layout,
+            start,
+            start,
+            _batches(x, k, posterior_batch),
+            _batches(labels, k, posterior_batch),
+            objective=settings.objective,
+            delta=0.025,
+            m=m_bound,
+            prior_variance=PriorVariance(settings.prior_std**2, on_grid=bool(settings.lambda_grid)),
+            start_variance=settings.prior_std**2,
+            fixed_mean=settings.fixed_mean,
+            schedule=Schedule(epochs=1, batch_size=posterior_batch),
+            generator=_generator(device),
+            risk_of=surrogate_risk(settings.surrogate, settings.objective, settings.sigmoid_temperature),
+            per_point=bool(settings.per_point_training),
+        )[0]
+
+    posterior_step = _seconds_per_step(posterior_steps_of, PROBE_STEPS)
+    phases.append(PhaseEstimate("Dziugaite-Roy posterior training", posterior_step * posterior_steps, 0, DR_CHEAPER))
+    sampler = point_sampled_error if settings.mc_sampling == "point" else sampled_error
+    per_draw = _seconds_per_step(
+        lambda k: sampler(net, fitted["posterior"], x[:m_bound], labels[:m_bound], k, generator=_generator(device)),
+        PROBE_DRAWS,
+    )
+    test_x, test_labels = test.x.to(device), test.labels.to(device)
+    per_test_draw = _seconds_per_step(
+        lambda k: sampled_error(net, fitted["posterior"], test_x, test_labels, k, generator=_generator(device)),
+        PROBE_DRAWS,
+    )
+    phases.append(PhaseEstimate("Dziugaite-Roy sample convergence", per_draw * settings.mc_samples, 0, DR_CHEAPER))
+    phases.append(PhaseEstimate("stochastic test error", per_test_draw * settings.test_draws, 0, DR_CHEAPER))
+    return phases
+
+
+def subspace_estimates(model, train, settings, context) -> list:
+    """The subspace family's phases: the projection, z's training (at most ``epochs``), the learned
+    origin, and per level count the quantisation-aware fine-tuning and the arithmetic coding (with the
+    thread count the family runs with)."""
+    with threads_for_network(model, context.device):
+        return _subspace_phases(model, train, settings, context)
+
+
+def _subspace_phases(model, train, settings, context) -> list:
+    from pacbayes.subspace.model import SubspaceModel
+    from pacbayes.subspace.training import compress_subspace_model, fit_subspace, level_grid
+
+    if settings.compressed is not None or settings.dim is None:
+        return []  # a compressed model is only evaluated; no dimension: the family refuses the run
+    levels = level_grid(settings.levels, settings.dim)
+    device = resolve_device(context.device)
+    built = {}
+
+    def build():
+        built["model"] = SubspaceModel(model, dim=settings.dim, seed=context.seed).to(device)
+
+    projection = best_time(build, repeats=1)
+    x, labels, batch = train.x.to(device), train.labels.to(device), 128
+    subspace_model = built["model"]
+    step = _seconds_per_step(
+        lambda k: fit_subspace(
+            subspace_model,
+            _batches(x, k, batch),
+            _batches(labels, k, batch),
+            epochs=1,
+            batch_size=batch,
+            patience=None,
+            quiet=True,
+        ),
+        PROBE_STEPS,
+    )
+    m_prior = checks.prior_part_size(len(train), settings.prior_split) if settings.prior_split else 0
+    batches = math.ceil((len(train) - m_prior) / batch)
+
+    def code_one_level():
+        compress_subspace_model(subspace_model, x[:batch], labels[:batch], levels=levels[:1], qat_epochs=0, quiet=True)
+
+    code_one_level()  # untimed: the first call loads what coding needs
+    coding = best_time(code_one_level)  # per level count: its quantisation, coding and evaluation
+    phases = [
+        PhaseEstimate("subspace projection", projection, 0, SUBSPACE_CHEAPER),
+        PhaseEstimate("subspace training (at most)", step * settings.epochs * batches, 0, SUBSPACE_CHEAPER),
+    ]
+    if m_prior:
+        origin_steps = settings.prior_epochs * math.ceil(m_prior / 64)
+        phases.append(PhaseEstimate("subspace learned origin", step * origin_steps, 0, SUBSPACE_CHEAPER))
+    phases.append(
+        PhaseEstimate(
+            "subspace quantisation and coding",
+            len(levels) * (coding + step * settings.qat_epochs * batches),
+            0,
+            SUBSPACE_CHEAPER,
+        )
+    )
+    return phases
+
+
+__all__ = [
+    "dziugaite_roy_estimates",
+    "evidence_estimates",
+    "kernel_estimate",
+    "marginal_estimates",
+    "subspace_estimates",
+]
