@@ -70,6 +70,7 @@ def main():
         help="certified samplers, each in the same run (structured: point by point, no (C-1)m matrix)",
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-upper", action="store_true", help="dense: skip psi* (the lower bound is the same)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     n = max(args.m + args.certified_m)
@@ -143,8 +144,10 @@ def main():
                 device=device,
                 proposal=proposal,
                 ep=results.get(m),
+                upper=not args.no_upper,
             )
-            _print_certified(m, f"dense {(CLASSES - 1) * m} orthant, {proposal}", cert, results.get(m), device)
+            what = f"dense {(CLASSES - 1) * m} orthant, {proposal}" + (", no psi*" if args.no_upper else "")
+            _print_certified(m, what, cert, results.get(m), device)
 
 
 def _print_certified(m, what, cert, ep, device):

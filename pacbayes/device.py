@@ -3,7 +3,10 @@ size and machine load."""
 
 import math
 import os
+import statistics
+import time
 from contextlib import contextmanager
+from typing import Optional
 
 import torch
 
@@ -71,10 +74,39 @@ def _own_load(cores: int) -> float:
     return min(float(cores), used / alive) if alive > 1.0 else 0.0
 
 
+def _running_threads(path: str) -> int:
+    """Threads of one process in state R (running or runnable) from its ``/proc/<pid>/task`` folder."""
+    count = 0
+    for task in os.listdir(path):
+        with open(os.path.join(path, task, "stat")) as stream:
+            count += stream.read().rsplit(")", 1)[1].split()[0] == "R"
+    return count
+
+
+def runnable_now(readings: int = 5, pause: float = 0.01) -> Optional[float]:
+    """Runnable threads of other processes right now (Linux): the median over ``readings`` of the running count
+    in /proc/loadavg less this process's running threads; None where /proc cannot tell. Unlike the load
+    average it does not remember work that ended in the last minute (a previous run would otherwise leave
+    the next one on one thread) nor miss work that has just started."""
+    counts = []
+    for _ in range(readings):
+        try:
+            with open("/proc/loadavg") as stream:
+                running = int(stream.read().split()[3].split("/")[0])
+            counts.append(max(0, running - _running_threads("/proc/self/task")))
+        except (OSError, ValueError, IndexError):
+            return None
+        time.sleep(pause)
+    return float(statistics.median(counts))
+
+
 def machine_load() -> tuple:
-    """(usable cores, average runnable threads of other processes over the last minute): the cores in this
-    process's affinity mask, and the 1-minute load average less this process's own share."""
+    """(usable cores, runnable threads of other processes): the cores in this process's affinity mask, and
+    :func:`runnable_now`, or where /proc cannot tell, the 1-minute load average less this process's own share."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    now = runnable_now()
+    if now is not None:
+        return cores, now
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return cores, max(0.0, load - _own_load(cores))
 

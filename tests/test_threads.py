@@ -59,6 +59,7 @@ def test_network_size_is_the_root_of_its_parameter_count(monkeypatch):
 def test_machine_load_counts_the_affinity_mask_and_leaves_out_this_process(monkeypatch):
     cores, _ = device.machine_load()
     assert cores == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(device, "runnable_now", lambda: None)  # where /proc cannot tell: the load average
     monkeypatch.setattr(device.os, "getloadavg", lambda: (3.5, 0.0, 0.0))
     monkeypatch.setattr(device, "_own_load", lambda cores: 1.25)
     assert device.machine_load() == (cores, 2.25)
@@ -69,3 +70,22 @@ def test_machine_load_counts_the_affinity_mask_and_leaves_out_this_process(monke
 def test_own_load_is_this_process_busy_share():
     assert 0.0 <= device._own_load(2) <= 2.0
     assert device._own_load(0) == 0.0
+
+
+def test_the_load_read_now_sees_busy_processes_and_not_this_one():
+    """Two busy-looping processes are counted while they run; this process's own threads are not."""
+    import subprocess
+    import sys
+    import time
+
+    quiet = device.runnable_now()
+    assert quiet is not None and quiet >= 0.0
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        busy = device.runnable_now(readings=9)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert busy >= 1.0
