@@ -43,8 +43,8 @@ def flag_name(option: click.Option) -> str:
 
 def default_text(option: click.Option) -> str:
     """The default as docs/cli.md writes it: off/on for a flag, required, blank for none, else the value."""
-    if option.is_flag:
-        return "on" if option.default else "off"
+    if option.is_flag:  # an unset default is click's sentinel (8.2+), not False
+        return "on" if option.default is True else "off"
     if option.required:
         return "required"
     return "" if option.default is None else str(option.default)
