@@ -124,8 +124,9 @@ def threads_for(n: int, device=None):
     """
     previous = torch.get_num_threads()
     chosen = previous
-    if resolve_device(device).type == "cpu":
-        chosen = thread_count(*machine_load(), n, previous)
+    if resolve_device(device).type == "cpu":  # a small size runs on one thread whatever the load: not read then
+        cores, other_load = machine_load() if int(n) >= SINGLE_THREAD_BELOW else (1, 0.0)
+        chosen = thread_count(cores, other_load, n, previous)
     if chosen != previous:
         torch.set_num_threads(chosen)
     try:

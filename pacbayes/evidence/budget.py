@@ -23,8 +23,11 @@ from functools import lru_cache
 import torch
 
 from pacbayes.device import threads_for
+from pacbayes.estimates import best_time
+from pacbayes.evidence.certified import certified_log_evidence
+from pacbayes.evidence.ep import ep_log_evidence
 from pacbayes.memory import check_fits
-from pacbayes.evidence.multiclass_ep import certified_method, chosen_method
+from pacbayes.evidence.multiclass_ep import certified_method, chosen_method, multiclass_ep_log_evidence
 
 _PROBE_SIZE = 1024
 EP_SWEEPS = 10  # sweeps to plan for (the nested start and the prior start converge in 6-11)
@@ -98,9 +101,6 @@ def _sweep_overhead(device: str, classes: int = 2) -> float:
 
 def _per_sweep(K, labels, classes: int, device: str) -> float:
     """Seconds per sweep of EP on (K, labels): best of two runs after an untimed one, over its sweeps."""
-    from pacbayes.estimates import best_time
-    from pacbayes.evidence.ep import ep_log_evidence
-    from pacbayes.evidence.multiclass_ep import multiclass_ep_log_evidence
 
     if classes == 2:
         run = lambda: ep_log_evidence(K, labels, device=device, allow_unconverged=True)  # noqa: E731
@@ -119,9 +119,6 @@ def _sampler_rates(device: str) -> tuple:
     compiled sampler). Their difference over the extra draws x n^2 is the first; what the smaller run
     spends besides its draws and factorisations, per variable, the second (the pivoted ordering and the
     Newton steps loop over the variables in Python)."""
-    from pacbayes.estimates import best_time
-    from pacbayes.evidence.certified import certified_log_evidence
-    from pacbayes.evidence.ep import ep_log_evidence
 
     n, draws = _SAMPLER_PROBE
     K, labels = _probe_problem(n)

@@ -147,6 +147,34 @@ def _weight_summary(log_w):
     return float(torch.logsumexp(log_w, 0)) - math.log(counted), relative_std, effective
 
 
+def evidence_from_weights(
+    log_w, *, delta_prime, seed, start, jitter, order, proposal, pilot, upper_reason, upper=None, grad_norm=None,
+    newton_steps=0,
+) -> "CertifiedEvidence":  # fmt: skip
+    """The :class:`CertifiedEvidence` of counted importance log weights ``log_w``: ln Z_hat their log mean,
+    ``lower`` = ln Z_hat - ln(1/delta_prime) (Markov, :func:`pacbayes.bounds.markov_lower_bound`), the weights'
+    spread, and the seconds since ``start``; psi* (``upper``) and what the sampler did are given by the caller."""
+    log_estimate, relative_std, effective = _weight_summary(log_w)
+    return CertifiedEvidence(
+        lower=markov_lower_bound(log_estimate, delta_prime),
+        log_estimate=log_estimate,
+        upper=upper,
+        grad_norm=grad_norm,
+        samples=log_w.numel(),
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        jitter=jitter,
+        delta_prime=float(delta_prime),
+        relative_std=relative_std,
+        effective_samples=effective,
+        newton_steps=newton_steps,
+        order=order.cpu().numpy(),
+        upper_reason=upper_reason,
+        proposal=proposal,
+        pilot_samples=pilot,
+    )
+
+
 @dataclass
 class _Tilting:
     """Botev's minimax tilting of the orthant: variable order, D^-1 L (unit diagonal), saddle point mu, x."""
@@ -244,24 +272,19 @@ def certified_log_evidence(
         elif upper:  # a few tilted draws only to check psi*: each tilted weight is at most exp(psi*)
             max_tilted = float(tilting.log_weights(PSI_CHECK_DRAWS, generator, quiet).max())
     upper_value, upper_reason = certified_upper(psi_value, grad_norm, max_tilted) if upper else (None, NOT_ASKED)
-    log_estimate, relative_std, effective = _weight_summary(log_w)
-    return CertifiedEvidence(
-        lower=markov_lower_bound(log_estimate, delta_prime),
-        log_estimate=log_estimate,
+    return evidence_from_weights(
+        log_w,
+        delta_prime=delta_prime,
+        seed=seed,
+        start=start,
+        jitter=jitter,
+        order=order,
+        proposal=proposal,
+        pilot=pilot,
+        upper_reason=upper_reason,
         upper=upper_value,
         grad_norm=grad_norm if upper else None,
-        samples=log_w.numel(),
-        seed=seed,
-        seconds=time.perf_counter() - start,
-        jitter=jitter,
-        delta_prime=float(delta_prime),
-        relative_std=relative_std,
-        effective_samples=effective,
         newton_steps=newton_steps,
-        order=order.cpu().numpy(),
-        upper_reason=upper_reason,
-        proposal=proposal,
-        pilot_samples=pilot,
     )
 
 

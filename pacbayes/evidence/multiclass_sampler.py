@@ -47,12 +47,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from pacbayes.bounds import markov_lower_bound
 from pacbayes.defaults import DEFAULT_PROPOSAL
 from pacbayes.defaults import EVIDENCE_SAMPLES as DEFAULT_SAMPLES
 from pacbayes.errors import ConvergenceError
 from pacbayes.evidence import _multiclass_kernel as kernel
-from pacbayes.evidence.certified import CertifiedEvidence, _check_options, _counted_draws, _weight_summary
+from pacbayes.evidence.certified import CertifiedEvidence, _check_options, _counted_draws, evidence_from_weights
 from pacbayes.evidence.ep import cholesky_in_place
 from pacbayes.evidence.multiclass import pair_index, validate_multiclass
 from pacbayes.evidence.multiclass_ep import multiclass_ep_log_evidence
@@ -247,24 +246,16 @@ def structured_certified_log_evidence(
     log_w, pilot = _counted_draws(
         lambda n: proposal.log_weights(n, generator, quiet=quiet), samples, samples, sample_tolerance
     )
-    log_estimate, relative_std, effective = _weight_summary(log_w)
-    return CertifiedEvidence(
-        lower=markov_lower_bound(log_estimate, delta_prime),
-        log_estimate=log_estimate,
-        upper=None,
-        grad_norm=None,
-        samples=log_w.numel(),
+    return evidence_from_weights(
+        log_w,
+        delta_prime=delta_prime,
         seed=seed,
-        seconds=time.perf_counter() - start,
+        start=start,
         jitter=jitter,
-        delta_prime=float(delta_prime),
-        relative_std=relative_std,
-        effective_samples=effective,
-        newton_steps=0,
-        order=order.cpu().numpy(),
-        upper_reason="psi* needs the dense (C-1)m orthant; the structured sampler gives the lower bound only",
+        order=order,
         proposal=STRUCTURED_PROPOSAL,
-        pilot_samples=pilot,
+        pilot=pilot,
+        upper_reason="psi* needs the dense (C-1)m orthant; the structured sampler gives the lower bound only",
     )
 
 
