@@ -25,14 +25,13 @@ from pacbayes.estimates import duration
 from pacbayes.evidence.budget import orthant_dimension
 from pacbayes.evidence.label_model import label_model
 from pacbayes.families import RunContext
-from pacbayes.families.estimates import dziugaite_roy_estimates, kernel_estimate, marginal_estimates
-from pacbayes.families.estimates import subspace_estimates
 from pacbayes.families.dziugaite_roy import FAMILY as DR_FAMILY
+from pacbayes.families.estimates import dziugaite_roy_estimates, kernel_estimate, marginal_estimates, subspace_estimates
 from pacbayes.families.marginal import baseline_subset, build_kernel
+from pacbayes.families.settings import DziugaiteRoySettings, MarginalSettings, SubspaceSettings
 from pacbayes.families.subspace import FAMILY as SUBSPACE_FAMILY
 from pacbayes.stochastic import bound as stochastic_bound
 from pacbayes.subspace import training as subspace_training
-from pacbayes.families.settings import DziugaiteRoySettings, MarginalSettings, SubspaceSettings
 
 JITTER = 1e-6
 
@@ -158,7 +157,9 @@ def marginal_section(scale: int) -> None:
         train, test = data(m, 1000, classes == 2)
         model = demo_network(outputs=1 if classes == 2 else 10)
         estimates = marginal_estimates(model, train, test, settings, classes)
-        measured = dict(zip((e.phase for e in estimates), measure_marginal(model, train, test, settings, classes)))
+        measured = dict(
+            zip((e.phase for e in estimates), measure_marginal(model, train, test, settings, classes), strict=False)
+        )
         compare(f"marginal, demo MLP, m = {m}, {classes} classes", estimates, measured)
 
 

@@ -2,6 +2,8 @@
 
     python benchmarks/bench_evidence.py [--m 1000 3000 10000] [--certified-m 3000] [--device cpu]
     python benchmarks/bench_evidence.py --m 10000 --certified-m 10000 --baseline   # now and previous, same run
+    python benchmarks/bench_evidence.py --m 2000 5000 --certified-m --threads 2 --baseline-tree /tmp/epbase
+        # EP as this tree runs it against EP from a git worktree of an older commit, same kernel, same run
     python benchmarks/bench_evidence.py --m 10000 --certified-m 10000 --proposals ep-cavity --sample-tolerance 0.1 \
         --no-upper --baseline   # the lower bound alone, and the sandwich with psi*, same run
     python benchmarks/bench_evidence.py --m --certified-m 2000 5000 --proposals ep-cavity --sample-tolerance 0.1 \
@@ -15,6 +17,9 @@ For each m: one float64 Cholesky of the m x m prior (the baseline, timed in the 
 (parallel, adaptive damping, tol 1e-6, nested start and mixed precision by default): total seconds
 (input validation included), sweeps (of which float32), total and per sweep in Choleskys.
 ``--baseline`` also runs the previous EP (prior-marginal start, float64 sweeps) in the same run.
+``--baseline-tree DIR`` (``git worktree add DIR COMMIT``) runs EP as the code under DIR runs it, in a
+subprocess on the same kernel block (saved to a temporary file) and thread count, before this tree's EP,
+and prints both, the ratio of their seconds and the relative difference of their ln P(S).
 Then the certified sandwich at --certified-m for each of --proposals (default: ep-cavity, given
 the EP result of the same run, and the previous tilted proposal as the baseline), with its gap to
 EP (EP - lower) against ln(1/delta') + 2 and its seconds (EP's own time not included, then EP + it), split into
@@ -33,8 +38,13 @@ EP; at m = 20,000 <= 15 min and 16 GiB.
 
 import argparse
 import contextlib
+import json
 import math
+import os
 import pathlib
+import subprocess
+import sys
+import tempfile
 import time
 from unittest import mock
 
@@ -98,11 +108,17 @@ def main():
     parser.add_argument(
         "--max-sweeps", type=int, default=200, help="cap EP sweeps (a capped run is reported as not converged)"
     )
+    parser.add_argument(
+        "--baseline-tree", type=pathlib.Path, default=None, help="also run EP from this git worktree (a subprocess)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--synthetic", type=int, default=0, help="use this many random inputs instead of MNIST")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--mnist", type=pathlib.Path, default=MNIST)
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sizes = args.m if args.m is not None else ([args.synthetic] if args.synthetic else [1000, 3000, 10000])
     n = args.synthetic or max(sizes + args.certified_m)
     x, y = inputs(n, args.synthetic, args.mnist)
@@ -127,12 +143,21 @@ def main():
         runs = [("EP", {})] + (
             [("EP previous (prior start, float64)", {"start": "prior", "precision": "double"})] if args.baseline else []
         )
+        old = _tree_ep(args, block, y[:m], chol) if args.baseline_tree else None
         for label, options in runs:
             result = ep_log_evidence(
                 block, y[:m], device=device, quiet=True, max_sweeps=args.max_sweeps, allow_unconverged=True, **options
             )
             print(_ep_line(f"{label} m={m}", result, chol, device), flush=True)
             ep_values.setdefault(m, result)
+        if old is not None:
+            new = ep_values[m]
+            print(
+                f"EP m={m}: {args.baseline_tree} {old['seconds']:.2f} s / this tree {new.seconds:.2f} s = "
+                f"{old['seconds'] / new.seconds:.2f}x faster; ln P(S) relative difference "
+                f"{abs(new.log_evidence - old['log_evidence']) / abs(old['log_evidence']):.1e}",
+                flush=True,
+            )
     for m in args.certified_m:
         block = K[:m, :m].contiguous()
         if m not in ep_values and not args.no_gap:
@@ -148,6 +173,46 @@ def main():
         for proposal in args.proposals:
             for label, options in runs:
                 print(_certified_line(block, y[:m], ep, proposal, label, args, device, **options), flush=True)
+
+
+TREE_EP = """
+import json, sys, time, numpy, torch
+torch.set_num_threads({threads})
+from pacbayes.evidence import ep_log_evidence
+K, y = torch.as_tensor(numpy.load({kernel!r})), torch.as_tensor(numpy.load({labels!r}))
+result = ep_log_evidence(K, y, quiet=True, max_sweeps={max_sweeps}, allow_unconverged=True)
+fields = ("log_evidence", "seconds", "sweeps", "single_sweeps", "start", "final_change", "converged")
+values = {{name: getattr(result, name, 0) for name in fields}}
+print(json.dumps({{"source": sys.modules["pacbayes"].__file__, **values}}))
+"""
+
+
+def _tree_ep(args, block, labels, chol) -> dict:
+    """EP as the code under ``--baseline-tree`` runs it (a subprocess, same kernel block and threads), printed."""
+    with tempfile.TemporaryDirectory() as folder:
+        kernel, saved_labels = os.path.join(folder, "K.npy"), os.path.join(folder, "y.npy")
+        np.save(kernel, block.cpu().numpy())
+        np.save(saved_labels, labels.cpu().numpy())
+        code = TREE_EP.format(
+            threads=torch.get_num_threads(), kernel=kernel, labels=saved_labels, max_sweeps=args.max_sweeps
+        )
+        environment = {**os.environ, "PYTHONPATH": str(args.baseline_tree)}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=environment, capture_output=True, text=True, cwd=args.baseline_tree
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"EP under {args.baseline_tree} failed:\n{done.stderr[-3000:]}")
+    old = json.loads(done.stdout.strip().splitlines()[-1])
+    if not old["source"].startswith(str(args.baseline_tree.resolve())):
+        raise SystemExit(f"the baseline ran {old['source']}, not the code under {args.baseline_tree}")
+    print(
+        f"EP {args.baseline_tree} m={block.shape[0]}: ln P(S) = {old['log_evidence']:.4f}  {old['seconds']:8.2f} s = "
+        f"{old['seconds'] / chol:5.1f} Choleskys  {old['sweeps']} sweeps ({old['single_sweeps']} float32, start "
+        f"{old['start']})  {old['seconds'] / old['sweeps'] / chol:5.2f} Choleskys/sweep  (final relative change "
+        f"{old['final_change']:.1e}{'' if old['converged'] else ', NOT CONVERGED: capped'})",
+        flush=True,
+    )
+    return old
 
 
 def _sampler_line(block, labels, ep, samples, device):

@@ -18,6 +18,7 @@ import os
 import subprocess
 import time
 import types
+from functools import partial
 
 import numpy as np
 import torch
@@ -112,7 +113,7 @@ def main():
             torch.manual_seed(0)
             kernel = nngp_for_module(TwoConv(stride, padding, pooling), (1, 28, 28))
             predicted, peak = kernel.estimate(n, device=device)
-            seconds, matrix = best_seconds(lambda: kernel.matrix(x, device=device), args.repeats, device)
+            seconds, matrix = best_seconds(partial(kernel.matrix, x, device=device), args.repeats, device)
             line = (
                 f"cnn 2x conv5x5 {name:15s} {pooling:7s} n={n}: compiled {seconds:7.2f} s "
                 f"(estimate {predicted:6.1f} s, {peak / 2**20:.0f} MiB)"
@@ -121,7 +122,7 @@ def main():
                 spec = [(32, 5, stride, 2)] * 2
                 sigma_b = kernel.describe()["sigma_b"]
                 old = previous(spec, "relu", kernel.describe()["sigma_w"], sigma_b, pooling, (1, 28, 28))
-                baseline, expected = best_seconds(lambda: old.matrix(x, device=device), args.repeats, device)
+                baseline, expected = best_seconds(partial(old.matrix, x, device=device), args.repeats, device)
                 error = float(((matrix - expected).abs() / expected.abs()).max())
                 line += f" | previous {baseline:7.2f} s, ratio {seconds / baseline:.2f}, max rel diff {error:.1e}"
             print(line, flush=True)

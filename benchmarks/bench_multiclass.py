@@ -12,7 +12,8 @@ Cholesky, and the process's peak resident memory so far. With --test-points, Q*'
 EP-predictive Gibbs test error on that many "test"-split images. Then the certified bound at
 --certified-m for each of --certified-methods: "dense", the sandwich on the (C-1)m orthant for each
 of --proposals; "structured", the point-by-point sampler of pacbayes.evidence.multiclass_sampler
-(lower bound only, no (C-1)m matrix); both given the EP of the same run when --m includes that
+(EP-cavity conditionals given the prior conditional means, one shared factor of K; lower bound only,
+no (C-1)m matrix); both given the EP of the same run when --m includes that
 size, else running their own inside the timed call. Targets (2-core CPU): EP at m = 1,000 <= 120 s,
 at m = 5,000 <= 1,200 s with peak memory <= 8 GB; certified at m = 1,000 <= 60 s, at m = 5,000
 within 20 min and 12 GB (structured).

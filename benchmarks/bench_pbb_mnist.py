@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from pacbayes.data import MNIST_MEAN_STD, load_dataset, normalise, take
+from pacbayes.families.settings import DziugaiteRoySettings
 from pacbayes.stochastic import Schedule, certify_stochastic_network
 
 PUBLISHED = {"fcn": 0.028, "cnn": 0.016}
@@ -96,18 +97,22 @@ def run(name: str, args) -> dict:
     x_test, labels_test = load(args.data_root, "mnist", "test")
     net, init, train_seconds = train_model(NETWORKS[name], x, labels, seed=args.seed, epochs=args.model_epochs)
     start = time.perf_counter()
+    settings = DziugaiteRoySettings(
+        init_state=init,
+        objective="quad",
+        prior_split=0.5,
+        prior_epochs=args.prior_epochs,
+        posterior_epochs=args.posterior_epochs,
+        mc_samples=args.mc_samples,
+    )
     certificate = certify_stochastic_network(
         net,
         x,
         labels,
+        settings,
         delta=args.delta,
-        init_state=init,
-        objective="quad",
-        prior_split=0.5,
-        mc_samples=args.mc_samples,
         seed=args.seed,
         schedule=Schedule(epochs=args.posterior_epochs, batch_size=250),
-        prior_schedule=Schedule(epochs=args.prior_epochs, batch_size=250),
         quiet=args.quiet,
     )
     certify_seconds = time.perf_counter() - start

@@ -17,13 +17,28 @@ bounds. Architectures: examples/image_models.py. Data: ``--data-root`` holds ``c
 and ``fashion-mnist`` (idx). Timings depend on the machine's load: compare runs made side by side.
 
     python benchmarks/bench_reach.py --data-root DIR [--quick] [--cases cifar-cnn,fashion-cnn] [--threads 2]
+
+``--kernel-timing`` measures only the Monte Carlo kernel of the ``cifar-cnn`` architecture (freshly built: the
+kernel depends on the architecture, not on trained weights), at each ``--kernel-m``: K(train, train),
+K(train, test) and the test diagonal on the m certified training points and ``--q-star-test-points`` test
+points, as the marginal family and its Q* baseline need them. The current code computes all three in one pass
+(``MonteCarloNNGP.train_and_test``); with ``--baseline-tree`` (a git worktree of an older commit) the old code
+runs in a subprocess on the same inputs, seed and sample count, as the old caller did (``matrix`` twice and
+``diagonal``). It prints both times, their ratio, the automatic sample counts (the pilot on the inputs against
+the old pilot on Gaussian probes) and the entry standard error achieved against its target.
+
+    python benchmarks/bench_reach.py --data-root DIR --kernel-timing --kernel-m 250,1000 --threads 2 \
+        [--kernel-samples S] [--baseline-tree /tmp/mcbase]
 """
 
 import argparse
 import functools
 import importlib.util
 import json
+import os
 import pathlib
+import subprocess
+import sys
 import time
 
 import torch
@@ -178,6 +193,137 @@ def print_case(row: dict) -> None:
     print(f"  bounds: {bounds}; test error {row['test_error']:.4f}, hold-out bound {row['holdout_bound']:.4f}")
 
 
+def kernel_inputs(data_root: pathlib.Path, m: int, test_points: int, seed: int) -> tuple:
+    """(m certified training inputs, ``test_points`` seeded test inputs) of CIFAR-10, float64."""
+    train = load_dataset(str(data_root / "cifar-10"), split="train")
+    test = take(load_dataset(str(data_root / "cifar-10"), split="test"), test_points, seed=seed)
+    return certified_subset(train, m=m, seed=seed).x.double(), test.x.double()
+
+
+OLD_KERNEL = """
+import json, sys, time, importlib.util, torch
+from pacbayes.kernels import MonteCarloNNGP
+sys.path.insert(0, {bench!r})
+import bench_reach
+root, m, tests, seed, samples, threads = {args!r}
+torch.set_num_threads(threads)
+train, test = bench_reach.kernel_inputs(__import__("pathlib").Path(root), m, tests, seed)
+model = bench_reach.cifar_cnn()
+auto = MonteCarloNNGP(model, seed=seed)
+auto.estimate(m, input_shape=tuple(train.shape[1:]))
+kernel = MonteCarloNNGP(model, samples=samples, seed=seed)
+started = time.perf_counter()
+K = kernel.matrix(train)
+cross = kernel.matrix(train, test)
+diagonal = kernel.diagonal(test)
+seconds = time.perf_counter() - started
+torch.save((K, cross, diagonal), {saved!r})
+source = sys.modules[MonteCarloNNGP.__module__].__file__
+print(json.dumps({{"seconds": seconds, "auto_samples": auto.samples, "source": source}}, default=str))
+"""
+
+
+def cifar_cnn() -> nn.Module:
+    """The ``cifar-cnn`` case's architecture, freshly built (seeded)."""
+    _, architecture, kwargs, *_ = CASES["cifar-cnn"]
+    torch.manual_seed(0)
+    return getattr(image_models(), architecture)(**kwargs)
+
+
+def old_kernel(args, m: int, samples: int, saved: pathlib.Path) -> dict:
+    """The old code's seconds for K, the cross kernel and the test diagonal (``--baseline-tree``, a subprocess)."""
+    code = OLD_KERNEL.format(
+        bench=str(ROOT / "benchmarks"),
+        args=(str(args.data_root), m, args.q_star_test_points or TEST_POINTS, args.seed, samples, args.threads or 2),
+        saved=str(saved),
+    )
+    environment = {**os.environ, "PYTHONPATH": str(args.baseline_tree)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, cwd=args.baseline_tree
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the old kernel failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result["source"].startswith(str(args.baseline_tree)):
+        raise SystemExit(f"the old kernel ran {result['source']}, not the code under {args.baseline_tree}")
+    return result
+
+
+def kernel_timing(args) -> list:
+    """Per --kernel-m: the new kernel's seconds (one pass), the old code's (if --baseline-tree), their ratio,
+    the sample counts and the entry standard error against its target."""
+    from pacbayes.kernels import MonteCarloNNGP
+
+    rows = []
+    for m in (int(value) for value in args.kernel_m.split(",")):
+        train, test = kernel_inputs(args.data_root, m, args.q_star_test_points or TEST_POINTS, args.seed)
+        auto = MonteCarloNNGP(cifar_cnn(), seed=args.seed)
+        auto.estimate(m, inputs=train)
+        samples = args.kernel_samples or auto.samples
+        kernel = MonteCarloNNGP(cifar_cnn(), samples=samples, seed=args.seed)
+        started = time.perf_counter()
+        K, cross, diagonal = kernel.train_and_test(train, test)
+        seconds = time.perf_counter() - started
+        d = kernel.diagnostics
+        row = {
+            "m": m,
+            "test_points": int(test.shape[0]),
+            "samples": samples,
+            "auto_samples": auto.samples,
+            "auto_rule": auto.sample_rule,
+            "evaluation": kernel.evaluation,
+            "seconds": seconds,
+            "seconds_at_auto_samples": seconds * auto.samples / samples,  # the draws' cost is linear in S
+            "se_max_relative": d["standard_error_max_relative"],
+            "se_mean_relative": d["standard_error_mean_relative"],
+            "se_at_auto_samples": d["standard_error_max_relative"] * (samples / auto.samples) ** 0.5,
+            "se_target": auto.target_error,
+        }
+        if args.baseline_tree:
+            saved = pathlib.Path(f"/tmp/bench_reach_old_{os.getpid()}.pt")
+            old = old_kernel(args, m, samples, saved)
+            old_K, old_cross, old_diagonal = torch.load(saved)
+            saved.unlink()
+            scale = float(old_K.diagonal().mean())
+            row.update(
+                old_seconds=old["seconds"],
+                old_auto_samples=old["auto_samples"],
+                ratio=old["seconds"] / seconds,
+                # the same draws in float64 (old) and float32 forwards (new), relative to the mean diagonal
+                float32_difference=max(
+                    float((K - old_K).abs().max()),
+                    float((cross - old_cross).abs().max()),
+                    float((diagonal - old_diagonal).abs().max()),
+                )
+                / scale,
+            )
+        rows.append(row)
+        print_timing(row)
+    return rows
+
+
+def print_timing(row: dict) -> None:
+    print(
+        f"\n== kernel, cifar-cnn: m = {row['m']}, {row['test_points']} test points, {row['samples']} samples "
+        f"({row['evaluation']}): {row['seconds']:.1f} s (K, cross kernel and test diagonal, one pass); about "
+        f"{row['seconds_at_auto_samples']:.0f} s at the automatic count"
+    )
+    if "old_seconds" in row:
+        print(
+            f"  old code: {row['old_seconds']:.1f} s (matrix, matrix, diagonal): {row['ratio']:.1f} x; "
+            f"largest difference from the old float64 kernel {row['float32_difference']:.1e} of the mean diagonal; "
+            f"old automatic count {row['old_auto_samples']} (Gaussian-probe pilot)"
+        )
+    target, achieved = row["se_target"], row["se_max_relative"]
+    print(
+        f"  automatic count {row['auto_samples']} (pilot on the inputs: relative sd "
+        f"{row['auto_rule']['pilot_relative_sd']:.3f}); entry SE max {achieved:.4f} / mean "
+        f"{row['se_mean_relative']:.4f} of the mean diagonal at {row['samples']} samples, about "
+        f"{row['se_at_auto_samples']:.4f} at the automatic count; target {target}"
+        + (" (met)" if row["se_at_auto_samples"] <= target else " (MISSED: the count is capped)")
+    )
+
+
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=pathlib.Path, required=True, help="holds cifar-10/ and fashion-mnist/")
@@ -194,13 +340,21 @@ def main(argv=None) -> list:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--verbose", action="store_true", help="show certify's announcements and progress")
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--kernel-timing", action="store_true", help="time the cifar-cnn Monte Carlo kernel only")
+    parser.add_argument("--kernel-m", default="250,1000", help="training points of --kernel-timing (comma-separated)")
+    parser.add_argument("--baseline-tree", type=pathlib.Path, default=None, help="old code for --kernel-timing")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.kernel_timing:
+        rows = kernel_timing(args)
+        if args.out:
+            pathlib.Path(args.out).write_text(json.dumps(rows, indent=2, default=str))
+        return rows
     names = [name.strip() for name in args.cases.split(",") if name.strip()]
     unknown = sorted(set(names) - set(CASES))
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     models = image_models()
     rows = []
     for name in names:

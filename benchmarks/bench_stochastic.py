@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from pacbayes.stochastic import Schedule, certify_stochastic_network
+from pacbayes.families.settings import DziugaiteRoySettings
+from pacbayes.stochastic import certify_stochastic_network
 
 BUDGET_SECONDS = 600.0
 AROUND_MODEL = {"posterior_start": "model", "lambda_grid": True}
@@ -74,10 +75,8 @@ def _example():
 
 def _certify(net, init, x, labels, setting, draws, **mode):
     started = time.perf_counter()
-    options = {"mc_samples": draws, **mode}
-    cert = certify_stochastic_network(
-        net, x, labels, init_state=init, prior_split=setting["prior_split"], seed=0, schedule=Schedule(), **options
-    )
+    settings = DziugaiteRoySettings(init_state=init, prior_split=setting["prior_split"], mc_samples=draws, **mode)
+    cert = certify_stochastic_network(net, x, labels, settings, seed=0)
     return cert, time.perf_counter() - started
 
 

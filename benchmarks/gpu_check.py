@@ -4,12 +4,15 @@
     python benchmarks/gpu_check.py --smoke --device cpu # tiny sizes: checks the script itself
 
 Sections (each timed with CUDA synchronisation; a failing section prints FAILED and the rest run;
-a section that would start after --budget seconds is skipped and says so):
+a section that would start after --budget seconds is skipped and says so; on CUDA each section's peak
+device memory is printed and a section above --memory-gib counts as failed):
 
 1. kernels: FC ReLU NNGP (depth 2) of n MNIST images and a 2-conv CNN NNGP (flatten read-out);
 2. binary EP at m (target <= 1 s at m = 10,000 on an H100/H200-class GPU), next to one float64
    Cholesky of the same m timed in the same run;
 3. multi-class EP, C = 10 (the one-logit kernel shared by ten GPs);
+3b. the structured multi-class certified lower bound, C = 10, at a smaller m (its EP on the device, the
+   proposal's moments on the device, the draws by the compiled kernel on the CPU), next to its EP;
 4. the importance sampler alone: EP-cavity draws at m given the EP sites of section 2 (the compiled
    kernel on the CPU, the per-coordinate torch loop on other devices), with its flop rate;
 5. certified binary ln P(S) at m, EP-cavity proposal given the EP of section 2, the count of draws
@@ -30,6 +33,7 @@ from pacbayes.data import load_dataset
 from pacbayes.device import resolve_device
 from pacbayes.evidence.ep_cavity import CavityProposal
 from pacbayes.evidence.label_model import label_model
+from pacbayes.evidence.multiclass_sampler import structured_certified_log_evidence
 from pacbayes.evidence.sequential import uses_compiled_kernel
 from pacbayes.kernels import nngp_for_module
 
@@ -38,6 +42,8 @@ FULL = {
     "cnn_n": 1_000,
     "ep_m": 10_000,
     "multiclass_m": 5_000,
+    "multiclass_sampler_m": 2_000,
+    "multiclass_draws": 2_000,
     "certified_m": 10_000,
     "draws": 10_000,
 }
@@ -46,6 +52,8 @@ SMOKE = {
     "cnn_n": 40,
     "ep_m": 120,
     "multiclass_m": 30,
+    "multiclass_sampler_m": 40,
+    "multiclass_draws": 300,
     "certified_m": 60,
     "draws": 300,
     "synthetic_m": 150,
@@ -134,6 +142,22 @@ def section_multiclass_ep(device, sizes, state):
     print(f"  10-class EP m = {m:,}: ln P(S) = {ep.log_evidence:.4f}, {clock.seconds:.2f} s, {ep.sweeps} sweeps")
 
 
+def section_multiclass_sampler(device, sizes, state):
+    m, draws = sizes["multiclass_sampler_m"], sizes["multiclass_draws"]
+    K, digits = state["K"][:m, :m], state["digits"][:m]
+    with Clock(device) as clock:
+        ep = label_model(10).ep(K, digits, jitter=1e-6, device=device, method="structured")
+    print(f"  10-class structured EP m = {m:,}: ln P(S) = {ep.log_evidence:.4f}, {clock.seconds:.2f} s")
+    with Clock(device) as clock:
+        cert = structured_certified_log_evidence(
+            K, digits.numpy(), 10, delta_prime=0.01, samples=draws, seed=0, jitter=1e-6, device=device, ep=ep
+        )
+    print(
+        f"  structured certified m = {m:,}: lower {cert.lower:.4f}, {ep.log_evidence - cert.lower:.2f} nats below EP, "
+        f"{clock.seconds:.2f} s for {draws:,} draws ({cert.effective_samples:.0f} effective)"
+    )
+
+
 def _certified_ep(device, sizes, state):
     """The EP result for the certified size: section 2's when the sizes agree, else one run here."""
     m = sizes["certified_m"]
@@ -205,6 +229,7 @@ SECTIONS = (
     ("kernels", section_kernels),
     ("binary EP", section_binary_ep),
     ("multi-class EP", section_multiclass_ep),
+    ("multi-class sampler", section_multiclass_sampler),
     ("sampler", section_sampler),
     ("certified", section_certified),
     ("synthetic EP", section_synthetic),
@@ -217,6 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (checks the script on any device)")
     parser.add_argument("--synthetic-m", type=int, default=30_000)
     parser.add_argument("--budget", type=float, default=450.0, help="seconds after which no section starts")
+    parser.add_argument("--memory-gib", type=float, default=70.0, help="peak device memory allowed per section")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     sizes = dict(SMOKE) if args.smoke else dict(FULL, synthetic_m=args.synthetic_m)
@@ -229,11 +255,18 @@ def main(argv=None) -> int:
             print(f"{title}: SKIPPED (budget of {args.budget:.0f} s used)")
             continue
         print(f"{title}:")
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         try:
             section(device, sizes, state)
         except Exception as err:  # report and go on: one failure must not hide the other figures
             failures += 1
             print(f"  FAILED: {type(err).__name__}: {err}")
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(device) / 2**30
+            over = peak > args.memory_gib
+            failures += over
+            print(f"  peak device memory {peak:.2f} GiB" + (f": FAILED, above {args.memory_gib:g} GiB" if over else ""))
     print(f"total {time.perf_counter() - started:.1f} s, {failures} failed sections")
     return 1 if failures else 0
 

@@ -119,7 +119,7 @@ def plot(rows, args) -> None:
     names = sorted({name for r in rows for name in r["bounds"]})
     for name in names:
         points = [(r["width"], r["bounds"][name]) for r in rows if name in r["bounds"]]
-        ax.plot(*zip(*points), "o-", label=f"{name} bound")
+        ax.plot(*zip(*points, strict=False), "o-", label=f"{name} bound")
     fitted = [r["width"] for r in rows if r["train_error"] == 0.0]
     if fitted:
         ax.axvline(min(fitted), color="red", lw=0.8, ls="--", label=f"interpolation threshold (w = {min(fitted)})")

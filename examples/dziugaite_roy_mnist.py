@@ -30,12 +30,14 @@ import torch
 import torch.nn as nn
 
 from pacbayes.data import MNIST_MEAN_STD, binarise, load_dataset, normalise, take
+from pacbayes.families.settings import DziugaiteRoySettings
 from pacbayes.models import zero_one_error
-from pacbayes.stochastic import OBJECTIVES, Schedule, certify_stochastic_network
+from pacbayes.stochastic import OBJECTIVES, certify_stochastic_network
 from pacbayes.stochastic.bound import POSTERIOR_STARTS
 from pacbayes.stochastic.local import MC_SAMPLINGS
-from pacbayes.stochastic.network import DEFAULT_SIGMOID_TEMPERATURE
 from pacbayes.stochastic.train import SURROGATES
+
+DEFAULTS = DziugaiteRoySettings()
 
 
 def load_mnist(split: str, classes: int, m=None, seed: int = 0):
@@ -77,10 +79,7 @@ def train_network(x, labels, *, hidden: int, classes: int, seed: int, epochs: in
 
 def certify_and_test(title, net, init, x, labels, x_test, labels_test, args) -> dict:
     started = time.perf_counter()
-    cert = certify_stochastic_network(
-        net,
-        x,
-        labels,
+    settings = DziugaiteRoySettings(
         init_state=init,
         objective=args.objective,
         surrogate=args.surrogate,
@@ -89,15 +88,13 @@ def certify_and_test(title, net, init, x, labels, x_test, labels_test, args) -> 
         prior_split=args.prior_split,
         prior_std=args.prior_std,
         lambda_grid=args.lambda_grid,
+        posterior_epochs=args.posterior_epochs,
         mc_samples=args.mc_samples,
         mc_sampling=args.mc_sampling,
         per_point_training=args.per_point_training,
-        seed=args.seed,
         fixed_mean=args.fixed_mean,
-        schedule=Schedule(epochs=args.posterior_epochs),
-        device=args.device,
-        quiet=args.quiet,
     )
+    cert = certify_stochastic_network(net, x, labels, settings, seed=args.seed, device=args.device, quiet=args.quiet)
     certify_seconds = time.perf_counter() - started
     result, d = cert.result, cert.result.details
     test_error = cert.error(x_test, labels_test, n=args.test_samples)
@@ -147,12 +144,12 @@ def parse(argv=None):
     parser.add_argument("--train-epochs", type=int, default=10, help="SGD epochs of MODEL")
     parser.add_argument("--objective", choices=OBJECTIVES, default="quad")
     parser.add_argument("--surrogate", choices=SURROGATES, default="auto", help="training risk (sigmoid: smooth 0-1)")
-    parser.add_argument("--sigmoid-temperature", type=float, default=DEFAULT_SIGMOID_TEMPERATURE)
+    parser.add_argument("--sigmoid-temperature", type=float, default=DEFAULTS.sigmoid_temperature)
     parser.add_argument("--posterior-start", choices=POSTERIOR_STARTS, default="prior")
     parser.add_argument("--prior-split", type=float, default=0.5, help="0: prior at MODEL's initial weights")
-    parser.add_argument("--prior-std", type=float, default=0.03)
+    parser.add_argument("--prior-std", type=float, default=DEFAULTS.prior_std)
     parser.add_argument("--lambda-grid", action="store_true")
-    parser.add_argument("--posterior-epochs", type=int, default=Schedule().epochs)
+    parser.add_argument("--posterior-epochs", type=int, default=DEFAULTS.posterior_epochs)
     parser.add_argument("--mc-samples", type=int, default=20000)
     parser.add_argument("--mc-sampling", choices=MC_SAMPLINGS, default="network", help="point: a draw per point")
     parser.add_argument("--per-point-training", action="store_true", help="local reparameterisation in training")

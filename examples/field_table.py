@@ -314,7 +314,7 @@ def main(argv=None) -> list:
     if args.corruption:
         for dataset in dict.fromkeys(r["dataset"] for r in rows):
             bounds = [r["certified_bound"] for r in rows if r["dataset"] == dataset]
-            rising = all(a <= b for a, b in zip(bounds, bounds[1:]))
+            rising = all(a <= b for a, b in zip(bounds, bounds[1:], strict=False))
             print(f"{dataset}: certified bound {'rises' if rising else 'does not rise'} with corruption: {bounds}")
     rho = spearman(rows, "certified_bound", "sgd_test_error")
     plot(rows, f"{stem}.png", rho)

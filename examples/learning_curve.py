@@ -27,12 +27,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from pacbayes.certification import CertifyOptions, certify  # noqa: E402
+from pacbayes.data import binarise, load_dataset, take  # noqa: E402
+from pacbayes.demo import demo_network, train_to_zero_error  # noqa: E402
 from pacbayes.families import FAMILIES  # noqa: E402
 from pacbayes.families.dziugaite_roy import DziugaiteRoySettings  # noqa: E402
 from pacbayes.families.subspace import SubspaceSettings  # noqa: E402
-from pacbayes.data import binarise, load_dataset, take  # noqa: E402
-from pacbayes.demo import demo_network, train_to_zero_error  # noqa: E402
-
 
 SUBSPACE_DIM = 500
 

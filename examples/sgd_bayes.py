@@ -2,20 +2,20 @@
 
 Set-up (Mingard, Valle-Pérez, Skalse & Louis 2021, Sec. 5's Boolean system): all 128 inputs
 x in {0,1}^7; one training set of ``--m`` = 32 inputs drawn at random (seeded), the other 96 the
-test set T; several target functions f* of different Lempel-Ziv complexity (pacbayes.boolean),
+test set T; several target functions f* of different Lempel-Ziv complexity (boolean_functions.py),
 each labelling the same training inputs. A "function" is a network's labelling of T (its labels
 on S are fixed by zero training error).
 
 Network: 7 -> 40 -> 40 -> 1 ReLU, weights N(0, sigma_w^2 / fan_in), biases N(0, sigma_b^2)
-(pacbayes.boolean.ReluNets). This one prior is the initialisation of every training run, the
+(boolean_functions.ReluNets). This one prior is the initialisation of every training run, the
 distribution the rejection sampler draws from, and (in the infinite-width limit) the NNGP.
 
 - P_SGD(f|S): ``--runs`` independent networks per target and optimiser, all trained at once as
-  one (runs, D) tensor (pacbayes.boolean.train_to_fit): plain SGD (batch 8, ``--sgd-lr``) and,
+  one (runs, D) tensor (boolean_functions.train_to_fit): plain SGD (batch 8, ``--sgd-lr``) and,
   as the second arm, Adam (batch 8, ``--adam-lr``), logistic loss, until zero training error;
   the frequency of each f among the runs that fit S.
 - P_B(f|S) by rejection (exact, finite width): ``--draws`` prior networks, kept when they fit S
-  (pacbayes.boolean.fitting_prior_functions; one pass serves every target). ``--heads`` output
+  (boolean_functions.fitting_prior_functions; one pass serves every target). ``--heads`` output
   layers share each draw of the hidden layers: every network is still an exact prior draw, but
   the counts are dependent within a group (1 = independent draws, slower).
 - P_B(f|S) by NNGP + EP: P(f|S) = P(S u T labelled by f) / P(S), two Gaussian orthant
@@ -48,8 +48,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from boolean_functions import ReluNets, boolean_inputs, fitting_prior_functions, lz_complexity, train_to_fit  # noqa: E402
 
-from pacbayes.boolean import ReluNets, boolean_inputs, fitting_prior_functions, lz_complexity, train_to_fit  # noqa: E402
 from pacbayes.errors import InputError  # noqa: E402
 from pacbayes.evidence import certified_log_evidence, ep_log_evidence  # noqa: E402
 from pacbayes.kernels import FullyConnectedNNGP  # noqa: E402
@@ -71,7 +71,7 @@ def function_counts(signs: torch.Tensor) -> dict:
     if signs.shape[0] == 0:
         return {}
     unique, counts = np.unique(np.packbits(signs.numpy(), axis=1), axis=0, return_counts=True)
-    return {row.tobytes(): int(c) for row, c in zip(unique, counts)}
+    return {row.tobytes(): int(c) for row, c in zip(unique, counts, strict=False)}
 
 
 def key_signs(key: bytes, n: int) -> torch.Tensor:
@@ -205,7 +205,7 @@ def run(args) -> dict:
     )
     seconds = {"rejection": time.perf_counter() - started}
     results = {}
-    for name, signs in zip(args.targets, accepted):
+    for name, signs in zip(args.targets, accepted, strict=False):
         y = labels[name]
         block = {
             "lz": lz_complexity("".join("1" if b else "0" for b in y.tolist())),

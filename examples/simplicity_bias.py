@@ -45,9 +45,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from boolean_functions import boolean_inputs, lz76_words, lz_complexity  # noqa: E402, F401  (lz76_words: tests)
 from scipy.stats import spearmanr  # noqa: E402
-
-from pacbayes.boolean import boolean_inputs, lz76_words, lz_complexity  # noqa: E402, F401  (lz76_words: tests)
 
 ARCHITECTURES = {"perceptron": 0, "relu-1-hidden": 1, "relu-2-hidden": 2}
 TWO_INPUT_NAMES = {
@@ -147,7 +146,7 @@ def cone_solid_angle(normals: np.ndarray) -> float:
     e2 = np.cross(centre, e1)
     rays = rays[np.argsort(np.arctan2(rays @ e2, rays @ e1))]
     total = 0.0
-    for b, c in zip(rays[1:-1], rays[2:]):
+    for b, c in zip(rays[1:-1], rays[2:], strict=False):
         a = rays[0]
         total += 2.0 * math.atan2(abs(np.dot(a, np.cross(b, c))), 1.0 + a @ b + b @ c + c @ a)
     return total

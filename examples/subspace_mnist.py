@@ -21,16 +21,12 @@ import torch
 from torch import nn
 
 from pacbayes.data import binarise, load_dataset
+from pacbayes.families.settings import SubspaceSettings
 from pacbayes.models import reinitialise, zero_one_error
 from pacbayes.subspace import save_subspace_model, subspace_bound, train_subspace_model
 from pacbayes.subspace.evaluation import training_loss
-from pacbayes.subspace.training import (
-    DEFAULT_EPOCHS,
-    DEFAULT_PATIENCE,
-    DEFAULT_PRIOR_EPOCHS,
-    DEFAULT_QAT_EPOCHS,
-    DEFAULT_RATE_WEIGHT,
-)
+
+DEFAULTS = SubspaceSettings()
 
 
 def small_cnn(outputs: int) -> nn.Module:
@@ -64,12 +60,12 @@ def train_uncompressed(net: nn.Module, train, *, epochs: int, seed: int) -> nn.M
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="most epochs (stops at convergence)")
-    parser.add_argument("--patience", type=int, default=DEFAULT_PATIENCE, help="0: run all --epochs")
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--qat-epochs", type=int, default=DEFAULT_QAT_EPOCHS)
+    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="most epochs (stops at convergence)")
+    parser.add_argument("--patience", type=int, default=DEFAULTS.patience, help="0: run all --epochs")
+    parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    parser.add_argument("--qat-epochs", type=int, default=DEFAULTS.qat_epochs)
     parser.add_argument(
-        "--rate-weight", type=float, default=DEFAULT_RATE_WEIGHT, help="code-length weight in fine-tuning"
+        "--rate-weight", type=float, default=DEFAULTS.rate_weight, help="code-length weight in fine-tuning"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--delta", type=float, default=0.05)
@@ -79,7 +75,7 @@ def main():
     parser.add_argument(
         "--prior-split", type=float, default=0.0, help="fraction of S that trains theta0 (the bound uses the rest)"
     )
-    parser.add_argument("--prior-epochs", type=int, default=DEFAULT_PRIOR_EPOCHS)
+    parser.add_argument("--prior-epochs", type=int, default=DEFAULTS.prior_epochs)
     parser.add_argument("--binary", action="store_true", help="digits 0-4 vs 5-9, one logit")
     parser.add_argument("--save", help="write the compressed model to this file")
     parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy machine)")
@@ -93,22 +89,18 @@ def main():
         train, test = binarise(train), binarise(test)
     net = small_cnn(1 if args.binary else 10)
     started = time.perf_counter()
-    compressed = train_subspace_model(
-        net,
-        train.x,
-        train.labels,
+    settings = SubspaceSettings(
         dim=args.dim,
-        seed=args.seed,
         epochs=args.epochs,
-        patience=args.patience or None,
+        patience=args.patience,
         lr=args.lr,
         qat_epochs=args.qat_epochs,
         rate_weight=args.rate_weight,
-        extra_configurations=args.configurations,
         prior_split=args.prior_split,
         prior_epochs=args.prior_epochs,
-        quiet=args.quiet,
+        extra_configurations=args.configurations,
     )
+    compressed = train_subspace_model(net, train.x, train.labels, settings, seed=args.seed, quiet=args.quiet)
     trained = time.perf_counter() - started
     result = subspace_bound(compressed, train.x, train.labels, delta=args.delta, test=(test.x, test.labels))[0]
     if args.save:

@@ -1,72 +1,33 @@
-"""Argument checks at the library's entry points, and output locations checked before any work.
-
-:func:`certify_arguments`, :func:`assert_certified_arguments` and :func:`monitor_arguments` run first
-in :func:`pacbayes.certification.certify`, :func:`pacbayes.testing.assert_certified` and
-:class:`pacbayes.monitor.BoundMonitor`: a wrong type, a non-finite number or a non-Dataset argument
-raises :class:`~pacbayes.errors.InputError` naming the argument and what it must be, never a bare
-``TypeError`` or ``AttributeError`` from deep inside the computation.
+"""Torch-free argument checks: names, integer lists, instances, seeds, and output locations checked before
+any work.
 
 :func:`check_output_path` and :func:`check_output_dir` are called by every command that writes a
 file, before it loads or computes anything, so that a location it cannot write fails at once;
 :func:`check_not_an_input` refuses an output that is one of the command's inputs. Inputs are
 opened with :func:`open_regular` (or checked with :func:`regular_file`): a FIFO or a device would
-block a read or never end it.
+block a read or never end it. The checks of the library's entry points (models, datasets, options)
+are in :mod:`pacbayes.call_arguments`; numbers, integers and flags in :mod:`pacbayes.checks`.
 """
 
-import dataclasses
-import math
 import numbers
 import os
 import stat
 import tempfile
 
+from pacbayes.checks import integer
 from pacbayes.errors import InputError
 
 
 # ---------------------------------------------------------------- small type checks
-def _kind(value) -> str:
+def type_name(value) -> str:
     return type(value).__name__
-
-
-def real(value, name: str, *, low=None, high=None, open_low=False, open_high=False) -> float:
-    """``value`` as a finite float (not a bool, not a string), optionally inside [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{name} must be a number, got {value!r} ({_kind(value)})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value}")
-    below = low is not None and (value <= low if open_low else value < low)
-    above = high is not None and (value >= high if open_high else value > high)
-    if below or above:
-        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-        raise InputError(f"{name} must lie in {interval}, got {value}")
-    return value
-
-
-def integer(value, name: str, *, minimum=None, maximum=None, optional: bool = False):
-    """``value`` as an int (not a bool, a float or a string) in [``minimum``, ``maximum``]; None if ``optional``."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputError(f"{name} must be an integer{' or None' if optional else ''}, got {value!r} ({_kind(value)})")
-    if minimum is not None and value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise InputError(f"{name} must be an integer <= {maximum}, got {value}")
-    return int(value)
-
-
-def flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be True or False, got {value!r} ({_kind(value)})")
-    return value
 
 
 def instance(value, kind, name: str, what: str, *, optional: bool = False):
     if value is None and optional:
         return None
     if not isinstance(value, kind):
-        raise InputError(f"{name} must be {what}{' or None' if optional else ''}, got {_kind(value)}")
+        raise InputError(f"{name} must be {what}{' or None' if optional else ''}, got {type_name(value)}")
     return value
 
 
@@ -99,38 +60,6 @@ def integers(value, name: str):
     return tuple(int(v) for v in value)
 
 
-def _model(value, name: str = "model"):
-    import torch
-
-    return instance(value, torch.nn.Module, name, "a torch.nn.Module (load a file with pacbayes.models.load_model)")
-
-
-def _dataset(value, name: str, *, optional: bool = False):
-    from pacbayes.data import Dataset
-
-    instance(value, Dataset, name, "a pacbayes.data.Dataset (e.g. from pacbayes.data.load_dataset)", optional=optional)
-    if value is not None and len(value) == 0:
-        raise InputError(f"{name} is empty; it needs at least one example")
-    return value
-
-
-def _settings(value, kind, name: str):
-    """A family's settings dataclass: of the right type, every float in it finite and every user option
-    inside its declared limits (:func:`pacbayes.options.check_limits`)."""
-    from pacbayes.options import check_limits
-
-    instance(value, kind, name, f"a {kind.__name__}")
-    for f in dataclasses.fields(value):
-        entry = getattr(value, f.name)
-        numbers_in = entry if isinstance(entry, (tuple, list)) else (entry,)
-        for number in numbers_in:
-            if isinstance(number, float) and not math.isfinite(number):
-                raise InputError(f"{name}.{f.name} must be finite, got {entry!r}")
-        if "cli" in f.metadata:
-            check_limits(f, entry, f"{name}.{f.name}")
-    return value
-
-
 MAX_SEED = 2**63 - 1
 """The largest seed: torch's generators take a signed 64-bit seed."""
 
@@ -138,110 +67,6 @@ MAX_SEED = 2**63 - 1
 def random_seed(value, name: str = "seed") -> int:
     """A seed: an integer in [0, :data:`MAX_SEED`]."""
     return integer(value, name, minimum=0, maximum=MAX_SEED)
-
-
-def _device(value, name: str = "device"):
-    import torch
-
-    from pacbayes.device import resolve_device
-
-    instance(value, (str, torch.device), name, "a torch device name such as 'cpu' or 'cuda'", optional=True)
-    return None if value is None else resolve_device(value, name)
-
-
-# ---------------------------------------------------------------- the entry points
-def certify_arguments(model, train, test, options) -> None:
-    """Check the arguments of :func:`pacbayes.certification.certify` (see the module docstring)."""
-    from pacbayes.certification import CertifyOptions
-
-    _model(model)
-    _dataset(train, "train")
-    _dataset(test, "test")
-    instance(options, CertifyOptions, "options", "a pacbayes.certification.CertifyOptions")
-    options_arguments(options)
-
-
-def options_arguments(options, prefix: str = "options.") -> None:
-    """Check the fields of a CertifyOptions, each named ``prefix`` + its name (a claims file passes the claim)."""
-    from pacbayes.families import FAMILIES, settings_attribute
-
-    names(options.bounds, f"{prefix}bounds")
-    real(options.delta, f"{prefix}delta", low=0.0, high=1.0, open_low=True, open_high=True)
-    integer(options.m, f"{prefix}m", minimum=2, optional=True)
-    random_seed(options.seed, f"{prefix}seed")
-    real(options.corrupt, f"{prefix}corrupt", low=0.0, high=1.0)
-    integers(options.negative_classes, f"{prefix}negative_classes")
-    _device(options.device, f"{prefix}device")
-    integer(options.holdout_candidates, f"{prefix}holdout_candidates", minimum=1)
-    flag(options.allow_duplicates, f"{prefix}allow_duplicates")
-    flag(options.quiet, f"{prefix}quiet")
-    if getattr(options, "max_minutes", None) is not None:
-        real(options.max_minutes, f"{prefix}max_minutes", low=0.0, open_low=True)
-    for name, family in FAMILIES.items():
-        attribute = settings_attribute(name)
-        if getattr(options, attribute, None) is not None:
-            _settings(getattr(options, attribute), family.settings_type, f"{prefix}{attribute}")
-
-
-def assert_certified_arguments(
-    model, train, *, test, bound, at_most, delta, m, seed, marginal, cache_dir, quiet
-) -> None:
-    """Check the arguments of :func:`pacbayes.testing.assert_certified`."""
-    from pacbayes.families.marginal import MarginalSettings
-
-    _model(model)
-    _dataset(train, "train")
-    if test is None:
-        raise InputError(
-            "assert_certified needs held-out data for the measured test error: pass test=... (disjoint from train)"
-        )
-    _dataset(test, "test")
-    instance(bound, str, "bound", "the name of a bound family such as 'marginal'")
-    real(at_most, "at_most", low=0.0, high=1.0)
-    real(delta, "delta", low=0.0, high=1.0, open_low=True, open_high=True)
-    integer(m, "m", minimum=2, optional=True)
-    random_seed(seed)
-    _settings(marginal, MarginalSettings, "marginal")
-    if cache_dir is not None and cache_dir is not False and not isinstance(cache_dir, (str, os.PathLike)):
-        raise InputError(
-            f"cache_dir must be a folder path, None (the default folder) or False (no cache), got {cache_dir!r}"
-        )
-    flag(quiet, "quiet")
-
-
-def monitor_arguments(
-    model,
-    train,
-    *,
-    test,
-    bounds,
-    delta,
-    every,
-    overhead,
-    max_checkpoints,
-    marginal,
-    negative_classes,
-    seed,
-    callback,
-    quiet,
-) -> None:
-    """Check the arguments of :class:`pacbayes.monitor.BoundMonitor`."""
-    from pacbayes.families.marginal import MarginalSettings
-
-    _model(model)
-    _dataset(train, "train")
-    _dataset(test, "test", optional=True)
-    names(bounds, "bounds")
-    real(delta, "delta", low=0.0, high=1.0, open_low=True, open_high=True)
-    integer(every, "every", minimum=1, optional=True)
-    real(overhead, "overhead", low=0.0, high=1.0, open_low=True, open_high=True)
-    integer(max_checkpoints, "max_checkpoints", minimum=1)
-    _settings(marginal, MarginalSettings, "marginal")
-    integers(negative_classes, "negative_classes")
-    random_seed(seed)
-    if callback is not None and not callable(callback):
-        raise InputError(f"callback must be a function taking a MonitorResult (or None), got {_kind(callback)}")
-    flag(quiet, "quiet")
 
 
 # ---------------------------------------------------------------- input files
@@ -411,13 +236,14 @@ def check_output_dir(path, flag_name: str):
 
 __all__ = [
     "MAX_SEED",
-    "assert_certified_arguments",
-    "certify_arguments",
     "check_not_an_input",
     "check_output_dir",
     "check_output_path",
-    "monitor_arguments",
+    "instance",
+    "integers",
+    "names",
     "open_regular",
     "random_seed",
     "regular_file",
+    "type_name",
 ]

@@ -47,7 +47,6 @@ file and the line: an unreadable line may hide attempts, and a file that is not 
 be appended to.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -57,15 +56,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import chain
-from typing import Optional
 
 from pacbayes import checks
 from pacbayes.arguments import check_output_path
 from pacbayes.bounds import series_delta
 from pacbayes.errors import InputError, one_line
+from pacbayes.hashing import feed_tensor, json_digest, tensors_sha256
 from pacbayes.options import LEDGER_FLAG, ledger_option
 from pacbayes.progress import announce
-from pacbayes.provenance import hash_tensor, tensors_sha256
 
 OTHER_ATTEMPTS = "other attempts (reserved for reruns, see --attempts-ledger)"
 MAX_LEDGER_BYTES = 1 << 28
@@ -77,7 +75,7 @@ _NAMED_KEY = re.compile(rb'\{"key": "([0-9a-f]{64})"')
 _JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
 
 
-_REPLAY: ContextVar[Optional[dict]] = ContextVar("pacbayes_attempt_replay", default=None)
+_REPLAY: ContextVar[dict | None] = ContextVar("pacbayes_attempt_replay", default=None)
 
 
 @contextmanager
@@ -101,7 +99,7 @@ class Attempt:
     """
 
     number: int = 1
-    ledger: Optional[str] = None
+    ledger: str | None = None
     reserves: bool = True
 
     def share(self, delta: float) -> float:
@@ -150,10 +148,10 @@ def attempt_key(family: str, sample: dict, statement: dict, model, weights: bool
     """SHA-256 of the statement a run is an attempt at (see the module docstring): the family, what S
     was drawn from, the statement's settings, the architecture and, when ``weights``, the weights."""
     described = {"family": family, "sample": sample, "statement": statement, "architecture": architecture(model)}
-    digest = hashlib.sha256(json.dumps(_canonical(described), sort_keys=True).encode())
+    digest = json_digest(_canonical(described))
     if weights:
         for name, tensor in model.named_parameters():
-            hash_tensor(digest, tensor, name)
+            feed_tensor(digest, tensor, name)
     return digest.hexdigest()
 
 
@@ -175,7 +173,7 @@ def count_attempt(
     ledger,
     family: str,
     *,
-    sample: Optional[dict],
+    sample: dict | None,
     data: tuple,
     statement: dict,
     model,
@@ -199,7 +197,7 @@ def count_attempt(
     return Attempt(number, os.fspath(ledger), reserves)
 
 
-def check_ledger(path) -> Optional[str]:
+def check_ledger(path) -> str | None:
     """Refuse, before any work, a ledger that cannot be appended to (a directory, a path under a file,
     a folder that refuses new files, a file that is not regular or not writable) or read (a line
     that is not a ledger entry). Returns the path as a string (None stays None)."""
@@ -235,7 +233,7 @@ class _Contents:
     entries: list
     end: int
     repair: bytes
-    torn: Optional[str] = None
+    torn: str | None = None
 
 
 def _parse(data: bytes, path: str) -> _Contents:
@@ -280,7 +278,7 @@ def _entry(raw: bytes, path: str, number: int) -> dict:
     )
 
 
-def _torn(tail: bytes) -> Optional[dict]:
+def _torn(tail: bytes) -> dict | None:
     """The entry a cut-short last line stands for, or None when ``tail`` is not the start of a ledger line."""
     head = tail.lstrip()
     if len(tail) > MAX_TORN_BYTES or not head.isascii():

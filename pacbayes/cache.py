@@ -4,7 +4,7 @@
 prior, a trained posterior, a subspace fit, ...) in DIR under the SHA-256 of the phase's exact inputs:
 its name and code version, the package version, its settings, and the dtype, shape and bytes of every
 input tensor (data, model weights, the state of each random generator it draws from; hashed by
-:func:`pacbayes.provenance.hash_tensor`). A later run with the same inputs reads the result instead
+:func:`pacbayes.hashing.feed_tensor`). A later run with the same inputs reads the result instead
 of recomputing it, and continues from the generators' stored states, so every certified number is
 the one a fresh run gives; any change of data, model, settings or seed changes the key.
 
@@ -14,13 +14,11 @@ phase expects, holds a non-finite number, or whose checksum (SHA-256 of its key 
 match is ignored with one warning and the phase recomputed. Entries are written atomically.
 """
 
-import hashlib
-import json
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -28,7 +26,7 @@ import torch
 from pacbayes import __version__
 from pacbayes.arguments import open_regular
 from pacbayes.errors import PacBayesWarning
-from pacbayes.provenance import hash_tensor
+from pacbayes.hashing import canonical_json, feed_tensor, sha256
 from pacbayes.report import write_atomically
 
 CHECKSUM = "checksum"
@@ -56,11 +54,10 @@ class Phase:
 
     def key(self) -> str:
         """SHA-256 (hex) of the package version, the phase's name, version and settings, then its inputs."""
-        digest = hashlib.sha256()
-        plain = json.dumps(self.settings, sort_keys=True, allow_nan=True)
-        digest.update(f"pacbayes {__version__}|{self.name} v{self.version}|{plain}|".encode())
+        plain = canonical_json(self.settings).decode()
+        digest = sha256(f"pacbayes {__version__}|{self.name} v{self.version}|{plain}|".encode())
         for label in sorted(self.inputs):
-            hash_tensor(digest, torch.as_tensor(self.inputs[label]), f"{label}|")
+            feed_tensor(digest, torch.as_tensor(self.inputs[label]), f"{label}|")
         return digest.hexdigest()
 
 
@@ -70,19 +67,21 @@ def like(tensor: torch.Tensor) -> tuple:
 
 
 def _checksum(key: str, arrays: dict) -> np.ndarray:
-    digest = hashlib.sha256(key.encode())
+    digest = sha256(key.encode())
     for label in sorted(arrays):
-        hash_tensor(digest, torch.from_numpy(np.array(arrays[label], order="C")), f"{label}|")
+        feed_tensor(digest, np.array(arrays[label], order="C"), f"{label}|")
     return np.frombuffer(digest.digest(), dtype=np.uint8).copy()
 
 
-def _problem(arrays: dict, expected: dict) -> Optional[str]:
+def _problem(arrays: dict, expected: dict) -> str | None:
     """Why ``arrays`` is not what the phase stores (None when it is)."""
     if set(arrays) != set(expected):
         return f"holds arrays {sorted(arrays)}, expected {sorted(expected)}"
     for label, (shape, dtype) in expected.items():
         array = arrays[label]
-        fits = len(array.shape) == len(shape) and all(want in (None, got) for want, got in zip(shape, array.shape))
+        fits = len(array.shape) == len(shape) and all(
+            want in (None, got) for want, got in zip(shape, array.shape, strict=False)
+        )
         if not fits or array.dtype != np.dtype(dtype):
             return f"{label} is {array.dtype}{tuple(array.shape)}, expected {np.dtype(dtype)}{tuple(shape)}"
         if array.dtype.kind in "fc" and not np.isfinite(array).all():
@@ -99,7 +98,7 @@ class PhaseCache:
     def path(self, phase: Phase, key: str) -> str:
         return os.path.join(self.folder, f"{phase.name}-{key}.npz")
 
-    def get(self, phase: Phase, key: str) -> Optional[dict]:
+    def get(self, phase: Phase, key: str) -> dict | None:
         """The stored result (name -> tensor) for ``phase`` under ``key`` (its :meth:`Phase.key`); None when
         there is none, or (with one :class:`PhaseCacheWarning`) when the entry is unreadable or invalid."""
         path = self.path(phase, key)
@@ -132,7 +131,7 @@ class PhaseCache:
         write_atomically(self.path(phase, key), lambda stream: np.savez(stream, **arrays), binary=True)
 
 
-def cached(cache: Optional[PhaseCache], phase: Phase, compute: Callable[[], dict], generators=()) -> dict:
+def cached(cache: PhaseCache | None, phase: Phase, compute: Callable[[], dict], generators=()) -> dict:
     """``compute()`` (name -> tensor), or its stored result when ``cache`` holds one for ``phase``.
 
     ``generators``: the torch generators ``compute`` draws from: their states are inputs of the key and
@@ -160,6 +159,6 @@ def cached(cache: Optional[PhaseCache], phase: Phase, compute: Callable[[], dict
     return {label: torch.as_tensor(value).detach().cpu() for label, value in result.items()}
 
 
-def phase_cache(folder) -> Optional[PhaseCache]:
+def phase_cache(folder) -> PhaseCache | None:
     """A :class:`PhaseCache` on ``folder``, or None for no folder (None or empty)."""
     return PhaseCache(folder) if folder else None

@@ -13,20 +13,20 @@ reported side by side, each naming its classifier, and a gate holds for every re
 
 import math
 import time
-from dataclasses import dataclass, field, make_dataclass, replace
-from typing import Optional
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
-from pacbayes.bounds import holdout_bound, split_delta
-from pacbayes import arguments, attempts, checks, provenance
-from pacbayes.bounds import clean_distribution_bound
+from pacbayes import arguments, attempts, call_arguments, checks, provenance
+from pacbayes.bounds import clean_distribution_bound, holdout_bound, split_delta
 from pacbayes.data import Dataset, apply_label_map, binarise, certified_subset, check_disjoint, corrupt_labels
 from pacbayes.data.dataset import check_value_ranges
 from pacbayes.data.subsets import duplicates_assumption
 from pacbayes.errors import InputError
 from pacbayes.estimates import PhaseEstimate, announce_estimates, best_time, check_time_budget, preserved_numpy_random
-from pacbayes.families import FAMILIES, RunContext, settings_attribute
+from pacbayes.families import FAMILIES, SETTINGS, RunContext, settings_attribute
+from pacbayes.families.settings import DziugaiteRoySettings, MarginalSettings, SubspaceSettings
 from pacbayes.models import as_plain_sequential, classification_error, count_mistakes, model_outputs, output_dim
 from pacbayes.results import BoundResult, WithBounds
 
@@ -34,7 +34,9 @@ HOLDOUT = "hold-out (test-set bound for the model)"
 MODEL_CLASSIFIER = "model"
 
 
-_OPTIONS_DOC = """What to certify and how; every random step is seeded by ``seed``.
+@dataclass(frozen=True)
+class CertifyOptions:
+    """What to certify and how; every random step is seeded by ``seed``.
 
     bounds: the families to run (names in :data:`pacbayes.families.FAMILIES`); delta: the total
     failure probability, split over every certified number; m: a seeded subset of the training
@@ -48,44 +50,52 @@ _OPTIONS_DOC = """What to certify and how; every random step is seeded by ``seed
     family's work, a run whose phases are expected to take longer (:func:`run_estimates`; None: no
     limit; the phases are estimated and announced whenever ``quiet`` is False); cache_dir: a folder where
     the families keep the results of their long phases, keyed by content (:mod:`pacbayes.cache`), so that a
-    stopped run resumes and a rerun gives the same numbers (None: no cache). One more field per registered
-    family holds its settings: ``marginal``, ``dziugaite_roy``, ``subspace``, ...
+    stopped run resumes and a rerun gives the same numbers (None: no cache). One more field per built-in
+    family holds its settings: ``marginal``, ``dziugaite_roy``, ``subspace`` (:data:`FAMILY_FIELDS`); a
+    family registered later (a plugin, a test) runs with its default settings (:meth:`settings_for`).
     """
 
+    bounds: tuple[str, ...] = ("marginal",)
+    delta: float = 0.05
+    m: int | None = None
+    seed: int = 0
+    corrupt: float = 0.0
+    negative_classes: tuple[int, ...] | None = None
+    device: str | None = None
+    holdout_candidates: int = 1
+    allow_duplicates: bool = False
+    quiet: bool = True
+    max_minutes: float | None = None
+    cache_dir: str | None = None
+    marginal: MarginalSettings = MarginalSettings()
+    dziugaite_roy: DziugaiteRoySettings = DziugaiteRoySettings()
+    subspace: SubspaceSettings = SubspaceSettings()
 
-def _settings_for(options, name: str):
-    """The settings ``options`` holds for family ``name``; a family registered after this module was
-    imported (a plugin, a test) runs with its default settings."""
-    return getattr(options, settings_attribute(name), None) or FAMILIES[name].settings_type()
+    def settings_for(self, name: str) -> Any:
+        """The settings these options hold for family ``name``: its field's (None there: the family's
+        defaults), or the defaults of a family without a field."""
+        attribute = settings_attribute(name)
+        held = getattr(self, attribute) if attribute in FAMILY_FIELDS else None
+        return held or FAMILIES[name].settings_type()
+
+    def with_settings(self, settings: dict[str, Any]) -> "CertifyOptions":
+        """These options with ``settings`` (family name -> its settings) in the families' fields; a family
+        without a field (registered later) runs with its defaults, so other settings for it are refused."""
+        fields: dict[str, Any] = {}
+        for name, given in settings.items():
+            attribute = settings_attribute(name)
+            if attribute in FAMILY_FIELDS:
+                fields[attribute] = given
+            elif given != FAMILIES[name].settings_type():
+                raise InputError(
+                    f"family {name} was registered after pacbayes was built, so CertifyOptions holds no settings "
+                    f"for it and it runs with its defaults; give {type(given).__name__}() or leave its settings out"
+                )
+        return replace(self, **fields)
 
 
-def _options_class():
-    """CertifyOptions: the run-wide fields plus one settings field per registered family."""
-    common = [
-        ("bounds", tuple[str, ...], field(default=("marginal",))),
-        ("delta", float, field(default=0.05)),
-        ("m", Optional[int], field(default=None)),
-        ("seed", int, field(default=0)),
-        ("corrupt", float, field(default=0.0)),
-        ("negative_classes", Optional[tuple[int, ...]], field(default=None)),
-        ("device", Optional[str], field(default=None)),
-        ("holdout_candidates", int, field(default=1)),
-        ("allow_duplicates", bool, field(default=False)),
-        ("quiet", bool, field(default=True)),
-        ("max_minutes", Optional[float], field(default=None)),
-        ("cache_dir", Optional[str], field(default=None)),
-    ]
-    per_family = [
-        (settings_attribute(name), family.settings_type, field(default=family.settings_type()))
-        for name, family in FAMILIES.items()
-    ]
-    options = make_dataclass("CertifyOptions", common + per_family, frozen=True)
-    options.__module__, options.__doc__ = __name__, _OPTIONS_DOC
-    options.settings_for = _settings_for
-    return options
-
-
-CertifyOptions = _options_class()
+FAMILY_FIELDS = tuple(settings_attribute(name) for name in SETTINGS)
+"""The fields of :class:`CertifyOptions` that hold the built-in families' settings, in the registry's order."""
 
 
 @dataclass
@@ -112,7 +122,7 @@ class Report(WithBounds):
     not_applying: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
-    def best_certified_result(self) -> Optional[BoundResult]:
+    def best_certified_result(self) -> BoundResult | None:
         """The smallest certified bound, which names its classifier (all hold together: one union bound).
 
         It is a bound on *its* classifier only; use :meth:`certified_by_family` for a gate.
@@ -120,7 +130,7 @@ class Report(WithBounds):
         certified = [b for b in self.bounds if b.certified]
         return min(certified, key=lambda b: b.value) if certified else None
 
-    def best_certified(self) -> Optional[float]:
+    def best_certified(self) -> float | None:
         """The value of :meth:`best_certified_result` (None when nothing is certified)."""
         best = self.best_certified_result()
         return None if best is None else best.value
@@ -130,14 +140,10 @@ class Report(WithBounds):
 
         Clean-label conversions are left out: they are statements about another distribution.
         """
-        result = {}
+        result: dict[str, BoundResult | None] = {}
         for b in self.bounds:
-            result.setdefault(b.family, None)
-            if (
-                b.certified
-                and "converted_from" not in b.details
-                and (result[b.family] is None or b.value < result[b.family].value)
-            ):
+            best = result.setdefault(b.family, None)
+            if b.certified and "converted_from" not in b.details and (best is None or b.value < best.value):
                 result[b.family] = b
         return result
 
@@ -176,7 +182,7 @@ class Report(WithBounds):
         }
 
 
-def _field(result: Optional[BoundResult], name: str):
+def _field(result: BoundResult | None, name: str):
     return None if result is None else getattr(result, name)
 
 
@@ -249,7 +255,7 @@ def certify(
     error) refuses the run, unless ``report_inapplicable``: then it is left out, its reason recorded
     in the report's ``not_applying``, and the other families and the hold-out bound are computed.
     """
-    arguments.certify_arguments(model, train, test, options)
+    call_arguments.certify_arguments(model, train, test, options, CertifyOptions)
     _check_options(options)
     started = time.perf_counter()
     origin = provenance.collect(options, train, test)  # the data as given, before any subset
@@ -336,7 +342,7 @@ def certify(
 
 def run_estimates(model, train: Dataset, test: Dataset, options, outputs: int) -> list:
     """The expected time and memory of the measurement of the model's errors and of every phase the
-    requested families will run (each family's ``estimate``, where it has one), announced unless
+    requested families will run (each family's ``estimate``), announced unless
     ``options.quiet``; refused (InputError) when they add up to more than ``options.max_minutes``.
     Nothing is estimated when quiet without a limit. The probes leave torch's and numpy's global
     random states as they found them."""
@@ -346,9 +352,9 @@ def run_estimates(model, train: Dataset, test: Dataset, options, outputs: int) -
     with torch.random.fork_rng(devices=[]), preserved_numpy_random():
         estimates = [measure_estimate(model, train, test)]
         for name in options.bounds:
-            estimator = getattr(FAMILIES[name], "estimate", None)
-            if estimator is not None:
-                estimates += estimator(model, train, test, settings=options.settings_for(name), context=context)
+            estimates += FAMILIES[name].estimate(
+                model, train, test, settings=options.settings_for(name), context=context
+            )
     announce_estimates(estimates, quiet=options.quiet)
     check_time_budget(estimates, options.max_minutes)
     return estimates

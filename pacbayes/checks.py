@@ -1,4 +1,16 @@
-"""Argument checks shared across the package (torch-free; one clear error per bad input)."""
+"""Argument checks shared across the package (torch-free; one clear error per bad input).
+
+The validation primitives, one definition each, so that every entry point agrees on what a value is:
+
+- a *number* (:func:`number`, :func:`finite`, :func:`nonnegative`, :func:`probability`, :func:`delta`) is
+  anything ``float()`` takes (Python and numpy floats and ints, a 0-d array) except a bool, a string
+  or bytes;
+- an *integer* (:func:`integer`, :func:`positive_integer`, :func:`integer_at_least`) is a Python or
+  numpy integer (``numbers.Integral``), never a bool and never a float, not even 3.0;
+- a *count* of the bound arithmetic (:func:`sample_size`: m, n, k, errors) is an integer or a float
+  holding a whole number (``m=1e4``), since those functions take plain numbers from any arithmetic;
+- a *flag* (:func:`flag`) is True or False, nothing else.
+"""
 
 import math
 import numbers
@@ -7,21 +19,29 @@ from pacbayes.errors import InputError
 
 
 def number(value, name: str) -> float:
-    """``value`` as a float (infinities and NaN kept); a string (even "0.05"), None or anything float()
-    refuses is an InputError."""
+    """``value`` as a float (infinities and NaN kept); a bool, a string (even "0.05"), None or anything
+    float() refuses is an InputError."""
     if isinstance(value, (str, bytes)):
         raise InputError(f"{name} must be a number, got the string {value!r}")
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be a number, got the bool {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number, got {value!r} ({type(value).__name__})") from None
 
 
-def finite(value: float, name: str) -> float:
-    """``value`` as a finite float (see :func:`number` for what is refused)."""
+def finite(value: float, name: str, *, low=None, high=None, open_low: bool = False, open_high: bool = False) -> float:
+    """``value`` as a finite float (see :func:`number` for what is refused), inside [``low``, ``high``] when
+    they are given (``open_low`` / ``open_high``: excluding that end)."""
     value = number(value, name)
     if not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value}")
+    below = low is not None and (value <= low if open_low else value < low)
+    above = high is not None and (value >= high if open_high else value > high)
+    if below or above:
+        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise InputError(f"{name} must lie in {interval}, got {value}")
     return value
 
 
@@ -33,6 +53,8 @@ def delta(value: float, name: str = "delta") -> float:
 
 
 def sample_size(value, name: str = "m", minimum: int = 2) -> int:
+    """A count of the bound arithmetic as an int: an integer, or a float holding a whole number (1e4),
+    at least ``minimum``."""
     try:
         whole = not isinstance(value, (bool, str, bytes)) and int(value) == value
     except (TypeError, ValueError, OverflowError):  # None, nan, inf, an array
@@ -72,11 +94,50 @@ def nonnegative(value: float, name: str) -> float:
     return value
 
 
-def integer_at_least(value, name: str, minimum: int) -> int:
-    """``value`` as an int; InputError unless it is an integer (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _integer_range(minimum, maximum) -> str:
+    if minimum is not None and maximum is not None:
+        return f"an integer in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f"an integer >= {minimum}"
+    return "an integer" if maximum is None else f"an integer <= {maximum}"
+
+
+def integer(value, name: str, *, minimum=None, maximum=None, optional: bool = False):
+    """``value`` as an int: a Python or numpy integer (not a bool, not a float) in [``minimum``, ``maximum``]
+    (None: unbounded); None stays None when ``optional``."""
+    if value is None and optional:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
+        wanted = _integer_range(minimum, maximum) + (" or None" if optional else "")
+        shown = f"{value!r}" if isinstance(value, numbers.Integral) and not isinstance(value, bool) else _shown(value)
+        raise InputError(f"{name} must be {wanted}, got {shown}")
     return int(value)
+
+
+def _shown(value) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def integer_at_least(value, name: str, minimum: int) -> int:
+    """:func:`integer` with a lowest value."""
+    return integer(value, name, minimum=minimum)
+
+
+def positive_integer(value, name: str) -> int:
+    """:func:`integer` >= 1."""
+    return integer(value, name, minimum=1)
+
+
+def flag(value, name: str) -> bool:
+    """``value`` when it is True or False (not 0, 1 or a string)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {_shown(value)}")
+    return value
 
 
 MAX_NESTING = 100

@@ -53,13 +53,13 @@ import numbers
 import operator
 import os
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Optional
 
 import torch
 
-from pacbayes import arguments, checks
+from pacbayes import arguments, call_arguments, checks
 from pacbayes.certification import CertifyOptions, prepare_data
 from pacbayes.data.embedded import NAME as EMBEDDED_NAME
 from pacbayes.demo import demo_network, train_to_zero_error
@@ -67,7 +67,8 @@ from pacbayes.errors import InputError, PacBayesError
 from pacbayes.families import FAMILIES, cli_fields, settings_attribute, settings_from_keys
 from pacbayes.models import load_model, require_trusted_code
 from pacbayes.options import checked_value
-from pacbayes.testing import cached_report, family_bound
+from pacbayes.report_cache import cached_report
+from pacbayes.testing import family_bound
 
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 HOLDOUT_BOUND = "holdout"
@@ -123,7 +124,7 @@ class Claim:
     settings: dict
     test: dict
     source: dict
-    problem: Optional[str] = None
+    problem: str | None = None
 
 
 @dataclass
@@ -134,15 +135,15 @@ class ClaimResult:
 
     name: str
     passed: bool
-    value: Optional[float]
+    value: float | None
     op: str
-    reference: Optional[float]
+    reference: float | None
     reference_kind: str
     bound_name: str
     settings: dict
-    reference_settings: Optional[dict] = None
+    reference_settings: dict | None = None
     details: dict = field(default_factory=dict)
-    error: Optional[str] = None
+    error: str | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -291,7 +292,7 @@ def _typed_option(f, value, where: str, default):
     if value is None and default is None:
         return None
     kind = f.type
-    if typing.get_origin(kind) is typing.Union:  # Optional[X]: X
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None: X
         kind = next(t for t in typing.get_args(kind) if t is not type(None))
     if typing.get_origin(kind) is tuple:
         (element, *_) = typing.get_args(kind) or (object,)
@@ -326,7 +327,7 @@ def _own_value(key: str, value, where: str, base: str):
     if key == "kwargs" and value is not None and not isinstance(value, dict):
         raise InputError(f"{where} must be a table of keyword arguments, e.g. kwargs = {{ width = 64 }}, got {value!r}")
     if key in ("width", "depth"):
-        arguments.integer(value, where, minimum=1)
+        checks.integer(value, where, minimum=1)
     if key == "bound" and value not in (*FAMILIES, HOLDOUT_BOUND):
         raise InputError(f'{where} must be a bound family or "{HOLDOUT_BOUND}" ({", ".join(FAMILIES)}), got {value!r}')
     if key == "kind" and value not in ("certified", "estimate"):
@@ -350,7 +351,7 @@ def _check_coherent(settings: dict, prefix: str) -> None:
         )
     if bounds and settings["bound"] in FAMILIES and settings["bound"] not in bounds:
         raise InputError(f"{prefix}bounds: it does not run the claim's bound {settings['bound']!r}; add it to bounds")
-    arguments.options_arguments(certify_options(settings), prefix)
+    call_arguments.options_arguments(certify_options(settings), prefix)
 
 
 def families_run(settings: dict) -> tuple:
@@ -364,7 +365,8 @@ def families_run(settings: dict) -> tuple:
 def certify_options(settings: dict, quiet: bool = True) -> CertifyOptions:
     """The CertifyOptions of a claim's settings: its run-wide options and its families' options."""
     run_wide = {key: settings[key] for key in option_fields()}
-    return CertifyOptions(**{**run_wide, "bounds": families_run(settings)}, quiet=quiet, **settings_from_keys(settings))
+    options = CertifyOptions(**{**run_wide, "bounds": families_run(settings)}, quiet=quiet)
+    return options.with_settings(settings_from_keys(settings))
 
 
 def _resolve_model(model: str, base: str) -> str:
@@ -393,8 +395,8 @@ class ClaimChecker:
         self, load_data, cache_dir=False, quiet: bool = True, trust_pickle: bool = False, trust_code: bool = False
     ):
         self.load_data, self.cache_dir, self.quiet = load_data, cache_dir, quiet
-        self.trust_pickle = arguments.flag(trust_pickle, "trust_pickle")  # from the caller, never the file
-        self.trust_code = arguments.flag(trust_code, "trust_code")
+        self.trust_pickle = checks.flag(trust_pickle, "trust_pickle")  # from the caller, never the file
+        self.trust_code = checks.flag(trust_code, "trust_code")
         self._reports: dict = {}
 
     def value(self, settings: dict) -> tuple:
@@ -528,36 +530,6 @@ def _error_row(claim: Claim, err: Exception) -> ClaimResult:
     )
 
 
-def key_table() -> str:
-    """The Markdown table of every claims key, its default, its certify flag and its meaning (docs/files.md
-    holds it verbatim; the flags and meanings of certify options come from ``pacbayes certify`` itself)."""
-    from pacbayes.cli import certify_command
-
-    flags = {opt: param for param in certify_command.params for opt in param.opts}
-    defaults = {**default_settings(), **{key: f.default for key, f in family_fields().items()}}
-    rows = ["| key | default | certify flag | meaning |", "| --- | --- | --- | --- |"]
-    for key in (*OWN_SETTINGS, *option_fields(), *family_fields()):
-        param = flags.get("--" + key.replace("_", "-"))
-        flag = "" if param is None else f"`{param.opts[0]}`"
-        meaning = OWN_SETTINGS[key][1] if key in OWN_SETTINGS else "" if param is None else param.help
-        meaning = meaning or f"CertifyOptions.{key} (no certify flag)"
-        rows.append(f"| `{key}` | {_toml(defaults[key], key)} | {flag} | {meaning.replace('|', '/')} |")
-    return "\n".join(rows)
-
-
-def _toml(value, key: str) -> str:
-    """A default as a claims file writes it (unset ones described)."""
-    if value is None:
-        return "from `bound`" if key == "bounds" else "unset"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, str):
-        return f'`"{value}"`'
-    if isinstance(value, tuple):
-        return f"`[{', '.join(str(v) for v in value)}]`"
-    return f"`{value}`"
-
-
 def render_table(results: list) -> str:
     """A fixed-width table: claim, value, comparison, reference, PASS/FAIL."""
     width = max(len("claim"), *(len(r.name) for r in results))
@@ -589,7 +561,6 @@ __all__ = [
     "check_claims",
     "claim_keys",
     "certify_options",
-    "key_table",
     "load_claims",
     "render_table",
     "OPERATORS",

@@ -3,16 +3,11 @@
 ``pacbayes`` builds every command's flags (and the bound families' settings dataclasses,
 :mod:`pacbayes.families.settings`) when it starts; the values they show live here so that doing so
 loads neither torch nor the modules that compute with them. Those modules import their defaults from
-here, under the names they have always had (e.g. :data:`pacbayes.evidence.ep.DEFAULT_TOL`).
+here, under the names they have always had (e.g. :data:`pacbayes.evidence.ep.DEFAULT_TOL`). The
+activations are listed in their own table, :mod:`pacbayes.activations`.
 """
 
 # ---------------------------------------------------------------- kernels and evidence
-ANALYTIC_ACTIVATIONS = ("relu", "erf", "linear")
-"""Activations whose NNGP layer map E[phi(u) phi(v)] has a closed form (pacbayes.kernels.activations).
-
-"relu" is the ReLU layer and "linear" the Identity layer (or no layer); "erf" has no torch.nn layer,
-so it is available to the analytic kernels only, never recognised in a model.
-"""
 EP_TOL = 1e-6
 """EP convergence: relative change of ln Z between sweeps (:data:`pacbayes.evidence.ep.DEFAULT_TOL`)."""
 EVIDENCE_SAMPLES = 10_000

@@ -6,12 +6,10 @@ import os
 import statistics
 import time
 from contextlib import contextmanager
-from typing import Optional
 
 import torch
 
 from pacbayes.errors import InputError
-
 
 SUPPORTED_DEVICES = ("cpu", "cuda")
 """Device types the heavy work runs on (``meta`` tensors hold no values; ``mps`` lacks float64)."""
@@ -83,7 +81,7 @@ def _running_threads(path: str) -> int:
     return count
 
 
-def runnable_now(readings: int = 5, pause: float = 0.01) -> Optional[float]:
+def runnable_now(readings: int = 5, pause: float = 0.01) -> float | None:
     """Runnable threads of other processes right now (Linux): the median over ``readings`` of the running count
     in /proc/loadavg less this process's running threads; None where /proc cannot tell. Unlike the load
     average it does not remember work that ended in the last minute (a previous run would otherwise leave

@@ -214,7 +214,7 @@ def report_figure(record: dict):
     rows = _report_rows(record)
     figure = _new_figure(9.0, 1.6 + 0.62 * len(rows))
     axes = figure.add_subplot()
-    for position, (label, value, style, colour) in enumerate(rows):
+    for position, (_, value, style, colour) in enumerate(rows):
         if value is None or not math.isfinite(value):
             axes.text(0.01, position, "no finite value", va="center", fontsize=8)
             continue
@@ -273,7 +273,9 @@ def history_figure(records: list):
         colour = f"C{index % 10}"
         axes.plot(steps, _nan(values), color=colour, label=f"{name} on {classifier_words(classifier)}")
         for certified in (True, False):
-            shown = [v if (v is not None and flag == certified) else math.nan for v, flag in zip(values, flags)]
+            shown = [
+                v if (v is not None and flag == certified) else math.nan for v, flag in zip(values, flags, strict=False)
+            ]
             axes.plot(
                 steps,
                 shown,

@@ -5,8 +5,8 @@ Every place that has to know which layers it can handle reads :data:`LAYERS`:
 - :mod:`pacbayes.models.programs` rebuilds TorchScript Sequentials and ``torch.export`` programs
   of these layers as plain modules (it reads back each layer's constructor ``arguments``, and maps
   the ATen operation of each elementwise activation to its layer);
-- :mod:`pacbayes.kernels.activations` implements the activations named by
-  :data:`ANALYTIC_ACTIVATIONS` (the choices of the FullyConnectedNNGP / ConvolutionalNNGP builders).
+- the elementwise activation layers are those of the activation table,
+  :data:`pacbayes.activations.LAYER_ACTIVATIONS` (the one list of activations).
 
 The ATen operations of weighted and normalisation layers (:data:`ATEN_WEIGHTED`,
 :data:`ATEN_NORMALISATIONS`) are listed here too: the NNGP compiler (:mod:`pacbayes.kernels.compiler`)
@@ -23,12 +23,11 @@ Roles:
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
 
-from pacbayes.defaults import ANALYTIC_ACTIVATIONS  # noqa: F401  (its home; imported from here too)
+from pacbayes.activations import LAYER_ACTIVATIONS, LINEAR
 
 ROLES = ("container", "weighted", "activation", "pooling", "structural")
 
@@ -45,7 +44,7 @@ class LayerType:
     cls: type
     role: str
     arguments: tuple = ()
-    activation: Optional[str] = None
+    activation: str | None = None
 
     @property
     def name(self) -> str:
@@ -62,9 +61,7 @@ LAYERS = {
             "weighted",
             ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "padding_mode"),
         ),
-        LayerType(nn.ReLU, "activation", activation="relu"),
-        LayerType(nn.Tanh, "activation", activation="tanh"),
-        LayerType(nn.Sigmoid, "activation", activation="sigmoid"),
+        *(LayerType(getattr(nn, layer), "activation", activation=name) for layer, name in LAYER_ACTIVATIONS.items()),
         LayerType(nn.AdaptiveAvgPool2d, "pooling", ("output_size",)),
         LayerType(
             nn.AvgPool2d,
@@ -73,7 +70,7 @@ LAYERS = {
         ),
         LayerType(nn.Flatten, "structural", ("start_dim", "end_dim")),
         LayerType(nn.Dropout, "structural", ("p",)),
-        LayerType(nn.Identity, "structural", activation="linear"),
+        LayerType(nn.Identity, "structural", activation=LINEAR),
     )
 }
 """torch.nn class name -> :class:`LayerType`, for every layer type pacbayes understands."""
@@ -85,7 +82,7 @@ STRUCTURAL = tuple(name for name, layer in LAYERS.items() if layer.role == "stru
 """The parameter-free layers that change only the shape, or nothing (Flatten, Dropout, Identity)."""
 
 
-def layer_type(module) -> Optional[LayerType]:
+def layer_type(module) -> LayerType | None:
     """The :data:`LAYERS` entry that ``module`` is an instance of, or None (any other module,
     TorchScript modules included)."""
     for layer in LAYERS.values():
@@ -94,7 +91,7 @@ def layer_type(module) -> Optional[LayerType]:
     return None
 
 
-def activation_name(module) -> Optional[str]:
+def activation_name(module) -> str | None:
     """The activation ``module`` applies ("relu", "tanh", "sigmoid", "linear" for Identity), else None."""
     layer = layer_type(module)
     return None if layer is None else layer.activation

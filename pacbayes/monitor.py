@@ -30,30 +30,25 @@ computing once ``max_checkpoints`` are spent. ``monitor.history`` holds every ch
 
 import csv
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Optional
+from typing import Any
 
 import torch
 
+from pacbayes import arguments, call_arguments, checks
 from pacbayes.bounds import holdout_bound
-from pacbayes import arguments, checks
 from pacbayes.certification import HOLDOUT, MODEL_CLASSIFIER, CertifyOptions, certify, delta_shares, prepare_data
 from pacbayes.data import Dataset, take
 from pacbayes.data.subsets import certified_subset, shared_examples
 from pacbayes.errors import InputError
-from pacbayes.families import FAMILIES, RunContext
-from pacbayes.families.marginal import MarginalSettings
-from pacbayes.report import write_atomically, write_json_atomically
+from pacbayes.families import FAMILIES, RunContext, settings_types
 from pacbayes.models import count_mistakes, model_outputs, output_dim, zero_one_error
+from pacbayes.report import write_atomically, write_json_atomically
 from pacbayes.results import BoundResult, WithBounds
 
 HOLDOUT_NAME = "holdout"
 HOLDOUT_CERTIFIES = "0-1 error of the network itself at this checkpoint (exact binomial tail on the held-out set)"
-
-
-def monitor_families() -> tuple:
-    """The registered families that can be tracked during training (those with ``track``)."""
-    return tuple(name for name, family in FAMILIES.items() if hasattr(family, "track"))
 
 
 @dataclass(frozen=True)
@@ -67,7 +62,7 @@ class MonitorResult(WithBounds):
 
     step: int
     train_error: float
-    test_error: Optional[float]
+    test_error: float | None
     bounds: list
     applies: dict
     seconds: float
@@ -96,7 +91,9 @@ class BoundMonitor:
     model: the network being trained (only its architecture is read here: construction fixes the
         prior and does the one-time work); train: the training data S; test: optional held-out data
         (disjoint from S) for the test error and the per-checkpoint hold-out bound. bounds: families
-        to track ("marginal").
+        to track ("marginal"; a family whose ``track`` returns None cannot be tracked and is refused).
+        settings: the settings of families in ``bounds``: one family's settings dataclass (e.g.
+        ``MarginalSettings(jitter=1e-5)``) or a tuple of them; a family without any runs at its defaults.
     delta: total failure probability of :meth:`final`'s certified numbers and, as a separate
         statement, of all the per-checkpoint hold-out bounds together (each gets delta /
         max_checkpoints); quoting both together holds with probability >= 1 - 2 delta.
@@ -115,22 +112,22 @@ class BoundMonitor:
         model: torch.nn.Module,
         train: Dataset,
         *,
-        test: Optional[Dataset] = None,
+        test: Dataset | None = None,
         bounds: tuple = ("marginal",),
         delta: float = 0.05,
-        every: Optional[int] = None,
+        every: int | None = None,
         overhead: float = 0.05,
         max_checkpoints: int = 100,
-        total_steps: Optional[int] = None,
-        holdout_points: Optional[int] = 1000,
-        marginal: MarginalSettings = MarginalSettings(),
-        negative_classes: Optional[tuple] = None,
+        total_steps: int | None = None,
+        holdout_points: int | None = 1000,
+        settings: Any = (),
+        negative_classes: tuple | None = None,
         seed: int = 0,
-        callback: Optional[Callable[[MonitorResult], None]] = None,
+        callback: Callable[[MonitorResult], None] | None = None,
         quiet: bool = True,
         allow_duplicates: bool = False,
     ):
-        arguments.monitor_arguments(
+        chosen = call_arguments.monitor_arguments(
             model,
             train,
             test=test,
@@ -139,19 +136,19 @@ class BoundMonitor:
             every=every,
             overhead=overhead,
             max_checkpoints=max_checkpoints,
-            marginal=marginal,
+            settings=settings,
+            settings_types=settings_types(),
             seed=seed,
             quiet=quiet,
             negative_classes=negative_classes,
             callback=callback,
         )
         self.delta = checks.delta(delta)
-        trackable = monitor_families()
-        unknown = [name for name in bounds if name not in trackable]
-        if unknown or not bounds:
+        unknown = [name for name in bounds if name not in FAMILIES]
+        if unknown:
             raise InputError(
-                f"the monitor cannot track bound family {', '.join(unknown) or '(none)'}; "
-                f"choose from {', '.join(trackable)}"
+                f"the monitor cannot track bound family {', '.join(unknown)}: no family of that name is registered "
+                f"({', '.join(FAMILIES)})"
             )
         if every is not None and (not isinstance(every, int) or every < 1):
             raise InputError(f"every must be a positive integer number of steps (or None), got {every!r}")
@@ -173,10 +170,9 @@ class BoundMonitor:
             delta=self.delta,
             seed=seed,
             negative_classes=negative_classes,
-            marginal=marginal,
             quiet=quiet,
             allow_duplicates=allow_duplicates,
-        )
+        ).with_settings(chosen)
         self._given = (train, test)  # as the user gave them: final() re-prepares through certify
         self.train, self.test, self.outputs = self._prepare(model, train, test)
         if self.test is not None and holdout_points is not None and len(self.test) > holdout_points:
@@ -205,7 +201,7 @@ class BoundMonitor:
         return train, None, outputs
 
     # ------------------------------------------------------------------ per-call work
-    def step(self, model: torch.nn.Module) -> Optional[MonitorResult]:
+    def step(self, model: torch.nn.Module) -> MonitorResult | None:
         """Call at every training step: computes when due (see the module docstring), else returns None."""
         self.calls += 1
         if not self._due():
@@ -295,6 +291,11 @@ class BoundMonitor:
                 context=context,
                 cache=self._cache.setdefault(name, {}),
             )
+            if tracked is None:
+                raise InputError(
+                    f"the monitor cannot track bound family {name}: it has no value cheap enough to compute "
+                    "during training; certify it at the end (final(), or pacbayes.certify)"
+                )
             for key, value in tracked.values.items():
                 certified = bool(tracked.certified[key])
                 results.append(
@@ -302,7 +303,7 @@ class BoundMonitor:
                         name=key,
                         value=value,
                         certified=certified,
-                        certifies=getattr(family, "certifies", "") or f"the {family.classifier} classifier ({name})",
+                        certifies=family.certifies,
                         delta={name: shares[name]} if certified else {},
                         family=name,
                         classifier=family.classifier,
@@ -351,12 +352,12 @@ class BoundMonitor:
         write_atomically(path, write)
 
     # ------------------------------------------------------------------ selection and the final call
-    def best_checkpoint(self) -> Optional[MonitorResult]:
+    def best_checkpoint(self) -> MonitorResult | None:
         """The computed checkpoint with the smallest hold-out bound (valid under the union bound)."""
         scored = [r for r in self.history if HOLDOUT_NAME in r.values]
         return min(scored, key=lambda r: r.bound(HOLDOUT_NAME).value) if scored else None
 
-    def final(self, model: torch.nn.Module, test: Optional[Dataset] = None):
+    def final(self, model: torch.nn.Module, test: Dataset | None = None):
         """Certified numbers for ``model`` now: :func:`pacbayes.certification.certify` on the monitor's data.
 
         Needs held-out data (the monitor's ``test`` unless another set is given). When checkpoints
@@ -421,4 +422,4 @@ def print_callback(result: MonitorResult) -> None:
     print(_log_result(result), flush=True)
 
 
-__all__ = ["BoundMonitor", "MonitorResult", "history_rows", "monitor_families", "print_callback"]
+__all__ = ["BoundMonitor", "MonitorResult", "history_rows", "print_callback"]

@@ -2,14 +2,14 @@
 
 Each bound family's frozen settings dataclass declares its user options with :func:`option`; the
 CLI (``pacbayes certify``) and claims files read them from there, so a family's flags exist once.
-Torch-free; imports only the package's errors.
+Torch-free; values are checked with the primitives of :mod:`pacbayes.checks`.
 """
 
-import math
 import numbers
 import typing
 from dataclasses import dataclass, field, fields
 
+from pacbayes import checks
 from pacbayes.errors import InputError
 
 
@@ -82,21 +82,20 @@ def checked_value(f, value, name: str):
     if value is None and f.default is None:
         return None
     if kind is bool:
-        if not isinstance(value, bool):
-            raise InputError(f"{name} must be true or false, got {value!r}")
-        return value
+        return checks.flag(value, name)
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise InputError(f"{name} must be an integer, got {value!r}")
+        value = checks.integer(value, name)
         check_limits(f, value, name)
-        return int(value)
+        return value
     if kind is float or kind is tuple:
         items = list(value) if kind is tuple and isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) for v in items):
+        try:
+            finite = tuple(checks.finite(v, name) for v in items)
+        except InputError:  # worded for the whole value: the claims key names it, not one item
             shape = "a list of finite numbers" if kind is tuple else "a finite number"
-            raise InputError(f"{name} must be {shape}, got {value!r}")
+            raise InputError(f"{name} must be {shape}, got {value!r}") from None
         check_limits(f, value, name)
-        return tuple(float(v) for v in items) if kind is tuple else float(value)
+        return finite if kind is tuple else finite[0]
     if not isinstance(value, str) or (declared.choices and value not in declared.choices):
         choices = f" (one of {', '.join(declared.choices)})" if declared.choices else ""
         raise InputError(f"{name} must be a string{choices}, got {value!r}")

@@ -4,50 +4,31 @@ threads), and whether a report still matches it.
 :func:`collect` builds the ``provenance`` object of a certify report (``Report.provenance``, the
 ``provenance`` key of ``pacbayes certify --json``); :func:`model_file_record` adds the model
 file's SHA-256 and kind when the model came from a file. :func:`options_record` and
-:func:`options_from_record` turn :class:`~pacbayes.certification.CertifyOptions` into JSON and back,
-so that ``pacbayes verify --rerun`` can recompute a report with the options and seed it recorded;
+:func:`options_from_record` turn a :class:`~pacbayes.certification.CertifyOptions` into JSON and back
+(the caller names the options class: this module sits below the certification it records), so that
+``pacbayes verify --rerun`` can recompute a report with the options and seed it recorded;
 :mod:`pacbayes.verification` compares a report with these records.
 
 Data hashes are over content, not files: SHA-256 of each tensor's dtype, shape and bytes (inputs,
-then labels), so the same examples loaded from another copy or format of the file hash the same.
+then labels; :func:`pacbayes.hashing.tensors_sha256`), so the same examples loaded from another copy or
+format of the file hash the same.
 """
 
 import dataclasses
-import hashlib
 import platform
 import sys
 
 import numpy as np
 import torch
 
+from pacbayes import __version__
 from pacbayes.errors import InputError
+from pacbayes.hashing import file_sha256, tensors_sha256
+from pacbayes.models import model_file_kind
+from pacbayes.subspace import is_subspace_file
 
 PACKAGE = "pacbayes"
 PLACEHOLDER_PREFIX = "<not recorded: "
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of the bytes of the file at ``path`` (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def hash_tensor(digest, tensor: torch.Tensor, label: str = "") -> None:
-    """Feed ``label``, the tensor's dtype and shape, then its (C-ordered, CPU) bytes to ``digest``."""
-    array = np.ascontiguousarray(tensor.detach().cpu().numpy())
-    digest.update(f"{label}{array.dtype.str}{array.shape};".encode())
-    digest.update(array.tobytes())
-
-
-def tensors_sha256(*tensors: torch.Tensor) -> str:
-    """SHA-256 over each tensor's dtype, shape and (C-ordered, CPU) bytes, in order (hex)."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        hash_tensor(digest, tensor)
-    return digest.hexdigest()
 
 
 def dataset_sha256(data) -> str:
@@ -58,9 +39,6 @@ def dataset_sha256(data) -> str:
 def model_file_kind_of(path) -> str:
     """The kind of model file at ``path``: ``"subspace"`` (a compressed model) or a
     :data:`pacbayes.models.KINDS` name (spaces as underscores)."""
-    from pacbayes.models import model_file_kind
-    from pacbayes.subspace import is_subspace_file
-
     return "subspace" if is_subspace_file(path) else model_file_kind(path).replace(" ", "_")
 
 
@@ -107,15 +85,13 @@ NOT_RERUN = ("cache_dir", "max_minutes")
 and is not refused for the time it expects on the verifying machine."""
 
 
-def options_from_record(record: dict):
-    """The CertifyOptions :func:`options_record` wrote (InputError if it held an unrecordable object), less
-    :data:`NOT_RERUN`."""
-    from pacbayes.certification import CertifyOptions
-
+def options_from_record(record: dict, options_type: type):
+    """The ``options_type`` (:class:`~pacbayes.certification.CertifyOptions`) that :func:`options_record` wrote
+    (InputError if it held an unrecordable object), less :data:`NOT_RERUN`."""
     if not isinstance(record, dict):
         raise InputError("the report's provenance has no options object; it was written by an older pacbayes")
     kwargs = {}
-    for f in dataclasses.fields(CertifyOptions):
+    for f in dataclasses.fields(options_type):
         if f.name not in record or f.name in NOT_RERUN:
             continue
         value = record[f.name]
@@ -131,7 +107,7 @@ def options_from_record(record: dict):
             value = _restored(value, f.name)
         kwargs[f.name] = value
     try:
-        return CertifyOptions(**kwargs)
+        return options_type(**kwargs)
     except TypeError as err:
         raise InputError(f"the report's options do not fit this pacbayes ({err}); rerun pacbayes certify") from None
 
@@ -140,7 +116,7 @@ def collect(options, train, test) -> dict:
     """The ``provenance`` object of a certify report on ``train`` and ``test`` as given (before any subset)."""
     return {
         "package": PACKAGE,
-        "package_version": _package_version(),
+        "package_version": __version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
@@ -151,12 +127,6 @@ def collect(options, train, test) -> dict:
         "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
         "options": options_record(options),
     }
-
-
-def _package_version() -> str:
-    from pacbayes import __version__
-
-    return __version__
 
 
 __all__ = [

@@ -61,7 +61,7 @@ def cache_dir_from_config(config):
     """The cache folder chosen for this pytest run (absolute Path), or None if ``--pacbayes-cache none``."""
     value = config.getoption("pacbayes_cache")
     if value is None:
-        from pacbayes.testing import CACHE_ENV, DEFAULT_CACHE_DIR
+        from pacbayes.report_cache import CACHE_ENV, DEFAULT_CACHE_DIR
 
         value = os.environ.get(CACHE_ENV, DEFAULT_CACHE_DIR)  # an empty variable means no cache, as there
     if not value or value.strip().lower() == DISABLED:

@@ -9,7 +9,7 @@ Torch-free.
 """
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 from pacbayes.errors import InputError
 
@@ -39,7 +39,7 @@ class BoundResult:
     certified: bool
     certifies: str
     delta: dict = field(default_factory=dict)
-    log_evidence: Optional[float] = None
+    log_evidence: float | None = None
     assumptions: tuple = ()
     details: dict = field(default_factory=dict)
     family: str = ""

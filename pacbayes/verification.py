@@ -19,27 +19,28 @@ file hashes are skipped, when the file is not given.
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from pacbayes import checks
+from pacbayes.attempts import replaying
 from pacbayes.bounds import (
     COMPRESSION_FORMS,
     clean_distribution_bound,
-    noise_floor,
     compression_bound,
     holdout_bound,
     marginal_likelihood_bound,
     markov_lower_bound,
+    noise_floor,
     pac_bayes_kl_bound,
     sample_convergence_bound,
     series_delta,
 )
-from pacbayes.attempts import replaying
-from pacbayes.certification import HOLDOUT, MODEL_CLASSIFIER, certify
+from pacbayes.certification import HOLDOUT, MODEL_CLASSIFIER, CertifyOptions, certify
 from pacbayes.errors import InputError, PacBayesError
 from pacbayes.families import FAMILIES
 from pacbayes.families.marginal import MARKOV_SHARE, PAC_BAYES_SHARE
-from pacbayes.provenance import dataset_sha256, file_sha256, model_file_kind_of, options_from_record
+from pacbayes.hashing import file_sha256
+from pacbayes.provenance import dataset_sha256, model_file_kind_of, options_from_record
 from pacbayes.stochastic.local import MC_SAMPLINGS
 
 RELATIVE_TOLERANCE = 1e-9  # numbers recomputed from the report's own numbers
@@ -69,7 +70,9 @@ def _is_number(value) -> bool:
 def _close(recorded, found, tolerance: float) -> bool:
     """Numbers (or lists of them) within ``tolerance`` relative (0: equal); anything else equal and of one type."""
     if isinstance(recorded, list) and isinstance(found, list):
-        return len(recorded) == len(found) and all(_close(a, b, tolerance) for a, b in zip(recorded, found))
+        return len(recorded) == len(found) and all(
+            _close(a, b, tolerance) for a, b in zip(recorded, found, strict=False)
+        )
     if _is_number(recorded) and _is_number(found):
         return abs(recorded - found) <= tolerance * max(abs(recorded), abs(found), 1e-300)
     return type(recorded) is type(found) and recorded == found
@@ -491,7 +494,7 @@ def check_report(record: dict, *, model_file=None, train=None, test=None, model=
 
 def claimed_options(record: dict):
     """The recorded CertifyOptions with the delta and hold-out candidates the report claims."""
-    options = options_from_record(_options(record) or None)
+    options = options_from_record(_options(record) or None, CertifyOptions)
     candidates = _object(record, "baselines").get("holdout_candidates", options.holdout_candidates)
     return dataclasses.replace(options, delta=record.get("delta"), holdout_candidates=candidates)
 

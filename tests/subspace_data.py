@@ -1,9 +1,8 @@
 """Small synthetic classification data and a small net shared by the subspace tests."""
 
 import torch
-from torch import nn
-
 from scripts import load_script
+from torch import nn
 
 
 def data(n=600, seed=0, classes=3):

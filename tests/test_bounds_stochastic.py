@@ -72,7 +72,7 @@ def test_pbb_classic_is_mcallester_at_the_grid_share():
 
 def test_pbb_quad_solves_the_refined_pinsker_quadratic():
     for q, c in [(0.0, 0.05), (0.02, 0.01), (0.2, 0.3), (0.6, 1e-3)]:
-        root = brentq(lambda p: (p - q) ** 2 / (2 * p) - c, q + 1e-15, 10.0, xtol=1e-14)
+        root = brentq(lambda p, q=q, c=c: (p - q) ** 2 / (2 * p) - c, q + 1e-15, 10.0, xtol=1e-14)
         assert pbb_quad(q, c) == pytest.approx(root, rel=1e-9)
         assert pbb_quad(q, c) >= kl_inverse_upper(q, c) - 1e-12  # a relaxation of the kl bound
 
@@ -81,7 +81,7 @@ def test_pbb_lambda_tradeoff_minimises_f_lambda():
     for q, c in [(0.01, 0.02), (0.1, 0.1), (0.3, 0.005), (0.0, 0.2)]:
         t_star = pbb_lambda_tradeoff(q, c)
         numeric = minimize_scalar(
-            lambda t: pbb_lambda(q, c, t), bounds=(1e-9, 2 - 1e-9), method="bounded", options={"xatol": 1e-12}
+            lambda t, q=q, c=c: pbb_lambda(q, c, t), bounds=(1e-9, 2 - 1e-9), method="bounded", options={"xatol": 1e-12}
         )
         assert pbb_lambda(q, c, t_star) <= numeric.fun + 1e-12
         assert t_star == pytest.approx(numeric.x, abs=1e-5)

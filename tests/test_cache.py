@@ -7,13 +7,15 @@ import zipfile
 
 import numpy as np
 import pytest
+import subspace_data
 import torch
 import torch.nn as nn
 
-import subspace_data
 from pacbayes import cache as phase_cache
 from pacbayes.cache import Phase, PhaseCache, PhaseCacheWarning, cached, like
-from pacbayes.stochastic import Schedule, bound as stochastic_bound, certify_stochastic_network
+from pacbayes.families.settings import DziugaiteRoySettings, SubspaceSettings
+from pacbayes.stochastic import Schedule, certify_stochastic_network
+from pacbayes.stochastic import bound as stochastic_bound
 from pacbayes.subspace import training as subspace_training
 
 FAST = Schedule(epochs=3, batch_size=50, lr=1e-3)
@@ -149,17 +151,11 @@ def _blobs(m=120, seed=0):
 def _dr(x, labels, folder, seed=0):
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+    settings = DziugaiteRoySettings(
+        objective="quad", prior_split=0.5, mc_samples=20, posterior_epochs=FAST.epochs, prior_epochs=FAST.epochs
+    )
     return certify_stochastic_network(
-        net,
-        x,
-        labels,
-        objective="quad",
-        prior_split=0.5,
-        mc_samples=20,
-        schedule=FAST,
-        prior_schedule=FAST,
-        seed=seed,
-        cache_dir=folder,
+        net, x, labels, settings, schedule=FAST, prior_schedule=FAST, seed=seed, cache_dir=folder
     ).result
 
 
@@ -211,13 +207,8 @@ def _subspace(folder, prior_split=0.5):
         subspace_data.net(),
         x,
         labels,
-        dim=20,
+        SubspaceSettings(dim=20, levels=(4, 8), epochs=4, qat_epochs=2, prior_split=prior_split, prior_epochs=2),
         seed=3,
-        levels=(4, 8),
-        epochs=4,
-        qat_epochs=2,
-        prior_split=prior_split,
-        prior_epochs=2,
         cache_dir=folder,
     )
 
@@ -282,7 +273,7 @@ def test_the_options_record_the_folder_but_a_rerun_never_reads_it(tmp_path):
     from pacbayes.provenance import options_from_record, options_record
 
     record = options_record(CertifyOptions(cache_dir=str(tmp_path)))
-    assert record["cache_dir"] == str(tmp_path) and options_from_record(record).cache_dir is None
+    assert record["cache_dir"] == str(tmp_path) and options_from_record(record, CertifyOptions).cache_dir is None
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     data = take(load_dataset("mnist-embedded", split="train"), 20, seed=0)

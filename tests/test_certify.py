@@ -6,15 +6,14 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
-
 from tasks import MnistTask
-from pacbayes.bounds import holdout_bound, marginal_likelihood_bound
+
+from pacbayes.bounds import clean_distribution_bound, holdout_bound, marginal_likelihood_bound
 from pacbayes.certification import CertifyOptions, certify, prepare_data
 from pacbayes.cli import main
 from pacbayes.data import Dataset, binarise, load_dataset, take
 from pacbayes.demo import demo_network, run_demo, train_to_zero_error
 from pacbayes.errors import InputError, ModelLoadError
-from pacbayes.bounds import clean_distribution_bound
 from pacbayes.models import load_model
 
 M = 80
@@ -29,7 +28,7 @@ def task():
 def independent_error(model, x, labels):
     with torch.no_grad():
         predictions = [int(model(x[i : i + 1]).item() > 0) for i in range(len(x))]
-    return sum(p != int(t) for p, t in zip(predictions, labels)) / len(x)
+    return sum(p != int(t) for p, t in zip(predictions, labels, strict=False)) / len(x)
 
 
 def test_report_errors_match_an_independent_evaluation(data, trained):

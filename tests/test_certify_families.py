@@ -5,15 +5,15 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-
 from tasks import MnistTask
+
 from pacbayes.certification import CertifyOptions, certify
-from pacbayes.families.dziugaite_roy import DziugaiteRoySettings
-from pacbayes.families.subspace import SubspaceSettings
 from pacbayes.cli import main
 from pacbayes.data import load_dataset, take
 from pacbayes.demo import demo_network, train_to_zero_error
 from pacbayes.errors import InputError
+from pacbayes.families.dziugaite_roy import DziugaiteRoySettings
+from pacbayes.families.subspace import SubspaceSettings
 from pacbayes.subspace import save_subspace_model, train_subspace_model
 
 M = 100
@@ -58,7 +58,9 @@ def test_all_families_share_one_union_bound(data, trained):
 
 def test_subspace_file_as_model_through_the_cli(data, tmp_path):
     train, _ = data
-    compressed = train_subspace_model(demo_network(width=WIDTH), train.x, train.labels, dim=40, seed=2)
+    compressed = train_subspace_model(
+        demo_network(width=WIDTH), train.x, train.labels, SubspaceSettings(dim=40), seed=2
+    )
     path = tmp_path / "compressed.pt"
     save_subspace_model(compressed, str(path))
     args = [

@@ -1,9 +1,8 @@
 """certify on an --m subset of a larger training set: the report says what m covers; the refusal says how to fix it."""
 
+import pytest
 import torch
 from torch import nn
-
-import pytest
 
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import from_arrays

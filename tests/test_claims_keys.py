@@ -13,9 +13,10 @@ from test_claims import COMMON, small_test, write  # noqa: F401
 
 from pacbayes import claims, families
 from pacbayes.bounds import holdout_bound
-from pacbayes.certification import CertifyOptions, certify, delta_shares, HOLDOUT, prepare_data
-from pacbayes.claims import check_claims, claim_keys, key_table, load_claims
+from pacbayes.certification import HOLDOUT, CertifyOptions, certify, delta_shares, prepare_data
+from pacbayes.claims import check_claims, claim_keys, load_claims
 from pacbayes.cli import load_data_spec, main
+from pacbayes.cli.docs import key_table
 from pacbayes.demo import demo_network, train_to_zero_error
 from pacbayes.families import option
 
@@ -165,11 +166,11 @@ def test_a_bad_value_in_defaults_is_an_error_row_for_every_claim(tmp_path):
 
 
 def test_the_docs_table_of_claims_keys_is_the_codes():
-    """docs/files.md holds the table :func:`pacbayes.claims.key_table` makes, row for row."""
+    """docs/files.md holds the table :func:`pacbayes.cli.docs.key_table` makes, row for row."""
     table = key_table()
     assert table in DOCS.read_text(), (
         "the claims keys table in docs/files.md is out of date: replace it with the output of "
-        'python -c "from pacbayes.claims import key_table; print(key_table())"'
+        'python -c "from pacbayes.cli.docs import key_table; print(key_table())"'
     )
     keys = {line.split("`")[1] for line in table.splitlines()[2:]}
     assert keys == claim_keys() - {"name", "at_most", "at_least", "compare"}

@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from tasks import MnistTask
+
 from pacbayes.bounds import compression_bound, marginal_likelihood_bound
 from pacbayes.certification import CertifyOptions, certify, prepare_data
 from pacbayes.data import from_arrays, load_dataset

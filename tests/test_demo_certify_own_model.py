@@ -4,12 +4,11 @@ import json
 
 import pytest
 import torch
+from scripts import load_script
 
 from pacbayes.certification import CertifyOptions, prepare_data
 from pacbayes.data import load_dataset, take
 from pacbayes.data.subsets import certified_subset
-
-from scripts import load_script
 
 
 def load_example():

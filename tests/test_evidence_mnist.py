@@ -14,7 +14,10 @@ MNIST = pathlib.Path(pacbayes.data.__file__).parent / "mnist"  # the embedded MN
 
 def _cases():
     data = np.load(FIXTURE)
-    return [(int(m), float(v), float(e)) for m, v, e in zip(data["m"], data["log_evidence"], data["log_error"])]
+    return [
+        (int(m), float(v), float(e))
+        for m, v, e in zip(data["m"], data["log_evidence"], data["log_error"], strict=False)
+    ]
 
 
 @pytest.fixture(scope="module")

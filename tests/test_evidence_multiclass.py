@@ -16,9 +16,9 @@ from pacbayes.evidence import (
     multiclass_ep_log_evidence,
     multiclass_ep_predict,
     multiclass_genz_log_orthant,
+    multiclass_posterior,
 )
 from pacbayes.evidence.multiclass import pair_index
-from pacbayes.evidence import multiclass_posterior
 from pacbayes.evidence.multiclass_posterior import StructuredBuffers, gram_complement, structured_posterior
 
 JITTER = 1e-6

@@ -8,13 +8,19 @@ import torch
 from test_evidence_multiclass import JITTER, _kernel
 
 from pacbayes.errors import InputError
-from pacbayes.evidence import multiclass_certified_log_evidence, multiclass_genz_log_orthant
+from pacbayes.evidence import (
+    multiclass_certified_log_evidence,
+    multiclass_ep_log_evidence,
+    multiclass_genz_log_orthant,
+)
 from pacbayes.evidence.multiclass_ep import certified_method
 from pacbayes.evidence.multiclass_sampler import (
     STRUCTURED_PROPOSAL,
-    StructuredProposal,
+    ConditionalProposal,
     centring_basis,
+    ep_conditionals,
     point_maps,
+    prior_regression,
     structured_certified_log_evidence,
 )
 
@@ -60,19 +66,83 @@ def test_one_point_gives_one_over_the_classes(classes):
     assert abs(estimate + math.log(classes)) <= 4.0 * error + 1e-12
 
 
-def test_any_sites_keep_the_estimate_unbiased():
+def test_any_proposal_parameters_keep_the_estimate_unbiased():
     m, classes = 4, 3
     K, labels = _kernel(m, 5), np.array([2, 0, 0, 1])
     generator = np.random.default_rng(7)
-    d = torch.as_tensor(generator.uniform(0.0, 3.0, size=(classes - 1, m)))
-    b = torch.as_tensor(generator.normal(scale=2.0, size=(classes - 1, m)))
-    prior = torch.as_tensor(K + JITTER * np.eye(m))
-    log_w = StructuredProposal(prior, labels, d, b).log_weights(200_000, torch.Generator().manual_seed(1))
+    eye = torch.eye(classes - 1, dtype=torch.float64)
+    gain = eye + torch.as_tensor(generator.normal(scale=0.3, size=(m, classes - 1, classes - 1)))
+    offset = torch.as_tensor(generator.normal(scale=0.5, size=(m, classes - 1)))
+    root = torch.as_tensor(generator.normal(scale=0.5, size=(m, classes - 1, classes - 1)))
+    factor = torch.linalg.cholesky(torch.as_tensor(K + JITTER * np.eye(m)))
+    # wider than each prior conditional N(mu_i, L_ii^2 I), so that the weights have a finite variance
+    covariance = factor.diagonal()[:, None, None] ** 2 * (1.5 * eye + root @ root.transpose(1, 2))
+    tau = torch.as_tensor(generator.uniform(0.0, 3.0, size=(m, classes - 1)))
+    nu = torch.as_tensor(generator.normal(scale=1.0, size=(m, classes - 1)))
+    proposal = ConditionalProposal(factor, labels, gain, offset, covariance, tau, nu)
+    log_w = proposal.log_weights(200_000, torch.Generator().manual_seed(1))
     weights = torch.exp(log_w - log_w.max())
     estimate = float(torch.logsumexp(log_w, 0)) - math.log(log_w.numel())
     error = float(weights.std() / weights.mean()) / math.sqrt(log_w.numel())
     exact, exact_error = multiclass_genz_log_orthant(K, labels, classes, jitter=JITTER, rel_tol=1e-4)
     assert abs(estimate - exact) <= 4.0 * error + exact_error
+
+
+def test_prior_regression_gives_the_conditional_means():
+    K = torch.as_tensor(_kernel(5, 2) + JITTER * np.eye(5))
+    W = prior_regression(torch.linalg.cholesky(K))
+    assert torch.count_nonzero(torch.triu(W)) == 0
+    for i in range(1, 5):
+        expected = torch.linalg.solve(K[:i, :i], K[:i, i])  # E[v_i | v_<i] = k^T K_<i^-1 v_<i
+        torch.testing.assert_close(W[i, :i], expected, rtol=1e-8, atol=1e-10)
+
+
+def _dense_cavity_conditionals(prior, labels, classes, tau, nu, order):
+    """(F, e, S) per point in ``order`` from the dense (C-1)m Gaussian EP posterior of the centred logits."""
+    m, dims = prior.shape[0], classes - 1
+    maps = point_maps(labels, classes)
+    site = maps.transpose(1, 2) @ (tau[:, :, None] * maps)
+    natural = (maps.transpose(1, 2) @ nu[:, :, None])[:, :, 0]
+    precision = torch.kron(torch.eye(dims, dtype=torch.float64), torch.linalg.inv(prior).contiguous())
+    shift = torch.zeros(dims * m, dtype=torch.float64)
+    for i in range(m):
+        at = torch.arange(dims) * m + i
+        precision[at[:, None], at[None, :]] += site[i]
+        shift[at] += natural[i]
+    cov = torch.linalg.inv(precision)
+    mean = cov @ shift
+    chol = torch.linalg.cholesky(prior[order][:, order])
+    out = []
+    for a, i in enumerate(order.tolist()):
+        at = torch.arange(dims) * m + i
+        row = torch.zeros(m, dtype=torch.float64)  # mu_i = sum_j row_j v_j: E[v_i | earlier points] under the prior
+        if a:
+            row[order[:a]] = torch.linalg.solve(prior[order[:a]][:, order[:a]], prior[order[:a], i])
+        lift = torch.kron(torch.eye(dims, dtype=torch.float64), row[None, :])  # (dims, dims m)
+        cross, own = cov[at] @ lift.T, lift @ cov @ lift.T + 1e-10 * cov[at][:, at].diagonal().max() * torch.eye(dims)
+        slope = cross @ torch.linalg.inv(own)
+        conditional = cov[at][:, at] - slope @ cross.T
+        s = torch.linalg.inv(torch.linalg.inv(conditional) - site[i])
+        f = s @ torch.linalg.inv(conditional) @ slope
+        e = s @ (torch.linalg.solve(conditional, mean[at] - slope @ (lift @ mean)) - natural[i])
+        out.append((f, e, s))
+    return [torch.stack(t) for t in zip(*out, strict=False)], chol
+
+
+def test_proposal_conditionals_match_the_dense_ep_posterior():
+    m, classes = 9, 4
+    K, labels = _kernel(m, 3), np.random.default_rng(5).integers(0, classes, size=m)
+    prior = torch.as_tensor(K + JITTER * np.eye(m))
+    ep = multiclass_ep_log_evidence(prior, labels, classes)
+    tau, nu = torch.as_tensor(ep.site_precision), torch.as_tensor(ep.site_natural_mean)
+    order, factor, *got = ep_conditionals(prior, labels, classes, tau, nu)
+    expected, chol = _dense_cavity_conditionals(prior, labels, classes, tau, nu, order)
+    torch.testing.assert_close(factor, chol)
+    for a, b in zip(got, expected, strict=False):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-7)
+    _, _, *single = ep_conditionals(prior, labels, classes, tau, nu, single=True)  # the same order here
+    for a, b in zip(single, expected, strict=False):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
 
 
 def test_point_maps_give_the_logit_differences():

@@ -12,9 +12,14 @@ import torch
 from orthants import ar1_log_orthant
 
 from pacbayes.errors import InputError
-from pacbayes.evidence import _sampler_kernel, certified, certified_log_evidence, ep_log_evidence
-from pacbayes.evidence import equicorrelated_log_orthant
-from pacbayes.evidence import sequential
+from pacbayes.evidence import (
+    _sampler_kernel,
+    certified,
+    certified_log_evidence,
+    ep_log_evidence,
+    equicorrelated_log_orthant,
+    sequential,
+)
 from pacbayes.evidence.ep_cavity import CavityProposal
 from pacbayes.evidence.sequential import SAMPLE_BLOCK
 from pacbayes.evidence.tilted import (

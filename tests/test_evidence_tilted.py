@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-
 from orthants import ar1_log_orthant
 
 from pacbayes.errors import InputError
 from pacbayes.evidence import certified_log_evidence, equicorrelated_log_orthant
-from pacbayes.evidence.certified import PROPOSALS
 from pacbayes.evidence._gauss import exp, mills_ratio, truncated_normal_above
+from pacbayes.evidence.certified import PROPOSALS
 from pacbayes.evidence.tilted import (
     maximise_psi,
     pivoted_cholesky_order,

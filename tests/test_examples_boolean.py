@@ -1,14 +1,18 @@
-"""pacbayes.boolean: batched ReLU nets, their training and rejection sampling, against independent computations."""
+"""examples/boolean_functions.py: batched ReLU nets, their training and rejection sampling, checked independently."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
+from scripts import load_script
 from torch import nn
 
-from pacbayes.boolean import ReluNets, boolean_inputs, fitting_prior_functions, lz_complexity, train_to_fit
 from pacbayes.errors import InputError
+
+boolean = load_script("examples/boolean_functions.py")
+ReluNets, boolean_inputs, lz_complexity = boolean.ReluNets, boolean.boolean_inputs, boolean.lz_complexity
+fitting_prior_functions, train_to_fit = boolean.fitting_prior_functions, boolean.train_to_fit
 
 
 def as_module(nets: ReluNets, theta: torch.Tensor) -> nn.Sequential:
@@ -20,7 +24,7 @@ def as_module(nets: ReluNets, theta: torch.Tensor) -> nn.Sequential:
             layers.append(nn.ReLU())
     module = nn.Sequential(*layers)
     with torch.no_grad():
-        for linear, (weight, bias) in zip(module[::2], nets.layers(theta[None].double())):
+        for linear, (weight, bias) in zip(module[::2], nets.layers(theta[None].double()), strict=False):
             linear.weight.copy_(weight[0].T)
             linear.bias.copy_(bias[0, 0])
     return module
@@ -85,7 +89,7 @@ def test_full_batch_training_matches_torch_optim(optimiser):
             nn.functional.binary_cross_entropy_with_logits(module(x).squeeze(-1), y.float()).backward()
             step.step()
         trained = as_module(nets, result.theta[row])
-        for ours, theirs in zip(trained.parameters(), module.parameters()):
+        for ours, theirs in zip(trained.parameters(), module.parameters(), strict=False):
             assert torch.allclose(ours.float(), theirs, atol=1e-6)
 
 
@@ -116,10 +120,10 @@ def test_rejection_sampling_bookkeeping_and_rate():
     labellings = torch.tensor([[1, 1, 1], [0, 1, 1], [1, 0, 0]], dtype=torch.bool)
     draws = 64_000
     accepted = fitting_prior_functions(nets, train, labellings, x, draws, torch.Generator().manual_seed(5), heads=4)
-    for labels, signs in zip(labellings, accepted):
+    for labels, signs in zip(labellings, accepted, strict=False):
         assert signs.shape[1] == 8 and (signs[:, :3] == labels).all()  # x_eval starts with the training inputs
     plain = nets.logits(nets.sample(draws, torch.Generator().manual_seed(6)), train) > 0
-    for labels, signs in zip(labellings, accepted):
+    for labels, signs in zip(labellings, accepted, strict=False):
         p = float((plain == labels).all(dim=1).double().mean())
         sd = math.sqrt(p * (1 - p) / draws) * (1 + math.sqrt(4))  # the heads' dependence inflates the spread
         assert abs(signs.shape[0] / draws - p) <= 5 * sd + 1e-9

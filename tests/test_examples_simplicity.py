@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-
 from scripts import load_script
 
 sb = load_script("examples/simplicity_bias.py")

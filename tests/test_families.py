@@ -1,17 +1,18 @@
 """The family contract: the registry, and a new family as one module + one formula + one registry line."""
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import click
 import pytest
 from click.testing import CliRunner
-
 from tasks import MnistTask
+
 from pacbayes.bounds import kl_inverse_upper
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.cli import family_options
-from pacbayes.families import FAMILIES, Baseline, BoundFamily, FamilyOutcome, cli_fields, option, stamped
+from pacbayes.families import FAMILIES, Baseline, BoundFamily, FamilyBase, FamilyOutcome, cli_fields, option, stamped
 from pacbayes.report import render_text
 from pacbayes.results import BoundResult
 from pacbayes.testing import family_bound
@@ -28,9 +29,10 @@ def task():
 def test_every_registered_family_honours_the_contract():
     assert list(FAMILIES) == ["marginal", "dziugaite-roy", "subspace"]
     for name, family in FAMILIES.items():
-        assert isinstance(family, BoundFamily) and family.name == name and family.classifier
+        assert isinstance(family, BoundFamily) and isinstance(family, FamilyBase)
+        assert family.name == name and family.classifier and family.certifies
         defaults = family.settings_type()
-        with pytest.raises(Exception):
+        with pytest.raises(dataclasses.FrozenInstanceError):
             defaults.__setattr__(cli_fields(family.settings_type)[0].name, None)  # frozen
         assert all(f.metadata["cli"].flag.startswith("--") for f in cli_fields(family.settings_type))
 
@@ -46,13 +48,10 @@ class ConstantSettings:
     scale: float = option(1.0, "--constant-scale", "A toy option (unused by the bound).")
 
 
-class ConstantFamily:
+class ConstantFamily(FamilyBase):
     name = "constant"
     settings_type = ConstantSettings
     classifier = "constant-classifier"
-
-    def check(self, context):
-        """Any model: the bound does not depend on it."""
 
     def run(self, model, train, test, *, delta, settings, context):
         ones = float(train.labels.float().mean())
@@ -101,3 +100,28 @@ def test_public_api_is_curated_and_lazy():
     assert pacbayes.certify is certify  # the function itself, not a module
     for name in pacbayes.__all__:
         assert getattr(pacbayes, name) is not None
+
+
+def test_the_settings_load_without_torch():
+    """The CLI builds its flags from the families' settings before it loads torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, pacbayes.families.settings; assert 'torch' not in sys.modules, sorted(sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_certify_options_hold_each_built_in_familys_settings():
+    from dataclasses import fields, replace
+
+    from pacbayes.certification import FAMILY_FIELDS
+    from pacbayes.families import SETTINGS, settings_attribute
+
+    types = {f.name: f.type for f in fields(CertifyOptions)}
+    assert FAMILY_FIELDS == tuple(settings_attribute(name) for name in SETTINGS)
+    for name, settings_type in SETTINGS.items():
+        assert types[settings_attribute(name)] is settings_type
+        assert CertifyOptions().settings_for(name) == settings_type()
+    changed = replace(CertifyOptions(), subspace=SETTINGS["subspace"](dim=7))
+    assert changed.settings_for("subspace").dim == 7 and changed.settings_for("marginal") == SETTINGS["marginal"]()

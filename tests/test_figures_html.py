@@ -16,11 +16,11 @@ import sys
 
 import numpy as np
 import pytest
+from test_hostile_input import UNWRITABLE, assert_refused, files, run  # noqa: F401  (registers the fixture used below)
 
 from pacbayes import figures
 from pacbayes.html_report import render_html
 from pacbayes.monitor import BoundMonitor
-from test_hostile_input import UNWRITABLE, assert_refused, files, run  # noqa: F401  (registers the fixture used below)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

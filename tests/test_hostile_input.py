@@ -25,6 +25,7 @@ from pacbayes.certification import CertifyOptions, certify
 from pacbayes.cli import emit, main
 from pacbayes.data import from_arrays
 from pacbayes.errors import PacBayesError
+from pacbayes.families.settings import MarginalSettings, SubspaceSettings
 from pacbayes.models import load_model
 from pacbayes.monitor import BoundMonitor
 from pacbayes.report import write_json_atomically
@@ -125,14 +126,14 @@ def no_compute(monkeypatch):
     import pacbayes.demo
     import pacbayes.evidence.label_model
     import pacbayes.kernels
-    import pacbayes.testing
+    import pacbayes.report_cache
 
     def stub(*args, **kwargs):
         raise Executed("the computation ran")
 
     for module, name in (
         (pacbayes.certification, "certify"),
-        (pacbayes.testing, "certify"),
+        (pacbayes.report_cache, "certify"),
         (pacbayes.demo, "run_demo"),
         (pacbayes.claims, "train_to_zero_error"),
         *(
@@ -598,7 +599,8 @@ def test_certify_raises_its_own_errors(files, case):
         ("m-str", {"m": "5"}),
         ("bound-int", {"bound": 3}),
         ("cache-dir-int", {"cache_dir": 5}),
-        ("marginal-dict", {"marginal": {}}),
+        ("settings-dict", {"settings": {}}),
+        ("settings-of-another-family", {"settings": SubspaceSettings()}),
     ],
 )
 def test_assert_certified_raises_its_own_errors(files, case, kwargs, tmp_path, monkeypatch):
@@ -630,6 +632,8 @@ def test_assert_certified_checks_its_cache_folder_before_computing(files, no_com
         ("max-checkpoints-true", {"max_checkpoints": True}),
         ("callback-int", {"callback": 5}),
         ("seed-float", {"seed": 1.5}),
+        ("settings-dict", {"settings": {}}),
+        ("settings-twice", {"settings": (MarginalSettings(), MarginalSettings())}),
     ],
 )
 def test_bound_monitor_raises_its_own_errors(files, case, kwargs):
@@ -659,7 +663,7 @@ def test_write_json_atomically_writes_null_and_notes(tmp_path):
 def test_a_failed_atomic_write_leaves_no_temporary_file_and_the_old_report(tmp_path):
     path = tmp_path / "r.json"
     path.write_text('{"old": true}')
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError):
         write_json_atomically({"value": object()}, str(path))
     assert os.listdir(tmp_path) == ["r.json"] and json.loads(path.read_text()) == {"old": True}
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-
 from tasks import MnistTask
+
 from pacbayes.demo import demo_network
 from pacbayes.monitor import BoundMonitor
 

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from random_nets import gaussian_init
 from torch import nn
 
 from pacbayes.errors import InputError
 from pacbayes.kernels import ConvolutionalNNGP, FullyConnectedNNGP, MonteCarloNNGP
 from pacbayes.kernels.activations import expected_product
-from random_nets import gaussian_init
 
 
 def _images(n, c, h, w, seed=0):
@@ -52,14 +52,14 @@ def _reference(a, b, layers, activation, sw, sb, pooling):
     current, out = {}, None
     for key, (u, v) in pairs.items():
         current[key], out = conv_cov(
-            lambda r1, c1, r2, c2: float(u[:, r1, c1] @ v[:, r2, c2]) / channels, size, layers[0]
+            lambda r1, c1, r2, c2, u=u, v=v: float(u[:, r1, c1] @ v[:, r2, c2]) / channels, size, layers[0]
         )
     covs.append(current)
     size = out
     for layer in layers[1:] + [None]:
         cov = covs[-1]
 
-        def post(key, r1, c1, r2, c2):
+        def post(key, r1, c1, r2, c2, cov=cov):
             left, right = {"ab": ("aa", "bb"), "aa": ("aa", "aa"), "bb": ("bb", "bb")}[key]
             return _phi_numpy(
                 cov[key][r1, c1, r2, c2], cov[left][r1, c1, r1, c1], cov[right][r2, c2, r2, c2], activation

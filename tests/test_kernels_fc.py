@@ -7,13 +7,13 @@ import mpmath
 import numpy as np
 import pytest
 import torch
+from random_nets import gaussian_init
 from scipy import integrate, special
 from torch import nn
 
 from pacbayes.errors import InputError
 from pacbayes.kernels import FullyConnectedNNGP, MonteCarloNNGP
 from pacbayes.kernels.activations import expected_product, expected_square
-from random_nets import gaussian_init
 
 mpmath.mp.dps = 40
 
@@ -36,7 +36,7 @@ def _direct_kernel(x, depth, activation, sigma_w, sigma_b):
         for j in range(n):
 
             def k0(a, b):
-                return mpmath.mpf(sigma_b[0]) ** 2 + sw2 * mpmath.fsum(p * q for p, q in zip(a, b)) / d
+                return mpmath.mpf(sigma_b[0]) ** 2 + sw2 * mpmath.fsum(p * q for p, q in zip(a, b, strict=False)) / d
 
             k11, k22, k12 = k0(rows[i], rows[i]), k0(rows[j], rows[j]), k0(rows[i], rows[j])
             for layer in range(1, depth + 1):
@@ -49,7 +49,7 @@ def _direct_kernel(x, depth, activation, sigma_w, sigma_b):
                     k11, k22 = b2 + sw2 * k11 / 2, b2 + sw2 * k22 / 2
                 elif activation == "erf":
 
-                    def f(a, b, c):
+                    def f(a, b, c, b2=b2):
                         return b2 + sw2 * 2 / mpmath.pi * mpmath.asin(2 * c / mpmath.sqrt((1 + 2 * a) * (1 + 2 * b)))
 
                     k12, k11, k22 = f(k11, k22, k12), f(k11, k11, k11), f(k22, k22, k22)

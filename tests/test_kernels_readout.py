@@ -43,7 +43,7 @@ def _explicit_readout_kernel(net, x, seed, samples, bias=True):
 @pytest.mark.parametrize("bias", [True, False])
 def test_equals_explicit_average_of_integrated_read_outs(bias):
     x = _x(5)
-    mc = MonteCarloNNGP(_net(bias=bias), samples=6, seed=2, batch_size=4)
+    mc = MonteCarloNNGP(_net(bias=bias), samples=6, seed=2, batch_size=4, precision="float64")
     kernel = mc.matrix(x)
     assert mc.diagnostics["estimator"] == "readout" and mc.diagnostics["features_per_initialisation"] == 6
     expected = _explicit_readout_kernel(_net(bias=bias), x, seed=2, samples=6, bias=bias)

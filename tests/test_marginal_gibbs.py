@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
-
 import scipy.stats
+from tasks import MnistTask
 
 from pacbayes.errors import InputError
 from pacbayes.evidence import ep_predict
 from pacbayes.evidence.label_model import label_model
 from pacbayes.families.marginal import MarginalSettings, baseline_subset, bayes_agreement, gibbs_test_error
-from tasks import MnistTask
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,14 @@ import math
 
 import pytest
 import torch
-
 from tasks import MnistTask
-from pacbayes.families import marginal as marginal_module
+
 from pacbayes import monitor as monitor_module
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import binarise, load_dataset, take
 from pacbayes.demo import demo_network
 from pacbayes.errors import InputError
+from pacbayes.families import marginal as marginal_module
 from pacbayes.monitor import BoundMonitor
 
 M = 60
@@ -164,7 +164,7 @@ def test_default_cadence_keeps_the_time_budget(data, trained, monkeypatch):
     monitor = BoundMonitor(trained, data[0], overhead=0.05, max_checkpoints=50)
     computed = [i for i in range(200) if monitor.step(trained) is not None]
     assert computed[0] == 0  # the first call computes at once
-    gaps = {b - a for a, b in zip(computed, computed[1:])}
+    gaps = {b - a for a, b in zip(computed, computed[1:], strict=False)}
     assert gaps == {20}  # 1 s checkpoint, then 20 clock readings (one per step) until due
     assert all(r.seconds == 1.0 for r in monitor.history)
 

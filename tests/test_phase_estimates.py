@@ -8,8 +8,8 @@ phase takes more than ~0.05 s.
 
 import pytest
 import torch
-
 from scripts import load_script
+
 from pacbayes import certification
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import binarise, load_dataset, take
@@ -61,7 +61,7 @@ def _within(estimate_and_measure, phases) -> None:
                 ratios[phase] = ratio
         if all(ratios.get(p, 1) is None for p in phases):
             return
-    assert False, f"estimate / measured outside [1/{TOLERANCE:g}, {TOLERANCE:g}]: {ratios}"
+    raise AssertionError(f"estimate / measured outside [1/{TOLERANCE:g}, {TOLERANCE:g}]: {ratios}")
 
 
 def _best_of_two(measure) -> dict:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from tasks import MnistTask
 
 import pacbayes
-from tasks import MnistTask
 from pacbayes import provenance, verification
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.cli import main
@@ -68,10 +68,10 @@ def test_options_round_trip_through_json():
         marginal=MarginalSettings(jitter_grid=(1e-6, 1e-4), variant="mcallester"),
     )
     record = json.loads(json.dumps(provenance.options_record(options)))
-    assert provenance.options_from_record(record) == options
+    assert provenance.options_from_record(record, CertifyOptions) == options
     record["subspace"]["compressed"] = "<not recorded: CompressedModel>"
     with pytest.raises(InputError, match="subspace.compressed"):
-        provenance.options_from_record(record)
+        provenance.options_from_record(record, CertifyOptions)
 
 
 def test_fixed_schema_keys_have_no_spaces(report):

@@ -13,8 +13,8 @@ import pickletools
 import pytest
 import torch
 from click.testing import CliRunner
-
 from scripts import ROOT, load_script
+
 from pacbayes.cli import main
 from pacbayes.data import binarise, load_dataset
 from pacbayes.demo import train_to_zero_error

@@ -16,13 +16,13 @@ from torch import nn
 
 import pacbayes.monitor
 from pacbayes.bounds import clean_distribution_bound
-from pacbayes.report import render_text
 from pacbayes.certification import CertifyOptions, certify, prepare_data
 from pacbayes.data import check_disjoint, from_arrays, subsets
 from pacbayes.errors import InputError
-from pacbayes.families import FAMILIES
+from pacbayes.families import FAMILIES, FamilyBase
 from pacbayes.families.base import FamilyOutcome, stamped
 from pacbayes.monitor import BoundMonitor
+from pacbayes.report import render_text
 from pacbayes.results import BoundResult
 from pacbayes.testing import assert_certified
 
@@ -65,7 +65,7 @@ class FixedSettings:
     """The fixed family has no settings."""
 
 
-class FixedFamily:
+class FixedFamily(FamilyBase):
     """A family whose certified bounds are the given values (so that certify's own handling is tested);
     standing in for a registered family (``name``), it keeps that family's settings type."""
 

@@ -22,8 +22,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from test_hostile_input import Executed, assert_refused, run
-from test_hostile_input import files, no_compute  # noqa: F401  (registers the fixtures used below)
+from test_hostile_input import Executed, assert_refused, files, no_compute, run  # noqa: F401  (registers the fixtures used below)
 from torch import nn
 
 from pacbayes import bounds
@@ -340,7 +339,9 @@ def test_the_level_grid_is_checked_before_training(levels, dim, monkeypatch):
     with pytest.raises(InputError):
         pacbayes.subspace.training.level_grid(levels, dim)
     with pytest.raises(InputError):
-        train_subspace_model(nn.Linear(8, 1), torch.zeros(4, 8), torch.tensor([0, 1, 0, 1]), dim=dim, levels=levels)
+        train_subspace_model(
+            nn.Linear(8, 1), torch.zeros(4, 8), torch.tensor([0, 1, 0, 1]), SubspaceSettings(dim=dim, levels=levels)
+        )
 
 
 # ---------------------------------------------------------------- hostile files: one line, no traceback
@@ -421,7 +422,7 @@ def subspace_file(tmp_path_factory):
     x = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
     y = (x[:, 0] > 0).long()
     net = nn.Sequential(nn.Linear(8, 4), nn.Tanh(), nn.Linear(4, 1))
-    compressed = train_subspace_model(net, x, y, dim=6, seed=0, levels=(4,), epochs=2, qat_epochs=0)
+    compressed = train_subspace_model(net, x, y, SubspaceSettings(dim=6, levels=(4,), epochs=2, qat_epochs=0), seed=0)
     path = tmp_path_factory.mktemp("subspace") / "sub.pt"
     save_subspace_model(compressed, path)
     return path, net
@@ -534,13 +535,14 @@ def hang_guard():
 def test_a_deep_or_fifo_cache_entry_is_recomputed_not_a_traceback_or_a_hang(
     damage, library, tmp_path, monkeypatch, hang_guard
 ):
+    import pacbayes.report_cache
     import pacbayes.testing
 
     class Fresh:
         def to_dict(self):
             return {"fresh": True}
 
-    monkeypatch.setattr(pacbayes.testing, "certify", lambda *a, **k: Fresh())
+    monkeypatch.setattr(pacbayes.report_cache, "certify", lambda *a, **k: Fresh())
     pacbayes.testing.cached_report(*library, CertifyOptions(), cache_dir=tmp_path)
     (entry,) = tmp_path.glob("*.json")
     entry.unlink()

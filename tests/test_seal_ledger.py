@@ -211,7 +211,7 @@ def test_compressed_models_from_other_seeds_are_counted_together(task, tmp_path)
     found = []
     for seed in (0, 1):
         compressed = train_subspace_model(
-            model, train.x, train.labels, dim=2, seed=seed, epochs=1, qat_epochs=1, levels=(2,)
+            model, train.x, train.labels, SubspaceSettings(dim=2, epochs=1, qat_epochs=1, levels=(2,)), seed=seed
         )
         options = CertifyOptions(
             bounds=("subspace",), seed=seed, subspace=SubspaceSettings(compressed=compressed, attempts_ledger=ledger)

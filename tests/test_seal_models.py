@@ -23,9 +23,9 @@ from click.testing import CliRunner
 from test_hostile_input import _Evil, assert_refused
 from torch import nn
 
+import pacbayes.models
 from pacbayes.cli import main
 from pacbayes.errors import InputError, ModelLoadError
-import pacbayes.models
 from pacbayes.models import instantiate_architecture, load_model, model_outputs
 from pacbayes.stochastic.prior import data_independent_prior
 

@@ -7,9 +7,9 @@ verify exit 1 naming the check it breaks, while the untouched reports pass.
 """
 
 import copy
-from dataclasses import replace
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ from pacbayes.families.marginal import MARKOV_SHARE, PAC_BAYES_SHARE
 from pacbayes.families.subspace import SubspaceSettings
 from pacbayes.provenance import model_file_record
 from pacbayes.report import json_safe
-from pacbayes.testing import CacheWarning, _checksum
+from pacbayes.report_cache import CacheWarning, _checksum
 
 FEATURES = 16
 STOCHASTIC = DziugaiteRoySettings(

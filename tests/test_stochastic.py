@@ -10,18 +10,24 @@ import torch.nn as nn
 from torch.distributions import Normal, kl_divergence
 
 from pacbayes import bounds
-from pacbayes.errors import InputError, ModelLoadError
-from pacbayes.stochastic import Schedule, certify_stochastic_network, stochastic_bound
 from pacbayes.attempts import OTHER_ATTEMPTS, record_attempt
+from pacbayes.errors import InputError, ModelLoadError
+from pacbayes.families.settings import DziugaiteRoySettings
+from pacbayes.stochastic import Schedule, certify_stochastic_network, stochastic_bound
 from pacbayes.stochastic.certificate import certify, point_sampled_error, sampled_error
-from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
-from pacbayes.stochastic.prior import parameters_of, reinitialised
 from pacbayes.stochastic.dropout import activation_dropout, activation_layers
+from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
 from pacbayes.stochastic.hint import chance_level, why_vacuous
 from pacbayes.stochastic.network import bounded_cross_entropy, logistic_surrogate, sigmoid_surrogate
-from pacbayes.stochastic.train import PriorVariance, fit_posterior, surrogate_risk
+from pacbayes.stochastic.prior import parameters_of, reinitialised
+from pacbayes.stochastic.train import PriorVariance, fit_posterior, fit_prior_mean, surrogate_risk
 
 FAST = Schedule(epochs=4, batch_size=50, lr=1e-3)
+
+
+def dr(**settings) -> DziugaiteRoySettings:
+    """The family's settings with FAST's epochs (the posterior schedule these tests pass is FAST)."""
+    return DziugaiteRoySettings(posterior_epochs=FAST.epochs, **settings)
 
 
 def _blobs(m, seed, flip=0.0):
@@ -130,7 +136,7 @@ def test_layout_round_trip():
 def test_prior_at_the_trained_weights_is_refused(trained):
     net, _, x, labels = trained
     with pytest.raises(InputError, match="trained weights"):
-        stochastic_bound(net, x, labels, init_state=net.state_dict(), mc_samples=2, schedule=FAST)
+        stochastic_bound(net, x, labels, dr(init_state=net.state_dict(), mc_samples=2), schedule=FAST)
 
 
 def test_init_seed_recreates_the_seeded_construction_and_leaves_the_global_rng_alone():
@@ -146,15 +152,15 @@ def test_init_seed_recreates_the_seeded_construction_and_leaves_the_global_rng_a
 def test_bad_init_inputs_are_refused(trained, tmp_path):
     net, init, x, labels = trained
     with pytest.raises(InputError, match="not both"):
-        stochastic_bound(net, x, labels, init_state=init, init_seed=3, mc_samples=2, schedule=FAST)
+        stochastic_bound(net, x, labels, dr(init_state=init, init_seed=3, mc_samples=2), schedule=FAST)
     wrong = dict(init)
     wrong["0.weight"] = torch.zeros(3, 3)
     with pytest.raises(InputError, match="shape"):
-        stochastic_bound(net, x, labels, init_state=wrong, mc_samples=2, schedule=FAST)
+        stochastic_bound(net, x, labels, dr(init_state=wrong, mc_samples=2), schedule=FAST)
     pickled = tmp_path / "code.pt"
     torch.save({"0.weight": Layout(("a",), ((1,),))}, pickled)  # a custom class: not weights-only
     with pytest.raises(ModelLoadError):
-        stochastic_bound(net, x, labels, init_state=str(pickled), mc_samples=2, schedule=FAST)
+        stochastic_bound(net, x, labels, dr(init_state=str(pickled), mc_samples=2), schedule=FAST)
 
 
 # --- the certificate ----------------------------------------------------------------------------
@@ -162,15 +168,15 @@ def test_bad_init_inputs_are_refused(trained, tmp_path):
 
 def test_certificate_grows_when_the_monte_carlo_budget_drops(trained):
     net, init, x, labels = trained
-    few = stochastic_bound(net, x, labels, init_state=init, mc_samples=3, schedule=FAST)[0]
-    many = stochastic_bound(net, x, labels, init_state=init, mc_samples=300, schedule=FAST)[0]
+    few = stochastic_bound(net, x, labels, dr(init_state=init, mc_samples=3), schedule=FAST)[0]
+    many = stochastic_bound(net, x, labels, dr(init_state=init, mc_samples=300), schedule=FAST)[0]
     assert few.details["kl"] == many.details["kl"]  # same posterior: only the sampling differs
     assert few.value > many.value + 0.1
 
 
 def test_certificate_is_the_composition_of_the_published_bounds(trained):
     net, init, x, labels = trained
-    result = stochastic_bound(net, x, labels, init_state=init, mc_samples=40, schedule=FAST, delta=0.1)[0]
+    result = stochastic_bound(net, x, labels, dr(init_state=init, mc_samples=40), schedule=FAST, delta=0.1)[0]
     d = result.details
     share = bounds.series_delta(1, 0.1) / 2  # attempt 1, then split between KL and sampling
     empirical = bounds.sample_convergence_bound(d["sampled_error"], 40, share)
@@ -188,7 +194,7 @@ def test_certificate_is_the_composition_of_the_published_bounds(trained):
 def test_certificate_on_the_lambda_grid_pays_for_the_grid_point(trained):
     net, init, x, labels = trained
     result = stochastic_bound(
-        net, x, labels, init_state=init, mc_samples=40, schedule=FAST, delta=0.1, lambda_grid=True
+        net, x, labels, dr(init_state=init, mc_samples=40, lambda_grid=True), schedule=FAST, delta=0.1
     )[0]
     d = result.details
     share = bounds.series_delta(1, 0.1) / 2
@@ -210,7 +216,9 @@ def test_bound_holds_against_the_true_stochastic_error():
     init = {k: v.clone() for k, v in net.state_dict().items()}
     x, labels = _blobs(200, seed=4, flip=0.1)
     _train(net, x, labels)
-    cert = certify_stochastic_network(net, x, labels, init_state=init, mc_samples=50, schedule=FAST, objective="quad")
+    cert = certify_stochastic_network(
+        net, x, labels, dr(init_state=init, mc_samples=50, objective="quad"), schedule=FAST
+    )
     x_test, labels_test = _blobs(4000, seed=99, flip=0.1)
     true = cert.error(x_test, labels_test, n=50)
     assert 0.05 < true <= cert.result.value < 1.0
@@ -223,16 +231,16 @@ def test_random_labels_give_a_vacuous_bound():
     x, _ = _blobs(200, seed=7)
     noise = torch.randint(0, 2, (200,), generator=torch.Generator().manual_seed(8))
     _train(net, x, noise, steps=300)
-    result = stochastic_bound(net, x, noise, init_state=init, mc_samples=50, schedule=FAST)[0]
+    result = stochastic_bound(net, x, noise, dr(init_state=init, mc_samples=50), schedule=FAST)[0]
     assert result.value > 0.5
     assert "errs on" in result.details["why_vacuous"]  # random labels: the net's own error, not the KL
 
 
 def test_same_seed_same_number_and_the_seed_matters(trained):
     net, init, x, labels = trained
-    a = stochastic_bound(net, x, labels, init_state=init, mc_samples=20, schedule=FAST, seed=4)[0]
-    b = stochastic_bound(net, x, labels, init_state=init, mc_samples=20, schedule=FAST, seed=4)[0]
-    c = stochastic_bound(net, x, labels, init_state=init, mc_samples=20, schedule=FAST, seed=5)[0]
+    a = stochastic_bound(net, x, labels, dr(init_state=init, mc_samples=20), schedule=FAST, seed=4)[0]
+    b = stochastic_bound(net, x, labels, dr(init_state=init, mc_samples=20), schedule=FAST, seed=4)[0]
+    c = stochastic_bound(net, x, labels, dr(init_state=init, mc_samples=20), schedule=FAST, seed=5)[0]
     assert a.value == b.value and a.details["kl"] == b.details["kl"]
     assert c.details["kl"] != a.details["kl"]
 
@@ -243,9 +251,11 @@ def test_same_seed_same_number_and_the_seed_matters(trained):
 def test_attempts_are_union_bounded_through_the_ledger(trained, tmp_path):
     net, init, x, labels = trained
     ledger = tmp_path / "attempts.jsonl"
-    first = stochastic_bound(net, x, labels, init_state=init, mc_samples=5, schedule=FAST, attempts_ledger=ledger)[0]
+    first = stochastic_bound(net, x, labels, dr(init_state=init, mc_samples=5, attempts_ledger=ledger), schedule=FAST)[
+        0
+    ]
     second = stochastic_bound(
-        net, x, labels, init_state=init, mc_samples=5, schedule=FAST, attempts_ledger=ledger, seed=1
+        net, x, labels, dr(init_state=init, mc_samples=5, attempts_ledger=ledger), schedule=FAST, seed=1
     )[0]
     assert (first.details["attempt"], second.details["attempt"]) == (1, 2)
     assert second.delta[OTHER_ATTEMPTS] == pytest.approx(0.05 * (1 - 6 / (4 * math.pi**2)), rel=1e-12)
@@ -255,7 +265,7 @@ def test_attempts_are_union_bounded_through_the_ledger(trained, tmp_path):
     assert record_attempt(ledger, "another-key", {}) == 1
     with pytest.raises(InputError, match="not both"):
         stochastic_bound(
-            net, x, labels, init_state=init, mc_samples=5, schedule=FAST, attempts_ledger=ledger, attempt=3
+            net, x, labels, dr(init_state=init, mc_samples=5, attempts_ledger=ledger), schedule=FAST, attempt=3
         )
 
 
@@ -288,7 +298,7 @@ def test_fixed_mean_keeps_the_trained_weights(trained):
     assert lam != 0.01  # lambda moved on the grid
     cert = certify(posterior, layout.flatten(init), lam, 0.1, 100, 200, 0.02, 0.02)
     assert cert["lambda"] == bounds.grid_variance(cert["j"])
-    result = stochastic_bound(net, x, labels, init_state=init, mc_samples=5, schedule=FAST, fixed_mean=True)[0]
+    result = stochastic_bound(net, x, labels, dr(init_state=init, mc_samples=5, fixed_mean=True), schedule=FAST)[0]
     assert "fixed-mean" in result.certifies and result.details["mean_mode"] == "fixed"
     assert result.details["mode"] == "around-model-fixed-mean"
 
@@ -319,7 +329,7 @@ def test_a_fixed_prior_variance_does_not_move(trained):
 def test_the_three_modes_are_named_and_only_the_learned_one_starts_at_kl_zero(trained):
     net, init, x, labels = trained
     runs = {
-        mode: stochastic_bound(net, x, labels, init_state=init, mc_samples=5, schedule=FAST, **options)[0]
+        mode: stochastic_bound(net, x, labels, dr(init_state=init, mc_samples=5, **options), schedule=FAST)[0]
         for mode, options in [
             ("learned-from-prior", {}),
             ("around-model", {"posterior_start": "model"}),
@@ -339,7 +349,7 @@ def test_the_three_modes_are_named_and_only_the_learned_one_starts_at_kl_zero(tr
 def test_data_dependent_prior_uses_only_the_remaining_points(trained):
     net, _, x, labels = trained
     result = stochastic_bound(
-        net, x, labels, prior_split=0.3, mc_samples=5, schedule=FAST, objective="lambda", init_seed=0
+        net, x, labels, dr(prior_split=0.3, mc_samples=5, objective="lambda", init_seed=0), schedule=FAST
     )[0]
     assert result.details["m"] == 140 and result.details["m_prior"] == 60
     assert result.details["prior_kind"] == "data-dependent" and result.name == "pbb-lambda"
@@ -350,7 +360,7 @@ def test_zero_prior_is_labelled_and_multiclass_models_work():
     net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3))
     x = torch.randn(120, 2)
     labels = torch.randint(0, 3, (120,))
-    result = stochastic_bound(net, x, labels, mc_samples=5, schedule=FAST, objective="classic")[0]
+    result = stochastic_bound(net, x, labels, dr(mc_samples=5, objective="classic"), schedule=FAST)[0]
     assert result.details["prior_kind"] == "zero" and "zero-centred" in result.assumptions[1]
     assert 0.0 <= result.value <= 1.0
 
@@ -375,22 +385,96 @@ def test_zero_prior_is_labelled_and_multiclass_models_work():
 )
 def test_bad_options_are_refused(trained, options, match):
     net, init, x, labels = trained
+    settings = {key: value for key, value in options.items() if key != "delta"}
+    run = {key: value for key, value in options.items() if key == "delta"}
     with pytest.raises(InputError, match=match):
-        stochastic_bound(net, x, labels, init_state=init, schedule=FAST, **options)
+        stochastic_bound(net, x, labels, dr(init_state=init, **settings), schedule=FAST, **run)
 
 
-@pytest.mark.parametrize("options", [{"epochs": 0}, {"batch_size": 2.5}, {"lr": 0.0}, {"lr_var": float("nan")}])
+def test_the_settings_are_the_familys_dataclass_and_fix_the_epochs(trained):
+    net, init, x, labels = trained
+    with pytest.raises(InputError, match="DziugaiteRoySettings"):
+        stochastic_bound(net, x, labels, {"mc_samples": 5}, schedule=FAST)
+    with pytest.raises(InputError, match="posterior_epochs=4"):  # FAST runs 4 epochs, the default settings 40
+        stochastic_bound(net, x, labels, DziugaiteRoySettings(init_state=init), schedule=FAST)
+    with pytest.raises(InputError, match="prior_epochs=4"):
+        stochastic_bound(net, x, labels, dr(init_state=init), schedule=FAST, prior_schedule=FAST)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"epochs": 0},
+        {"batch_size": 2.5},
+        {"lr": 0.0},
+        {"lr_var": float("nan")},
+        {"optimizer": "rmsprop"},
+        {"momentum": 1.0},
+        {"momentum": -0.1},
+    ],
+)
 def test_bad_schedules_are_refused(options):
     with pytest.raises(InputError):
         Schedule(**options)
 
 
+def test_the_prior_and_the_sgd_posterior_take_heavy_ball_steps_with_the_schedules_momentum():
+    """Two full-batch steps from the same start: w2 = w1 - lr (g(w1) + mu g(w0)), w1 = w0 - lr g(w0)."""
+    torch.manual_seed(5)
+    net = _net()
+    x, labels = _blobs(40, seed=6)
+    layout = Layout.of(parameters_of(net))
+    w0 = layout.flatten(parameters_of(net))
+
+    def grad(w, loss):
+        w = w.detach().clone().requires_grad_(True)
+        loss(w).backward()
+        return w.grad
+
+    def logistic(w):
+        return logistic_surrogate(torch.func.functional_call(net, layout.unflatten(w), (x,))[:, 0], labels)
+
+    lr, mu = 0.1, 0.7
+    w1 = w0 - lr * grad(w0, logistic)
+    expected = w1 - lr * (grad(w1, logistic) + mu * grad(w0, logistic))
+    schedule = Schedule(epochs=2, batch_size=40, lr=lr, momentum=mu)
+    got = fit_prior_mean(net, layout, w0, x, labels, schedule=schedule, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(got, expected, atol=1e-6)
+
+    # the posterior with optimizer "sgd", from the same draws: two steps with momentum mu differ from two
+    # without by mu times the first step, in the mean and in log s
+    def posterior(epochs, momentum):
+        schedule = Schedule(epochs=epochs, batch_size=40, lr=0.05, lr_var=0.5, optimizer="sgd", momentum=momentum)
+        fitted, _ = fit_posterior(
+            net,
+            layout,
+            w0,
+            w0,
+            x,
+            labels,
+            objective="quad",
+            delta=0.05,
+            m=40,
+            prior_variance=PriorVariance(1e-2, on_grid=False),
+            start_variance=1e-2,
+            fixed_mean=False,
+            schedule=schedule,
+            generator=torch.Generator().manual_seed(1),
+        )
+        return torch.cat([fitted.mean, fitted.log_var])
+
+    start = torch.cat([w0, torch.full_like(w0, math.log(1e-2))])
+    first = posterior(1, 0.0) - start
+    assert float(first.abs().max()) > 1e-3
+    assert torch.allclose(posterior(2, mu) - posterior(2, 0.0), mu * first, atol=1e-5)
+
+
 def test_labels_the_model_cannot_output_are_refused(trained):
     net, init, x, labels = trained
     with pytest.raises(InputError, match="labels must lie in 0..1"):
-        stochastic_bound(net, x, labels + 1, init_state=init, mc_samples=2, schedule=FAST)
+        stochastic_bound(net, x, labels + 1, dr(init_state=init, mc_samples=2), schedule=FAST)
     with pytest.raises(InputError, match="integer class indices"):
-        stochastic_bound(net, x, labels.float(), init_state=init, mc_samples=2, schedule=FAST)
+        stochastic_bound(net, x, labels.float(), dr(init_state=init, mc_samples=2), schedule=FAST)
 
 
 # --- learned prior: dropout ----------------------------------------------------------------------
@@ -433,11 +517,8 @@ def test_learned_prior_is_trained_on_the_held_out_part_and_fits_it():
         net,
         x,
         labels,
-        init_seed=7,
-        prior_split=0.5,
-        mc_samples=200,
+        dr(init_seed=7, prior_split=0.5, mc_samples=200, objective="quad", prior_epochs=30),
         schedule=FAST,
-        objective="quad",
         prior_schedule=Schedule(epochs=30, batch_size=50, lr=0.05),
     )[0]
     d = result.details
@@ -491,7 +572,7 @@ def test_a_far_posterior_gets_the_kl_hint_in_the_report(trained):
     net, init, x, labels = trained
     far = {k: v + 5.0 for k, v in init.items()}  # a prior mean far from the trained weights
     result = stochastic_bound(
-        net, x, labels, init_state=far, mc_samples=20, schedule=FAST, posterior_start="model", prior_std=0.01
+        net, x, labels, dr(init_state=far, mc_samples=20, posterior_start="model", prior_std=0.01), schedule=FAST
     )[0]
     assert result.value > 0.99 and result.details["why_vacuous"].startswith("KL = ")
 
@@ -504,11 +585,15 @@ def test_sigmoid_surrogate_matches_a_hand_computation_binary_and_multiclass():
     logits = torch.tensor([2.0, -0.5, 0.1, -3.0])
     labels = torch.tensor([1, 1, 0, 0])
     signs = [1.0, 1.0, -1.0, -1.0]
-    expected = sum(1.0 / (1.0 + math.exp(s * f / temperature)) for s, f in zip(signs, logits.tolist())) / 4
+    expected = (
+        sum(1.0 / (1.0 + math.exp(s * f / temperature)) for s, f in zip(signs, logits.tolist(), strict=False)) / 4
+    )
     assert float(sigmoid_surrogate(logits, labels, temperature)) == pytest.approx(expected, rel=1e-6)
     many = torch.tensor([[1.0, 3.0, -2.0], [0.5, 0.2, 0.4], [-1.0, -1.0, 2.0]])
     targets = [0, 0, 2]
-    margins = [row[y] - max(v for c, v in enumerate(row) if c != y) for row, y in zip(many.tolist(), targets)]
+    margins = [
+        row[y] - max(v for c, v in enumerate(row) if c != y) for row, y in zip(many.tolist(), targets, strict=False)
+    ]
     expected = sum(1.0 / (1.0 + math.exp(g / temperature)) for g in margins) / 3
     assert float(sigmoid_surrogate(many, torch.tensor(targets), temperature)) == pytest.approx(expected, rel=1e-6)
 
@@ -535,11 +620,16 @@ def test_auto_surrogate_is_each_objectives_own_and_sigmoid_uses_its_temperature(
 
 def test_the_sigmoid_surrogate_trains_a_different_posterior_and_is_recorded(trained, tmp_path):
     net, init, x, labels = trained
-    common = {"init_state": init, "objective": "classic", "mc_samples": 40, "schedule": FAST, "delta": 0.1}
-    auto = stochastic_bound(net, x, labels, **common)[0]
+    common = {"init_state": init, "objective": "classic", "mc_samples": 40}
+    auto = stochastic_bound(net, x, labels, dr(**common), schedule=FAST, delta=0.1)[0]
     ledger = tmp_path / "attempts.jsonl"
     sigmoid = stochastic_bound(
-        net, x, labels, surrogate="sigmoid", sigmoid_temperature=0.2, attempts_ledger=ledger, **common
+        net,
+        x,
+        labels,
+        dr(surrogate="sigmoid", sigmoid_temperature=0.2, attempts_ledger=ledger, **common),
+        schedule=FAST,
+        delta=0.1,
     )[0]
     assert auto.details["surrogate"] == "auto" and auto.details["sigmoid_temperature"] is None
     assert sigmoid.details["surrogate"] == "sigmoid" and sigmoid.details["sigmoid_temperature"] == 0.2
@@ -612,7 +702,7 @@ def test_point_draws_and_network_draws_estimate_the_same_gibbs_error(trained):
 def test_point_sampling_pays_for_n_m_draws_and_refuses_other_models(trained):
     net, init, x, labels = trained
     result = stochastic_bound(
-        net, x, labels, init_state=init, mc_samples=5, mc_sampling="point", schedule=FAST, delta=0.1
+        net, x, labels, dr(init_state=init, mc_samples=5, mc_sampling="point"), schedule=FAST, delta=0.1
     )[0]
     d = result.details
     assert d["mc_sampling"] == "point" and d["mc_draws"] == 5 * 200
@@ -631,7 +721,7 @@ def test_point_sampling_pays_for_n_m_draws_and_refuses_other_models(trained):
 
     custom = Custom()
     with pytest.raises(InputError, match="needs an nn.Sequential of Linear layers"):
-        stochastic_bound(custom, x, labels, mc_samples=2, mc_sampling="point", schedule=FAST)
+        stochastic_bound(custom, x, labels, dr(mc_samples=2, mc_sampling="point"), schedule=FAST)
 
 
 def test_point_logits_are_the_network_at_zero_variance_and_differentiable(trained):
@@ -650,9 +740,9 @@ def test_point_logits_are_the_network_at_zero_variance_and_differentiable(traine
 
 def test_per_point_training_is_recorded_trains_another_posterior_and_refuses_other_models(trained):
     net, init, x, labels = trained
-    common = {"init_state": init, "mc_samples": 5, "mc_sampling": "point", "schedule": FAST, "delta": 0.1}
-    batch = stochastic_bound(net, x, labels, **common)[0]
-    point = stochastic_bound(net, x, labels, per_point_training=True, **common)[0]
+    common = {"init_state": init, "mc_samples": 5, "mc_sampling": "point"}
+    batch = stochastic_bound(net, x, labels, dr(**common), schedule=FAST, delta=0.1)[0]
+    point = stochastic_bound(net, x, labels, dr(per_point_training=True, **common), schedule=FAST, delta=0.1)[0]
     assert batch.details["per_point_training"] is False and point.details["per_point_training"] is True
     assert point.details["kl"] != pytest.approx(batch.details["kl"], rel=1e-6)
     share = bounds.series_delta(1, 0.1) / 2
@@ -663,7 +753,6 @@ def test_per_point_training_is_recorded_trains_another_posterior_and_refuses_oth
             nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)),
             x,
             labels,
-            per_point_training=True,
-            mc_samples=2,
+            dr(per_point_training=True, mc_samples=2),
             schedule=FAST,
         )

@@ -115,7 +115,7 @@ def test_message_length_is_the_sum_of_its_fields():
     data, n_bits = encode_message(symbols, codebook, d)
     integers = [-6, -1, 0, 0, 3, 12]
     header = EXPONENT_BITS + elias_delta_length(zigzag(-6) + 1)
-    header += sum(elias_delta_length(b - a + 1) for a, b in zip(integers, integers[1:]))
+    header += sum(elias_delta_length(b - a + 1) for a, b in zip(integers, integers[1:], strict=False))
     assert n_bits == header + len(arithmetic_encode(symbols, levels))
     assert bits_of(data, EXPONENT_BITS) == "00010"
 
@@ -130,7 +130,7 @@ def test_messages_are_prefix_free_and_satisfy_kraft():
             words.add(bits_of(data, n_bits))
     assert len(words) == 2 * levels**d
     ordered = sorted(words)
-    assert not any(b.startswith(a) for a, b in zip(ordered, ordered[1:]))
+    assert not any(b.startswith(a) for a, b in zip(ordered, ordered[1:], strict=False))
     assert sum(2.0 ** -len(w) for w in words) <= 1.0
 
 

@@ -7,8 +7,8 @@ from torch import nn
 
 from pacbayes.errors import InputError
 from pacbayes.subspace import SubspaceModel, reinitialise
-from pacbayes.subspace.projection import KroneckerProjection, make_projection
 from pacbayes.subspace.coding import exact_exponent
+from pacbayes.subspace.projection import KroneckerProjection, make_projection
 from pacbayes.subspace.quantisation import RESOLUTION, assign, kmeans_levels, make_levels, snap_levels, uniform_levels
 
 

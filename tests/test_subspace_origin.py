@@ -6,12 +6,15 @@ import math
 
 import numpy as np
 import pytest
+import subspace_data
 import torch
 from click.testing import CliRunner
+from subspace_data import net, small_cnn
 
 from pacbayes.bounds import compression_bound
 from pacbayes.cli import main
 from pacbayes.errors import InputError
+from pacbayes.families.settings import SubspaceSettings
 from pacbayes.models import zero_one_error
 from pacbayes.subspace import (
     SubspaceModel,
@@ -23,8 +26,6 @@ from pacbayes.subspace import (
 )
 from pacbayes.subspace.origin import split_indices
 from pacbayes.subspace.training import learn_origin
-import subspace_data
-from subspace_data import net, small_cnn
 
 
 def data(n=400, seed=0, classes=3):
@@ -37,7 +38,7 @@ FAST = {"levels": (3, 6), "epochs": 3, "lr": 0.1, "qat_epochs": 2, "prior_epochs
 @pytest.fixture(scope="module")
 def learned():
     x, y = data()
-    return train_subspace_model(net(), x, y, dim=12, seed=4, prior_split=0.5, **FAST)
+    return train_subspace_model(net(), x, y, SubspaceSettings(dim=12, prior_split=0.5, **FAST), seed=4)
 
 
 def test_the_split_is_a_seeded_partition():
@@ -141,7 +142,11 @@ def test_mnist_ten_classes_with_a_learned_origin():
 
     train, test = load_dataset("mnist-embedded", split="train"), load_dataset("mnist-embedded", split="test")
     model = train_subspace_model(
-        small_cnn(10), train.x, train.labels, dim=100, seed=0, epochs=10, qat_epochs=5, prior_split=0.5
+        small_cnn(10),
+        train.x,
+        train.labels,
+        SubspaceSettings(dim=100, epochs=10, qat_epochs=5, prior_split=0.5),
+        seed=0,
     )
     (result,) = subspace_bound(model, train.x, train.labels, delta=0.05, test=(test.x, test.labels))
     assert result.details["m"] == 2500 and result.details["decoding_check"].startswith("passed")

@@ -5,10 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from subspace_data import data, net, small_cnn
 from torch import nn
 
 from pacbayes.bounds import compression_bound
 from pacbayes.errors import InputError, ModelLoadError, PacBayesError
+from pacbayes.families.settings import SubspaceSettings
+from pacbayes.models import zero_one_error
 from pacbayes.subspace import (
     SubspaceModel,
     compress_subspace_model,
@@ -23,19 +26,21 @@ from pacbayes.subspace import (
 from pacbayes.subspace.coding import decode_message
 from pacbayes.subspace.compressed import compress
 from pacbayes.subspace.quantisation import make_levels
-from pacbayes.models import zero_one_error
-from subspace_data import data, net, small_cnn
 
 
 @pytest.fixture(scope="module")
 def compressed():
     x, y = data()
-    return train_subspace_model(net(), x, y, dim=24, seed=3, levels=(3, 6), epochs=4, lr=0.1, qat_epochs=3)
+    return train_subspace_model(
+        net(), x, y, SubspaceSettings(dim=24, levels=(3, 6), epochs=4, lr=0.1, qat_epochs=3), seed=3
+    )
 
 
 def test_training_is_reproducible_and_learns(compressed):
     x, y = data()
-    again = train_subspace_model(net(), x, y, dim=24, seed=3, levels=(3, 6), epochs=4, lr=0.1, qat_epochs=3)
+    again = train_subspace_model(
+        net(), x, y, SubspaceSettings(dim=24, levels=(3, 6), epochs=4, lr=0.1, qat_epochs=3), seed=3
+    )
     assert again.message == compressed.message and again.code_bits == compressed.code_bits
     assert compressed.train_error < 0.4  # chance is ~0.67 for 3 balanced classes
     assert compressed.configurations == 2 * 3  # level counts x fine-tuning epochs, each a candidate
@@ -123,19 +128,21 @@ def test_decoding_check_catches_a_wrong_recorded_error(compressed):
 def test_single_logit_models_and_label_checks():
     x, y3 = data(n=300)
     y = (y3 == 0).long()
-    model = train_subspace_model(net(1), x, y, dim=10, seed=0, levels=(4,), epochs=2, qat_epochs=0)
+    model = train_subspace_model(net(1), x, y, SubspaceSettings(dim=10, levels=(4,), epochs=2, qat_epochs=0), seed=0)
     assert 0.0 <= subspace_bound(model, x, y, delta=0.1)[0].value <= 1.0
     with pytest.raises(InputError):
         subspace_bound(model, x, y3, delta=0.1)
     with pytest.raises(InputError):
-        train_subspace_model(net(1), x, y3, dim=10, seed=0, levels=(4,), epochs=1)
+        train_subspace_model(net(1), x, y3, SubspaceSettings(dim=10, levels=(4,), epochs=1), seed=0)
 
 
 def test_distillation_uses_the_teacher_but_not_its_weights_as_theta0():
     x, y = data(n=300)
     teacher = net()
-    plain = train_subspace_model(teacher, x, y, dim=10, seed=0, levels=(4,), epochs=1, qat_epochs=0)
-    distilled = train_subspace_model(teacher, x, y, dim=10, seed=0, levels=(4,), epochs=1, qat_epochs=0, distill=True)
+    plain = train_subspace_model(teacher, x, y, SubspaceSettings(dim=10, levels=(4,), epochs=1, qat_epochs=0), seed=0)
+    distilled = train_subspace_model(
+        teacher, x, y, SubspaceSettings(dim=10, levels=(4,), epochs=1, qat_epochs=0, distill=True), seed=0
+    )
     assert torch.equal(plain.model.theta0, distilled.model.theta0)
     assert plain.message != distilled.message
 
@@ -166,7 +173,7 @@ def test_mnist_binary_bound_is_non_vacuous():
 
     train = binarise(load_dataset("mnist-embedded", split="train"))
     test = binarise(load_dataset("mnist-embedded", split="test"))
-    model = train_subspace_model(small_cnn(1), train.x, train.labels, dim=500, seed=0, epochs=15)
+    model = train_subspace_model(small_cnn(1), train.x, train.labels, SubspaceSettings(dim=500, epochs=15), seed=0)
     (result,) = subspace_bound(model, train.x, train.labels, delta=0.05, test=(test.x, test.labels))
     assert result.details["decoding_check"].startswith("passed")
     assert result.details["test_error"] <= result.value < 0.4
@@ -176,7 +183,7 @@ def test_the_kept_candidate_is_the_best_of_every_level_count_and_epoch():
     """The selection over (level count, epoch) against a by-hand replay of the same candidates."""
     x, y = data(n=300)
     fit = {"epochs": 3, "lr": 0.1}
-    compressed = train_subspace_model(net(), x, y, dim=16, seed=5, levels=(2, 4), qat_epochs=3, **fit)
+    compressed = train_subspace_model(net(), x, y, SubspaceSettings(dim=16, levels=(2, 4), qat_epochs=3, **fit), seed=5)
     trained = SubspaceModel(net(), dim=16, seed=5)
     fit_subspace(trained, x, y, seed=5, **fit)
     z = trained.z.detach().clone()

@@ -54,15 +54,10 @@ def test_the_training_settings_are_recorded_in_the_bound():
         net(),
         x,
         y,
-        dim=10,
+        SubspaceSettings(
+            dim=10, levels=(4,), epochs=30, patience=5, lr=0.1, qat_epochs=3, qat_patience=2, rate_weight=2.0
+        ),
         seed=0,
-        levels=(4,),
-        epochs=30,
-        patience=5,
-        lr=0.1,
-        qat_epochs=3,
-        qat_patience=2,
-        rate_weight=2.0,
     )
     details = subspace_bound(compressed, x, y, delta=0.05)[0].details
     training = details["training"]
@@ -76,6 +71,32 @@ def test_bad_training_options_are_refused(options):
     x, y = data(40)
     with pytest.raises(InputError):
         fit_subspace(SubspaceModel(net(), dim=4, seed=0), x, y, **{"epochs": 2, **options})
+
+
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"dim": 4}, "SubspaceSettings"),
+        (SubspaceSettings(), "settings.dim is None"),
+        (SubspaceSettings(dim=4, compressed=object()), "already a compressed model"),
+    ],
+)
+def test_training_takes_the_familys_settings(settings, match):
+    x, y = data(40)
+    with pytest.raises(InputError, match=match):
+        train_subspace_model(net(), x, y, settings)
+
+
+def test_the_lower_level_defaults_are_the_settings():
+    """The learning rate is written once, in SubspaceSettings; fine-tuning runs at a fifth of it."""
+    import inspect
+
+    from pacbayes.subspace.training import compress_subspace_model
+
+    lr = SubspaceSettings().lr
+    assert inspect.signature(fit_subspace).parameters["lr"].default == lr
+    for function in (finetune_quantised, compress_subspace_model):
+        assert inspect.signature(function).parameters["lr"].default == lr / 5
 
 
 def test_the_family_offers_the_training_options_as_flags():
@@ -95,7 +116,7 @@ def test_the_code_length_penalty_against_a_direct_computation():
     expected = 0.0
     for value in z:
         weights = [math.exp(-(((value - level) / half_gap) ** 2)) for level in levels]
-        expected += sum(w * b for w, b in zip(weights, costs)) / sum(weights)
+        expected += sum(w * b for w, b in zip(weights, costs, strict=False)) / sum(weights)
     got = float(code_length_penalty(torch.tensor(z, dtype=torch.float64), torch.tensor(levels, dtype=torch.float64)))
     assert got == pytest.approx(expected, rel=1e-12)
     assert float(code_length_penalty(torch.tensor(z), torch.tensor([0.5]))) == 0.0

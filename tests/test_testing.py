@@ -6,9 +6,9 @@ import os
 
 import pytest
 import torch
-
 from tasks import MnistTask
-from pacbayes import testing
+
+from pacbayes import report_cache, testing
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import take
 from pacbayes.errors import InputError
@@ -43,7 +43,7 @@ def test_passing_claim_returns_the_certify_value_and_is_cached(data, trained, di
     first = assert_certified(trained, train, test=test, at_most=1.0, cache_dir=tmp_path)
     assert first.certified and first.value == pytest.approx(direct.value, rel=1e-12)
     assert first.log_evidence == pytest.approx(direct.log_evidence, rel=1e-12)
-    monkeypatch.setattr(testing, "certify", no_certify)
+    monkeypatch.setattr(report_cache, "certify", no_certify)
     second = assert_certified(trained, train, test=test, at_most=1.0, cache_dir=tmp_path)
     assert second == first
 
@@ -82,13 +82,13 @@ def test_corrupt_entry_is_detected_and_recomputed(data, trained, direct, tmp_pat
         broken = json.dumps(entry).encode()
     open(path, "wb").write(broken)
     calls = []
-    real = testing.certify
+    real = report_cache.certify
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(testing, "certify", counting)
+    monkeypatch.setattr(report_cache, "certify", counting)
     with pytest.warns(CacheWarning, match="corrupt"):
         report, from_cache = cached_report(trained, train, test, options, cache_dir=tmp_path)
     assert not from_cache and calls == [1]

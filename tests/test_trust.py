@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from tasks import MnistTask
+
 from pacbayes.bounds import holdout_bound, series_delta
 from pacbayes.certification import HOLDOUT, CertifyOptions, Report, certify, delta_shares, prepare_data
 from pacbayes.cli import main
@@ -18,7 +18,6 @@ from pacbayes.demo import demo_network
 from pacbayes.errors import InputError
 from pacbayes.evidence import ep_log_evidence
 from pacbayes.families import FAMILIES, FamilyOutcome, stamped
-from pacbayes.families.subspace import SubspaceFamily
 from pacbayes.families.marginal import (
     MARKOV_SHARE,
     OTHER_ATTEMPTS,
@@ -27,6 +26,7 @@ from pacbayes.families.marginal import (
     MarginalSettings,
     choose_jitter,
 )
+from pacbayes.families.subspace import SubspaceFamily
 from pacbayes.monitor import BoundMonitor
 from pacbayes.results import BoundResult
 

@@ -4,18 +4,20 @@ Each function cites the paper and equation it implements; inputs are checked and
 :class:`pacbayes.errors.InputError` with a one-line explanation.
 """
 
-from pacbayes.bounds.compression import FORMS as COMPRESSION_FORMS, compression_bound, message_log_inverse_prior
+from pacbayes.bounds.compression import FORMS as COMPRESSION_FORMS
+from pacbayes.bounds.compression import compression_bound, message_log_inverse_prior
+from pacbayes.bounds.holdout import holdout_bound
 from pacbayes.bounds.kl import binary_kl, kl_inverse_lower, kl_inverse_upper
+from pacbayes.bounds.label_noise import clean_distribution_bound, noise_floor
 from pacbayes.bounds.marginal import (
     VARIANTS as MARGINAL_VARIANTS,
+)
+from pacbayes.bounds.marginal import (
     marginal_likelihood_bound,
     marginal_likelihood_complexity,
 )
 from pacbayes.bounds.pac_bayes import catoni_bound, mcallester_bound, occam_bound, occam_complexity, pac_bayes_kl_bound
 from pacbayes.bounds.sample_convergence import sample_convergence_bound
-from pacbayes.bounds.holdout import holdout_bound
-from pacbayes.bounds.label_noise import clean_distribution_bound, noise_floor
-from pacbayes.bounds.union import markov_lower_bound, split_delta
 from pacbayes.bounds.stochastic import (
     DR_GRID_B,
     DR_GRID_C,
@@ -33,6 +35,7 @@ from pacbayes.bounds.stochastic import (
     pbb_quad,
     series_delta,
 )
+from pacbayes.bounds.union import markov_lower_bound, split_delta
 
 __all__ = [
     "COMPRESSION_FORMS",

@@ -21,7 +21,9 @@ from pacbayes import checks
 from pacbayes.errors import InputError
 
 if TYPE_CHECKING:
-    from typing_extensions import Self, TypeIs
+    from typing import Self
+
+    from typing_extensions import TypeIs
 
 DR_GRID_C = 0.1
 """c of the lambda grid (Dziugaite & Roy 2017 use c = 0.1)."""

@@ -8,7 +8,7 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any, NoReturn, Optional, TextIO
+from typing import Any, NoReturn, TextIO
 
 import click
 
@@ -32,7 +32,7 @@ class _OneLineErrors(click.Group):
             raise _Interrupted() from None
 
     def main(  # type: ignore[override]  # always exits, whatever standalone_mode click's overloads name
-        self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None, **extra: Any
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> NoReturn:
         warnings.showwarning = _show_warning
         try:
@@ -67,8 +67,8 @@ def _show_warning(
     category: type[Warning],
     filename: str,
     lineno: int,
-    file: Optional[TextIO] = None,
-    line: Optional[str] = None,
+    file: TextIO | None = None,
+    line: str | None = None,
 ) -> None:
     """pacbayes's own warnings as one line ``pacbayes: warning: ...`` on stderr; its other warning classes as
     Python shows them; warnings of other packages only with ``--verbose`` (they interrupt progress output

@@ -2,7 +2,7 @@
 
 import sys
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -101,22 +101,22 @@ def certify_command(
     train_spec: str,
     test_spec: str,
     bound_names: str,
-    m: Optional[int],
+    m: int | None,
     delta: float,
     corrupt: float,
-    negative_classes: Optional[str],
-    architecture: Optional[str],
-    kwargs_json: Optional[str],
+    negative_classes: str | None,
+    architecture: str | None,
+    kwargs_json: str | None,
     trust_pickle: bool,
     seed: int,
     allow_duplicates: bool,
-    device: Optional[str],
-    out_path: Optional[str],
-    plot_path: Optional[str],
-    html_path: Optional[str],
-    max_bound: Optional[float],
-    cache_dir: Optional[str],
-    max_minutes: Optional[float],
+    device: str | None,
+    out_path: str | None,
+    plot_path: str | None,
+    html_path: str | None,
+    max_bound: float | None,
+    cache_dir: str | None,
+    max_minutes: float | None,
     quiet: bool,
     as_json: bool,
     **family_values: Any,
@@ -153,8 +153,7 @@ def certify_command(
         quiet=quiet,
         cache_dir=cache_dir or None,
         max_minutes=max_minutes,
-        **settings,
-    )
+    ).with_settings(settings)
     report = certify(model, load_data_spec(train_spec), load_data_spec(test_spec), options)
     payload = print_report(report, model_path, out_path, as_json)
     write_views(payload, plot_path, html_path)
@@ -172,12 +171,12 @@ def certify_command(
 
 
 def _check_certify_outputs(
-    out_path: Optional[str],
+    out_path: str | None,
     model_path: str,
     train_spec: str,
     test_spec: str,
     family_values: dict[str, Any],
-    views: dict[str, Optional[str]],
+    views: dict[str, str | None],
 ) -> None:
     """Refuse an --out, a --plot or --html file (``views``: flag -> path) or an attempts ledger (appended
     to) that is the model, the data, a file another flag names, or each other: writing there would

@@ -2,7 +2,6 @@
 
 import os
 import sys
-from typing import Optional
 
 import click
 
@@ -32,7 +31,7 @@ from pacbayes.cli.params import json_option, load_data_spec, quiet_option
 @quiet_option
 @json_option
 def check_command(
-    claims_path: str, cache_dir: Optional[str], trust_pickle: bool, trust_code: bool, quiet: bool, as_json: bool
+    claims_path: str, cache_dir: str | None, trust_pickle: bool, trust_code: bool, quiet: bool, as_json: bool
 ) -> None:
     """Check every generalisation claim in CLAIMS.toml; exit 1 if any claim fails, 2 if any could not
     be checked (an ERROR row; the other claims still run)."""

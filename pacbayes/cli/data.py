@@ -1,7 +1,6 @@
 """``pacbayes data``: inspect a data set, or export it as the arrays ``kernel`` and ``evidence`` read."""
 
 import os
-from typing import Optional
 
 import click
 
@@ -45,7 +44,7 @@ def data_export(
     data_spec: str,
     x_path: str,
     labels_path: str,
-    m: Optional[int],
+    m: int | None,
     seed: int,
     binarise: bool,
     flatten: bool,

@@ -1,7 +1,5 @@
 """``pacbayes demo``: train a small ReLU net on the embedded MNIST data and certify it end to end."""
 
-from typing import Optional
-
 import click
 
 from pacbayes.arguments import check_not_an_input, check_output_dir, check_output_path
@@ -19,7 +17,7 @@ from pacbayes.cli.reports import print_report
 @click.option("--out", "out_path", default=None, help="Also write the JSON report to this file (atomically).")
 @quiet_option
 @json_option
-def demo(m: int, seed: int, delta: float, workdir: str, out_path: Optional[str], quiet: bool, as_json: bool) -> None:
+def demo(m: int, seed: int, delta: float, workdir: str, out_path: str | None, quiet: bool, as_json: bool) -> None:
     """Train a small ReLU net on the embedded MNIST data and certify it end to end."""
     from pacbayes.demo import demo_files, run_demo
 

@@ -114,6 +114,37 @@ def doc_problems(group: click.Group, text: str) -> list[str]:
     return problems
 
 
+def key_table() -> str:
+    """The Markdown table of every claims key, its default, its certify flag and its meaning (docs/files.md
+    holds it verbatim; the flags and meanings of certify options come from ``pacbayes certify`` itself)."""
+    from pacbayes.claims import OWN_SETTINGS, default_settings, family_fields, option_fields
+    from pacbayes.cli import certify_command
+
+    flags = {opt: param for param in certify_command.params for opt in param.opts}
+    defaults = {**default_settings(), **{key: f.default for key, f in family_fields().items()}}
+    rows = ["| key | default | certify flag | meaning |", "| --- | --- | --- | --- |"]
+    for key in (*OWN_SETTINGS, *option_fields(), *family_fields()):
+        param = flags.get("--" + key.replace("_", "-"))
+        flag = "" if param is None else f"`{param.opts[0]}`"
+        meaning = OWN_SETTINGS[key][1] if key in OWN_SETTINGS else "" if param is None else param.help
+        meaning = meaning or f"CertifyOptions.{key} (no certify flag)"
+        rows.append(f"| `{key}` | {_toml(defaults[key], key)} | {flag} | {meaning.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def _toml(value, key: str) -> str:
+    """A default as a claims file writes it (unset ones described)."""
+    if value is None:
+        return "from `bound`" if key == "bounds" else "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    if isinstance(value, tuple):
+        return f"`[{', '.join(str(v) for v in value)}]`"
+    return f"`{value}`"
+
+
 if __name__ == "__main__":  # pragma: no cover
     from pacbayes.cli import main
 

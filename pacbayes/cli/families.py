@@ -50,7 +50,7 @@ def family_options(command: Decorated) -> Decorated:
 
 
 def family_settings(values: dict[str, Any]) -> dict[str, Any]:
-    """CertifyOptions keyword arguments from the family flags (comma-separated lists parsed first, every
+    """Family name -> settings from the family flags (comma-separated lists parsed first, every
     number checked against its declared limits)."""
     given = dict(values)
     for flag, (f, _) in family_option_fields().items():

@@ -6,12 +6,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Optional
 
 INTERRUPTED = "pacbayes: interrupted"
 
 
-def _exit_interrupted(signum: int, frame: Optional[FrameType]) -> None:
+def _exit_interrupted(signum: int, frame: FrameType | None) -> None:
     os.write(2, (INTERRUPTED + "\n").encode())
     os._exit(130)
 

@@ -1,13 +1,11 @@
 """``pacbayes kernel``: the NNGP kernel matrix of a set of inputs, analytic or Monte Carlo of a model file."""
 
-from typing import Optional
-
 import click
 
+from pacbayes.activations import ANALYTIC_ACTIVATIONS
 from pacbayes.arguments import check_not_an_input, check_output_path
 from pacbayes.cli.app import emit
 from pacbayes.cli.params import DEVICE, FINITE, SEED, json_option, parse_sigma_b, quiet_option
-from pacbayes.defaults import ANALYTIC_ACTIVATIONS
 
 
 @click.command("kernel")
@@ -85,15 +83,15 @@ def kernel_command(
     pooling: str,
     kernel_size: int,
     stride: int,
-    padding: Optional[int],
-    model_path: Optional[str],
-    samples: Optional[int],
+    padding: int | None,
+    model_path: str | None,
+    samples: int | None,
     seed: int,
-    architecture: Optional[str],
+    architecture: str | None,
     trust_pickle: bool,
     output_path: str,
-    block_size: Optional[int],
-    device: Optional[str],
+    block_size: int | None,
+    device: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:

@@ -5,7 +5,7 @@ Torch-free: the flags are built at start-up, and ``pacbayes --version``, ``--hel
 
 import json
 import math
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -19,7 +19,7 @@ class FiniteFloat(click.ParamType[float]):
 
     name = "number"
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, float) and math.isfinite(value):
             return value
         try:
@@ -42,7 +42,7 @@ class DeviceName(click.ParamType[str]):
 
     name = "device"
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> str:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from pacbayes.device import resolve_device
 
         try:
@@ -72,7 +72,7 @@ max_minutes_option = click.option(
 )
 
 
-def parse_data_spec(spec: str) -> tuple[str, Optional[str]]:
+def parse_data_spec(spec: str) -> tuple[str, str | None]:
     """``NAME_OR_PATH[:train|:test]`` -> (name or path, split or None)."""
     name, _, split = spec.rpartition(":")
     return (name, split) if split in ("train", "test") and name else (spec, None)
@@ -86,12 +86,12 @@ def load_data_spec(spec: str) -> Any:
     return load_dataset(name, split=split)
 
 
-def data_path(spec: Optional[str]) -> Optional[str]:
+def data_path(spec: str | None) -> str | None:
     """The file or folder a data spec reads (None for none given)."""
     return None if spec is None else parse_data_spec(spec)[0]
 
 
-def parse_json_object(text: Optional[str], flag: str) -> Optional[dict[str, Any]]:
+def parse_json_object(text: str | None, flag: str) -> dict[str, Any] | None:
     """The JSON object given to ``flag`` (None for none given)."""
     if text is None:
         return None
@@ -104,7 +104,7 @@ def parse_json_object(text: Optional[str], flag: str) -> Optional[dict[str, Any]
     return value
 
 
-def parse_float_list(text: Optional[str], flag: str) -> tuple[float, ...]:
+def parse_float_list(text: str | None, flag: str) -> tuple[float, ...]:
     """Ascending finite numbers >= 0, comma-separated (() for none given)."""
     if text is None:
         return ()
@@ -117,7 +117,7 @@ def parse_float_list(text: Optional[str], flag: str) -> tuple[float, ...]:
     return values
 
 
-def parse_int_list(text: Optional[str], flag: str) -> Optional[tuple[int, ...]]:
+def parse_int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
     """Comma-separated integers as a tuple (None for none given)."""
     if text is None:
         return None

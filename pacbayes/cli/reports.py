@@ -3,7 +3,7 @@ and read a report or a monitor history back."""
 
 import json
 import os
-from typing import Any, Optional
+from typing import Any
 
 from pacbayes.arguments import check_output_path, open_regular, regular_file
 from pacbayes.checks import parsed
@@ -14,7 +14,7 @@ MAX_REPORT_BYTES = 1 << 26
 """The largest report file read (64 MiB; a certify report is a few kilobytes)."""
 
 
-def print_report(report: Any, model_path: str, out_path: Optional[str], as_json: bool) -> dict[str, Any]:
+def print_report(report: Any, model_path: str, out_path: str | None, as_json: bool) -> dict[str, Any]:
     """Print a certify report (``--json`` or the table), write it to ``out_path`` if given; returns its JSON."""
     from pacbayes.provenance import model_file_record
     from pacbayes.report import render_text, write_json_atomically
@@ -32,7 +32,7 @@ def print_report(report: Any, model_path: str, out_path: Optional[str], as_json:
     return payload
 
 
-def check_views(views: dict[str, Optional[str]]) -> dict[str, Optional[str]]:
+def check_views(views: dict[str, str | None]) -> dict[str, str | None]:
     """Check the --plot and --html paths (flag -> path) before any work: writable, and matplotlib
     installed for a --plot. Returns ``views``."""
     from pacbayes.figures import require_matplotlib
@@ -44,7 +44,7 @@ def check_views(views: dict[str, Optional[str]]) -> dict[str, Optional[str]]:
     return views
 
 
-def write_views(payload: dict[str, Any], plot_path: Optional[str], html_path: Optional[str]) -> None:
+def write_views(payload: dict[str, Any], plot_path: str | None, html_path: str | None) -> None:
     """Write the --plot PNG and the --html page of a certify report, from the same values as its JSON."""
     from pacbayes.figures import png_bytes, report_figure, write_png
     from pacbayes.html_report import write_html

@@ -2,7 +2,7 @@
 
 import os
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -37,12 +37,12 @@ from pacbayes.errors import PacBayesError
 @json_option
 def verify_command(
     report_path: str,
-    model_path: Optional[str],
-    train_spec: Optional[str],
-    test_spec: Optional[str],
+    model_path: str | None,
+    train_spec: str | None,
+    test_spec: str | None,
     rerun: bool,
-    architecture: Optional[str],
-    kwargs_json: Optional[str],
+    architecture: str | None,
+    kwargs_json: str | None,
     trust_code: bool,
     quiet: bool,
     as_json: bool,

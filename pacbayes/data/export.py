@@ -4,7 +4,7 @@
 binarising as certify does) to .npy files; :func:`summary` says what pacbayes reads from a data set.
 """
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -36,7 +36,7 @@ def summary_text(record: dict[str, Any]) -> str:
         f"{record['name']}: {record['n']} examples of shape {tuple(record['shape'])}, "
         f"values in [{record['x_min']:g}, {record['x_max']:g}]",
         "classes (original label: count): "
-        + ", ".join(f"{c}: {n}" for c, n in zip(record["classes"], record["class_counts"])),
+        + ", ".join(f"{c}: {n}" for c, n in zip(record["classes"], record["class_counts"], strict=False)),
     ]
     return "\n".join(lines + [f"{key}: {value}" for key, value in record["info"].items()])
 
@@ -46,7 +46,7 @@ def export_arrays(
     x_path: str,
     labels_path: str,
     *,
-    m: Optional[int] = None,
+    m: int | None = None,
     seed: int = 0,
     binarise: bool = False,
     flatten: bool = False,

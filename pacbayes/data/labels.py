@@ -2,12 +2,12 @@
 
 import numbers
 
-import numpy as np
 import torch
 
 from pacbayes import checks
 from pacbayes.data.dataset import Dataset
 from pacbayes.errors import InputError
+from pacbayes.seeds import numpy_rng
 
 DEFAULT_NEGATIVE_CLASSES = (0, 1, 2, 3, 4)
 
@@ -39,7 +39,7 @@ def binarise(ds: Dataset, negative_classes=None) -> Dataset:
             f"{sorted(negative)} (labels: {list(ds.classes)}); choose negative "
             "classes that leave both sides non-empty"
         )
-    positive = tuple(c for c, neg in zip(ds.classes, is_negative.tolist()) if not neg)
+    positive = tuple(c for c, neg in zip(ds.classes, is_negative.tolist(), strict=False) if not neg)
     labels = (~is_negative[ds.labels]).to(torch.int64)
     classes = (tuple(sorted(negative)), positive)
     return ds.derive(
@@ -107,7 +107,7 @@ def corrupt_labels(ds: Dataset, fraction: float, seed: int) -> Dataset:
         raise InputError(f"corruption fraction must be a number in [0, 1], got {fraction!r}")
     seed = checks.integer_at_least(seed, "seed", 0)
     n = len(ds)
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     chosen = rng.random(n) < float(fraction)
     replacement = rng.integers(0, ds.num_classes, size=n)
     labels = ds.labels.clone()

@@ -1,16 +1,17 @@
 """Choosing examples: a seeded subset of size m, the training set certify uses, and the checks that
 S holds distinct points and that the test set shares none of them."""
 
-import hashlib
 import numbers
 
 import numpy as np
 import torch
 
-from pacbayes import arguments, checks
+from pacbayes import checks
 from pacbayes.data.dataset import Dataset
 from pacbayes.data.labels import binarise, corrupt_labels
 from pacbayes.errors import InputError
+from pacbayes.hashing import row_keys
+from pacbayes.seeds import numpy_rng
 
 
 def subset_positions(ds: Dataset, m: int, seed: int) -> np.ndarray:
@@ -22,7 +23,7 @@ def subset_positions(ds: Dataset, m: int, seed: int) -> np.ndarray:
             f"{ds.name}: asked for m = {m} examples but it has only {len(ds)}; use m <= {len(ds)} or more data"
         )
     seed = checks.integer_at_least(seed, "seed", 0)
-    return np.sort(np.random.default_rng(seed).permutation(len(ds))[: int(m)])
+    return np.sort(numpy_rng(seed).permutation(len(ds))[: int(m)])
 
 
 def take(ds: Dataset, m: int, seed: int) -> Dataset:
@@ -71,7 +72,7 @@ def check_distinct(ds: Dataset, *, allow_duplicates: bool = False, positions=Non
     distribution has atoms) and ``info["duplicates_assumption"]`` says so. ``positions``: where each
     row of ``ds`` sits in the data as given, for the message (default: its own index).
     """
-    arguments.flag(allow_duplicates, "allow_duplicates")
+    checks.flag(allow_duplicates, "allow_duplicates")
     first = _first_copies(ds)
     repeats = np.flatnonzero(first != np.arange(len(ds)))
     distinct = len(ds) - len(repeats)
@@ -141,5 +142,5 @@ def _row_keys(ds: Dataset, chunk: int = 4096) -> list:
     keys = []
     for start in range(0, len(ds), chunk):
         rows = np.ascontiguousarray(flat[start : start + chunk].numpy() + np.float32(0.0), dtype=np.float32)
-        keys += [hashlib.blake2b(row.data, digest_size=16).digest() for row in rows]
+        keys += row_keys(rows)
     return keys

@@ -24,12 +24,13 @@ first use (seconds) and cached on disk by numba.
 """
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
 
 TILE = 128  # draws per tile: a 128-row block of them is 128 KiB, within a core's L2
-_KERNEL = dict(nogil=True, boundscheck=False, fastmath={"contract"}, cache=True)
+_KERNEL: dict[str, Any] = dict(nogil=True, boundscheck=False, fastmath={"contract"}, cache=True)
 _SQRT_HALF = math.sqrt(0.5)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _ASYMPTOTIC_BELOW = -25.0  # ln Phi(t) from its asymptotic series below this (8 terms: error < 1e-16)

@@ -17,17 +17,23 @@ cannot fit in the memory available is refused before any work, with the fix.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import torch
 
 from pacbayes.device import threads_for
 from pacbayes.estimates import best_time
 from pacbayes.evidence.certified import certified_log_evidence
-from pacbayes.evidence.ep import ep_log_evidence
+from pacbayes.evidence.ep import EPResult, ep_log_evidence
+from pacbayes.evidence.multiclass_ep import (
+    MulticlassEPResult,
+    certified_method,
+    chosen_method,
+    multiclass_ep_log_evidence,
+)
 from pacbayes.memory import check_fits
-from pacbayes.evidence.multiclass_ep import certified_method, chosen_method, multiclass_ep_log_evidence
 
 _PROBE_SIZE = 1024
 EP_SWEEPS = 10  # sweeps to plan for (the nested start and the prior start converge in 6-11)
@@ -40,10 +46,11 @@ MULTICLASS_SWEEP_CHOLESKYS = 35.0  # per class and sweep, fitted at m = 50-400, 
 CERTIFIED_MATRICES = 5  # K, the factor and the two Newton matrices in place, plus the draws
 _SWEEP_PROBE = 32  # points of the EP run that measures a sweep's fixed cost
 _SQUARE_PROBE = 384  # points of the EP run that measures a sweep's n^2 elementwise work
+STRUCTURED_POINT_SECONDS = 4e-7  # per point, draw and class difference of the structured sampler's compiled pass
 _SAMPLER_PROBE = (256, 1000)  # (points, draws) of the certified run that measures the sampler's rate
 
 
-def _seconds_per_cube(device: str) -> float:
+def seconds_per_cube(device: str) -> float:
     """Expected seconds of one n x n Cholesky divided by n^3: its n^3 / 3 flops at the rate of a probe
     matrix product of size _PROBE_SIZE (best of three), with torch's current thread count. A small
     Cholesky is dominated by overheads and would overstate large ones many times; a product runs near
@@ -53,7 +60,7 @@ def _seconds_per_cube(device: str) -> float:
 
 @lru_cache(maxsize=16)
 def _cube_probe(device: str, threads: int) -> float:
-    """:func:`_seconds_per_cube` measured once per device and thread count."""
+    """:func:`seconds_per_cube` measured once per device and thread count."""
     dev = torch.device(device)
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(_PROBE_SIZE, _PROBE_SIZE, dtype=torch.float64, generator=generator).to(dev)
@@ -86,7 +93,7 @@ def _seconds_per_square(device: str) -> float:
     K, labels = _probe_problem(_SQUARE_PROBE)
     with threads_for(_SQUARE_PROBE, device):
         per_sweep = _per_sweep(K, labels, 2, device) - _sweep_overhead(device)
-    factorisations = EP_SWEEP_CHOLESKYS * _seconds_per_cube(device) * _SQUARE_PROBE**3
+    factorisations = EP_SWEEP_CHOLESKYS * seconds_per_cube(device) * _SQUARE_PROBE**3
     return max(per_sweep - factorisations, 0.0) / _SQUARE_PROBE**2
 
 
@@ -102,11 +109,12 @@ def _sweep_overhead(device: str, classes: int = 2) -> float:
 def _per_sweep(K, labels, classes: int, device: str) -> float:
     """Seconds per sweep of EP on (K, labels): best of two runs after an untimed one, over its sweeps."""
 
+    run: Callable[[], EPResult | MulticlassEPResult]
     if classes == 2:
-        run = lambda: ep_log_evidence(K, labels, device=device, allow_unconverged=True)  # noqa: E731
+        run = partial(ep_log_evidence, K, labels, device=device, allow_unconverged=True)
     else:
-        run = lambda: multiclass_ep_log_evidence(  # noqa: E731
-            K, labels, classes, device=device, method="structured", allow_unconverged=True
+        run = partial(
+            multiclass_ep_log_evidence, K, labels, classes, device=device, method="structured", allow_unconverged=True
         )
     sweeps = run().sweeps
     return best_time(run) / max(sweeps, 1)
@@ -131,7 +139,7 @@ def _sampler_rates(device: str) -> tuple:
         run(draws)()
         few, many = best_time(run(draws)), best_time(run(3 * draws))
     per_entry = max(many - few, 0.1 * many) / (2 * draws * n * n)
-    factorisations = (CERTIFIED_CHOLESKYS + CAVITY_CHOLESKYS) * _seconds_per_cube(device) * n**3
+    factorisations = (CERTIFIED_CHOLESKYS + CAVITY_CHOLESKYS) * seconds_per_cube(device) * n**3
     return per_entry, max(few - per_entry * draws * n * n - factorisations, 0.0) / n
 
 
@@ -161,7 +169,7 @@ def _duration(seconds: float) -> str:
 
 def estimate(what: str, n: int, *, choleskys: float, matrices: int, extra_seconds: float = 0.0, device="cpu") -> Budget:
     """The :class:`Budget` of work equal to ``choleskys`` Choleskys of n x n holding ``matrices`` such matrices."""
-    seconds = choleskys * _seconds_per_cube(str(device)) * float(n) ** 3 + extra_seconds
+    seconds = choleskys * seconds_per_cube(str(device)) * float(n) ** 3 + extra_seconds
     return Budget(what, int(n), seconds, int(matrices * 8 * n * n))
 
 
@@ -221,14 +229,18 @@ def certified_budget(n: int, samples: int, device="cpu", *, proposal: str = "ep-
 
 def structured_certified_budget(m: int, classes: int, samples: int, device="cpu") -> Budget:
     """Expected cost of the structured multi-class sampler (:mod:`pacbayes.evidence.multiclass_sampler`): the
-    proposal's site matching, ~20 C + 24 (C - 1) Choleskys of m, and per draw C - 1 triangular passes of m^2,
-    holding ~2 C + 4 m x m matrices."""
+    proposal (the structured posterior with its operators and the per-point conditionals), ~28 C + 2 Choleskys
+    of m, and per draw one (C - 1) m^2 product plus the compiled per-point work, about
+    STRUCTURED_POINT_SECONDS (C - 1) per point (measured at m = 1,000-2,000, C = 10), holding ~3 C + 6 m x m
+    matrices."""
+    per_draw = 6.0 * (classes - 1) * float(m) ** 2 * seconds_per_cube(str(device))
+    per_draw += STRUCTURED_POINT_SECONDS * (classes - 1) * m
     return estimate(
         "certified ln P(S) (structured multi-class sampler, no psi*)",
         m,
-        choleskys=20.0 * classes + 24.0 * (classes - 1),
-        matrices=2 * classes + 4,
-        extra_seconds=samples * 6.0 * (classes - 1) * float(m) ** 2 * _seconds_per_cube(str(device)),
+        choleskys=28.0 * classes + 2.0,
+        matrices=3 * classes + 6,
+        extra_seconds=samples * per_draw,
         device=device,
     )
 
@@ -266,5 +278,6 @@ __all__ = [
     "evidence_budgets",
     "multiclass_ep_budget",
     "orthant_dimension",
+    "seconds_per_cube",
     "structured_certified_budget",
 ]

@@ -31,7 +31,6 @@ P(S) = Pr[g > 0] for g = Y f ~ N(0, Sigma), Sigma = Y (K + jitter I) Y.
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import torch
@@ -47,7 +46,6 @@ from pacbayes.evidence.ep import ep_log_evidence
 from pacbayes.evidence.ep_cavity import CavityProposal
 from pacbayes.evidence.multiclass import difference_covariance
 from pacbayes.evidence.multiclass_ep import multiclass_ep_log_evidence
-from pacbayes.results import CERTIFIED_SUMMARY, SerialisesItself
 from pacbayes.evidence.tilted import (
     certified_upper,
     maximise_psi,
@@ -55,6 +53,7 @@ from pacbayes.evidence.tilted import (
     solve_tilting,
     tilted_log_weights,
 )
+from pacbayes.results import CERTIFIED_SUMMARY, SerialisesItself
 
 PSI_CHECK_DRAWS = 256  # tilted draws that check psi* when the lower bound uses the ep-cavity proposal
 PILOT_SAMPLES = 1_000  # draws that fix the count under a sample tolerance, then discarded
@@ -80,8 +79,8 @@ class CertifiedEvidence(SerialisesItself):
 
     lower: float
     log_estimate: float
-    upper: Optional[float]
-    grad_norm: Optional[float]
+    upper: float | None
+    grad_norm: float | None
     samples: int
     seed: int
     seconds: float
@@ -91,7 +90,7 @@ class CertifiedEvidence(SerialisesItself):
     effective_samples: float
     newton_steps: int
     order: np.ndarray = field(repr=False)
-    upper_reason: Optional[str] = None
+    upper_reason: str | None = None
     proposal: str = DEFAULT_PROPOSAL
     pilot_samples: int = 0
 

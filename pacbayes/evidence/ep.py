@@ -12,7 +12,8 @@ by a Gaussian site N(f_i | nu_i/tau_i, 1/tau_i) times a constant and matches mom
 * ln Z_EP as in GPML infEP (the stable form of R&W eq. 3.65 and 3.73-3.74).
 
 Parallel schedule (all sites from one posterior, van Gerven et al. 2010): one sweep costs a
-Cholesky of B plus a triangular inverse L^-1, both in place in one m x m buffer, and
+Cholesky of B plus a triangular inverse L^-1 (:func:`invert_lower_in_place`, triangular solves in
+torch's BLAS), both in place in one m x m buffer, and
 diag(Sigma) = (1 - diag(B^-1)) / tau (Woodbury), diag(B^-1) the squared column norms of L^-1;
 damping keeps it stable. Sequential schedule: R&W Algorithm 3.5 (rank-1 updates of Sigma, m^2 per
 site, recomputed from scratch after each sweep). Both stop when the relative change of ln Z between
@@ -34,12 +35,12 @@ judged between two float64 sweeps):
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
-from scipy.linalg import lapack
 
 from pacbayes import checks
 from pacbayes.defaults import EP_TOL as DEFAULT_TOL
@@ -60,6 +61,7 @@ NESTED_TOL, NESTED_SWEEPS = 1e-4, 50  # a nested level is only a start: coarse, 
 # Sigma_ii is recomputed as K_ii - |L^-1 S^1/2 K e_i|^2 instead (no cancellation there).
 _CANCELLATION_GUARD = {torch.float64: 1e-6, torch.float32: 1e-3}
 _ADAPTIVE_START, _ADAPTIVE_MAX, _ADAPTIVE_GROWTH = 0.8, 0.8, 1.25
+_INVERSE_BASE, _INVERSE_ALIGN = 1024, 64  # invert_lower_in_place: base-case size, split aligned to this
 
 
 @dataclass
@@ -92,8 +94,8 @@ class EPResult(SerialisesItself):
     start: str = "prior"
     precision: str = "double"
     single_sweeps: int = 0
-    inverse_factor: torch.Tensor = field(default=None, repr=False)
-    alpha: torch.Tensor = field(default=None, repr=False)
+    inverse_factor: torch.Tensor | None = field(default=None, repr=False)
+    alpha: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def m(self) -> int:
@@ -139,22 +141,36 @@ def cholesky_in_place(B: torch.Tensor, what: str):
     return B, float(torch.log(B.diagonal().double()).sum())
 
 
-def _inverse_factor(B: torch.Tensor, what="B = I + S^1/2 K S^1/2"):
-    """(L^-1, ln|B| / 2) for B = L L^T; on the CPU L^-1 is written over B, in place.
+def invert_lower_in_place(L: torch.Tensor) -> torch.Tensor:
+    """L^-1 written over the lower triangle of the lower-triangular L (its strict upper triangle is not
+    read and stays unspecified); returns L.
 
-    CPU: :func:`cholesky_in_place`, then LAPACK trtri (m^3/3 flops; about one Cholesky, where a
-    triangular solve against I costs 2.4-2.9) on the Fortran view of the row-major buffer, in which
-    L is upper triangular (L^T). Other devices: a Cholesky and a triangular solve against I.
+    Recursive 2 x 2 blocks, L = [[A, 0], [C, D]], L^-1 = [[A^-1, 0], [-D^-1 C A^-1, D^-1]]: C is
+    overwritten by two triangular solves (torch's ``out=`` on the right-hand side, no copy), then A and D
+    are inverted the same way; blocks of at most _INVERSE_BASE rows are solved against I. m^3/3 flops,
+    all in the triangular solves of torch's own BLAS, the library that runs the Cholesky: a second
+    library's threads (LAPACK trtri through SciPy's OpenBLAS) competed with torch's for the cores.
     """
+    n = L.shape[0]
+    if n <= _INVERSE_BASE:
+        eye = torch.eye(n, dtype=L.dtype, device=L.device)
+        L.copy_(torch.linalg.solve_triangular(L, eye, upper=False))
+        return L
+    half = -(-n // (2 * _INVERSE_ALIGN)) * _INVERSE_ALIGN
+    A, C, D = L[:half, :half], L[half:, :half], L[half:, half:]
+    torch.linalg.solve_triangular(D, C, upper=False, out=C)  # D^-1 C
+    torch.linalg.solve_triangular(A, C, upper=False, left=False, out=C)  # D^-1 C A^-1
+    C.neg_()
+    invert_lower_in_place(A)
+    invert_lower_in_place(D)
+    return L
+
+
+def _inverse_factor(B: torch.Tensor, what="B = I + S^1/2 K S^1/2"):
+    """(L^-1, ln|B| / 2) for B = L L^T; on the CPU L^-1 is written over B, in place
+    (:func:`cholesky_in_place`, then :func:`invert_lower_in_place`; lower triangle, upper set to 0)."""
     B, half_log_det = cholesky_in_place(B, what)
-    if B.device.type != "cpu":
-        eye = torch.eye(B.shape[0], dtype=B.dtype, device=B.device)
-        return torch.linalg.solve_triangular(B, eye, upper=False), half_log_det
-    trtri = lapack.dtrtri if B.dtype == torch.float64 else lapack.strtri
-    inverse, info = trtri(B.numpy().T, lower=0, overwrite_c=1)  # (L^T)^-1 in the view: L^-1 in B
-    if info != 0:
-        _not_positive_definite(B.dtype, what)
-    return torch.from_numpy(inverse.T).tril_(), half_log_det
+    return invert_lower_in_place(B).tril_(), half_log_det
 
 
 def _column_square_sums(matrix: torch.Tensor, rows: int = 512) -> torch.Tensor:
@@ -175,8 +191,8 @@ class _Posterior:
     inverse_factor: torch.Tensor
     sqrt_tau: torch.Tensor
     alpha: torch.Tensor
-    mean: torch.Tensor
-    variance: torch.Tensor
+    mean: torch.Tensor | None
+    variance: torch.Tensor | None
 
 
 class _Workspace:
@@ -184,7 +200,7 @@ class _Workspace:
 
     def __init__(self, K: torch.Tensor):
         self.K = K
-        self._buffer = None
+        self._buffer: torch.Tensor | None = None
 
     def buffer(self, dtype) -> torch.Tensor:
         if self._buffer is None or self._buffer.dtype != dtype:
@@ -311,7 +327,7 @@ class Sweeps:
     step: float
     tau: torch.Tensor
     nu: torch.Tensor
-    posterior: object
+    posterior: Any  # what the loop's ``posterior`` returned (binary: _Posterior)
     single_sweeps: int
 
 
@@ -346,7 +362,8 @@ def run_sweeps(
     """
     step = _ADAPTIVE_START if damping == "adaptive" else float(damping)
     dtype = torch.float64 if precision == "double" else torch.float32
-    history, change, converged, fresh, single_sweeps = [], math.inf, False, False, 0
+    history: list[float] = []
+    change, converged, fresh, single_sweeps = math.inf, False, False, 0
     for sweep in range(1, max_sweeps + 1):
         try:
             post = posterior(tau, nu, dtype)
@@ -526,6 +543,8 @@ def ep_predict(result: EPResult, K_cross, k_test_diag):
     the test prior variance is k_test_diag + jitter and the cross covariances are unchanged.
     Returns float64 numpy arrays (mean, variance), each of shape (n,).
     """
+    if result.alpha is None or result.inverse_factor is None:
+        raise InputError("ep_predict needs the EPResult ep_log_evidence returned (with its factor); rerun EP")
     device = result.alpha.device
     cross, prior_var = validate_test_kernels(K_cross, k_test_diag, result.m, device)
     sqrt_tau = torch.sqrt(torch.as_tensor(result.site_precision, device=device))

@@ -47,7 +47,6 @@ from pacbayes.evidence.ep import cholesky_in_place
 from pacbayes.evidence.multiclass_posterior import gram_complement
 from pacbayes.evidence.sequential import Steps, permute_symmetric, sequential_log_weights
 
-
 FACTOR_CHECK_TOL = 1e-10  # |B x - u| / |u| for x = L^-T L^-1 u: a float64 factor of B passes, another fails
 _PRODUCT_BLOCK = 512  # columns of a block of the triangular product
 

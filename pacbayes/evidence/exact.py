@@ -22,7 +22,6 @@ from pacbayes import checks
 from pacbayes.errors import ConvergenceError, InputError
 from pacbayes.evidence._validate import validate_inputs, validate_labels
 
-
 _DROP = 60.0  # window edges: where the log-integrand is this many nats below its peak
 _BREAKS = (1.0, 10.0)  # interior breakpoints (drops in nats) on either side of the mode
 

@@ -19,10 +19,10 @@ import torch
 from scipy import special
 
 from pacbayes import checks
-from pacbayes.evidence.ep import ep_log_evidence, ep_predict
 from pacbayes.errors import InputError
 from pacbayes.evidence._validate import validate_labels
 from pacbayes.evidence.certified import certified_log_evidence, multiclass_certified_log_evidence
+from pacbayes.evidence.ep import ep_log_evidence, ep_predict
 from pacbayes.evidence.multiclass import validate_class_labels
 from pacbayes.evidence.multiclass_ep import certified_method, multiclass_ep_log_evidence, multiclass_ep_predict
 from pacbayes.evidence.multiclass_sampler import structured_certified_log_evidence

@@ -81,7 +81,7 @@ class MulticlassEPResult(SerialisesItself):
     site_precision: np.ndarray
     site_natural_mean: np.ndarray
     history: list = field(default_factory=list)
-    prior: torch.Tensor = field(default=None, repr=False)
+    prior: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def m(self) -> int:
@@ -256,8 +256,10 @@ def multiclass_ep_predict(
     """
     checks.integer_at_least(samples, "samples", 1)
     checks.integer_at_least(seed, "seed", 0)
-    cross, prior_var = validate_test_kernels(K_cross, k_test_diag, result.m, result.prior.device)
     prior, classes, m = result.prior, result.classes, result.m
+    if prior is None:
+        raise InputError("this EP result holds no prior covariance; predict with the result multiclass EP returned")
+    cross, prior_var = validate_test_kernels(K_cross, k_test_diag, m, prior.device)
     other = torch.as_tensor(pair_index(result.labels, classes), device=prior.device)
     labels = torch.as_tensor(result.labels, device=prior.device)
     tau, nu = (torch.as_tensor(a, device=prior.device) for a in (result.site_precision, result.site_natural_mean))

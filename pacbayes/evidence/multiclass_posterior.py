@@ -33,7 +33,6 @@ m x m matrices, reused from sweep to sweep (:class:`StructuredBuffers`).
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -53,17 +52,24 @@ class StructuredPosterior:
     mean: torch.Tensor
     blocks: torch.Tensor
     half_log_det: torch.Tensor
-    a_inv: Optional[torch.Tensor] = None
-    x_t: Optional[torch.Tensor] = None
-    y_t: Optional[torch.Tensor] = None
+    a_inv: torch.Tensor | None = None
+    x_t: torch.Tensor | None = None
+    y_t: torch.Tensor | None = None
+
+    def operators(self) -> tuple:
+        """(A^-1, X^T, Y^T), the kept operators; ValueError for a posterior computed without keep_operators."""
+        if self.a_inv is None or self.x_t is None or self.y_t is None:
+            raise ValueError("the structured posterior was computed without keep_operators=True")
+        return self.a_inv, self.x_t, self.y_t
 
     def column_grams(self, rhs: torch.Tensor) -> torch.Tensor:
         """For rhs of shape (C, m, d, n): the (n, d, d) matrices R_t^T Sigma R_t, R_t = rhs[..., t] as a C m x d
         matrix (class-major rows); needs the kept operators. Uses Sigma = blockdiag(A_c^-1) + X^T X - Y^T Y."""
+        a_inv, x_t, y_t = self.operators()
         classes, m, d, n = rhs.shape
         flat = rhs.reshape(classes, m, d * n)
-        out = torch.einsum("cmdt,cmet->tde", rhs, torch.bmm(self.a_inv, flat).reshape(classes, m, d, n))
-        for factor_t, sign in ((self.x_t, 1.0), (self.y_t, -1.0)):
+        out = torch.einsum("cmdt,cmet->tde", rhs, torch.bmm(a_inv, flat).reshape(classes, m, d, n))
+        for factor_t, sign in ((x_t, 1.0), (y_t, -1.0)):
             low = _class_sum(factor_t.transpose(1, 2), flat).reshape(m, d, n)
             out += sign * torch.einsum("kdt,ket->tde", low, low)
         return out
@@ -152,7 +158,7 @@ def _solve_in_place(chol: torch.Tensor, rhs_t: torch.Tensor) -> None:
 
 
 def structured_posterior(
-    K, labels, other, tau, nu, *, keep_operators=False, buffers: Optional[StructuredBuffers] = None
+    K, labels, other, tau, nu, *, keep_operators=False, buffers: StructuredBuffers | None = None
 ) -> StructuredPosterior:
     """q(f) for prior N(0, I_C (x) K) and difference sites (tau, nu), each (m, C-1) in the order of ``other``.
 

@@ -8,7 +8,7 @@ certify report's diagnostics) under the flat names below.
 """
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from pacbayes.device import resolve_device, threads_for
 from pacbayes.errors import InputError
@@ -56,8 +56,8 @@ class EvidenceRun:
     classes: int
     jitter: float
     prior: str
-    ep: Optional[Any] = None
-    certified: Optional[Any] = None
+    ep: Any | None = None
+    certified: Any | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The flat record: the inputs, then every requested estimate (None for those not run)."""
@@ -148,7 +148,7 @@ def run_evidence(
     budgets = evidence_budgets(
         m, classes, samples, target, proposal=proposal, with_ep=runs_ep, upper=upper, method=certified_method
     )
-    for budget, wanted in zip(budgets, (runs_ep, runs_certified)):
+    for budget, wanted in zip(budgets, (runs_ep, runs_certified), strict=False):
         if wanted:
             announce(budget.line(), quiet=quiet)
             budget.check_fits(target, "pass a smaller kernel or use a device with more memory (--device)")

@@ -100,7 +100,7 @@ def _tile_ranges(samples: int, tile: int) -> list:
     tiles = math.ceil(samples / tile)
     workers = max(1, min(torch.get_num_threads(), tiles))
     edges = [min(samples, tile * (tiles * i // workers)) for i in range(workers + 1)]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(zip(edges[:-1], edges[1:], strict=False))
 
 
 def _torch_block(L, Z, log_w, table, generator, start, carried):
@@ -136,10 +136,10 @@ def permute_symmetric(matrix: torch.Tensor, order: torch.Tensor, *vectors: torch
     for begin in range(0, matrix.shape[0], _PERMUTE_ROWS):
         block = matrix[begin : begin + _PERMUTE_ROWS]
         block.copy_(block[:, order])
-    order = order.tolist()
-    position = list(range(len(order)))  # position[i]: where original variable i is now
-    held = list(range(len(order)))  # held[p]: the original variable now at p
-    for k, wanted in enumerate(order):
+    wanted_at = order.tolist()
+    position = list(range(len(wanted_at)))  # position[i]: where original variable i is now
+    held = list(range(len(wanted_at)))  # held[p]: the original variable now at p
+    for k, wanted in enumerate(wanted_at):
         j = position[wanted]
         if j != k:
             _swap_rows(k, j, matrix, *vectors)

@@ -1,9 +1,12 @@
 """The bound families and their one registry.
 
-A family implements :class:`pacbayes.families.base.BoundFamily`; adding one is a module here, its
-formula in :mod:`pacbayes.bounds`, its settings dataclass in :mod:`pacbayes.families.settings` and
-one line in its ``SETTINGS``. ``certify``, the CLI, reports, claims, ``assert_certified`` and
-``BoundMonitor`` iterate the registry ``FAMILIES`` (family name -> family).
+A family implements :class:`pacbayes.families.base.BoundFamily` by inheriting
+:class:`pacbayes.families.base.FamilyBase`. A built-in one is a module here, its formula in
+:mod:`pacbayes.bounds`, its settings dataclass in :mod:`pacbayes.families.settings` with one line in
+its ``SETTINGS``, and the field of :class:`pacbayes.certification.CertifyOptions` that holds its settings;
+a family defined elsewhere (a plugin, a test) is one entry added to ``FAMILIES`` and runs with its
+default settings. ``certify``, the CLI, reports, claims, ``assert_certified`` and ``BoundMonitor``
+iterate the registry ``FAMILIES`` (family name -> family).
 
 Importing this package is torch-free: ``FAMILIES`` loads the family modules (and torch) on first use,
 while :func:`settings_types` and :func:`settings_from_keys`, which the CLI needs to build its flags,
@@ -12,7 +15,18 @@ read only the settings.
 
 import importlib
 
-from pacbayes.families.base import Baseline, BoundFamily, FamilyOutcome, Option, RunContext, cli_fields, option, stamped
+from pacbayes.families.base import (
+    Baseline,
+    BoundFamily,
+    FamilyBase,
+    FamilyOutcome,
+    Option,
+    RunContext,
+    Tracked,
+    cli_fields,
+    option,
+    stamped,
+)
 from pacbayes.families.settings import SETTINGS, settings_attribute
 
 _FAMILY_MODULES = {settings_attribute(name) for name in SETTINGS}
@@ -44,13 +58,14 @@ def settings_types() -> dict:
 
 
 def settings_from_keys(values) -> dict:
-    """CertifyOptions keyword arguments: every registered family's settings, with the options that
-    ``values`` names (by claims/CLI key, :attr:`pacbayes.options.Option.key`) set, the rest at defaults."""
+    """Family name -> settings for every registered family, with the options that ``values`` names (by
+    claims/CLI key, :attr:`pacbayes.options.Option.key`) set, the rest at defaults; hand it to
+    :meth:`pacbayes.certification.CertifyOptions.with_settings`."""
     result = {}
     for name, settings_type in settings_types().items():
         fields = cli_fields(settings_type)
         chosen = {f.name: values[f.metadata["cli"].key] for f in fields if f.metadata["cli"].key in values}
-        result[settings_attribute(name)] = settings_type(**chosen)
+        result[name] = settings_type(**chosen)
     return result
 
 
@@ -59,9 +74,11 @@ __all__ = [
     "SETTINGS",
     "Baseline",
     "BoundFamily",
+    "FamilyBase",
     "FamilyOutcome",
     "Option",
     "RunContext",
+    "Tracked",
     "cli_fields",
     "option",
     "settings_attribute",

@@ -7,12 +7,17 @@ frozen ``settings_type`` dataclass (everything the family needs that the user ch
 share of delta and a :class:`RunContext`; the family returns a :class:`FamilyOutcome`: its bound
 records, the named baselines it measured and its diagnostics. Nothing outside the family knows
 its baselines or settings by name: reports, the CLI, claims and the monitor iterate the registry
-(:mod:`pacbayes.families`). A family whose numbers can be tracked cheaply during training also
-has ``track`` (see :class:`Tracked`); :class:`pacbayes.monitor.BoundMonitor` offers those.
+(:mod:`pacbayes.families`) and ask each family.
+
+A family inherits :class:`FamilyBase`, whose optional parts do nothing (as a training framework's
+callback hooks do) until the family overrides them: ``check`` accepts every model, ``estimate``
+expects no phases, ``track`` returns None (the family cannot be tracked during training; one whose
+numbers are cheap returns a :class:`Tracked`, which :class:`pacbayes.monitor.BoundMonitor` shows)
+and ``certifies`` names the classifier.
 """
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pacbayes.options import Option, cli_fields, option
 
@@ -37,10 +42,10 @@ class RunContext:
     outputs: int
     train_error: float
     seed: int = 0
-    device: Optional[str] = None
+    device: str | None = None
     quiet: bool = True
-    sample: Optional[dict] = None
-    cache_dir: Optional[str] = None
+    sample: dict | None = None
+    cache_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,17 @@ class FamilyOutcome:
     diagnostics: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """A family's cheap values during training (see :class:`pacbayes.monitor.BoundMonitor`): bound name ->
+    value, which are certified, whether they apply to the current network, and a note when they do not."""
+
+    values: dict
+    certified: dict
+    applies: bool
+    note: str = ""
+
+
 @runtime_checkable
 class BoundFamily(Protocol):
     """One bound family (see the module docstring)."""
@@ -70,8 +86,33 @@ class BoundFamily(Protocol):
     settings_type: type
     classifier: str
 
+    @property
+    def certifies(self) -> str:
+        """What the family's tracked values are about, in words (the monitor's records carry it)."""
+        ...
+
     def check(self, context: RunContext) -> None:
         """Raise InputError when this family cannot speak about the model (called before any family runs)."""
+        ...
+
+    def estimate(
+        self, model: "torch.nn.Module", train: "Dataset", test: "Dataset", *, settings: Any, context: RunContext
+    ) -> list[Any]:
+        """The expected time of :meth:`run`'s phases (:class:`pacbayes.estimates.PhaseEstimate`)."""
+        ...
+
+    def track(
+        self,
+        model: "torch.nn.Module",
+        train: "Dataset",
+        *,
+        delta: float,
+        settings: Any,
+        context: RunContext,
+        cache: dict[str, Any],
+    ) -> Tracked | None:
+        """The family's cheap values for the network now (``cache``: the monitor's, kept between calls for
+        the work that does not depend on the weights), or None when it cannot be tracked during training."""
         ...
 
     def run(
@@ -88,15 +129,40 @@ class BoundFamily(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Tracked:
-    """A family's cheap values during training (see :class:`pacbayes.monitor.BoundMonitor`): bound name ->
-    value, which are certified, whether they apply to the current network, and a note when they do not."""
+class FamilyBase:
+    """The defaults of a :class:`BoundFamily`'s optional parts: a family sets ``name``, ``settings_type``
+    and ``classifier``, defines ``run`` and overrides what it has (see the module docstring)."""
 
-    values: dict
-    certified: dict
-    applies: bool
-    note: str = ""
+    name: str
+    settings_type: type
+    classifier: str
+
+    @property
+    def certifies(self) -> str:
+        """The classifier, by name and family."""
+        return f"the {self.classifier} classifier ({self.name})"
+
+    def check(self, context: RunContext) -> None:
+        """Any classifier with one logit (binary) or one per class is accepted."""
+
+    def estimate(
+        self, model: "torch.nn.Module", train: "Dataset", test: "Dataset", *, settings: Any, context: RunContext
+    ) -> list[Any]:
+        """No phase estimates."""
+        return []
+
+    def track(
+        self,
+        model: "torch.nn.Module",
+        train: "Dataset",
+        *,
+        delta: float,
+        settings: Any,
+        context: RunContext,
+        cache: dict[str, Any],
+    ) -> Tracked | None:
+        """None: the family cannot be tracked during training."""
+        return None
 
 
 def stamped(results: list, family: "BoundFamily") -> list:
@@ -107,6 +173,7 @@ def stamped(results: list, family: "BoundFamily") -> list:
 __all__ = [
     "Baseline",
     "BoundFamily",
+    "FamilyBase",
     "FamilyOutcome",
     "Option",
     "RunContext",

@@ -5,23 +5,16 @@ and the PBB objectives and data-dependent priors of Pérez-Ortiz et al. (JMLR 20
 formulas live in :mod:`pacbayes.bounds.stochastic`, the optimisation in :mod:`pacbayes.stochastic`.
 """
 
-from dataclasses import replace
-
-from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, stamped
+from pacbayes.families.base import Baseline, FamilyBase, FamilyOutcome, RunContext, stamped
 from pacbayes.families.settings import DziugaiteRoySettings
-from pacbayes.stochastic.bound import DEFAULT_PRIOR_SCHEDULE
-from pacbayes.stochastic.train import Schedule
 
 
-class DziugaiteRoyFamily:
+class DziugaiteRoyFamily(FamilyBase):
     """Certifies the stochastic network N(w, diag(s)) (see :mod:`pacbayes.stochastic`)."""
 
     name = "dziugaite-roy"
-    settings_type = DziugaiteRoySettings
+    settings_type: type = DziugaiteRoySettings
     classifier = "stochastic-network"
-
-    def check(self, context: RunContext) -> None:
-        """Any classifier with one logit (binary) or one per class is accepted."""
 
     def estimate(self, model, train, test, *, settings: DziugaiteRoySettings, context: RunContext) -> list:
         """The expected time of :meth:`run`'s phases (:mod:`pacbayes.families.estimates`)."""
@@ -61,25 +54,9 @@ class DziugaiteRoyFamily:
             model,
             train.x,
             train.labels,
+            settings,
             delta=delta,
-            init_state=settings.init_state,
-            init_seed=settings.init_seed,
-            objective=settings.objective,
-            surrogate=settings.surrogate,
-            sigmoid_temperature=settings.sigmoid_temperature,
-            posterior_start=settings.posterior_start,
-            prior_split=settings.prior_split,
-            prior_std=settings.prior_std,
-            lambda_grid=settings.lambda_grid,
-            prior_dropout=settings.prior_dropout,
-            mc_samples=settings.mc_samples,
-            mc_sampling=settings.mc_sampling,
-            per_point_training=settings.per_point_training,
             seed=context.seed,
-            fixed_mean=settings.fixed_mean,
-            schedule=Schedule(epochs=settings.posterior_epochs),
-            prior_schedule=replace(DEFAULT_PRIOR_SCHEDULE, epochs=settings.prior_epochs),
-            attempts_ledger=settings.attempts_ledger,
             sample=context.sample,
             device=context.device,
             cache_dir=context.cache_dir,

@@ -11,13 +11,15 @@ Training loops that stop at convergence (``patience``) are estimated at their mo
 
 import copy
 import math
+from dataclasses import replace
+from functools import partial
 
 import torch
 
 from pacbayes import checks
 from pacbayes.device import resolve_device, threads_for, threads_for_network
 from pacbayes.estimates import PhaseEstimate, best_time, median_time
-from pacbayes.evidence.budget import _seconds_per_cube, evidence_budgets, orthant_dimension
+from pacbayes.evidence.budget import evidence_budgets, orthant_dimension, seconds_per_cube
 from pacbayes.evidence.certified import DEFAULT_SAMPLES
 from pacbayes.kernels import MonteCarloNNGP
 
@@ -45,8 +47,8 @@ def _kernel_probe(kernel, x: torch.Tensor, device) -> tuple:
     size = min(KERNEL_PROBE_MIN, max(len(x) // 2, 1))
     while True:
         double = min(2 * size, len(x))
-        few = best_time(lambda: kernel.matrix(x[:size], device=device), 3)
-        many = best_time(lambda: kernel.matrix(x[:double], device=device), 3)
+        few = best_time(partial(kernel.matrix, x[:size], device=device), 3)
+        many = best_time(partial(kernel.matrix, x[:double], device=device), 3)
         if many >= KERNEL_PROBE_SECONDS or double >= min(len(x), KERNEL_PROBE_MAX):
             per_entry = max(many - few, 0.1 * many) / max(double**2 - size**2, 1)
             return max(few - per_entry * size**2, 0.0), per_entry
@@ -80,8 +82,8 @@ def kernel_estimate(kernel, x: torch.Tensor, n2=None, *, device=None, phase="NNG
     if isinstance(kernel, MonteCarloNNGP):
         _, peak = kernel.estimate(n1, n2, tuple(x.shape[1:]), device=device)  # fixes the sample count for n1
         forward = _monte_carlo_forward(kernel, x, n1 + (0 if n2 is None else int(n2)), device)
-        flop = 3.0 * _seconds_per_cube(str(resolve_device(device)))
-        products = 2.0 * n1 * columns * kernel.samples * (kernel.width or 1) * flop
+        flop = 3.0 * seconds_per_cube(str(resolve_device(device)))
+        products = 2.0 * n1 * columns * int(kernel.samples or 0) * (kernel.width or 1) * flop
         eigen = EIGEN_CHOLESKYS * flop / 3.0 * n1**3 if n2 is None else 0.0
         seconds = forward + products + eigen
     else:
@@ -108,7 +110,8 @@ def marginal_estimates(model, train, test, settings, classes: int) -> list:
     from pacbayes.families.marginal import baseline_subset, build_kernel
 
     with threads_for(orthant_dimension(len(train), classes), settings.device):
-        kernel = build_kernel(model, tuple(train.x.shape[1:]), settings, m=len(train))  # the run's choice
+        held_out = test.x[torch.as_tensor(baseline_subset(len(test), settings))]  # as the run pilots
+        kernel = build_kernel(model, tuple(train.x.shape[1:]), settings, m=len(train), pilot_inputs=held_out)
         phases = [kernel_estimate(kernel, train.x, device=settings.device, phase=f"{kernel.kind} NNGP kernel")]
         phases += evidence_estimates(len(train), classes, settings)
         points = len(baseline_subset(len(test), settings))
@@ -172,7 +175,7 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
                 start,
                 _batches(x, k, batch),
                 _batches(labels, k, batch),
-                schedule=Schedule(epochs=1, batch_size=batch, lr=DEFAULT_PRIOR_SCHEDULE.lr),
+                schedule=replace(DEFAULT_PRIOR_SCHEDULE, epochs=1, batch_size=batch),
                 generator=_generator(device),
                 dropout=settings.prior_dropout,
             ),

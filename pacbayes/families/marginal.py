@@ -20,21 +20,22 @@ import math
 import time
 import weakref
 from dataclasses import replace
-from typing import Optional
+from typing import Any
 
 import numpy as np
 import torch
 
 from pacbayes.attempts import OTHER_ATTEMPTS, Attempt, count_attempt
 from pacbayes.bounds import marginal_likelihood_bound, marginal_likelihood_complexity, split_delta
-from pacbayes.errors import InputError
 from pacbayes.device import resolve_device, threads_for
+from pacbayes.errors import InputError
 from pacbayes.evidence.budget import evidence_budgets, orthant_dimension
+from pacbayes.evidence.certified import DEFAULT_SAMPLES
 from pacbayes.evidence.label_model import label_model
 from pacbayes.evidence.multiclass import validate_class_labels
-from pacbayes.evidence.certified import DEFAULT_SAMPLES
-from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, Tracked, stamped
+from pacbayes.families.base import Baseline, FamilyBase, FamilyOutcome, RunContext, Tracked, stamped
 from pacbayes.families.settings import DEFAULT_JITTER, KERNEL_CHOICES, MarginalSettings
+from pacbayes.hashing import tensors_sha256
 from pacbayes.kernels import MonteCarloNNGP, analytic_kernel_or_reason
 from pacbayes.kernels.choice import COMPARE_SECONDS, choose_kernel, monte_carlo_forecast
 from pacbayes.models import predict_labels
@@ -45,16 +46,20 @@ CERTIFIES = "Gibbs error of the NNGP-Bayes posterior Q* (NNGP prior restricted t
 CLASSIFIER = "q-star"
 
 
-def build_kernel(model: torch.nn.Module, input_shape, settings: MarginalSettings, m: Optional[int] = None):
+def build_kernel(
+    model: torch.nn.Module, input_shape, settings: MarginalSettings, m: int | None = None, pilot_inputs=None
+):
     """The NNGP prior of ``model``'s architecture: analytic when the kernel compiler maps every operation
     of its graph to a layer rule (:mod:`pacbayes.kernels`), Monte Carlo otherwise (saying why).
 
     With ``m`` (the training points), an analytic kernel is first weighed against the Monte Carlo kernel
-    (:func:`_weigh`). The kernel's ``selection`` says why it was chosen."""
+    (:func:`_weigh`). The kernel's ``selection`` says why it was chosen. ``pilot_inputs``: held-out inputs
+    (never the training sample's) on which a Monte Carlo kernel chooses its sample count (None: Gaussian
+    probes; docs/kernels.md)."""
     if settings.kernel not in KERNEL_CHOICES:
         raise InputError(f"unknown kernel {settings.kernel!r}; choose one of {', '.join(KERNEL_CHOICES)}")
     if settings.kernel == "monte-carlo":
-        return _monte_carlo(model, settings, "Monte Carlo: asked for (--kernel-type monte-carlo)")
+        return _monte_carlo(model, settings, "Monte Carlo: asked for (--kernel-type monte-carlo)", pilot_inputs)
     analytic, reason = analytic_kernel_or_reason(model, input_shape, sigma_w=settings.sigma_w, sigma_b=settings.sigma_b)
     if analytic is None:
         if settings.kernel == "analytic":
@@ -63,15 +68,15 @@ def build_kernel(model: torch.nn.Module, input_shape, settings: MarginalSettings
             f"kernel: fell back to Monte Carlo ({settings.kernel_samples or 'auto'} initialisations): {reason}",
             quiet=settings.quiet,
         )
-        return _monte_carlo(model, settings, f"Monte Carlo: no analytic kernel ({reason})")
+        return _monte_carlo(model, settings, f"Monte Carlo: no analytic kernel ({reason})", pilot_inputs)
     if m is None:
         analytic.selection = "analytic: every operation has a kernel rule"
         return analytic
-    return _weigh(analytic, model, input_shape, m, settings)
+    return _weigh(analytic, model, input_shape, m, settings, pilot_inputs)
 
 
-def _monte_carlo(model: torch.nn.Module, settings: MarginalSettings, selection: str) -> MonteCarloNNGP:
-    kernel = MonteCarloNNGP(model, samples=settings.kernel_samples, seed=settings.seed)
+def _monte_carlo(model: torch.nn.Module, settings: MarginalSettings, selection: str, pilot_inputs) -> MonteCarloNNGP:
+    kernel = MonteCarloNNGP(model, samples=settings.kernel_samples, seed=settings.seed, pilot_inputs=pilot_inputs)
     kernel.selection = selection
     return kernel
 
@@ -79,29 +84,29 @@ def _monte_carlo(model: torch.nn.Module, settings: MarginalSettings, selection: 
 _FORECASTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def _forecast(model: torch.nn.Module, monte_carlo, m: int, input_shape, settings: MarginalSettings):
-    """:func:`monte_carlo_forecast` (a pilot of random initialisations: it depends on the architecture, not on
-    the trained weights) once per model, m, input shape and settings, so that a run's phase estimates and the
-    run itself share one pilot."""
+def _forecast(model: torch.nn.Module, monte_carlo, m: int, input_shape, settings: MarginalSettings, pilot_inputs):
+    """:func:`monte_carlo_forecast` (a pilot of random initialisations: it depends on the architecture and the
+    pilot inputs, not on the trained weights) once per model, m, input shape, settings and pilot inputs, so that
+    a run's phase estimates and the run itself share one pilot."""
     memo = _FORECASTS.setdefault(model, {})
-    key = (m, tuple(input_shape), settings)
+    key = (m, tuple(input_shape), settings, None if pilot_inputs is None else tensors_sha256(pilot_inputs))
     if key not in memo:
         memo[key] = monte_carlo_forecast(monte_carlo, m, input_shape, settings.device)
     return memo[key]
 
 
-def _weigh(analytic, model: torch.nn.Module, input_shape, m: int, settings: MarginalSettings):
+def _weigh(analytic, model: torch.nn.Module, input_shape, m: int, settings: MarginalSettings, pilot_inputs):
     """The analytic kernel, or the Monte Carlo one where :func:`~pacbayes.kernels.choice.choose_kernel` takes it
     (docs/kernels.md#choosing-the-kernel), from both kernels' estimates for the m x m matrix; an analytic kernel
     slower than the Monte Carlo one is announced, with both estimates, before any work."""
     seconds, _ = analytic.estimate(m, input_shape=input_shape, device=settings.device)
     monte_carlo, forecast = None, None
     if seconds >= COMPARE_SECONDS:
-        monte_carlo = _monte_carlo(model, settings, "")
-        forecast = _forecast(model, monte_carlo, m, input_shape, settings)
+        monte_carlo = _monte_carlo(model, settings, "", pilot_inputs)
+        forecast = _forecast(model, monte_carlo, m, input_shape, settings, pilot_inputs)
     choice = choose_kernel(settings.kernel, seconds, forecast, m)
     announce(choice.notice, quiet=settings.quiet or not choice.notice)
-    kernel = monte_carlo if choice.kind == "monte-carlo" else analytic
+    kernel = monte_carlo if monte_carlo is not None and choice.kind == "monte-carlo" else analytic
     kernel.selection = choice.reason
     return kernel
 
@@ -199,15 +204,19 @@ def bayes_agreement(model_labels: np.ndarray, probabilities: np.ndarray) -> dict
 
 
 def baseline_subset(n: int, settings: MarginalSettings) -> np.ndarray:
-    """Indices of the test points Q*'s baseline uses: all n, or a seeded subset of ``q_star_test_points``."""
+    """Indices of the test points Q*'s baseline uses: all n, or a seeded subset of ``q_star_test_points``
+    (they are also the held-out inputs on which a Monte Carlo kernel chooses its sample count)."""
     limit = settings.q_star_test_points
     if n <= limit:
         return np.arange(n)
     return np.sort(np.random.default_rng([settings.seed, 0x51A5]).choice(n, size=limit, replace=False))
 
 
-def q_star_baseline(model, kernel, ep, likelihood, train_x, test, settings: MarginalSettings) -> dict:
+def q_star_baseline(
+    model, kernel, ep, likelihood, train_x, test, settings: MarginalSettings, test_kernels=None
+) -> dict:
     """Q*'s Gibbs test error (EP predictive) and the agreement diagnostic on a seeded subset of the test set.
+    ``test_kernels``: (K(train, test), the test diagonal) on that subset when already computed, else computed.
 
     The standard error is that of a mean over points drawn without replacement from the n test points
     (finite-population corrected), so it is 0 when the whole test set is used."""
@@ -216,10 +225,13 @@ def q_star_baseline(model, kernel, ep, likelihood, train_x, test, settings: Marg
     chosen = baseline_subset(n, settings)
     x = test_x[torch.as_tensor(chosen)]
     announce(f"Q* baseline: EP predictive at {len(chosen):,} of {n:,} test points", quiet=settings.quiet)
-    cross = kernel.matrix(train_x, x, device=settings.device, quiet=settings.quiet)
-    probabilities = likelihood.class_probabilities(
-        ep, cross, kernel.diagonal(x, device=settings.device), seed=settings.seed
-    )
+    if test_kernels is None:
+        test_kernels = (
+            kernel.matrix(train_x, x, device=settings.device, quiet=settings.quiet),
+            kernel.diagonal(x, device=settings.device),
+        )
+    cross, diagonal = test_kernels
+    probabilities = likelihood.class_probabilities(ep, cross, diagonal, seed=settings.seed)
     losses = gibbs_losses(probabilities, test_labels.cpu().numpy()[chosen])
     k = len(chosen)
     spread = float(np.std(losses, ddof=1)) if k > 1 else 0.0
@@ -309,7 +321,7 @@ def marginal_bounds(
     classes: int,
     delta: float,
     settings: MarginalSettings = MarginalSettings(),
-    sample: Optional[dict] = None,
+    sample: dict | None = None,
 ):
     """The EP estimate and the certified marginal-likelihood bound, plus Q*'s estimated test error.
 
@@ -329,8 +341,14 @@ def marginal_bounds(
     test_labels = class_indices(test_labels, classes)
     _evidence_budgets(m, classes, settings)  # before the kernel: what will not fit is refused before any work
     started = time.perf_counter()
-    kernel = build_kernel(model, tuple(train_x.shape[1:]), settings, m=m)
-    K = kernel.matrix(train_x, device=settings.device, quiet=settings.quiet)
+    held_out = test_x[torch.as_tensor(baseline_subset(int(test_x.shape[0]), settings))]
+    kernel = build_kernel(model, tuple(train_x.shape[1:]), settings, m=m, pilot_inputs=held_out)
+    test_kernels = None
+    if isinstance(kernel, MonteCarloNNGP):  # one pass of the random networks over the training and test inputs
+        K, cross, diagonal = kernel.train_and_test(train_x, held_out, device=settings.device, quiet=settings.quiet)
+        test_kernels = (cross, diagonal)
+    else:
+        K = kernel.matrix(train_x, device=settings.device, quiet=settings.quiet)
     kernel_seconds = time.perf_counter() - started
     summary, kernel_estimate = kernel_summary(kernel), dict(kernel.diagnostics)  # of K, before the test kernels
 
@@ -360,7 +378,9 @@ def marginal_bounds(
         method=settings.certified_method,
     )
     del K
-    baseline = q_star_baseline(model, kernel, ep, likelihood, train_x, (test_x, test_labels), settings)
+    baseline = q_star_baseline(
+        model, kernel, ep, likelihood, train_x, (test_x, test_labels), settings, test_kernels=test_kernels
+    )
 
     prior = dict(kernel.describe(), jitter=jitter, classes=classes, summary=summary, estimate=kernel_estimate)
     prior["selection"] = kernel.selection
@@ -401,7 +421,12 @@ def marginal_bounds(
         **baseline,
         "attempt": attempt.number,
     }
-    shared = {"certifies": CERTIFIES, "assumptions": assumptions, "family": "marginal", "classifier": CLASSIFIER}
+    shared: dict[str, Any] = {
+        "certifies": CERTIFIES,
+        "assumptions": assumptions,
+        "family": "marginal",
+        "classifier": CLASSIFIER,
+    }
     results = [
         BoundResult(
             name="marginal-ep",
@@ -482,14 +507,14 @@ def _for_run(settings: MarginalSettings, context: RunContext) -> MarginalSetting
     )
 
 
-class MarginalFamily:
+class MarginalFamily(FamilyBase):
     """Certifies the Gibbs error of Q* (see the module docstring); needs a realisable fit.
 
     One logit is the binary bound; C logits the multi-class bound of C independent GPs sharing the
     one-logit kernel (:func:`marginal_bounds`)."""
 
     name = "marginal"
-    settings_type = MarginalSettings
+    settings_type: type = MarginalSettings
     classifier = CLASSIFIER
 
     def check(self, context: RunContext) -> None:

@@ -9,7 +9,6 @@ is this module's). :data:`SETTINGS` lists them by family name, in the order of t
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 from pacbayes import checks
 from pacbayes.bounds import MARGINAL_VARIANTS
@@ -64,9 +63,9 @@ class MarginalSettings:
         choices=KERNEL_CHOICES,
         aliases=("--kernel",),
     )
-    sigma_w: Optional[float] = option(None, "--sigma-w", "Weight std (default: PyTorch's default init).")
-    sigma_b: Optional[float] = option(None, "--sigma-b", "Bias std (default: PyTorch's default init).")
-    kernel_samples: Optional[int] = option(
+    sigma_w: float | None = option(None, "--sigma-w", "Weight std (default: PyTorch's default init).")
+    sigma_b: float | None = option(None, "--sigma-b", "Bias std (default: PyTorch's default init).")
+    kernel_samples: int | None = option(
         None,
         "--kernel-samples",
         "Random initialisations for the Monte Carlo kernel (default: chosen for an entry standard error of "
@@ -82,7 +81,7 @@ class MarginalSettings:
         "--jitter): the smallest with K + eps I positive definite is used; costs ln|G| "
         "nats of delta.",
     )
-    attempts_ledger: Optional[str] = ledger_option()
+    attempts_ledger: str | None = ledger_option()
     variant: str = option(
         "langford",
         "--variant",
@@ -108,7 +107,7 @@ class MarginalSettings:
         "Q*'s Gibbs test error (a baseline) on a seeded subset of at most this many test points.",
     )
     seed: int = 0
-    device: Optional[str] = None
+    device: str | None = None
     quiet: bool = True
 
     def __post_init__(self):
@@ -131,7 +130,7 @@ class DziugaiteRoySettings:
     init_state: object = option(
         None, "--init", "Weights at initialisation (weights-only .pt) for the prior mean.", path=True
     )
-    init_seed: Optional[int] = option(None, "--init-seed", "Re-create the initial weights from this recorded seed.")
+    init_seed: int | None = option(None, "--init-seed", "Re-create the initial weights from this recorded seed.")
     objective: str = option("dr", "--objective", "Dziugaite-Roy (dr) or a PBB objective.", choices=OBJECTIVES)
     surrogate: str = option(
         "auto",
@@ -179,7 +178,7 @@ class DziugaiteRoySettings:
         "Sequential models).",
     )
     fixed_mean: bool = option(False, "--fixed-mean", "Keep the posterior mean at MODEL's weights.")
-    attempts_ledger: Optional[str] = ledger_option()
+    attempts_ledger: str | None = ledger_option()
     test_draws: int = 20
 
 
@@ -203,7 +202,7 @@ class SubspaceSettings:
     """
 
     compressed: object = None
-    dim: Optional[int] = option(
+    dim: int | None = option(
         None,
         "--subspace-dim",
         "Train a compressed model in a random d-dimensional subspace from a seeded "
@@ -253,7 +252,7 @@ class SubspaceSettings:
     extra_configurations: int = option(
         1, "--configurations", "Number of hyper-parameter settings (d, seeds, ...) you tried; union-bounded."
     )
-    attempts_ledger: Optional[str] = ledger_option()
+    attempts_ledger: str | None = ledger_option()
 
 
 SETTINGS = {

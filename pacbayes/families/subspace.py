@@ -8,22 +8,17 @@ from dataclasses import replace
 
 from pacbayes.attempts import count_attempt
 from pacbayes.errors import InputError
-from pacbayes.families.base import Baseline, FamilyOutcome, RunContext, cli_fields, stamped
+from pacbayes.families.base import Baseline, FamilyBase, FamilyOutcome, RunContext, cli_fields, stamped
 from pacbayes.families.settings import SubspaceSettings
-from pacbayes.subspace.training import (
-    level_grid,
-)
+from pacbayes.subspace.training import level_grid
 
 
-class SubspaceFamily:
+class SubspaceFamily(FamilyBase):
     """Certifies the decoded compressed model (see :mod:`pacbayes.subspace`)."""
 
     name = "subspace"
-    settings_type = SubspaceSettings
+    settings_type: type = SubspaceSettings
     classifier = "compressed-model"
-
-    def check(self, context: RunContext) -> None:
-        """Any classifier with one logit (binary) or one per class is accepted."""
 
     def estimate(self, model, train, test, *, settings: SubspaceSettings, context: RunContext) -> list:
         """The expected time of :meth:`run`'s phases (:mod:`pacbayes.families.estimates`)."""
@@ -100,20 +95,9 @@ def _trained(model, train, settings: SubspaceSettings, context: RunContext):
             model,
             train.x,
             train.labels,
-            dim=settings.dim,
+            settings,
             seed=context.seed,
-            levels=tuple(int(v) for v in settings.levels),
-            epochs=settings.epochs,
-            patience=settings.patience or None,
-            lr=settings.lr,
-            qat_epochs=settings.qat_epochs,
-            qat_patience=settings.qat_patience or None,
-            rate_weight=settings.rate_weight,
-            distill=settings.distill,
-            prior_split=settings.prior_split,
-            prior_epochs=settings.prior_epochs,
             quiet=context.quiet,
-            extra_configurations=settings.extra_configurations,
             cache_dir=context.cache_dir,
         )
 

@@ -18,7 +18,7 @@ the trainer's logger (``log_metrics`` at the global step, the tags of
 """
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from pacbayes.errors import InputError
 from pacbayes.integrations import missing, scalars
@@ -46,8 +46,8 @@ class BoundMonitorCallback(Callback):
         train,
         *,
         test=None,
-        network: Optional[str] = None,
-        callback: Optional[Callable] = None,
+        network: str | None = None,
+        callback: Callable | None = None,
         log: bool = True,
         **monitor_kwargs,
     ):

@@ -15,8 +15,6 @@ once the network fits S), never as a flat line before it::
     logger.close()
 """
 
-from typing import Optional
-
 from pacbayes.integrations import PREFIX, missing, scalars
 
 try:
@@ -32,7 +30,7 @@ class TensorBoardLogger:
     existing ``SummaryWriter`` to write into instead (then ``close`` leaves it open).
     """
 
-    def __init__(self, log_dir: Optional[str] = None, *, writer=None, prefix: str = PREFIX):
+    def __init__(self, log_dir: str | None = None, *, writer=None, prefix: str = PREFIX):
         self._owned = writer is None
         self.writer = SummaryWriter(log_dir=log_dir) if writer is None else writer
         self.prefix = prefix

@@ -6,8 +6,8 @@ computed; each is mirrored, so the result is exactly symmetric.
 """
 
 import math
+from collections.abc import Callable, Sequence
 from numbers import Real
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

@@ -24,10 +24,11 @@ import math
 
 import torch
 
-from pacbayes.layers import ANALYTIC_ACTIVATIONS
+from pacbayes.activations import ANALYTIC_ACTIVATIONS
 
 ACTIVATIONS = ANALYTIC_ACTIVATIONS
-"""The activation names implemented here, as listed in :data:`pacbayes.layers.ANALYTIC_ACTIVATIONS`."""
+"""The analytic kernel builders' activations, :data:`pacbayes.activations.ANALYTIC_ACTIVATIONS`; the
+functions here implement every closed form of :data:`pacbayes.activations.CLOSED_FORMS`."""
 
 
 def _relu_product(cov: torch.Tensor, var1: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:

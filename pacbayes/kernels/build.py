@@ -6,7 +6,7 @@ it as float64 .npy and returns its record (shape, seconds, smallest eigenvalue, 
 """
 
 import time
-from typing import Any, Optional, Union
+from typing import Any
 
 from pacbayes.data.arrays import save_npy
 from pacbayes.kernels.conv import ConvolutionalNNGP
@@ -21,13 +21,13 @@ def analytic_kernel(
     depth: int,
     activation: str,
     sigma_w: float,
-    sigma_b: Union[float, list[float]],
+    sigma_b: float | list[float],
     *,
     pooling: str = "flatten",
     kernel_size: int = 3,
     stride: int = 1,
-    padding: Optional[int] = None,
-) -> Union[FullyConnectedNNGP, ConvolutionalNNGP]:
+    padding: int | None = None,
+) -> FullyConnectedNNGP | ConvolutionalNNGP:
     """The analytic NNGP of a fully connected (``arch`` "fc") or convolutional ("cnn") net of ``depth``
     hidden or conv layers, each followed by ``activation``; a cnn pads (kernel_size - 1) // 2 unless
     ``padding`` is given and reads out by ``pooling``."""
@@ -42,8 +42,8 @@ def write_kernel_matrix(
     x: Any,
     output_path: str,
     *,
-    device: Optional[str] = None,
-    block_size: Optional[int] = None,
+    device: str | None = None,
+    block_size: int | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Compute ``kernel``'s matrix K(x, x), write it to ``output_path`` (float64 .npy) and return its record:

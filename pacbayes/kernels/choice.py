@@ -8,7 +8,6 @@ of the two, the run says so before any work, naming both estimates and ``--kerne
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 SLOWER = 3.0  # auto takes the Monte Carlo kernel when the analytic one is estimated this many times slower
 COMPARE_SECONDS = 30.0  # an analytic kernel estimated below this is not compared (the Monte Carlo pilot costs more)
@@ -57,7 +56,7 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def choose_kernel(requested: str, analytic_seconds: float, monte_carlo: Optional[MonteCarloForecast], m: int):
+def choose_kernel(requested: str, analytic_seconds: float, monte_carlo: MonteCarloForecast | None, m: int):
     """The :class:`KernelChoice` between an analytic kernel estimated at ``analytic_seconds`` for the m x m
     matrix and the Monte Carlo kernel's ``monte_carlo`` forecast (None: not compared, the analytic kernel
     being cheap). ``requested``: "auto" or "analytic" (the kernel type asked for)."""
@@ -80,12 +79,13 @@ def choose_kernel(requested: str, analytic_seconds: float, monte_carlo: Optional
     return KernelChoice("analytic", reason, notice)
 
 
-def monte_carlo_forecast(kernel, m: int, input_shape, device=None) -> MonteCarloForecast:
+def monte_carlo_forecast(kernel, m: int, input_shape, device=None, inputs=None) -> MonteCarloForecast:
     """The :class:`MonteCarloForecast` of a :class:`~pacbayes.kernels.monte_carlo.MonteCarloNNGP` on m inputs of
-    ``input_shape``: its estimate fixes the sample count (from its pilot, on seeded probe inputs, never the
-    data); the expected standard error is the pilot's spread over sqrt(samples) (unknown, so not met, for a
-    sample count given by hand)."""
-    seconds, _ = kernel.estimate(m, input_shape=input_shape, device=device)
+    ``input_shape``: its estimate times a batch on ``inputs`` (None: seeded Gaussian probes) and fixes the sample
+    count from its pilot (on the kernel's ``pilot_inputs``, else on Gaussian probes, whose spread real images
+    can exceed several times over); the expected standard error is the pilot's spread over sqrt(samples)
+    (unknown, so not met, for a sample count given by hand)."""
+    seconds, _ = kernel.estimate(m, input_shape=input_shape, inputs=inputs, device=device)
     spread = kernel.sample_rule.get("pilot_relative_sd")
     error = float("inf") if spread is None else spread / kernel.samples**0.5
     return MonteCarloForecast(seconds, kernel.samples, error, kernel.target_error, kernel.samples * kernel.width)

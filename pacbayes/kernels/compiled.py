@@ -13,17 +13,18 @@ The kernel is that of one output logit; a read-out with C outputs has C iid logi
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar
 
 import torch
 
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
 from pacbayes.kernels._blocks import as_inputs, check_block_size, fill_kernel
-from pacbayes.memory import check_fits, format_bytes
 from pacbayes.kernels.protocol import Covariance
 from pacbayes.kernels.rules import Conv
+from pacbayes.memory import check_fits, format_bytes
 from pacbayes.progress import announce
 
 TILE_ELEMENTS = 2**22  # float64 entries in one tile's largest covariance (32 MiB) when block_size is None
@@ -67,7 +68,7 @@ class Graph:
 
     nodes: list
     output: str
-    input_shape: Optional[tuple] = None
+    input_shape: tuple | None = None
     outputs: int = 1
 
     def __post_init__(self):
@@ -111,7 +112,7 @@ class CompiledNNGP:
     selection = ""  # why a run chose this kernel (set by the marginal family), else empty
     kind = "nngp-graph"
 
-    def __init__(self, graph: Graph, source: Optional[str] = None):
+    def __init__(self, graph: Graph, source: str | None = None):
         self.graph = graph
         self.source = source
 
@@ -176,7 +177,7 @@ class CompiledNNGP:
 
     # ----------------------------------------------------------------- evaluation
     def _run(
-        self, raw1: dict, raw2: Optional[dict], var1: Optional[dict], var2: Optional[dict], record=None, watch=None
+        self, raw1: dict, raw2: dict | None, var1: dict | None, var2: dict | None, record=None, watch=None
     ) -> torch.Tensor:
         """The output covariance of a tile (raw2 given: (a, b)) or of the pairs (x_i, x_i) (raw2 None: (n,)).
 
@@ -255,7 +256,7 @@ class CompiledNNGP:
         activations = sum(n.rule is not None and n.rule.uses_variances for n in self.graph.nodes)
         return 8 * (n1 * n2 + _TEMPORARIES * block1 * block2 * per_pair + activations * (n1 + n2) * per_pair)
 
-    def estimate(self, n1: int, n2: Optional[int] = None, input_shape=None, *, device=None) -> tuple:
+    def estimate(self, n1: int, n2: int | None = None, input_shape=None, *, device=None) -> tuple:
         """(seconds, peak bytes) of ``matrix`` on n1 x n2 inputs (n2 None: the symmetric n1 x n1), from a
         timed tile of up to 64 x 64 seeded random inputs of ``input_shape`` (default: the shape the kernel was
         built for)."""
@@ -267,7 +268,7 @@ class CompiledNNGP:
         probe = torch.randn((8, *shape), dtype=torch.float64, generator=generator).to(device)
         return self._estimate(self._preprocess(self._inputs(probe, device, "probe")), n1, n2, None)
 
-    def _estimate(self, raw: dict, n1: int, n2: Optional[int], block_size) -> tuple:
+    def _estimate(self, raw: dict, n1: int, n2: int | None, block_size) -> tuple:
         symmetric = n2 is None
         n2 = n1 if symmetric else n2
         per_pair = self._per_pair(raw)

@@ -6,7 +6,7 @@ table :data:`OP_RULES` (ATen operation -> handler):
 
 - linear -> Dense; conv1d / conv2d / convolution -> Conv (zero padding, integers or "same"/"valid",
   stride, dilation; groups 1);
-- relu, leaky_relu, erf (closed forms), gelu, tanh, sigmoid, silu, elu, softplus (quadrature) -> Activation;
+- each activation of the table :data:`pacbayes.activations.ACTIVATIONS` (closed forms or quadrature) -> Activation;
 - flatten / view / reshape to (n, features) -> Flatten; avg_pool1d/2d -> AvgPool; adaptive_avg_pool to
   size 1 and mean over the spatial axes -> GlobalMean;
 - dropout (eval), clone, contiguous, detach, alias, dtype casts -> Identity; multiplication or division
@@ -25,12 +25,13 @@ reproduce the model's outputs, which checks the parse.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Callable, Optional
 
 import torch
 
+from pacbayes import seeds
 from pacbayes.errors import InputError
 from pacbayes.kernels._blocks import check_sigma_b, check_sigma_w
 from pacbayes.kernels.compiled import Graph, Node, Preprocess
@@ -65,11 +66,11 @@ class _Info:
     """What the compiler knows about one value: its node, shape (without batch), whether it is raw
     (input only), zero-mean, the weighted node it freshly comes from, and the weighted nodes above it."""
 
-    node: Optional[Node]
+    node: Node | None
     shape: tuple
     raw: bool
     zero_mean: bool = True
-    fresh: Optional[str] = None
+    fresh: str | None = None
     above: frozenset = field(default_factory=frozenset)
 
 
@@ -283,8 +284,9 @@ class _Compiler:
             template = list(fx_node.args)
             positions = [i for i, a in enumerate(template) if isinstance(a, torch.fx.Node)]
             constants = {i: self._value(template[i]) for i in positions}
+            kwargs = dict(fx_node.kwargs)
 
-            def fn(*values, template=template, positions=positions, constants=constants, kwargs=dict(fx_node.kwargs)):
+            def fn(*values):
                 call, it = list(template), iter(values)
                 for i in positions:
                     value = constants[i]
@@ -337,7 +339,7 @@ class _Compiler:
         if padding == "valid":
             pads = ((0, 0),) * d
         elif padding == "same":
-            totals = [dil * (k - 1) for k, dil in zip(kernel_size, dilation)]
+            totals = [dil * (k - 1) for k, dil in zip(kernel_size, dilation, strict=False)]
             pads = tuple((t // 2, t - t // 2) for t in totals)
         else:
             pads = tuple((p, p) for p in _pair_list(padding, d))
@@ -433,7 +435,7 @@ class _Compiler:
     # ------------------------------------------------------------------ the forward check
     def check(self, graph: Graph) -> None:
         """Run the compiled graph's forward rules with the model's weights; they must give the model's output."""
-        generator = torch.Generator().manual_seed(0)
+        generator = seeds.generator(0)
         x = torch.randn((3, *self.input_shape), generator=generator, dtype=torch.float64)
         values: dict = {"x": x}
         for node in graph.nodes[1:]:

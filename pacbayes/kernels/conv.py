@@ -19,9 +19,9 @@ of positions (cost O(n^2 P^2) per layer): practical for small images or strided 
 With one conv layer a finite net with Gaussian weights already has exactly this covariance.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Sequence
 
 from pacbayes.errors import InputError
 from pacbayes.kernels._blocks import check_activation, check_sigma_b, check_sigma_w, describe_sigma_b
@@ -67,7 +67,10 @@ class ConvLayer:
         )
 
     def output_size(self, size: tuple) -> tuple:
-        out = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, self.kernel_size, self.stride, self.padding))
+        out = tuple(
+            (n + 2 * p - k) // s + 1
+            for n, k, s, p in zip(size, self.kernel_size, self.stride, self.padding, strict=False)
+        )
         if min(out) < 1:
             raise InputError(
                 f"a {self.kernel_size} convolution with padding {self.padding} does not "
@@ -118,7 +121,7 @@ class ConvolutionalNNGP(CompiledNNGP):
             self.input_shape = tuple(int(v) for v in shape)
             self.spatial_sizes(self.input_shape[1:])
         nodes = [Node("x", None, (), 2, raw=True)]
-        for index, (layer, bias) in enumerate(zip(self.layers, self.sigma_b)):
+        for index, (layer, bias) in enumerate(zip(self.layers, self.sigma_b, strict=False)):
             padding = tuple((p, p) for p in layer.padding)
             channels = (None, layer.channels)
             conv = Conv(self.sigma_w, bias, layer.kernel_size, layer.stride, padding, (1, 1), channels)

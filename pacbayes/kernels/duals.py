@@ -6,17 +6,15 @@ quadrature for the rest (:mod:`pacbayes.kernels.quadrature`). :func:`dual_for_op
 operation of a traced model to its Dual.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
+from pacbayes.activations import CLOSED_FORMS, ODD
 from pacbayes.kernels.activations import expected_product, expected_square
 from pacbayes.kernels.quadrature import DEFAULT_NODES, quadrature_product, quadrature_square
-
-CLOSED_FORMS = ("relu", "leaky_relu", "erf", "linear")
-ODD = ("erf", "tanh", "linear")  # phi(-u) = -phi(u): E[phi(u)] = 0, the output stays zero-mean
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,7 @@ class Dual:
     approximation; else None) and the quadrature ``nodes`` used when it has no closed form."""
 
     name: str
-    parameter: Optional[float] = None
+    parameter: float | None = None
     nodes: int = DEFAULT_NODES
 
     @property
@@ -97,11 +95,11 @@ ACTIVATION_OPS = tuple(_OPS)
 """The elementwise ATen operations with a Dual (for some or all of their arguments)."""
 
 
-def dual_for_op(target, extra_args: tuple, kwargs: dict) -> Optional[Dual]:
+def dual_for_op(target, extra_args: tuple, kwargs: dict) -> Dual | None:
     """The Dual of an elementwise ATen call ``target(x, *extra_args, **kwargs)``, None if not one.
 
     gelu's ``approximate`` keyword and leaky_relu's slope are read from the call."""
-    make: Optional[Callable] = _OPS.get(target)
+    make: Callable | None = _OPS.get(target)
     if make is None:
         return None
     if target is _aten.gelu.default and "approximate" in kwargs:

@@ -12,7 +12,7 @@ layer the finite-width covariance already equals this kernel exactly when the fi
 Gaussian; deeper finite nets differ by O(1/width).
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pacbayes.kernels._blocks import check_activation, check_depth, check_sigma_b, check_sigma_w, describe_sigma_b
 from pacbayes.kernels.activations import ACTIVATIONS

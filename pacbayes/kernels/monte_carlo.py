@@ -14,14 +14,28 @@ initialisation is symmetric about zero). Two estimators of K_s, with the same ex
   the same prior (independent read-out rows); rank <= S C. ``diagnostics["cross_logit_covariance_max"]``
   reports the largest covariance between two different logits relative to the mean variance (about 0).
 
-Each initialisation is drawn on the CPU from its own seed (derived from ``seed`` with numpy's
-SeedSequence), so the matrix does not depend on the device or on how samples and inputs are batched.
-Initialisations are evaluated together with torch.func.vmap.
+Each initialisation is drawn in float64 on the CPU from its own seed (derived from ``seed`` with numpy's
+SeedSequence), so the draws do not depend on the device or on how samples and inputs are batched. The
+forward passes run in ``precision`` (float32 by default: the features are the float64 network's up to
+float32 rounding, about 1e-7 relative, far below the sampling error; the kernel's last bits then depend on
+the batching) and the sums of feature products accumulate in float64, so K is the exact Gram matrix of the
+rounded features (positive semi-definite). Initialisations are evaluated together: as one wider network
+(:mod:`pacbayes.kernels.stacked`: grouped convolutions, BatchNorm folded into the convolution before it)
+when that copy reproduces the module on a probe, else with torch.func.vmap.
+
+The module runs in eval mode, so a freshly drawn BatchNorm (running mean 0, variance 1, weight 1, bias 0)
+is the fixed map x / sqrt(1 + eps): the kernel of x and x' never depends on which other inputs share a
+batch, as normalising by batch statistics would make it.
 
 ``samples=None`` chooses S before any kernel entry is computed: enough for a target entry standard error
-(``target_error``, relative to the mean diagonal, measured on a pilot of initialisations on seeded Gaussian
-probe inputs, never on the data) and for rank (S r >= 2 n, r = H or C), at most ``MAX_AUTO_SAMPLES``.
-The first call fixes S for every later call (a cross kernel uses the training kernel's draws).
+(``target_error``, relative to the mean diagonal, measured by a pilot of initialisations on evenly spaced
+rows of ``pilot_inputs``, with a margin) and for rank (S r >= 2 n, r = H or C), at most ``MAX_AUTO_SAMPLES``.
+The pilot never runs on the inputs the kernel is computed on: a count chosen from the training inputs would
+make the prior depend on the sample. Without ``pilot_inputs`` it runs on seeded Gaussian probes of the
+inputs' shape, whose spread can be several times smaller than real images' (so the target can be missed
+there; the diagnostics report the standard error reached); the marginal family passes held-out inputs.
+The first call fixes S for every later one (a cross kernel uses the training kernel's draws).
+:meth:`MonteCarloNNGP.train_and_test` returns K(x, x), K(x, x_test) and the test diagonal from one pass.
 
 Modules that cannot be reset by their own ``reset_parameters()`` (TorchScript files, torch.export
 programs, user classes holding parameters directly) are traced into a torch.export program
@@ -47,6 +61,7 @@ from pacbayes.device import resolve_device
 from pacbayes.errors import InputError, ModelLoadError
 from pacbayes.kernels._blocks import as_inputs, check_block_size
 from pacbayes.kernels.readout import find_readout
+from pacbayes.kernels.stacked import load, stack_module
 from pacbayes.memory import check_fits, format_bytes
 from pacbayes.models import ExportedModel, as_plain_sequential, reset_parameters, seeded_rng
 from pacbayes.models.initialise import reset_by_layer_type
@@ -55,14 +70,20 @@ from pacbayes.progress import announce, progress
 
 ANNOUNCE_WORK = 2**30  # announce the estimate before at least this many (samples x inputs) forward evaluations
 TARGET_ERROR = 0.01  # default largest entry standard error, relative to the mean diagonal
-PILOT_SAMPLES = 32  # initialisations of the pilot that chooses the sample count
-PILOT_INPUTS = 32  # seeded Gaussian probe inputs of the pilot
+PILOT_SAMPLES = 64  # initialisations of the pilot that chooses the sample count
+PILOT_INPUTS = 64  # evenly spaced inputs of the pilot (seeded Gaussian probes without pilot_inputs)
+PILOT_MARGIN = 1.2  # the count aims at target_error / PILOT_MARGIN: the pilot sees fewer entries and draws
 PILOT_STREAM = 0x9170  # the pilot's seeds: SeedSequence([seed, PILOT_STREAM]), apart from the kernel's
 RANK_MARGIN = 2  # the chosen sample count gives at least RANK_MARGIN n features (rank >= n)
 MAX_AUTO_SAMPLES = 4096  # the most initialisations the automatic choice takes
 ERROR_INPUTS = 128  # inputs (per side) whose entries' standard errors are measured
 CHUNK_ELEMENTS = 2**24  # per-initialisation kernels held at once while accumulating squares
+ACTIVATION_ELEMENTS = 2**25  # a forward pass's widest activation, all copies of a batch together (128 MiB in float32)
 ESTIMATORS = ("auto", "readout", "logits")
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+CHECK_INPUTS, CHECK_SAMPLES = 4, 3  # the stacked copy is checked against the module on these many inputs and draws
+CHECK_STREAM = 0xC4EC  # the check's seeds: SeedSequence([seed, CHECK_STREAM])
+CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}  # relative to the largest output
 
 
 class MonteCarloNNGP:
@@ -73,9 +94,11 @@ class MonteCarloNNGP:
     submodule's ``reset_parameters()``) when every submodule with parameters has one, else the
     module is traced and re-drawn by layer type (module docstring). The read-out estimator needs the
     default initialisation (a custom ``init_fn`` uses the logit estimator).
-    ``batch_size``: initialisations evaluated together (torch.func.vmap). The module must map a batch
-    of inputs to logits, shape (n,) or (n, C); it is evaluated in eval mode, in float64.
+    ``batch_size``: initialisations evaluated together. The module must map a batch of inputs to logits,
+    shape (n,) or (n, C); it is evaluated in eval mode, in ``precision`` ("float32" or "float64").
     ``target_error``: the entry standard error, relative to the mean diagonal, that ``samples=None`` aims at.
+    ``pilot_inputs``: inputs the pilot that chooses S runs on (None: the kernel's first inputs). Inputs from
+    the data's distribution but outside the training sample keep the prior independent of the sample.
     TorchScript modules are rebuilt as plain modules when they are Sequentials of torch.nn
     layers, else traced; with ``init_fn`` a TorchScript module runs one initialisation at a time.
     After :meth:`matrix`, ``diagnostics`` holds the estimator, the sample count and how it was chosen,
@@ -93,10 +116,12 @@ class MonteCarloNNGP:
         samples=None,
         seed: int = 0,
         init_fn=None,
-        batch_size: int = 64,
+        batch_size: int = 16,
         entry_errors: bool = False,
         target_error: float = TARGET_ERROR,
         estimator: str = "auto",
+        precision: str = "float32",
+        pilot_inputs=None,
     ):
         if not isinstance(module, torch.nn.Module):
             raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -109,6 +134,12 @@ class MonteCarloNNGP:
             raise InputError(f"target_error must lie in (0, 1), got {target_error}; e.g. 0.01")
         if estimator not in ESTIMATORS:
             raise InputError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        if precision not in PRECISIONS:
+            raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        self.dtype = PRECISIONS[precision]
+        self.pilot_inputs = (
+            None if pilot_inputs is None else as_inputs(pilot_inputs, torch.device("cpu"), "pilot_inputs")
+        )
         if init_fn is not None and not callable(init_fn):
             raise InputError("init_fn must be a function init_fn(module) that re-initialises it in place")
         module = as_plain_sequential(module)  # TorchScript Sequentials of torch.nn layers
@@ -126,6 +157,9 @@ class MonteCarloNNGP:
         self.entry_errors = bool(entry_errors)
         self.diagnostics: dict = {}
         self.standard_error: torch.Tensor | None = None
+        self.evaluation = ""  # "stacked", or "vmap (why not stacked)"
+        self._networks: dict = {}
+        self._widest: int | None = None
 
     def describe(self) -> dict:
         return {
@@ -137,6 +171,8 @@ class MonteCarloNNGP:
             "init": getattr(self.init_fn, "__name__", "init_fn"),
             "outputs": self.logits,
             "estimator": self.estimator,
+            "precision": str(self.dtype).removeprefix("torch."),
+            "evaluation": self.evaluation,
         }
 
     def _trace(self, x: torch.Tensor) -> None:
@@ -185,37 +221,128 @@ class MonteCarloNNGP:
             )
         return tuple({k: torch.stack([d[i][k] for d in drawn]) for k in drawn[0][i]} for i in (0, 1))
 
-    def _evaluate(self, net, params, buffers, inputs) -> torch.Tensor:
-        """Outputs (batch, n, ...) of every drawn initialisation on ``inputs``: the read-out's input
-        features with the read-out estimator, else the logits."""
+    def _network(self, device, x: torch.Tensor):
+        """The network the draws run through on ``device`` (built once): the stacked copy
+        (:mod:`pacbayes.kernels.stacked`) when it reproduces the module's own forward on the first inputs seen,
+        else a copy evaluated with torch.func.vmap; in the forward dtype either way."""
+        key = str(device)
+        if key not in self._networks:
+            self._networks[key] = self._build_network(device, x[:CHECK_INPUTS])
+        return self._networks[key]
+
+    def _build_network(self, device, probe: torch.Tensor) -> tuple:
+        """(network, its stacked layers) or (a plain copy, None) for vmap; sets ``evaluation``."""
+        plain = copy.deepcopy(self.template).to(device=device, dtype=self.dtype)
+        stacked, layers = stack_module(self.template)
+        if stacked is not None:
+            stacked = stacked.to(device=device, dtype=self.dtype)
+            reason = self._check_stacked(stacked, layers, plain, probe)
+            if reason is None:
+                self.evaluation = "stacked"
+                return stacked, layers
+            layers = reason
+        self.evaluation = f"vmap ({layers})"
+        return plain, None
+
+    def _check_stacked(self, stacked, layers, plain, probe) -> str | None:
+        """None when the stacked copy gives the module's own outputs (vmapped, same dtype) for CHECK_SAMPLES
+        draws on ``probe``, else why not."""
+        seeds = np.random.SeedSequence([self.seed, CHECK_STREAM]).generate_state(CHECK_SAMPLES)
+        params, buffers = ({k: v.to(probe.device, self.dtype) for k, v in part.items()} for part in self._draw(seeds))
+        with torch.no_grad():
+            try:
+                got = self._evaluate(stacked, layers, params, buffers, probe.to(self.dtype))
+            except Exception as err:  # noqa: BLE001  (a forward that mixes the stacked channels)
+                return f"the stacked copy failed: {type(err).__name__}"
+            expected = self._evaluate(plain, None, params, buffers, probe.to(self.dtype))
+        if got.shape != expected.reshape(got.shape[0], got.shape[1], -1).shape:
+            return "the stacked copy's outputs have another shape"
+        expected = expected.reshape(got.shape)
+        tolerance = CHECK_TOLERANCE[self.dtype] * float(expected.abs().max())
+        if not bool(((got - expected).abs() <= tolerance).all()):
+            return "the stacked copy's outputs differ from the module's (its forward mixes channels)"
+        return None
+
+    def _evaluate(self, net, layers, params, buffers, inputs) -> torch.Tensor:
+        """Outputs (batch, n, r) of every drawn initialisation on ``inputs``: the read-out's input
+        features with the read-out estimator, else the logits; ``layers``: the stacked copy's layers."""
+        copies = next(iter({**params, **buffers}.values())).shape[0]
+        if layers is not None:
+            load(layers, {**params, **buffers}, copies)
+            out = self._run(net, inputs if inputs.dim() != 4 else inputs.contiguous(memory_format=torch.channels_last))
+            out = out.reshape(inputs.shape[0], -1)
+            if self.readout is not None and out.shape[1] == self.readout.width:  # the shared input itself
+                out = out.repeat(1, copies)
+            return out.reshape(inputs.shape[0], copies, -1).transpose(0, 1)
         if isinstance(net, torch.jit.ScriptModule):  # torch.func refuses jitted modules: one at a time
             outputs = []
-            for i in range(next(iter(params.values())).shape[0]):
+            for i in range(copies):
                 for name, value in [*net.named_parameters(), *net.named_buffers()]:
                     value.copy_((params if name in params else buffers)[name][i])
                 outputs.append(net(inputs))
-            return torch.stack(outputs)
+            out = torch.stack(outputs)
+        else:
+            out = vmap(lambda p, b, x: self._run(net, x, (p, b)), in_dims=(0, 0, None), randomness="error")(
+                params, buffers, inputs
+            )
+        return out.reshape(out.shape[0], out.shape[1], -1) if out.dim() in (2, 3) else out
+
+    def _run(self, net, x, state=None) -> torch.Tensor:
+        """``net`` on ``x`` (with ``state`` = (parameters, buffers) through functional_call, under vmap): the
+        read-out's input with the read-out estimator, else the output. Without ``state`` the pass stops at
+        the read-out (its output is not needed)."""
         layer = None if self.readout is None else net.get_submodule(self.readout.name)
+        captured = []
 
-        def run(p, b, x):
-            captured = []
-            hook = layer and layer.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
-            try:
-                out = functional_call(net, (p, b), (x,))
-            finally:
-                if hook:
-                    hook.remove()
-            return captured[0] if captured else out
+        def capture(module, args):
+            captured.append(args[0])
+            if state is None:
+                raise _Captured
 
-        return vmap(run, in_dims=(0, 0, None), randomness="error")(params, buffers, inputs)
+        hook = layer and layer.register_forward_pre_hook(capture)
+        try:
+            out = net(x) if state is None else functional_call(net, state, (x,))
+        except _Captured:
+            out = None
+        finally:
+            if hook:
+                hook.remove()
+        return captured[0] if captured else out
 
-    def _features(self, net, params, buffers, x, block_size) -> torch.Tensor:
+    def _block(self, block_size: int, copies: int, x: torch.Tensor) -> int:
+        """Inputs per forward pass: at most ``block_size``, and few enough that one activation of every copy
+        stays within ACTIVATION_ELEMENTS (measured on the first inputs' widest layer)."""
+        if self._widest is None:
+            self._widest = self._widest_activation(x[:2])
+        return max(1, min(block_size, ACTIVATION_ELEMENTS // max(1, copies * self._widest)))
+
+    def _widest_activation(self, x: torch.Tensor) -> int:
+        """Elements of the widest output of any layer of the module, per input, for one initialisation."""
+        sizes = [x[0].numel()]
+        hooks = [
+            layer.register_forward_hook(lambda module, args, out: sizes.append(out.numel() // x.shape[0]))
+            for layer in self.template.modules()
+            if not any(True for _ in layer.children()) and not isinstance(self.template, torch.jit.ScriptModule)
+        ]
+        try:
+            with torch.no_grad():
+                self.template(x.to("cpu", torch.float64))
+        except Exception:  # noqa: BLE001  (the forward pass reports its own failure later)
+            pass
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return max(sizes)
+
+    def _features(self, net, layers, params, buffers, x, block_size) -> torch.Tensor:
         """Features F_s of every initialisation on every input: (n, batch * r) float64 (draw-major)."""
         chunks = []
-        for start in range(0, x.shape[0], block_size):
-            inputs = x[start : start + block_size]
+        copies = next(iter({**params, **buffers}.values())).shape[0]
+        step = self._block(block_size, copies, x)
+        for start in range(0, x.shape[0], step):
+            inputs = x[start : start + step].to(self.dtype)
             try:
-                out = self._evaluate(net, params, buffers, inputs)
+                out = self._evaluate(net, layers, params, buffers, inputs)
             except Exception as err:  # noqa: BLE001  (any failure of the user's forward pass)
                 raise InputError(
                     f"the model failed on inputs of shape {tuple(inputs.shape)} "
@@ -223,7 +350,6 @@ class MonteCarloNNGP:
                     f"input shape, and that forward() is deterministic with no "
                     f"data-dependent Python control flow"
                 ) from None
-            out = out.reshape(out.shape[0], out.shape[1], -1) if out.dim() in (2, 3) else out
             if out.dim() != 3 or out.shape[1] != inputs.shape[0] or out.shape[2] < 1:
                 raise InputError(
                     f"the model must output logits per input, shape (n,) or (n, C); "
@@ -232,34 +358,41 @@ class MonteCarloNNGP:
             self.width = out.shape[2]
             if self.readout is None:
                 self.logits = self.width
-            chunks.append(out.permute(1, 0, 2).reshape(out.shape[1], -1))
+            chunks.append(out.permute(1, 0, 2).reshape(out.shape[1], -1).to(torch.float64))
         return torch.cat(chunks)
 
     def _feature_batches(self, inputs: list, seeds, device, block_size, quiet, desc="Monte Carlo NNGP"):
         """For each batch of initialisations (one per seed): the features of each array in ``inputs``."""
-        net = copy.deepcopy(self.template).to(device)
+        net, layers = self._network(device, inputs[0])
         with torch.no_grad():
             for start in progress(range(0, len(seeds), self.batch_size), desc=desc, quiet=quiet, unit="batch"):
                 params, buffers = (
-                    {k: v.to(device) for k, v in part.items()}
+                    {k: v.to(device, self.dtype) for k, v in part.items()}
                     for part in self._draw(seeds[start : start + self.batch_size])
                 )
-                yield [self._features(net, params, buffers, x, block_size) for x in inputs]
+                yield [self._features(net, layers, params, buffers, x, block_size) for x in inputs]
 
     def _seeds(self):
         return np.random.SeedSequence(self.seed).generate_state(self.samples)
 
-    def _fix_samples(self, n: int, x: torch.Tensor, device, block_size, quiet) -> None:
-        """Choose S (once, when not given) from a pilot on seeded Gaussian probe inputs: the larger of the
-        count for ``target_error`` and the count for rank (RANK_MARGIN n features), at most MAX_AUTO_SAMPLES."""
+    def _fix_samples(self, n: int, x: torch.Tensor, device, block_size, quiet, probe: bool = False) -> None:
+        """Choose S (when not given) from a pilot: the larger of the count for ``target_error`` (with
+        PILOT_MARGIN) and the count for rank (RANK_MARGIN n features), at most MAX_AUTO_SAMPLES.
+
+        The pilot runs on at most PILOT_INPUTS evenly spaced rows of ``pilot_inputs`` when given, else on seeded
+        Gaussian probes of ``x``'s shape (never on ``x``: module docstring). ``quiet`` or ``probe`` (``x`` is
+        a probe from :meth:`estimate`): no announcement."""
         self._prepare(x)
         if self.samples is not None:
             return
-        generator = torch.Generator().manual_seed(self.seed)
-        probe = torch.randn((PILOT_INPUTS, *x.shape[1:]), generator=generator, dtype=torch.float64).to(device)
+        if self.pilot_inputs is not None:
+            pilot = self.pilot_inputs.to(device)
+            pilot = pilot[_spread(pilot.shape[0], PILOT_INPUTS)]
+        else:
+            pilot = gaussian_probe(PILOT_INPUTS, tuple(x.shape[1:])).to(device)
         seeds = np.random.SeedSequence([self.seed, PILOT_STREAM]).generate_state(PILOT_SAMPLES)
-        sums = torch.zeros((2, PILOT_INPUTS, PILOT_INPUTS), dtype=torch.float64, device=device)
-        for (features,) in self._feature_batches([probe], seeds, device, block_size, True):
+        sums = torch.zeros((2, pilot.shape[0], pilot.shape[0]), dtype=torch.float64, device=device)
+        for (features,) in self._feature_batches([pilot], seeds, device, block_size, True):
             _add_draws(sums, features, features, self.width, *self._scale())
         mean, error = _entry_errors(sums, PILOT_SAMPLES)
         scale = float(mean.diagonal().mean())
@@ -269,24 +402,32 @@ class MonteCarloNNGP:
                 "estimated from them; check the initialisation (init_fn) or give --kernel-samples"
             )
         spread = float(error.max()) * math.sqrt(PILOT_SAMPLES) / scale  # sd_s K_s, relative
-        for_error = math.ceil((spread / self.target_error) ** 2)
+        for_error = math.ceil((spread * PILOT_MARGIN / self.target_error) ** 2)
         for_rank = math.ceil(RANK_MARGIN * n / self.width)
         self.samples = max(2, min(MAX_AUTO_SAMPLES, max(for_error, for_rank)))
         self.sample_rule = {
             "rule": "auto",
             "target_error": self.target_error,
+            "pilot_inputs": "gaussian probe" if self.pilot_inputs is None else int(pilot.shape[0]),
             "pilot_samples": PILOT_SAMPLES,
             "pilot_relative_sd": spread,
+            "margin": PILOT_MARGIN,
             "for_error": for_error,
             "for_rank": for_rank,
             "cap": MAX_AUTO_SAMPLES,
+            "expected_error": spread / math.sqrt(self.samples),
         }
+        capped = (
+            f"; the target is out of reach: about {spread / math.sqrt(self.samples):.2g} expected"
+            if for_error > MAX_AUTO_SAMPLES
+            else ""
+        )
         announce(
             f"Monte Carlo NNGP ({self.estimator} estimator, {self.width} features per initialisation): "
             f"{self.samples} initialisations ({for_error} for an entry standard error of "
             f"{self.target_error:g} of the mean diagonal, {for_rank} for rank {RANK_MARGIN} x {n}, "
-            f"at most {MAX_AUTO_SAMPLES})",
-            quiet=quiet,
+            f"at most {MAX_AUTO_SAMPLES}{capped})",
+            quiet=quiet or probe,
         )
 
     def diagonal(self, x, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
@@ -301,26 +442,32 @@ class MonteCarloNNGP:
         a, b = self._scale()
         return total * (a / self.samples) + b
 
-    def estimate(self, n1: int, n2=None, input_shape=None, *, device=None, block_size=None) -> tuple:
+    def estimate(self, n1: int, n2=None, input_shape=None, *, inputs=None, device=None, block_size=None) -> tuple:
         """(seconds, peak bytes) of ``matrix`` on n1 x n2 inputs of ``input_shape`` (n2 None: symmetric), from
-        one timed batch of initialisations on a probe of at most 64 random inputs (seeded)."""
-        if input_shape is None:
-            raise InputError("estimate needs the shape of one input; pass input_shape=(...)")
+        one timed batch of initialisations on at most 64 inputs: the first of ``inputs`` (the inputs the kernel
+        will be computed on), else seeded Gaussian probes; the automatic sample count is chosen as
+        :meth:`matrix` chooses it (from ``pilot_inputs``, never from these)."""
         device = resolve_device(device)
-        probe = torch.randn((min(64, n1), *tuple(input_shape)), generator=torch.Generator().manual_seed(0))
-        return self._estimate(probe.to(device, torch.float64), n1, n2, device, block_size)
+        if inputs is not None:
+            x = as_inputs(inputs, device, "inputs")
+            return self._estimate(x, n1, n2, device, block_size, probe=False)
+        if input_shape is None:
+            raise InputError("estimate needs the inputs or the shape of one input; pass input_shape=(...)")
+        probe = gaussian_probe(min(64, n1), tuple(input_shape))
+        return self._estimate(probe.to(device), n1, n2, device, block_size, probe=True)
 
-    def _estimate(self, probe, n1, n2, device, block_size) -> tuple:
+    def _estimate(self, x, n1, n2, device, block_size, probe) -> tuple:
         block_size = check_block_size(block_size, self.default_block_size)
-        self._fix_samples(n1, probe, device, block_size, True)
+        self._fix_samples(n1, x, device, block_size, True, probe=probe)
+        x = x[:64]
         batch = min(self.batch_size, self.samples)
-        net = copy.deepcopy(self.template).to(device)
+        net, layers = self._network(device, x)
         seeds = np.random.SeedSequence(self.seed).generate_state(batch)
         started = time.perf_counter()
-        params, buffers = ({k: v.to(device) for k, v in part.items()} for part in self._draw(seeds))
+        params, buffers = ({k: v.to(device, self.dtype) for k, v in part.items()} for part in self._draw(seeds))
         with torch.no_grad():
-            features = self._features(net, params, buffers, probe, block_size)
-        per_input_draw = (time.perf_counter() - started) / (probe.shape[0] * batch)
+            features = self._features(net, layers, params, buffers, x, block_size)
+        per_input_draw = (time.perf_counter() - started) / (x.shape[0] * batch)
         inputs = n1 + (0 if n2 is None else n2)
         columns = n1 if n2 is None else n2
         peak = 8 * (n1 * columns * (3 if self.entry_errors else 1) + inputs * features.shape[1])
@@ -329,49 +476,73 @@ class MonteCarloNNGP:
     def matrix(self, x1, x2=None, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
         """(1/S) sum_s K_s(x1, x2): float64 (n1, n2) on ``device``; ``x2=None``: K(x1, x1).
 
-        ``block_size``: inputs per forward pass. Memory: the result plus (n1 + n2) x batch_size x r
-        (and two more n1 x n2 matrices when ``entry_errors``).
+        ``block_size``: inputs per forward pass (fewer when the model's activations need it). Memory: the
+        result plus (n1 + n2) x batch_size x r (and two more n1 x n2 matrices when ``entry_errors``).
         """
+        kernel, cross, _ = self._pass(x1, x2, x2 is None, device, block_size, quiet)
+        return kernel if x2 is None else cross
+
+    def train_and_test(self, x, x_test, *, device=None, block_size=None, quiet=True) -> tuple:
+        """(K(x, x), K(x, x_test), the diagonal of K(x_test, x_test)) from one pass of the draws over x and
+        x_test: each equals what ``matrix(x)``, ``matrix(x, x_test)`` and ``diagonal(x_test)`` return, at the
+        cost of one. ``diagnostics`` describe K(x, x) (as after ``matrix(x)``)."""
+        if x_test is None:
+            raise InputError("train_and_test needs test inputs; use matrix(x) for K(x, x) alone")
+        return self._pass(x, x_test, True, device, block_size, quiet)
+
+    def _pass(self, x1, x2, symmetric: bool, device, block_size, quiet) -> tuple:
+        """One pass of the draws: (K(x1, x1) if ``symmetric``, K(x1, x2) if x2 is given, the diagonal of
+        K(x2, x2) if both), None for what is not asked; ``diagnostics`` of the first of them."""
         device = resolve_device(device)
         block_size = check_block_size(block_size, self.default_block_size)
         x1 = as_inputs(x1, device, "x1")
-        symmetric = x2 is None
-        inputs = [x1] if symmetric else [x1, as_inputs(x2, device, "x2")]
+        inputs = [x1] if x2 is None else [x1, as_inputs(x2, device, "x2")]
         n1, n2 = x1.shape[0], inputs[-1].shape[0]
-        check_fits(n1 * n2 * 8 * (3 if self.entry_errors else 1), device, f"the {n1} x {n2} Monte Carlo kernel")
+        entries = n1 * n1 * symmetric + (0 if x2 is None else n1 * n2)
+        check_fits(entries * 8 * (3 if self.entry_errors else 1), device, f"the {n1} x {n2} Monte Carlo kernel")
         self._fix_samples(n1, x1, device, block_size, quiet)
-        if not quiet and self.samples * (n1 + (0 if symmetric else n2)) >= ANNOUNCE_WORK:
-            seconds, peak = self._estimate(x1[:64], n1, None if symmetric else n2, device, block_size)
+        if not quiet and self.samples * (n1 + (0 if x2 is None else n2)) >= ANNOUNCE_WORK:
+            seconds, peak = self._estimate(x1, n1, None if x2 is None else n2, device, block_size, probe=False)
             announce(
                 f"Monte Carlo NNGP {n1} x {n2}, {self.samples} samples: about {seconds:.0f} s, "
                 f"peak memory {format_bytes(peak)} plus the model's activations"
             )
-        rows, columns = _spread(n1), _spread(n2)
-        kernel = torch.zeros((n1, n2), dtype=torch.float64, device=device)
-        full = torch.zeros((2, n1, n2), dtype=torch.float64, device=device) if self.entry_errors else None
+        reported = 0 if symmetric else 1  # which inputs the diagnostics' columns are
+        columns_n = inputs[reported].shape[0]
+        rows, columns = _spread(n1), _spread(columns_n)
+        gram = torch.zeros((n1, n1), dtype=torch.float64, device=device) if symmetric else None
+        cross = None if x2 is None else torch.zeros((n1, n2), dtype=torch.float64, device=device)
+        test_diagonal = torch.zeros(n2, dtype=torch.float64, device=device) if symmetric and x2 is not None else None
+        full = torch.zeros((2, n1, columns_n), dtype=torch.float64, device=device) if self.entry_errors else None
         sampled = torch.zeros((2, len(rows), len(columns)), dtype=torch.float64, device=device)
         moments = torch.zeros((2, n1 + (0 if symmetric else n2)), dtype=torch.float64, device=device)
-        cross = None
+        logit_products = None
         for features in self._feature_batches(inputs, self._seeds(), device, block_size, quiet):
             f1, f2 = features[0], features[-1]
             a, b = self._scale()
-            kernel.addmm_(f1, f2.T)
-            _add_draws(sampled, f1[rows], f2[columns], self.width, a, b)
+            if gram is not None:
+                gram.addmm_(f1, f1.T)
+            if cross is not None:
+                cross.addmm_(f1, f2.T)
+            if test_diagonal is not None:
+                test_diagonal += f2.square().sum(dim=1)
+            g2 = features[reported]
+            _add_draws(sampled, f1[rows], g2[columns], self.width, a, b)
             if full is not None:
-                _add_draws(full, f1, f2, self.width, a, b)
-            stacked = torch.cat(features)
-            diagonal = stacked.reshape(stacked.shape[0], -1, self.width).square().sum(dim=2) * a + b
+                _add_draws(full, f1, g2, self.width, a, b)
+            both = f1 if symmetric else torch.cat(features)
+            diagonal = both.reshape(both.shape[0], -1, self.width).square().sum(dim=2) * a + b
             moments[0] += diagonal.sum(dim=1)
             moments[1] += diagonal.square().sum(dim=1)
             if self.readout is None:
                 per_logit = f1.reshape(n1, -1, self.logits)  # (n, draws, C)
                 products = torch.einsum("nsc,nsd->cd", per_logit, per_logit)
-                cross = products if cross is None else cross + products
-        kernel.mul_(a / self.samples).add_(b)
-        self._summarise(kernel, moments / self.samples, sampled, full, symmetric)
-        if cross is not None:
-            self._cross_logit(cross)
-        return kernel
+                logit_products = products if logit_products is None else logit_products + products
+        results = tuple(None if k is None else k.mul_(a / self.samples).add_(b) for k in (gram, cross, test_diagonal))
+        self._summarise(results[0] if symmetric else results[1], moments / self.samples, sampled, full, symmetric)
+        if logit_products is not None:
+            self._cross_logit(logit_products)
+        return results
 
     def _cross_logit(self, cross: torch.Tensor) -> None:
         """Largest |E f_c f_c'| (c != c') over the mean E f_c^2, on x1 (0 for one logit)."""
@@ -392,6 +563,7 @@ class MonteCarloNNGP:
             "samples": s,
             "sample_rule": self.sample_rule,
             "features_per_initialisation": self.width,
+            "evaluation": self.evaluation,
             "logits": self.logits,
             "mean_diagonal": scale,
             "standard_error_max_relative": float(errors.max()) / scale if scale > 0 else None,
@@ -410,9 +582,18 @@ class MonteCarloNNGP:
             self.diagnostics.update(rank=rank, full_rank=rank == kernel.shape[0], min_eigenvalue=float(eigenvalues[0]))
 
 
-def _spread(n: int) -> torch.Tensor:
-    """At most ERROR_INPUTS evenly spaced indices of n inputs (all of them when n is small)."""
-    return torch.linspace(0, n - 1, min(n, ERROR_INPUTS)).round().long().unique()
+class _Captured(Exception):
+    """Stops a forward pass once the read-out's input is captured."""
+
+
+def gaussian_probe(n: int, input_shape: tuple) -> torch.Tensor:
+    """n seeded standard Gaussian inputs of ``input_shape`` (float64): data-free inputs for a pilot or a timing."""
+    return torch.randn((n, *input_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def _spread(n: int, most: int = ERROR_INPUTS) -> torch.Tensor:
+    """At most ``most`` evenly spaced indices of n inputs (all of them when n is small)."""
+    return torch.linspace(0, n - 1, min(n, most)).round().long().unique()
 
 
 def _add_draws(sums: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, width: int, a: float, b: float) -> None:

@@ -3,7 +3,7 @@ kernel is made of (:class:`Rule`, acting on one :class:`Covariance` type)."""
 
 import math
 from dataclasses import dataclass, replace
-from typing import ClassVar, Optional, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 
@@ -54,9 +54,9 @@ class Covariance:
     d: int
     full: bool
     pairs: bool
-    marginals: Optional[tuple] = None
+    marginals: tuple | None = None
 
-    def with_tensor(self, tensor: torch.Tensor, d: Optional[int] = None, full: Optional[bool] = None) -> "Covariance":
+    def with_tensor(self, tensor: torch.Tensor, d: int | None = None, full: bool | None = None) -> "Covariance":
         """A covariance of the same batch with ``tensor`` (and a new number of spatial axes or layout)."""
         d = self.d if d is None else d
         return replace(

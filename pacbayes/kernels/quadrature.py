@@ -15,7 +15,7 @@ of n. Cost: n^2 evaluations of phi per kernel entry.
 """
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -43,10 +43,10 @@ def quadrature_product(
     cosine = torch.where(norm > 0, cov / norm.clamp(min=torch.finfo(cov.dtype).tiny), 0.0).clamp_(-1.0, 1.0)
     sine = (1.0 - cosine * cosine).clamp_(min=0.0).sqrt_()
     total = torch.zeros_like(cov)
-    for zi, wi in zip(z, w):
+    for zi, wi in zip(z, w, strict=False):
         inner = torch.zeros_like(cov)
         shift = cosine * zi
-        for zj, wj in zip(z, w):
+        for zj, wj in zip(z, w, strict=False):
             inner.add_(phi(torch.add(shift, sine, alpha=zj).mul_(scale2)), alpha=wj)
         total.addcmul_(inner, phi(scale1 * zi).expand_as(total), value=wi)
     return total
@@ -57,6 +57,6 @@ def quadrature_square(phi: Callable[[torch.Tensor], torch.Tensor], var: torch.Te
     z, w = hermite_rule(nodes)
     scale = var.sqrt()
     total = torch.zeros_like(var)
-    for zi, wi in zip(z, w):
+    for zi, wi in zip(z, w, strict=False):
         total.add_(phi(scale * zi).square_(), alpha=wi)
     return total

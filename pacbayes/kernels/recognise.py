@@ -3,18 +3,18 @@
 :func:`analytic_kernel_or_reason` traces the model, whatever its file kind (nn.Module of any class,
 TorchScript, torch.export program), with :func:`pacbayes.models.programs.as_program`, and compiles the
 graph with :mod:`pacbayes.kernels.compiler`. The result is a :class:`~pacbayes.kernels.compiled.CompiledNNGP`
-whose ``kind`` is "nngp-fc" for a chain Linear (activation Linear)* with one activation among relu, erf
-or none and one sigma_w, "nngp-cnn" for (Conv2d ReLU)+ [global mean] Flatten Linear with one sigma_w (the
-two classic families, described with their legacy fields), else "nngp-graph". When sigma_w / sigma_b are
+whose ``kind`` is "nngp-fc" for a chain Linear (activation Linear)* with one activation of the analytic
+builders (:data:`pacbayes.activations.ANALYTIC_ACTIVATIONS`: relu, erf or none) and one sigma_w,
+"nngp-cnn" for (Conv2d ReLU)+ [global mean] Flatten Linear with one sigma_w (the two classic families,
+described with their legacy fields), else "nngp-graph". When sigma_w / sigma_b are
 not given they are those of PyTorch's default init (see :mod:`pacbayes.kernels.compiler`). The kernel is
 the infinite-width limit of that initialisation; PyTorch's weights are uniform rather than Gaussian, so a
 finite net also differs by the central-limit error of the first layer's fan-in (except for linear nets).
 """
 
-from typing import Optional
-
 import torch
 
+from pacbayes.activations import ANALYTIC_ACTIVATIONS, LINEAR
 from pacbayes.errors import InputError, ModelLoadError
 from pacbayes.kernels._blocks import describe_sigma_b
 from pacbayes.kernels.compiled import CompiledNNGP, Graph, Preprocess
@@ -36,7 +36,7 @@ class _Classic(CompiledNNGP):
         return {"kind": self.kind, **self.fields, **{k: v for k, v in record.items() if k != "kind"}}
 
 
-def _chain(graph: Graph) -> Optional[list]:
+def _chain(graph: Graph) -> list | None:
     """The rules of a graph that is a single chain, without identities and leading reshapes; else None."""
     rules, previous = [], graph.nodes[0].name
     for node in graph.nodes[1:]:
@@ -64,10 +64,10 @@ def _classify(graph: Graph) -> tuple:
     if all(isinstance(r, (Dense, Activation)) for r in rules) and isinstance(rules[0], Dense):
         pattern = all(
             isinstance(r, Dense) or (isinstance(nxt, Dense) and isinstance(prev, Dense))
-            for prev, r, nxt in zip([None, *rules], rules, [*rules[1:], None])
+            for prev, r, nxt in zip([None, *rules], rules, [*rules[1:], None], strict=False)
         )
-        kinds = activations or {"linear"}
-        if pattern and len(kinds) == 1 and kinds <= {"relu", "erf", "linear"} and len(weighted) > 1:
+        kinds = activations or {LINEAR}
+        if pattern and len(kinds) == 1 and kinds <= set(ANALYTIC_ACTIVATIONS) and len(weighted) > 1:
             fields = {"depth": len(weighted) - 1, "activation": kinds.pop(), "sigma_w": weighted[0].sigma_w}
             return "nngp-fc", {**fields, "sigma_b": sigma_b}
     body, pooling = list(rules[:-1]), "flatten"
@@ -75,7 +75,7 @@ def _classify(graph: Graph) -> tuple:
         body = body[:-1]
     if body and isinstance(body[-1], GlobalMean):
         body, pooling = body[:-1], "gap"
-    pairs = list(zip(body[::2], body[1::2]))
+    pairs = list(zip(body[::2], body[1::2], strict=False))
     if (
         body
         and len(body) % 2 == 0

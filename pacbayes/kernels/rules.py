@@ -28,7 +28,7 @@ and Identity in eval mode).
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -60,8 +60,8 @@ class Dense(_Layer):
 
     sigma_w: float
     sigma_b: float
-    fan_in: Optional[int] = None
-    fan_out: Optional[int] = None
+    fan_in: int | None = None
+    fan_out: int | None = None
 
     def forward(self, x, weight, bias=None):
         return F.linear(x, weight, bias)
@@ -74,7 +74,7 @@ class Dense(_Layer):
         """What the kernel needs of each raw input, computed once for all tiles: x flattened."""
         return x.reshape(x.shape[0], -1)
 
-    def from_features(self, f1: torch.Tensor, f2: Optional[torch.Tensor], full: bool) -> torch.Tensor:
+    def from_features(self, f1: torch.Tensor, f2: torch.Tensor | None, full: bool) -> torch.Tensor:
         """(a, b) kernel of the rows of f1 against f2, or (n,) of each row with itself (f2 None)."""
         gram = (f1 * f1).sum(dim=1) if f2 is None else torch.mm(f1, f2.T)
         return gram.mul_(self.sigma_w**2 / f1.shape[1]).add_(self.sigma_b**2)
@@ -108,7 +108,9 @@ class Conv(_Layer):
     def output_size(self, size: tuple) -> tuple:
         return tuple(
             (n + lo + hi - dil * (k - 1) - 1) // s + 1
-            for n, k, s, (lo, hi), dil in zip(size, self.kernel_size, self.stride, self.padding, self.dilation)
+            for n, k, s, (lo, hi), dil in zip(
+                size, self.kernel_size, self.stride, self.padding, self.dilation, strict=False
+            )
         )
 
     def forward(self, x, weight, bias=None):
@@ -120,7 +122,7 @@ class Conv(_Layer):
         d = self.d
         lead, size = t.shape[:-d], t.shape[-d:]
         flat = t.reshape(-1, 1, *size)
-        symmetric = all(lo == hi and lo <= k // 2 for (lo, hi), k in zip(self.padding, self.kernel_size))
+        symmetric = all(lo == hi and lo <= k // 2 for (lo, hi), k in zip(self.padding, self.kernel_size, strict=False))
         if all(v == 1 for v in self.dilation):
             padding = tuple(lo for lo, _ in self.padding) if symmetric else 0
             if not symmetric:
@@ -188,7 +190,7 @@ class Conv(_Layer):
             return x
         return self._patches(x).reshape(x.shape[0], -1, *self.output_size(x.shape[2:]))  # (n, c |window|, *S')
 
-    def from_features(self, f1: torch.Tensor, f2: Optional[torch.Tensor], full: bool) -> torch.Tensor:
+    def from_features(self, f1: torch.Tensor, f2: torch.Tensor | None, full: bool) -> torch.Tensor:
         """First-layer kernel: (a, b, *S') / (a, b, *S', *S') or, with f2 None, (n, ...) of each input with itself.
 
         Diagonal layout: the window mean (the same offsets at p and p') of the channel mean of x_{c,q} x'_{c,q},
@@ -265,7 +267,7 @@ class AvgPool(_Layer):
     padding: tuple
     ceil_mode: bool = False
     count_include_pad: bool = True
-    divisor_override: Optional[int] = None
+    divisor_override: int | None = None
 
     @property
     def d(self) -> int:

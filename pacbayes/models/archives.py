@@ -218,7 +218,9 @@ def _check_tensor_record(meta, record, records, where) -> None:
         records[record.filename] = record.file_size // dtype.itemsize if record.file_size else math.prod(sizes)
         if record.file_size == 0 and records[record.filename]:
             raise ModelLoadError(f"{where} claims shape {tuple(sizes)} but its record is empty")
-    needed = 0 if 0 in sizes else offset + sum((size - 1) * stride for size, stride in zip(sizes, strides)) + 1
+    needed = (
+        0 if 0 in sizes else offset + sum((size - 1) * stride for size, stride in zip(sizes, strides, strict=False)) + 1
+    )
     if needed > records[record.filename]:
         raise ModelLoadError(
             f"{where} claims shape {tuple(sizes)} (strides {tuple(strides)}, offset {offset}) but its record holds "

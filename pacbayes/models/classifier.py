@@ -6,13 +6,13 @@ is > 0, so the larger label is the positive class) or (n, C) (C logits: the argm
 of the package: every error rate it reports (training, test, subspace, stochastic) goes through them.
 """
 
-import contextlib
 import weakref
 
 import torch
 
 from pacbayes.errors import InputError, one_line
 from pacbayes.models.programs import ExportedModel, torch_nn_type
+from pacbayes.seeds import seeded_rng
 
 _PROBE = 64
 """Examples run twice, under two seeds, to detect a random forward."""
@@ -65,7 +65,7 @@ def model_outputs(model, x, batch_size: int = 1024, *, seed: int = 0) -> torch.T
     try:
         with torch.no_grad():
             _check_deterministic(model, x[:_PROBE].to(device=device, dtype=dtype), x.shape, seed)
-            with _seeded(seed, device):
+            with seeded_rng(seed, cuda=device.type == "cuda"):
                 outputs = [
                     _checked_forward(model, x[i : i + batch_size].to(device=device, dtype=dtype), i, x.shape)
                     for i in range(0, len(x), batch_size)
@@ -116,25 +116,13 @@ def _input_dtype_device(model):
     return torch.float32, torch.device("cpu")
 
 
-@contextlib.contextmanager
-def _seeded(seed: int, device):
-    """Run the block with torch's CPU generator (and, for a CUDA model, every CUDA generator) seeded with
-    ``seed``; the generators' states are restored afterwards."""
-    cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.default_generator.manual_seed(seed)
-        if cuda:
-            torch.cuda.manual_seed_all(seed)
-        yield
-
-
 def _check_deterministic(model, probe, data_shape, seed: int) -> None:
     """Refuse a model whose outputs on the same few inputs differ between two seeds (once per model object)."""
     if model in _DETERMINISTIC:
         return
     runs = []
     for offset in (0, 1):
-        with _seeded((seed + offset) % 2**63, probe.device):
+        with seeded_rng((seed + offset) % 2**63, cuda=probe.device.type == "cuda"):
             runs.append(_checked_forward(model, probe, 0, data_shape))
     scale = float(runs[0].abs().max()) if runs[0].numel() else 0.0
     if not torch.allclose(runs[0], runs[1], rtol=1e-4, atol=1e-6 * max(scale, 1.0)):

@@ -19,13 +19,13 @@ built as ``torch.manual_seed(seed); model = Net()`` with default initialisers, c
 layers in ``modules()`` order (as a Sequential does), this re-creates its initial weights exactly.
 """
 
-import contextlib
-import math
 import copy
+import math
 
 import torch
 
 from pacbayes.errors import InputError
+from pacbayes.seeds import seeded_rng
 
 
 def check_resettable(module: torch.nn.Module, remedy: str) -> None:
@@ -50,14 +50,6 @@ def reset_parameters(module: torch.nn.Module) -> None:
     for layer in module.modules():
         if callable(getattr(layer, "reset_parameters", None)):
             layer.reset_parameters()
-
-
-@contextlib.contextmanager
-def seeded_rng(seed: int):
-    """Run the block with torch's global CPU generator seeded with ``seed``; restored afterwards."""
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(int(seed))
-        yield
 
 
 def reinitialise(
@@ -110,7 +102,7 @@ def reset_by_layer_type(model) -> None:
         elif node.target in ATEN_NORMALISATIONS:
             # (weight, bias, running mean, running var) positions: layer_norm / group_norm have no statistics
             first = 2 if "layer_norm" in str(node.target) or "group_norm" in str(node.target) else 1
-            for role, arg in zip(("ones", "zeros", "zeros", "ones"), node.args[first : first + 4]):
+            for role, arg in zip(("ones", "zeros", "zeros", "ones"), node.args[first : first + 4], strict=False):
                 name = names.get(getattr(arg, "name", None))
                 if name is not None:
                     roles.append((order.get(name, 0), role, name, None))

@@ -28,8 +28,7 @@ import zipfile
 
 import torch
 
-from pacbayes.arguments import flag
-from pacbayes.checks import zip_damage
+from pacbayes.checks import flag, zip_damage
 from pacbayes.errors import InputError, ModelLoadError, one_line
 from pacbayes.models.archives import check_export_archive, quiet_torch
 from pacbayes.models.programs import ExportedModel

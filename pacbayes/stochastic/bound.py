@@ -21,26 +21,25 @@ typical j ~ 600).
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, is_dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass, is_dataclass, replace
 
 import numpy as np
 import torch
 
-from pacbayes import bounds
-from pacbayes import checks
-from pacbayes.defaults import DEFAULT_PRIOR_DROPOUT, DEFAULT_PRIOR_STD, POSTERIOR_STARTS, PRIOR_EPOCHS
-from pacbayes.device import resolve_device
-from pacbayes.errors import InputError
-from pacbayes.results import BoundResult
+from pacbayes import bounds, checks
 from pacbayes.attempts import Attempt, count_attempt
 from pacbayes.cache import Phase, cached, like, phase_cache
+from pacbayes.defaults import POSTERIOR_STARTS, PRIOR_EPOCHS
+from pacbayes.device import resolve_device
+from pacbayes.errors import InputError
+from pacbayes.families.settings import DziugaiteRoySettings
+from pacbayes.results import BoundResult
 from pacbayes.stochastic.certificate import certify, deterministic_error, point_sampled_error, sampled_error
-from pacbayes.stochastic.local import MC_SAMPLINGS, point_layers
 from pacbayes.stochastic.dropout import activation_layers
 from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
 from pacbayes.stochastic.hint import why_vacuous
-from pacbayes.stochastic.network import DEFAULT_SIGMOID_TEMPERATURE, check_labels, forward
+from pacbayes.stochastic.local import MC_SAMPLINGS, point_layers
+from pacbayes.stochastic.network import check_labels, forward
 from pacbayes.stochastic.prior import Prior, data_independent_prior, parameters_of, reinitialised
 from pacbayes.stochastic.train import (
     OBJECTIVES,
@@ -54,8 +53,9 @@ from pacbayes.stochastic.train import (
 
 PHASE_VERSION = 1
 """Version of what the cached phases (learned prior, posterior, Monte Carlo error) compute; raise it on a change."""
-DEFAULT_PRIOR_SCHEDULE = Schedule(epochs=PRIOR_EPOCHS, batch_size=100, lr=0.01)
-"""ERM for a learned prior mean: PBB's 70 epochs (Pérez-Ortiz et al. 2021, Section 6), SGD momentum 0.9."""
+DEFAULT_PRIOR_SCHEDULE = Schedule(epochs=PRIOR_EPOCHS, batch_size=250, lr=0.005, momentum=0.99)
+"""ERM for a learned prior mean as PBB's released code runs it: 70 epochs (Pérez-Ortiz et al. 2021, Section 6),
+SGD lr 0.005, momentum 0.99, batches of 250 (chosen over four data sets: benchmarks/defaults_protocol.py)."""
 
 
 def _checked_data(x, labels):
@@ -82,7 +82,7 @@ UNKEYED = ("seed", "mc_samples", "mc_sampling")
 """Settings left out of the attempts ledger's key: the seed, and how the same posterior's error is estimated."""
 
 
-def _attempt(attempt, attempts_ledger, model, x, labels, settings, sample) -> Attempt:
+def _attempt(attempt, attempts_ledger, model, x, labels, statement, sample) -> Attempt:
     """This run's attempt: counted in ``attempts_ledger`` (keyed as :mod:`pacbayes.attempts` says; the
     weights only around MODEL), or ``attempt`` as the caller counted it (default 1)."""
     if attempts_ledger is not None:
@@ -93,10 +93,10 @@ def _attempt(attempt, attempts_ledger, model, x, labels, settings, sample) -> At
             "dziugaite-roy",
             sample=sample,
             data=(x, labels),
-            statement={name: value for name, value in settings.items() if name not in UNKEYED},
+            statement={name: value for name, value in statement.items() if name not in UNKEYED},
             model=model,
-            weights=settings["mode"] != "learned-from-prior",
-            seed=settings["seed"],
+            weights=statement["mode"] != "learned-from-prior",
+            seed=statement["seed"],
         )
     return Attempt(1 if attempt is None else checks.sample_size(attempt, name="attempt", minimum=1))
 
@@ -178,9 +178,9 @@ class StochasticCertificate:
         )
 
 
-def stochastic_bound(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, **options) -> list:
-    """[BoundResult] of :func:`certify_stochastic_network` (same arguments): the CLI/report entry point."""
-    return [certify_stochastic_network(model, x, labels, **options).result]
+def stochastic_bound(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, *args, **run) -> list:
+    """[BoundResult] of :func:`certify_stochastic_network` (same arguments)."""
+    return [certify_stochastic_network(model, x, labels, *args, **run).result]
 
 
 def _mode(posterior_start: str, fixed_mean: bool) -> str:
@@ -200,51 +200,60 @@ CERTIFIES = {
 """What the certificate is about, by mode (:func:`certify_stochastic_network`)."""
 
 
-def _checked_options(delta, objective, posterior_start, prior_split, prior_std, prior_dropout, mc_samples):
+def _checked_settings(settings, delta) -> tuple:
+    """(delta, prior_split, prior_std, prior_dropout, mc_samples), checked (InputError naming the setting)."""
+    if not isinstance(settings, DziugaiteRoySettings):
+        raise InputError(
+            "settings must be a pacbayes.families.settings.DziugaiteRoySettings, e.g. "
+            f"DziugaiteRoySettings(mc_samples=500), got {type(settings).__name__}"
+        )
     delta = checks.delta(delta)
-    if objective not in OBJECTIVES:
-        raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
-    if posterior_start not in POSTERIOR_STARTS:
-        raise InputError(f"unknown posterior_start {posterior_start!r}; use one of {', '.join(POSTERIOR_STARTS)}")
-    prior_split = checks.probability(prior_split, "prior_split")
+    if settings.objective not in OBJECTIVES:
+        raise InputError(f"unknown objective {settings.objective!r}; use one of {', '.join(OBJECTIVES)}")
+    if settings.posterior_start not in POSTERIOR_STARTS:
+        raise InputError(
+            f"unknown posterior_start {settings.posterior_start!r}; use one of {', '.join(POSTERIOR_STARTS)}"
+        )
+    prior_split = checks.probability(settings.prior_split, "prior_split")
     if prior_split >= 1.0:
         raise InputError("prior_split must be < 1: the bound needs points the prior has not seen")
-    prior_std = checks.finite(prior_std, "prior_std")
+    prior_std = checks.finite(settings.prior_std, "prior_std")
     if prior_std <= 0.0:
         raise InputError(f"prior_std must be > 0, got {prior_std}; PBB use 0.03 for MNIST")
-    prior_dropout = checks.probability(prior_dropout, "prior_dropout")
+    prior_dropout = checks.probability(settings.prior_dropout, "prior_dropout")
     if prior_dropout >= 1.0:
         raise InputError(f"prior_dropout must be < 1 (the drop probability), got {prior_dropout}; e.g. 0.2")
-    mc_samples = checks.sample_size(mc_samples, name="mc_samples", minimum=1)
+    mc_samples = checks.sample_size(settings.mc_samples, name="mc_samples", minimum=1)
+    if settings.mc_sampling not in MC_SAMPLINGS:
+        raise InputError(f"unknown mc_sampling {settings.mc_sampling!r}; use one of {', '.join(MC_SAMPLINGS)}")
     return delta, prior_split, prior_std, prior_dropout, mc_samples
+
+
+def _with_epochs(schedule: Schedule | None, default: Schedule, epochs: int, name: str, setting: str) -> Schedule:
+    """``schedule`` (None: ``default``) running the ``epochs`` that the settings' ``setting`` fixes; a
+    schedule with other epochs is refused (the epochs are a setting, recorded in the report)."""
+    if schedule is None:
+        return replace(default, epochs=epochs)
+    if schedule.epochs != epochs:
+        raise InputError(
+            f"{name} runs {schedule.epochs} epochs but settings.{setting} is {epochs}: the epochs are a "
+            f"setting; pass DziugaiteRoySettings({setting}={schedule.epochs})"
+        )
+    return schedule
 
 
 def certify_stochastic_network(
     model: torch.nn.Module,
     x: torch.Tensor,
     labels: torch.Tensor,
+    settings: DziugaiteRoySettings = DziugaiteRoySettings(),
     *,
     delta: float = 0.05,
-    init_state=None,
-    init_seed: Optional[int] = None,
-    objective: str = "dr",
-    surrogate: str = "auto",
-    sigmoid_temperature: float = DEFAULT_SIGMOID_TEMPERATURE,
-    posterior_start: str = "prior",
-    prior_split: float = 0.0,
-    prior_std: float = DEFAULT_PRIOR_STD,
-    lambda_grid: bool = False,
-    prior_dropout: float = DEFAULT_PRIOR_DROPOUT,
-    mc_samples: int = 1000,
-    mc_sampling: str = "network",
-    per_point_training: bool = False,
     seed: int = 0,
-    fixed_mean: bool = False,
-    schedule: Schedule = Schedule(),
-    prior_schedule: Schedule = DEFAULT_PRIOR_SCHEDULE,
-    attempt: Optional[int] = None,
-    attempts_ledger=None,
-    sample: Optional[dict] = None,
+    schedule: Schedule | None = None,
+    prior_schedule: Schedule | None = None,
+    attempt: int | None = None,
+    sample: dict | None = None,
     device=None,
     cache_dir=None,
     quiet: bool = True,
@@ -253,6 +262,8 @@ def certify_stochastic_network(
 
     model: any nn.Module outputting one logit (binary, class 1 where > 0) or K logits (argmax).
     x, labels: the training sample S (labels int64 in 0..K-1).
+    settings: the family's :class:`~pacbayes.families.settings.DziugaiteRoySettings` (its defaults
+        are the defaults here), read as follows.
     init_state: the weights at initialisation (state dict or path of a weights-only .pt file), or
         init_seed: re-create them (:func:`pacbayes.stochastic.prior.reinitialised`); neither: zero prior.
     objective: "dr" (Dziugaite-Roy) or PBB's "quad", "lambda", "classic".
@@ -262,35 +273,46 @@ def certify_stochastic_network(
     posterior_start: "prior" (learned-from-prior mode: the posterior starts at the prior, KL 0, and is
         trained on all of S) or "model" (around-model: the mean starts at ``model``'s weights and is
         trained on the bound's points); ``fixed_mean`` overrides it (the mean stays at ``model``'s weights).
-    prior_split: fraction of S held out to learn the prior mean, by ERM with ``prior_dropout`` over
-        ``prior_schedule`` (0: data-independent prior).
+    prior_split: fraction of S held out to learn the prior mean, by ERM with ``prior_dropout`` for
+        ``prior_epochs`` (0: data-independent prior).
     prior_std: the prior standard deviation, fixed before seeing S; with ``lambda_grid`` the prior
         variance is instead searched on Dziugaite & Roy's grid (starting at prior_std^2 from the prior,
         at their mean-square start around the model).
+    posterior_epochs: epochs of posterior optimisation.
     mc_samples: n posterior draws for the Monte Carlo error.
     mc_sampling: "network" (each draw scored on every bound point; sample convergence over n) or
         "point" (a fresh draw per point and pass, n m independent indicators; needs an nn.Sequential
         of Linear layers and elementwise activations, :func:`pacbayes.stochastic.local.point_layers`).
     per_point_training: train the posterior with a fresh weight draw per input (local
         reparameterisation; same model requirement) instead of one draw per minibatch.
-    attempt / attempts_ledger: which attempt on this data and these settings this is (see
-        :mod:`pacbayes.attempts`); default 1. ``sample``: what S was drawn from, for the ledger's key
-        (:func:`pacbayes.attempts.sample_record`; None: S itself).
+    attempts_ledger: counts this attempt on this data and these settings (see :mod:`pacbayes.attempts`).
+    (``test_draws`` is the family's, for its test-error baseline, and is not read here.)
+
+    The run: ``delta`` and ``seed``; ``schedule`` / ``prior_schedule``: the optimisers of the posterior
+    and of the learned prior mean (batch size, learning rates; None: :class:`Schedule`'s defaults and
+    :data:`DEFAULT_PRIOR_SCHEDULE`), running the settings' epochs; ``attempt``: which attempt this is when
+    the caller counts them instead of a ledger (default 1); ``sample``: what S was drawn from, for the
+    ledger's key (:func:`pacbayes.attempts.sample_record`; None: S itself); ``device``, ``cache_dir``
+    (:mod:`pacbayes.cache`) and ``quiet`` (no progress bars).
     Returns the certificate: a BoundResult named "dziugaite-roy" or "pbb-<objective>" (certified=True;
     ``details["mode"]`` names the mode, ``details["why_vacuous"]`` explains a bound at or above
     chance), the posterior and the network copy it lives on.
     """
     started = time.perf_counter()
-    delta, prior_split, prior_std, prior_dropout, mc_samples = _checked_options(
-        delta, objective, posterior_start, prior_split, prior_std, prior_dropout, mc_samples
+    delta, prior_split, prior_std, prior_dropout, mc_samples = _checked_settings(settings, delta)
+    schedule = _with_epochs(schedule, Schedule(), settings.posterior_epochs, "schedule", "posterior_epochs")
+    prior_schedule = _with_epochs(
+        prior_schedule, DEFAULT_PRIOR_SCHEDULE, settings.prior_epochs, "prior_schedule", "prior_epochs"
     )
-    risk_of = surrogate_risk(surrogate, objective, checks.finite(sigmoid_temperature, "sigmoid_temperature"))
-    if mc_sampling not in MC_SAMPLINGS:
-        raise InputError(f"unknown mc_sampling {mc_sampling!r}; use one of {', '.join(MC_SAMPLINGS)}")
+    objective, surrogate, mc_sampling = settings.objective, settings.surrogate, settings.mc_sampling
+    init_state, init_seed, fixed_mean = settings.init_state, settings.init_seed, settings.fixed_mean
+    lambda_grid, per_point_training = settings.lambda_grid, settings.per_point_training
+    sigmoid_temperature = checks.finite(settings.sigmoid_temperature, "sigmoid_temperature")
+    risk_of = surrogate_risk(surrogate, objective, sigmoid_temperature)
     x, labels = _checked_data(x, labels)
     checks.sample_size(len(labels), name="the number of training points m", minimum=8)
-    mode = _mode(posterior_start, fixed_mean)
-    settings = {
+    mode = _mode(settings.posterior_start, fixed_mean)
+    statement = {
         "objective": objective,
         "surrogate": surrogate,
         "sigmoid_temperature": float(sigmoid_temperature),
@@ -322,7 +344,7 @@ def certify_stochastic_network(
     classes = 2 if logits.dim() == 1 else int(logits.shape[1])
     m_prior = checks.prior_part_size(len(labels), prior_split) if prior_split else 0
     start_prior = _start(net, prior_split, init_state, init_seed, seed)
-    attempt = _attempt(attempt, attempts_ledger, model, x, labels, settings, sample)  # inputs validated, no draw yet
+    attempt = _attempt(attempt, settings.attempts_ledger, model, x, labels, statement, sample)  # validated, no draw yet
     delta_attempt = attempt.share(delta)
     parts = bounds.split_delta(delta_attempt, {"pac_bayes_kl": 1.0, "sample_convergence": 1.0})
     split_gen, train_gen, mc_gen = _generators(seed, attempt.number, device)

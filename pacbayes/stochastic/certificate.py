@@ -25,10 +25,10 @@ from torch import nn
 
 from pacbayes import bounds
 from pacbayes.bounds.stochastic import langford_seeger_complexity
+from pacbayes.models import count_mistakes
 from pacbayes.progress import progress
 from pacbayes.stochastic.gaussian import DiagonalGaussian, gaussian_kl
 from pacbayes.stochastic.local import gaussian_draw, linear_moments, point_layers, point_logits
-from pacbayes.models import count_mistakes
 from pacbayes.stochastic.network import forward
 
 

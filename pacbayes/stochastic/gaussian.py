@@ -31,7 +31,10 @@ class Layout:
 
     def unflatten(self, flat: torch.Tensor) -> dict:
         sizes = [int(torch.Size(shape).numel()) for shape in self.shapes]
-        return {name: part.view(shape) for name, shape, part in zip(self.names, self.shapes, torch.split(flat, sizes))}
+        return {
+            name: part.view(shape)
+            for name, shape, part in zip(self.names, self.shapes, torch.split(flat, sizes), strict=False)
+        }
 
 
 def gaussian_kl(

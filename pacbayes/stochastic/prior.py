@@ -5,9 +5,9 @@ trained weights is therefore refused. A data-dependent prior (PBB) is learned in
 :mod:`pacbayes.stochastic.train` on a held-out part of S and handled by the caller.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Union
 
 import torch
 
@@ -32,7 +32,7 @@ def parameters_of(model: torch.nn.Module) -> dict:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-def _load_state(init_state: Union[str, Path, Mapping]) -> Mapping:
+def _load_state(init_state: str | Path | Mapping) -> Mapping:
     """The init state dict: a mapping as given, or read from a weights-only file (a damaged zip, a pickle, a
     program archive, complex, meta or sparse entries are refused)."""
     if isinstance(init_state, Mapping):
@@ -85,7 +85,7 @@ def _check_not_trained(mean: dict, trained: dict, source: str) -> None:
         )
 
 
-def data_independent_prior(model: torch.nn.Module, init_state=None, init_seed: Optional[int] = None) -> Prior:
+def data_independent_prior(model: torch.nn.Module, init_state=None, init_seed: int | None = None) -> Prior:
     """The prior mean from an init checkpoint, a re-created seeded init, or zero (the labelled fallback)."""
     trained = parameters_of(model)
     if init_state is not None and init_seed is not None:

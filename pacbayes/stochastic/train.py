@@ -36,18 +36,24 @@ from pacbayes.stochastic.network import (
     sigmoid_surrogate,
 )
 
+OPTIMIZERS = ("adam", "sgd")
+"""Optimisers of the posterior (:class:`Schedule`)."""
+
 
 @dataclass(frozen=True)
 class Schedule:
-    """Optimiser settings: Adam on the mean (lr) and on log s and log lambda (lr_var). Around MODEL's
-    weights the posterior starts at log s = log lambda_0 + init_log_ratio (from the prior it starts
-    at s = lambda_0, KL 0)."""
+    """Optimiser settings: ``optimizer`` ("adam", or "sgd" with ``momentum``) on the mean (lr) and on
+    log s and log lambda (lr_var). Around MODEL's weights the posterior starts at log s = log lambda_0 +
+    init_log_ratio (from the prior it starts at s = lambda_0, KL 0). A learned prior mean is always fitted
+    by SGD with ``momentum`` (ERM, :func:`fit_prior_mean`; ``optimizer`` and ``lr_var`` do not apply)."""
 
     epochs: int = POSTERIOR_EPOCHS
     batch_size: int = 250
     lr: float = 1e-4
     lr_var: float = 1e-2
     init_log_ratio: float = -2.0
+    optimizer: str = "adam"
+    momentum: float = 0.9
 
     def __post_init__(self):
         if (
@@ -61,6 +67,10 @@ class Schedule:
             raise InputError(f"learning rates must be finite and > 0, got lr={self.lr}, lr_var={self.lr_var}")
         if not math.isfinite(self.init_log_ratio):
             raise InputError(f"init_log_ratio must be finite, got {self.init_log_ratio}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise InputError(f"momentum must lie in [0, 1), got {self.momentum}; e.g. 0.9")
 
 
 def _batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
@@ -86,14 +96,14 @@ def fit_prior_mean(
     dropout: float = 0.0,
     quiet: bool = True,
 ) -> torch.Tensor:
-    """ERM on the held-out prior set: SGD with momentum 0.9 on the logistic surrogate from ``start``,
+    """ERM on the held-out prior set: SGD with ``schedule.momentum`` on the logistic surrogate from ``start``,
     with ``dropout`` after the activation layers (:mod:`pacbayes.stochastic.dropout`).
 
     This is PBB's data-dependent prior mean (Pérez-Ortiz et al. 2021, Section 4: ERM with dropout);
     it sees only the prior part of S, so it is independent of the points the bound is computed on.
     """
     flat = start.detach().clone().requires_grad_(True)
-    opt = torch.optim.SGD([flat], lr=schedule.lr, momentum=0.9)
+    opt = torch.optim.SGD([flat], lr=schedule.lr, momentum=schedule.momentum)
     bar = progress(
         _batches(len(labels), schedule.batch_size, schedule.epochs, generator),
         total=_steps(len(labels), schedule),
@@ -203,7 +213,11 @@ def fit_posterior(
     groups = [{"params": [log_var, log_lam] if prior_variance.on_grid else [log_var], "lr": schedule.lr_var}]
     if not fixed_mean:
         groups.append({"params": [mean], "lr": schedule.lr})
-    opt = torch.optim.Adam(groups)
+    opt = (
+        torch.optim.Adam(groups)
+        if schedule.optimizer == "adam"
+        else torch.optim.SGD(groups, momentum=schedule.momentum)
+    )
     log_c = math.log(bounds.DR_GRID_C)
     tradeoff = 1.0
     bar = progress(

@@ -11,17 +11,15 @@ the message, measured here; when the data are the encoder's own, it must equal t
 encoder recorded (the decoding check).
 """
 
-from typing import Optional
-
 import torch
 
 from pacbayes import checks
 from pacbayes.bounds import compression_bound
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError, PacBayesError
+from pacbayes.models import output_dim, zero_one_error
 from pacbayes.results import BoundResult
 from pacbayes.subspace.compressed import CompressedSubspaceModel
-from pacbayes.models import output_dim, zero_one_error
 from pacbayes.subspace.evaluation import EVAL_BATCH, check_labels, data_fingerprint
 from pacbayes.subspace.files import load_subspace_model
 from pacbayes.subspace.origin import bound_part, describe, is_data_dependent
@@ -57,9 +55,9 @@ def subspace_bound(
     labels: torch.Tensor,
     *,
     delta: float,
-    module: Optional[torch.nn.Module] = None,
+    module: torch.nn.Module | None = None,
     extra_configurations: int = 1,
-    test: Optional[tuple] = None,
+    test: tuple | None = None,
     device=None,
 ) -> list:
     """Certified bound on the 0-1 error of the model decoded from ``source``.

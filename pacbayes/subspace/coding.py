@@ -23,7 +23,7 @@ loss of narrowing a 32-bit interval.
 """
 
 import math
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -248,11 +248,11 @@ def _write_codebook(writer: BitWriter, codebook) -> None:
     integers = [int(n) for n in np.ldexp(np.asarray(codebook, dtype=np.float64), exponent)]
     if grid_values(exponent, integers).tolist() != np.asarray(codebook, dtype=np.float32).tolist():
         raise InputError("codebook levels must be float32 values (see quantisation.snap_levels)")
-    if any(b < a for a, b in zip(integers, integers[1:])):
+    if any(b < a for a, b in zip(integers, integers[1:], strict=False)):
         raise InputError("codebook levels must be sorted (non-decreasing)")
     writer.write_uint(exponent, EXPONENT_BITS)
     elias_delta_encode(writer, zigzag(integers[0]) + 1)
-    for previous, current in zip(integers, integers[1:]):
+    for previous, current in zip(integers, integers[1:], strict=False):
         elias_delta_encode(writer, current - previous + 1)
 
 

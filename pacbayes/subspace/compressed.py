@@ -3,7 +3,6 @@ compression bound certifies is whatever :meth:`CompressedSubspaceModel.decode` r
 message, never the continuous z it came from (Lotfi et al. 2022, Section 4)."""
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -27,9 +26,9 @@ class CompressedSubspaceModel:
     code_bits: int
     configurations: int = 1
     quantisation: str = "kmeans"
-    train_error: Optional[float] = None
-    train_fingerprint: Optional[str] = None
-    training: Optional[dict] = None
+    train_error: float | None = None
+    train_fingerprint: str | None = None
+    training: dict | None = None
 
     def decoded_z(self) -> np.ndarray:
         """z rebuilt from the message alone (float32, length d)."""

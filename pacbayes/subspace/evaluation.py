@@ -1,12 +1,11 @@
 """Label checks, training losses and data fingerprints for subspace training of a model with one
 logit (binary) or K logits; its outputs and 0-1 error come from :mod:`pacbayes.models`."""
 
-import hashlib
-
 import torch
 from torch.nn import functional as F
 
 from pacbayes.errors import InputError
+from pacbayes.hashing import bytes_sha256
 
 EVAL_BATCH = 2048
 """Inputs per forward pass when a subspace model is evaluated."""
@@ -49,7 +48,5 @@ def training_loss(
 
 def data_fingerprint(x: torch.Tensor, labels: torch.Tensor) -> str:
     """SHA-256 of the data's bytes: tells the decoding check whether it sees the encoder's data."""
-    digest = hashlib.sha256()
-    digest.update(x.detach().cpu().contiguous().float().numpy().tobytes())
-    digest.update(labels.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    inputs = x.detach().cpu().contiguous().float().numpy().tobytes()
+    return bytes_sha256(inputs, labels.detach().cpu().contiguous().numpy().tobytes())

@@ -65,7 +65,7 @@ def save_subspace_model(compressed: CompressedSubspaceModel, path) -> None:
         "dim": model.dim,
         "projection": model.projection_kind,
         "n_params": model.n_params,
-        "parameters": [[name, list(shape)] for name, shape in zip(model.names, model.shapes)],
+        "parameters": [[name, list(shape)] for name, shape in zip(model.names, model.shapes, strict=False)],
         "levels": compressed.levels,
         "quantisation": compressed.quantisation,
         "code_bits": compressed.code_bits,
@@ -172,7 +172,7 @@ def load_subspace_model(path, module: torch.nn.Module) -> CompressedSubspaceMode
     meta = _metadata(content, path)
     _check_tensors(content, path)
     model = SubspaceModel(module, dim=meta["dim"], seed=meta["seed"], projection=meta["projection"])
-    recorded = [[name, list(shape)] for name, shape in zip(model.names, model.shapes)]
+    recorded = [[name, list(shape)] for name, shape in zip(model.names, model.shapes, strict=False)]
     if recorded != meta["parameters"]:
         raise ModelLoadError(
             f"{path} was saved for another architecture (parameters "

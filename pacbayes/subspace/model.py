@@ -21,8 +21,9 @@ from torch import nn
 from pacbayes import checks
 from pacbayes.errors import InputError
 from pacbayes.models import reinitialise as reinitialise_module
+from pacbayes.seeds import stream_seed
 from pacbayes.subspace.origin import SEEDED
-from pacbayes.subspace.projection import _stream_seed, make_projection
+from pacbayes.subspace.projection import make_projection
 
 
 def reinitialise(module: nn.Module, seed: int) -> nn.Module:
@@ -41,7 +42,7 @@ def reinitialise(module: nn.Module, seed: int) -> nn.Module:
         )
     module = reinitialise_module(
         module,
-        _stream_seed(seed, "theta0"),
+        stream_seed(seed, "theta0"),
         dtype=torch.float32,
         remedy="give them a reset_parameters() so that theta0 can be drawn from the seed",
     )
@@ -95,7 +96,7 @@ class SubspaceModel(nn.Module):
     def forward(self, x: torch.Tensor, z: torch.Tensor = None) -> torch.Tensor:
         flat = self.theta(z)
         params, offset = {}, 0
-        for name, shape in zip(self.names, self.shapes):
+        for name, shape in zip(self.names, self.shapes, strict=False):
             size = int(np.prod(shape, dtype=np.int64))
             params[name] = flat[offset : offset + size].view(shape)
             offset += size

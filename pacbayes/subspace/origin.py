@@ -20,8 +20,8 @@ import torch
 
 from pacbayes import checks
 from pacbayes.errors import InputError
+from pacbayes.seeds import stream_generator
 from pacbayes.subspace.evaluation import data_fingerprint
-from pacbayes.subspace.projection import _stream_seed
 
 SEEDED = {"kind": "seeded"}
 
@@ -33,7 +33,7 @@ def is_data_dependent(origin: dict) -> bool:
 def split_indices(m: int, fraction: float, seed: int) -> tuple:
     """(prior indices, bound indices) of a seeded permutation of range(m), round(fraction m) prior."""
     m_prior = checks.prior_part_size(m, fraction)
-    generator = torch.Generator().manual_seed(_stream_seed(seed, "prior-split"))
+    generator = stream_generator(seed, "prior-split")
     order = torch.randperm(int(m), generator=generator)
     return order[:m_prior], order[m_prior:]
 

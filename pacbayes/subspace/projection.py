@@ -19,17 +19,12 @@ product is simpler, exact to test against ``torch.kron``, and fast enough.
 
 import math
 
-import numpy as np
 import torch
 
 from pacbayes.errors import InputError
+from pacbayes.seeds import stream_generator
 
 KINDS = ("kronecker",)
-
-
-def _stream_seed(seed: int, stream: str) -> int:
-    """A 63-bit seed for one named random stream, derived from the user's seed."""
-    return int(np.random.SeedSequence([int(seed), *stream.encode()]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def _unit_columns(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
@@ -54,7 +49,7 @@ class KroneckerProjection:
         self.d2 = -(-self.dim // self.d1)
         self.rows1 = max(1, math.ceil(math.sqrt(self.n_params * self.d1 / self.d2)))
         self.rows2 = -(-self.n_params // self.rows1)
-        generator = torch.Generator().manual_seed(_stream_seed(self.seed, "projection"))
+        generator = stream_generator(self.seed, "projection")
         self.left = _unit_columns(self.rows1, self.d1, generator)
         self.right = _unit_columns(self.rows2, self.d2, generator)
 

@@ -17,7 +17,6 @@ data-dependent prior, :mod:`pacbayes.subspace.origin`), training, then ``compres
 import copy
 import math
 import numbers
-from typing import Optional
 
 import numpy as np
 import torch
@@ -25,28 +24,45 @@ import torch
 from pacbayes import checks
 from pacbayes.bounds import compression_bound
 from pacbayes.cache import Phase, cached, like, phase_cache
+from pacbayes.defaults import (
+    SUBSPACE_EPOCHS as DEFAULT_EPOCHS,
+)
+from pacbayes.defaults import (
+    SUBSPACE_LEVELS as DEFAULT_LEVELS,
+)
+from pacbayes.defaults import (
+    SUBSPACE_MAX_LEVELS as MAX_LEVELS,
+)
+from pacbayes.defaults import (
+    SUBSPACE_PATIENCE as DEFAULT_PATIENCE,
+)
+from pacbayes.defaults import (
+    SUBSPACE_PRIOR_EPOCHS as DEFAULT_PRIOR_EPOCHS,
+)
+from pacbayes.defaults import (
+    SUBSPACE_QAT_EPOCHS as DEFAULT_QAT_EPOCHS,
+)
+from pacbayes.defaults import (
+    SUBSPACE_QAT_PATIENCE as DEFAULT_QAT_PATIENCE,
+)
+from pacbayes.defaults import (
+    SUBSPACE_RATE_WEIGHT as DEFAULT_RATE_WEIGHT,
+)
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError
+from pacbayes.families.settings import SubspaceSettings
 from pacbayes.memory import check_fits
-from pacbayes.progress import progress
-from pacbayes.subspace.compressed import CompressedSubspaceModel, compress
 from pacbayes.models import model_outputs, output_dim, zero_one_error
+from pacbayes.progress import progress
+from pacbayes.seeds import stream_generator, stream_seed
+from pacbayes.subspace.compressed import CompressedSubspaceModel, compress
 from pacbayes.subspace.evaluation import EVAL_BATCH, check_labels, data_fingerprint, training_loss
 from pacbayes.subspace.model import SubspaceModel
 from pacbayes.subspace.origin import split_indices
-from pacbayes.subspace.projection import _stream_seed
 from pacbayes.subspace.quantisation import METHODS, assign, make_levels, snap_levels
-from pacbayes.defaults import (
-    SUBSPACE_EPOCHS as DEFAULT_EPOCHS,
-    SUBSPACE_LEVELS as DEFAULT_LEVELS,
-    SUBSPACE_MAX_LEVELS as MAX_LEVELS,
-    SUBSPACE_PATIENCE as DEFAULT_PATIENCE,
-    SUBSPACE_PRIOR_EPOCHS as DEFAULT_PRIOR_EPOCHS,
-    SUBSPACE_QAT_EPOCHS as DEFAULT_QAT_EPOCHS,
-    SUBSPACE_QAT_PATIENCE as DEFAULT_QAT_PATIENCE,
-    SUBSPACE_RATE_WEIGHT as DEFAULT_RATE_WEIGHT,
-)
 
+FINETUNE_LR = SubspaceSettings.lr / 5
+"""Adam's learning rate in quantisation-aware fine-tuning: a fifth of subspace training's."""
 _QUANTISE_BYTES = 16  # per coordinate and level: two float64 d x L temporaries in quantisation.assign
 DEFAULT_PRIOR_LR = 1e-3
 SELECTION_DELTA = 0.05  # only ranks the candidates; the certified delta is the caller's
@@ -64,7 +80,7 @@ def _phase(name: str, model: SubspaceModel, settings: dict, inputs: dict, expect
 
 def _epochs(n: int, batch_size: int, epochs: int, seed: int):
     """Per epoch, the minibatch index tensors of a seeded shuffle."""
-    generator = torch.Generator().manual_seed(_stream_seed(seed, "batches"))
+    generator = stream_generator(seed, "batches")
     for _ in range(epochs):
         yield torch.randperm(n, generator=generator).split(batch_size)
 
@@ -173,12 +189,12 @@ def fit_subspace(
     labels: torch.Tensor,
     *,
     epochs: int = DEFAULT_EPOCHS,
-    lr: float = 0.05,
+    lr: float = SubspaceSettings.lr,
     batch_size: int = 128,
     seed: int = 0,
     teacher=None,
     distill_weight: float = 0.5,
-    patience: Optional[int] = DEFAULT_PATIENCE,
+    patience: int | None = DEFAULT_PATIENCE,
     quiet: bool = True,
     cache=None,
 ) -> SubspaceModel:
@@ -277,7 +293,7 @@ def _trained_origin(model: SubspaceModel, x, labels, epochs: int, lr: float, bat
             epochs=epochs,
             lr=lr,
             batch_size=batch_size,
-            seed=_stream_seed(model.seed, "origin"),
+            seed=stream_seed(model.seed, "origin"),
             teacher=None,
             distill_weight=0.0,
             patience=None,
@@ -296,9 +312,9 @@ def finetune_quantised(
     codebook,
     *,
     epochs: int = DEFAULT_QAT_EPOCHS,
-    patience: Optional[int] = DEFAULT_QAT_PATIENCE,
+    patience: int | None = DEFAULT_QAT_PATIENCE,
     rate_weight: float = DEFAULT_RATE_WEIGHT,
-    lr: float = 0.01,
+    lr: float = FINETUNE_LR,
     batch_size: int = 128,
     seed: int = 0,
     teacher=None,
@@ -385,9 +401,9 @@ def compress_subspace_model(
     levels=DEFAULT_LEVELS,
     method: str = "kmeans",
     qat_epochs: int = DEFAULT_QAT_EPOCHS,
-    qat_patience: Optional[int] = DEFAULT_QAT_PATIENCE,
+    qat_patience: int | None = DEFAULT_QAT_PATIENCE,
     rate_weight: float = DEFAULT_RATE_WEIGHT,
-    lr: float = 0.01,
+    lr: float = FINETUNE_LR,
     batch_size: int = 128,
     seed: int = 0,
     teacher=None,
@@ -502,23 +518,12 @@ def train_subspace_model(
     module: torch.nn.Module,
     x: torch.Tensor,
     labels: torch.Tensor,
+    settings: SubspaceSettings,
     *,
-    dim: int,
     seed: int = 0,
-    levels=DEFAULT_LEVELS,
     method: str = "kmeans",
-    epochs: int = DEFAULT_EPOCHS,
-    patience: Optional[int] = DEFAULT_PATIENCE,
-    lr: float = 0.05,
     batch_size: int = 128,
-    qat_epochs: int = DEFAULT_QAT_EPOCHS,
-    qat_patience: Optional[int] = DEFAULT_QAT_PATIENCE,
-    rate_weight: float = DEFAULT_RATE_WEIGHT,
-    distill: bool = False,
     distill_weight: float = 0.5,
-    extra_configurations: int = 1,
-    prior_split: float = 0.0,
-    prior_epochs: int = DEFAULT_PRIOR_EPOCHS,
     prior_lr: float = DEFAULT_PRIOR_LR,
     device=None,
     quiet: bool = True,
@@ -526,24 +531,43 @@ def train_subspace_model(
 ) -> CompressedSubspaceModel:
     """Train a compressed subspace model with ``module``'s architecture on (x, labels).
 
-    theta0 is a seeded re-initialisation of the architecture; ``module``'s own (trained) weights
-    are used only as a distillation teacher when ``distill=True``. With ``prior_split`` > 0,
-    theta0 is then trained on that fraction of the points (:func:`learn_origin`, ``prior_epochs``
-    at ``prior_lr``) and everything after sees only the rest, the bound part; z = 0 (theta0 itself)
-    becomes a candidate. z is trained by :func:`fit_subspace` (to convergence with ``patience``, at
-    most ``epochs``), then :func:`compress_subspace_model` (fine-tuning at lr / 5). The settings and
-    the epochs run are recorded in the result's ``training``. ``cache_dir``: a folder where the learned
-    origin, the fit and the chosen candidate are kept, keyed by their exact inputs (:mod:`pacbayes.cache`):
-    a rerun reads them back and gives the same model; None: no cache.
+    settings: the family's :class:`~pacbayes.families.settings.SubspaceSettings` (its defaults are the
+    defaults here); ``dim`` is required, ``compressed`` must be None (this trains one), and
+    ``attempts_ledger`` is the family's (it counts the attempt before training), not read here.
+    theta0 is a seeded (``seed``) re-initialisation of the architecture; ``module``'s own (trained)
+    weights are used only as a distillation teacher when ``distill`` (weighted by ``distill_weight``).
+    With ``prior_split`` > 0, theta0 is then trained on that fraction of the points
+    (:func:`learn_origin`, ``prior_epochs`` at ``prior_lr``) and everything after sees only the rest,
+    the bound part; z = 0 (theta0 itself) becomes a candidate. z is trained by :func:`fit_subspace` (to
+    convergence with ``patience``, at most ``epochs``; 0 patience: all of them), then
+    :func:`compress_subspace_model` (quantised by ``method``, fine-tuning at lr / 5, ``qat_patience``
+    0: every epoch). The settings and the epochs run are recorded in the result's ``training``.
+    ``cache_dir``: a folder where the learned origin, the fit and the chosen candidate are kept, keyed
+    by their exact inputs (:mod:`pacbayes.cache`): a rerun reads them back and gives the same model;
+    None: no cache.
     """
-    level_grid(levels, dim)
+    if not isinstance(settings, SubspaceSettings):
+        raise InputError(
+            "settings must be a pacbayes.families.settings.SubspaceSettings, e.g. SubspaceSettings(dim=500), "
+            f"got {type(settings).__name__}"
+        )
+    if settings.compressed is not None:
+        raise InputError(
+            "settings.compressed is already a compressed model; train_subspace_model trains a new one: "
+            "leave compressed None (or certify the compressed model with subspace_bound)"
+        )
+    if settings.dim is None:
+        raise InputError("settings.dim is None; give the subspace dimension, e.g. SubspaceSettings(dim=500)")
+    dim, epochs, lr, prior_split = settings.dim, settings.epochs, settings.lr, settings.prior_split
+    patience, qat_patience = settings.patience or None, settings.qat_patience or None
+    levels, distill = level_grid(settings.levels, dim), settings.distill
     device = resolve_device(device)
     model = SubspaceModel(module, dim=dim, seed=seed).to(device)
     check_labels(output_dim(model, x), labels)
     cache = phase_cache(cache_dir)
     if prior_split:
         x, labels = learn_origin(
-            model, x, labels, split=prior_split, epochs=prior_epochs, lr=prior_lr, quiet=quiet, cache=cache
+            model, x, labels, split=prior_split, epochs=settings.prior_epochs, lr=prior_lr, quiet=quiet, cache=cache
         )
     teacher = None
     if distill:
@@ -568,15 +592,15 @@ def train_subspace_model(
         labels,
         levels=levels,
         method=method,
-        qat_epochs=qat_epochs,
+        qat_epochs=settings.qat_epochs,
         qat_patience=qat_patience,
-        rate_weight=rate_weight,
+        rate_weight=settings.rate_weight,
         lr=lr / 5,
         batch_size=batch_size,
         seed=seed,
         teacher=teacher,
         distill_weight=distill_weight,
-        extra_configurations=extra_configurations,
+        extra_configurations=settings.extra_configurations,
         include_origin=bool(prior_split),
         quiet=quiet,
         cache=cache,
@@ -586,9 +610,9 @@ def train_subspace_model(
         "patience": patience,
         "epochs_run": model.epochs_run,
         "lr": lr,
-        "qat_epochs": qat_epochs,
+        "qat_epochs": settings.qat_epochs,
         "qat_patience": qat_patience,
-        "rate_weight": rate_weight,
+        "rate_weight": settings.rate_weight,
         "levels_grid": list(levels),
         "distill": distill,
         "prior_split": float(prior_split),

@@ -1,6 +1,8 @@
 """Boolean-input experiments: truth tables, their Lempel-Ziv complexity, and many small ReLU nets at once.
 
-Shared by the simplicity-bias and SGD-vs-Bayes examples (Valle-Pérez, Camargo & Louis, ICLR 2019;
+A helper module of the examples, not part of the pacbayes package (run the examples from this folder's
+parent, ``python examples/sgd_bayes.py``: Python puts examples/ on the import path). Shared by the
+simplicity-bias and SGD-vs-Bayes examples (Valle-Pérez, Camargo & Louis, ICLR 2019;
 Mingard, Valle-Pérez, Skalse & Louis, JMLR 2021):
 
 * :func:`boolean_inputs`, :func:`lz76_words`, :func:`lz_complexity`: the 2^n inputs and the
@@ -98,7 +100,7 @@ class ReluNets:
 
     def shapes(self) -> list[tuple[int, int]]:
         sizes = (self.n_inputs, *self.widths, 1)
-        return list(zip(sizes[:-1], sizes[1:]))
+        return list(zip(sizes[:-1], sizes[1:], strict=False))
 
     @property
     def size(self) -> int:
