@@ -151,7 +151,12 @@ def parse(argv=None):
     parser.add_argument("--lambda-grid", action="store_true")
     parser.add_argument("--posterior-epochs", type=int, default=DEFAULTS.posterior_epochs)
     parser.add_argument("--mc-samples", type=int, default=20000)
-    parser.add_argument("--mc-sampling", choices=MC_SAMPLINGS, default="network", help="point: a draw per point")
+    parser.add_argument(
+        "--mc-sampling",
+        choices=MC_SAMPLINGS,
+        default="auto",
+        help="point: a draw per point; auto: per point where the model allows it",
+    )
     parser.add_argument("--per-point-training", action="store_true", help="local reparameterisation in training")
     parser.add_argument("--test-samples", type=int, default=100)
     parser.add_argument("--fixed-mean", action="store_true")

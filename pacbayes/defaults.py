@@ -29,8 +29,9 @@ DEFAULT_PRIOR_DROPOUT = 0.2
 """Dropout while learning the prior mean (PBB's 0.2)."""
 POSTERIOR_STARTS = ("prior", "model")
 """Where the posterior mean starts: at the prior mean (learned-from-prior) or at MODEL's weights."""
-MC_SAMPLINGS = ("network", "point")
-"""Monte Carlo draws: one network per draw scored on every point, or a fresh network per (draw, point)."""
+MC_SAMPLINGS = ("auto", "network", "point")
+"""Monte Carlo draws: one network per draw scored on every point, or a fresh network per (draw, point);
+"auto" takes "point" wherever the model allows it (:func:`pacbayes.stochastic.local.resolve_mc_sampling`)."""
 DEFAULT_SIGMOID_TEMPERATURE = 0.15
 """Temperature T of :func:`pacbayes.stochastic.network.sigmoid_surrogate`: a fixed constant, chosen on the
 data-independent benchmark (binary mnist-embedded, m = 5,000, 784-600-1) among T in {0.1, 0.15, 0.3, 1}."""

@@ -41,12 +41,14 @@ from pacbayes.families import FAMILIES
 from pacbayes.families.marginal import MARKOV_SHARE, PAC_BAYES_SHARE
 from pacbayes.hashing import file_sha256
 from pacbayes.provenance import dataset_sha256, model_file_kind_of, options_from_record
-from pacbayes.stochastic.local import MC_SAMPLINGS
 
 RELATIVE_TOLERANCE = 1e-9  # numbers recomputed from the report's own numbers
 RERUN_TOLERANCE = 1e-6  # a rerun (thread counts may reorder floating-point sums)
 WHOLE_TOLERANCE = 1e-6  # an error rate times its count must be this close to a whole number of mistakes
 CLEAN_SUFFIX = "-clean-labels"
+
+RESOLVED_SAMPLINGS = ("network", "point")
+"""The Monte Carlo samplings a report records (``auto`` is resolved before the statement is made)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,8 +172,8 @@ def _stochastic_checks(row: dict, record: dict) -> list:
 
     def empirical():
         draws = _count(details.get("mc_draws"), f"{name} details.mc_draws")
-        if details.get("mc_sampling") not in MC_SAMPLINGS:
-            raise InputError(f"{name} details.mc_sampling must be one of {', '.join(MC_SAMPLINGS)}")
+        if details.get("mc_sampling") not in RESOLVED_SAMPLINGS:
+            raise InputError(f"{name} details.mc_sampling must be one of {', '.join(RESOLVED_SAMPLINGS)}")
         indicators = draws * (m() if details.get("mc_sampling") == "network" else 1)  # "point": draws = n m
         sampled = _mistakes(details.get("sampled_error"), indicators, f"{name} details.sampled_error") / indicators
         return sample_convergence_bound(sampled, draws, _share(delta, "sample_convergence", name))

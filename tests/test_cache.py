@@ -152,7 +152,12 @@ def _dr(x, labels, folder, seed=0):
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
     settings = DziugaiteRoySettings(
-        objective="quad", prior_split=0.5, mc_samples=20, posterior_epochs=FAST.epochs, prior_epochs=FAST.epochs
+        objective="quad",
+        prior_split=0.5,
+        mc_samples=20,
+        mc_sampling="network",
+        posterior_epochs=FAST.epochs,
+        prior_epochs=FAST.epochs,
     )
     return certify_stochastic_network(
         net, x, labels, settings, schedule=FAST, prior_schedule=FAST, seed=seed, cache_dir=folder

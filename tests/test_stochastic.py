@@ -18,6 +18,7 @@ from pacbayes.stochastic.certificate import certify, point_sampled_error, sample
 from pacbayes.stochastic.dropout import activation_dropout, activation_layers
 from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
 from pacbayes.stochastic.hint import chance_level, why_vacuous
+from pacbayes.stochastic.local import resolve_mc_sampling
 from pacbayes.stochastic.network import bounded_cross_entropy, logistic_surrogate, sigmoid_surrogate
 from pacbayes.stochastic.prior import parameters_of, reinitialised
 from pacbayes.stochastic.train import PriorVariance, fit_posterior, fit_prior_mean, surrogate_risk
@@ -26,8 +27,17 @@ FAST = Schedule(epochs=4, batch_size=50, lr=1e-3)
 
 
 def dr(**settings) -> DziugaiteRoySettings:
-    """The family's settings with FAST's epochs (the posterior schedule these tests pass is FAST)."""
-    return DziugaiteRoySettings(posterior_epochs=FAST.epochs, **settings)
+    """The family's settings with FAST's epochs (the posterior schedule these tests pass is FAST) and per-network
+    Monte Carlo draws, whose formulas most tests recompute (the per-point tests ask for "point")."""
+    return DziugaiteRoySettings(posterior_epochs=FAST.epochs, **{"mc_sampling": "network", **settings})
+
+
+def test_auto_sampling_draws_per_point_where_the_model_allows_it():
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
+    conv = nn.Sequential(nn.Conv2d(1, 2, 2), nn.Flatten(), nn.Linear(2, 1))
+    assert DziugaiteRoySettings().mc_sampling == "auto"
+    assert resolve_mc_sampling("auto", mlp) == "point" and resolve_mc_sampling("auto", conv) == "network"
+    assert resolve_mc_sampling("network", mlp) == "network" and resolve_mc_sampling("point", conv) == "point"
 
 
 def _blobs(m, seed, flip=0.0):

@@ -149,6 +149,7 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
     from pacbayes.stochastic.bound import DEFAULT_PRIOR_SCHEDULE
     from pacbayes.stochastic.certificate import point_sampled_error, sampled_error
     from pacbayes.stochastic.gaussian import Layout
+    from pacbayes.stochastic.local import resolve_mc_sampling
     from pacbayes.stochastic.prior import parameters_of
     from pacbayes.stochastic.train import PriorVariance, Schedule, fit_posterior, fit_prior_mean, surrogate_risk
 
@@ -207,7 +208,7 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
 
     posterior_step = _seconds_per_step(posterior_steps_of, PROBE_STEPS)
     phases.append(PhaseEstimate("Dziugaite-Roy posterior training", posterior_step * posterior_steps, 0, DR_CHEAPER))
-    sampler = point_sampled_error if settings.mc_sampling == "point" else sampled_error
+    sampler = point_sampled_error if resolve_mc_sampling(settings.mc_sampling, model) == "point" else sampled_error
     per_draw = _seconds_per_step(
         lambda k: sampler(net, fitted["posterior"], x[:m_bound], labels[:m_bound], k, generator=_generator(device)),
         PROBE_DRAWS,

@@ -165,10 +165,10 @@ class DziugaiteRoySettings:
     posterior_epochs: int = option(POSTERIOR_EPOCHS, "--posterior-epochs", "Epochs of posterior optimisation.")
     mc_samples: int = option(1000, "--mc-samples", "Posterior draws for the sample-convergence bound.")
     mc_sampling: str = option(
-        "network",
+        "auto",
         "--mc-sampling",
         "Monte Carlo draws: one network per draw on every point, or a fresh draw per point (Linear/activation "
-        "Sequential models; n m independent draws).",
+        "Sequential models; n m independent draws); auto: per point wherever the model allows it.",
         choices=MC_SAMPLINGS,
     )
     per_point_training: bool = option(

@@ -38,7 +38,7 @@ from pacbayes.stochastic.certificate import certify, deterministic_error, point_
 from pacbayes.stochastic.dropout import activation_layers
 from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
 from pacbayes.stochastic.hint import why_vacuous
-from pacbayes.stochastic.local import MC_SAMPLINGS, point_layers
+from pacbayes.stochastic.local import MC_SAMPLINGS, point_layers, resolve_mc_sampling
 from pacbayes.stochastic.network import check_labels, forward
 from pacbayes.stochastic.prior import Prior, data_independent_prior, parameters_of, reinitialised
 from pacbayes.stochastic.train import (
@@ -304,7 +304,8 @@ def certify_stochastic_network(
     prior_schedule = _with_epochs(
         prior_schedule, DEFAULT_PRIOR_SCHEDULE, settings.prior_epochs, "prior_schedule", "prior_epochs"
     )
-    objective, surrogate, mc_sampling = settings.objective, settings.surrogate, settings.mc_sampling
+    objective, surrogate = settings.objective, settings.surrogate
+    mc_sampling = resolve_mc_sampling(settings.mc_sampling, model)
     init_state, init_seed, fixed_mean = settings.init_state, settings.init_seed, settings.fixed_mean
     lambda_grid, per_point_training = settings.lambda_grid, settings.per_point_training
     sigmoid_temperature = checks.finite(settings.sigmoid_temperature, "sigmoid_temperature")

@@ -18,13 +18,27 @@ ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.
 """Parameter-free modules that act on each coordinate alone (Dropout as in eval mode: the identity)."""
 
 
-def point_layers(model: nn.Module) -> list:
-    """(name, module) of ``model`` for per-point sampling: an nn.Sequential of nn.Linear layers and
-    :data:`ELEMENTWISE` activations, possibly after a leading nn.Flatten. InputError otherwise."""
+def _point_children(model: nn.Module) -> list | None:
+    """(name, module) of ``model`` when per-point draws are exact for it (an nn.Sequential of nn.Linear layers and
+    :data:`ELEMENTWISE` activations, possibly after a leading nn.Flatten), else None."""
     children = list(model.named_children()) if isinstance(model, nn.Sequential) else []
     start = 1 if children and isinstance(children[0][1], nn.Flatten) else 0
     supported = all(isinstance(m, (nn.Linear, *ELEMENTWISE)) for _, m in children[start:])
-    if not supported or not any(isinstance(m, nn.Linear) for _, m in children):
+    return children if supported and any(isinstance(m, nn.Linear) for _, m in children) else None
+
+
+def resolve_mc_sampling(choice: str, model: nn.Module) -> str:
+    """The Monte Carlo sampling a run uses: ``choice``, with "auto" resolved to "point" where the model allows
+    per-point draws (they cost no more and leave far less sampling slack) and to "network" elsewhere."""
+    if choice == "auto":
+        return "point" if _point_children(model) is not None else "network"
+    return choice
+
+
+def point_layers(model: nn.Module) -> list:
+    """(name, module) of ``model`` for per-point sampling (see :func:`_point_children`). InputError otherwise."""
+    children = _point_children(model)
+    if children is None:
         raise InputError(
             "drawing per point (mc_sampling='point', per_point_training) needs an nn.Sequential of Linear layers "
             f"and elementwise activations (got {type(model).__name__}); use the per-network defaults for other models"
