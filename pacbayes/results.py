@@ -87,6 +87,21 @@ class SerialisesItself:
 EP_SUMMARY = {key: key for key in ("log_evidence", "sweeps", "final_change", "seconds", "converged")}
 """The summary keys of an EP estimate of ln P(S) (binary or multi-class)."""
 
+
+@dataclass
+class EPEstimate(SerialisesItself):
+    """What every EP run of ln P(S) reports (binary and multi-class results extend it): the estimate, whether
+    the sweeps converged, how many ran, the last relative change of ln Z and the seconds taken."""
+
+    SUMMARY = EP_SUMMARY
+
+    log_evidence: float
+    converged: bool
+    sweeps: int
+    final_change: float
+    seconds: float
+
+
 CERTIFIED_SUMMARY = {
     "lower": "lower",
     "log_estimate": "log_estimate",

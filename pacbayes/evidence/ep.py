@@ -49,7 +49,7 @@ from pacbayes.errors import ConvergenceError, InputError
 from pacbayes.evidence._gauss import log_ndtr, mills_ratio
 from pacbayes.evidence._validate import validate_inputs, validate_test_kernels
 from pacbayes.progress import progress
-from pacbayes.results import EP_SUMMARY, SerialisesItself
+from pacbayes.results import EPEstimate
 
 SCHEDULES = ("parallel", "sequential")
 STARTS = ("auto", "nested", "prior")
@@ -66,7 +66,7 @@ _INVERSE_BASE, _INVERSE_ALIGN = 1024, 64  # invert_lower_in_place: base-case siz
 
 
 @dataclass
-class EPResult(SerialisesItself):
+class EPResult(EPEstimate):
     """Converged (or explicitly flagged) EP approximation of ln P(S) under prior N(0, K + jitter I).
 
     ``log_evidence`` is an estimate, not a bound. Site parameters (``site_precision`` tau,
@@ -76,13 +76,6 @@ class EPResult(SerialisesItself):
     ``single_sweeps`` of the ``sweeps`` were float32 sweeps of the mixed-precision stage.
     """
 
-    SUMMARY = EP_SUMMARY
-
-    log_evidence: float
-    converged: bool
-    sweeps: int
-    final_change: float
-    seconds: float
     schedule: str
     damping: float
     tol: float

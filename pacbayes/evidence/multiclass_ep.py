@@ -43,7 +43,7 @@ from pacbayes.evidence.multiclass_posterior import (
     structured_posterior,
 )
 from pacbayes.progress import progress
-from pacbayes.results import EP_SUMMARY, SerialisesItself
+from pacbayes.results import EPEstimate
 
 METHODS = MULTICLASS_METHODS
 # "auto" uses the dense orthant up to this many differences (C-1)m and classes; beyond C = 4 its
@@ -58,20 +58,13 @@ _PREDICT_FLOATS = 20_000_000  # test points per chunk: C * m * C * chunk floats 
 
 
 @dataclass
-class MulticlassEPResult(SerialisesItself):
+class MulticlassEPResult(EPEstimate):
     """Converged (or explicitly flagged) EP estimate of the multi-class ln P(S); an estimate, not a bound.
 
     Sites are (m, C-1) arrays on g_ic, column j of point i being class ``pair_index(labels, C)[i, j]``.
     ``prior`` (K + jitter I) and the sites define q(f); :func:`multiclass_ep_predict` uses them.
     """
 
-    SUMMARY = EP_SUMMARY
-
-    log_evidence: float
-    converged: bool
-    sweeps: int
-    final_change: float
-    seconds: float
     jitter: float
     classes: int
     method: str

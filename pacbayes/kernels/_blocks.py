@@ -87,6 +87,17 @@ def describe_sigma_b(sigma_b: tuple):
     return sigma_b[0] if len(set(sigma_b)) == 1 else list(sigma_b)
 
 
+def builder_description(kernel) -> dict:
+    """The keys every kernel builder's ``describe()`` starts with: kind, depth, activation, sigma_w, sigma_b."""
+    return {
+        "kind": kernel.kind,
+        "depth": kernel.depth,
+        "activation": kernel.activation,
+        "sigma_w": kernel.sigma_w,
+        "sigma_b": describe_sigma_b(kernel.sigma_b),
+    }
+
+
 def check_block_size(block_size, default: int) -> int:
     if block_size is None:
         return default

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from numbers import Integral
 
 from pacbayes.errors import InputError
-from pacbayes.kernels._blocks import check_activation, check_sigma_b, check_sigma_w, describe_sigma_b
+from pacbayes.kernels._blocks import builder_description, check_activation, check_sigma_b, check_sigma_w
 from pacbayes.kernels.activations import ACTIVATIONS
 from pacbayes.kernels.compiled import CompiledNNGP, Graph, Node
 from pacbayes.kernels.duals import Dual
@@ -135,11 +135,7 @@ class ConvolutionalNNGP(CompiledNNGP):
 
     def describe(self) -> dict:
         return {
-            "kind": self.kind,
-            "depth": self.depth,
-            "activation": self.activation,
-            "sigma_w": self.sigma_w,
-            "sigma_b": describe_sigma_b(self.sigma_b),
+            **builder_description(self),
             "pooling": self.pooling,
             "conv_layers": [
                 [layer.channels, list(layer.kernel_size), list(layer.stride), list(layer.padding)]

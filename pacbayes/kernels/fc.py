@@ -14,7 +14,7 @@ Gaussian; deeper finite nets differ by O(1/width).
 
 from collections.abc import Sequence
 
-from pacbayes.kernels._blocks import check_activation, check_depth, check_sigma_b, check_sigma_w, describe_sigma_b
+from pacbayes.kernels._blocks import builder_description, check_activation, check_depth, check_sigma_b, check_sigma_w
 from pacbayes.kernels.activations import ACTIVATIONS
 from pacbayes.kernels.compiled import CompiledNNGP, Graph, Node
 from pacbayes.kernels.duals import Dual
@@ -48,10 +48,6 @@ class FullyConnectedNNGP(CompiledNNGP):
 
     def describe(self) -> dict:
         return {
-            "kind": self.kind,
-            "depth": self.depth,
-            "activation": self.activation,
-            "sigma_w": self.sigma_w,
-            "sigma_b": describe_sigma_b(self.sigma_b),
+            **builder_description(self),
             **{k: v for k, v in super().describe().items() if k != "kind"},
         }
