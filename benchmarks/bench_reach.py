@@ -242,7 +242,8 @@ def old_kernel(args, m: int, samples: int, saved: pathlib.Path) -> dict:
         [sys.executable, "-c", code], env=environment, capture_output=True, text=True, cwd=args.baseline_tree
     )
     if done.returncode != 0:
-        raise SystemExit(f"the old kernel failed:\n{done.stderr[-3000:]}")
+        killed = f" (killed by signal {-done.returncode}; 9 is usually out of memory)" if done.returncode < 0 else ""
+        raise SystemExit(f"the old kernel failed with status {done.returncode}{killed}:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if not result["source"].startswith(str(args.baseline_tree)):
         raise SystemExit(f"the old kernel ran {result['source']}, not the code under {args.baseline_tree}")
