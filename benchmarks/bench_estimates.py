@@ -27,7 +27,7 @@ from pacbayes.evidence.label_model import label_model
 from pacbayes.families import RunContext
 from pacbayes.families.dziugaite_roy import FAMILY as DR_FAMILY
 from pacbayes.families.estimates import dziugaite_roy_estimates, kernel_estimate, marginal_estimates, subspace_estimates
-from pacbayes.families.marginal import baseline_subset, build_kernel
+from pacbayes.families.marginal import baseline_inputs, build_kernel
 from pacbayes.families.settings import DziugaiteRoySettings, MarginalSettings, SubspaceSettings
 from pacbayes.families.subspace import FAMILY as SUBSPACE_FAMILY
 from pacbayes.stochastic import bound as stochastic_bound
@@ -53,7 +53,7 @@ def measure_marginal(model, train: Dataset, test: Dataset, settings: MarginalSet
         _, certified_seconds = _timed(
             lambda: likelihood.certified(K, train.labels, delta_prime=0.01, seed=0, jitter=JITTER, ep=ep)
         )
-        points = test.x[torch.as_tensor(baseline_subset(len(test), settings))]
+        points = baseline_inputs(test.x, settings)
         _, cross_seconds = _timed(lambda: kernel.matrix(train.x, points, device=settings.device))
     return [kernel_seconds, ep_seconds, certified_seconds, cross_seconds]
 

@@ -15,7 +15,7 @@ import argparse
 import time
 
 import torch
-from defaults_protocol import DATASETS, DELTA, M, choose, load, paired, table, train_model
+from defaults_protocol import DATASETS, DELTA, M, load, report, train_model
 
 from pacbayes.families.settings import SubspaceSettings
 from pacbayes.subspace import subspace_bound, train_subspace_model
@@ -76,12 +76,7 @@ def main(argv=None) -> dict:
         f"\n{len(records)} certifications, {time.perf_counter() - started:.0f} s on one thread; "
         f"seeds {args.seeds}, S = {M} binary points, d = {DIM}"
     )
-    for key in ("bound", "test_error"):
-        lines, scores = table(records, args.candidates, args.datasets, key)
-        print("\n" + "\n".join(lines))
-        if key == "bound":
-            chosen, best, why = choose(scores, BASELINE)
-    print("\n" + "\n".join(paired(records, args.candidates, BASELINE)))
+    chosen, best, why = report(records, args.candidates, args.datasets, BASELINE)
     print(f"\nchosen: {chosen} ({why})")
     return {"records": records, "chosen": chosen, "best": best}
 

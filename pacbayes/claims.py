@@ -53,7 +53,6 @@ import numbers
 import operator
 import os
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field, fields
 
@@ -66,7 +65,7 @@ from pacbayes.demo import demo_network, train_to_zero_error
 from pacbayes.errors import InputError, PacBayesError
 from pacbayes.families import FAMILIES, cli_fields, settings_attribute, settings_from_keys
 from pacbayes.models import load_model, require_trusted_code
-from pacbayes.options import checked_value
+from pacbayes.options import checked_value, value_kind
 from pacbayes.report_cache import cached_report
 from pacbayes.testing import family_bound
 
@@ -291,9 +290,7 @@ def _typed_option(f, value, where: str, default):
     against the field's type; None only where the claim's default is None."""
     if value is None and default is None:
         return None
-    kind = f.type
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None: X
-        kind = next(t for t in typing.get_args(kind) if t is not type(None))
+    kind = value_kind(f)
     if typing.get_origin(kind) is tuple:
         (element, *_) = typing.get_args(kind) or (object,)
         if not isinstance(value, list):

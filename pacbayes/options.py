@@ -6,6 +6,7 @@ Torch-free; values are checked with the primitives of :mod:`pacbayes.checks`.
 """
 
 import numbers
+import types
 import typing
 from dataclasses import dataclass, field, fields
 
@@ -70,8 +71,11 @@ def cli_fields(settings_type: type) -> list:
 
 
 def value_kind(f) -> type:
-    """The type a settings field holds (``Optional[X]`` -> X)."""
-    return next((t for t in typing.get_args(f.type) if t is not type(None)), f.type)
+    """The type a dataclass field holds: X for ``X | None`` (or ``Optional[X]``), else the field's type as
+    declared (``tuple[int, ...]`` stays itself)."""
+    if typing.get_origin(f.type) in (typing.Union, types.UnionType):
+        return next(t for t in typing.get_args(f.type) if t is not type(None))
+    return f.type
 
 
 def checked_value(f, value, name: str):

@@ -107,14 +107,14 @@ def evidence_estimates(m: int, classes: int, settings) -> list:
 
 def marginal_estimates(model, train, test, settings, classes: int) -> list:
     """The marginal family's phases: K, EP, the certified sandwich and the Q* baseline's cross kernel."""
-    from pacbayes.families.marginal import baseline_subset, build_kernel
+    from pacbayes.families.marginal import baseline_inputs, build_kernel
 
     with threads_for(orthant_dimension(len(train), classes), settings.device):
-        held_out = test.x[torch.as_tensor(baseline_subset(len(test), settings))]  # as the run pilots
+        held_out = baseline_inputs(test.x, settings)  # as the run pilots
         kernel = build_kernel(model, tuple(train.x.shape[1:]), settings, m=len(train), pilot_inputs=held_out)
         phases = [kernel_estimate(kernel, train.x, device=settings.device, phase=f"{kernel.kind} NNGP kernel")]
         phases += evidence_estimates(len(train), classes, settings)
-        points = len(baseline_subset(len(test), settings))
+        points = len(held_out)
         phases.append(
             kernel_estimate(kernel, train.x, points, device=settings.device, phase="Q* baseline cross kernel")
         )

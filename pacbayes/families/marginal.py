@@ -212,6 +212,12 @@ def baseline_subset(n: int, settings: MarginalSettings) -> np.ndarray:
     return np.sort(np.random.default_rng([settings.seed, 0x51A5]).choice(n, size=limit, replace=False))
 
 
+def baseline_inputs(test_x: torch.Tensor, settings: MarginalSettings) -> torch.Tensor:
+    """The test inputs of Q*'s baseline (:func:`baseline_subset`): held out, so a Monte Carlo kernel also
+    chooses its sample count on them."""
+    return test_x[torch.as_tensor(baseline_subset(int(test_x.shape[0]), settings))]
+
+
 def q_star_baseline(
     model, kernel, ep, likelihood, train_x, test, settings: MarginalSettings, test_kernels=None
 ) -> dict:
@@ -223,7 +229,7 @@ def q_star_baseline(
     test_x, test_labels = test
     n = int(test_x.shape[0])
     chosen = baseline_subset(n, settings)
-    x = test_x[torch.as_tensor(chosen)]
+    x = baseline_inputs(test_x, settings)
     announce(f"Q* baseline: EP predictive at {len(chosen):,} of {n:,} test points", quiet=settings.quiet)
     if test_kernels is None:
         test_kernels = (
@@ -341,7 +347,7 @@ def marginal_bounds(
     test_labels = class_indices(test_labels, classes)
     _evidence_budgets(m, classes, settings)  # before the kernel: what will not fit is refused before any work
     started = time.perf_counter()
-    held_out = test_x[torch.as_tensor(baseline_subset(int(test_x.shape[0]), settings))]
+    held_out = baseline_inputs(test_x, settings)
     kernel = build_kernel(model, tuple(train_x.shape[1:]), settings, m=m, pilot_inputs=held_out)
     test_kernels = None
     if isinstance(kernel, MonteCarloNNGP):  # one pass of the random networks over the training and test inputs
