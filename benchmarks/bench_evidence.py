@@ -167,6 +167,8 @@ def main():
         if args.baseline and ep is not None:
             print(_sampler_line(block, y[:m], ep, args.samples, device), flush=True)
         runs = [("", {"sample_tolerance": args.sample_tolerance, "upper": not args.no_upper})]
+        if args.sample_tolerance is not None:  # the fixed count of --samples beside it, same EP sites
+            runs.append((f"fixed {args.samples} draws", {"upper": not args.no_upper}))
         if args.baseline:
             runs += [("with psi*", {"sample_tolerance": args.sample_tolerance})] if args.no_upper else []
             runs.append(("previous", {"previous": True}))

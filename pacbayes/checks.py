@@ -40,8 +40,13 @@ def finite(value: float, name: str, *, low=None, high=None, open_low: bool = Fal
     below = low is not None and (value <= low if open_low else value < low)
     above = high is not None and (value >= high if open_high else value > high)
     if below or above:
-        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-        raise InputError(f"{name} must lie in {interval}, got {value}")
+        if high is None:
+            wanted = f"be {'>' if open_low else '>='} {low:g}"
+        elif low is None:
+            wanted = f"be {'<' if open_high else '<='} {high:g}"
+        else:
+            wanted = f"lie in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise InputError(f"{name} must {wanted}, got {value}")
     return value
 
 

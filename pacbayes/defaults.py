@@ -12,6 +12,9 @@ EP_TOL = 1e-6
 """EP convergence: relative change of ln Z between sweeps (:data:`pacbayes.evidence.ep.DEFAULT_TOL`)."""
 EVIDENCE_SAMPLES = 10_000
 """Importance samples of the certified lower bound on ln P(S) (:data:`pacbayes.evidence.certified.DEFAULT_SAMPLES`)."""
+EVIDENCE_SAMPLE_TOLERANCE = 0.1
+"""nats: certify's certified lower bound fixes its draw count from a discarded pilot so that the standard error of
+ln Z_hat is at most this, within [1,000, EVIDENCE_SAMPLES] (:func:`pacbayes.evidence.certified_log_evidence`)."""
 PROPOSALS = ("ep-cavity", "tilted")
 """Proposals of the importance sampler behind the certified lower bound."""
 DEFAULT_PROPOSAL = "ep-cavity"

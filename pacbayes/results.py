@@ -109,6 +109,7 @@ CERTIFIED_SUMMARY = {
     "upper_note": "upper_reason",
     "grad_norm": "grad_norm",
     "samples": "samples",
+    "pilot_samples": "pilot_samples",
     "proposal": "proposal",
     "effective_samples": "effective_samples",
     "seed": "seed",

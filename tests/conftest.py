@@ -19,6 +19,18 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensor work runs fastest, and steadiest on a shared CPU, on one torch thread; a module asks for it
+    with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` (before its module-scoped fixtures)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
 def data(task):
     """(train, test) from mnist-embedded for the module's ``task`` fixture (a tasks.MnistTask); train is binarised."""
     from pacbayes.data import binarise, load_dataset, take

@@ -21,12 +21,7 @@ from pacbayes.subspace import training as subspace_training
 FAST = Schedule(epochs=3, batch_size=50, lr=1e-3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _phase(**changes) -> Phase:

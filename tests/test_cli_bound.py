@@ -72,3 +72,12 @@ def test_bad_arguments_exit_2_with_one_line(args):
 def test_bounds_package_does_not_import_torch():
     code = "import sys, pacbayes.bounds; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_command_line_turns_on_torch_huge_pages_unless_the_environment_says(monkeypatch):
+    import os
+
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    assert run("--version").exit_code == 0 and os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    assert run("--version").exit_code == 0 and os.environ["THP_MEM_ALLOC_ENABLE"] == "0"

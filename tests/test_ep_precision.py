@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pacbayes.evidence import ep_log_evidence
-from pacbayes.evidence.ep import invert_lower_in_place
+from pacbayes.evidence.ep import TRTRI_FROM, inverse_factor_of, invert_lower_in_place
 
 
 def _lower(n, dtype, seed=0):
@@ -23,6 +23,18 @@ def test_inverse_in_place_is_the_triangular_inverse(n, dtype):
     assert invert_lower_in_place(work).data_ptr() == work.data_ptr()
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     np.testing.assert_allclose(work.tril().double(), reference, atol=tol * float(reference.abs().max()))
+
+
+@pytest.mark.parametrize("n", [300, TRTRI_FROM])
+def test_the_factor_inverse_is_the_same_on_either_side_of_the_lapack_threshold(n):
+    # torch's blocked inverse below TRTRI_FROM rows, LAPACK's trtri from there on: both L^-1 over B, zeros above
+    L = _lower(n, torch.float64, seed=n)
+    B = L @ L.T
+    inverse, half_log_det = inverse_factor_of(B.clone())
+    reference = torch.linalg.inv(torch.linalg.cholesky(B))
+    assert torch.equal(inverse, inverse.tril())
+    np.testing.assert_allclose(inverse, reference, atol=1e-12 * float(reference.abs().max()))
+    assert half_log_det == pytest.approx(0.5 * float(torch.logdet(B)), rel=1e-12)
 
 
 def _rbf(m, seed=0, jitter=1e-6):

@@ -10,7 +10,7 @@ from orthants import ar1_log_orthant
 from pacbayes.errors import InputError
 from pacbayes.evidence import certified_log_evidence, ep_log_evidence, equicorrelated_log_orthant, genz_log_orthant
 from pacbayes.evidence.certified import PROPOSALS
-from pacbayes.evidence.ep_cavity import CavityProposal
+from pacbayes.evidence.ep_cavity import CavityProposal, ep_covariance
 from pacbayes.evidence.sequential import permute_symmetric
 
 
@@ -143,3 +143,26 @@ def test_permute_symmetric_in_place():
     b, w = a.clone(), v.clone()
     permute_symmetric(b, order, w)
     assert torch.equal(b, a[order][:, order]) and torch.equal(w, v[order])
+
+
+@pytest.mark.parametrize("with_factor", [False, True])
+def test_ep_covariance_equals_the_inverse_of_the_site_precision_sum(with_factor):
+    # Sigma_Q = (Sigma^-1 + T)^-1 by direct inversion, signed variables, sites of every strength: EP's
+    # own (with its inverse factor, or B factorised here), a zero site and a very weak one (the columns
+    # computed from Sigma directly, where I - B^-1 would cancel)
+    m = 40
+    K = _random_covariance(m, 3)
+    y = torch.where(torch.arange(m) % 3 == 0, -1.0, 1.0).double()
+    ep = ep_log_evidence(K, y)
+    tau = torch.as_tensor(ep.site_precision).clone()
+    tau[5], tau[11] = 0.0, 1e-9 * float(tau.max())
+    factor = ep.inverse_factor if with_factor else None
+    if with_factor:
+        tau = torch.as_tensor(ep.site_precision)
+    sigma = K * y[:, None] * y[None, :]
+    got, half_log_det = ep_covariance(sigma, tau, y, factor)
+    expected = torch.linalg.inv(torch.linalg.inv(sigma) + torch.diag(tau))
+    assert torch.equal(got, got.T)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-11 * float(expected.diagonal().max()))
+    B = torch.eye(m, dtype=torch.float64) + torch.sqrt(tau)[:, None] * K * torch.sqrt(tau)[None, :]
+    assert half_log_det == pytest.approx(0.5 * float(torch.logdet(B)), abs=1e-10)

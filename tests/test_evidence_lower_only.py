@@ -1,6 +1,7 @@
 """The certified lower bound without psi*, and the EP-cavity proposal built from EP's own factor of B."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -99,9 +100,9 @@ def test_certified_with_eps_factor_is_unchanged_within_rounding():
     assert math.isclose(reused.log_estimate, fresh.log_estimate, rel_tol=1e-10, abs_tol=1e-9)
 
 
-def test_certify_no_upper_reports_the_same_certified_bound_without_psi():
-    from dataclasses import replace
-
+@pytest.fixture(scope="module")
+def demo_run():
+    """(certify with the marginal family alone, the demo net trained on 30 embedded digits, its test data, options)."""
     from pacbayes.certification import CertifyOptions, certify
     from pacbayes.data import binarise, load_dataset, take
     from pacbayes.demo import demo_network, train_to_zero_error
@@ -112,9 +113,26 @@ def test_certify_no_upper_reports_the_same_certified_bound_without_psi():
     model = demo_network(width=32)
     train_to_zero_error(model, train, quiet=True)
     options = CertifyOptions(bounds=("marginal",), quiet=True)
-    full = certify(model, train, test, options)
-    lower_only = certify(model, train, test, replace(options, marginal=replace(options.marginal, no_upper=True)))
+    return lambda marginal_options: certify(
+        model, train, test, replace(options, marginal=replace(options.marginal, **marginal_options))
+    )
+
+
+def test_certify_no_upper_reports_the_same_certified_bound_without_psi(demo_run):
+    full = demo_run({})
+    lower_only = demo_run({"no_upper": True})
     a, b = full.bound("marginal-certified"), lower_only.bound("marginal-certified")
     assert (a.value, a.log_evidence, a.certified) == (b.value, b.log_evidence, b.certified)
     assert a.details["log_evidence_upper"] is not None and b.details["log_evidence_upper"] is None
     assert NOT_ASKED in lower_only.diagnostics["marginal"]["certified"]["upper_note"]
+
+
+def test_certify_fixes_its_draw_count_from_a_pilot_unless_told_not_to(demo_run):
+    # the default tolerance (0.1 nats) runs a discarded pilot of 1,000 draws and then at least 1,000 counted
+    # draws; --sample-tolerance 0 keeps the fixed count of 10,000 with no pilot
+    from pacbayes.evidence.certified import DEFAULT_SAMPLES, PILOT_SAMPLES
+
+    piloted = demo_run({}).diagnostics["marginal"]["certified"]
+    fixed = demo_run({"sample_tolerance": 0.0}).diagnostics["marginal"]["certified"]
+    assert piloted["pilot_samples"] == PILOT_SAMPLES and PILOT_SAMPLES <= piloted["samples"] <= DEFAULT_SAMPLES
+    assert fixed["pilot_samples"] == 0 and fixed["samples"] == DEFAULT_SAMPLES

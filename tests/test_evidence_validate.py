@@ -61,3 +61,29 @@ def test_missing_cuda_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match="cuda"):
         ep_log_evidence(K, Y, device="cuda")
+
+
+@pytest.mark.parametrize("proposal", ["ep-cavity", "tilted"])
+def test_certified_refuses_an_indefinite_prior_even_with_an_ep_result_of_another_kernel(proposal):
+    # the ep-cavity path skips the input's own Cholesky: the proposal's factorisation of Sigma_Q (which has the
+    # inertia of Sigma) must still refuse a prior with a negative eigenvalue, with the input check's message
+    good = 0.5 * np.eye(4) + 0.5
+    ep = ep_log_evidence(good, Y)
+    _, vectors = np.linalg.eigh(good)
+    indefinite = good - 0.6 * np.outer(vectors[:, 0], vectors[:, 0])  # eigenvalue 0.5 - 0.6 < 0
+    with pytest.raises(InputError, match=r"smallest eigenvalue -0\.1.*jitter"):
+        certified_log_evidence(indefinite, Y, delta_prime=0.1, samples=10, ep=ep, proposal=proposal)
+
+
+def test_the_prior_is_the_exact_symmetric_part_across_tiles():
+    # (K + K^T) / 2 tile by tile equals the whole-matrix formula bit for bit, on a size that is not a multiple
+    # of the tile, with an asymmetry below the tolerance; an infinity far from the first tile is still found
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(1100, 40))
+    kernel = torch.as_tensor(a @ a.T / 40 + np.eye(1100))
+    kernel += 1e-12 * torch.as_tensor(rng.normal(size=(1100, 1100)))
+    prior, _, _ = validate_inputs(kernel, np.ones(1100), definite=False)
+    assert torch.equal(prior, (kernel + kernel.T) * 0.5)
+    kernel[1099, 3] = float("inf")
+    with pytest.raises(InputError, match="NaN or infinity"):
+        validate_inputs(kernel, np.ones(1100))

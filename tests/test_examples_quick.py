@@ -7,14 +7,7 @@ import pytest
 import torch
 from scripts import load_script
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The examples' many small tensor operations run fastest, and steadiest on a shared CPU, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def example(name):

@@ -84,7 +84,7 @@ def test_folded_batchnorm_equals_the_vmapped_module(init_fn, monkeypatch):
     folded = stacked.matrix(x)
     assert stacked.evaluation == "stacked"
     net = stacked._networks["cpu"][0]
-    assert [type(layer).__name__ for layer in net][:3] == ["_Conv", "Identity", "ReLU"]  # BN folded away
+    assert [type(layer).__name__ for layer in net][:4] == ["_Conv", "Identity", "MaxPool2d", "ReLU"]  # BN folded away
     _vmapped(monkeypatch)
     vmapped = MonteCarloNNGP(_cnn(), **options)
     torch.testing.assert_close(folded, vmapped.matrix(x), rtol=1e-10, atol=1e-12)

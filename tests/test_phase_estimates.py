@@ -240,5 +240,5 @@ def test_estimates_are_skipped_when_quiet_without_a_limit(monkeypatch):
 
 def test_max_minutes_must_be_a_positive_number():
     train, test = _data(20, 10)
-    with pytest.raises(InputError, match="max_minutes must lie in"):
+    with pytest.raises(InputError, match="max_minutes must be > 0"):
         certify(demo_network(width=8), train, test, CertifyOptions(max_minutes=-1.0))

@@ -13,6 +13,7 @@ REPORT_CERTIFIED_KEYS = [
     "upper_note",
     "grad_norm",
     "samples",
+    "pilot_samples",
     "proposal",
     "effective_samples",
     "seed",

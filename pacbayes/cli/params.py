@@ -59,9 +59,9 @@ quiet_option = click.option("--quiet", is_flag=True, help="Silence progress bars
 cache_dir_option = click.option(
     "--cache-dir",
     default=None,
-    help="Keep the results of long phases (Dziugaite-Roy learned prior, posterior and Monte Carlo error; subspace "
-    "origin, fit and chosen candidate) here, keyed by a SHA-256 of their exact inputs: a rerun or a resumed run "
-    "reads them and certifies the same numbers.",
+    help="Keep the results of long phases (marginal kernel and EP; Dziugaite-Roy learned prior, posterior and "
+    "Monte Carlo error; subspace origin, fit and chosen candidate) here, keyed by a SHA-256 of their exact inputs: "
+    "a rerun or a resumed run reads them and certifies the same numbers.",
 )
 max_minutes_option = click.option(
     "--max-minutes",

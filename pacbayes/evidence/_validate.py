@@ -56,21 +56,37 @@ def validate_jitter(jitter) -> float:
     return jitter
 
 
-def _max_asymmetry(kernel: torch.Tensor, rows: int = 1024) -> float:
-    """max |K - K^T|, a block of rows at a time (no m x m temporary)."""
-    return max(
-        float((kernel[i : i + rows] - kernel[:, i : i + rows].T).abs().max()) for i in range(0, kernel.shape[0], rows)
-    )
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every entry is finite: a finite sum proves it (a NaN or an infinity makes the sum NaN or
+    infinite) without an m x m mask; only a sum that overflows looks at every entry."""
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
-def validate_inputs(K, y, jitter=0.0, device=None):
+def _symmetrised(kernel: torch.Tensor, rows: int = 512) -> tuple:
+    """((K + K^T) / 2 as a new tensor, max |K - K^T|), a pair of mirrored tiles at a time (cache-sized
+    transposes, each pair read once)."""
+    m = kernel.shape[0]
+    prior = torch.empty_like(kernel)
+    worst = 0.0
+    for i in range(0, m, rows):
+        for j in range(0, i + 1, rows):
+            lower, upper = kernel[i : i + rows, j : j + rows], kernel[j : j + rows, i : i + rows].T
+            worst = max(worst, float((lower - upper).abs().max()))
+            tile = prior[i : i + rows, j : j + rows]
+            torch.add(lower, upper, out=tile).mul_(0.5)
+            if j != i:
+                prior[j : j + rows, i : i + rows] = tile.T
+    return prior, worst
+
+
+def validate_inputs(K, y, jitter=0.0, device=None, *, definite: bool = True):
     """Check K and y and return (prior covariance K + jitter I, labels in {-1, +1}, jitter).
 
     K: m x m, finite, symmetric (to relative 1e-8; then symmetrised), and K + jitter I positive
-    definite (its Cholesky factorisation succeeds). Otherwise InputError names the problem; for a
-    matrix that is not positive definite it names the smallest eigenvalue and suggests a jitter.
-    Both tensors are float64 on ``device`` (cpu by default); the prior is a new tensor that the
-    caller may overwrite. Peak memory: K, the prior and the check's Cholesky factor.
+    definite (:func:`require_positive_definite`; ``definite`` False leaves that to a caller whose own
+    factorisation proves it). Otherwise InputError names the problem. Both tensors are float64 on ``device``
+    (cpu by default); the prior is a new tensor that the caller may overwrite. Peak memory: K, the prior and
+    the check's Cholesky factor.
     """
     device = resolve_device(device)
     jitter = validate_jitter(jitter)
@@ -80,17 +96,25 @@ def validate_inputs(K, y, jitter=0.0, device=None):
     m = kernel.shape[0]
     if m < 1:
         raise InputError("kernel K is empty; pass at least one training point")
-    if not bool(torch.isfinite(kernel).all()):
+    if not _all_finite(kernel):
         raise InputError("kernel K contains NaN or infinity; recompute it in float64")
     labels = validate_labels(y, m, device)
-    scale = float(kernel.abs().max())
-    asymmetry = _max_asymmetry(kernel)
+    smallest, largest = torch.aminmax(kernel)
+    scale = max(-float(smallest), float(largest))
+    prior, asymmetry = _symmetrised(kernel)
     if asymmetry > SYMMETRY_RTOL * max(scale, 1e-300):
         raise InputError(
             f"kernel K is not symmetric (max |K - K^T| = {asymmetry:.3g}); pass a symmetric covariance matrix"
         )
-    prior = kernel.clone().add_(kernel.T).mul_(0.5)  # (K + K^T) / 2 without a second temporary
     prior.diagonal().add_(jitter)
+    if definite:
+        require_positive_definite(prior, jitter)
+    return prior, labels, jitter
+
+
+def require_positive_definite(prior: torch.Tensor, jitter: float) -> None:
+    """InputError, naming the smallest eigenvalue and the fix, unless ``prior`` = K + jitter I (or S (K + jitter I) S
+    for a diagonal S of signs: the same eigenvalues) has a Cholesky factorisation."""
     _, info = torch.linalg.cholesky_ex(prior)
     if int(info) != 0:
         smallest = float(torch.linalg.eigvalsh(prior)[0])
@@ -100,7 +124,6 @@ def validate_inputs(K, y, jitter=0.0, device=None):
             "without looking at this kernel (e.g. the next power of ten), or declare a grid "
             "beforehand and pay ln|G| for it (certify --jitter-grid 1e-6,1e-4,1e-2)"
         )
-    return prior, labels, jitter
 
 
 def validate_test_kernels(K_cross, k_test_diag, m: int, device) -> tuple:

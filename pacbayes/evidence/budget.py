@@ -10,7 +10,7 @@ dominates below a few hundred points) and the rate of the certified sampler's tr
 small certified run). The constants were fitted on the demo MLP's NNGP on mnist-embedded
 (benchmarks/bench_estimates.py; EP converges in ~10 sweeps of ~3.6 Choleskys, the structured
 multi-class EP in ~11 sweeps of ~35 C Choleskys of m; the certified sandwich costs its pivoted
-Cholesky, ~15 Newton Choleskys, ~8 Choleskys to build the EP-cavity proposal and one triangular pass
+Cholesky, ~15 Newton Choleskys, ~3 Choleskys to build the EP-cavity proposal and one triangular pass
 per sample, plus, when no EP result is passed to it, an EP of its own). They are estimates to plan
 by, not guarantees. Memory: the number of n x n float64 matrices alive at the peak. A run that
 cannot fit in the memory available is refused before any work, with the fix.
@@ -25,7 +25,7 @@ import torch
 
 from pacbayes.device import threads_for
 from pacbayes.estimates import best_time
-from pacbayes.evidence.certified import certified_log_evidence
+from pacbayes.evidence.certified import PILOT_SAMPLES, certified_log_evidence
 from pacbayes.evidence.ep import EPResult, ep_log_evidence
 from pacbayes.evidence.multiclass_ep import (
     MulticlassEPResult,
@@ -41,7 +41,7 @@ EP_SWEEP_CHOLESKYS = 3.6  # per sweep, fitted at m = 300-2,000 (module docstring
 MULTICLASS_EP_SWEEPS = 11
 EP_MATRICES = 3  # the prior, the input check's factor and the sweep buffer
 CERTIFIED_CHOLESKYS = 16.0
-CAVITY_CHOLESKYS = 8.0  # about 2.6 n^3 flops: B's Cholesky, a triangular solve, half a product, Sigma_Q's Cholesky
+CAVITY_CHOLESKYS = 3.0  # about n^3 flops: B's inverse factor (given by EP), B^-1 from it, Sigma_Q's Cholesky
 MULTICLASS_SWEEP_CHOLESKYS = 35.0  # per class and sweep, fitted at m = 50-400, C = 10 (module docstring)
 CERTIFIED_MATRICES = 5  # K, the factor and the two Newton matrices in place, plus the draws
 _SWEEP_PROBE = 32  # points of the EP run that measures a sweep's fixed cost
@@ -209,6 +209,16 @@ def multiclass_ep_budget(m: int, classes: int, device="cpu") -> Budget:
     )
 
 
+def planned_draws(samples: int, sample_tolerance, classes: int) -> int:
+    """The draws to plan for: ``samples``, or under a ``sample_tolerance`` the discarded pilot plus the count it
+    fixes, planned as PILOT_SAMPLES for binary labels (the weights' relative variance on NNGP kernels is a few
+    units, so the count stays at its floor) and as ``samples`` for more classes (heavy-tailed weights reach the
+    cap)."""
+    if sample_tolerance is None:
+        return samples
+    return PILOT_SAMPLES + (min(samples, PILOT_SAMPLES) if classes == 2 else samples)
+
+
 def certified_budget(n: int, samples: int, device="cpu", *, proposal: str = "ep-cavity", upper: bool = True) -> Budget:
     """Expected cost of the certified sandwich: factorisations, ``samples`` triangular passes (n^2 each) and
     the per-variable work, at the rates of :func:`_sampler_rates`; the ep-cavity proposal adds the
@@ -255,11 +265,14 @@ def evidence_budgets(
     with_ep=True,
     upper: bool = True,
     method: str = "auto",
+    sample_tolerance=None,
 ) -> tuple:
     """(EP, certified sandwich) budgets for m training points with ``classes`` classes. Without a
     separate EP run (``with_ep`` False) the ep-cavity proposal runs its own, counted in the sandwich.
-    ``upper`` and ``method`` as the certified estimators take them (psi* or not; the multi-class sampler)."""
+    ``upper``, ``method`` and ``sample_tolerance`` as the certified estimators take them (psi* or not; the
+    multi-class sampler; a draw count fixed by a pilot, planned by :func:`planned_draws`)."""
     n = orthant_dimension(m, classes)
+    samples = planned_draws(samples, sample_tolerance, classes)
     ep = ep_budget(n, device) if classes == 2 else multiclass_ep_budget(m, classes, device)
     if classes > 2 and certified_method(m, classes, method) == "structured":
         certified = structured_certified_budget(m, classes, samples, device)
@@ -278,6 +291,7 @@ __all__ = [
     "evidence_budgets",
     "multiclass_ep_budget",
     "orthant_dimension",
+    "planned_draws",
     "seconds_per_cube",
     "structured_certified_budget",
 ]

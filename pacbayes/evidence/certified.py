@@ -39,9 +39,9 @@ from pacbayes import checks
 from pacbayes.bounds import markov_lower_bound
 from pacbayes.defaults import DEFAULT_PROPOSAL, PROPOSALS
 from pacbayes.defaults import EVIDENCE_SAMPLES as DEFAULT_SAMPLES
-from pacbayes.errors import InputError
+from pacbayes.errors import ConvergenceError, InputError
 from pacbayes.evidence._gauss import exp
-from pacbayes.evidence._validate import validate_inputs
+from pacbayes.evidence._validate import require_positive_definite, validate_inputs
 from pacbayes.evidence.ep import ep_log_evidence
 from pacbayes.evidence.ep_cavity import CavityProposal
 from pacbayes.evidence.multiclass import difference_covariance
@@ -119,6 +119,23 @@ def _orthant_sites(ep, labels):
     if not bool(torch.isfinite(tau).all() and torch.isfinite(nu).all() and (tau >= 0.0).all()):
         raise InputError("the EP sites must be finite with site precisions >= 0; pass a finished EP result")
     return tau, nu * labels
+
+
+def _cavity_proposal(sigma, labels, ep, jitter) -> CavityProposal:
+    """The EP-cavity proposal of the sites of ``ep`` on the orthant of ``sigma`` = Y (K + jitter I) Y, reusing EP's
+    last factor of B when it checks out.
+
+    Its Cholesky factorisation of Sigma_Q doubles as the input's positive-definiteness check: Sigma_Q is the Schur
+    complement of the positive definite B = I + T^1/2 Sigma T^1/2 in [[Sigma, Sigma T^1/2], [T^1/2 Sigma, B]],
+    which is congruent to diag(Sigma, I), so (Haynsworth) Sigma_Q has the inertia of Sigma and is positive
+    definite exactly when Sigma is. When a factorisation fails, the input check runs and names a prior that is not
+    positive definite; otherwise the failure is the proposal's own."""
+    tau, nu = _orthant_sites(ep, labels)
+    try:
+        return CavityProposal(sigma, tau, nu, inverse_factor=getattr(ep, "inverse_factor", None), signs=labels)
+    except ConvergenceError:
+        require_positive_definite(sigma, jitter)
+        raise
 
 
 def _draws(log_weights, samples, chunk):
@@ -243,15 +260,14 @@ def certified_log_evidence(
     start = time.perf_counter()
     if proposal == "ep-cavity" and ep is None:  # EP first: its memory is released before the copies below
         ep = ep_log_evidence(K, y, jitter=jitter, device=device, quiet=quiet, allow_unconverged=True)
-    prior, labels, jitter = validate_inputs(K, y, jitter, device)
+    # the ep-cavity proposal's factorisation of Sigma_Q proves K + jitter I positive definite (_cavity_proposal)
+    prior, labels, jitter = validate_inputs(K, y, jitter, device, definite=proposal != "ep-cavity")
     sigma = prior.mul_(labels[:, None]).mul_(labels[None, :])  # Y (K + jitter I) Y, in place
     del prior
     generator = torch.Generator(device=sigma.device).manual_seed(seed)
     psi_value, grad_norm, newton_steps, max_tilted = math.nan, math.nan, 0, -math.inf
     if proposal == "ep-cavity":
-        tau, nu = _orthant_sites(ep, labels)
-        factor = getattr(ep, "inverse_factor", None)  # EP's last factor of B, reused when it checks out
-        cavity = CavityProposal(sigma, tau, nu, inverse_factor=factor, signs=labels)
+        cavity = _cavity_proposal(sigma, labels, ep, jitter)
         log_w, pilot = _counted_draws(
             lambda n: cavity.log_weights(n, generator, quiet=quiet), samples, chunk, sample_tolerance
         )

@@ -63,6 +63,7 @@ NESTED_TOL, NESTED_SWEEPS = 1e-4, 50  # a nested level is only a start: coarse, 
 _CANCELLATION_GUARD = {torch.float64: 1e-6, torch.float32: 1e-3}
 _ADAPTIVE_START, _ADAPTIVE_MAX, _ADAPTIVE_GROWTH = 0.8, 0.8, 1.25
 _INVERSE_BASE, _INVERSE_ALIGN = 1024, 64  # invert_lower_in_place: base-case size, split aligned to this
+TRTRI_FROM = 2048  # CPU matrices from this size are inverted by LAPACK's trtri (inverse_factor_of)
 
 
 @dataclass
@@ -160,14 +161,17 @@ def invert_lower_in_place(L: torch.Tensor) -> torch.Tensor:
     return L
 
 
-def _inverse_factor(B: torch.Tensor, what="B = I + S^1/2 K S^1/2"):
+def inverse_factor_of(B: torch.Tensor, what="B = I + S^1/2 K S^1/2"):
     """(L^-1, ln|B| / 2) for B = L L^T, L^-1 written over B (lower triangle, upper set to 0).
 
-    CPU: :func:`cholesky_in_place`, then LAPACK trtri (m^3/3 flops) on the Fortran view of the row-major
-    buffer, in which L is upper triangular (L^T); on 2 idle cores at m = 10,000 EP took 78 s with it and
-    88 s with :func:`invert_lower_in_place`. Other devices: :func:`invert_lower_in_place`."""
+    CPU from TRTRI_FROM rows: :func:`cholesky_in_place`, then LAPACK trtri (m^3/3 flops) on the Fortran view of
+    the row-major buffer, in which L is upper triangular (L^T); on 2 idle cores at m = 10,000 EP took 78 s with
+    it and 88 s with :func:`invert_lower_in_place`. Smaller CPU matrices and other devices:
+    :func:`invert_lower_in_place`. SciPy's LAPACK runs on its own BLAS threads, which keep spinning after a call
+    and took the cores from torch's next operations: EP at m = 300 ran 8x slower with trtri, while at
+    m >= TRTRI_FROM a sweep's seconds dwarf that."""
     B, half_log_det = cholesky_in_place(B, what)
-    if B.device.type != "cpu":
+    if B.device.type != "cpu" or B.shape[0] < TRTRI_FROM:
         return invert_lower_in_place(B).tril_(), half_log_det
     trtri = lapack.dtrtri if B.dtype == torch.float64 else lapack.strtri
     inverse, info = trtri(B.numpy().T, lower=0, overwrite_c=1)  # (L^T)^-1 in the view: L^-1 in B
@@ -176,7 +180,7 @@ def _inverse_factor(B: torch.Tensor, what="B = I + S^1/2 K S^1/2"):
     return torch.from_numpy(inverse.T).tril_(), half_log_det
 
 
-def _column_square_sums(matrix: torch.Tensor, rows: int = 512) -> torch.Tensor:
+def column_square_sums(matrix: torch.Tensor, rows: int = 512) -> torch.Tensor:
     """sum_k matrix[k, i]^2 for every column i, in float64, a block of rows at a time (3x faster than
     torch's vector norm over dim 0 here, and no m x m temporary)."""
     out = torch.zeros(matrix.shape[1], dtype=torch.float64, device=matrix.device)
@@ -220,8 +224,8 @@ class _Workspace:
         work.copy_(K)
         work.mul_(root[:, None]).mul_(root[None, :])
         work.diagonal().add_(1.0)
-        inverse, half_log_det = _inverse_factor(work)
-        one_minus_binv = 1.0 - _column_square_sums(inverse)  # 1 - diag(B^-1)
+        inverse, half_log_det = inverse_factor_of(work)
+        one_minus_binv = 1.0 - column_square_sums(inverse)  # 1 - diag(B^-1)
         variance = one_minus_binv / torch.where(tau > 0, tau, 1.0)
         exact = (one_minus_binv < _CANCELLATION_GUARD[dtype]).nonzero().flatten()
         if exact.numel():
@@ -230,6 +234,11 @@ class _Workspace:
         inner = inverse.T @ (inverse @ (root * (K @ nu).to(dtype)))  # B^-1 S^1/2 K nu
         alpha = nu - sqrt_tau * inner.double()
         return _Posterior(half_log_det, inverse, sqrt_tau, alpha, K @ alpha, variance)
+
+
+def ep_posterior(prior: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor) -> _Posterior:
+    """q(f) at sites (tau, nu) under ``prior``, computed as a float64 sweep computes it (bit for bit)."""
+    return _Workspace(prior).posterior(tau, nu, torch.float64)
 
 
 def _latent_predictive(post: _Posterior, cross: torch.Tensor, prior_var: torch.Tensor):

@@ -32,21 +32,21 @@ standard deviation of ln w is measured in docs/evidence.md (Certified lower boun
 Order: most constrained first, by the EP marginal z-score m_Q,k / sqrt(Sigma_Q,kk) (any order is
 unbiased; this one gave the smallest variance of those measured).
 
-EP's last float64 sweep has already factorised B (its L^-1, :class:`pacbayes.evidence.ep.EPResult`'s
-``inverse_factor``); given it, the proposal skips B's Cholesky and multiplies by L^-1 (a triangular
-product at the GEMM rate) instead of solving with L. The factor is used only after a seeded probe
-shows it is B's for *this* Sigma and these sites (:func:`matches_inverse_factor`): the weights are
-those of P(S) only if Sigma_Q is (Sigma^-1 + T)^-1, so a factor of another kernel, other sites or
-float32 is not trusted, and B is factorised here instead.
+Sigma_Q comes from B = I + T^1/2 Sigma T^1/2 as T^-1/2 (I - B^-1) T^-1/2 (:func:`ep_covariance`). EP's last
+float64 sweep has already factorised and inverted B (its L^-1, :class:`pacbayes.evidence.ep.EPResult`'s
+``inverse_factor``); given it, the proposal needs only B^-1 = L^-T L^-1 and the Cholesky of Sigma_Q. The factor
+is used only after a seeded probe shows it is B's for *this* Sigma and these sites
+(:func:`matches_inverse_factor`): the weights are those of P(S) only if Sigma_Q is (Sigma^-1 + T)^-1, so a
+factor of another kernel, other sites or float32 is not trusted, and B is factorised here instead.
 """
 
 import torch
 
 from pacbayes.errors import ConvergenceError
-from pacbayes.evidence.ep import cholesky_in_place
-from pacbayes.evidence.multiclass_posterior import gram_complement
+from pacbayes.evidence.ep import cholesky_in_place, column_square_sums, inverse_factor_of
 from pacbayes.evidence.sequential import Steps, permute_symmetric, sequential_log_weights
 
+EXACT_COLUMN_GUARD = 1e-4  # 1 - (B^-1)_kk below this: column k of Sigma_Q from Sigma directly (ep_covariance)
 FACTOR_CHECK_TOL = 1e-10  # |B x - u| / |u| for x = L^-T L^-1 u: a float64 factor of B passes, another fails
 _PRODUCT_BLOCK = 512  # columns of a block of the triangular product
 
@@ -65,15 +65,71 @@ def matches_inverse_factor(sigma, root, inverse, signs, tol=FACTOR_CHECK_TOL) ->
     return bool(torch.linalg.vector_norm(residual) <= tol * torch.linalg.vector_norm(u))
 
 
-def _times_inverse_transpose(matrix, inverse, signs, out) -> None:
-    """out = matrix (S L^-1 S)^T for lower-triangular L^-1, only its nonzero blocks multiplied (about m^3 flops,
-    half a product's); ``matrix`` has its columns multiplied by ``signs`` in place."""
-    m = matrix.shape[0]
-    matrix.mul_(signs[None, :])
+def _factor_inverse(sigma, signed_root, root, signs, inverse_factor) -> tuple:
+    """(L^-1 written lower triangular over a new m x m buffer, ln|B| / 2) for B = I + T^1/2 Sigma_f T^1/2 = L L^T,
+    Sigma_f = S sigma S the f variables' covariance: EP's factor copied when it checks out, else B factorised and
+    inverted here (:func:`pacbayes.evidence.ep.inverse_factor`)."""
+    if matches_inverse_factor(sigma, root, inverse_factor, signs):
+        return inverse_factor.clone(), -float(torch.log(inverse_factor.diagonal()).sum())
+    work = sigma * signed_root[:, None]
+    work.mul_(signed_root[None, :]).diagonal().add_(1.0)
+    return inverse_factor_of(work, "B = I + T^1/2 Sigma T^1/2")
+
+
+def _inverse_from_factor(inverse: torch.Tensor) -> torch.Tensor:
+    """B^-1 = L^-T L^-1 over the lower triangle of the lower-triangular L^-1 (zeros above, kept), in place.
+
+    Row block I of the lower triangle is sum_{K >= I} (L^-1)_KI^T (L^-1)_KJ for J <= I: one product of the rows
+    from block I down, m^3 / 3 flops in all at the GEMM rate (LAPACK's lauum ran at half the Cholesky's rate
+    here). Blocks go top down: block I reads rows >= I only, and rows above it are already written."""
+    m = inverse.shape[0]
     for begin in range(0, m, _PRODUCT_BLOCK):
-        cols = slice(begin, min(begin + _PRODUCT_BLOCK, m))
-        torch.matmul(matrix[:, : cols.stop], inverse[cols, : cols.stop].T, out=out[:, cols])
-    out.mul_(signs[None, :])
+        end = min(begin + _PRODUCT_BLOCK, m)
+        below = inverse[begin:]
+        inverse[begin:end, :end] = below[:, begin:end].T @ below[:, :end]
+    return inverse
+
+
+def _mirror_lower(matrix: torch.Tensor) -> None:
+    """Copy the lower triangle of ``matrix`` over its strict upper triangle, a block of rows at a time."""
+    m = matrix.shape[0]
+    for begin in range(0, m, _PRODUCT_BLOCK):
+        rows = slice(begin, min(begin + _PRODUCT_BLOCK, m))
+        matrix[: rows.start, rows] = matrix[rows, : rows.start].T
+        block = matrix[rows, rows]
+        block.copy_(block.tril() + block.tril(-1).T)
+
+
+def ep_covariance(sigma, tau, signs, inverse_factor=None) -> tuple:
+    """(Sigma_Q = (sigma^-1 + T)^-1 as a new symmetric m x m tensor, ln|B| / 2) for the signed covariance ``sigma``
+    = S Sigma_f S and site precisions ``tau`` >= 0 (T = diag tau, S = diag ``signs``).
+
+    With B = I + T^1/2 Sigma_f T^1/2, Sigma_Q = S T^-1/2 (I - B^-1) T^-1/2 S (Woodbury), from B^-1 = L^-T L^-1:
+    about m^3 / 3 flops past B's inverse factor, where Sigma - Sigma T^1/2 B^-1 T^1/2 Sigma costs 2 m^3.
+    Where 1 - (B^-1)_kk < EXACT_COLUMN_GUARD (a weak site, tau_k = 0 included) that form loses digits to
+    cancellation, so column and row k are Sigma e_k - Sigma T^1/2 S B^-1 S T^1/2 Sigma e_k instead (4 m^2 flops
+    each), as EP does for its marginal variances."""
+    root = torch.sqrt(tau)
+    signed_root = root * signs
+    inverse, half_log_det = _factor_inverse(sigma, signed_root, root, signs, inverse_factor)
+    weak = ((1.0 - column_square_sums(inverse)) < EXACT_COLUMN_GUARD).nonzero().flatten()
+    exact = None
+    if weak.numel():
+        solved = inverse @ (signed_root[:, None] * sigma[:, weak])  # L^-1 S T^1/2 Sigma e_k
+        exact = sigma[:, weak] - sigma @ (signed_root[:, None] * (inverse.T @ solved))
+        del solved
+    covariance = _inverse_from_factor(inverse)
+    scale = signs / torch.where(root > 0.0, root, 1.0)
+    scale[weak] = 0.0  # their rows and columns are written below
+    covariance.neg_().diagonal().add_(1.0)
+    covariance.mul_(scale[:, None]).mul_(scale[None, :])
+    _mirror_lower(covariance)
+    if exact is not None:
+        block = exact[weak]  # Sigma_Q between weak sites, from both of their columns: one symmetric value each
+        exact[weak] = (block + block.T) * 0.5
+        covariance[:, weak] = exact
+        covariance[weak, :] = exact.T
+    return covariance, half_log_det
 
 
 def most_constrained_first(mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
@@ -85,31 +141,16 @@ class CavityProposal:
     """The EP Gaussian Q of sites (tau, nu) on the orthant of ``sigma``, and its sampler.
 
     ``sigma`` (m x m) is read, not changed. The variables are sampled most constrained first
-    (:func:`most_constrained_first`, ``order``). Peak memory: ``sigma`` and two m x m matrices (B,
-    then Sigma_Q and its factor; T^1/2 Sigma solved against B's factor). Cost: about 2.6 m^3 flops
-    (the Cholesky of B, one triangular solve, the lower triangle of a product, the Cholesky of Sigma_Q).
+    (:func:`most_constrained_first`, ``order``). Peak memory: ``sigma`` and one m x m matrix (B, its inverse
+    factor, B^-1, then Sigma_Q and its factor), two off the CPU. Cost: about m^3 flops (B's Cholesky and inverse,
+    B^-1 from them, the Cholesky of Sigma_Q), m^3 / 3 fewer given EP's factor.
     ``inverse_factor``: EP's L^-1 of B for the kernel ``signs`` sigma ``signs`` (the f variables of
     g = Y f, ``signs`` = y), used when :func:`matches_inverse_factor` accepts it (module docstring).
     """
 
     def __init__(self, sigma: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor, inverse_factor=None, signs=None):
-        root = torch.sqrt(tau)
         signs = torch.ones_like(tau) if signs is None else signs
-        solved_t = sigma * root[None, :]  # (T^1/2 Sigma)^T; becomes (L_B^-1 T^1/2 Sigma)^T below
-        if matches_inverse_factor(sigma, root, inverse_factor, signs):
-            work = torch.empty_like(sigma)
-            _times_inverse_transpose(solved_t, inverse_factor, signs, work)
-            solved_t, work = work, solved_t
-            half_log_det = -float(torch.log(inverse_factor.diagonal()).sum())
-        else:
-            work = solved_t * root[:, None]  # B - I = T^1/2 Sigma T^1/2, one new matrix
-            work.diagonal().add_(1.0)
-            work, half_log_det = cholesky_in_place(work, "B = I + T^1/2 Sigma T^1/2")
-            view = solved_t.T
-            torch.linalg.solve_triangular(work, view, upper=False, out=view)
-            del view
-        gram_complement(sigma, solved_t, work)  # Sigma_Q = Sigma - Sigma T^1/2 B^-1 T^1/2 Sigma, over B's factor
-        del solved_t
+        work, half_log_det = ep_covariance(sigma, tau, signs, inverse_factor)
         mean = work @ nu
         self.log_normaliser = -half_log_det + 0.5 * float(nu @ mean)
         self.order = most_constrained_first(mean, work.diagonal())
@@ -156,4 +197,11 @@ class CavityProposal:
         return log_w.add_(self.log_normaliser)
 
 
-__all__ = ["FACTOR_CHECK_TOL", "CavityProposal", "matches_inverse_factor", "most_constrained_first"]
+__all__ = [
+    "EXACT_COLUMN_GUARD",
+    "FACTOR_CHECK_TOL",
+    "CavityProposal",
+    "ep_covariance",
+    "matches_inverse_factor",
+    "most_constrained_first",
+]

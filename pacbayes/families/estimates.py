@@ -93,13 +93,24 @@ def kernel_estimate(kernel, x: torch.Tensor, n2=None, *, device=None, phase="NNG
     return PhaseEstimate(phase, seconds, int(peak), KERNEL_CHEAPER)
 
 
+def marginal_evidence_budgets(m: int, classes: int, settings) -> tuple:
+    """(EP, certified sandwich) :class:`pacbayes.evidence.budget.Budget` for m points and ``classes`` classes as
+    the marginal ``settings`` run them (device, psi* or not, multi-class sampler, draw count)."""
+    return evidence_budgets(
+        m,
+        classes,
+        DEFAULT_SAMPLES,
+        str(resolve_device(settings.device)),
+        upper=not settings.no_upper,
+        method=settings.certified_method,
+        sample_tolerance=settings.sample_tolerance or None,
+    )
+
+
 def evidence_estimates(m: int, classes: int, settings) -> list:
     """EP and the certified sandwich for m points and ``classes`` classes under the marginal ``settings``
     (:mod:`pacbayes.evidence.budget`)."""
-    device = str(resolve_device(settings.device))
-    ep, certified = evidence_budgets(
-        m, classes, DEFAULT_SAMPLES, device, upper=not settings.no_upper, method=settings.certified_method
-    )
+    ep, certified = marginal_evidence_budgets(m, classes, settings)
     return [
         PhaseEstimate(budget.what, budget.seconds, budget.peak_bytes, EVIDENCE_CHEAPER) for budget in (ep, certified)
     ]

@@ -27,13 +27,15 @@ import torch
 
 from pacbayes.attempts import OTHER_ATTEMPTS, Attempt, count_attempt
 from pacbayes.bounds import marginal_likelihood_bound, marginal_likelihood_complexity, split_delta
+from pacbayes.cache import phase_cache
 from pacbayes.device import resolve_device, threads_for
 from pacbayes.errors import InputError
-from pacbayes.evidence.budget import evidence_budgets, orthant_dimension
-from pacbayes.evidence.certified import DEFAULT_SAMPLES
+from pacbayes.evidence.budget import orthant_dimension
 from pacbayes.evidence.label_model import label_model
 from pacbayes.evidence.multiclass import validate_class_labels
 from pacbayes.families.base import Baseline, FamilyBase, FamilyOutcome, RunContext, Tracked, stamped
+from pacbayes.families.estimates import marginal_evidence_budgets
+from pacbayes.families.marginal_cache import ep_pass, kernel_pass
 from pacbayes.families.settings import DEFAULT_JITTER, KERNEL_CHOICES, MarginalSettings
 from pacbayes.hashing import tensors_sha256
 from pacbayes.kernels import MonteCarloNNGP, analytic_kernel_or_reason
@@ -287,9 +289,7 @@ def kernel_summary(kernel) -> str:
 def _evidence_budgets(m: int, classes: int, settings: MarginalSettings) -> None:
     """Say the expected time and memory of EP and the certified sandwich; refuse what cannot fit."""
     device = str(resolve_device(settings.device))
-    budgets = evidence_budgets(
-        m, classes, DEFAULT_SAMPLES, device, upper=not settings.no_upper, method=settings.certified_method
-    )
+    budgets = marginal_evidence_budgets(m, classes, settings)
     for budget in budgets:
         announce(budget.line(), quiet=settings.quiet)
         budget.check_fits(device, "use fewer training points (--m) or a device with more memory (--device)")
@@ -328,6 +328,7 @@ def marginal_bounds(
     delta: float,
     settings: MarginalSettings = MarginalSettings(),
     sample: dict | None = None,
+    cache_dir=None,
 ):
     """The EP estimate and the certified marginal-likelihood bound, plus Q*'s estimated test error.
 
@@ -337,7 +338,9 @@ def marginal_bounds(
     independent GPs sharing the one-logit kernel (docs/bounds.md). Langford's realisable bound holds for
     the multi-class 0-1 loss unchanged. ``delta`` is this family's share of the report's failure
     probability. ``sample``: what S was drawn from, for the attempts ledger's key
-    (:func:`pacbayes.attempts.sample_record`; None: S itself). Returns (list of BoundResult, dict of diagnostics).
+    (:func:`pacbayes.attempts.sample_record`; None: S itself). ``cache_dir``: a folder where the kernel and EP
+    are kept, keyed by their exact inputs (:mod:`pacbayes.families.marginal_cache`): a rerun reads them and
+    certifies the same numbers; None: no cache. Returns (list of BoundResult, dict of diagnostics).
     """
     m = int(train_x.shape[0])
     if m < 2:
@@ -349,14 +352,11 @@ def marginal_bounds(
     started = time.perf_counter()
     held_out = baseline_inputs(test_x, settings)
     kernel = build_kernel(model, tuple(train_x.shape[1:]), settings, m=m, pilot_inputs=held_out)
-    test_kernels = None
-    if isinstance(kernel, MonteCarloNNGP):  # one pass of the random networks over the training and test inputs
-        K, cross, diagonal = kernel.train_and_test(train_x, held_out, device=settings.device, quiet=settings.quiet)
-        test_kernels = (cross, diagonal)
-    else:
-        K = kernel.matrix(train_x, device=settings.device, quiet=settings.quiet)
-    kernel_seconds = time.perf_counter() - started
-    summary, kernel_estimate = kernel_summary(kernel), dict(kernel.diagnostics)  # of K, before the test kernels
+    chosen_seconds, cache = time.perf_counter() - started, phase_cache(cache_dir)
+    computed = kernel_pass(cache, kernel, model, train_x, held_out, settings)  # and a Monte Carlo kernel's Q* tests
+    K, test_kernels = computed.K, computed.test_kernels
+    kernel_seconds = chosen_seconds + computed.seconds  # a resumed run reports the seconds K took when computed
+    summary, kernel_estimate = kernel_summary(computed), dict(computed.diagnostics)  # of K, before the test kernels
 
     jitter, grid_size = choose_jitter(K, settings)
     attempt = count_attempt(  # every input is validated; the sampling below depends on nothing else
@@ -368,7 +368,7 @@ def marginal_bounds(
         model=model,
         seed=settings.seed,
     )
-    ep = likelihood.ep(K, train_labels, jitter=jitter, device=settings.device, quiet=settings.quiet)
+    ep = ep_pass(cache, likelihood, K, train_labels, jitter, settings)
     deltas = marginal_ledger(delta, attempt, grid_size)
     delta_pb = deltas[PAC_BAYES_SHARE]
     certified = likelihood.certified(
@@ -382,13 +382,14 @@ def marginal_bounds(
         ep=ep,
         upper=not settings.no_upper,
         method=settings.certified_method,
+        sample_tolerance=settings.sample_tolerance or None,
     )
     del K
     baseline = q_star_baseline(
         model, kernel, ep, likelihood, train_x, (test_x, test_labels), settings, test_kernels=test_kernels
     )
 
-    prior = dict(kernel.describe(), jitter=jitter, classes=classes, summary=summary, estimate=kernel_estimate)
+    prior = dict(computed.describe(), jitter=jitter, classes=classes, summary=summary, estimate=kernel_estimate)
     prior["selection"] = kernel.selection
     if grid_size > 1:
         prior["jitter_grid"] = list(settings.jitter_grid)
@@ -554,6 +555,7 @@ class MarginalFamily(FamilyBase):
                 delta=delta,
                 settings=settings,
                 sample=context.sample,
+                cache_dir=context.cache_dir,
             )
         return FamilyOutcome(
             bounds=stamped(results, self),

@@ -16,6 +16,7 @@ from pacbayes.defaults import (
     DEFAULT_PRIOR_DROPOUT,
     DEFAULT_PRIOR_STD,
     DEFAULT_SIGMOID_TEMPERATURE,
+    EVIDENCE_SAMPLE_TOLERANCE,
     MC_SAMPLINGS,
     MULTICLASS_METHODS,
     OBJECTIVES,
@@ -52,8 +53,9 @@ class MarginalSettings:
     attempts_ledger: JSON-lines file counting runs on this data and prior (any seed): attempt k
         spends 6 delta / (pi^2 k^2) (:mod:`pacbayes.attempts`, which says what the count is keyed on),
         so keeping the best seed is valid.
-    no_upper / certified_method: the certified sandwich's options (:func:`pacbayes.evidence.certified_log_evidence`'s
-        ``upper``; the multi-class sampler of :meth:`pacbayes.evidence.label_model.MulticlassLabels.certified`).
+    no_upper / certified_method / sample_tolerance: the certified sandwich's options
+        (:func:`pacbayes.evidence.certified_log_evidence`'s ``upper`` and ``sample_tolerance``, 0 for its fixed
+        count; the multi-class sampler of :meth:`pacbayes.evidence.label_model.MulticlassLabels.certified`).
     """
 
     kernel: str = option(
@@ -101,6 +103,12 @@ class MarginalSettings:
         "auto: dense up to (C-1)m = 9,000.",
         choices=MULTICLASS_METHODS,
     )
+    sample_tolerance: float = option(
+        EVIDENCE_SAMPLE_TOLERANCE,
+        "--sample-tolerance",
+        "nats: a discarded pilot of 1,000 draws fixes the certified lower bound's draw count so that ln Z_hat has "
+        "at most this standard error (at most 10,000 draws; Markov's step unchanged); 0: always 10,000.",
+    )
     q_star_test_points: int = option(
         DEFAULT_BASELINE_POINTS,
         "--q-star-test-points",
@@ -113,6 +121,7 @@ class MarginalSettings:
     def __post_init__(self):
         """Refuse a bad baseline size when the settings are made, before any work."""
         checks.integer_at_least(self.q_star_test_points, "q_star_test_points (--q-star-test-points)", 1)
+        checks.finite(self.sample_tolerance, "sample_tolerance (--sample-tolerance, nats)", low=0.0)
 
 
 @dataclass(frozen=True)

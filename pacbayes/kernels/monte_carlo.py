@@ -76,6 +76,7 @@ PILOT_MARGIN = 1.2  # the count aims at target_error / PILOT_MARGIN: the pilot s
 PILOT_STREAM = 0x9170  # the pilot's seeds: SeedSequence([seed, PILOT_STREAM]), apart from the kernel's
 RANK_MARGIN = 2  # the chosen sample count gives at least RANK_MARGIN n features (rank >= n)
 MAX_AUTO_SAMPLES = 4096  # the most initialisations the automatic choice takes
+GRAM_ROWS = 256  # rows per product of the symmetric Gram matrix's lower block triangle
 ERROR_INPUTS = 128  # inputs (per side) whose entries' standard errors are measured
 CHUNK_ELEMENTS = 2**24  # per-initialisation kernels held at once while accumulating squares
 ACTIVATION_ELEMENTS = 2**25  # a forward pass's widest activation, all copies of a batch together (128 MiB in float32)
@@ -269,7 +270,7 @@ class MonteCarloNNGP:
         copies = next(iter({**params, **buffers}.values())).shape[0]
         if layers is not None:
             load(layers, {**params, **buffers}, copies)
-            out = self._run(net, inputs if inputs.dim() != 4 else inputs.contiguous(memory_format=torch.channels_last))
+            out = self._run(net, self._forward_inputs(inputs, layers))
             out = out.reshape(inputs.shape[0], -1)
             if self.readout is not None and out.shape[1] == self.readout.width:  # the shared input itself
                 out = out.repeat(1, copies)
@@ -334,13 +335,22 @@ class MonteCarloNNGP:
                 hook.remove()
         return max(sizes)
 
-    def _features(self, net, layers, params, buffers, x, block_size) -> torch.Tensor:
-        """Features F_s of every initialisation on every input: (n, batch * r) float64 (draw-major)."""
-        chunks = []
+    def _forward_inputs(self, x: torch.Tensor, layers) -> torch.Tensor:
+        """``x`` in the forward dtype; images (n, C, H, W) channels-last for the stacked copy (``layers``), the
+        layout its convolutions run fastest in."""
+        if layers is None or x.dim() != 4:
+            return x.to(self.dtype)
+        return x.to(dtype=self.dtype, memory_format=torch.channels_last)
+
+    def _features(self, net, layers, params, buffers, x, block_size, into=None) -> torch.Tensor:
+        """Features F_s of every initialisation on every input: (n, batch * r) float64 (draw-major), each block
+        of inputs written into one float64 array as it is computed: ``into`` when it has that shape."""
+        features = None
         copies = next(iter({**params, **buffers}.values())).shape[0]
         step = self._block(block_size, copies, x)
+        x = self._forward_inputs(x, layers)  # no copy when already so
         for start in range(0, x.shape[0], step):
-            inputs = x[start : start + step].to(self.dtype)
+            inputs = x[start : start + step]
             try:
                 out = self._evaluate(net, layers, params, buffers, inputs)
             except Exception as err:  # noqa: BLE001  (any failure of the user's forward pass)
@@ -358,19 +368,30 @@ class MonteCarloNNGP:
             self.width = out.shape[2]
             if self.readout is None:
                 self.logits = self.width
-            chunks.append(out.permute(1, 0, 2).reshape(out.shape[1], -1).to(torch.float64))
-        return torch.cat(chunks)
+            if features is None:
+                shape = (x.shape[0], copies * self.width)
+                reuse = into is not None and into.shape == shape and into.device == x.device
+                features = into if reuse else torch.empty(shape, dtype=torch.float64, device=x.device)
+            features[start : start + step].view(-1, copies, self.width).copy_(out.transpose(0, 1))
+        return features
 
     def _feature_batches(self, inputs: list, seeds, device, block_size, quiet, desc="Monte Carlo NNGP"):
-        """For each batch of initialisations (one per seed): the features of each array in ``inputs``."""
+        """For each batch of initialisations (one per seed): the features of each array in ``inputs``, in arrays
+        that the next batch overwrites (use them before asking for it)."""
         net, layers = self._network(device, inputs[0])
+        inputs = [self._forward_inputs(x, layers) for x in inputs]  # once for every batch of initialisations
+        features = [None] * len(inputs)
         with torch.no_grad():
             for start in progress(range(0, len(seeds), self.batch_size), desc=desc, quiet=quiet, unit="batch"):
                 params, buffers = (
                     {k: v.to(device, self.dtype) for k, v in part.items()}
                     for part in self._draw(seeds[start : start + self.batch_size])
                 )
-                yield [self._features(net, layers, params, buffers, x, block_size) for x in inputs]
+                features = [
+                    self._features(net, layers, params, buffers, x, block_size, into)
+                    for x, into in zip(inputs, features, strict=True)
+                ]
+                yield features
 
     def _seeds(self):
         return np.random.SeedSequence(self.seed).generate_state(self.samples)
@@ -438,7 +459,7 @@ class MonteCarloNNGP:
         self._fix_samples(x.shape[0], x, device, block_size, quiet)
         total = torch.zeros(x.shape[0], dtype=torch.float64, device=device)
         for (features,) in self._feature_batches([x], self._seeds(), device, block_size, quiet):
-            total += features.square().sum(dim=1)
+            total += _draw_norms(features, self.width).sum(dim=1)
         a, b = self._scale()
         return total * (a / self.samples) + b
 
@@ -521,23 +542,25 @@ class MonteCarloNNGP:
             f1, f2 = features[0], features[-1]
             a, b = self._scale()
             if gram is not None:
-                gram.addmm_(f1, f1.T)
+                _add_lower_gram(gram, f1)
             if cross is not None:
                 cross.addmm_(f1, f2.T)
+            norms = [_draw_norms(f, self.width) for f in features]  # (n, draws) F_s(x) . F_s(x)
             if test_diagonal is not None:
-                test_diagonal += f2.square().sum(dim=1)
+                test_diagonal += norms[-1].sum(dim=1)
             g2 = features[reported]
             _add_draws(sampled, f1[rows], g2[columns], self.width, a, b)
             if full is not None:
                 _add_draws(full, f1, g2, self.width, a, b)
-            both = f1 if symmetric else torch.cat(features)
-            diagonal = both.reshape(both.shape[0], -1, self.width).square().sum(dim=2) * a + b
+            diagonal = (norms[0] if symmetric else torch.cat(norms)) * a + b
             moments[0] += diagonal.sum(dim=1)
             moments[1] += diagonal.square().sum(dim=1)
             if self.readout is None:
                 per_logit = f1.reshape(n1, -1, self.logits)  # (n, draws, C)
                 products = torch.einsum("nsc,nsd->cd", per_logit, per_logit)
                 logit_products = products if logit_products is None else logit_products + products
+        if gram is not None:
+            _mirror_lower(gram)
         results = tuple(None if k is None else k.mul_(a / self.samples).add_(b) for k in (gram, cross, test_diagonal))
         self._summarise(results[0] if symmetric else results[1], moments / self.samples, sampled, full, symmetric)
         if logit_products is not None:
@@ -594,6 +617,33 @@ def gaussian_probe(n: int, input_shape: tuple) -> torch.Tensor:
 def _spread(n: int, most: int = ERROR_INPUTS) -> torch.Tensor:
     """At most ``most`` evenly spaced indices of n inputs (all of them when n is small)."""
     return torch.linspace(0, n - 1, min(n, most)).round().long().unique()
+
+
+def _draw_norms(features: torch.Tensor, width: int) -> torch.Tensor:
+    """F_s(x) . F_s(x) of every input and initialisation: (n, draws) from features (n, draws * width)."""
+    per_draw = features.reshape(features.shape[0], -1, width)
+    return torch.einsum("nbr,nbr->nb", per_draw, per_draw)  # a batched dot: no (n, draws * width) temporary
+
+
+def _add_lower_gram(gram: torch.Tensor, features: torch.Tensor) -> None:
+    """Add F F^T to the lower block triangle of ``gram`` (its rows in blocks of GRAM_ROWS, each against every
+    row up to the block's end): about half the flops of the full product; the entries above the diagonal
+    blocks are left as they are, for :func:`_mirror_lower` to fill in."""
+    n = gram.shape[0]
+    for start in range(0, n, GRAM_ROWS):
+        end = min(n, start + GRAM_ROWS)
+        gram[start:end, :end].addmm_(features[start:end], features[:end].T)
+
+
+def _mirror_lower(gram: torch.Tensor) -> None:
+    """Make ``gram`` exactly symmetric from its lower triangle (diagonal included), in place: the upper triangle
+    becomes the transpose of the lower one, a block of GRAM_ROWS rows at a time."""
+    n = gram.shape[0]
+    for start in range(0, n, GRAM_ROWS):
+        end = min(n, start + GRAM_ROWS)
+        block = gram[start:end, start:end]
+        block.copy_(block.tril() + block.tril(-1).T)
+        gram[start:end, end:] = gram[end:, start:end].T
 
 
 def _add_draws(sums: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, width: int, a: float, b: float) -> None:

@@ -14,6 +14,10 @@ layout
   in eval mode, Identity) runs unchanged, and flattening (n, B C, ...) to (n, B C ...) keeps each
   initialisation's features contiguous and in the order of its own flattening.
 
+Two rewrites leave the outputs as they are and save memory traffic: within a Sequential, a monotone
+non-decreasing activation directly before a max-pool runs after it (it then touches the pool's smaller
+output), and an activation whose input is a fresh intermediate output overwrites it in place.
+
 :func:`stack_module` builds such a copy of a module (or says why it cannot); the caller checks it against
 the module's own forward pass on a probe before trusting it, since a ``forward`` may mix channels in ways
 no layer type shows (a concatenation along the channel axis, a reshape to a fixed channel count).
@@ -170,15 +174,61 @@ def _stacked_layer(name: str, layer: torch.nn.Module):
 
 def _fold_norms(module: torch.nn.Module) -> None:
     """Fold each stacked BatchNorm that directly follows a stacked convolution in a Sequential into it."""
+    for container, first, second in _neighbours(module):
+        conv, norm = container._modules[first], container._modules[second]
+        if isinstance(conv, _Conv) and isinstance(norm, _BatchNorm) and conv.norm is None:
+            conv.norm = norm
+            container._modules[second] = torch.nn.Identity()
+
+
+def _neighbours(module: torch.nn.Module):
+    """(Sequential, name, next name) for each pair of neighbouring layers of every Sequential in ``module``, the
+    layers looked up by the caller as it goes (so a swap it makes is seen by the next pair)."""
+    for container in module.modules():
+        if isinstance(container, torch.nn.Sequential):
+            names = list(container._modules)
+            yield from ((container, first, second) for first, second in zip(names, names[1:], strict=False))
+
+
+MONOTONE = (torch.nn.ReLU, torch.nn.Hardtanh, torch.nn.LeakyReLU)
+"""Activations that are monotone non-decreasing as computed in floating point (clamps, and x or a x with a >= 0
+by sign): each commutes exactly with a max-pool. Smooth activations are left out, since a vectorised exp or
+tanh need not be monotone in its last bit."""
+
+MAX_POOLS = (torch.nn.MaxPool1d, torch.nn.MaxPool2d, torch.nn.AdaptiveMaxPool1d, torch.nn.AdaptiveMaxPool2d)
+
+FRESH = (_Stacked, torch.nn.MaxPool1d, torch.nn.MaxPool2d, torch.nn.AvgPool1d, torch.nn.AvgPool2d)
+"""Layers whose output is a new tensor that no other code holds: an activation right after one may run in place."""
+
+
+def _monotone(layer: torch.nn.Module) -> bool:
+    """Whether ``layer`` is an activation in MONOTONE (a LeakyReLU only with a slope >= 0)."""
+    return isinstance(layer, MONOTONE) and getattr(layer, "negative_slope", 0.0) >= 0.0
+
+
+def _pool_first(module: torch.nn.Module) -> None:
+    """In each Sequential, run a monotone activation that directly precedes a max-pool after the pool instead:
+    max(f(a), f(b)) = f(max(a, b)) for monotone non-decreasing f, so the outputs are the same and the activation
+    touches the pool's (smaller) output. A pool that also returns its indices keeps its place."""
+    for container, first, second in _neighbours(module):
+        activation, pool = container._modules[first], container._modules[second]
+        if _monotone(activation) and isinstance(pool, MAX_POOLS) and not pool.return_indices:
+            container._modules[first], container._modules[second] = pool, activation
+
+
+def _in_place(module: torch.nn.Module) -> None:
+    """Let each activation with an ``inplace`` switch whose input, within its Sequential, is the fresh output of a
+    FRESH layer (Identity placeholders skipped) overwrite that input instead of allocating its own output."""
     for container in module.modules():
         if not isinstance(container, torch.nn.Sequential):
             continue
-        names = list(container._modules)
-        for first, second in zip(names, names[1:], strict=False):
-            conv, norm = container._modules[first], container._modules[second]
-            if isinstance(conv, _Conv) and isinstance(norm, _BatchNorm) and conv.norm is None:
-                conv.norm = norm
-                container._modules[second] = torch.nn.Identity()
+        before = None
+        for layer in container._modules.values():
+            if isinstance(layer, torch.nn.Identity):
+                continue
+            if isinstance(before, FRESH) and isinstance(getattr(layer, "inplace", None), bool):
+                layer.inplace = True
+            before = layer
 
 
 def stack_module(module: torch.nn.Module) -> tuple:
@@ -203,6 +253,8 @@ def stack_module(module: torch.nn.Module) -> tuple:
             setattr(copied.get_submodule(parent) if parent else copied, attribute, stacked)
             layers.append(stacked)
     _fold_norms(copied)
+    _pool_first(copied)
+    _in_place(copied)
     return copied, layers
 
 
