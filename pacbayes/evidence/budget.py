@@ -26,7 +26,7 @@ import torch
 from pacbayes.device import threads_for
 from pacbayes.estimates import best_time
 from pacbayes.evidence.certified import PILOT_SAMPLES, certified_log_evidence
-from pacbayes.evidence.ep import EPResult, ep_log_evidence
+from pacbayes.evidence.ep import MIXED_AUTO, EPResult, ep_log_evidence
 from pacbayes.evidence.multiclass_ep import (
     MulticlassEPResult,
     certified_method,
@@ -38,6 +38,8 @@ from pacbayes.memory import check_fits
 _PROBE_SIZE = 1024
 EP_SWEEPS = 10  # sweeps to plan for (the nested start and the prior start converge in 6-11)
 EP_SWEEP_CHOLESKYS = 3.6  # per sweep, fitted at m = 300-2,000 (module docstring)
+MIXED_EP_SWEEPS, MIXED_EP_CHOLESKYS = 7, 15.0  # from MIXED_AUTO points: sweeps, and Choleskys in all (nested start,
+# float32 sweeps, three float64 ones): 13.6-15.3 measured at m = 10,000 (benchmarks/bench_evidence.py)
 MULTICLASS_EP_SWEEPS = 11
 EP_MATRICES = 3  # the prior, the input check's factor and the sweep buffer
 CERTIFIED_CHOLESKYS = 16.0
@@ -179,15 +181,20 @@ def orthant_dimension(m: int, classes: int) -> int:
 
 
 def ep_budget(n: int, device="cpu") -> Budget:
-    """Expected cost of converged parallel EP on an n x n prior covariance: EP_SWEEPS sweeps, each its
-    factorisations plus the measured fixed and n^2 elementwise costs of a sweep."""
+    """Expected cost of converged parallel EP on an n x n prior covariance: EP_SWEEPS sweeps of
+    EP_SWEEP_CHOLESKYS factorisations each (from MIXED_AUTO points, where EP starts nested and sweeps in float32
+    first, MIXED_EP_SWEEPS sweeps and MIXED_EP_CHOLESKYS in all), plus the measured fixed and n^2 elementwise
+    costs of a sweep."""
     per_sweep = _sweep_overhead(str(device)) + _seconds_per_square(str(device)) * float(n) ** 2
+    sweeps, choleskys = (
+        (MIXED_EP_SWEEPS, MIXED_EP_CHOLESKYS) if n >= MIXED_AUTO else (EP_SWEEPS, EP_SWEEPS * EP_SWEEP_CHOLESKYS)
+    )
     return estimate(
         "EP for ln P(S)",
         n,
-        choleskys=EP_SWEEPS * EP_SWEEP_CHOLESKYS,
+        choleskys=choleskys,
         matrices=EP_MATRICES,
-        extra_seconds=EP_SWEEPS * per_sweep,
+        extra_seconds=sweeps * per_sweep,
         device=device,
     )
 
@@ -220,19 +227,26 @@ def planned_draws(samples: int, sample_tolerance, classes: int) -> int:
 
 
 def certified_budget(n: int, samples: int, device="cpu", *, proposal: str = "ep-cavity", upper: bool = True) -> Budget:
-    """Expected cost of the certified sandwich: factorisations, ``samples`` triangular passes (n^2 each) and
-    the per-variable work, at the rates of :func:`_sampler_rates`; the ep-cavity proposal adds the
-    factorisations of the EP Gaussian (its EP is budgeted separately). Without psi* (``upper`` False) the
-    ep-cavity sampler runs no tilting: only the input check's factorisation, the proposal and the draws."""
-    per_entry, per_variable = _sampler_rates(str(device))
+    """Expected cost of the certified sandwich: factorisations, ``samples`` triangular passes and the per-variable
+    work; the ep-cavity proposal adds the factorisations of the EP Gaussian (its EP is budgeted separately).
+    Without psi* (``upper`` False) the ep-cavity sampler runs no tilting: only the proposal (whose factorisation
+    is also the input's definiteness check) and the draws.
+
+    A draw costs n^2 multiply-adds at the GEMM rate plus per-variable work of the compiled pass, so per draw and
+    entry alpha + beta / n: alpha = 2 flops at the rate of :func:`seconds_per_cube`'s probe, beta from the
+    measured rate of a small run (:func:`_sampler_rates`), where the per-variable term dominates (fitted against
+    m = 2,048 and 10,000: 6e-11 and 2.5e-11 s measured)."""
+    probe_entry, per_variable = _sampler_rates(str(device))
+    alpha = 6.0 * seconds_per_cube(str(device))  # 2 flops; a Cholesky's n^3 / 3 flops take seconds_per_cube n^3
+    beta = max(probe_entry - alpha, 0.0) * _SAMPLER_PROBE[0]
     cavity = CAVITY_CHOLESKYS if proposal == "ep-cavity" else 0.0
     tilting = upper or proposal != "ep-cavity"
     return estimate(
         f"certified ln P(S) ({proposal} sampling" + (", minimax tilting for psi*)" if upper else ", no psi*)"),
         n,
-        choleskys=(CERTIFIED_CHOLESKYS if tilting else 1.0) + cavity,
+        choleskys=(CERTIFIED_CHOLESKYS if tilting else 0.0) + cavity,
         matrices=CERTIFIED_MATRICES,
-        extra_seconds=samples * per_entry * float(n) ** 2 + (per_variable * n if tilting else 0.0),
+        extra_seconds=samples * (alpha + beta / n) * float(n) ** 2 + (per_variable * n if tilting else 0.0),
         device=device,
     )
 
