@@ -8,7 +8,7 @@ estimator does in Cholesky equivalents, and add what the flop count misses, each
 process by a timed probe: the fixed cost of an EP sweep (a tiny EP run divided by its sweeps; it
 dominates below a few hundred points) and the rate of the certified sampler's triangular passes (a
 small certified run). The constants were fitted on the demo MLP's NNGP on mnist-embedded
-(benchmarks/bench_estimates.py; EP converges in ~10 sweeps of ~3.6 Choleskys, the structured
+(benchmarks/bench_estimates.py; EP converges in ~8 sweeps of ~3.6 Choleskys below 2,048 points, the structured
 multi-class EP in ~11 sweeps of ~35 C Choleskys of m; the certified sandwich costs its pivoted
 Cholesky, ~15 Newton Choleskys, ~3 Choleskys to build the EP-cavity proposal and one triangular pass
 per sample, plus, when no EP result is passed to it, an EP of its own). They are estimates to plan
@@ -36,7 +36,7 @@ from pacbayes.evidence.multiclass_ep import (
 from pacbayes.memory import check_fits
 
 _PROBE_SIZE = 1024
-EP_SWEEPS = 10  # sweeps to plan for (the nested start and the prior start converge in 6-11)
+EP_SWEEPS = 8  # sweeps to plan for below MIXED_AUTO (nested and prior starts converge in 6-11; 8 at m = 300)
 EP_SWEEP_CHOLESKYS = 3.6  # per sweep, fitted at m = 300-2,000 (module docstring)
 MIXED_EP_SWEEPS, MIXED_EP_CHOLESKYS = 7, 15.0  # from MIXED_AUTO points: sweeps, and Choleskys in all (nested start,
 # float32 sweeps, three float64 ones): 13.6-15.3 measured at m = 10,000 (benchmarks/bench_evidence.py)
