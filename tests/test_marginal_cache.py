@@ -302,3 +302,27 @@ def test_the_model_key_reads_the_code_that_repr_does_not_show(tmp_path, monkeypa
     assert model_record(_net(tmp_path, "x", monkeypatch)) == one
     scripted = torch.jit.script(nn.Sequential(nn.Linear(3, 2), nn.ReLU()))
     assert "relu" in json.dumps(model_record(scripted)["code"])  # the compiled code (its text varies with torch state)
+
+
+def test_an_ep_entry_with_a_valid_checksum_but_a_foreign_record_is_recomputed(tmp_path, work):
+    # whoever can write the folder can also write a matching checksum: a record that is not an EP result's must
+    # be refused with one warning and recomputed, never a traceback
+    from pacbayes.cache import CHECKSUM, _checksum
+
+    model, train, test = _task()
+    first = _bounds(model, train, test, tmp_path)
+    (name,) = [f for f in os.listdir(tmp_path) if f.startswith("marginal-ep-")]
+    path = os.path.join(tmp_path, name)
+    with np.load(path) as entry:
+        content = {k: entry[k] for k in entry.files if k != CHECKSUM}
+    content["record"] = json_array({"not_a_field": 1}).numpy()
+    content[CHECKSUM] = _checksum(name.removeprefix("marginal-ep-").removesuffix(".npz"), content)
+    with open(path, "wb") as stream:
+        np.savez(stream, **content)
+    work.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = _bounds(model, train, test, tmp_path)
+    messages = [str(w.message) for w in caught if issubclass(w.category, PhaseCacheWarning)]
+    assert len(messages) == 1 and "not an EP result's" in messages[0]
+    assert work == ["ep"] and again == first

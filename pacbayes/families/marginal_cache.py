@@ -20,13 +20,14 @@ is hashed twice a run (its entry's checksum, EP's key): about 0.26 s each for m 
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from pacbayes.cache import Phase, PhaseCache, cached
+from pacbayes.cache import Phase, PhaseCache, PhaseCacheWarning, cached
 from pacbayes.device import resolve_device
 from pacbayes.evidence.ep import ep_log_evidence
 from pacbayes.evidence.ep_store import RECORD, ep_arrays, ep_expected, json_array, json_record, restored_ep
@@ -196,7 +197,18 @@ def ep_pass(cache: PhaseCache | None, likelihood, K: torch.Tensor, labels: torch
         ep_expected(int(K.shape[0]), likelihood.classes),
     )
     fresh, arrays = _fresh_or_cached(cache, phase, compute, ep_arrays)
-    return fresh if fresh is not None else restored_ep(arrays, K, labels, likelihood.classes, settings.device)
+    if fresh is not None:
+        return fresh
+    try:
+        return restored_ep(arrays, K, labels, likelihood.classes, settings.device)
+    except (KeyError, TypeError, ValueError) as err:  # an entry is untrusted input: its record must be EP's
+        warnings.warn(
+            f"cache entry {cache.path(phase, phase.key())} is ignored and recomputed: its record is not an EP "
+            f"result's ({type(err).__name__})",
+            PhaseCacheWarning,
+            stacklevel=2,
+        )
+        return compute()
 
 
 __all__ = ["PHASE_VERSION", "KernelPass", "ep_pass", "kernel_pass", "model_record", "model_tensors"]
