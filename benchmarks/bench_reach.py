@@ -47,6 +47,7 @@ from torch import nn
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import load_dataset, take
 from pacbayes.data.subsets import certified_subset
+from pacbayes.defaults import KERNEL_TARGET_ERROR
 from pacbayes.families.settings import MarginalSettings
 from pacbayes.models import classification_error
 
@@ -149,6 +150,7 @@ def run_case(name: str, args, models) -> dict:
     settings = MarginalSettings(
         kernel=args.residual_kernel if architecture == "ResidualAvgPool" else "auto",
         kernel_samples=args.kernel_samples,
+        kernel_error=args.kernel_error,
         q_star_test_points=args.q_star_test_points or (QUICK_TEST_POINTS if args.quick else TEST_POINTS),
     )
     options = CertifyOptions(m=m, seed=args.seed, quiet=not args.verbose, marginal=settings)
@@ -258,7 +260,8 @@ def kernel_timing(args) -> list:
     rows = []
     for m in (int(value) for value in args.kernel_m.split(",")):
         train, test = kernel_inputs(args.data_root, m, args.q_star_test_points or TEST_POINTS, args.seed)
-        auto = MonteCarloNNGP(cifar_cnn(), seed=args.seed, pilot_inputs=test)  # held out, as certify pilots
+        # the automatic count as certify chooses it: a pilot on held-out inputs
+        auto = MonteCarloNNGP(cifar_cnn(), seed=args.seed, pilot_inputs=test, target_error=args.kernel_error)
         auto.estimate(m, inputs=train)
         samples = args.kernel_samples or auto.samples
         kernel = MonteCarloNNGP(cifar_cnn(), samples=samples, seed=args.seed)
@@ -337,6 +340,12 @@ def main(argv=None) -> list:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     parser.add_argument("--quick", action="store_true", help="m = 64 and 64 Q* test points")
     parser.add_argument("--kernel-samples", type=int, default=None, help="Monte Carlo samples (default: automatic)")
+    parser.add_argument(
+        "--kernel-error",
+        type=float,
+        default=KERNEL_TARGET_ERROR,
+        help="certify --kernel-error: the automatic count's target",
+    )
     parser.add_argument("--residual-kernel", default="auto", choices=("auto", "analytic", "monte-carlo"))
     parser.add_argument(
         "--q-star-test-points", type=int, default=None, help="test points of Q*'s baseline (1000, or 64 with --quick)"

@@ -348,7 +348,14 @@ def run_estimates(model, train: Dataset, test: Dataset, options, outputs: int) -
     random states as they found them."""
     if options.quiet and options.max_minutes is None:
         return []
-    context = RunContext(outputs=outputs, train_error=0.0, seed=options.seed, device=options.device, quiet=True)
+    context = RunContext(
+        outputs=outputs,
+        train_error=0.0,
+        seed=options.seed,
+        device=options.device,
+        quiet=True,
+        cache_dir=options.cache_dir,  # a phase read from the cache is estimated as that
+    )
     with torch.random.fork_rng(devices=[]), preserved_numpy_random():
         estimates = [measure_estimate(model, train, test)]
         for name in options.bounds:

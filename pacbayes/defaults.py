@@ -15,6 +15,9 @@ EVIDENCE_SAMPLES = 10_000
 EVIDENCE_SAMPLE_TOLERANCE = 0.1
 """nats: certify's certified lower bound fixes its draw count from a discarded pilot so that the standard error of
 ln Z_hat is at most this, within [1,000, EVIDENCE_SAMPLES] (:func:`pacbayes.evidence.certified_log_evidence`)."""
+KERNEL_TARGET_ERROR = 0.01
+"""The Monte Carlo kernel's automatic sample count aims at this largest entry standard error, relative to the mean
+diagonal (:data:`pacbayes.kernels.monte_carlo.TARGET_ERROR`)."""
 PROPOSALS = ("ep-cavity", "tilted")
 """Proposals of the importance sampler behind the certified lower bound."""
 DEFAULT_PROPOSAL = "ep-cavity"

@@ -8,6 +8,7 @@ import torch
 
 from pacbayes.errors import ConvergenceError, InputError
 from pacbayes.evidence import ep_log_evidence, ep_predict, equicorrelated_log_orthant
+from pacbayes.evidence.ep import lower_triangular_times
 
 
 def _equicorrelated(m, rho, seed):
@@ -213,3 +214,11 @@ def test_a_float32_sweep_that_fails_hands_over_to_float64():
     assert dtypes[:4] == [torch.float32, torch.float32, torch.float32, torch.float64]
     assert set(dtypes[3:]) == {torch.float64}
     assert run.history[-1] == pytest.approx(reference.log_evidence, rel=1e-7)
+
+
+@pytest.mark.parametrize("m, columns, rows", [(7, 3, 2), (1030, 5, 1024), (64, 1, 64)])
+def test_the_lower_triangular_product_equals_the_dense_one(m, columns, rows):
+    generator = torch.Generator().manual_seed(m)
+    lower = torch.randn(m, m, dtype=torch.float64, generator=generator).tril_()
+    right = torch.randn(m, columns, dtype=torch.float64, generator=generator)
+    assert torch.allclose(lower_triangular_times(lower, right, rows=rows), lower @ right, rtol=1e-12, atol=1e-12)

@@ -87,3 +87,29 @@ def test_the_prior_is_the_exact_symmetric_part_across_tiles():
     kernel[1099, 3] = float("inf")
     with pytest.raises(InputError, match="NaN or infinity"):
         validate_inputs(kernel, np.ones(1100))
+
+
+def test_ep_without_its_definiteness_check_gives_the_same_result_and_still_refuses_what_fails():
+    # check_definite=False (as certify runs EP, the sandwich proving K + jitter I positive definite next): the same
+    # numbers on a good kernel; a prior so indefinite that EP's own factorisation fails still gets the input
+    # check's one-line InputError, not a ConvergenceError
+    checked, deferred = ep_log_evidence(K, Y), ep_log_evidence(K, Y, check_definite=False)
+    assert deferred.log_evidence == checked.log_evidence and deferred.history == checked.history
+    with pytest.raises(InputError, match=r"smallest eigenvalue -2\.5.*jitter") as err:
+        ep_log_evidence(np.array([[1.0, 3.5], [3.5, 1.0]]), [1, -1], check_definite=False)
+    assert "\n" not in str(err.value)
+
+
+def test_an_indefinite_prior_that_ep_accepts_unchecked_is_refused_by_the_sandwich_that_follows():
+    # the family's order: EP without the check, then the certified sandwich on the same prior, whose
+    # factorisation of Sigma_Q refuses it (EP's number is never reported)
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(6, 3))
+    kernel = np.exp(-0.5 * ((points[:, None] - points[None]) ** 2).sum(-1))
+    values, vectors = np.linalg.eigh(kernel)
+    indefinite = kernel - (values[0] + 1e-3) * np.outer(vectors[:, 0], vectors[:, 0])  # smallest eigenvalue -1e-3
+    labels = np.array([1, -1, 1, 1, -1, 1])
+    ep = ep_log_evidence(indefinite, labels, check_definite=False)
+    assert ep.converged and np.isfinite(ep.log_evidence)  # EP alone would report a number for an invalid prior
+    with pytest.raises(InputError, match=r"smallest eigenvalue -0\.001.*jitter"):
+        certified_log_evidence(indefinite, labels, delta_prime=0.1, samples=10, ep=ep)

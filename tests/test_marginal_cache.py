@@ -22,6 +22,7 @@ from pacbayes.evidence import certified_log_evidence, ep_log_evidence, multiclas
 from pacbayes.evidence.ep_store import ep_arrays, json_array, json_record, restored_ep
 from pacbayes.evidence.label_model import BinaryLabels, MulticlassLabels
 from pacbayes.evidence.multiclass_ep import multiclass_ep_predict
+from pacbayes.families.estimates import marginal_estimates
 from pacbayes.families.marginal import marginal_bounds
 from pacbayes.families.settings import MarginalSettings
 from pacbayes.kernels import MonteCarloNNGP
@@ -326,3 +327,22 @@ def test_an_ep_entry_with_a_valid_checksum_but_a_foreign_record_is_recomputed(tm
     messages = [str(w.message) for w in caught if issubclass(w.category, PhaseCacheWarning)]
     assert len(messages) == 1 and "not an EP result's" in messages[0]
     assert work == ["ep"] and again == first
+
+
+@pytest.mark.parametrize("settings", [{"kernel": "monte-carlo", "kernel_samples": 8}, {"kernel": "analytic"}])
+def test_a_cached_kernel_is_estimated_as_reading_its_entry(tmp_path, settings):
+    # --max-minutes and the announcement see what the run will do: read the kernel pass (and a Monte Carlo
+    # pass's cross kernel), not compute it; an analytic kernel's Q* cross kernel is still computed
+    model, train, test = _task()
+
+    def estimates():
+        options = MarginalSettings(quiet=True, **settings)
+        return {e.phase: e for e in marginal_estimates(model, train, test, options, 2, cache_dir=tmp_path)}
+
+    fresh = estimates()
+    assert any(phase.endswith("NNGP kernel") for phase in fresh) and "Q* baseline cross kernel" in fresh
+    _bounds(model, train, test, tmp_path, **settings)
+    cached = estimates()
+    (read,) = [e for phase, e in cached.items() if phase.endswith("NNGP kernel, read from --cache-dir")]
+    assert read.seconds < 0.01 and read.peak_bytes >= 8 * len(train) ** 2
+    assert ("Q* baseline cross kernel" in cached) == (settings["kernel"] == "analytic")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import pacbayes.kernels.monte_carlo as monte_carlo
+import pacbayes.kernels.stacked as stacked
 from pacbayes.data import load_dataset
 from pacbayes.kernels import MonteCarloNNGP
 from pacbayes.kernels.choice import monte_carlo_forecast
@@ -84,7 +85,7 @@ def test_folded_batchnorm_equals_the_vmapped_module(init_fn, monkeypatch):
     folded = stacked.matrix(x)
     assert stacked.evaluation == "stacked"
     net = stacked._networks["cpu"][0]
-    assert [type(layer).__name__ for layer in net][:4] == ["_Conv", "Identity", "MaxPool2d", "ReLU"]  # BN folded away
+    assert [type(layer).__name__ for layer in net][:4] == ["_Conv", "Identity", "_PairMax2d", "ReLU"]  # BN folded
     _vmapped(monkeypatch)
     vmapped = MonteCarloNNGP(_cnn(), **options)
     torch.testing.assert_close(folded, vmapped.matrix(x), rtol=1e-10, atol=1e-12)
@@ -189,3 +190,32 @@ def test_pilot_inputs_choose_the_count_without_the_kernel_inputs():
     other.matrix(held_out)
     mc.matrix(x)
     assert mc.samples == other.samples
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (2, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_pairwise_max_pool_equals_max_pool2d_bit_for_bit(size, channels_last):
+    x = torch.randn(3, 5, *size, generator=torch.Generator().manual_seed(0))
+    x[0, 1, 0, 0] = float("nan")  # propagates as in the pool
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = nn.functional.max_pool2d(x, 2)
+    assert torch.equal(stacked._PairMax2d()(x).isnan(), expected.isnan())
+    assert torch.equal(stacked._PairMax2d()(x).nan_to_num(), expected.nan_to_num())
+
+
+@pytest.mark.parametrize(
+    "pool, replaced",
+    [
+        (nn.MaxPool2d(2), True),
+        (nn.MaxPool2d((2, 2), stride=2), True),
+        (nn.MaxPool2d(2, stride=1), False),
+        (nn.MaxPool2d(3), False),
+        (nn.MaxPool2d(2, padding=1), False),
+        (nn.MaxPool2d(2, ceil_mode=True), False),
+        (nn.MaxPool2d(2, dilation=2), False),
+        (nn.MaxPool2d(2, return_indices=True), False),
+    ],
+)
+def test_only_the_plain_two_by_two_max_pool_is_replaced(pool, replaced):
+    assert stacked._pairwise_max_pool(pool) is replaced

@@ -83,7 +83,7 @@ def _layer_types(module):
 def test_a_monotone_activation_runs_after_the_max_pool_and_in_place():
     user = _reordered()
     types, stacked = _layer_types(user)
-    assert types == ["_Conv", "Identity", "MaxPool2d", "ReLU", "_Conv", "Identity", "MaxPool2d", "LeakyReLU"] + [
+    assert types == ["_Conv", "Identity", "_PairMax2d", "ReLU", "_Conv", "Identity", "MaxPool2d", "LeakyReLU"] + [
         "Flatten",
         "_Linear",
     ]
@@ -93,8 +93,8 @@ def test_a_monotone_activation_runs_after_the_max_pool_and_in_place():
 
 def test_activations_that_do_not_commute_keep_their_place():
     types, stacked = _layer_types(_kept())
-    assert types[2:4] == ["GELU", "MaxPool2d"] and types[5:7] == ["ReLU", "AvgPool2d"]
-    assert types[8:10] == ["LeakyReLU", "MaxPool2d"]
+    assert types[2:4] == ["GELU", "_PairMax2d"] and types[5:7] == ["ReLU", "AvgPool2d"]
+    assert types[8:10] == ["LeakyReLU", "_PairMax2d"]
     assert stacked[5].inplace and stacked[8].inplace  # each right after a convolution's fresh output
 
 

@@ -141,7 +141,7 @@ def test_dziugaite_roy_phases_are_estimated_within_a_factor_of_two(bench):
     train, test = _data(400, 1000)
     model = _small_network()
     settings = DziugaiteRoySettings(
-        objective="quad", prior_split=0.5, prior_epochs=6, posterior_epochs=6, mc_samples=100, mc_sampling="network"
+        objective="quad", prior_split=0.5, prior_epochs=24, posterior_epochs=12, mc_samples=100, mc_sampling="network"
     )
     context = bench._context(model, train, 0)
     phases = [

@@ -41,7 +41,7 @@ EP_SWEEP_CHOLESKYS = 3.6  # per sweep, fitted at m = 300-2,000 (module docstring
 MIXED_EP_SWEEPS, MIXED_EP_CHOLESKYS = 7, 15.0  # from MIXED_AUTO points: sweeps, and Choleskys in all (nested start,
 # float32 sweeps, three float64 ones): 13.6-15.3 measured at m = 10,000 (benchmarks/bench_evidence.py)
 MULTICLASS_EP_SWEEPS = 11
-EP_MATRICES = 3  # the prior, the input check's factor and the sweep buffer
+EP_MATRICES = 3  # the prior, the input check's factor (unless left to the sandwich) and the sweep buffer
 CERTIFIED_CHOLESKYS = 16.0
 CAVITY_CHOLESKYS = 3.0  # about n^3 flops: B's inverse factor (given by EP), B^-1 from it, Sigma_Q's Cholesky
 MULTICLASS_SWEEP_CHOLESKYS = 35.0  # per class and sweep, fitted at m = 50-400, C = 10 (module docstring)
@@ -180,11 +180,12 @@ def orthant_dimension(m: int, classes: int) -> int:
     return m if classes == 2 else (classes - 1) * m
 
 
-def ep_budget(n: int, device="cpu") -> Budget:
+def ep_budget(n: int, device="cpu", *, definite: bool = True) -> Budget:
     """Expected cost of converged parallel EP on an n x n prior covariance: EP_SWEEPS sweeps of
     EP_SWEEP_CHOLESKYS factorisations each (from MIXED_AUTO points, where EP starts nested and sweeps in float32
     first, MIXED_EP_SWEEPS sweeps and MIXED_EP_CHOLESKYS in all), plus the measured fixed and n^2 elementwise
-    costs of a sweep."""
+    costs of a sweep. ``definite`` False: EP leaves the input's definiteness check (one Cholesky and its factor)
+    to the certified sandwich that follows (``check_definite``)."""
     per_sweep = _sweep_overhead(str(device)) + _seconds_per_square(str(device)) * float(n) ** 2
     sweeps, choleskys = (
         (MIXED_EP_SWEEPS, MIXED_EP_CHOLESKYS) if n >= MIXED_AUTO else (EP_SWEEPS, EP_SWEEPS * EP_SWEEP_CHOLESKYS)
@@ -192,8 +193,8 @@ def ep_budget(n: int, device="cpu") -> Budget:
     return estimate(
         "EP for ln P(S)",
         n,
-        choleskys=choleskys,
-        matrices=EP_MATRICES,
+        choleskys=choleskys - (not definite),
+        matrices=EP_MATRICES - (not definite),
         extra_seconds=sweeps * per_sweep,
         device=device,
     )
@@ -287,7 +288,8 @@ def evidence_budgets(
     multi-class sampler; a draw count fixed by a pilot, planned by :func:`planned_draws`)."""
     n = orthant_dimension(m, classes)
     samples = planned_draws(samples, sample_tolerance, classes)
-    ep = ep_budget(n, device) if classes == 2 else multiclass_ep_budget(m, classes, device)
+    # the sandwich that follows proves the binary prior positive definite, so EP skips that check
+    ep = ep_budget(n, device, definite=False) if classes == 2 else multiclass_ep_budget(m, classes, device)
     if classes > 2 and certified_method(m, classes, method) == "structured":
         certified = structured_certified_budget(m, classes, samples, device)
     else:

@@ -259,7 +259,9 @@ def certified_log_evidence(
     _check_options(delta_prime, samples, seed, chunk, proposal, sample_tolerance, upper)
     start = time.perf_counter()
     if proposal == "ep-cavity" and ep is None:  # EP first: its memory is released before the copies below
-        ep = ep_log_evidence(K, y, jitter=jitter, device=device, quiet=quiet, allow_unconverged=True)
+        ep = ep_log_evidence(
+            K, y, jitter=jitter, device=device, quiet=quiet, allow_unconverged=True, check_definite=False
+        )
     # the ep-cavity proposal's factorisation of Sigma_Q proves K + jitter I positive definite (_cavity_proposal)
     prior, labels, jitter = validate_inputs(K, y, jitter, device, definite=proposal != "ep-cavity")
     sigma = prior.mul_(labels[:, None]).mul_(labels[None, :])  # Y (K + jitter I) Y, in place

@@ -43,7 +43,7 @@ factor of another kernel, other sites or float32 is not trusted, and B is factor
 import torch
 
 from pacbayes.errors import ConvergenceError
-from pacbayes.evidence.ep import cholesky_in_place, column_square_sums, inverse_factor_of
+from pacbayes.evidence.ep import cholesky_in_place, column_square_sums, inverse_factor_of, lower_triangular_times
 from pacbayes.evidence.sequential import Steps, permute_symmetric, sequential_log_weights
 
 EXACT_COLUMN_GUARD = 1e-4  # 1 - (B^-1)_kk below this: column k of Sigma_Q from Sigma directly (ep_covariance)
@@ -115,7 +115,7 @@ def ep_covariance(sigma, tau, signs, inverse_factor=None) -> tuple:
     weak = ((1.0 - column_square_sums(inverse)) < EXACT_COLUMN_GUARD).nonzero().flatten()
     exact = None
     if weak.numel():
-        solved = inverse @ (signed_root[:, None] * sigma[:, weak])  # L^-1 S T^1/2 Sigma e_k
+        solved = lower_triangular_times(inverse, signed_root[:, None] * sigma[:, weak])  # L^-1 S T^1/2 Sigma e_k
         exact = sigma[:, weak] - sigma @ (signed_root[:, None] * (inverse.T @ solved))
         del solved
     covariance = _inverse_from_factor(inverse)

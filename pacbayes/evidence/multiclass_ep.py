@@ -189,6 +189,7 @@ def multiclass_ep_log_evidence(
             device=prior.device,
             quiet=quiet,
             allow_unconverged=True,
+            check_definite=False,  # sigma = A (I_C (x) prior) A^T, A of full row rank: positive definite as the prior
         )
         history, converged, step = dense.history, dense.converged, dense.damping
         tau, nu = dense.site_precision, dense.site_natural_mean

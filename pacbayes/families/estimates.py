@@ -29,6 +29,7 @@ KERNEL_PROBE_MIN = 16  # the smaller probe matrix has at least this many inputs 
 EIGEN_CHOLESKYS = 10.0  # the Monte Carlo kernel's eigenvalues (its rank), in Choleskys of n
 PROBE_STEPS = 3  # timed steps of a training loop (after one untimed step that warms it up)
 PROBE_DRAWS = 8  # timed posterior draws of the Monte Carlo error
+CACHE_READ_BYTES_PER_SECOND = 4e8  # a cache entry read and its checksum hashed (0.26 s a hash of 200 MB measured)
 
 KERNEL_CHEAPER = "a smaller --m, fewer --kernel-samples, or --kernel-type monte-carlo for a costly analytic kernel"
 EVIDENCE_CHEAPER = "a smaller --m"
@@ -116,19 +117,29 @@ def evidence_estimates(m: int, classes: int, settings) -> list:
     ]
 
 
-def marginal_estimates(model, train, test, settings, classes: int) -> list:
-    """The marginal family's phases: K, EP, the certified sandwich and the Q* baseline's cross kernel."""
+def marginal_estimates(model, train, test, settings, classes: int, cache_dir=None) -> list:
+    """The marginal family's phases: K, EP, the certified sandwich and the Q* baseline's cross kernel. A kernel
+    pass that ``cache_dir`` holds (:func:`pacbayes.families.marginal_cache.kernel_entry_exists`) is estimated as
+    reading its entry, together with a Monte Carlo kernel's cross kernel (the same pass)."""
     from pacbayes.families.marginal import baseline_inputs, build_kernel
+    from pacbayes.families.marginal_cache import kernel_entry_exists
 
-    with threads_for(orthant_dimension(len(train), classes), settings.device):
+    m = len(train)
+    with threads_for(orthant_dimension(m, classes), settings.device):
         held_out = baseline_inputs(test.x, settings)  # as the run pilots
-        kernel = build_kernel(model, tuple(train.x.shape[1:]), settings, m=len(train), pilot_inputs=held_out)
-        phases = [kernel_estimate(kernel, train.x, device=settings.device, phase=f"{kernel.kind} NNGP kernel")]
-        phases += evidence_estimates(len(train), classes, settings)
-        points = len(held_out)
-        phases.append(
-            kernel_estimate(kernel, train.x, points, device=settings.device, phase="Q* baseline cross kernel")
-        )
+        kernel = build_kernel(model, tuple(train.x.shape[1:]), settings, m=m, pilot_inputs=held_out)
+        name, points = f"{kernel.kind} NNGP kernel", len(held_out)
+        monte_carlo = isinstance(kernel, MonteCarloNNGP)
+        if kernel_entry_exists(cache_dir, kernel, model, train.x, held_out, settings):
+            stored = 8 * m * (m + (points + 1 if monte_carlo else 0))  # float64 K and a Monte Carlo pass's tests
+            phases = [PhaseEstimate(f"{name}, read from --cache-dir", stored / CACHE_READ_BYTES_PER_SECOND, stored)]
+        else:
+            phases, monte_carlo = [kernel_estimate(kernel, train.x, device=settings.device, phase=name)], False
+        phases += evidence_estimates(m, classes, settings)
+        if not monte_carlo:  # a cached Monte Carlo pass holds the cross kernel too
+            phases.append(
+                kernel_estimate(kernel, train.x, points, device=settings.device, phase="Q* baseline cross kernel")
+            )
     return phases
 
 
@@ -179,7 +190,7 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
     posterior_steps = settings.posterior_epochs * math.ceil((m if from_prior else m_bound) / posterior_batch)
     phases = []
     if m_prior:
-        batch = DEFAULT_PRIOR_SCHEDULE.batch_size
+        batch = min(DEFAULT_PRIOR_SCHEDULE.batch_size, m_prior)  # the loop's batches are never larger than S_prior
         prior_step = _seconds_per_step(
             lambda k: fit_prior_mean(
                 net,

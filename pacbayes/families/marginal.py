@@ -78,7 +78,13 @@ def build_kernel(
 
 
 def _monte_carlo(model: torch.nn.Module, settings: MarginalSettings, selection: str, pilot_inputs) -> MonteCarloNNGP:
-    kernel = MonteCarloNNGP(model, samples=settings.kernel_samples, seed=settings.seed, pilot_inputs=pilot_inputs)
+    kernel = MonteCarloNNGP(
+        model,
+        samples=settings.kernel_samples,
+        seed=settings.seed,
+        pilot_inputs=pilot_inputs,
+        target_error=settings.kernel_error,
+    )
     kernel.selection = selection
     return kernel
 
@@ -537,7 +543,9 @@ class MarginalFamily(FamilyBase):
         """The expected time and memory of :meth:`run`'s phases (:mod:`pacbayes.families.estimates`)."""
         from pacbayes.families.estimates import marginal_estimates
 
-        return marginal_estimates(model, train, test, _for_run(settings, context), _classes(context.outputs))
+        return marginal_estimates(
+            model, train, test, _for_run(settings, context), _classes(context.outputs), cache_dir=context.cache_dir
+        )
 
     def run(
         self, model, train, test, *, delta: float, settings: MarginalSettings, context: RunContext

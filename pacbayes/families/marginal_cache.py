@@ -19,6 +19,7 @@ is hashed twice a run (its entry's checksum, EP's key): about 0.26 s each for m 
 """
 
 import inspect
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pacbayes.cache import Phase, PhaseCache, PhaseCacheWarning, cached
+from pacbayes.cache import Phase, PhaseCache, PhaseCacheWarning, cached, phase_cache
 from pacbayes.device import resolve_device
 from pacbayes.evidence.ep import ep_log_evidence
 from pacbayes.evidence.ep_store import RECORD, ep_arrays, ep_expected, json_array, json_record, restored_ep
@@ -37,7 +38,12 @@ from pacbayes.kernels import MonteCarloNNGP
 
 PHASE_VERSION = 1
 """Version of what the cached phases (kernel, EP) compute; raise it on a change."""
-_UNKEYED_OPTIONS = ("jitter", "device", "quiet")  # the jitter is keyed on its own; the others change no number
+_UNKEYED_OPTIONS = (
+    "jitter",
+    "device",
+    "quiet",
+    "check_definite",
+)  # jitter: keyed on its own; the rest change no number
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,39 @@ def _fresh_or_cached(cache: PhaseCache, phase: Phase, compute: Callable, to_arra
     return (fresh[0], None) if fresh else (None, arrays)
 
 
+def _kernel_phase(kernel, model, train_x: torch.Tensor, held_out: torch.Tensor, settings: MarginalSettings) -> Phase:
+    """The ``marginal-kernel`` phase of :func:`kernel_pass` (module docstring: its key)."""
+    monte_carlo = isinstance(kernel, MonteCarloNNGP)
+    m, q = int(train_x.shape[0]), int(held_out.shape[0])
+    tests = {"cross": ((m, q), np.float64), "diagonal": ((q,), np.float64)} if monte_carlo else {}
+    return Phase(
+        "marginal-kernel",
+        PHASE_VERSION,
+        {
+            "kernel": _kernel_settings(kernel),
+            "sigma_w": settings.sigma_w,
+            "sigma_b": settings.sigma_b,
+            "model": model_record(model),
+            "device": resolve_device(settings.device).type,
+        },
+        {"train_x": train_x, **({"held_out": held_out} if monte_carlo else {}), **model_tensors(model)},
+        {"K": ((m, m), np.float64), **tests, RECORD: ((None,), np.uint8)},
+    )
+
+
+def kernel_entry_exists(
+    cache_dir, kernel, model, train_x: torch.Tensor, held_out: torch.Tensor, settings: MarginalSettings
+) -> bool:
+    """Whether ``cache_dir`` holds an entry for :func:`kernel_pass` with these arguments (the run will read it
+    instead of computing the kernel, unless it then proves unreadable): for the time estimates. Hashes the
+    key's inputs, not the entry."""
+    cache = phase_cache(cache_dir)
+    if cache is None:
+        return False
+    phase = _kernel_phase(kernel, model, train_x, held_out, settings)
+    return os.path.lexists(cache.path(phase, phase.key()))
+
+
 def kernel_pass(
     cache: PhaseCache | None, kernel, model, train_x: torch.Tensor, held_out: torch.Tensor, settings: MarginalSettings
 ) -> KernelPass:
@@ -134,22 +173,7 @@ def kernel_pass(
 
     if cache is None:
         return compute()
-    device = resolve_device(settings.device)
-    m, q = int(train_x.shape[0]), int(held_out.shape[0])
-    tests = {"cross": ((m, q), np.float64), "diagonal": ((q,), np.float64)} if monte_carlo else {}
-    phase = Phase(
-        "marginal-kernel",
-        PHASE_VERSION,
-        {
-            "kernel": _kernel_settings(kernel),
-            "sigma_w": settings.sigma_w,
-            "sigma_b": settings.sigma_b,
-            "model": model_record(model),
-            "device": device.type,
-        },
-        {"train_x": train_x, **({"held_out": held_out} if monte_carlo else {}), **model_tensors(model)},
-        {"K": ((m, m), np.float64), **tests, RECORD: ((None,), np.uint8)},
-    )
+    phase = _kernel_phase(kernel, model, train_x, held_out, settings)
 
     def to_arrays(result: KernelPass) -> dict:
         record = {"described": result.described, "diagnostics": result.diagnostics, "seconds": result.seconds}
@@ -161,7 +185,7 @@ def kernel_pass(
     fresh, arrays = _fresh_or_cached(cache, phase, compute, to_arrays)
     if fresh is not None:
         return fresh
-    record = json_record(arrays[RECORD])
+    record, device = json_record(arrays[RECORD]), resolve_device(settings.device)
     test_kernels = (arrays["cross"].to(device), arrays["diagonal"].to(device)) if monte_carlo else None
     return KernelPass(
         arrays["K"].to(device), test_kernels, record["described"], record["diagnostics"], record["seconds"]
@@ -181,10 +205,15 @@ def _ep_options() -> dict:
 
 
 def ep_pass(cache: PhaseCache | None, likelihood, K: torch.Tensor, labels: torch.Tensor, jitter: float, settings):
-    """``likelihood.ep`` of K and ``labels`` (class indices) at ``jitter``, from ``cache`` when it holds it."""
+    """``likelihood.ep`` of K and ``labels`` (class indices) at ``jitter``, from ``cache`` when it holds it.
+
+    The certified sandwich follows on the same prior, so the binary EP leaves the proof that K + jitter I is
+    positive definite to the sandwich's factorisation (``check_definite``; an m x m Cholesky saved). The
+    multi-class estimators check K themselves (an m x m Cholesky, small beside the (C-1)m orthant)."""
+    deferred = {"check_definite": False} if likelihood.classes == 2 else {}
 
     def compute():
-        return likelihood.ep(K, labels, jitter=jitter, device=settings.device, quiet=settings.quiet)
+        return likelihood.ep(K, labels, jitter=jitter, device=settings.device, quiet=settings.quiet, **deferred)
 
     if cache is None:
         return compute()
@@ -211,4 +240,12 @@ def ep_pass(cache: PhaseCache | None, likelihood, K: torch.Tensor, labels: torch
         return compute()
 
 
-__all__ = ["PHASE_VERSION", "KernelPass", "ep_pass", "kernel_pass", "model_record", "model_tensors"]
+__all__ = [
+    "PHASE_VERSION",
+    "KernelPass",
+    "ep_pass",
+    "kernel_entry_exists",
+    "kernel_pass",
+    "model_record",
+    "model_tensors",
+]

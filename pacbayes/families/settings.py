@@ -17,6 +17,7 @@ from pacbayes.defaults import (
     DEFAULT_PRIOR_STD,
     DEFAULT_SIGMOID_TEMPERATURE,
     EVIDENCE_SAMPLE_TOLERANCE,
+    KERNEL_TARGET_ERROR,
     MC_SAMPLINGS,
     MULTICLASS_METHODS,
     OBJECTIVES,
@@ -71,7 +72,14 @@ class MarginalSettings:
         None,
         "--kernel-samples",
         "Random initialisations for the Monte Carlo kernel (default: chosen for an entry standard error of "
-        "1% of the mean diagonal and rank >= m).",
+        "--kernel-error and rank >= m).",
+    )
+    kernel_error: float = option(
+        KERNEL_TARGET_ERROR,
+        "--kernel-error",
+        "Monte Carlo kernel: the largest entry standard error, relative to the mean diagonal, that the automatic "
+        "sample count aims at (a pilot on held-out inputs chooses it; the time grows as 1/error^2). Any value "
+        "gives a valid prior; it sets how close K is to the architecture's NNGP.",
     )
     jitter: float = option(
         DEFAULT_JITTER, "--jitter", "Absolute epsilon added to the kernel diagonal; part of the prior K + eps I."
@@ -122,6 +130,9 @@ class MarginalSettings:
         """Refuse a bad baseline size when the settings are made, before any work."""
         checks.integer_at_least(self.q_star_test_points, "q_star_test_points (--q-star-test-points)", 1)
         checks.finite(self.sample_tolerance, "sample_tolerance (--sample-tolerance, nats)", low=0.0)
+        checks.finite(
+            self.kernel_error, "kernel_error (--kernel-error)", low=0.0, high=1.0, open_low=True, open_high=True
+        )
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ layout
 - BatchNorm in eval mode (running statistics: a fixed affine map per channel, x -> (x - mu) w / sqrt(v +
   eps) + b) is one batch_norm call over B C channels with the stacked statistics and affine parameters;
 - every parameter-free layer that acts on each channel alone (activations, max and average pooling, dropout
-  in eval mode, Identity) runs unchanged, and flattening (n, B C, ...) to (n, B C ...) keeps each
-  initialisation's features contiguous and in the order of its own flattening.
+  in eval mode, Identity) runs unchanged (a 2 x 2 max-pool as elementwise maxima: the same values, faster),
+  and flattening (n, B C, ...) to (n, B C ...) keeps each initialisation's features contiguous and in the
+  order of its own flattening.
 
 Two rewrites leave the outputs as they are and save memory traffic: within a Sequential, a monotone
 non-decreasing activation directly before a max-pool runs after it (it then touches the pool's smaller
@@ -152,8 +153,44 @@ class _BatchNorm(_Stacked):
         return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), shift
 
 
+class _PairMax2d(torch.nn.MaxPool2d):
+    """``MaxPool2d(2)`` (stride 2, no padding or dilation, rounding down) as two elementwise maxima of strided
+    views: the same values (a maximum is exact; NaN propagates as in the pool), about 4x faster than
+    ``max_pool2d`` on the wide channels-last activations of stacked initialisations (measured on 2 cores,
+    256 channels of 32 x 32)."""
+
+    def __init__(self):
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, columns = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+        pairs = torch.maximum(x[..., 0:rows:2, :columns], x[..., 1:rows:2, :columns])
+        return torch.maximum(pairs[..., 0::2], pairs[..., 1::2])
+
+
+def _pairwise_max_pool(layer: torch.nn.Module) -> bool:
+    """Whether ``layer`` is a MaxPool2d that :class:`_PairMax2d` computes: 2 x 2 windows, stride 2, no padding,
+    dilation 1, rounding down, no indices."""
+
+    def pair(value) -> bool:
+        return value in (2, (2, 2))
+
+    return (
+        type(layer) is torch.nn.MaxPool2d
+        and pair(layer.kernel_size)
+        and pair(layer.stride)
+        and layer.padding in (0, (0, 0))
+        and layer.dilation in (1, (1, 1))
+        and not layer.ceil_mode
+        and not layer.return_indices
+    )
+
+
 def _stacked_layer(name: str, layer: torch.nn.Module):
-    """The stacked form of one leaf layer, None for a channel-wise layer kept as it is, or a reason (str)."""
+    """The stacked form of one leaf layer (a faster equivalent for a 2 x 2 max-pool), None for a channel-wise
+    layer kept as it is, or a reason (str)."""
+    if _pairwise_max_pool(layer):
+        return _PairMax2d()
     if isinstance(layer, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
         if layer.padding_mode != "zeros":
             return f"{name}: padding_mode {layer.padding_mode!r}"
@@ -251,7 +288,8 @@ def stack_module(module: torch.nn.Module) -> tuple:
         if stacked is not None:
             parent, _, attribute = name.rpartition(".")
             setattr(copied.get_submodule(parent) if parent else copied, attribute, stacked)
-            layers.append(stacked)
+            if isinstance(stacked, _Stacked):
+                layers.append(stacked)
     _fold_norms(copied)
     _pool_first(copied)
     _in_place(copied)
