@@ -255,9 +255,8 @@ def ep_posterior(prior: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor) -> _P
 def _latent_predictive(post: _Posterior, cross: torch.Tensor, prior_var: torch.Tensor):
     """Mean and variance of the latent at points with prior covariances ``cross`` (m, n) (R&W Alg. 3.6)."""
     inverse = post.inverse_factor
-    v = lower_triangular_times(
-        inverse, post.sqrt_tau.to(inverse.dtype)[:, None] * cross.to(inverse.dtype)
-    )  # L^-1 S^1/2 K_*
+    scaled = post.sqrt_tau.to(inverse.dtype)[:, None] * cross.to(inverse.dtype)  # S^1/2 K_*
+    v = lower_triangular_times(inverse, scaled)  # L^-1 S^1/2 K_*
     return cross.T @ post.alpha, prior_var - (v.double() ** 2).sum(dim=0)
 
 

@@ -130,13 +130,14 @@ def marginal_estimates(model, train, test, settings, classes: int, cache_dir=Non
         kernel = build_kernel(model, tuple(train.x.shape[1:]), settings, m=m, pilot_inputs=held_out)
         name, points = f"{kernel.kind} NNGP kernel", len(held_out)
         monte_carlo = isinstance(kernel, MonteCarloNNGP)
-        if kernel_entry_exists(cache_dir, kernel, model, train.x, held_out, settings):
+        cached = kernel_entry_exists(cache_dir, kernel, model, train.x, held_out, settings)
+        if cached:
             stored = 8 * m * (m + (points + 1 if monte_carlo else 0))  # float64 K and a Monte Carlo pass's tests
             phases = [PhaseEstimate(f"{name}, read from --cache-dir", stored / CACHE_READ_BYTES_PER_SECOND, stored)]
         else:
-            phases, monte_carlo = [kernel_estimate(kernel, train.x, device=settings.device, phase=name)], False
+            phases = [kernel_estimate(kernel, train.x, device=settings.device, phase=name)]
         phases += evidence_estimates(m, classes, settings)
-        if not monte_carlo:  # a cached Monte Carlo pass holds the cross kernel too
+        if not (cached and monte_carlo):  # a cached Monte Carlo pass holds the cross kernel too
             phases.append(
                 kernel_estimate(kernel, train.x, points, device=settings.device, phase="Q* baseline cross kernel")
             )
