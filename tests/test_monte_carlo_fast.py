@@ -63,6 +63,17 @@ def test_float32_forwards_are_far_inside_the_sampling_error():
     assert float(z.max()) < 1e-3, z
 
 
+def test_the_float32_cross_kernel_is_far_inside_the_sampling_error():
+    """K(x, x_test) from float32 products of float32 features against the float64 pass on the same draws."""
+    x, x_test = _images(8), _images(5, seed=1)
+    crosses = {}
+    for precision in ("float32", "float64"):
+        mc = MonteCarloNNGP(_cnn(), samples=64, seed=1, entry_errors=True, precision=precision)
+        crosses[precision] = mc.matrix(x, x_test)
+    z = (crosses["float32"] - crosses["float64"]).abs() / mc.standard_error
+    assert float(z.max()) < 1e-3, z
+
+
 def _random_norm_init(module):
     """Default init plus non-trivial BatchNorm statistics and affine parameters (so a fold is visible)."""
     for layer in module.modules():
