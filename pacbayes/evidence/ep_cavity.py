@@ -45,6 +45,7 @@ import torch
 from pacbayes.errors import ConvergenceError
 from pacbayes.evidence.ep import cholesky_in_place, column_square_sums, inverse_factor_of, lower_triangular_times
 from pacbayes.evidence.sequential import Steps, permute_symmetric, sequential_log_weights
+from pacbayes.kernels._blocks import mirror_lower
 
 EXACT_COLUMN_GUARD = 1e-4  # 1 - (B^-1)_kk below this: column k of Sigma_Q from Sigma directly (ep_covariance)
 FACTOR_CHECK_TOL = 1e-10  # |B x - u| / |u| for x = L^-T L^-1 u: a float64 factor of B passes, another fails
@@ -90,16 +91,6 @@ def _inverse_from_factor(inverse: torch.Tensor) -> torch.Tensor:
     return inverse
 
 
-def _mirror_lower(matrix: torch.Tensor) -> None:
-    """Copy the lower triangle of ``matrix`` over its strict upper triangle, a block of rows at a time."""
-    m = matrix.shape[0]
-    for begin in range(0, m, _PRODUCT_BLOCK):
-        rows = slice(begin, min(begin + _PRODUCT_BLOCK, m))
-        matrix[: rows.start, rows] = matrix[rows, : rows.start].T
-        block = matrix[rows, rows]
-        block.copy_(block.tril() + block.tril(-1).T)
-
-
 def ep_covariance(sigma, tau, signs, inverse_factor=None) -> tuple:
     """(Sigma_Q = (sigma^-1 + T)^-1 as a new symmetric m x m tensor, ln|B| / 2) for the signed covariance ``sigma``
     = S Sigma_f S and site precisions ``tau`` >= 0 (T = diag tau, S = diag ``signs``).
@@ -123,7 +114,7 @@ def ep_covariance(sigma, tau, signs, inverse_factor=None) -> tuple:
     scale[weak] = 0.0  # their rows and columns are written below
     covariance.neg_().diagonal().add_(1.0)
     covariance.mul_(scale[:, None]).mul_(scale[None, :])
-    _mirror_lower(covariance)
+    mirror_lower(covariance, _PRODUCT_BLOCK)
     if exact is not None:
         block = exact[weak]  # Sigma_Q between weak sites, from both of their columns: one symmetric value each
         exact[weak] = (block + block.T) * 0.5

@@ -138,3 +138,14 @@ def fill_kernel(
         if symmetric and i != j:
             out[cols, rows] = block.T
     return out
+
+
+def mirror_lower(matrix: torch.Tensor, rows: int = 256) -> None:
+    """Make ``matrix`` exactly symmetric from its lower triangle (diagonal included), in place: the strict upper
+    triangle becomes the transpose of the lower one, a block of ``rows`` rows at a time (no m x m temporary)."""
+    m = matrix.shape[0]
+    for start in range(0, m, rows):
+        end = min(m, start + rows)
+        block = matrix[start:end, start:end]
+        block.copy_(block.tril() + block.tril(-1).T)
+        matrix[start:end, end:] = matrix[end:, start:end].T

@@ -60,7 +60,7 @@ from pacbayes import checks
 from pacbayes.defaults import KERNEL_TARGET_ERROR as TARGET_ERROR  # largest entry standard error / mean diagonal
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError, ModelLoadError
-from pacbayes.kernels._blocks import as_inputs, check_block_size
+from pacbayes.kernels._blocks import as_inputs, check_block_size, mirror_lower
 from pacbayes.kernels.readout import find_readout
 from pacbayes.kernels.stacked import load, stack_module
 from pacbayes.memory import check_fits, format_bytes
@@ -566,7 +566,7 @@ class MonteCarloNNGP:
                 products = torch.einsum("nsc,nsd->cd", per_logit, per_logit)
                 logit_products = products if logit_products is None else logit_products + products
         if gram is not None:
-            _mirror_lower(gram)
+            mirror_lower(gram, GRAM_ROWS)
         results = tuple(None if k is None else k.mul_(a / self.samples).add_(b) for k in (gram, cross, test_diagonal))
         self._summarise(results[0] if symmetric else results[1], moments / self.samples, sampled, full, symmetric)
         if logit_products is not None:
@@ -634,7 +634,7 @@ def _draw_norms(features: torch.Tensor, width: int) -> torch.Tensor:
 def _add_lower_gram(gram: torch.Tensor, features: torch.Tensor) -> None:
     """Add F F^T to the lower block triangle of ``gram`` (its rows in blocks of GRAM_ROWS, each against every
     row up to the block's end): about half the flops of the full product; the entries above the diagonal
-    blocks are left as they are, for :func:`_mirror_lower` to fill in."""
+    blocks are left as they are, for :func:`pacbayes.kernels._blocks.mirror_lower` to fill in."""
     n = gram.shape[0]
     for start in range(0, n, GRAM_ROWS):
         end = min(n, start + GRAM_ROWS)
@@ -649,17 +649,6 @@ def _add_cross(cross: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, forward_
         cross += f1.to(torch.float32) @ f2.to(torch.float32).T
     else:
         cross.addmm_(f1, f2.T)
-
-
-def _mirror_lower(gram: torch.Tensor) -> None:
-    """Make ``gram`` exactly symmetric from its lower triangle (diagonal included), in place: the upper triangle
-    becomes the transpose of the lower one, a block of GRAM_ROWS rows at a time."""
-    n = gram.shape[0]
-    for start in range(0, n, GRAM_ROWS):
-        end = min(n, start + GRAM_ROWS)
-        block = gram[start:end, start:end]
-        block.copy_(block.tril() + block.tril(-1).T)
-        gram[start:end, end:] = gram[end:, start:end].T
 
 
 def _add_draws(sums: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, width: int, a: float, b: float) -> None:

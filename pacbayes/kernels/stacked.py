@@ -155,9 +155,9 @@ class _BatchNorm(_Stacked):
 
 class _PairMax2d(torch.nn.MaxPool2d):
     """``MaxPool2d(2)`` (stride 2, no padding or dilation, rounding down) as two elementwise maxima of strided
-    views: the same values (a maximum is exact; NaN propagates as in the pool), about 4x faster than
-    ``max_pool2d`` on the wide channels-last activations of stacked initialisations (measured on 2 cores,
-    256 channels of 32 x 32)."""
+    views: the same values (a maximum is exact; NaN propagates as in the pool). On the channels-last activations
+    of stacked initialisations (2 cores, 128 inputs) it took 6.2 ms against ``max_pool2d``'s 21.9 ms on 512
+    channels of 16 x 16, and about the same (47 against 50 ms, memory-bound) on 256 channels of 32 x 32."""
 
     def __init__(self):
         super().__init__(2)
