@@ -74,6 +74,19 @@ def test_the_float32_cross_kernel_is_far_inside_the_sampling_error():
     assert float(z.max()) < 1e-3, z
 
 
+def test_k_is_the_exact_float64_gram_matrix_of_the_float32_features():
+    """The features stay in the forwards' float32; only K's products widen them, so K is their exact Gram matrix
+    (positive semi-definite by construction), not a float32 product."""
+    x = _images(9)
+    mc = MonteCarloNNGP(_cnn(), samples=6, seed=3, batch_size=6)
+    K = mc.matrix(x)
+    (features,) = next(mc._feature_batches([x], mc._seeds(), torch.device("cpu"), 1024, True))
+    assert features.dtype == torch.float32 and features.shape == (9, 6 * mc.width)
+    wide = features.double()
+    a, b = mc._scale()
+    torch.testing.assert_close(K, wide @ wide.T * (a / 6) + b, rtol=1e-14, atol=0.0)
+
+
 def _random_norm_init(module):
     """Default init plus non-trivial BatchNorm statistics and affine parameters (so a fold is visible)."""
     for layer in module.modules():

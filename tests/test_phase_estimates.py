@@ -242,3 +242,17 @@ def test_max_minutes_must_be_a_positive_number():
     train, test = _data(20, 10)
     with pytest.raises(InputError, match="max_minutes must be > 0"):
         certify(demo_network(width=8), train, test, CertifyOptions(max_minutes=-1.0))
+
+
+def test_a_monte_carlo_pass_with_the_q_star_test_kernels_is_estimated_within_a_factor_of_two():
+    """certify's one pass (K, K(x, tests), the test diagonal) is one phase: the forward passes on both input
+    sets and both products, not K and a second pass for the cross kernel."""
+    train, test = _data(200, 150)
+    torch.manual_seed(0)
+    kernel = MonteCarloNNGP(demo_network(width=128), samples=128, seed=0)
+
+    def pair():
+        estimate = kernel_estimate(kernel, train.x, test_points=len(test), phase="one pass")
+        return [estimate], {"one pass": best_time(lambda: kernel.train_and_test(train.x, test.x))}
+
+    _within(pair, ["one pass"])

@@ -22,6 +22,7 @@ from pacbayes.estimates import PhaseEstimate, best_time, median_time
 from pacbayes.evidence.budget import evidence_budgets, orthant_dimension, seconds_per_cube
 from pacbayes.evidence.certified import DEFAULT_SAMPLES
 from pacbayes.kernels import MonteCarloNNGP
+from pacbayes.kernels.monte_carlo import lower_gram_entries
 
 KERNEL_PROBE_SECONDS = 0.05  # the kernel probe doubles its inputs until its larger matrix takes this long
 KERNEL_PROBE_MAX = 256  # ... or reaches this many inputs
@@ -70,24 +71,32 @@ def _monte_carlo_forward(kernel, x: torch.Tensor, inputs: int, device) -> float:
     return batches * (max(few - per_input * size, 0.0) + per_input * inputs)
 
 
-def kernel_estimate(kernel, x: torch.Tensor, n2=None, *, device=None, phase="NNGP kernel") -> PhaseEstimate:
-    """The kernel on ``x`` (n2 None: K(x, x); else the n x n2 cross kernel).
+def kernel_estimate(
+    kernel, x: torch.Tensor, n2=None, *, device=None, phase="NNGP kernel", test_points: int = 0
+) -> PhaseEstimate:
+    """The kernel on ``x`` (n2 None: K(x, x); else the n x n2 cross kernel); with ``test_points``, a Monte Carlo
+    kernel's one pass that also gives K(x, tests) and the test diagonal (``train_and_test``, as certify runs it).
 
     Analytic kernels: probe matrices on the first inputs give a call's fixed cost and the cost per
     entry, times n x n2 (tiles are computed whole, so a symmetric matrix costs its n^2 entries). Monte
     Carlo kernels: a timed batch of initialisations (:func:`_monte_carlo_forward`; the sample count
-    is fixed for n inputs first, as the run will),
-    plus the products of the features (2 n n2 S r flops) and, for K(x, x), its eigenvalues."""
+    is fixed for n inputs first, as the run will) on every input of the pass, plus the products of the
+    features (2 S r flops per entry: K's lower block triangle in float64, a cross kernel after float32
+    forwards in float32 at half the time) and, for K(x, x), its eigenvalues."""
     n1 = len(x)
-    columns = n1 if n2 is None else int(n2)
     if isinstance(kernel, MonteCarloNNGP):
-        _, peak = kernel.estimate(n1, n2, tuple(x.shape[1:]), device=device)  # fixes the sample count for n1
-        forward = _monte_carlo_forward(kernel, x, n1 + (0 if n2 is None else int(n2)), device)
-        flop = 3.0 * seconds_per_cube(str(resolve_device(device)))
-        products = 2.0 * n1 * columns * int(kernel.samples or 0) * (kernel.width or 1) * flop
+        shape = tuple(x.shape[1:])
+        _, peak = kernel.estimate(n1, n2, shape, device=device, test_points=test_points)  # fixes S for n1
+        forward = _monte_carlo_forward(kernel, x, n1 + (0 if n2 is None else int(n2)) + test_points, device)
+        flop = 3.0 * seconds_per_cube(str(resolve_device(device)))  # seconds per float64 flop
+        per_entry = 2.0 * int(kernel.samples or 0) * (kernel.width or 1) * flop
+        cross_entries = n1 * ((0 if n2 is None else int(n2)) + test_points)
+        cross_cost = 0.5 if kernel.dtype == torch.float32 else 1.0
+        products = per_entry * (lower_gram_entries(n1) * (n2 is None) + cross_cost * cross_entries)
         eigen = EIGEN_CHOLESKYS * flop / 3.0 * n1**3 if n2 is None else 0.0
         seconds = forward + products + eigen
     else:
+        columns = n1 if n2 is None else int(n2)
         fixed, per_entry = _kernel_probe(kernel, x, device)
         seconds = fixed + per_entry * n1 * columns
         peak = 8 * n1 * columns * 2
@@ -118,8 +127,9 @@ def evidence_estimates(m: int, classes: int, settings) -> list:
 
 
 def marginal_estimates(model, train, test, settings, classes: int, cache_dir=None) -> list:
-    """The marginal family's phases: K, EP, the certified sandwich and the Q* baseline's cross kernel. A kernel
-    pass that ``cache_dir`` holds (:func:`pacbayes.families.marginal_cache.kernel_entry_exists`) is estimated as
+    """The marginal family's phases: K, EP, the certified sandwich and the Q* baseline's cross kernel (for a Monte
+    Carlo kernel, part of K's pass: one phase, as the run computes them). A kernel pass that ``cache_dir`` holds
+    (:func:`pacbayes.families.marginal_cache.kernel_entry_exists`) is estimated as
     reading its entry, together with a Monte Carlo kernel's cross kernel (the same pass)."""
     from pacbayes.families.marginal import baseline_inputs, build_kernel
     from pacbayes.families.marginal_cache import kernel_entry_exists
@@ -134,10 +144,13 @@ def marginal_estimates(model, train, test, settings, classes: int, cache_dir=Non
         if cached:
             stored = 8 * m * (m + (points + 1 if monte_carlo else 0))  # float64 K and a Monte Carlo pass's tests
             phases = [PhaseEstimate(f"{name}, read from --cache-dir", stored / CACHE_READ_BYTES_PER_SECOND, stored)]
+        elif monte_carlo:  # one pass gives K and the Q* baseline's test kernels
+            phase = f"{name} (with the Q* baseline's test kernels)"
+            phases = [kernel_estimate(kernel, train.x, device=settings.device, phase=phase, test_points=points)]
         else:
             phases = [kernel_estimate(kernel, train.x, device=settings.device, phase=name)]
         phases += evidence_estimates(m, classes, settings)
-        if not (cached and monte_carlo):  # a cached Monte Carlo pass holds the cross kernel too
+        if not monte_carlo:
             phases.append(
                 kernel_estimate(kernel, train.x, points, device=settings.device, phase="Q* baseline cross kernel")
             )

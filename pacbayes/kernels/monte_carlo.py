@@ -19,7 +19,8 @@ SeedSequence), so the draws do not depend on the device or on how samples and in
 forward passes run in ``precision`` (float32 by default: the features are the float64 network's up to
 float32 rounding, about 1e-7 relative, far below the sampling error; the kernel's last bits then depend on
 the batching) and the sums of feature products accumulate in float64, so K is the exact Gram matrix of the
-rounded features (positive semi-definite). Initialisations are evaluated together: as one wider network
+rounded features (positive semi-definite; only K's products widen the features to float64, while a cross kernel
+such as Q*'s test kernel is a float32 product of them). Initialisations are evaluated together: as one wider network
 (:mod:`pacbayes.kernels.stacked`: grouped convolutions, BatchNorm folded into the convolution before it)
 when that copy reproduces the module on a probe, else with torch.func.vmap.
 
@@ -344,8 +345,8 @@ class MonteCarloNNGP:
         return x.to(dtype=self.dtype, memory_format=torch.channels_last)
 
     def _features(self, net, layers, params, buffers, x, block_size, into=None) -> torch.Tensor:
-        """Features F_s of every initialisation on every input: (n, batch * r) float64 (draw-major), each block
-        of inputs written into one float64 array as it is computed: ``into`` when it has that shape."""
+        """Features F_s of every initialisation on every input: (n, batch * r) in the forward dtype (draw-major),
+        each block of inputs written into one array as it is computed: ``into`` when it has that shape."""
         features = None
         copies = next(iter({**params, **buffers}.values())).shape[0]
         step = self._block(block_size, copies, x)
@@ -372,7 +373,7 @@ class MonteCarloNNGP:
             if features is None:
                 shape = (x.shape[0], copies * self.width)
                 reuse = into is not None and into.shape == shape and into.device == x.device
-                features = into if reuse else torch.empty(shape, dtype=torch.float64, device=x.device)
+                features = into if reuse else torch.empty(shape, dtype=self.dtype, device=x.device)
             features[start : start + step].view(-1, copies, self.width).copy_(out.transpose(0, 1))
         return features
 
@@ -464,21 +465,24 @@ class MonteCarloNNGP:
         a, b = self._scale()
         return total * (a / self.samples) + b
 
-    def estimate(self, n1: int, n2=None, input_shape=None, *, inputs=None, device=None, block_size=None) -> tuple:
-        """(seconds, peak bytes) of ``matrix`` on n1 x n2 inputs of ``input_shape`` (n2 None: symmetric), from
-        one timed batch of initialisations on at most 64 inputs: the first of ``inputs`` (the inputs the kernel
-        will be computed on), else seeded Gaussian probes; the automatic sample count is chosen as
-        :meth:`matrix` chooses it (from ``pilot_inputs``, never from these)."""
+    def estimate(
+        self, n1: int, n2=None, input_shape=None, *, inputs=None, device=None, block_size=None, test_points: int = 0
+    ) -> tuple:
+        """(seconds, peak bytes) of ``matrix`` on n1 x n2 inputs of ``input_shape`` (n2 None: symmetric), or with
+        ``test_points`` of :meth:`train_and_test`'s pass on n1 and that many test inputs, from one timed batch of
+        initialisations on at most 64 inputs: the first of ``inputs`` (the inputs the kernel will be computed
+        on), else seeded Gaussian probes; the automatic sample count is chosen as :meth:`matrix` chooses it
+        (from ``pilot_inputs``, never from these)."""
         device = resolve_device(device)
         if inputs is not None:
             x = as_inputs(inputs, device, "inputs")
-            return self._estimate(x, n1, n2, device, block_size, probe=False)
+            return self._estimate(x, n1, n2, device, block_size, probe=False, test_points=test_points)
         if input_shape is None:
             raise InputError("estimate needs the inputs or the shape of one input; pass input_shape=(...)")
         probe = gaussian_probe(min(64, n1), tuple(input_shape))
-        return self._estimate(probe.to(device), n1, n2, device, block_size, probe=True)
+        return self._estimate(probe.to(device), n1, n2, device, block_size, probe=True, test_points=test_points)
 
-    def _estimate(self, x, n1, n2, device, block_size, probe) -> tuple:
+    def _estimate(self, x, n1, n2, device, block_size, probe, test_points: int = 0) -> tuple:
         block_size = check_block_size(block_size, self.default_block_size)
         self._fix_samples(n1, x, device, block_size, True, probe=probe)
         x = x[:64]
@@ -495,16 +499,19 @@ class MonteCarloNNGP:
                 features = self._features(net, layers, params, buffers, x, block_size)
             forward = min(forward, time.perf_counter() - begun)
         per_input_draw = forward / (x.shape[0] * batch)
-        inputs = n1 + (0 if n2 is None else n2)
-        columns = n1 if n2 is None else n2
-        peak = 8 * (n1 * columns * (3 if self.entry_errors else 1) + inputs * features.shape[1])
+        inputs = n1 + (0 if n2 is None else n2) + test_points
+        entries = n1 * (n1 if n2 is None else n2) + (n1 + 1) * test_points  # K or K(x1, x2); the test kernels
+        width = features.shape[1]  # batch x r: the features of one batch of initialisations, per input
+        wide = 8 * n1 * width if features.dtype != torch.float64 else 0  # x1's features in float64
+        peak = 8 * entries * (3 if self.entry_errors else 1) + features.element_size() * inputs * width + wide
         return (per_draw + per_input_draw * inputs) * self.samples, peak
 
     def matrix(self, x1, x2=None, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
         """(1/S) sum_s K_s(x1, x2): float64 (n1, n2) on ``device``; ``x2=None``: K(x1, x1).
 
         ``block_size``: inputs per forward pass (fewer when the model's activations need it). Memory: the
-        result plus (n1 + n2) x batch_size x r (and two more n1 x n2 matrices when ``entry_errors``).
+        result plus (n1 + n2) x batch_size x r features in the forward dtype, n1 x batch_size x r more in float64
+        after float32 forwards (and two more n1 x n2 matrices when ``entry_errors``).
         """
         kernel, cross, _ = self._pass(x1, x2, x2 is None, device, block_size, quiet)
         return kernel if x2 is None else cross
@@ -529,12 +536,16 @@ class MonteCarloNNGP:
         check_fits(entries * 8 * (3 if self.entry_errors else 1), device, f"the {n1} x {n2} Monte Carlo kernel")
         self._fix_samples(n1, x1, device, block_size, quiet)
         if not quiet and self.samples * (n1 + (0 if x2 is None else n2)) >= ANNOUNCE_WORK:
-            seconds, peak = self._estimate(x1, n1, None if x2 is None else n2, device, block_size, probe=False)
+            tests = n2 if symmetric and x2 is not None else 0  # train_and_test's pass
+            seconds, peak = self._estimate(
+                x1, n1, None if x2 is None or tests else n2, device, block_size, probe=False, test_points=tests
+            )
             announce(
                 f"Monte Carlo NNGP {n1} x {n2}, {self.samples} samples: about {seconds:.0f} s, "
                 f"peak memory {format_bytes(peak)} plus the model's activations"
             )
         reported = 0 if symmetric else 1  # which inputs the diagnostics' columns are
+        wide = None  # x1's features in float64, for the exact Gram matrix (and the logits' products)
         columns_n = inputs[reported].shape[0]
         rows, columns = _spread(n1), _spread(columns_n)
         gram = torch.zeros((n1, n1), dtype=torch.float64, device=device) if symmetric else None
@@ -547,22 +558,25 @@ class MonteCarloNNGP:
         for features in self._feature_batches(inputs, self._seeds(), device, block_size, quiet):
             f1, f2 = features[0], features[-1]
             a, b = self._scale()
+            if gram is not None or self.readout is None:
+                wide = _float64(f1, wide)
             if gram is not None:
-                _add_lower_gram(gram, f1)
+                _add_lower_gram(gram, wide)
             if cross is not None:
-                _add_cross(cross, f1, f2, self.dtype)
-            norms = [_draw_norms(f, self.width) for f in features]  # (n, draws) F_s(x) . F_s(x)
+                _add_cross(cross, f1, f2)
+            g1 = f1 if wide is None else wide  # float64 when converted already: K's diagonal, exactly
+            norms = [_draw_norms(f, self.width) for f in (g1, *features[1:])]  # (n, draws) F_s(x) . F_s(x)
             if test_diagonal is not None:
                 test_diagonal += norms[-1].sum(dim=1)
-            g2 = features[reported]
-            _add_draws(sampled, f1[rows], g2[columns], self.width, a, b)
+            g2 = g1 if reported == 0 else f2
+            _add_draws(sampled, g1[rows], g2[columns], self.width, a, b)
             if full is not None:
-                _add_draws(full, f1, g2, self.width, a, b)
+                _add_draws(full, g1, g2, self.width, a, b)
             diagonal = (norms[0] if symmetric else torch.cat(norms)) * a + b
             moments[0] += diagonal.sum(dim=1)
             moments[1] += diagonal.square().sum(dim=1)
             if self.readout is None:
-                per_logit = f1.reshape(n1, -1, self.logits)  # (n, draws, C)
+                per_logit = wide.reshape(n1, -1, self.logits)  # (n, draws, C)
                 products = torch.einsum("nsc,nsd->cd", per_logit, per_logit)
                 logit_products = products if logit_products is None else logit_products + products
         if gram is not None:
@@ -626,9 +640,20 @@ def _spread(n: int, most: int = ERROR_INPUTS) -> torch.Tensor:
 
 
 def _draw_norms(features: torch.Tensor, width: int) -> torch.Tensor:
-    """F_s(x) . F_s(x) of every input and initialisation: (n, draws) from features (n, draws * width)."""
+    """F_s(x) . F_s(x) of every input and initialisation: (n, draws) float64 from features (n, draws * width)
+    (each dot product in the features' dtype)."""
     per_draw = features.reshape(features.shape[0], -1, width)
-    return torch.einsum("nbr,nbr->nb", per_draw, per_draw)  # a batched dot: no (n, draws * width) temporary
+    return torch.einsum("nbr,nbr->nb", per_draw, per_draw).double()  # a batched dot: no (n, draws * width) temporary
+
+
+def _float64(features: torch.Tensor, buffer) -> torch.Tensor:
+    """``features`` in float64: themselves when they are, else copied into ``buffer`` (reused when its shape
+    matches, so each batch of initialisations writes the same array)."""
+    if features.dtype == torch.float64:
+        return features
+    if buffer is None or buffer.shape != features.shape:
+        return features.to(torch.float64)
+    return buffer.copy_(features)
 
 
 def _add_lower_gram(gram: torch.Tensor, features: torch.Tensor) -> None:
@@ -641,20 +666,26 @@ def _add_lower_gram(gram: torch.Tensor, features: torch.Tensor) -> None:
         gram[start:end, :end].addmm_(features[start:end], features[:end].T)
 
 
-def _add_cross(cross: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, forward_dtype: torch.dtype) -> None:
-    """Add F1 F2^T to the float64 ``cross``. After float32 forwards the product runs in float32 (half the
-    time of the float64 product; relative error about 1e-6, far inside the sampling error): unlike K(x, x),
-    whose exact Gram form keeps the prior positive semi-definite, the cross kernel only feeds Q*'s predictions."""
-    if forward_dtype == torch.float32:
-        cross += f1.to(torch.float32) @ f2.to(torch.float32).T
-    else:
+def lower_gram_entries(n: int) -> int:
+    """Entries of an n x n Gram matrix that :func:`_add_lower_gram` computes (its lower block triangle)."""
+    return sum(min(GRAM_ROWS, n - start) * min(n, start + GRAM_ROWS) for start in range(0, n, GRAM_ROWS))
+
+
+def _add_cross(cross: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor) -> None:
+    """Add F1 F2^T to the float64 ``cross``, the product in the features' dtype. After float32 forwards it runs
+    in float32 on the forwards' own outputs (half the time of the float64 product, and no conversion; relative
+    error about 1e-6, far inside the sampling error): unlike K(x, x), whose exact Gram form keeps the prior
+    positive semi-definite, the cross kernel only feeds Q*'s predictions."""
+    if f1.dtype == torch.float64:
         cross.addmm_(f1, f2.T)
+    else:
+        cross += f1 @ f2.T
 
 
 def _add_draws(sums: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, width: int, a: float, b: float) -> None:
     """Add sum_s K_s and sum_s K_s^2 (entrywise) over the initialisations in f1 (n1, draws r), f2 (n2, draws r)
-    to ``sums`` (2, n1, n2), with K_s = a F_s F_s^T + b."""
-    g1, g2 = f1.reshape(f1.shape[0], -1, width), f2.reshape(f2.shape[0], -1, width)
+    to ``sums`` (2, n1, n2), with K_s = a F_s F_s^T + b (in float64)."""
+    g1, g2 = (f.to(torch.float64).reshape(f.shape[0], -1, width) for f in (f1, f2))
     chunk = max(1, CHUNK_ELEMENTS // (f1.shape[0] * f2.shape[0]))
     for start in range(0, g1.shape[1], chunk):
         draws = torch.einsum("nbr,mbr->bnm", g1[:, start : start + chunk], g2[:, start : start + chunk]) * a + b
