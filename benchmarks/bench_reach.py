@@ -299,7 +299,7 @@ def kernel_timing(args) -> list:
                 old_auto_samples=old["auto_samples"],
                 old_pilot=old["pilot"],
                 ratio=old["seconds"] / seconds,
-                # the same draws (in float64 forwards before 21b6a7e's successor), relative to the mean diagonal
+                # the same draws through both codes, relative to the mean diagonal
                 kernel_difference=max(
                     float((K - old_K).abs().max()),
                     float((cross - old_cross).abs().max()),

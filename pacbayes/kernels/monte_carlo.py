@@ -538,7 +538,7 @@ class MonteCarloNNGP:
         if not quiet and self.samples * (n1 + (0 if x2 is None else n2)) >= ANNOUNCE_WORK:
             tests = n2 if symmetric and x2 is not None else 0  # train_and_test's pass
             seconds, peak = self._estimate(
-                x1, n1, None if x2 is None or tests else n2, device, block_size, probe=False, test_points=tests
+                x1, n1, None if symmetric else n2, device, block_size, probe=False, test_points=tests
             )
             announce(
                 f"Monte Carlo NNGP {n1} x {n2}, {self.samples} samples: about {seconds:.0f} s, "
