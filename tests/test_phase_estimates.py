@@ -32,7 +32,7 @@ from pacbayes.kernels import MonteCarloNNGP
 from pacbayes.models import classification_error, model_outputs
 
 TOLERANCE = 2.0
-ATTEMPTS = 3
+ATTEMPTS = 5
 SAMPLES = 3000  # draws of the certified sandwich (the estimate scales with them)
 
 

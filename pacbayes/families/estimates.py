@@ -30,6 +30,8 @@ KERNEL_PROBE_MIN = 16  # the smaller probe matrix has at least this many inputs 
 EIGEN_CHOLESKYS = 10.0  # the Monte Carlo kernel's eigenvalues (its rank), in Choleskys of n
 PROBE_STEPS = 3  # timed steps of a training loop (after one untimed step that warms it up)
 PROBE_DRAWS = 8  # timed posterior draws of the Monte Carlo error
+PROBE_SECONDS = 0.04  # a timed probe call is lengthened until it takes this long ...
+PROBE_STEPS_MAX = 256  # ... or runs this many steps or draws
 CACHE_READ_BYTES_PER_SECOND = 4e8  # a cache entry read and its checksum hashed (0.26 s a hash of 200 MB measured)
 
 KERNEL_CHEAPER = "a smaller --m, fewer --kernel-samples, or --kernel-type monte-carlo for a costly analytic kernel"
@@ -158,10 +160,14 @@ def marginal_estimates(model, train, test, settings, classes: int, cache_dir=Non
 
 
 def _seconds_per_step(run, steps: int) -> float:
-    """Seconds per step of a loop: after one untimed ``run(1)`` (warm-up), the median of five ``run(steps)``
-    over ``steps`` (a call's own set-up, an optimiser and a network copy, is a small part of it)."""
+    """Seconds per step of a loop: after one untimed ``run(1)`` (warm-up), the median of five ``run(k)``
+    over ``k``, where ``k`` starts at ``steps`` and doubles until one call takes PROBE_SECONDS (so that a
+    call's own set-up, an optimiser and a network copy, and the scheduler's noise are a small part of a
+    timing of a few-millisecond step)."""
     run(1)
-    return median_time(lambda: run(steps)) / steps
+    while best_time(partial(run, steps), repeats=1) < PROBE_SECONDS and steps < PROBE_STEPS_MAX:
+        steps *= 2
+    return median_time(partial(run, steps)) / steps
 
 
 def _batches(tensor: torch.Tensor, count: int, batch: int) -> torch.Tensor:
