@@ -165,11 +165,21 @@ def table_row(report, dataset: str, architecture: str, m: int, seconds: dict, co
     }
 
 
-def run_case(dataset: str, spec: tuple, architecture: str, build, *, m: int, seed: int, corruption: float, marginal):
-    """Train ``build()`` by SGD to zero error on the m points certify draws, certify it, return the row."""
+def run_case(dataset: str, spec: tuple, architecture: str, build, *, m: int, corruption: float, args, marginal):
+    """Train ``build()`` by SGD to zero error on the m points certify draws, certify it, return the row
+    (certify announces its phases' estimates and shows progress unless ``args.quiet``)."""
     train = load_dataset(spec[0], split="train")
     test = load_dataset(spec[1], split="test")
-    options = CertifyOptions(bounds=("marginal",), m=m, seed=seed, corrupt=corruption, quiet=True, marginal=marginal)
+    seed = args.seed
+    options = CertifyOptions(
+        bounds=("marginal",),
+        m=m,
+        seed=seed,
+        corrupt=corruption,
+        quiet=args.quiet,
+        cache_dir=args.cache_dir,
+        marginal=marginal,
+    )
     torch.manual_seed(seed)
     model = build()
     subset, _, _ = prepare_data(model, train, test, options)
@@ -267,8 +277,11 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--kernel-samples", type=int, default=None, help="Monte Carlo kernels (default: automatic)")
     parser.add_argument("--q-star-test-points", type=int, default=1000, help="test points of Q*'s error estimate")
     parser.add_argument("--out-dir", default="field_table")
+    parser.add_argument("--cache-dir", default=None, help="certify's cache: a rerun reuses kernels and EP results")
+    parser.add_argument("--quiet", action="store_true", help="print only each finished row and the table")
     parser.add_argument("--quick", action="store_true", help="embedded digits, m = 60, small widths (for the tests)")
     args = parser.parse_args(argv)
+    args.quiet = args.quiet or args.quick
     if args.corruption and args.datasets == parser.get_default("datasets"):
         args.datasets = "mnist,cifar-10"
     args.datasets = [d for d in args.datasets.split(",") if d]
@@ -288,29 +301,34 @@ def parse(argv) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> list:
-    args = parse(argv)
-    os.makedirs(args.out_dir, exist_ok=True)
-    marginal = MarginalSettings(kernel_samples=args.kernel_samples, q_star_test_points=args.q_star_test_points)
-    rows = []
-    for dataset, specs, architecture, build, m, corruption in cases(args):
-        row = run_case(
-            dataset, specs, architecture, build, m=m, seed=args.seed, corruption=corruption, marginal=marginal
-        )
-        rows.append(row)
-        print(
-            f"{dataset} {architecture} m={m:,} c={corruption:g}: test error {row['sgd_test_error']:.3f}, "
-            f"hold-out {row['holdout_bound']:.3f}, EP {row['ep_bound']:.3f}, certified {row['certified_bound']:.3f} "
-            f"(authors' form {row['authors_certified_bound']:.3f}), {row['certify_seconds']:.0f} s",
-            flush=True,
-        )
-    stem = os.path.join(args.out_dir, "corruption" if args.corruption else "field_table")
+def write_rows(rows: list, stem: str) -> None:
+    """The rows so far as ``stem``.json and .csv (rewritten after every row: a long run that stops keeps them)."""
     with open(f"{stem}.json", "w") as stream:
         json.dump(rows, stream, indent=2)
     with open(f"{stem}.csv", "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def main(argv=None) -> list:
+    args = parse(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = os.path.join(args.out_dir, "corruption" if args.corruption else "field_table")
+    marginal = MarginalSettings(kernel_samples=args.kernel_samples, q_star_test_points=args.q_star_test_points)
+    rows, chosen = [], cases(args)
+    for number, (dataset, specs, architecture, build, m, corruption) in enumerate(chosen, 1):
+        if not args.quiet:
+            print(f"[{number}/{len(chosen)}] {dataset} {architecture} m={m:,} c={corruption:g}: SGD", flush=True)
+        row = run_case(dataset, specs, architecture, build, m=m, corruption=corruption, args=args, marginal=marginal)
+        rows.append(row)
+        write_rows(rows, stem)
+        print(
+            f"{dataset} {architecture} m={m:,} c={corruption:g}: test error {row['sgd_test_error']:.3f}, "
+            f"hold-out {row['holdout_bound']:.3f}, EP {row['ep_bound']:.3f}, certified {row['certified_bound']:.3f} "
+            f"(authors' form {row['authors_certified_bound']:.3f}), {row['certify_seconds']:.0f} s",
+            flush=True,
+        )
     if args.corruption:
         for dataset in dict.fromkeys(r["dataset"] for r in rows):
             bounds = [r["certified_bound"] for r in rows if r["dataset"] == dataset]
