@@ -60,13 +60,17 @@ def ep_expected(m: int, classes: int) -> dict:
     return {**{name: (shape, np.float64) for name in SITES}, RECORD: ((None,), np.uint8)}
 
 
-def restored_ep(arrays: dict, K, labels, classes: int, device=None) -> EPResult | MulticlassEPResult:
+def restored_ep(
+    arrays: dict, K, labels, classes: int, device=None, *, check_definite: bool = True
+) -> EPResult | MulticlassEPResult:
     """The EP result of K, ``labels`` (class indices) and ``classes`` whose :func:`ep_arrays` are ``arrays``,
-    with what was not stored rebuilt from K and the sites (module docstring), on ``device``."""
+    with what was not stored rebuilt from K and the sites (module docstring), on ``device``.
+    ``check_definite`` False: a binary K + jitter I is not Cholesky-checked here (as a fresh binary EP leaves
+    it to the certified sandwich that follows, which factorises the same matrix)."""
     record = json_record(arrays[RECORD])
     tau, nu = (np.asarray(arrays[name], dtype=np.float64) for name in SITES)
     if classes == 2:
-        prior, _, _ = validate_inputs(K, labels, record["jitter"], device)
+        prior, _, _ = validate_inputs(K, labels, record["jitter"], device, definite=check_definite)
         sites = [torch.as_tensor(s, device=prior.device) for s in (tau, nu)]
         post = ep_posterior(prior, sites[0], sites[1])
         mean, variance = (torch.as_tensor(t).cpu().numpy() for t in (post.mean, post.variance))

@@ -229,7 +229,7 @@ def ep_pass(cache: PhaseCache | None, likelihood, K: torch.Tensor, labels: torch
     if fresh is not None:
         return fresh
     try:
-        return restored_ep(arrays, K, labels, likelihood.classes, settings.device)
+        return restored_ep(arrays, K, labels, likelihood.classes, settings.device, **deferred)
     except (KeyError, TypeError, ValueError) as err:  # an entry is untrusted input: its record must be EP's
         warnings.warn(
             f"cache entry {cache.path(phase, phase.key())} is ignored and recomputed: its record is not an EP "
