@@ -97,3 +97,20 @@ def test_field_table_authors_form_matches_the_closed_form(field_table):
         expected = mcallester_closed_form(row["log_evidence_ep"], row["m"], 2.0**-10)
         assert row["authors_ep_bound"] == pytest.approx(expected, rel=1e-12)
         assert row["authors_certified_bound"] > row["authors_ep_bound"]  # a smaller delta and a lower ln P(S)
+
+
+def test_field_table_skips_a_network_that_does_not_fit_and_names_it(tmp_path, monkeypatch, capsys, field_table):
+    """A row whose SGD stops short of zero training error is left out and named; the table keeps the others."""
+    _, rows = field_table
+    module = example("field_table")
+
+    def run_case(dataset, specs, architecture, build, **kwargs):
+        if architecture == "cnn":
+            raise module.NotFitted("VallePerezCnn did not reach zero training error in 1 epochs")
+        return next(r for r in rows if r["architecture"] == architecture)
+
+    monkeypatch.setattr(module, "run_case", run_case)
+    kept = module.main(["--quick", "--architectures", "fc,cnn,resnet", "--out-dir", str(tmp_path)])
+    assert [r["architecture"] for r in kept] == ["fc", "resnet"]
+    assert "not in the table: digits cnn m=60 c=0: VallePerezCnn did not reach zero" in capsys.readouterr().out
+    assert len((tmp_path / "field_table.csv").read_text().splitlines()) == 3
