@@ -114,3 +114,28 @@ def test_field_table_skips_a_network_that_does_not_fit_and_names_it(tmp_path, mo
     assert [r["architecture"] for r in kept] == ["fc", "resnet"]
     assert "not in the table: digits cnn m=60 c=0: VallePerezCnn did not reach zero" in capsys.readouterr().out
     assert len((tmp_path / "field_table.csv").read_text().splitlines()) == 3
+
+
+def test_field_table_retries_sgd_at_a_lower_rate_from_the_same_initialisation(monkeypatch):
+    """A network that does not fit at the first learning rate is retrained from its initial weights at the next."""
+    module = example("field_table")
+    model = torch.nn.Linear(3, 1)
+    initial = model.weight.detach().clone()
+    seen = []
+
+    def train_sgd(model, data, *, seed, lr, max_epochs):
+        seen.append((lr, model.weight.detach().clone()))
+        with torch.no_grad():
+            model.weight.add_(1.0)  # training moves the weights, whether or not it fits
+        if lr == module.LEARNING_RATES[0]:
+            raise module.NotFitted("diverged")
+        return 7
+
+    monkeypatch.setattr(module, "train_sgd", train_sgd)
+    assert module.fit_sgd(model, None, seed=0, max_epochs=3) == module.LEARNING_RATES[1]
+    assert [lr for lr, _ in seen] == list(module.LEARNING_RATES[:2])
+    assert all(torch.equal(weights, initial) for _, weights in seen)
+
+    monkeypatch.setattr(module, "LEARNING_RATES", (module.LEARNING_RATES[0],))
+    with pytest.raises(module.NotFitted, match="in 3 epochs at lr 0.01"):
+        module.fit_sgd(model, None, seed=0, max_epochs=3)
