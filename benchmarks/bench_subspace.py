@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from pacbayes.data import MNIST_MEAN_STD, load_dataset, normalise, take
+from pacbayes.families.settings import SubspaceSettings
 from pacbayes.models import zero_one_error
 from pacbayes.subspace import SubspaceModel, compress_subspace_model, fit_subspace, subspace_bound
 from pacbayes.subspace.coding import decode_message, encode_message
@@ -92,14 +93,23 @@ LOTFI_CODE = {300: 0.670, 1000: 0.769}
 
 
 def bound_vs_d(
-    m: int, dims: list, qat_epochs: int = DEFAULT_QAT_EPOCHS, tried: int = 1, prior_split: float = 0.0
+    m: int,
+    dims: list,
+    qat_epochs: int = DEFAULT_QAT_EPOCHS,
+    tried: int = 1,
+    prior_split: float = 0.0,
+    lr: float = SubspaceSettings.lr,
 ) -> None:
     """The table of the module docstring; ``tried``: other settings tried on this S, counted too;
-    ``prior_split``: theta0 learned on that fraction of S (:func:`learn_origin`), the bound on the rest."""
+    ``prior_split``: theta0 learned on that fraction of S (:func:`learn_origin`), the bound on the rest;
+    ``lr``: Adam's learning rate of the subspace fit."""
     x, labels = _mlp_data("train", m)
     test = _mlp_data("test")
     origin = f"theta0 learned on {prior_split:g} of S" if prior_split else "seeded theta0"
-    print(f"10-class mnist-embedded, S = {len(labels)}, 784-128-10 ReLU, {origin}; union over {len(dims)} values of d")
+    print(
+        f"10-class mnist-embedded, S = {len(labels)}, 784-128-10 ReLU, {origin}, fit lr {lr:g}; "
+        f"union over {len(dims)} values of d"
+    )
     print(
         f"{'d':>6} {'bound':>7} {'train':>7} {'test':>7} {'bits':>6} {'L':>3} {'float':>6} {'fit s':>6} {'s':>5}"
         "   previous defaults (same fit): bound (train, test, bits)  ratio"
@@ -108,7 +118,7 @@ def bound_vs_d(
         model = SubspaceModel(_mlp(), dim=dim, seed=0)
         started = time.perf_counter()
         bound_data = learn_origin(model, x, labels, split=prior_split) if prior_split else (x, labels)
-        fit_subspace(model, *bound_data, seed=0)
+        fit_subspace(model, *bound_data, seed=0, lr=lr)
         fit_seconds = time.perf_counter() - started
         float_test = zero_one_error(model, *test)
         trained_z = model.z.detach().clone()
@@ -149,6 +159,9 @@ def main():
         "--prior-split", type=float, default=0.0, help="learn theta0 on this fraction of S; the bound uses the rest"
     )
     parser.add_argument(
+        "--lr", type=float, default=SubspaceSettings.lr, help="Adam learning rate of the subspace fit (--subspace-lr)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -158,7 +171,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.bound_vs_d:
-        bound_vs_d(args.m, args.dims, args.qat_epochs, args.tried, args.prior_split)
+        bound_vs_d(args.m, args.dims, args.qat_epochs, args.tried, args.prior_split, args.lr)
         return
     torch.manual_seed(0)
     sizes = [(20_000, 500)] if args.quick else [(20_000, 500), (100_000, 1000), (200_000, 1000)]
