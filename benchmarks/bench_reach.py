@@ -35,7 +35,6 @@ probes before ``pilot_inputs`` existed) and the entry standard error achieved ag
 
 import argparse
 import functools
-import importlib.util
 import json
 import os
 import pathlib
@@ -44,6 +43,7 @@ import sys
 import time
 
 import torch
+from _examples import load_example
 from torch import nn
 
 from pacbayes.certification import CertifyOptions, certify
@@ -75,10 +75,7 @@ QUICK_TEST_POINTS = 64  # Q*'s baseline with --quick
 
 def image_models():
     """examples/image_models.py as a module."""
-    spec = importlib.util.spec_from_file_location("image_models", ROOT / "examples" / "image_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("image_models")
 
 
 def train_to_zero_error(model: nn.Module, data, *, method: str, seed: int, lr: float, max_epochs: int) -> int:

@@ -23,11 +23,10 @@ issue's 10-minute budget.
 """
 
 import argparse
-import importlib.util
 import time
-from pathlib import Path
 
 import torch
+from _examples import load_example
 
 from pacbayes.families.settings import DziugaiteRoySettings
 from pacbayes.stochastic import certify_stochastic_network
@@ -63,14 +62,6 @@ REFERENCE = {
     "dd-10class": (0.191, "PBB's released code (issue 15, measured there; target <= 0.19)"),
     "di-binary": (0.507, "pacbayes before issue 15's changes (measured there; target <= 0.35)"),
 }
-
-
-def _example():
-    path = Path(__file__).resolve().parents[1] / "examples" / "dziugaite_roy_mnist.py"
-    spec = importlib.util.spec_from_file_location("dziugaite_roy_mnist", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _certify(net, init, x, labels, setting, draws, **mode):
@@ -122,7 +113,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    example = _example()
+    example = load_example("dziugaite_roy_mnist")
     for name in args.settings:
         run(name, args.mc_samples if name != "di-binary" else max(1, args.mc_samples // 10), example)
 

@@ -253,24 +253,32 @@ def markdown(rows: list) -> str:
 
 
 def plot(rows: list, path: str, rho: float) -> None:
-    """Certified bound against SGD test error, one point per row, labelled by dataset and architecture."""
+    """Certified bound against SGD test error, one point per row: colour by dataset, marker by architecture,
+    corruption levels written beside their points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
+    colours = dict(zip(dict.fromkeys(r["dataset"] for r in rows), plt.get_cmap("tab10").colors, strict=False))
+    markers = dict(zip(dict.fromkeys(r["architecture"] for r in rows), "osD^vP*X", strict=False))
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for row in rows:
-        ax.scatter(row["sgd_test_error"], row["certified_bound"])
-        label = f"{row['dataset']} {row['architecture']}" + (f" c={row['corruption']:g}" if row["corruption"] else "")
-        ax.annotate(label, (row["sgd_test_error"], row["certified_bound"]), fontsize=7)
-    ax.plot([0, 1], [0, 1], ":", color="grey", label="bound = test error")
+        point = (row["sgd_test_error"], row["certified_bound"])
+        ax.scatter(*point, color=colours[row["dataset"]], marker=markers[row["architecture"]], alpha=0.8)
+        if row["corruption"]:
+            ax.annotate(f"c={row['corruption']:g}", point, fontsize=7, xytext=(4, -8), textcoords="offset points")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    handles = [Line2D([], [], linestyle="", marker="o", color=c, label=d) for d, c in colours.items()]
+    handles += [Line2D([], [], linestyle="", marker=k, color="grey", label=a) for a, k in markers.items()]
+    handles.append(Line2D([], [], linestyle=":", color="grey", label="bound = test error"))
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
     ax.set_xlabel("SGD test error")
     ax.set_ylabel("certified marginal-likelihood bound (delta = 0.05)")
     ax.set_title(f"Certified bound against test error (Spearman rho = {rho:.2f})", fontsize=9)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
