@@ -113,3 +113,20 @@ def test_an_indefinite_prior_that_ep_accepts_unchecked_is_refused_by_the_sandwic
     assert ep.converged and np.isfinite(ep.log_evidence)  # EP alone would report a number for an invalid prior
     with pytest.raises(InputError, match=r"smallest eigenvalue -0\.001.*jitter"):
         certified_log_evidence(indefinite, labels, delta_prime=0.1, samples=10, ep=ep)
+
+
+@pytest.mark.parametrize(("method", "deferred"), [("all", True), ("ep", False)])
+def test_evidence_run_defers_the_definiteness_proof_only_to_a_sandwich_that_follows(monkeypatch, method, deferred):
+    # `pacbayes evidence --method all` runs EP then the sandwich on the same prior, as certify does: the binary EP
+    # skips its Cholesky there; alone (--method ep) it keeps it. An indefinite prior is refused either way.
+    from pacbayes.evidence import label_model, run
+
+    calls = []
+    monkeypatch.setattr(label_model, "ep_log_evidence", lambda *a, **kw: calls.append(kw) or ep_log_evidence(*a, **kw))
+    options = {"proposal": "ep-cavity", "delta_prime": 0.1, "seed": 0, "samples": 10, "jitter": 0.0, "tol": 1e-8}
+    run.run_evidence(K, (Y + 1) // 2, method=method, quiet=True, **options)
+    assert calls[0].get("check_definite", True) is not deferred
+    indefinite = np.array([[1.0, 1.5, 0.0], [1.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    with pytest.raises(InputError, match="positive definite|eigenvalue"):
+        run.run_evidence(indefinite, np.array([1, 0, 1]), method=method, quiet=True, **options)
+    assert label_model.MulticlassLabels(3).ep_options_before_certified() == {}

@@ -49,6 +49,11 @@ class BinaryLabels:
         """:func:`pacbayes.evidence.ep_log_evidence` (options: jitter, tol, device, quiet, ...)."""
         return ep_log_evidence(K, _signs(labels), **options)
 
+    def ep_options_before_certified(self) -> dict:
+        """EP's options when the certified sandwich follows on the same prior: the sandwich's factorisation
+        proves K + jitter I positive definite, so EP skips its own Cholesky (an m x m one saved)."""
+        return {"check_definite": False}
+
     def certified(self, K, labels, *, method: str = "auto", **options):
         """:func:`pacbayes.evidence.certified_log_evidence` (options: delta_prime, seed, samples, proposal, ep, ...);
         ``method`` names a multi-class sampler and is checked only (the binary orthant has one)."""
@@ -77,6 +82,10 @@ class MulticlassLabels:
     def ep(self, K, labels, **options):
         """:func:`pacbayes.evidence.multiclass_ep_log_evidence` (options as for the binary case)."""
         return multiclass_ep_log_evidence(K, labels, self.classes, **options)
+
+    def ep_options_before_certified(self) -> dict:
+        """None: the multi-class EP checks K itself (an m x m Cholesky, small beside the (C-1)m orthant)."""
+        return {}
 
     def certified(self, K, labels, *, method: str = "auto", **options):
         """:func:`pacbayes.evidence.multiclass_certified_log_evidence` on the dense (C-1)m orthant (options as for

@@ -154,7 +154,8 @@ def run_evidence(
             budget.check_fits(target, "pass a smaller kernel or use a device with more memory (--device)")
     with threads_for(orthant_dimension(m, classes), device):
         if runs_ep:
-            run.ep = likelihood.ep(K, labels, jitter=jitter, tol=tol, device=device, quiet=quiet)
+            deferred = likelihood.ep_options_before_certified() if runs_certified else {}
+            run.ep = likelihood.ep(K, labels, jitter=jitter, tol=tol, device=device, quiet=quiet, **deferred)
         if runs_certified:
             run.certified = likelihood.certified(
                 K,

@@ -207,10 +207,9 @@ def _ep_options() -> dict:
 def ep_pass(cache: PhaseCache | None, likelihood, K: torch.Tensor, labels: torch.Tensor, jitter: float, settings):
     """``likelihood.ep`` of K and ``labels`` (class indices) at ``jitter``, from ``cache`` when it holds it.
 
-    The certified sandwich follows on the same prior, so the binary EP leaves the proof that K + jitter I is
-    positive definite to the sandwich's factorisation (``check_definite``; an m x m Cholesky saved). The
-    multi-class estimators check K themselves (an m x m Cholesky, small beside the (C-1)m orthant)."""
-    deferred = {"check_definite": False} if likelihood.classes == 2 else {}
+    The certified sandwich follows on the same prior: EP runs with ``likelihood.ep_options_before_certified()``
+    (the binary EP leaves the proof that K + jitter I is positive definite to the sandwich)."""
+    deferred = likelihood.ep_options_before_certified()
 
     def compute():
         return likelihood.ep(K, labels, jitter=jitter, device=settings.device, quiet=settings.quiet, **deferred)
