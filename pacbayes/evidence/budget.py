@@ -165,6 +165,13 @@ class Budget:
         check_fits(self.peak_bytes, torch.device(device), f"{self.what} at n = {self.n:,}", fix)
 
 
+def remeasure_probes() -> None:
+    """Forget the probes' measurements (each is taken once per process and then reused), so that the next
+    estimate measures the machine as it is now, e.g. beside a measurement it is compared with."""
+    for probe in (_cube_probe, _seconds_per_square, _sweep_overhead, _sampler_rates):
+        probe.cache_clear()
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -308,6 +315,7 @@ __all__ = [
     "multiclass_ep_budget",
     "orthant_dimension",
     "planned_draws",
+    "remeasure_probes",
     "seconds_per_cube",
     "structured_certified_budget",
 ]
