@@ -49,6 +49,10 @@ MAX_EPOCHS = 500
 # SGD's learning rates, tried in turn from the same initialisation: 0.01 fits every network but one; the
 # 3072-512-512 MLP on CIFAR-10's uncentred pixels diverges at 0.01 (its ReLUs die) and fits at 0.001.
 LEARNING_RATES = (0.01, 0.001)
+# epochs in a row with every training output equal before a learning rate is given up: the ReLUs feeding the
+# read-out are dead on every point, so no weight below the read-out gets a gradient again (once momentum,
+# 0.9 per step, has decayed over this many epochs of steps)
+DEAD_EPOCHS = 10
 
 # name -> (training spec, test spec under the data root, image channels, size, largest m)
 DATASETS = {
@@ -127,10 +131,12 @@ def fit_sgd(model: nn.Module, data, *, seed: int, max_epochs: int = MAX_EPOCHS) 
 
 def train_sgd(model: nn.Module, data, *, seed: int, lr: float, max_epochs: int = MAX_EPOCHS) -> int:
     """SGD with momentum 0.9, batches of 32, logistic loss on the binary labels, until every training point is
-    classified correctly in eval mode; returns the epochs taken (NotFitted when it does not fit)."""
+    classified correctly in eval mode; returns the epochs taken. NotFitted when it does not fit in ``max_epochs``,
+    or at once when its outputs have been the same on every training point for DEAD_EPOCHS epochs in a row."""
     generator = torch.Generator().manual_seed(seed)
     x, y = data.x.float(), data.labels.float()
     optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    constant = 0
     for epoch in range(1, max_epochs + 1):
         model.train()
         for batch in torch.randperm(len(y), generator=generator).split(32):
@@ -139,8 +145,15 @@ def train_sgd(model: nn.Module, data, *, seed: int, lr: float, max_epochs: int =
             optimiser.step()
         model.eval()
         with torch.no_grad():
-            if bool(((model(x).squeeze(-1) > 0).float() == y).all()):
-                return epoch
+            outputs = model(x).squeeze(-1)
+        if bool(((outputs > 0).float() == y).all()):
+            return epoch
+        constant = constant + 1 if bool((outputs == outputs[0]).all()) else 0
+        if constant == DEAD_EPOCHS:
+            raise NotFitted(
+                f"{type(model).__name__} at lr {lr:g}: the same output on every training point for {DEAD_EPOCHS} "
+                f"epochs (dead ReLUs), stopped at epoch {epoch}"
+            )
     raise NotFitted(f"{type(model).__name__} did not reach zero training error in {max_epochs} epochs")
 
 

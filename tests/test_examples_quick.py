@@ -1,6 +1,7 @@
 """Each example's --quick mode runs end to end, prints its numbers and writes its PNG."""
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -114,6 +115,27 @@ def test_field_table_skips_a_network_that_does_not_fit_and_names_it(tmp_path, mo
     assert [r["architecture"] for r in kept] == ["fc", "resnet"]
     assert "not in the table: digits cnn m=60 c=0: VallePerezCnn did not reach zero" in capsys.readouterr().out
     assert len((tmp_path / "field_table.csv").read_text().splitlines()) == 3
+
+
+def test_field_table_gives_up_a_learning_rate_once_the_relus_are_dead():
+    """A network whose ReLUs are dead on every training point (its output constant) is given up after
+    DEAD_EPOCHS epochs, not after max_epochs; one that merely fits slowly is not."""
+    module = example("field_table")
+    data = types.SimpleNamespace(
+        x=torch.randn(40, 3, generator=torch.Generator().manual_seed(0)), labels=torch.arange(40) % 2
+    )
+    dead = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    with torch.no_grad():
+        dead[0].weight.zero_()
+        dead[0].bias.fill_(-1.0)
+    with pytest.raises(
+        module.NotFitted,
+        match=f"for {module.DEAD_EPOCHS} epochs \\(dead ReLUs\\), stopped at epoch {module.DEAD_EPOCHS}",
+    ):
+        module.train_sgd(dead, data, seed=0, lr=0.01, max_epochs=500)
+    alive = torch.nn.Linear(3, 1)
+    with pytest.raises(module.NotFitted, match="in 30 epochs"):  # labels no line separates: it runs to the end
+        module.train_sgd(alive, data, seed=0, lr=0.01, max_epochs=30)
 
 
 def test_field_table_retries_sgd_at_a_lower_rate_from_the_same_initialisation(monkeypatch):
