@@ -19,6 +19,10 @@ bound, clean-label conversion and test error per level.
     python examples/field_table.py --data-root DATA --m 1000 --out-dir field # one m for every dataset
     python examples/field_table.py --data-root DATA --corruption --out-dir field
     python examples/field_table.py --quick --out-dir field                   # embedded digits, small m (tests)
+    python examples/field_table.py --from-rows a/field_table.json b/field_table.json --out-dir field
+
+``--from-rows`` runs nothing: it joins the rows of earlier runs (a table made in several runs, say one per
+dataset) and writes their table, Spearman's rho and figure as one run would.
 
 DATA is a folder holding ``mnist-train/`` and ``mnist/`` (idx), ``fashion-mnist/`` (idx) and
 ``cifar-10/cifar-10-batches-py/``; nothing is read from it unless it is given.
@@ -327,7 +331,11 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default=None, help="certify's cache: a rerun reuses kernels and EP results")
     parser.add_argument("--quiet", action="store_true", help="print only each finished row and the table")
     parser.add_argument("--quick", action="store_true", help="embedded digits, m = 60, small widths (for the tests)")
+    parser.add_argument("--from-rows", nargs="+", metavar="JSON", help="join earlier runs' rows; run nothing")
     args = parser.parse_args(argv)
+    if args.from_rows:
+        args.rows = join_rows(args.from_rows, args.out_dir, parser)
+        return args
     args.quiet = args.quiet or args.quick
     if args.corruption and args.datasets == parser.get_default("datasets"):
         args.datasets = "mnist,cifar-10"
@@ -348,6 +356,38 @@ def parse(argv) -> argparse.Namespace:
     return args
 
 
+def read_rows(path: str, parser: argparse.ArgumentParser) -> list:
+    """The rows a run wrote to ``path`` (its field_table.json or corruption.json)."""
+    try:
+        with open(path) as stream:
+            rows = json.load(stream)
+    except (OSError, ValueError) as err:
+        parser.error(f"cannot read rows from {path}: {err}; give a field_table.json or corruption.json")
+    needed = {"dataset", "architecture", "corruption", "certified_bound", "sgd_test_error"}
+    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) and needed <= r.keys() for r in rows)):
+        parser.error(f"{path} holds no field-table rows; give a field_table.json or corruption.json")
+    return rows
+
+
+def join_rows(paths: list, out_dir: str, parser: argparse.ArgumentParser) -> list:
+    """The rows of every file in ``paths``, in order; refuses a row given twice and an output over an input."""
+    targets = {os.path.abspath(os.path.join(out_dir, f"{name}.json")) for name in ("field_table", "corruption")}
+    rows, seen = [], {}
+    for path in paths:
+        if os.path.abspath(path) in targets:
+            parser.error(f"--out-dir {out_dir} would overwrite the rows in {path}; write the joined table elsewhere")
+        for row in read_rows(path, parser):
+            case = (row["dataset"], row["architecture"], row.get("m"), row["corruption"])
+            if case in seen:
+                parser.error(
+                    f"{' '.join(map(str, case[:2]))} m={case[2]} c={case[3]:g} is in both {seen[case]} and "
+                    f"{path}; give each row once"
+                )
+            seen[case] = path
+            rows.append(row)
+    return rows
+
+
 def write_rows(rows: list, stem: str) -> None:
     """The rows so far as ``stem``.json and .csv (rewritten after every row: a long run that stops keeps them)."""
     with open(f"{stem}.json", "w") as stream:
@@ -361,6 +401,11 @@ def write_rows(rows: list, stem: str) -> None:
 def main(argv=None) -> list:
     args = parse(argv)
     os.makedirs(args.out_dir, exist_ok=True)
+    if args.from_rows:
+        corruption = any(row["corruption"] for row in args.rows)
+        stem = os.path.join(args.out_dir, "corruption" if corruption else "field_table")
+        write_rows(args.rows, stem)
+        return summarise(args.rows, stem, corruption)
     stem = os.path.join(args.out_dir, "corruption" if args.corruption else "field_table")
     marginal = MarginalSettings(kernel_samples=args.kernel_samples, q_star_test_points=args.q_star_test_points)
     rows, skipped, chosen = [], [], cases(args)
@@ -383,13 +428,18 @@ def main(argv=None) -> list:
             f"(authors' form {row['authors_certified_bound']:.3f}), {row['certify_seconds']:.0f} s",
             flush=True,
         )
-    if args.corruption:
+    for line in skipped:
+        print(f"not in the table: {line}")
+    return summarise(rows, stem, args.corruption)
+
+
+def summarise(rows: list, stem: str, corruption: bool) -> list:
+    """Print the table and Spearman's rho (and, for a corruption sweep, whether each bound rises), write the PNG."""
+    if corruption:
         for dataset in dict.fromkeys(r["dataset"] for r in rows):
             bounds = [r["certified_bound"] for r in rows if r["dataset"] == dataset]
             rising = all(a <= b for a, b in zip(bounds, bounds[1:], strict=False))
             print(f"{dataset}: certified bound {'rises' if rising else 'does not rise'} with corruption: {bounds}")
-    for line in skipped:
-        print(f"not in the table: {line}")
     if not rows:
         print("no row was certified: every network stopped short of zero training error")
         return rows

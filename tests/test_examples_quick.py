@@ -1,5 +1,6 @@
 """Each example's --quick mode runs end to end, prints its numbers and writes its PNG."""
 
+import json
 import math
 import types
 
@@ -115,6 +116,29 @@ def test_field_table_skips_a_network_that_does_not_fit_and_names_it(tmp_path, mo
     assert [r["architecture"] for r in kept] == ["fc", "resnet"]
     assert "not in the table: digits cnn m=60 c=0: VallePerezCnn did not reach zero" in capsys.readouterr().out
     assert len((tmp_path / "field_table.csv").read_text().splitlines()) == 3
+
+
+def test_field_table_joins_the_rows_of_earlier_runs(tmp_path, capsys, field_table):
+    """--from-rows writes the table, rho and figure of rows from several runs as one run would, and refuses a
+    row given twice or an output that would overwrite an input."""
+    out, rows = field_table
+    module = example("field_table")
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps(rows[:2]))
+    second.write_text(json.dumps(rows[2:]))
+    joined = module.main(["--from-rows", str(first), str(second), "--out-dir", str(tmp_path / "joined")])
+    assert joined == rows
+    printed = capsys.readouterr().out
+    rho = module.spearman(rows, "certified_bound", "sgd_test_error")
+    assert f"Spearman rho (certified bound, test error) = {rho:.3f} over {len(rows)} rows" in printed
+    assert json.loads((tmp_path / "joined" / "field_table.json").read_text()) == rows
+    assert (tmp_path / "joined" / "field_table.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit):
+        module.main(["--from-rows", str(first), str(first), "--out-dir", str(tmp_path / "again")])
+    assert "is in both" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.main(["--from-rows", str(out / "field_table.json"), "--out-dir", str(out)])
+    assert "would overwrite the rows" in capsys.readouterr().err
 
 
 def test_field_table_gives_up_a_learning_rate_once_the_relus_are_dead():
