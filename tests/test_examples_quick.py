@@ -131,6 +131,9 @@ def test_field_table_joins_the_rows_of_earlier_runs(tmp_path, capsys, field_tabl
     printed = capsys.readouterr().out
     rho = module.spearman(rows, "certified_bound", "sgd_test_error")
     assert f"Spearman rho (certified bound, test error) = {rho:.3f} over {len(rows)} rows" in printed
+    against_q_star = module.spearman(rows, "certified_bound", "q_star_test_error")
+    assert f"against Q*'s test error (what the bound is about): {against_q_star:.3f}" in printed
+    assert f"within digits ({len(rows)} rows): {rho:.3f}" in printed
     assert json.loads((tmp_path / "joined" / "field_table.json").read_text()) == rows
     assert (tmp_path / "joined" / "field_table.png").stat().st_size > 10_000
     with pytest.raises(SystemExit):
