@@ -61,6 +61,9 @@ def measure_marginal(model, train: Dataset, test: Dataset, settings: MarginalSet
 DR_CALLS = {  # function of pacbayes.stochastic.bound -> the phases of its successive calls
     "fit_prior_mean": ["Dziugaite-Roy prior-mean training"],
     "fit_posterior": ["Dziugaite-Roy posterior training"],
+    # the bound's draws are per point (--mc-sampling point, the default's choice for the demo MLP) or per network;
+    # the test error's are per network, after the bound's
+    "point_sampled_error": ["Dziugaite-Roy sample convergence"],
     "sampled_error": ["Dziugaite-Roy sample convergence", "stochastic test error"],
 }
 SUBSPACE_CALLS = {  # function of pacbayes.subspace.training -> the phases of its successive calls
