@@ -51,7 +51,8 @@ AUTHORS_DELTA = 2.0**-10
 CORRUPTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MAX_EPOCHS = 500
 # SGD's learning rates, tried in turn from the same initialisation: 0.01 fits every network but one; the
-# 3072-512-512 MLP on CIFAR-10's uncentred pixels diverges at 0.01 (its ReLUs die) and fits at 0.001.
+# 3072-512-512 MLP on CIFAR-10's uncentred pixels diverged at 0.01 on one CPU (its ReLUs died; on another
+# its float rounding took it to zero error) and fits at 0.001.
 LEARNING_RATES = (0.01, 0.001)
 # epochs in a row with every training output equal before a learning rate is given up: the ReLUs feeding the
 # read-out are dead on every point, so no weight below the read-out gets a gradient again (once momentum,
