@@ -235,6 +235,9 @@ def run_case(dataset: str, spec: tuple, architecture: str, build, *, m: int, cor
     return table_row(report, dataset, architecture, m, seconds, corruption, lr)
 
 
+RANKED = ("certified_bound", "sgd_test_error", "q_star_test_error")  # the columns rho and the figure rank
+
+
 def spearman(rows: list, x: str, y: str) -> float:
     """Spearman's rho between two columns (scipy.stats.spearmanr); NaN with fewer than three rows."""
     from scipy.stats import spearmanr
@@ -364,9 +367,13 @@ def read_rows(path: str, parser: argparse.ArgumentParser) -> list:
             rows = json.load(stream)
     except (OSError, ValueError) as err:
         parser.error(f"cannot read rows from {path}: {err}; give a field_table.json or corruption.json")
-    needed = {"dataset", "architecture", "corruption", "certified_bound", "sgd_test_error"}
-    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) and needed <= r.keys() for r in rows)):
-        parser.error(f"{path} holds no field-table rows; give a field_table.json or corruption.json")
+    try:  # every column the table shows, in its format, and numbers where rho and the figure rank them
+        markdown(rows)
+        valid = all(type(row[name]) in (int, float) for row in rows for name in RANKED)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        valid = False
+    if not (isinstance(rows, list) and rows and valid):
+        parser.error(f"{path} holds no complete field-table rows; give a field_table.json or corruption.json")
     return rows
 
 
@@ -445,7 +452,7 @@ def summarise(rows: list, stem: str, corruption: bool) -> list:
     if not rows:
         print("no row was certified: every network stopped short of zero training error")
         return rows
-    bound, sgd, q_star = "certified_bound", "sgd_test_error", "q_star_test_error"
+    bound, sgd, q_star = RANKED
     rho = spearman(rows, bound, sgd)
     plot(rows, f"{stem}.png", rho)
     print(markdown(rows))

@@ -142,6 +142,11 @@ def test_field_table_joins_the_rows_of_earlier_runs(tmp_path, capsys, field_tabl
     with pytest.raises(SystemExit):
         module.main(["--from-rows", str(out / "field_table.json"), "--out-dir", str(out)])
     assert "would overwrite the rows" in capsys.readouterr().err
+    for broken in ([{k: v for k, v in rows[0].items() if k != "q_star_test_error"}], [{**rows[0], "m": "many"}]):
+        first.write_text(json.dumps(broken))
+        with pytest.raises(SystemExit):
+            module.main(["--from-rows", str(first), "--out-dir", str(tmp_path / "broken")])
+        assert "holds no complete field-table rows" in capsys.readouterr().err
 
 
 def test_field_table_gives_up_a_learning_rate_once_the_relus_are_dead():
