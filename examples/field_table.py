@@ -190,6 +190,7 @@ def table_row(report, dataset: str, architecture: str, m: int, seconds: dict, co
         "kernel": kernel["kind"],
         "kernel_rank": measured.get("rank"),
         "kernel_se_max_relative": measured.get("standard_error_max_relative"),
+        "kernel_projection": kernel.get("projection"),
         "sgd_learning_rate": lr,
         "sgd_test_error": report.test_error,
         "holdout_bound": report.baselines.get("holdout_bound"),
@@ -329,6 +330,12 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--corruption", action="store_true", help="the label-corruption sweep with the CNN instead")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kernel-samples", type=int, default=None, help="Monte Carlo kernels (default: automatic)")
+    parser.add_argument(
+        "--kernel-projection",
+        type=int,
+        default=None,
+        help="Monte Carlo kernels: random projections of each draw's read-out features (default: none)",
+    )
     parser.add_argument("--q-star-test-points", type=int, default=1000, help="test points of Q*'s error estimate")
     parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help="SGD epochs before a row is skipped")
     parser.add_argument("--out-dir", default="field_table")
@@ -415,7 +422,11 @@ def main(argv=None) -> list:
         write_rows(args.rows, stem)
         return summarise(args.rows, stem, corruption)
     stem = os.path.join(args.out_dir, "corruption" if args.corruption else "field_table")
-    marginal = MarginalSettings(kernel_samples=args.kernel_samples, q_star_test_points=args.q_star_test_points)
+    marginal = MarginalSettings(
+        kernel_samples=args.kernel_samples,
+        kernel_projection=args.kernel_projection,
+        q_star_test_points=args.q_star_test_points,
+    )
     rows, skipped, chosen = [], [], cases(args)
     for number, (dataset, specs, architecture, build, m, corruption) in enumerate(chosen, 1):
         if not args.quiet:

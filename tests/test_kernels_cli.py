@@ -75,7 +75,8 @@ def test_cnn_kernel_from_npz_images(tmp_path):
     assert json.loads(result.stdout)["kernel"]["pooling"] == "gap"
 
 
-def test_monte_carlo_kernel_of_a_model_file(tmp_path):
+@pytest.mark.parametrize("projection", [None, 2])
+def test_monte_carlo_kernel_of_a_model_file(tmp_path, projection):
     x = np.random.default_rng(2).normal(size=(6, 4))
     np.save(tmp_path / "x.npy", x)
     torch.jit.save(
@@ -91,10 +92,13 @@ def test_monte_carlo_kernel_of_a_model_file(tmp_path):
         "-o",
         tmp_path / "K.npy",
         "--json",
+        *([] if projection is None else ["--kernel-projection", projection]),
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["kernel"]["kind"] == "monte-carlo" and payload["diagnostics"]["rank"] == 6
+    assert payload["kernel"]["projection"] == projection
+    assert payload["diagnostics"]["features_per_initialisation"] == (5 if projection is None else 2)
     assert np.load(tmp_path / "K.npy").shape == (6, 6)
 
 
@@ -107,6 +111,7 @@ def test_monte_carlo_kernel_of_a_model_file(tmp_path):
         (["--sigma-b", "a,b"], np.ones((3, 2))),
         ([], np.array([[1.0, np.nan]])),
         (["--arch", "cnn"], np.ones((3, 2))),
+        (["--kernel-projection", "0"], np.ones((3, 2))),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, extra, data):

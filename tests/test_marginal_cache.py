@@ -237,8 +237,9 @@ def _changed_weights(model, train, test, settings):
         (lambda model, train, test, s: (model, train, test, {**s, "seed": 1}), ["kernel", "ep"]),  # new draws
         (lambda model, train, test, s: (model, train, test, {**s, "jitter": 1e-4}), ["ep"]),
         (lambda model, train, test, s: (model, train, test, {**s, "kernel_samples": 9}), ["kernel", "ep"]),
+        (lambda model, train, test, s: (model, train, test, {**s, "kernel_projection": 2}), ["kernel", "ep"]),
     ],
-    ids=["data", "weights", "seed", "jitter", "samples"],
+    ids=["data", "weights", "seed", "jitter", "samples", "projection"],
 )
 def test_a_change_misses_the_phases_it_feeds(tmp_path, work, change, recomputed):
     model, train, test = _task()

@@ -65,6 +65,13 @@ from pacbayes.cli.params import DEVICE, FINITE, SEED, json_option, parse_sigma_b
     help="Monte Carlo initialisations (--samples is the older name) [default: chosen for an entry standard "
     "error of 1% of the mean diagonal and rank >= n].",
 )
+@click.option(
+    "--kernel-projection",
+    "projection",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Monte Carlo: random projections of each initialisation's read-out features (faster for large n).",
+)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Monte Carlo seed.")
 @click.option("--architecture", default=None, help="module:Class for a state_dict --model file.")
 @click.option("--trust-pickle", is_flag=True, help="Allow a fully pickled --model file (runs its code).")
@@ -86,6 +93,7 @@ def kernel_command(
     padding: int | None,
     model_path: str | None,
     samples: int | None,
+    projection: int | None,
     seed: int,
     architecture: str | None,
     trust_pickle: bool,
@@ -107,7 +115,7 @@ def kernel_command(
         from pacbayes.models import load_model
 
         model = load_model(model_path, architecture=architecture, trust_pickle=trust_pickle)
-        kernel: MonteCarloNNGP | CompiledNNGP = MonteCarloNNGP(model, samples=samples, seed=seed)
+        kernel: MonteCarloNNGP | CompiledNNGP = MonteCarloNNGP(model, samples=samples, seed=seed, projection=projection)
     else:
         if arch == "cnn" and x.ndim == 3:
             x = x[:, None]  # (n, h, w): one channel

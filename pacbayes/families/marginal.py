@@ -84,6 +84,7 @@ def _monte_carlo(model: torch.nn.Module, settings: MarginalSettings, selection: 
         seed=settings.seed,
         pilot_inputs=pilot_inputs,
         target_error=settings.kernel_error,
+        projection=settings.kernel_projection,
     )
     kernel.selection = selection
     return kernel
@@ -173,6 +174,7 @@ def prior_statement(kernel, settings: MarginalSettings) -> dict:
         "sigma_w": settings.sigma_w,
         "sigma_b": settings.sigma_b,
         "kernel_samples": (settings.kernel_samples or "auto") if kernel.kind == MonteCarloNNGP.kind else None,
+        "kernel_projection": settings.kernel_projection if kernel.kind == MonteCarloNNGP.kind else None,
         "jitter": None if grid else settings.jitter,
         "jitter_grid": grid,
     }

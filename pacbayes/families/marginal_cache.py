@@ -106,6 +106,7 @@ def _kernel_settings(kernel) -> dict:
         "entry_errors": kernel.entry_errors,
         "init": kernel.describe()["init"],
         "custom_init": kernel.custom_init,
+        "projection": kernel.projection,
     }
 
 

@@ -14,6 +14,17 @@ initialisation is symmetric about zero). Two estimators of K_s, with the same ex
   the same prior (independent read-out rows); rank <= S C. ``diagnostics["cross_logit_covariance_max"]``
   reports the largest covariance between two different logits relative to the mean variance (about 0).
 
+``projection=r`` (read-out estimator, r < H) replaces each initialisation's features by r random projections of
+them, phi_s G_s with G_s an H x r matrix of independent N(0, 1/r) entries drawn from the initialisation's own
+seed (so every input of a draw, training or test, meets the same G_s). E[G_s G_s^T] = I, so
+K_s = v_w (phi_s G_s) . (phi_s' G_s) + v_b is still unbiased (r read-out rows of the same prior, as the logit
+estimator has C), and K stays the exact Gram matrix of the projected features (positive semi-definite, rank
+<= S r). The projection adds (K_s(x, x) K_s(x', x') + K_s(x, x')^2) / r to an entry's variance per
+initialisation: for a diagonal entry 2/r of its square, small beside the spread between initialisations (about
+1 relative on CIFAR-10's conv-BN-max-pool CNN, so r = 128 needs about 1.5% more of them). What it saves: the
+n x n Gram product per initialisation costs n^2 r / 2 multiply-adds instead of n^2 H / 2, for n H r more in
+the forward dtype; it pays once n is several times r (docs/kernels.md).
+
 Each initialisation is drawn in float64 on the CPU from its own seed (derived from ``seed`` with numpy's
 SeedSequence), so the draws do not depend on the device or on how samples and inputs are batched. The
 forward passes run in ``precision`` (float32 by default: the features are the float64 network's up to
@@ -50,6 +61,7 @@ keeps the standard error of every entry (one more n1 x n2 matrix).
 """
 
 import copy
+import functools
 import math
 import time
 
@@ -86,6 +98,7 @@ ESTIMATORS = ("auto", "readout", "logits")
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 CHECK_INPUTS, CHECK_SAMPLES = 4, 3  # the stacked copy is checked against the module on these many inputs and draws
 CHECK_STREAM = 0xC4EC  # the check's seeds: SeedSequence([seed, CHECK_STREAM])
+PROJECTION_STREAM = 0x960C  # G_s of the draw seeded v: from a Generator seeded by SeedSequence([v, PROJECTION_STREAM])
 CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}  # relative to the largest output
 
 
@@ -102,6 +115,8 @@ class MonteCarloNNGP:
     ``target_error``: the entry standard error, relative to the mean diagonal, that ``samples=None`` aims at.
     ``pilot_inputs``: inputs the pilot that chooses S runs on (None: the kernel's first inputs). Inputs from
     the data's distribution but outside the training sample keep the prior independent of the sample.
+    ``projection``: r random projections of each initialisation's read-out features (module docstring); None, or
+    r >= H, or the logit estimator: the features themselves (``diagnostics["projection"]`` says which).
     TorchScript modules are rebuilt as plain modules when they are Sequentials of torch.nn
     layers, else traced; with ``init_fn`` a TorchScript module runs one initialisation at a time.
     After :meth:`matrix`, ``diagnostics`` holds the estimator, the sample count and how it was chosen,
@@ -125,6 +140,7 @@ class MonteCarloNNGP:
         estimator: str = "auto",
         precision: str = "float32",
         pilot_inputs=None,
+        projection: int | None = None,
     ):
         if not isinstance(module, torch.nn.Module):
             raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -132,6 +148,8 @@ class MonteCarloNNGP:
             checks.integer_at_least(value, name, low)
         if samples is not None:
             checks.integer_at_least(samples, "samples", 2)
+        if projection is not None:
+            checks.integer_at_least(projection, "projection (random projections per initialisation)", 1)
         self.target_error = checks.finite(target_error, "target_error")
         if not 0.0 < self.target_error < 1.0:
             raise InputError(f"target_error must lie in (0, 1), got {target_error}; e.g. 0.01")
@@ -154,6 +172,9 @@ class MonteCarloNNGP:
         self.logits: int | None = None
         self.width: int | None = None  # features per initialisation: H (read-out) or C (logits)
         self.requested, self.estimator, self.readout, self.estimator_reason = estimator, None, None, None
+        self.projection = None if projection is None else int(projection)  # asked for
+        self.projected: int | None = None  # applied: r, once the estimator is chosen (None: the features themselves)
+        self.projection_reason = "not asked for"
         self.samples = None if samples is None else int(samples)
         self.sample_rule: dict = {"rule": "given"} if samples is not None else {"rule": "auto"}
         self.seed, self.batch_size = int(seed), int(batch_size)
@@ -176,6 +197,7 @@ class MonteCarloNNGP:
             "estimator": self.estimator,
             "precision": str(self.dtype).removeprefix("torch."),
             "evaluation": self.evaluation,
+            "projection": self.projected,
         }
 
     def _trace(self, x: torch.Tensor) -> None:
@@ -196,6 +218,7 @@ class MonteCarloNNGP:
             return
         if self.requested == "logits":
             self.estimator, self.estimator_reason = "logits", "the logit estimator was asked for"
+            self._choose_projection()
             return
         self.readout, self.estimator_reason = find_readout(self.template, x[:2].cpu(), not self.custom_init)
         if self.readout is None and self.requested == "readout":
@@ -203,6 +226,19 @@ class MonteCarloNNGP:
         self.estimator = "logits" if self.readout is None else "readout"
         if self.readout is not None:
             self.logits = self.readout.outputs
+        self._choose_projection()
+
+    def _choose_projection(self) -> None:
+        """Apply the asked-for projection only where it narrows read-out features; say why not otherwise."""
+        if self.projection is None:
+            return
+        if self.readout is None:
+            self.projection_reason = "not applied: the logit estimator has no read-out features to project"
+        elif self.projection >= self.readout.width:
+            self.projection_reason = f"not applied: r = {self.projection} >= the {self.readout.width} read-out features"
+        else:
+            self.projected = self.projection
+            self.projection_reason = f"{self.readout.width} read-out features -> {self.projection} projections"
 
     def _scale(self) -> tuple:
         """(a, b) with K_s = a F_s F_s^T + b for the features F_s of one initialisation."""
@@ -223,6 +259,19 @@ class MonteCarloNNGP:
                 )
             )
         return tuple({k: torch.stack([d[i][k] for d in drawn]) for k in drawn[0][i]} for i in (0, 1))
+
+    def _projections(self, seeds, device):
+        """G_s (batch, H, r) of each seed's draw, in the forward dtype on ``device`` (None without projection):
+        N(0, 1/r) entries from a generator of the seed's own, drawn in float64 on the CPU."""
+        if self.projected is None:
+            return None
+        width, r = self.readout.width, self.projected
+        drawn = []
+        for value in seeds:
+            state = int(np.random.SeedSequence([int(value), PROJECTION_STREAM]).generate_state(1)[0])
+            generator = torch.Generator().manual_seed(state)
+            drawn.append(torch.randn((width, r), generator=generator, dtype=torch.float64) / math.sqrt(r))
+        return torch.stack(drawn).to(device=device, dtype=self.dtype)
 
     def _network(self, device, x: torch.Tensor):
         """The network the draws run through on ``device`` (built once): the stacked copy
@@ -344,9 +393,10 @@ class MonteCarloNNGP:
             return x.to(self.dtype)
         return x.to(dtype=self.dtype, memory_format=torch.channels_last)
 
-    def _features(self, net, layers, params, buffers, x, block_size, into=None) -> torch.Tensor:
+    def _features(self, net, layers, params, buffers, x, block_size, into=None, projections=None) -> torch.Tensor:
         """Features F_s of every initialisation on every input: (n, batch * r) in the forward dtype (draw-major),
-        each block of inputs written into one array as it is computed: ``into`` when it has that shape."""
+        each block of inputs written into one array as it is computed: ``into`` when it has that shape;
+        ``projections``: each draw's G_s (:meth:`_projections`), F_s = phi_s G_s."""
         features = None
         copies = next(iter({**params, **buffers}.values())).shape[0]
         step = self._block(block_size, copies, x)
@@ -362,6 +412,8 @@ class MonteCarloNNGP:
                     f"input shape, and that forward() is deterministic with no "
                     f"data-dependent Python control flow"
                 ) from None
+            if projections is not None:
+                out = torch.bmm(out, projections)
             if out.dim() != 3 or out.shape[1] != inputs.shape[0] or out.shape[2] < 1:
                 raise InputError(
                     f"the model must output logits per input, shape (n,) or (n, C); "
@@ -385,12 +437,11 @@ class MonteCarloNNGP:
         features = [None] * len(inputs)
         with torch.no_grad():
             for start in progress(range(0, len(seeds), self.batch_size), desc=desc, quiet=quiet, unit="batch"):
-                params, buffers = (
-                    {k: v.to(device, self.dtype) for k, v in part.items()}
-                    for part in self._draw(seeds[start : start + self.batch_size])
-                )
+                batch = seeds[start : start + self.batch_size]
+                params, buffers = ({k: v.to(device, self.dtype) for k, v in part.items()} for part in self._draw(batch))
+                projections = self._projections(batch, device)
                 features = [
-                    self._features(net, layers, params, buffers, x, block_size, into)
+                    self._features(net, layers, params, buffers, x, block_size, into, projections)
                     for x, into in zip(inputs, features, strict=True)
                 ]
                 yield features
@@ -470,9 +521,10 @@ class MonteCarloNNGP:
     ) -> tuple:
         """(seconds, peak bytes) of ``matrix`` on n1 x n2 inputs of ``input_shape`` (n2 None: symmetric), or with
         ``test_points`` of :meth:`train_and_test`'s pass on n1 and that many test inputs, from one timed batch of
-        initialisations on at most 64 inputs: the first of ``inputs`` (the inputs the kernel will be computed
-        on), else seeded Gaussian probes; the automatic sample count is chosen as :meth:`matrix` chooses it
-        (from ``pilot_inputs``, never from these)."""
+        initialisations on at most 64 inputs (the first of ``inputs``, the inputs the kernel will be computed
+        on, else seeded Gaussian probes) and timed matrix products for the feature products (n1^2 / 2 r per
+        draw for K(x1, x1), which outgrows the forward passes at large n1); the automatic sample count is chosen
+        as :meth:`matrix` chooses it (from ``pilot_inputs``, never from these)."""
         device = resolve_device(device)
         if inputs is not None:
             x = as_inputs(inputs, device, "inputs")
@@ -491,12 +543,13 @@ class MonteCarloNNGP:
         seeds = np.random.SeedSequence(self.seed).generate_state(batch)
         started = time.perf_counter()
         params, buffers = ({k: v.to(device, self.dtype) for k, v in part.items()} for part in self._draw(seeds))
+        projections = self._projections(seeds, device)
         per_draw = (time.perf_counter() - started) / batch  # once per initialisation, whatever the inputs
         forward = float("inf")
         for _ in range(2):  # the first pass also pays for warming up (allocations, kernel selection)
             begun = time.perf_counter()
             with torch.no_grad():
-                features = self._features(net, layers, params, buffers, x, block_size)
+                features = self._features(net, layers, params, buffers, x, block_size, projections=projections)
             forward = min(forward, time.perf_counter() - begun)
         per_input_draw = forward / (x.shape[0] * batch)
         inputs = n1 + (0 if n2 is None else n2) + test_points
@@ -504,7 +557,12 @@ class MonteCarloNNGP:
         width = features.shape[1]  # batch x r: the features of one batch of initialisations, per input
         wide = 8 * n1 * width if features.dtype != torch.float64 else 0  # x1's features in float64
         peak = 8 * entries * (3 if self.entry_errors else 1) + features.element_size() * inputs * width + wide
-        return (per_draw + per_input_draw * inputs) * self.samples, peak
+        gram = lower_gram_entries(n1) if n2 is None else 0  # K(x1, x1)'s product, in float64
+        cross = n1 * ((n2 or 0) + test_points)  # K(x1, x2) or K(x1, x_test), in the features' dtype
+        per_product = gram * _multiply_add_seconds(torch.float64, device) + cross * _multiply_add_seconds(
+            features.dtype, device
+        )
+        return (per_draw + per_input_draw * inputs + per_product * self.width) * self.samples, peak
 
     def matrix(self, x1, x2=None, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
         """(1/S) sum_s K_s(x1, x2): float64 (n1, n2) on ``device``; ``x2=None``: K(x1, x1).
@@ -606,6 +664,8 @@ class MonteCarloNNGP:
             "samples": s,
             "sample_rule": self.sample_rule,
             "features_per_initialisation": self.width,
+            "projection": self.projected,
+            "projection_reason": self.projection_reason,
             "evaluation": self.evaluation,
             "logits": self.logits,
             "mean_diagonal": scale,
@@ -664,6 +724,24 @@ def _add_lower_gram(gram: torch.Tensor, features: torch.Tensor) -> None:
     for start in range(0, n, GRAM_ROWS):
         end = min(n, start + GRAM_ROWS)
         gram[start:end, :end].addmm_(features[start:end], features[:end].T)
+
+
+@functools.cache
+def _multiply_add_seconds(dtype, device) -> float:
+    """Seconds per multiply-add of a matrix product as the kernel's products run (GRAM_ROWS rows against
+    4 GRAM_ROWS, 2,048 deep, in ``dtype`` on ``device``): the best of five timed products (once per process)."""
+    shape = (GRAM_ROWS, 4 * GRAM_ROWS, 2048)
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn((rows, shape[2]), generator=generator, dtype=dtype).to(device) for rows in shape[:2])
+    out = torch.zeros(shape[:2], dtype=dtype, device=device)
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        out.addmm_(a, b.T)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return best / math.prod(shape)
 
 
 def lower_gram_entries(n: int) -> int:
