@@ -110,3 +110,22 @@ def test_the_marginal_family_reports_the_projection_and_keys_its_prior_on_it():
     assert prior_statement(kernel, MarginalSettings(kernel="monte-carlo"))["kernel_projection"] is None
     with pytest.raises(InputError, match="--kernel-projection"):
         MarginalSettings(kernel_projection=0)
+
+
+@pytest.mark.parametrize("projection", [None, 3])
+def test_the_time_estimate_counts_the_feature_products(monkeypatch, projection):
+    """estimate() adds, per initialisation, K's lower block triangle (lower_gram_entries(n) r multiply-adds) and
+    the cross kernel's n1 x n_test r at the timed rate: here a fixed rate, against the estimate without it."""
+    import pacbayes.kernels.monte_carlo as monte_carlo
+
+    x, n, tests, samples = _x(8), 3000, 500, 5
+    forward_only, with_products = {}, {}
+    for rate, into in ((0.0, forward_only), (1e-9, with_products)):
+        monkeypatch.setattr(monte_carlo, "_multiply_add_seconds", lambda dtype, device, rate=rate: rate)
+        monkeypatch.setattr(monte_carlo.time, "perf_counter", iter(range(10**6)).__next__)  # 1 s per timed step
+        mc = MonteCarloNNGP(_net(), samples=samples, seed=0, projection=projection)
+        into["seconds"], _ = mc.estimate(n, inputs=x, test_points=tests)
+        into["width"] = mc.width
+    assert with_products["width"] == (12 if projection is None else projection)
+    products = (monte_carlo.lower_gram_entries(n) + n * tests) * with_products["width"] * samples * 1e-9
+    assert with_products["seconds"] - forward_only["seconds"] == pytest.approx(products, rel=1e-12)
