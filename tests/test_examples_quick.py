@@ -149,6 +149,16 @@ def test_field_table_joins_the_rows_of_earlier_runs(tmp_path, capsys, field_tabl
         assert "holds no complete field-table rows" in capsys.readouterr().err
 
 
+def test_field_table_passes_the_kernel_projection_to_certify(tmp_path, field_table):
+    """--kernel-projection reaches the Monte Carlo kernel and the row records it (None without it)."""
+    _, rows = field_table
+    module = example("field_table")
+    argv = ["--quick", "--architectures", "cnn-bn-maxpool", "--kernel-projection", "4", "--out-dir", str(tmp_path)]
+    (row,) = module.main(argv)
+    assert row["kernel_projection"] == 4 and row["certified"] and row["kernel"] == "monte-carlo"
+    assert all(r["kernel_projection"] is None for r in rows)
+
+
 def test_field_table_gives_up_a_learning_rate_once_the_relus_are_dead():
     """A network whose ReLUs are dead on every training point (its output constant) is given up after
     DEAD_EPOCHS epochs, not after max_epochs; one that merely fits slowly is not."""
