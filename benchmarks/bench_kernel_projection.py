@@ -26,20 +26,23 @@ from _examples import load_example
 from pacbayes.data import load_dataset, take
 from pacbayes.kernels import MonteCarloNNGP
 
-SHAPES = {"mnist": (1, 28, "mnist-train"), "fashion-mnist": (1, 28, "fashion-mnist"), "cifar-10": (3, 32, "cifar-10")}
+SHAPES = {  # channels, size, training and test folders under --data-root (the field table's)
+    "mnist": (1, 28, "mnist-train", "mnist"),
+    "fashion-mnist": (1, 28, "fashion-mnist", "fashion-mnist"),
+    "cifar-10": (3, 32, "cifar-10", "cifar-10"),
+}
 
 
 def inputs(args, m: int) -> tuple:
     """(m training inputs, ``args.test_points`` test inputs), float64 images of the dataset's shape."""
-    channels, size, folder = SHAPES[args.dataset]
+    channels, size, train_folder, test_folder = SHAPES[args.dataset]
     if args.data_root is None:
         generator = torch.Generator().manual_seed(0)
         images = torch.rand((m + args.test_points, channels, size, size), generator=generator, dtype=torch.float64)
         return images[:m], images[m:]
-    root = os.path.join(args.data_root, folder)
-    train = take(load_dataset(root, split="train"), m, seed=0).x.double()
-    test = take(load_dataset(root, split="test"), args.test_points, seed=0).x.double()
-    return train, test
+    train = take(load_dataset(os.path.join(args.data_root, train_folder), split="train"), m, seed=0).x.double()
+    test = take(load_dataset(os.path.join(args.data_root, test_folder), split="test"), args.test_points, seed=0)
+    return train, test.x.double()
 
 
 def timed(args, model, projection, x, x_test) -> dict:
@@ -53,7 +56,7 @@ def timed(args, model, projection, x, x_test) -> dict:
 
 
 def run(args) -> list:
-    channels, size, _ = SHAPES[args.dataset]
+    channels, size = SHAPES[args.dataset][:2]
     model = load_example("image_models").ConvBnMaxPool(channels=channels, size=size, width=32)
     rows = []
     for m in (int(v) for v in args.m.split(",")):
