@@ -19,9 +19,10 @@ them, phi_s G_s with G_s an H x r matrix of independent N(0, 1/r) entries drawn 
 seed (so every input of a draw, training or test, meets the same G_s). E[G_s G_s^T] = I, so
 K_s = v_w (phi_s G_s) . (phi_s' G_s) + v_b is still unbiased (r read-out rows of the same prior, as the logit
 estimator has C), and K stays the exact Gram matrix of the projected features (positive semi-definite, rank
-<= S r). The projection adds (K_s(x, x) K_s(x', x') + K_s(x, x')^2) / r to an entry's variance per
-initialisation: for a diagonal entry 2/r of its square, small beside the spread between initialisations (about
-1 relative on CIFAR-10's conv-BN-max-pool CNN, so r = 128 needs about 1.5% more of them). What it saves: the
+<= S r, one more with a read-out bias). The projection adds (K_s(x, x) K_s(x', x') + K_s(x, x')^2) / r to an
+entry's variance per initialisation: for a diagonal entry 2/r of its square, small beside the spread between
+initialisations (about 1 relative on CIFAR-10's conv-BN-max-pool CNN, so r = 128 needs about 1.5% more of
+them). What it saves: the
 n x n Gram product per initialisation costs n^2 r / 2 multiply-adds instead of n^2 H / 2, for n H r more in
 the forward dtype; it pays once n is several times r (docs/kernels.md).
 
@@ -73,6 +74,7 @@ from pacbayes import checks
 from pacbayes.defaults import KERNEL_TARGET_ERROR as TARGET_ERROR  # largest entry standard error / mean diagonal
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError, ModelLoadError
+from pacbayes.estimates import best_time
 from pacbayes.kernels._blocks import as_inputs, check_block_size, mirror_lower
 from pacbayes.kernels.readout import find_readout
 from pacbayes.kernels.stacked import load, stack_module
@@ -726,22 +728,26 @@ def _add_lower_gram(gram: torch.Tensor, features: torch.Tensor) -> None:
         gram[start:end, :end].addmm_(features[start:end], features[:end].T)
 
 
-@functools.cache
 def _multiply_add_seconds(dtype, device) -> float:
     """Seconds per multiply-add of a matrix product as the kernel's products run (GRAM_ROWS rows against
-    4 GRAM_ROWS, 2,048 deep, in ``dtype`` on ``device``): the best of five timed products (once per process)."""
+    4 GRAM_ROWS, 2,048 deep, in ``dtype`` on ``device``), measured once per dtype, device and thread count."""
+    return _product_probe(dtype, torch.device(device), torch.get_num_threads())
+
+
+@functools.lru_cache(maxsize=16)
+def _product_probe(dtype, device, threads: int) -> float:
+    """:func:`_multiply_add_seconds`: the best of five timed products (:func:`pacbayes.estimates.best_time`)."""
     shape = (GRAM_ROWS, 4 * GRAM_ROWS, 2048)
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn((rows, shape[2]), generator=generator, dtype=dtype).to(device) for rows in shape[:2])
     out = torch.zeros(shape[:2], dtype=dtype, device=device)
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
+
+    def product():
         out.addmm_(a, b.T)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - started)
-    return best / math.prod(shape)
+
+    return best_time(product, repeats=5) / math.prod(shape)
 
 
 def lower_gram_entries(n: int) -> int:
