@@ -33,6 +33,12 @@ from pacbayes.stochastic import Schedule, certify_stochastic_network
 PUBLISHED = {"fcn": 0.028, "cnn": 0.016}
 """PBB's f_quad risk certificates on MNIST with a learned prior (their paper, m = 60,000; quoted)."""
 
+MC_PASSES = {"fcn": 1000, "cnn": 20}
+"""Default Monte Carlo passes over the bound's points, each with a fresh posterior draw per point (both networks
+are drawn per point, :mod:`pacbayes.stochastic.local`). The CNN's forward pass costs ten times the FCN's, and
+20 passes over 27,500 points (550,000 independent draws) already leave under 0.001 of sampling slack on the
+Gibbs error at the errors seen here."""
+
 
 def fcn() -> nn.Module:
     """784-600-600-600-10 ReLU."""
@@ -103,7 +109,7 @@ def run(name: str, args) -> dict:
         prior_split=0.5,
         prior_epochs=args.prior_epochs,
         posterior_epochs=args.posterior_epochs,
-        mc_samples=args.mc_samples,
+        mc_samples=args.mc_samples or MC_PASSES[name],
     )
     certificate = certify_stochastic_network(
         net,
@@ -121,7 +127,8 @@ def run(name: str, args) -> dict:
     print(
         f"{name}: m = {len(labels):,} (bound on {result.details['m']:,}), certified risk {result.value:.4f} "
         f"(PBB published {PUBLISHED[name]:.3f}, quoted), stochastic net test error {test_error:.4f}, "
-        f"KL {result.details['kl']:.1f} nats; MODEL {train_seconds:.0f} s, certification {certify_seconds:.0f} s, "
+        f"KL {result.details['kl']:.1f} nats, {result.details['mc_draws']:,} {result.details['mc_sampling']} draws; "
+        f"MODEL {train_seconds:.0f} s, certification {certify_seconds:.0f} s, "
         f"{torch.get_num_threads()} threads",
         flush=True,
     )
@@ -137,7 +144,9 @@ def main(argv=None) -> list:
     parser.add_argument("--model-epochs", type=int, default=20)
     parser.add_argument("--prior-epochs", type=int, default=70)
     parser.add_argument("--posterior-epochs", type=int, default=100)
-    parser.add_argument("--mc-samples", type=int, default=1000)
+    parser.add_argument(
+        "--mc-samples", type=int, default=None, help="Monte Carlo passes (default: 1,000 for the FCN, 20 for the CNN)"
+    )
     parser.add_argument("--test-draws", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="m = 2,000 and a few epochs")

@@ -14,7 +14,7 @@ from pacbayes.attempts import OTHER_ATTEMPTS, record_attempt
 from pacbayes.errors import InputError, ModelLoadError
 from pacbayes.families.settings import DziugaiteRoySettings
 from pacbayes.stochastic import Schedule, certify_stochastic_network, stochastic_bound
-from pacbayes.stochastic.certificate import certify, point_sampled_error, sampled_error
+from pacbayes.stochastic.certificate import certify, point_sampled_error
 from pacbayes.stochastic.dropout import activation_dropout, activation_layers
 from pacbayes.stochastic.gaussian import DiagonalGaussian, Layout, gaussian_kl
 from pacbayes.stochastic.hint import chance_level, why_vacuous
@@ -34,10 +34,10 @@ def dr(**settings) -> DziugaiteRoySettings:
 
 def test_auto_sampling_draws_per_point_where_the_model_allows_it():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
-    conv = nn.Sequential(nn.Conv2d(1, 2, 2), nn.Flatten(), nn.Linear(2, 1))
+    batchnorm = nn.Sequential(nn.Conv2d(1, 2, 2), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2, 1))
     assert DziugaiteRoySettings().mc_sampling == "auto"
-    assert resolve_mc_sampling("auto", mlp) == "point" and resolve_mc_sampling("auto", conv) == "network"
-    assert resolve_mc_sampling("network", mlp) == "network" and resolve_mc_sampling("point", conv) == "point"
+    assert resolve_mc_sampling("auto", mlp) == "point" and resolve_mc_sampling("auto", batchnorm) == "network"
+    assert resolve_mc_sampling("network", mlp) == "network" and resolve_mc_sampling("point", batchnorm) == "point"
 
 
 def _blobs(m, seed, flip=0.0):
@@ -65,13 +65,16 @@ def _train(net, x, labels, steps=150):
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def _fitted(net, x, labels, steps=150) -> tuple:
+    """(net trained on (x, labels), its initial state, x, labels)."""
+    init = {k: v.clone() for k, v in net.state_dict().items()}
+    return _train(net, x, labels, steps), init, x, labels
+
+
 @pytest.fixture(scope="module")
 def trained():
     torch.manual_seed(3)
-    net = _net()
-    init = {k: v.clone() for k, v in net.state_dict().items()}
-    x, labels = _blobs(200, seed=1)
-    return _train(net, x, labels), init, x, labels
+    return _fitted(_net(), *_blobs(200, seed=1))
 
 
 # --- KL -----------------------------------------------------------------------------------------
@@ -692,17 +695,6 @@ def test_point_draws_of_a_linear_classifier_match_the_gaussian_error_probability
     assert estimate == pytest.approx(exact, abs=0.01)  # n m = 80,000 draws: standard error ~0.0018
 
 
-def test_point_draws_and_network_draws_estimate_the_same_gibbs_error(trained):
-    net = trained[0]
-    x, labels = trained[2], trained[3]
-    posterior = _noisy_posterior(net, 1.5)
-    gen = torch.Generator().manual_seed(3)
-    per_point = point_sampled_error(net, posterior, x, labels, 300, generator=gen)
-    per_network = sampled_error(net, posterior, x, labels, 3000, generator=gen)
-    assert 0.05 < per_network < 0.45  # the noise matters, so the check is not trivial
-    assert per_point == pytest.approx(per_network, abs=0.015)
-
-
 def test_point_sampling_pays_for_n_m_draws_and_refuses_other_models(trained):
     net, init, x, labels = trained
     result = stochastic_bound(
@@ -724,22 +716,8 @@ def test_point_sampling_pays_for_n_m_draws_and_refuses_other_models(trained):
             return self.inner(inputs)
 
     custom = Custom()
-    with pytest.raises(InputError, match="needs an nn.Sequential of Linear layers"):
+    with pytest.raises(InputError, match=r"needs an nn.Sequential of Linear and .*\(got Custom\)"):
         stochastic_bound(custom, x, labels, dr(mc_samples=2, mc_sampling="point"), schedule=FAST)
-
-
-def test_point_logits_are_the_network_at_zero_variance_and_differentiable(trained):
-    from pacbayes.stochastic.local import point_layers, point_logits
-
-    net, _, x, _ = trained
-    posterior = _noisy_posterior(net, 1e-6)
-    mean = posterior.mean.clone().requires_grad_(True)
-    log_var = posterior.log_var.clone().requires_grad_(True)
-    layout, gen = posterior.layout, torch.Generator().manual_seed(0)
-    out = point_logits(point_layers(net), layout.unflatten(mean), layout.unflatten(torch.exp(log_var)), x, gen)
-    assert torch.allclose(out, net(x)[:, 0], atol=1e-4)
-    out.sum().backward()
-    assert mean.grad.abs().sum() > 0 and log_var.grad.abs().sum() > 0
 
 
 def test_per_point_training_is_recorded_trains_another_posterior_and_refuses_other_models(trained):
@@ -752,7 +730,7 @@ def test_per_point_training_is_recorded_trains_another_posterior_and_refuses_oth
     share = bounds.series_delta(1, 0.1) / 2
     empirical = bounds.sample_convergence_bound(point.details["sampled_error"], 5 * 200, share)
     assert point.value == pytest.approx(bounds.pac_bayes_kl_bound(empirical, point.details["kl"], 200, share))
-    with pytest.raises(InputError, match="needs an nn.Sequential of Linear layers"):
+    with pytest.raises(InputError, match=r"needs an nn.Sequential of Linear and .*\(got BatchNorm1d\)"):
         stochastic_bound(
             nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)),
             x,

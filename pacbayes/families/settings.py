@@ -196,15 +196,16 @@ class DziugaiteRoySettings:
     mc_sampling: str = option(
         "auto",
         "--mc-sampling",
-        "Monte Carlo draws: one network per draw on every point, or a fresh draw per point (Linear/activation "
-        "Sequential models; n m independent draws); auto: per point wherever the model allows it.",
+        "Monte Carlo draws: one network per draw on every point, or a fresh draw per point (Sequential models "
+        "of Linear/Conv2d layers, activations and pooling; n m independent draws); auto: per point wherever the "
+        "model allows it.",
         choices=MC_SAMPLINGS,
     )
     per_point_training: bool = option(
         False,
         "--per-point-training",
-        "Train the posterior with a fresh weight draw per input (local reparameterisation; Linear/activation "
-        "Sequential models).",
+        "Train the posterior with a fresh weight draw per input (Sequential models of Linear/Conv2d layers, "
+        "activations and pooling).",
     )
     fixed_mean: bool = option(False, "--fixed-mean", "Keep the posterior mean at MODEL's weights.")
     attempts_ledger: str | None = ledger_option()

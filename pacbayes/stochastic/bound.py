@@ -282,7 +282,7 @@ def certify_stochastic_network(
     mc_samples: n posterior draws for the Monte Carlo error.
     mc_sampling: "network" (each draw scored on every bound point; sample convergence over n) or
         "point" (a fresh draw per point and pass, n m independent indicators; needs an nn.Sequential
-        of Linear layers and elementwise activations, :func:`pacbayes.stochastic.local.point_layers`).
+        of Linear and Conv2d layers, activations and pooling, :func:`pacbayes.stochastic.local.point_layers`).
     per_point_training: train the posterior with a fresh weight draw per input (local
         reparameterisation; same model requirement) instead of one draw per minibatch.
     attempts_ledger: counts this attempt on this data and these settings (see :mod:`pacbayes.attempts`).

@@ -9,10 +9,11 @@
 With ``mc_sampling="point"`` step 1 draws a fresh network for every (draw, point) pair instead:
 the n m indicators are then independent (not identically distributed) with mean hat e(Q), so the
 same Chernoff bound in kl form (Hoeffding 1963, Theorem 1, which needs independence only) gives
-hat e(Q) <= kl^-1(hat e_nm, ln(1/delta_sc)/(n m)). For a stack of Linear layers and elementwise
-activations a draw per point costs no more than the mean network: each Linear output is exactly
-Gaussian given its input, mean W a + b and variance s_W a^2 + s_b (the local reparameterisation of
-Kingma, Salimans & Welling 2015, exact for independent weights per point).
+hat e(Q) <= kl^-1(hat e_nm, ln(1/delta_sc)/(n m)). For a stack of Linear and Conv2d layers,
+activations and pooling a draw per point costs about one pass of the mean network: each Linear output
+is exactly Gaussian given its input, mean W a + b and variance s_W a^2 + s_b (the local
+reparameterisation of Kingma, Salimans & Welling 2015, exact for independent weights per point), and
+each convolution runs with the point's own drawn kernel (:mod:`pacbayes.stochastic.local`).
 
 On the grid both neighbouring points are tried and the smaller bound kept: the union over all j
 covers the choice. Dziugaite & Roy's own form kl^-1(., B_RE) is reported alongside for comparison.
@@ -69,22 +70,23 @@ def point_sampled_error(
     quiet: bool = True,
 ) -> float:
     """hat e_nm: mean 0-1 error over n passes, each with an independent posterior draw for every point
-    (the n m indicators are independent). Each Linear output is drawn as N(W a + b, s_W a^2 + s_b)
-    given its input a (local reparameterisation); the first Linear's moments do not depend on the
-    draw and are computed once per batch."""
+    (the n m indicators are independent; :mod:`pacbayes.stochastic.local`). The parameter-free layers
+    before the first drawn layer run once per batch, and so do the moments of that layer when it is a
+    Linear one (they do not depend on the draw)."""
     mean, var = posterior.mean_params(), posterior.layout.unflatten(torch.exp(posterior.log_var))
     layers = point_layers(model)
-    first = next(i for i, (_, module) in enumerate(layers) if isinstance(module, nn.Linear))
+    first = next(i for i, (_, module) in enumerate(layers) if isinstance(module, (nn.Linear, nn.Conv2d)))
     wrong = 0
     batches = [slice(s, s + batch_size) for s in range(0, len(labels), batch_size)]
     for part in progress(batches, desc="Monte Carlo error (per point)", quiet=quiet, unit="batch"):
         a = x[part]
         for _, module in layers[:first]:
             a = module(a)
-        moments = linear_moments(*layers[first], mean, var, a)
+        moments = linear_moments(*layers[first], mean, var, a) if isinstance(layers[first][1], nn.Linear) else None
+        rest = layers[first:] if moments is None else layers[first + 1 :]
         for _ in range(n):
-            logits = point_logits(layers[first + 1 :], mean, var, gaussian_draw(moments, generator), generator)
-            wrong += count_mistakes(logits, labels[part])
+            inputs = a if moments is None else gaussian_draw(moments, generator)
+            wrong += count_mistakes(point_logits(rest, mean, var, inputs, generator), labels[part])
     return wrong / (n * len(labels))
 
 

@@ -1,15 +1,24 @@
-"""Drawing a fresh posterior network for every input: the local reparameterisation (Kingma, Salimans
-& Welling 2015), exact for a stack of Linear layers and elementwise activations.
+"""Drawing a fresh posterior network for every input, exactly, at the cost of one forward pass.
 
-With weights drawn independently per input, a Linear output is, given its input a, exactly Gaussian
-with mean W a + b and variance s_W a^2 + s_b (Q = N(w, diag(s))). Sampling those outputs instead of
-the weights costs two matrix products per layer, gives every input its own network (independent
-errors for the Monte Carlo bound, :mod:`pacbayes.stochastic.certificate`) and lower-variance
-gradients when the posterior is trained (:mod:`pacbayes.stochastic.train`).
+With weights drawn independently per input (Q = N(w, diag(s))):
+
+* a Linear output is, given its input a, exactly Gaussian with mean W a + b and variance s_W a^2 + s_b,
+  so it is sampled directly (the local reparameterisation of Kingma, Salimans & Welling 2015): two
+  matrix products per layer;
+* a Conv2d layer shares its weights across positions, so its outputs are not independent given a and the
+  local reparameterisation would be wrong; the input's own kernel W_i = w + sqrt(s) eps_i is drawn
+  instead and the whole batch applied as one grouped convolution (one group per input), the same
+  multiply-adds as the mean network's convolution;
+* parameter-free modules that act on each input alone (activations, pooling, flattening) pass through.
+
+Every input thus gets its own network: independent errors for the Monte Carlo bound
+(:mod:`pacbayes.stochastic.certificate`) and lower-variance gradients when the posterior is trained
+(:mod:`pacbayes.stochastic.train`).
 """
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from pacbayes.defaults import MC_SAMPLINGS  # noqa: F401  (its home; imported from here too)
 from pacbayes.errors import InputError
@@ -17,14 +26,29 @@ from pacbayes.errors import InputError
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.Identity, nn.Dropout)
 """Parameter-free modules that act on each coordinate alone (Dropout as in eval mode: the identity)."""
 
+PER_INPUT = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+"""Parameter-free modules that act on each input of a batch alone (with :class:`nn.Flatten` from dimension 1 on)."""
+
+
+def _drawn(module: nn.Module) -> bool:
+    """Whether ``module`` has weights that a per-point draw samples exactly: Linear, or Conv2d with zero padding."""
+    return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.padding_mode == "zeros")
+
+
+def _passes_through(module: nn.Module) -> bool:
+    """Whether ``module`` is parameter-free and acts on each input alone."""
+    if isinstance(module, nn.Flatten):
+        return module.start_dim >= 1
+    return isinstance(module, (*ELEMENTWISE, *PER_INPUT))
+
 
 def _point_children(model: nn.Module) -> list | None:
-    """(name, module) of ``model`` when per-point draws are exact for it (an nn.Sequential of nn.Linear layers and
-    :data:`ELEMENTWISE` activations, possibly after a leading nn.Flatten), else None."""
+    """(name, module) of ``model`` when per-point draws are exact for it (an nn.Sequential of Linear and
+    zero-padded Conv2d layers, :data:`ELEMENTWISE` activations, :data:`PER_INPUT` pooling and nn.Flatten from
+    dimension 1 on), else None."""
     children = list(model.named_children()) if isinstance(model, nn.Sequential) else []
-    start = 1 if children and isinstance(children[0][1], nn.Flatten) else 0
-    supported = all(isinstance(m, (nn.Linear, *ELEMENTWISE)) for _, m in children[start:])
-    return children if supported and any(isinstance(m, nn.Linear) for _, m in children) else None
+    supported = all(_drawn(m) or _passes_through(m) for _, m in children)
+    return children if supported and any(_drawn(m) for _, m in children) else None
 
 
 def resolve_mc_sampling(choice: str, model: nn.Module) -> str:
@@ -40,10 +64,19 @@ def point_layers(model: nn.Module) -> list:
     children = _point_children(model)
     if children is None:
         raise InputError(
-            "drawing per point (mc_sampling='point', per_point_training) needs an nn.Sequential of Linear layers "
-            f"and elementwise activations (got {type(model).__name__}); use the per-network defaults for other models"
+            "drawing per point (mc_sampling='point', per_point_training) needs an nn.Sequential of Linear and "
+            "zero-padded Conv2d layers, elementwise activations, pooling and Flatten "
+            f"(got {_unsupported(model)}); use the per-network defaults for other models"
         )
     return children
+
+
+def _unsupported(model: nn.Module) -> str:
+    """What keeps ``model`` from per-point draws, for the error message."""
+    if not isinstance(model, nn.Sequential):
+        return type(model).__name__
+    blocking = [type(m).__name__ for _, m in model.named_children() if not (_drawn(m) or _passes_through(m))]
+    return ", ".join(dict.fromkeys(blocking)) or "no Linear or Conv2d layer"
 
 
 def linear_moments(name: str, module: nn.Linear, mean: dict, var: dict, a: torch.Tensor) -> tuple:
@@ -60,13 +93,40 @@ def gaussian_draw(moments: tuple, generator) -> torch.Tensor:
     return centre + torch.sqrt(spread) * noise
 
 
+def _drawn_like(centre: torch.Tensor, spread: torch.Tensor, n: int, generator) -> torch.Tensor:
+    """n independent draws of N(centre, spread), stacked on a new leading dimension."""
+    noise = torch.randn((n, *centre.shape), generator=generator, device=centre.device, dtype=centre.dtype)
+    return centre + torch.sqrt(spread) * noise
+
+
+def conv_draw(name: str, module: nn.Conv2d, mean: dict, var: dict, a: torch.Tensor, generator) -> torch.Tensor:
+    """Conv2d output of each input in ``a`` (n, C, H, W) under its own weight draw W_i ~ N(w, diag(s_w)) (and
+    bias), as one convolution with n groups of ``module.groups``."""
+    n, weight = len(a), mean[f"{name}.weight"]
+    kernels = _drawn_like(weight, var[f"{name}.weight"], n, generator).reshape(n * weight.shape[0], *weight.shape[1:])
+    out = functional.conv2d(
+        a.reshape(1, -1, *a.shape[2:]),
+        kernels,
+        None,
+        module.stride,
+        module.padding,
+        module.dilation,
+        n * module.groups,
+    )
+    out = out.reshape(n, weight.shape[0], *out.shape[2:])
+    if module.bias is not None:
+        out = out + _drawn_like(mean[f"{name}.bias"], var[f"{name}.bias"], n, generator)[:, :, None, None]
+    return out
+
+
 def point_logits(layers: list, mean: dict, var: dict, a: torch.Tensor, generator) -> torch.Tensor:
     """Logits of inputs ``a`` with an independent posterior draw per input (differentiable in mean and
     var), shape (n,) for one logit or (n, K); ``layers`` from :func:`point_layers` (or a tail of them)."""
     for name, module in layers:
-        a = (
-            gaussian_draw(linear_moments(name, module, mean, var, a), generator)
-            if isinstance(module, nn.Linear)
-            else module(a)
-        )
+        if isinstance(module, nn.Linear):
+            a = gaussian_draw(linear_moments(name, module, mean, var, a), generator)
+        elif isinstance(module, nn.Conv2d):
+            a = conv_draw(name, module, mean, var, a, generator)
+        else:
+            a = module(a)
     return a[:, 0] if a.dim() == 2 and a.shape[1] == 1 else a
