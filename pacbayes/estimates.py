@@ -8,12 +8,14 @@ to plan by, not guarantees. :func:`check_time_budget` refuses a run whose estima
 than the user's ``max_minutes`` before any of its work starts.
 """
 
+import functools
 import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from pacbayes.errors import InputError
 from pacbayes.memory import format_bytes
@@ -66,6 +68,33 @@ def median_time(work, repeats: int = 5) -> float:
         work()
         times.append(time.perf_counter() - started)
     return float(np.median(times))
+
+
+def seconds_per_multiply_add(dtype, device, shape: tuple) -> float:
+    """Seconds per multiply-add of a matrix product in ``dtype`` on ``device``, (rows x depth) times
+    (depth x cols) with ``shape`` = (rows, cols, depth), accumulated into its output as dense algebra
+    runs: the best of five (:func:`best_time`), measured once per dtype, device, shape and torch's thread
+    count (:func:`remeasure_products` forgets the measurements)."""
+    return _product_probe(dtype, torch.device(device), tuple(shape), torch.get_num_threads())
+
+
+@functools.lru_cache(maxsize=32)
+def _product_probe(dtype, device, shape: tuple, threads: int) -> float:
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn((rows, shape[2]), generator=generator, dtype=dtype).to(device) for rows in shape[:2])
+    out = torch.zeros(shape[:2], dtype=dtype, device=device)
+
+    def product():
+        out.addmm_(a, b.T)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return best_time(product, repeats=5) / math.prod(shape)
+
+
+def remeasure_products() -> None:
+    """Forget :func:`seconds_per_multiply_add`'s measurements, so that the next one measures the machine as it is."""
+    _product_probe.cache_clear()
 
 
 @contextmanager

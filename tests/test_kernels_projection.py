@@ -115,7 +115,8 @@ def test_the_marginal_family_reports_the_projection_and_keys_its_prior_on_it():
 @pytest.mark.parametrize("projection", [None, 3])
 def test_the_time_estimate_counts_the_feature_products(monkeypatch, projection):
     """estimate() adds, per initialisation, K's lower block triangle (lower_gram_entries(n) r multiply-adds) and
-    the cross kernel's n1 x n_test r at the timed rate: here a fixed rate, against the estimate without it."""
+    the cross kernel's n1 x n_test r, and once the eigenvalues' SPECTRUM_MULTIPLY_ADDS n^3, at the timed rate:
+    here a fixed rate, against the estimate without it."""
     import pacbayes.kernels.monte_carlo as monte_carlo
 
     x, n, tests, samples = _x(8), 3000, 500, 5
@@ -128,4 +129,5 @@ def test_the_time_estimate_counts_the_feature_products(monkeypatch, projection):
         into["width"] = mc.width
     assert with_products["width"] == (12 if projection is None else projection)
     products = (monte_carlo.lower_gram_entries(n) + n * tests) * with_products["width"] * samples * 1e-9
+    products += monte_carlo.SPECTRUM_MULTIPLY_ADDS * n**3 * 1e-9
     assert with_products["seconds"] - forward_only["seconds"] == pytest.approx(products, rel=1e-12)

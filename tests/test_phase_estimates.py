@@ -10,7 +10,7 @@ import pytest
 import torch
 from scripts import load_script
 
-from pacbayes import certification
+from pacbayes import certification, estimates
 from pacbayes.certification import CertifyOptions, certify
 from pacbayes.data import binarise, load_dataset, take
 from pacbayes.demo import demo_network
@@ -265,7 +265,7 @@ def test_a_monte_carlo_pass_with_the_q_star_test_kernels_is_estimated_within_a_f
 
 def test_remeasure_probes_forgets_every_cached_probe():
     budget.seconds_per_cube("cpu")
-    probes = (budget._cube_probe, budget._seconds_per_square, budget._sweep_overhead, budget._sampler_rates)
-    assert budget._cube_probe.cache_info().currsize >= 1
+    probes = (estimates._product_probe, budget._seconds_per_square, budget._sweep_overhead, budget._sampler_rates)
+    assert estimates._product_probe.cache_info().currsize >= 1
     budget.remeasure_probes()
     assert all(probe.cache_info().currsize == 0 for probe in probes)

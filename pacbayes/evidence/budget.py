@@ -16,7 +16,6 @@ by, not guarantees. Memory: the number of n x n float64 matrices alive at the pe
 cannot fit in the memory available is refused before any work, with the fix.
 """
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -24,7 +23,7 @@ from functools import lru_cache, partial
 import torch
 
 from pacbayes.device import threads_for
-from pacbayes.estimates import best_time
+from pacbayes.estimates import best_time, remeasure_products, seconds_per_multiply_add
 from pacbayes.evidence.certified import PILOT_SAMPLES, certified_log_evidence
 from pacbayes.evidence.ep import MIXED_AUTO, EPResult, ep_log_evidence
 from pacbayes.evidence.multiclass_ep import (
@@ -53,28 +52,11 @@ _SAMPLER_PROBE = (256, 1000)  # (points, draws) of the certified run that measur
 
 
 def seconds_per_cube(device: str) -> float:
-    """Expected seconds of one n x n Cholesky divided by n^3: its n^3 / 3 flops at the rate of a probe
-    matrix product of size _PROBE_SIZE (best of three), with torch's current thread count. A small
-    Cholesky is dominated by overheads and would overstate large ones many times; a product runs near
-    the machine's flop rate from this size on."""
-    return _cube_probe(device, torch.get_num_threads())
-
-
-@lru_cache(maxsize=16)
-def _cube_probe(device: str, threads: int) -> float:
-    """:func:`seconds_per_cube` measured once per device and thread count."""
-    dev = torch.device(device)
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(_PROBE_SIZE, _PROBE_SIZE, dtype=torch.float64, generator=generator).to(dev)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        a @ a
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        best = min(best, time.perf_counter() - start)
-    seconds_per_flop = best / (2.0 * _PROBE_SIZE**3)
-    return seconds_per_flop / 3.0
+    """Expected seconds of one n x n Cholesky divided by n^3: its n^3 / 3 flops (n^3 / 6 multiply-adds) at
+    the rate of a float64 matrix product of size _PROBE_SIZE (:func:`pacbayes.estimates.seconds_per_multiply_add`),
+    with torch's current thread count. A small Cholesky is dominated by overheads and would overstate large
+    ones many times; a product runs near the machine's flop rate from this size on."""
+    return seconds_per_multiply_add(torch.float64, device, (_PROBE_SIZE,) * 3) / 6.0
 
 
 def _probe_problem(n: int, classes: int = 2) -> tuple:
@@ -168,7 +150,8 @@ class Budget:
 def remeasure_probes() -> None:
     """Forget the probes' measurements (each is taken once per process and then reused), so that the next
     estimate measures the machine as it is now, e.g. beside a measurement it is compared with."""
-    for probe in (_cube_probe, _seconds_per_square, _sweep_overhead, _sampler_rates):
+    remeasure_products()
+    for probe in (_seconds_per_square, _sweep_overhead, _sampler_rates):
         probe.cache_clear()
 
 

@@ -62,7 +62,6 @@ keeps the standard error of every entry (one more n1 x n2 matrix).
 """
 
 import copy
-import functools
 import math
 import time
 
@@ -74,7 +73,7 @@ from pacbayes import checks
 from pacbayes.defaults import KERNEL_TARGET_ERROR as TARGET_ERROR  # largest entry standard error / mean diagonal
 from pacbayes.device import resolve_device
 from pacbayes.errors import InputError, ModelLoadError
-from pacbayes.estimates import best_time
+from pacbayes.estimates import seconds_per_multiply_add
 from pacbayes.kernels._blocks import as_inputs, check_block_size, mirror_lower
 from pacbayes.kernels.readout import find_readout
 from pacbayes.kernels.stacked import load, stack_module
@@ -92,6 +91,8 @@ PILOT_STREAM = 0x9170  # the pilot's seeds: SeedSequence([seed, PILOT_STREAM]), 
 RANK_MARGIN = 2  # the chosen sample count gives at least RANK_MARGIN n features (rank >= n)
 MAX_AUTO_SAMPLES = 4096  # the most initialisations the automatic choice takes
 GRAM_ROWS = 256  # rows per product of the symmetric Gram matrix's lower block triangle
+SPECTRUM_MULTIPLY_ADDS = 1.6  # the diagnostics' eigvalsh of an n x n K, in n^3 multiply-adds at the Gram product's
+# rate: 4.2 s against 20.6 ps per multiply-add at n = 5,000 (torch profiler, 2 threads, AVX-512, idle)
 ERROR_INPUTS = 128  # inputs (per side) whose entries' standard errors are measured
 CHUNK_ELEMENTS = 2**24  # per-initialisation kernels held at once while accumulating squares
 ACTIVATION_ELEMENTS = 2**21  # a forward pass's widest activation, all copies of a batch together (8 MiB in float32:
@@ -525,8 +526,9 @@ class MonteCarloNNGP:
         ``test_points`` of :meth:`train_and_test`'s pass on n1 and that many test inputs, from one timed batch of
         initialisations on at most 64 inputs (the first of ``inputs``, the inputs the kernel will be computed
         on, else seeded Gaussian probes) and timed matrix products for the feature products (n1^2 / 2 r per
-        draw for K(x1, x1), which outgrows the forward passes at large n1); the automatic sample count is chosen
-        as :meth:`matrix` chooses it (from ``pilot_inputs``, never from these)."""
+        draw for K(x1, x1), which outgrows the forward passes at large n1) and for the rank diagnostic's
+        eigenvalues of K(x1, x1) (:data:`SPECTRUM_MULTIPLY_ADDS` n1^3, once per pass); the automatic sample
+        count is chosen as :meth:`matrix` chooses it (from ``pilot_inputs``, never from these)."""
         device = resolve_device(device)
         if inputs is not None:
             x = as_inputs(inputs, device, "inputs")
@@ -564,7 +566,10 @@ class MonteCarloNNGP:
         per_product = gram * _multiply_add_seconds(torch.float64, device) + cross * _multiply_add_seconds(
             features.dtype, device
         )
-        return (per_draw + per_input_draw * inputs + per_product * self.width) * self.samples, peak
+        spectrum = (
+            SPECTRUM_MULTIPLY_ADDS * float(n1) ** 3 * _multiply_add_seconds(torch.float64, device) if n2 is None else 0
+        )
+        return (per_draw + per_input_draw * inputs + per_product * self.width) * self.samples + spectrum, peak
 
     def matrix(self, x1, x2=None, *, device=None, block_size=None, quiet=True) -> torch.Tensor:
         """(1/S) sum_s K_s(x1, x2): float64 (n1, n2) on ``device``; ``x2=None``: K(x1, x1).
@@ -730,24 +735,8 @@ def _add_lower_gram(gram: torch.Tensor, features: torch.Tensor) -> None:
 
 def _multiply_add_seconds(dtype, device) -> float:
     """Seconds per multiply-add of a matrix product as the kernel's products run (GRAM_ROWS rows against
-    4 GRAM_ROWS, 2,048 deep, in ``dtype`` on ``device``), measured once per dtype, device and thread count."""
-    return _product_probe(dtype, torch.device(device), torch.get_num_threads())
-
-
-@functools.lru_cache(maxsize=16)
-def _product_probe(dtype, device, threads: int) -> float:
-    """:func:`_multiply_add_seconds`: the best of five timed products (:func:`pacbayes.estimates.best_time`)."""
-    shape = (GRAM_ROWS, 4 * GRAM_ROWS, 2048)
-    generator = torch.Generator().manual_seed(0)
-    a, b = (torch.randn((rows, shape[2]), generator=generator, dtype=dtype).to(device) for rows in shape[:2])
-    out = torch.zeros(shape[:2], dtype=dtype, device=device)
-
-    def product():
-        out.addmm_(a, b.T)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    return best_time(product, repeats=5) / math.prod(shape)
+    4 GRAM_ROWS, 2,048 deep, in ``dtype`` on ``device``; :func:`pacbayes.estimates.seconds_per_multiply_add`)."""
+    return seconds_per_multiply_add(dtype, device, (GRAM_ROWS, 4 * GRAM_ROWS, 2048))
 
 
 def lower_gram_entries(n: int) -> int:
