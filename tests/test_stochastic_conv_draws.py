@@ -162,3 +162,14 @@ def test_models_a_draw_per_point_would_not_be_exact_for_are_refused_by_name(mode
     assert resolve_mc_sampling("auto", model) == "network"
     with pytest.raises(InputError, match=rf"needs an nn.Sequential of Linear and .*\(got {blocking}\)"):
         point_layers(model)
+
+
+def test_per_point_batches_shrink_to_the_activations_of_a_cnn():
+    from pacbayes.stochastic.certificate import POINT_BATCH_ELEMENTS, point_batch_size
+
+    x = torch.zeros(3, 1, 28, 28)
+    cnn = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 26 * 26, 1))
+    per_input = 3 * 8 * 26 * 26 + 1  # the convolution, the ReLU and Flatten, then one logit
+    assert point_batch_size(point_layers(cnn), x) == POINT_BATCH_ELEMENTS // per_input
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 1))
+    assert point_batch_size(point_layers(mlp), x) == 5000

@@ -101,22 +101,22 @@ def _drawn_like(centre: torch.Tensor, spread: torch.Tensor, n: int, generator) -
 
 def conv_draw(name: str, module: nn.Conv2d, mean: dict, var: dict, a: torch.Tensor, generator) -> torch.Tensor:
     """Conv2d output of each input in ``a`` (n, C, H, W) under its own weight draw W_i ~ N(w, diag(s_w)) (and
-    bias), as one convolution with n groups of ``module.groups``."""
+    bias b_i, drawn after all the kernels), as one convolution with n groups of ``module.groups``."""
     n, weight = len(a), mean[f"{name}.weight"]
     kernels = _drawn_like(weight, var[f"{name}.weight"], n, generator).reshape(n * weight.shape[0], *weight.shape[1:])
+    biases = None
+    if module.bias is not None:
+        biases = _drawn_like(mean[f"{name}.bias"], var[f"{name}.bias"], n, generator).reshape(-1)
     out = functional.conv2d(
         a.reshape(1, -1, *a.shape[2:]),
         kernels,
-        None,
+        biases,
         module.stride,
         module.padding,
         module.dilation,
         n * module.groups,
     )
-    out = out.reshape(n, weight.shape[0], *out.shape[2:])
-    if module.bias is not None:
-        out = out + _drawn_like(mean[f"{name}.bias"], var[f"{name}.bias"], n, generator)[:, :, None, None]
-    return out
+    return out.reshape(n, weight.shape[0], *out.shape[2:])
 
 
 def point_logits(layers: list, mean: dict, var: dict, a: torch.Tensor, generator) -> torch.Tensor:
