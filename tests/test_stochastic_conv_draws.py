@@ -153,10 +153,11 @@ def test_the_family_draws_a_cnn_per_point_by_default_and_trains_it_per_point(tra
     [
         (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten()), "Conv2d"),
         (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(start_dim=0)), "Flatten"),
+        (nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, return_indices=True)), "MaxPool2d"),
         (nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten()), "BatchNorm2d"),
         (nn.Sequential(nn.MaxPool2d(2), nn.Flatten()), "no Linear or Conv2d layer"),
     ],
-    ids=["reflect-padding", "flatten-over-the-batch", "batchnorm", "nothing-drawn"],
+    ids=["reflect-padding", "flatten-over-the-batch", "pool-indices", "batchnorm", "nothing-drawn"],
 )
 def test_models_a_draw_per_point_would_not_be_exact_for_are_refused_by_name(model, blocking):
     assert resolve_mc_sampling("auto", model) == "network"

@@ -27,7 +27,8 @@ ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.
 """Parameter-free modules that act on each coordinate alone (Dropout as in eval mode: the identity)."""
 
 PER_INPUT = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-"""Parameter-free modules that act on each input of a batch alone (with :class:`nn.Flatten` from dimension 1 on)."""
+"""Parameter-free modules that act on each input of a batch alone (with :class:`nn.Flatten` from dimension 1 on;
+max-pooling without ``return_indices``)."""
 
 
 def _drawn(module: nn.Module) -> bool:
@@ -39,7 +40,9 @@ def _passes_through(module: nn.Module) -> bool:
     """Whether ``module`` is parameter-free and acts on each input alone."""
     if isinstance(module, nn.Flatten):
         return module.start_dim >= 1
-    return isinstance(module, (*ELEMENTWISE, *PER_INPUT))
+    if isinstance(module, PER_INPUT):
+        return not getattr(module, "return_indices", False)
+    return isinstance(module, ELEMENTWISE)
 
 
 def _point_children(model: nn.Module) -> list | None:
