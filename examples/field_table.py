@@ -46,6 +46,7 @@ from pacbayes.certification import CertifyOptions, certify, prepare_data
 from pacbayes.data import load_dataset
 from pacbayes.families.marginal import MARKOV_SHARE, PAC_BAYES_SHARE, split_marginal_delta
 from pacbayes.families.settings import MarginalSettings
+from pacbayes.progress import progress
 
 AUTHORS_DELTA = 2.0**-10
 CORRUPTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -119,14 +120,14 @@ class NotFitted(RuntimeError):
     """SGD did not reach zero training error within its epochs (the row cannot be certified as asked)."""
 
 
-def fit_sgd(model: nn.Module, data, *, seed: int, max_epochs: int = MAX_EPOCHS) -> float:
+def fit_sgd(model: nn.Module, data, *, seed: int, max_epochs: int = MAX_EPOCHS, quiet: bool = True) -> float:
     """``train_sgd`` at each of LEARNING_RATES in turn, each from the model's initial weights, until one reaches
     zero training error; returns that learning rate (NotFitted, naming every rate, when none does)."""
     initial = copy.deepcopy(model.state_dict())
     for lr in LEARNING_RATES:
         model.load_state_dict(initial)
         try:
-            train_sgd(model, data, seed=seed, lr=lr, max_epochs=max_epochs)
+            train_sgd(model, data, seed=seed, lr=lr, max_epochs=max_epochs, quiet=quiet)
             return lr
         except NotFitted:
             continue
@@ -134,15 +135,19 @@ def fit_sgd(model: nn.Module, data, *, seed: int, max_epochs: int = MAX_EPOCHS) 
     raise NotFitted(f"{type(model).__name__} did not reach zero training error in {max_epochs} epochs at lr {rates}")
 
 
-def train_sgd(model: nn.Module, data, *, seed: int, lr: float, max_epochs: int = MAX_EPOCHS) -> int:
+def train_sgd(model: nn.Module, data, *, seed: int, lr: float, max_epochs: int = MAX_EPOCHS, quiet: bool = True) -> int:
     """SGD with momentum 0.9, batches of 32, logistic loss on the binary labels, until every training point is
     classified correctly in eval mode; returns the epochs taken. NotFitted when it does not fit in ``max_epochs``,
-    or at once when its outputs have been the same on every training point for DEAD_EPOCHS epochs in a row."""
+    or at once when its outputs have been the same on every training point for DEAD_EPOCHS epochs in a row.
+    Shows a bar of epochs with the training points still misclassified (unless ``quiet``)."""
     generator = torch.Generator().manual_seed(seed)
     x, y = data.x.float(), data.labels.float()
     optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     constant = 0
-    for epoch in range(1, max_epochs + 1):
+    epochs = progress(
+        range(1, max_epochs + 1), desc=f"SGD to zero training error (lr {lr:g})", quiet=quiet, unit="epoch"
+    )
+    for epoch in epochs:
         model.train()
         for batch in torch.randperm(len(y), generator=generator).split(32):
             optimiser.zero_grad()
@@ -151,7 +156,9 @@ def train_sgd(model: nn.Module, data, *, seed: int, lr: float, max_epochs: int =
         model.eval()
         with torch.no_grad():
             outputs = model(x).squeeze(-1)
-        if bool(((outputs > 0).float() == y).all()):
+        wrong = int(((outputs > 0).float() != y).sum())
+        epochs.set_postfix(misclassified=wrong, refresh=False)
+        if wrong == 0:
             return epoch
         constant = constant + 1 if bool((outputs == outputs[0]).all()) else 0
         if constant == DEAD_EPOCHS:
@@ -228,7 +235,7 @@ def run_case(dataset: str, spec: tuple, architecture: str, build, *, m: int, cor
     model = build()
     subset, _, _ = prepare_data(model, train, test, options)
     start = time.perf_counter()
-    lr = fit_sgd(model, subset, seed=seed, max_epochs=args.max_epochs)
+    lr = fit_sgd(model, subset, seed=seed, max_epochs=args.max_epochs, quiet=args.quiet)
     model.eval()
     trained = time.perf_counter()
     report = certify(model, train, test, options)

@@ -31,8 +31,8 @@ def activation_dropout(model: nn.Module, p: float, generator: torch.Generator):
         return
 
     def drop(_module, _inputs, output):
-        keep = torch.rand(output.shape, generator=generator, device=output.device, dtype=output.dtype) >= p
-        return output * keep / (1.0 - p)
+        keep = torch.rand(output.shape, generator=generator, device=output.device, dtype=output.dtype).ge_(p)
+        return output * keep / (1.0 - p)  # keep is 1.0 / 0.0 in output's dtype: no boolean mask to promote
 
     handles = [module.register_forward_hook(drop) for module in activation_layers(model)]
     try:
