@@ -187,7 +187,7 @@ def test_field_table_retries_sgd_at_a_lower_rate_from_the_same_initialisation(mo
     initial = model.weight.detach().clone()
     seen = []
 
-    def train_sgd(model, data, *, seed, lr, max_epochs):
+    def train_sgd(model, data, *, seed, lr, max_epochs, quiet):
         seen.append((lr, model.weight.detach().clone()))
         with torch.no_grad():
             model.weight.add_(1.0)  # training moves the weights, whether or not it fits
