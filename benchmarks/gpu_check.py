@@ -17,13 +17,18 @@ device memory is printed and a section above --memory-gib counts as failed):
    kernel on the CPU, the per-coordinate torch loop on other devices), with its flop rate;
 5. certified binary ln P(S) at m, EP-cavity proposal given the EP of section 2, the count of draws
    fixed by a pilot at a tolerance of 0.1 nats (target <= 10 s at m = 10,000);
-6. synthetic binary EP at a large m (random inputs; 30,000 by default, target for 50,000 <= 1 min).
+6. the stochastic family's Monte Carlo error on PBB's MNIST CNN (posterior std 0.03 around its
+   initialisation): per-point draws (one grouped convolution per batch) against per-network draws, seconds per
+   (point, draw) of each and their two estimates of the Gibbs error;
+7. synthetic binary EP at a large m (random inputs; 30,000 by default, target for 50,000 <= 1 min).
 
 Data: mnist-embedded (the package's 10,000 MNIST test images, train and test splits together),
 labels binarised as digit >= 5 for the binary sections; float64 throughout.
 """
 
 import argparse
+import os
+import sys
 import time
 
 import torch
@@ -36,6 +41,11 @@ from pacbayes.evidence.label_model import label_model
 from pacbayes.evidence.multiclass_sampler import structured_certified_log_evidence
 from pacbayes.evidence.sequential import uses_compiled_kernel
 from pacbayes.kernels import nngp_for_module
+from pacbayes.stochastic.certificate import point_sampled_error, sampled_error
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_pbb_mnist import cnn as pbb_cnn  # noqa: E402
+from bench_point_draws import posterior_around  # noqa: E402
 
 FULL = {
     "kernel_n": 10_000,
@@ -46,6 +56,8 @@ FULL = {
     "multiclass_draws": 2_000,
     "certified_m": 10_000,
     "draws": 10_000,
+    "point_n": 10_000,
+    "point_passes": 5,
 }
 SMOKE = {
     "kernel_n": 120,
@@ -57,6 +69,8 @@ SMOKE = {
     "certified_m": 60,
     "draws": 300,
     "synthetic_m": 150,
+    "point_n": 40,
+    "point_passes": 2,
 }
 SAMPLE_TOLERANCE = 0.1  # nats: the certified section's count of draws is fixed by a pilot at this tolerance
 
@@ -207,6 +221,27 @@ def section_certified(device, sizes, state):
     )
 
 
+def section_point_draws(device, sizes, state):
+    n, passes = sizes["point_n"], sizes["point_passes"]
+    x, digits = mnist(n)
+    x, digits = x.float().to(device), digits.to(device)
+    torch.manual_seed(0)
+    net = pbb_cnn().to(device).eval()
+    posterior = posterior_around(net, 0.03)
+    figures = {}
+    for name, sampler in (("per point", point_sampled_error), ("per network", sampled_error)):
+        with Clock(device) as clock:
+            error = sampler(net, posterior, x, digits, passes, generator=torch.Generator(device).manual_seed(0))
+        figures[name] = (clock.seconds / (n * passes), error)
+    print(
+        "  PBB's CNN, "
+        + "; ".join(
+            f"{name}: {sec * 1e6:.1f} us per (point, draw), error {err:.4f}" for name, (sec, err) in figures.items()
+        )
+        + f" ({n:,} images x {passes} passes)"
+    )
+
+
 def section_synthetic(device, sizes, state):
     m = sizes["synthetic_m"]
     generator = torch.Generator().manual_seed(0)
@@ -232,6 +267,7 @@ SECTIONS = (
     ("multi-class sampler", section_multiclass_sampler),
     ("sampler", section_sampler),
     ("certified", section_certified),
+    ("per-point draws", section_point_draws),
     ("synthetic EP", section_synthetic),
 )
 
