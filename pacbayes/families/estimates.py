@@ -22,12 +22,11 @@ from pacbayes.estimates import PhaseEstimate, best_time, median_time
 from pacbayes.evidence.budget import evidence_budgets, orthant_dimension, seconds_per_cube
 from pacbayes.evidence.certified import DEFAULT_SAMPLES
 from pacbayes.kernels import MonteCarloNNGP
-from pacbayes.kernels.monte_carlo import lower_gram_entries
+from pacbayes.kernels.monte_carlo import SPECTRUM_MULTIPLY_ADDS, lower_gram_entries
 
 KERNEL_PROBE_SECONDS = 0.05  # the kernel probe doubles its inputs until its larger matrix takes this long
 KERNEL_PROBE_MAX = 256  # ... or reaches this many inputs
 KERNEL_PROBE_MIN = 16  # the smaller probe matrix has at least this many inputs (fewer: noise dominates)
-EIGEN_CHOLESKYS = 10.0  # the Monte Carlo kernel's eigenvalues (its rank), in Choleskys of n
 PROBE_STEPS = 3  # timed steps of a training loop (after one untimed step that warms it up)
 PROBE_DRAWS = 8  # timed posterior draws of the Monte Carlo error
 PROBE_SECONDS = 0.04  # a timed probe call is lengthened until it takes this long ...
@@ -95,7 +94,7 @@ def kernel_estimate(
         cross_entries = n1 * ((0 if n2 is None else int(n2)) + test_points)
         cross_cost = 0.5 if kernel.dtype == torch.float32 else 1.0
         products = per_entry * (lower_gram_entries(n1) * (n2 is None) + cross_cost * cross_entries)
-        eigen = EIGEN_CHOLESKYS * flop / 3.0 * n1**3 if n2 is None else 0.0
+        eigen = SPECTRUM_MULTIPLY_ADDS * 2.0 * flop * n1**3 if n2 is None else 0.0  # the rank diagnostic
         seconds = forward + products + eigen
     else:
         columns = n1 if n2 is None else int(n2)

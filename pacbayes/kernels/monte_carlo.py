@@ -91,8 +91,9 @@ PILOT_STREAM = 0x9170  # the pilot's seeds: SeedSequence([seed, PILOT_STREAM]), 
 RANK_MARGIN = 2  # the chosen sample count gives at least RANK_MARGIN n features (rank >= n)
 MAX_AUTO_SAMPLES = 4096  # the most initialisations the automatic choice takes
 GRAM_ROWS = 256  # rows per product of the symmetric Gram matrix's lower block triangle
-SPECTRUM_MULTIPLY_ADDS = 1.6  # the diagnostics' eigvalsh of an n x n K, in n^3 multiply-adds at the Gram product's
-# rate: 4.2 s against 20.6 ps per multiply-add at n = 5,000 (torch profiler, 2 threads, AVX-512, idle)
+SPECTRUM_MULTIPLY_ADDS = 1.6  # the diagnostics' eigvalsh of an n x n K, in n^3 multiply-adds at a float64 product's
+# rate: 4.2 s against 20.6 ps per multiply-add at n = 5,000 (torch profiler, 2 threads, AVX-512, idle); certify's
+# estimate (pacbayes.families.estimates) uses it too
 ERROR_INPUTS = 128  # inputs (per side) whose entries' standard errors are measured
 CHUNK_ELEMENTS = 2**24  # per-initialisation kernels held at once while accumulating squares
 ACTIVATION_ELEMENTS = 2**21  # a forward pass's widest activation, all copies of a batch together (8 MiB in float32:
