@@ -109,7 +109,7 @@ def run(name: str, args) -> dict:
         prior_split=0.5,
         prior_epochs=args.prior_epochs,
         posterior_epochs=args.posterior_epochs,
-        mc_samples=args.mc_samples or MC_PASSES[name],
+        mc_samples=MC_PASSES[name] if args.mc_samples is None else args.mc_samples,
     )
     certificate = certify_stochastic_network(
         net,

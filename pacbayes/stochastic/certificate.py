@@ -29,7 +29,7 @@ from pacbayes.bounds.stochastic import langford_seeger_complexity
 from pacbayes.models import count_mistakes
 from pacbayes.progress import progress
 from pacbayes.stochastic.gaussian import DiagonalGaussian, gaussian_kl
-from pacbayes.stochastic.local import gaussian_draw, linear_moments, point_layers, point_logits
+from pacbayes.stochastic.local import gaussian_draw, is_drawn, linear_moments, point_layers, point_logits
 from pacbayes.stochastic.network import forward
 
 
@@ -91,8 +91,10 @@ def point_sampled_error(
     Linear one (they do not depend on the draw). ``batch_size`` None: :func:`point_batch_size`."""
     mean, var = posterior.mean_params(), posterior.layout.unflatten(torch.exp(posterior.log_var))
     layers = point_layers(model)
-    first = next(i for i, (_, module) in enumerate(layers) if isinstance(module, (nn.Linear, nn.Conv2d)))
-    wrong, batch_size = 0, batch_size or point_batch_size(layers, x)
+    first = next(i for i, (_, module) in enumerate(layers) if is_drawn(module))
+    wrong = 0
+    if batch_size is None:
+        batch_size = point_batch_size(layers, x)
     batches = [slice(s, s + batch_size) for s in range(0, len(labels), batch_size)]
     for part in progress(batches, desc="Monte Carlo error (per point)", quiet=quiet, unit="batch"):
         a = x[part]

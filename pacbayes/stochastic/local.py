@@ -31,7 +31,7 @@ PER_INPUT = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPoo
 max-pooling without ``return_indices``)."""
 
 
-def _drawn(module: nn.Module) -> bool:
+def is_drawn(module: nn.Module) -> bool:
     """Whether ``module`` has weights that a per-point draw samples exactly: Linear, or Conv2d with zero padding."""
     return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.padding_mode == "zeros")
 
@@ -50,8 +50,8 @@ def _point_children(model: nn.Module) -> list | None:
     zero-padded Conv2d layers, :data:`ELEMENTWISE` activations, :data:`PER_INPUT` pooling and nn.Flatten from
     dimension 1 on), else None."""
     children = list(model.named_children()) if isinstance(model, nn.Sequential) else []
-    supported = all(_drawn(m) or _passes_through(m) for _, m in children)
-    return children if supported and any(_drawn(m) for _, m in children) else None
+    supported = all(is_drawn(m) or _passes_through(m) for _, m in children)
+    return children if supported and any(is_drawn(m) for _, m in children) else None
 
 
 def resolve_mc_sampling(choice: str, model: nn.Module) -> str:
@@ -78,7 +78,7 @@ def _unsupported(model: nn.Module) -> str:
     """What keeps ``model`` from per-point draws, for the error message."""
     if not isinstance(model, nn.Sequential):
         return type(model).__name__
-    blocking = [type(m).__name__ for _, m in model.named_children() if not (_drawn(m) or _passes_through(m))]
+    blocking = [type(m).__name__ for _, m in model.named_children() if not (is_drawn(m) or _passes_through(m))]
     return ", ".join(dict.fromkeys(blocking)) or "no Linear or Conv2d layer"
 
 
@@ -90,15 +90,11 @@ def linear_moments(name: str, module: nn.Linear, mean: dict, var: dict, a: torch
     return centre, spread
 
 
-def gaussian_draw(moments: tuple, generator) -> torch.Tensor:
+def gaussian_draw(moments: tuple, generator, draws: tuple = ()) -> torch.Tensor:
+    """Independent draws of N(centre, spread) for ``moments`` = (centre, spread); ``draws`` stacks that many on
+    new leading dimensions (one draw of centre's shape by default)."""
     centre, spread = moments
-    noise = torch.randn(centre.shape, generator=generator, device=centre.device, dtype=centre.dtype)
-    return centre + torch.sqrt(spread) * noise
-
-
-def _drawn_like(centre: torch.Tensor, spread: torch.Tensor, n: int, generator) -> torch.Tensor:
-    """n independent draws of N(centre, spread), stacked on a new leading dimension."""
-    noise = torch.randn((n, *centre.shape), generator=generator, device=centre.device, dtype=centre.dtype)
+    noise = torch.randn((*draws, *centre.shape), generator=generator, device=centre.device, dtype=centre.dtype)
     return centre + torch.sqrt(spread) * noise
 
 
@@ -106,10 +102,11 @@ def conv_draw(name: str, module: nn.Conv2d, mean: dict, var: dict, a: torch.Tens
     """Conv2d output of each input in ``a`` (n, C, H, W) under its own weight draw W_i ~ N(w, diag(s_w)) (and
     bias b_i, drawn after all the kernels), as one convolution with n groups of ``module.groups``."""
     n, weight = len(a), mean[f"{name}.weight"]
-    kernels = _drawn_like(weight, var[f"{name}.weight"], n, generator).reshape(n * weight.shape[0], *weight.shape[1:])
+    kernels = gaussian_draw((weight, var[f"{name}.weight"]), generator, (n,))
+    kernels = kernels.reshape(n * weight.shape[0], *weight.shape[1:])
     biases = None
     if module.bias is not None:
-        biases = _drawn_like(mean[f"{name}.bias"], var[f"{name}.bias"], n, generator).reshape(-1)
+        biases = gaussian_draw((mean[f"{name}.bias"], var[f"{name}.bias"]), generator, (n,)).reshape(-1)
     out = functional.conv2d(
         a.reshape(1, -1, *a.shape[2:]),
         kernels,
