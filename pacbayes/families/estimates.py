@@ -27,6 +27,7 @@ from pacbayes.kernels.monte_carlo import SPECTRUM_MULTIPLY_ADDS, lower_gram_entr
 KERNEL_PROBE_SECONDS = 0.05  # the kernel probe doubles its inputs until its larger matrix takes this long
 KERNEL_PROBE_MAX = 256  # ... or reaches this many inputs
 KERNEL_PROBE_MIN = 16  # the smaller probe matrix has at least this many inputs (fewer: noise dominates)
+MONTE_CARLO_PROBE_MIN = 32  # ... and a Monte Carlo kernel's smaller probe batch of inputs
 PROBE_STEPS = 3  # timed steps of a training loop (after one untimed step that warms it up)
 PROBE_DRAWS = 8  # timed posterior draws of the Monte Carlo error
 PROBE_SECONDS = 0.04  # a timed probe call is lengthened until it takes this long ...
@@ -42,34 +43,47 @@ SUBSPACE_CHEAPER = (
 )
 
 
-def _kernel_probe(kernel, x: torch.Tensor, device) -> tuple:
-    """(fixed seconds of a matrix call, seconds per entry) of the kernel: matrices on the first s and 2s
-    inputs (best of three each), s doubling from KERNEL_PROBE_MIN until the larger takes KERNEL_PROBE_SECONDS or reaches
-    KERNEL_PROBE_MAX inputs; their difference over the 3 s^2 extra entries is the cost of an entry, so that
-    what a call costs besides its entries (preprocessing, tiling) is not scaled with n^2."""
-    size = min(KERNEL_PROBE_MIN, max(len(x) // 2, 1))
+def _two_size_probe(seconds_at, start: int, limit: int, units) -> tuple:
+    """(fixed seconds of a call, seconds per unit of work) from calls on s and 2s inputs (best of three each),
+    s doubling from ``start`` until the larger takes KERNEL_PROBE_SECONDS or reaches ``limit`` inputs; the
+    difference over the extra units(2s) - units(s) is the cost of a unit, so that what a call costs besides
+    its units (preprocessing, tiling, drawing weights) is not scaled with the run's size. Probes of a few
+    milliseconds are too noisy to difference, hence the doubling."""
+    size = min(start, max(limit // 2, 1))
     while True:
-        double = min(2 * size, len(x))
-        few = best_time(partial(kernel.matrix, x[:size], device=device), 3)
-        many = best_time(partial(kernel.matrix, x[:double], device=device), 3)
-        if many >= KERNEL_PROBE_SECONDS or double >= min(len(x), KERNEL_PROBE_MAX):
-            per_entry = max(many - few, 0.1 * many) / max(double**2 - size**2, 1)
-            return max(few - per_entry * size**2, 0.0), per_entry
+        double = min(2 * size, limit)
+        few = best_time(partial(seconds_at, size), 3)
+        many = best_time(partial(seconds_at, double), 3)
+        if many >= KERNEL_PROBE_SECONDS or double >= limit:
+            per_unit = max(many - few, 0.1 * many) / max(units(double) - units(size), 1)
+            return max(few - per_unit * units(size), 0.0), per_unit
         size = double
+
+
+def _kernel_probe(kernel, x: torch.Tensor, device) -> tuple:
+    """(fixed seconds of a matrix call, seconds per entry) of an analytic kernel: matrices on the first s
+    and 2s inputs (:func:`_two_size_probe`; 3 s^2 extra entries), s from KERNEL_PROBE_MIN."""
+    return _two_size_probe(
+        lambda n: kernel.matrix(x[:n], device=device),
+        KERNEL_PROBE_MIN,
+        min(len(x), KERNEL_PROBE_MAX),
+        lambda n: n**2,
+    )
 
 
 def _monte_carlo_forward(kernel, x: torch.Tensor, inputs: int, device) -> float:
     """Seconds of a Monte Carlo kernel's draws and forward passes on ``inputs`` inputs: a copy with one batch
-    of initialisations timed on the first s and 2s inputs (s = min(32, n)); their difference is the cost
-    per input, the rest the cost of drawing a batch, both times the batches of the kernel's samples."""
+    of initialisations timed on the first s and 2s inputs (:func:`_two_size_probe`); the cost per input times
+    ``inputs`` plus the cost of drawing a batch, both times the batches of the kernel's samples."""
     probe = copy.deepcopy(kernel)
     probe.samples = min(kernel.samples, kernel.batch_size)
-    size = max(1, min(32, len(x) // 2))
-    few = median_time(lambda: probe.matrix(x[:size], device=device), 3)
-    many = median_time(lambda: probe.matrix(x[: 2 * size], device=device), 3)
-    per_input = max(many - few, 0.1 * many) / size
-    batches = kernel.samples / probe.samples
-    return batches * (max(few - per_input * size, 0.0) + per_input * inputs)
+    fixed, per_input = _two_size_probe(
+        lambda n: probe.matrix(x[:n], device=device),
+        MONTE_CARLO_PROBE_MIN,
+        min(len(x), KERNEL_PROBE_MAX),
+        lambda n: n,
+    )
+    return kernel.samples / probe.samples * (fixed + per_input * inputs)
 
 
 def kernel_estimate(
