@@ -2,8 +2,9 @@
 
 Every figure is a timed probe of the real code on this machine, scaled to the run's sizes: a few
 steps of a training loop (seconds per step times the steps to run), a small kernel matrix on the
-first training inputs (seconds per entry times the entries), a few posterior draws on the phase's own
-points (seconds per draw), EP's and the certified sandwich's budgets (:mod:`pacbayes.evidence.budget`).
+first training inputs (seconds per entry times the entries), a few posterior draws on the first batch
+of the phase's points (seconds per draw, scaled to its points), EP's and the certified sandwich's
+budgets (:mod:`pacbayes.evidence.budget`).
 Probes run in the thread setting the phase will run in (:func:`pacbayes.device.threads_for`,
 :func:`pacbayes.device.threads_for_network`); short ones take the median of five.
 Training loops that stop at convergence (``patience``) are estimated at their most epochs.
@@ -11,6 +12,7 @@ Training loops that stop at convergence (``patience``) are estimated at their mo
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
@@ -29,7 +31,7 @@ KERNEL_PROBE_MAX = 256  # ... or reaches this many inputs
 KERNEL_PROBE_MIN = 16  # the smaller probe matrix has at least this many inputs (fewer: noise dominates)
 MONTE_CARLO_PROBE_MIN = 32  # ... and a Monte Carlo kernel's smaller probe batch of inputs
 PROBE_STEPS = 3  # timed steps of a training loop (after one untimed step that warms it up)
-PROBE_DRAWS = 8  # timed posterior draws of the Monte Carlo error
+PROBE_DRAWS = 8  # timed per-point passes of the Monte Carlo error (a call computes its first layer's moments once)
 PROBE_SECONDS = 0.04  # a timed probe call is lengthened until it takes this long ...
 PROBE_STEPS_MAX = 256  # ... or runs this many steps or draws
 CACHE_READ_BYTES_PER_SECOND = 4e8  # a cache entry read and its checksum hashed (0.26 s a hash of 200 MB measured)
@@ -200,11 +202,28 @@ def dziugaite_roy_estimates(model, train, test, settings, context) -> list:
         return _dziugaite_roy_phases(model, train, test, settings, context)
 
 
+def _seconds_per_draw(sampler, net, posterior, x, labels, batch: int, draws: int, device) -> float:
+    """Seconds of one posterior draw scored on all of (x, labels) by ``sampler``: from ``draws`` up (doubled as
+    a loop's steps), timed on the sampler's first batch (``batch`` points) and scaled by the points, which the
+    passes are linear in batch by batch; so that a CNN's probe, whose draws on tens of thousands of points take
+    seconds each, costs a few percent of its phase."""
+    points = min(len(labels), batch)
+    per_draw = _seconds_per_step(
+        lambda k: sampler(net, posterior, x[:points], labels[:points], k, generator=_generator(device)), draws
+    )
+    return per_draw * len(labels) / max(points, 1)
+
+
 def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
     from pacbayes.stochastic.bound import DEFAULT_PRIOR_SCHEDULE
-    from pacbayes.stochastic.certificate import point_sampled_error, sampled_error
+    from pacbayes.stochastic.certificate import (
+        NETWORK_BATCH_SIZE,
+        point_batch_size,
+        point_sampled_error,
+        sampled_error,
+    )
     from pacbayes.stochastic.gaussian import Layout
-    from pacbayes.stochastic.local import resolve_mc_sampling
+    from pacbayes.stochastic.local import point_layers, resolve_mc_sampling
     from pacbayes.stochastic.prior import parameters_of
     from pacbayes.stochastic.train import PriorVariance, Schedule, fit_posterior, fit_prior_mean, surrogate_risk
 
@@ -263,16 +282,15 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
 
     posterior_step = _seconds_per_step(posterior_steps_of, PROBE_STEPS)
     phases.append(PhaseEstimate("Dziugaite-Roy posterior training", posterior_step * posterior_steps, 0, DR_CHEAPER))
-    sampler = point_sampled_error if resolve_mc_sampling(settings.mc_sampling, model) == "point" else sampled_error
-    per_draw = _seconds_per_step(
-        lambda k: sampler(net, fitted["posterior"], x[:m_bound], labels[:m_bound], k, generator=_generator(device)),
-        PROBE_DRAWS,
-    )
+    sampler: Callable[..., float]
+    if resolve_mc_sampling(settings.mc_sampling, model) == "point":
+        sampler, batch, draws = point_sampled_error, point_batch_size(point_layers(net), x), PROBE_DRAWS
+    else:
+        sampler, batch, draws = sampled_error, NETWORK_BATCH_SIZE, 1  # each draw is a whole network's
+    posterior = fitted["posterior"]
+    per_draw = _seconds_per_draw(sampler, net, posterior, x[:m_bound], labels[:m_bound], batch, draws, device)
     test_x, test_labels = test.x.to(device), test.labels.to(device)
-    per_test_draw = _seconds_per_step(
-        lambda k: sampled_error(net, fitted["posterior"], test_x, test_labels, k, generator=_generator(device)),
-        PROBE_DRAWS,
-    )
+    per_test_draw = _seconds_per_draw(sampled_error, net, posterior, test_x, test_labels, NETWORK_BATCH_SIZE, 1, device)
     phases.append(PhaseEstimate("Dziugaite-Roy sample convergence", per_draw * settings.mc_samples, 0, DR_CHEAPER))
     phases.append(PhaseEstimate("stochastic test error", per_test_draw * settings.test_draws, 0, DR_CHEAPER))
     return phases

@@ -32,6 +32,9 @@ from pacbayes.stochastic.gaussian import DiagonalGaussian, gaussian_kl
 from pacbayes.stochastic.local import gaussian_draw, is_drawn, linear_moments, point_layers, point_logits
 from pacbayes.stochastic.network import forward
 
+NETWORK_BATCH_SIZE = 5000
+"""Inputs per forward pass of :func:`sampled_error` and :func:`deterministic_error`."""
+
 
 @torch.no_grad()
 def sampled_error(
@@ -42,7 +45,7 @@ def sampled_error(
     n: int,
     *,
     generator: torch.Generator,
-    batch_size: int = 5000,
+    batch_size: int = NETWORK_BATCH_SIZE,
     quiet: bool = True,
 ) -> float:
     """hat e_n: mean 0-1 error over n weight draws from ``posterior``, each scored on all of (x, labels)."""
@@ -63,7 +66,7 @@ to keep them near the caches (about 250 images for PBB's MNIST CNN, 1.5x faster 
 2 cores), while an MLP's stay at 5,000."""
 
 
-def point_batch_size(layers: list, x: torch.Tensor, most: int = 5000) -> int:
+def point_batch_size(layers: list, x: torch.Tensor, most: int = NETWORK_BATCH_SIZE) -> int:
     """Inputs per batch of :func:`point_sampled_error`: as many as keep the batch's activations, through every
     layer of ``layers`` (from :func:`point_layers`), within :data:`POINT_BATCH_ELEMENTS`; between 1 and ``most``."""
     a, elements = x[:1], 0
@@ -109,7 +112,9 @@ def point_sampled_error(
 
 
 @torch.no_grad()
-def deterministic_error(model, params: dict, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 5000) -> float:
+def deterministic_error(
+    model, params: dict, x: torch.Tensor, labels: torch.Tensor, batch_size: int = NETWORK_BATCH_SIZE
+) -> float:
     """0-1 error of the network at fixed ``params``."""
     wrong = sum(
         count_mistakes(forward(model, params, x[s : s + batch_size]), labels[s : s + batch_size])
