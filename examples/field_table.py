@@ -120,19 +120,27 @@ class NotFitted(RuntimeError):
     """SGD did not reach zero training error within its epochs (the row cannot be certified as asked)."""
 
 
-def fit_sgd(model: nn.Module, data, *, seed: int, max_epochs: int = MAX_EPOCHS, quiet: bool = True) -> float:
-    """``train_sgd`` at each of LEARNING_RATES in turn, each from the model's initial weights, until one reaches
+def fit_sgd(
+    model: nn.Module,
+    data,
+    *,
+    seed: int,
+    max_epochs: int = MAX_EPOCHS,
+    quiet: bool = True,
+    rates: tuple = LEARNING_RATES,
+) -> float:
+    """``train_sgd`` at each of ``rates`` in turn, each from the model's initial weights, until one reaches
     zero training error; returns that learning rate (NotFitted, naming every rate, when none does)."""
     initial = copy.deepcopy(model.state_dict())
-    for lr in LEARNING_RATES:
+    for lr in rates:
         model.load_state_dict(initial)
         try:
             train_sgd(model, data, seed=seed, lr=lr, max_epochs=max_epochs, quiet=quiet)
             return lr
         except NotFitted:
             continue
-    rates = ", ".join(f"{lr:g}" for lr in LEARNING_RATES)
-    raise NotFitted(f"{type(model).__name__} did not reach zero training error in {max_epochs} epochs at lr {rates}")
+    tried = ", ".join(f"{lr:g}" for lr in rates)
+    raise NotFitted(f"{type(model).__name__} did not reach zero training error in {max_epochs} epochs at lr {tried}")
 
 
 def train_sgd(model: nn.Module, data, *, seed: int, lr: float, max_epochs: int = MAX_EPOCHS, quiet: bool = True) -> int:
@@ -235,7 +243,7 @@ def run_case(dataset: str, spec: tuple, architecture: str, build, *, m: int, cor
     model = build()
     subset, _, _ = prepare_data(model, train, test, options)
     start = time.perf_counter()
-    lr = fit_sgd(model, subset, seed=seed, max_epochs=args.max_epochs, quiet=args.quiet)
+    lr = fit_sgd(model, subset, seed=seed, max_epochs=args.max_epochs, quiet=args.quiet, rates=args.learning_rates)
     model.eval()
     trained = time.perf_counter()
     report = certify(model, train, test, options)
@@ -345,6 +353,12 @@ def parse(argv) -> argparse.Namespace:
     )
     parser.add_argument("--q-star-test-points", type=int, default=1000, help="test points of Q*'s error estimate")
     parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help="SGD epochs before a row is skipped")
+    parser.add_argument(
+        "--learning-rates",
+        type=learning_rates,
+        default=LEARNING_RATES,
+        help="SGD's learning rates, tried in turn from the same initialisation (default: 0.01,0.001)",
+    )
     parser.add_argument("--out-dir", default="field_table")
     parser.add_argument("--cache-dir", default=None, help="certify's cache: a rerun reuses kernels and EP results")
     parser.add_argument("--quiet", action="store_true", help="print only each finished row and the table")
@@ -372,6 +386,17 @@ def parse(argv) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown dataset or architecture: {', '.join(unknown)}")
     return args
+
+
+def learning_rates(text: str) -> tuple:
+    """--learning-rates: comma-separated positive numbers."""
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        rates = ()
+    if not rates or not all(0 < rate < float("inf") for rate in rates):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive learning rates, got {text!r}")
+    return rates
 
 
 def read_rows(path: str, parser: argparse.ArgumentParser) -> list:

@@ -200,6 +200,17 @@ def test_field_table_retries_sgd_at_a_lower_rate_from_the_same_initialisation(mo
     assert [lr for lr, _ in seen] == list(module.LEARNING_RATES[:2])
     assert all(torch.equal(weights, initial) for _, weights in seen)
 
-    monkeypatch.setattr(module, "LEARNING_RATES", (module.LEARNING_RATES[0],))
-    with pytest.raises(module.NotFitted, match="in 3 epochs at lr 0.01"):
-        module.fit_sgd(model, None, seed=0, max_epochs=3)
+    with pytest.raises(module.NotFitted, match="in 3 epochs at lr 0.01$"):
+        module.fit_sgd(model, None, seed=0, max_epochs=3, rates=(0.01,))
+
+
+def test_field_table_takes_its_learning_rates_from_the_command_line(capsys):
+    module = example("field_table")
+    args = module.parse(["--data-root", "DATA", "--learning-rates", "0.001"])
+    assert args.learning_rates == (0.001,)
+    assert module.parse(["--data-root", "DATA"]).learning_rates == module.LEARNING_RATES
+    for bad in ("0", "x", "0.01,-1", ""):
+        with pytest.raises(SystemExit) as stop:
+            module.parse(["--data-root", "DATA", "--learning-rates", bad])
+        assert stop.value.code == 2
+        assert "positive learning rates" in capsys.readouterr().err
