@@ -24,7 +24,13 @@ from pacbayes.data import Dataset, apply_label_map, binarise, certified_subset, 
 from pacbayes.data.dataset import check_value_ranges
 from pacbayes.data.subsets import duplicates_assumption
 from pacbayes.errors import InputError
-from pacbayes.estimates import PhaseEstimate, announce_estimates, best_time, check_time_budget, preserved_numpy_random
+from pacbayes.estimates import (
+    PhaseEstimate,
+    announce_estimates,
+    check_time_budget,
+    preserved_numpy_random,
+    seconds_per_step,
+)
 from pacbayes.families import FAMILIES, SETTINGS, RunContext, settings_attribute
 from pacbayes.families.settings import DziugaiteRoySettings, MarginalSettings, SubspaceSettings
 from pacbayes.models import as_plain_sequential, classification_error, count_mistakes, model_outputs, output_dim
@@ -371,11 +377,11 @@ MEASURE_PROBE = 256  # inputs of the timed forward pass (fewer fit in cache and 
 
 
 def measure_estimate(model, train: Dataset, test: Dataset) -> PhaseEstimate:
-    """The model's outputs on the training and test sets (its errors): a forward pass on MEASURE_PROBE
-    training inputs (best of two, after one untimed pass that also runs the determinism check), per input."""
+    """The model's outputs on the training and test sets (its errors): forward passes on MEASURE_PROBE
+    training inputs (:func:`pacbayes.estimates.seconds_per_step`: passes repeated until a timed call takes
+    tens of milliseconds, after one untimed pass that also runs the determinism check), per input."""
     probe = train.x[:MEASURE_PROBE]
-    model_outputs(model, probe)
-    per_input = best_time(lambda: model_outputs(model, probe)) / len(probe)
+    per_input = seconds_per_step(lambda passes: [model_outputs(model, probe) for _ in range(passes)], 1) / len(probe)
     return PhaseEstimate(
         f"measure: the model's outputs on {len(train) + len(test):,} inputs",
         per_input * (len(train) + len(test)),

@@ -70,6 +70,21 @@ def median_time(work, repeats: int = 5) -> float:
     return float(np.median(times))
 
 
+PROBE_SECONDS = 0.04  # a timed probe call of :func:`seconds_per_step` is lengthened until it takes this long ...
+PROBE_STEPS_MAX = 256  # ... or runs this many steps
+
+
+def seconds_per_step(run, steps: int) -> float:
+    """Seconds per step of a loop: after one untimed ``run(1)`` (warm-up), the median of five ``run(k)``
+    over ``k``, where ``k`` starts at ``steps`` and doubles until one call takes PROBE_SECONDS (so that a
+    call's own set-up, an optimiser and a network copy, and the scheduler's noise are a small part of a
+    timing of a few-millisecond step)."""
+    run(1)
+    while best_time(functools.partial(run, steps), repeats=1) < PROBE_SECONDS and steps < PROBE_STEPS_MAX:
+        steps *= 2
+    return median_time(functools.partial(run, steps)) / steps
+
+
 def seconds_per_multiply_add(dtype, device, shape: tuple) -> float:
     """Seconds per multiply-add of a matrix product in ``dtype`` on ``device``, (rows x depth) times
     (depth x cols) with ``shape`` = (rows, cols, depth), accumulated into its output as dense algebra

@@ -20,7 +20,7 @@ import torch
 
 from pacbayes import checks
 from pacbayes.device import resolve_device, threads_for, threads_for_network
-from pacbayes.estimates import PhaseEstimate, best_time, median_time
+from pacbayes.estimates import PhaseEstimate, best_time, seconds_per_step
 from pacbayes.evidence.budget import evidence_budgets, orthant_dimension, seconds_per_cube
 from pacbayes.evidence.certified import DEFAULT_SAMPLES
 from pacbayes.kernels import MonteCarloNNGP
@@ -32,8 +32,6 @@ KERNEL_PROBE_MIN = 16  # the smaller probe matrix has at least this many inputs 
 MONTE_CARLO_PROBE_MIN = 32  # ... and a Monte Carlo kernel's smaller probe batch of inputs
 PROBE_STEPS = 3  # timed steps of a training loop (after one untimed step that warms it up)
 PROBE_DRAWS = 8  # timed per-point passes of the Monte Carlo error (a call computes its first layer's moments once)
-PROBE_SECONDS = 0.04  # a timed probe call is lengthened until it takes this long ...
-PROBE_STEPS_MAX = 256  # ... or runs this many steps or draws
 CACHE_READ_BYTES_PER_SECOND = 4e8  # a cache entry read and its checksum hashed (0.26 s a hash of 200 MB measured)
 
 KERNEL_CHEAPER = "a smaller --m, fewer --kernel-samples, or --kernel-type monte-carlo for a costly analytic kernel"
@@ -174,17 +172,6 @@ def marginal_estimates(model, train, test, settings, classes: int, cache_dir=Non
     return phases
 
 
-def _seconds_per_step(run, steps: int) -> float:
-    """Seconds per step of a loop: after one untimed ``run(1)`` (warm-up), the median of five ``run(k)``
-    over ``k``, where ``k`` starts at ``steps`` and doubles until one call takes PROBE_SECONDS (so that a
-    call's own set-up, an optimiser and a network copy, and the scheduler's noise are a small part of a
-    timing of a few-millisecond step)."""
-    run(1)
-    while best_time(partial(run, steps), repeats=1) < PROBE_SECONDS and steps < PROBE_STEPS_MAX:
-        steps *= 2
-    return median_time(partial(run, steps)) / steps
-
-
 def _batches(tensor: torch.Tensor, count: int, batch: int) -> torch.Tensor:
     """``count`` full minibatches of ``batch`` rows from ``tensor`` (its rows repeated when it has fewer)."""
     return tensor[torch.arange(count * batch, device=tensor.device) % len(tensor)]
@@ -208,7 +195,7 @@ def _seconds_per_draw(sampler, net, posterior, x, labels, batch: int, draws: int
     passes are linear in batch by batch; so that a CNN's probe, whose draws on tens of thousands of points take
     seconds each, costs a few percent of its phase."""
     points = min(len(labels), batch)
-    per_draw = _seconds_per_step(
+    per_draw = seconds_per_step(
         lambda k: sampler(net, posterior, x[:points], labels[:points], k, generator=_generator(device)), draws
     )
     return per_draw * len(labels) / max(points, 1)
@@ -243,7 +230,7 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
     phases = []
     if m_prior:
         batch = min(DEFAULT_PRIOR_SCHEDULE.batch_size, m_prior)  # the loop's batches are never larger than S_prior
-        prior_step = _seconds_per_step(
+        prior_step = seconds_per_step(
             lambda k: fit_prior_mean(
                 net,
                 layout,
@@ -280,7 +267,7 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
             per_point=bool(settings.per_point_training),
         )[0]
 
-    posterior_step = _seconds_per_step(posterior_steps_of, PROBE_STEPS)
+    posterior_step = seconds_per_step(posterior_steps_of, PROBE_STEPS)
     phases.append(PhaseEstimate("Dziugaite-Roy posterior training", posterior_step * posterior_steps, 0, DR_CHEAPER))
     sampler: Callable[..., float]
     if resolve_mc_sampling(settings.mc_sampling, model) == "point":
@@ -320,7 +307,7 @@ def _subspace_phases(model, train, settings, context) -> list:
     projection = best_time(build, repeats=1)
     x, labels, batch = train.x.to(device), train.labels.to(device), 128
     subspace_model = built["model"]
-    step = _seconds_per_step(
+    step = seconds_per_step(
         lambda k: fit_subspace(
             subspace_model,
             _batches(x, k, batch),
