@@ -27,8 +27,10 @@ import torch
 from torch import nn
 
 from pacbayes.data import MNIST_MEAN_STD, load_dataset, normalise, take
+from pacbayes.defaults import TRAINING_PRECISIONS
 from pacbayes.families.settings import DziugaiteRoySettings
 from pacbayes.stochastic import Schedule, certify_stochastic_network
+from pacbayes.stochastic.train import OPTIMIZERS
 
 PUBLISHED = {"fcn": 0.028, "cnn": 0.016}
 """PBB's f_quad risk certificates on MNIST with a learned prior (their paper, m = 60,000; quoted)."""
@@ -110,6 +112,7 @@ def run(name: str, args) -> dict:
         prior_epochs=args.prior_epochs,
         posterior_epochs=args.posterior_epochs,
         mc_samples=MC_PASSES[name] if args.mc_samples is None else args.mc_samples,
+        training_precision=args.training_precision,
     )
     certificate = certify_stochastic_network(
         net,
@@ -118,21 +121,38 @@ def run(name: str, args) -> dict:
         settings,
         delta=args.delta,
         seed=args.seed,
-        schedule=Schedule(epochs=args.posterior_epochs, batch_size=250),
+        schedule=Schedule(
+            epochs=args.posterior_epochs,
+            batch_size=250,
+            precision=args.training_precision,
+            optimizer=args.posterior_optimizer,
+            lr=args.posterior_lr,
+            lr_var=args.posterior_lr_var,
+            momentum=args.posterior_momentum,
+        ),
         quiet=args.quiet,
     )
     certify_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     test_error = certificate.error(x_test, labels_test, n=args.test_draws)
+    test_seconds = time.perf_counter() - start
     result = certificate.result
     print(
         f"{name}: m = {len(labels):,} (bound on {result.details['m']:,}), certified risk {result.value:.4f} "
         f"(PBB published {PUBLISHED[name]:.3f}, quoted), stochastic net test error {test_error:.4f}, "
-        f"KL {result.details['kl']:.1f} nats, {result.details['mc_draws']:,} {result.details['mc_sampling']} draws; "
-        f"MODEL {train_seconds:.0f} s, certification {certify_seconds:.0f} s, "
-        f"{torch.get_num_threads()} threads",
+        f"KL {result.details['kl']:.1f} nats, Gibbs error on the bound's points {result.details['sampled_error']:.4f} "
+        f"from {result.details['mc_draws']:,} {result.details['mc_sampling']} draws; "
+        f"MODEL {train_seconds:.0f} s, certification {certify_seconds:.0f} s, test draws {test_seconds:.0f} s, "
+        f"training in {args.training_precision}, {torch.get_num_threads()} threads",
         flush=True,
     )
-    return {"network": name, "bound": result.value, "test_error": test_error, "seconds": certify_seconds}
+    return {
+        "network": name,
+        "bound": result.value,
+        "test_error": test_error,
+        "seconds": certify_seconds,
+        "test_seconds": test_seconds,
+    }
 
 
 def main(argv=None) -> list:
@@ -148,6 +168,18 @@ def main(argv=None) -> list:
         "--mc-samples", type=int, default=None, help="Monte Carlo passes (default: 1,000 for the FCN, 20 for the CNN)"
     )
     parser.add_argument("--test-draws", type=int, default=100)
+    parser.add_argument("--posterior-optimizer", choices=OPTIMIZERS, default=Schedule.optimizer)
+    parser.add_argument("--posterior-lr", type=float, default=Schedule.lr, help="the posterior mean's learning rate")
+    parser.add_argument("--posterior-lr-var", type=float, default=Schedule.lr_var, help="log-variances' learning rate")
+    parser.add_argument(
+        "--posterior-momentum", type=float, default=Schedule.momentum, help="with --posterior-optimizer sgd"
+    )
+    parser.add_argument(
+        "--training-precision",
+        choices=TRAINING_PRECISIONS,
+        default="float32",
+        help="forward passes of the prior and posterior training (bfloat16: autocast; the certificate is float32)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="m = 2,000 and a few epochs")
     parser.add_argument("--quiet", action="store_true")

@@ -41,6 +41,10 @@ MC_SAMPLINGS = ("auto", "network", "point")
 DEFAULT_SIGMOID_TEMPERATURE = 0.15
 """Temperature T of :func:`pacbayes.stochastic.network.sigmoid_surrogate`: a fixed constant, chosen on the
 data-independent benchmark (binary mnist-embedded, m = 5,000, 784-600-1) among T in {0.1, 0.15, 0.3, 1}."""
+TRAINING_PRECISIONS = ("float32", "bfloat16")
+"""Precision of the forward passes that train the prior mean and the posterior: float32, or bfloat16 under
+``torch.autocast`` (:func:`pacbayes.stochastic.train.training_precision`). The certificate (the Monte Carlo error and
+the KL) is always computed in float32 / float64."""
 OBJECTIVES = ("dr", "quad", "lambda", "classic")
 SURROGATES = ("auto", "logistic", "bounded-ce", "sigmoid")
 """Surrogate risks for training: "auto" is "logistic" for objective "dr" and "bounded-ce" for PBB's."""

@@ -418,6 +418,7 @@ def test_the_settings_are_the_familys_dataclass_and_fix_the_epochs(trained):
         {"optimizer": "rmsprop"},
         {"momentum": 1.0},
         {"momentum": -0.1},
+        {"precision": "float16"},
     ],
 )
 def test_bad_schedules_are_refused(options):
@@ -649,11 +650,9 @@ def test_the_sigmoid_surrogate_trains_a_different_posterior_and_is_recorded(trai
     assert sigmoid.value == pytest.approx(bounds.pac_bayes_kl_bound(empirical, sigmoid.details["kl"], 200, share))
 
 
-def test_surrogate_flags_through_the_cli(trained, tmp_path):
-    from click.testing import CliRunner
-
-    from pacbayes.cli import main
-
+def _certify_command(trained, tmp_path) -> list:
+    """``pacbayes certify`` of the trained blob classifier with the dziugaite-roy family (2 posterior epochs, 20
+    draws), its files written to ``tmp_path``."""
     net, init, x, labels = trained
     data, test = tmp_path / "blobs.npz", tmp_path / "test.npz"
     np.savez(data, x=x.numpy(), y=labels.numpy())
@@ -663,11 +662,97 @@ def test_surrogate_flags_through_the_cli(trained, tmp_path):
     torch.save(init, str(tmp_path / "init.pt"))
     command = ["certify", str(tmp_path / "model.pt"), "--train", str(data), "--test", str(test), "--m", "200"]
     command += ["--bounds", "dziugaite-roy", "--init", str(tmp_path / "init.pt"), "--mc-samples", "20"]
-    command += ["--posterior-epochs", "2", "--surrogate", "sigmoid", "--sigmoid-temperature", "0.2", "--json"]
-    run = CliRunner().invoke(main, command + ["--quiet"])
+    return command + ["--posterior-epochs", "2", "--quiet"]
+
+
+def test_surrogate_flags_through_the_cli(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from pacbayes.cli import main
+
+    command = _certify_command(trained, tmp_path) + ["--surrogate", "sigmoid", "--sigmoid-temperature", "0.2"]
+    run = CliRunner().invoke(main, command + ["--json"])
     assert run.exit_code == 0, run.output
     details = json.loads(run.stdout)["bounds"][0]["details"]
     assert details["surrogate"] == "sigmoid" and details["sigmoid_temperature"] == pytest.approx(0.2)
+
+
+# --- training precision --------------------------------------------------------------------------
+
+
+def _output_dtypes_while_training(net, x, labels, precision: str) -> set:
+    """The dtypes of the Linear layers' outputs during one prior step and one posterior step at ``precision``."""
+    dtypes = set()
+    linear = [module for module in net if isinstance(module, nn.Linear)]
+    hooks = [module.register_forward_hook(lambda _m, _i, out: dtypes.add(out.dtype)) for module in linear]
+    layout = Layout.of(parameters_of(net))
+    flat = layout.flatten(parameters_of(net))
+    schedule = Schedule(epochs=1, batch_size=len(labels), precision=precision)
+    generator = torch.Generator().manual_seed(0)
+    fit_prior_mean(net, layout, flat, x, labels, schedule=schedule, generator=generator, dropout=0.2)
+    fit_posterior(
+        net,
+        layout,
+        flat,
+        flat,
+        x,
+        labels,
+        objective="quad",
+        delta=0.05,
+        m=len(labels),
+        prior_variance=PriorVariance(1e-3, on_grid=False),
+        start_variance=1e-3,
+        fixed_mean=False,
+        schedule=schedule,
+        generator=generator,
+    )
+    for hook in hooks:
+        hook.remove()
+    return dtypes
+
+
+def test_bfloat16_training_runs_the_forward_passes_in_bfloat16(trained):
+    net, _init, x, labels = trained
+    assert _output_dtypes_while_training(net, x, labels, "float32") == {torch.float32}
+    assert _output_dtypes_while_training(net, x, labels, "bfloat16") == {torch.bfloat16}
+    assert Schedule().precision == "float32" and DziugaiteRoySettings().training_precision == "float32"
+
+
+def test_bfloat16_training_is_recorded_keyed_and_certified_in_float32(trained, tmp_path):
+    net, init, x, labels = trained
+    common = {"init_state": init, "prior_split": 0.5, "prior_epochs": FAST.epochs, "mc_samples": 40}
+    half = Schedule(epochs=FAST.epochs, batch_size=FAST.batch_size, lr=FAST.lr, precision="bfloat16")
+    ledger, cache = tmp_path / "attempts.jsonl", tmp_path / "cache"
+    run = {"delta": 0.1, "cache_dir": cache}
+    full = stochastic_bound(net, x, labels, dr(**common), schedule=FAST, **run)[0]
+    bf16 = stochastic_bound(
+        net, x, labels, dr(training_precision="bfloat16", attempts_ledger=ledger, **common), schedule=half, **run
+    )[0]
+    assert full.details["training_precision"] == "float32" and bf16.details["training_precision"] == "bfloat16"
+    assert json.loads(ledger.read_text().splitlines()[0])["training_precision"] == "bfloat16"
+    # another posterior (the cache keys the precision: float32's prior and posterior are not reused) ...
+    assert bf16.details["kl"] != pytest.approx(full.details["kl"], rel=1e-6)
+    assert bf16.details["prior"] == full.details["prior"]
+    # ... of about the same quality, certified by the same float32 / float64 composition
+    assert bf16.value == pytest.approx(full.value, abs=0.05)
+    share = bounds.series_delta(1, 0.1) / 2
+    empirical = bounds.sample_convergence_bound(bf16.details["sampled_error"], 40, share)
+    assert bf16.value == pytest.approx(bounds.pac_bayes_kl_bound(empirical, bf16.details["kl"], 100, share))
+    with pytest.raises(InputError, match=r"schedule trains in float32 .* training_precision='float32'"):
+        stochastic_bound(net, x, labels, dr(training_precision="bfloat16", **common), schedule=FAST)
+
+
+def test_the_training_precision_flag_through_the_cli(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from pacbayes.cli import main
+
+    command = _certify_command(trained, tmp_path)
+    run = CliRunner().invoke(main, command + ["--training-precision", "bfloat16", "--json"])
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["bounds"][0]["details"]["training_precision"] == "bfloat16"
+    refused = CliRunner().invoke(main, command + ["--training-precision", "half"])
+    assert refused.exit_code == 2 and "half" in refused.output
 
 
 # --- Monte Carlo draws per point -----------------------------------------------------------------

@@ -33,6 +33,7 @@ from pacbayes.defaults import (
     SUBSPACE_QAT_PATIENCE,
     SUBSPACE_RATE_WEIGHT,
     SURROGATES,
+    TRAINING_PRECISIONS,
 )
 from pacbayes.options import ledger_option, option
 
@@ -208,6 +209,13 @@ class DziugaiteRoySettings:
         "activations and pooling).",
     )
     fixed_mean: bool = option(False, "--fixed-mean", "Keep the posterior mean at MODEL's weights.")
+    training_precision: str = option(
+        "float32",
+        "--training-precision",
+        "Precision of the forward passes that train the prior mean and the posterior (bfloat16: under autocast, "
+        "fast on CPUs with AVX-512 BF16 or AMX and on recent GPUs); the certificate is computed in float32.",
+        choices=TRAINING_PRECISIONS,
+    )
     attempts_ledger: str | None = ledger_option()
     test_draws: int = 20
 

@@ -229,15 +229,22 @@ def _checked_settings(settings, delta) -> tuple:
     return delta, prior_split, prior_std, prior_dropout, mc_samples
 
 
-def _with_epochs(schedule: Schedule | None, default: Schedule, epochs: int, name: str, setting: str) -> Schedule:
-    """``schedule`` (None: ``default``) running the ``epochs`` that the settings' ``setting`` fixes; a
-    schedule with other epochs is refused (the epochs are a setting, recorded in the report)."""
+def _scheduled(schedule: Schedule | None, default: Schedule, settings, setting: str, name: str) -> Schedule:
+    """``schedule`` (None: ``default``) running the epochs that ``settings.<setting>`` fixes, in the settings'
+    training precision; a schedule with other epochs or another precision is refused (both are settings,
+    recorded in the report)."""
+    epochs, precision = getattr(settings, setting), settings.training_precision
     if schedule is None:
-        return replace(default, epochs=epochs)
+        return replace(default, epochs=epochs, precision=precision)
     if schedule.epochs != epochs:
         raise InputError(
             f"{name} runs {schedule.epochs} epochs but settings.{setting} is {epochs}: the epochs are a "
             f"setting; pass DziugaiteRoySettings({setting}={schedule.epochs})"
+        )
+    if schedule.precision != precision:
+        raise InputError(
+            f"{name} trains in {schedule.precision} but settings.training_precision is {precision}: the precision "
+            f"is a setting; pass DziugaiteRoySettings(training_precision={schedule.precision!r})"
         )
     return schedule
 
@@ -300,10 +307,8 @@ def certify_stochastic_network(
     """
     started = time.perf_counter()
     delta, prior_split, prior_std, prior_dropout, mc_samples = _checked_settings(settings, delta)
-    schedule = _with_epochs(schedule, Schedule(), settings.posterior_epochs, "schedule", "posterior_epochs")
-    prior_schedule = _with_epochs(
-        prior_schedule, DEFAULT_PRIOR_SCHEDULE, settings.prior_epochs, "prior_schedule", "prior_epochs"
-    )
+    schedule = _scheduled(schedule, Schedule(), settings, "posterior_epochs", "schedule")
+    prior_schedule = _scheduled(prior_schedule, DEFAULT_PRIOR_SCHEDULE, settings, "prior_epochs", "prior_schedule")
     objective, surrogate = settings.objective, settings.surrogate
     mc_sampling = resolve_mc_sampling(settings.mc_sampling, model)
     init_state, init_seed, fixed_mean = settings.init_state, settings.init_seed, settings.fixed_mean
@@ -329,6 +334,7 @@ def certify_stochastic_network(
         "prior_dropout": prior_dropout,
         "epochs": schedule.epochs,
         "prior_epochs": prior_schedule.epochs,
+        "training_precision": schedule.precision,
         "init": "checkpoint" if init_state is not None else "seed" if init_seed is not None else "none",
     }
 
@@ -437,6 +443,7 @@ def certify_stochastic_network(
         "m_prior": len(labels) - m,
         "posterior_points": len(labels) if from_prior else m,
         "posterior_epochs": schedule.epochs,
+        "training_precision": schedule.precision,
         "parameters": posterior.size(),
         "mean_mode": "fixed" if fixed_mean else "optimised",
         "posterior_std_median": float(torch.exp(0.5 * posterior.log_var.double()).median()),

@@ -14,6 +14,7 @@ the lambda grid, lambda is optimised continuously as lambda = c exp(-j/b) with j
 (:mod:`pacbayes.stochastic.certificate`).
 """
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -22,7 +23,12 @@ import torch
 
 from pacbayes import bounds
 from pacbayes.bounds.stochastic import langford_seeger_complexity, maurer_complexity
-from pacbayes.defaults import OBJECTIVES, POSTERIOR_EPOCHS, SURROGATES  # noqa: F401  (OBJECTIVES: imported from here too)
+from pacbayes.defaults import (  # noqa: F401  (OBJECTIVES: imported from here too)
+    OBJECTIVES,
+    POSTERIOR_EPOCHS,
+    SURROGATES,
+    TRAINING_PRECISIONS,
+)
 from pacbayes.errors import InputError
 from pacbayes.progress import progress
 from pacbayes.stochastic.dropout import activation_dropout
@@ -45,7 +51,8 @@ class Schedule:
     """Optimiser settings: ``optimizer`` ("adam", or "sgd" with ``momentum``) on the mean (lr) and on
     log s and log lambda (lr_var). Around MODEL's weights the posterior starts at log s = log lambda_0 +
     init_log_ratio (from the prior it starts at s = lambda_0, KL 0). A learned prior mean is always fitted
-    by SGD with ``momentum`` (ERM, :func:`fit_prior_mean`; ``optimizer`` and ``lr_var`` do not apply)."""
+    by SGD with ``momentum`` (ERM, :func:`fit_prior_mean`; ``optimizer`` and ``lr_var`` do not apply).
+    ``precision``: that of the training forward passes (:func:`training_precision`)."""
 
     epochs: int = POSTERIOR_EPOCHS
     batch_size: int = 250
@@ -54,6 +61,7 @@ class Schedule:
     init_log_ratio: float = -2.0
     optimizer: str = "adam"
     momentum: float = 0.9
+    precision: str = "float32"
 
     def __post_init__(self):
         if (
@@ -71,6 +79,22 @@ class Schedule:
             raise InputError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if not 0.0 <= self.momentum < 1.0:
             raise InputError(f"momentum must lie in [0, 1), got {self.momentum}; e.g. 0.9")
+        if self.precision not in TRAINING_PRECISIONS:
+            raise InputError(
+                f"unknown training precision {self.precision!r}; use one of {', '.join(TRAINING_PRECISIONS)}"
+            )
+
+
+def training_precision(precision: str, device: torch.device):
+    """The context in which a training step's forward pass runs: as given ("float32"), or under
+    ``torch.autocast(device.type, torch.bfloat16)`` ("bfloat16"; convolutions and matrix products in bfloat16,
+    the weights, their gradients and the optimiser's state in float32; Micikevicius et al. 2018 for mixed
+    precision training). Only training is affected: the posterior it finds is certified in float32 like any
+    other. bfloat16 is fast where the hardware has it (CPUs with AVX-512 BF16 or AMX, recent GPUs) and
+    slower elsewhere."""
+    if precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
@@ -114,7 +138,9 @@ def fit_prior_mean(
     with activation_dropout(model, dropout, generator):
         for idx in bar:
             opt.zero_grad()
-            logistic_surrogate(forward(model, layout.unflatten(flat), x[idx]), labels[idx]).backward()
+            with training_precision(schedule.precision, flat.device):
+                logits = forward(model, layout.unflatten(flat), x[idx])
+            logistic_surrogate(logits.float(), labels[idx]).backward()
             opt.step()
     return flat.detach()
 
@@ -230,12 +256,13 @@ def fit_posterior(
     layers = point_layers(model) if per_point else None
     for idx in bar:
         opt.zero_grad()
-        if per_point:
-            var = layout.unflatten(torch.exp(log_var))
-            logits = point_logits(layers, layout.unflatten(mean), var, x[idx], generator)
-        else:
-            logits = forward(model, posterior.sample(generator), x[idx])
-        risk = surrogate(logits, labels[idx])
+        with training_precision(schedule.precision, mean.device):
+            if per_point:
+                var = layout.unflatten(torch.exp(log_var))
+                logits = point_logits(layers, layout.unflatten(mean), var, x[idx], generator)
+            else:
+                logits = forward(model, posterior.sample(generator), x[idx])
+        risk = surrogate(logits.float(), labels[idx])
         kl = gaussian_kl(mean, log_var, prior_mean, log_lam, dtype=torch.float32)
         j = torch.clamp(bounds.DR_GRID_B * (log_c - log_lam), min=1.0) if prior_variance.on_grid else None
         loss = objective_value(objective, risk, kl, m, delta, j, tradeoff)
