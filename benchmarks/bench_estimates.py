@@ -14,6 +14,7 @@ measurement. Prints phase, estimate, measurement and their ratio.
 """
 
 import argparse
+import functools
 import sys
 import time
 from dataclasses import replace
@@ -184,19 +185,28 @@ def dziugaite_roy_section(scale: int) -> None:
     compare(f"dziugaite-roy --objective quad --prior-split 0.5, demo MLP, m = {len(train)}", estimates, measured)
 
 
-def dziugaite_roy_cnn_section(scale: int) -> None:
+def dziugaite_roy_cnn_section(scale: int, precision: str = "float32") -> None:
     """PBB's MNIST CNN, ten classes, drawn per point through its convolutions: the sample-convergence probe
-    times the first batch of bound points (247 images) and scales it to all of them."""
+    times the first batch of bound points (247 images) and scales it to all of them. ``precision``: that of the
+    training phases (``--training-precision``), which their probes time in it."""
     from bench_pbb_mnist import cnn as pbb_cnn
 
     train, test = data(5000 // scale, 1000 // scale, False)
     train, test = (replace(d, x=d.x.reshape(-1, 1, 28, 28)) for d in (train, test))
     torch.manual_seed(0)
     model = pbb_cnn().eval()
-    dr = DziugaiteRoySettings(prior_split=0.5, prior_epochs=2, posterior_epochs=2, mc_samples=20, test_draws=20)
+    dr = DziugaiteRoySettings(
+        prior_split=0.5,
+        prior_epochs=2,
+        posterior_epochs=2,
+        mc_samples=20,
+        test_draws=20,
+        training_precision=precision,
+    )
     estimates, probing = _timed(lambda: dziugaite_roy_estimates(model, train, test, dr, _context(model, train, 0)))
     measured = measure_family(DR_FAMILY, stochastic_bound, DR_CALLS, model, train, test, dr)
-    compare(f"dziugaite-roy --prior-split 0.5, PBB's MNIST CNN (per point), m = {len(train)}", estimates, measured)
+    title = f"dziugaite-roy --prior-split 0.5 --training-precision {precision}, PBB's MNIST CNN (per point)"
+    compare(f"{title}, m = {len(train)}", estimates, measured)
     print(f"(the estimates themselves took {duration(probing)})")
 
 
@@ -224,6 +234,7 @@ SECTIONS = {
     "marginal": marginal_section,
     "dziugaite-roy": dziugaite_roy_section,
     "dziugaite-roy-cnn": dziugaite_roy_cnn_section,
+    "dziugaite-roy-cnn-bfloat16": functools.partial(dziugaite_roy_cnn_section, precision="bfloat16"),
     "subspace": subspace_section,
     "cnn": cnn_section,
 }
