@@ -738,7 +738,7 @@ def test_bfloat16_training_is_recorded_keyed_and_certified_in_float32(trained, t
     share = bounds.series_delta(1, 0.1) / 2
     empirical = bounds.sample_convergence_bound(bf16.details["sampled_error"], 40, share)
     assert bf16.value == pytest.approx(bounds.pac_bayes_kl_bound(empirical, bf16.details["kl"], 100, share))
-    with pytest.raises(InputError, match=r"schedule trains in float32 .* training_precision='float32'"):
+    with pytest.raises(InputError, match=r"schedule trains in float32 .*\(training_precision='float32'\)"):
         stochastic_bound(net, x, labels, dr(training_precision="bfloat16", **common), schedule=FAST)
 
 
