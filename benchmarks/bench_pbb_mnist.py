@@ -177,7 +177,7 @@ def main(argv=None) -> list:
     parser.add_argument(
         "--training-precision",
         choices=TRAINING_PRECISIONS,
-        default="float32",
+        default=Schedule.precision,
         help="forward passes of the prior and posterior training (bfloat16: autocast; the certificate is float32)",
     )
     parser.add_argument("--seed", type=int, default=0)

@@ -45,6 +45,8 @@ TRAINING_PRECISIONS = ("float32", "bfloat16")
 """Precision of the forward passes that train the prior mean and the posterior: float32, or bfloat16 under
 ``torch.autocast`` (:func:`pacbayes.stochastic.train.training_precision`). The certificate (the Monte Carlo error and
 the KL) is always computed in float32 / float64."""
+DEFAULT_TRAINING_PRECISION = "float32"
+"""float32: bfloat16 is slower on CPUs without BF16 instructions."""
 OBJECTIVES = ("dr", "quad", "lambda", "classic")
 SURROGATES = ("auto", "logistic", "bounded-ce", "sigmoid")
 """Surrogate risks for training: "auto" is "logistic" for objective "dr" and "bounded-ce" for PBB's."""

@@ -16,6 +16,7 @@ from pacbayes.defaults import (
     DEFAULT_PRIOR_DROPOUT,
     DEFAULT_PRIOR_STD,
     DEFAULT_SIGMOID_TEMPERATURE,
+    DEFAULT_TRAINING_PRECISION,
     EVIDENCE_SAMPLE_TOLERANCE,
     KERNEL_TARGET_ERROR,
     MC_SAMPLINGS,
@@ -210,7 +211,7 @@ class DziugaiteRoySettings:
     )
     fixed_mean: bool = option(False, "--fixed-mean", "Keep the posterior mean at MODEL's weights.")
     training_precision: str = option(
-        "float32",
+        DEFAULT_TRAINING_PRECISION,
         "--training-precision",
         "Precision of the forward passes that train the prior mean and the posterior (bfloat16: under autocast, "
         "fast on CPUs with AVX-512 BF16 or AMX and on recent GPUs); the certificate is computed in float32.",

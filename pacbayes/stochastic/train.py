@@ -24,6 +24,7 @@ import torch
 from pacbayes import bounds
 from pacbayes.bounds.stochastic import langford_seeger_complexity, maurer_complexity
 from pacbayes.defaults import (  # noqa: F401  (OBJECTIVES: imported from here too)
+    DEFAULT_TRAINING_PRECISION,
     OBJECTIVES,
     POSTERIOR_EPOCHS,
     SURROGATES,
@@ -61,7 +62,7 @@ class Schedule:
     init_log_ratio: float = -2.0
     optimizer: str = "adam"
     momentum: float = 0.9
-    precision: str = "float32"
+    precision: str = DEFAULT_TRAINING_PRECISION
 
     def __post_init__(self):
         if (
