@@ -31,6 +31,7 @@ DATA is a folder holding ``mnist-train/`` and ``mnist/`` (idx), ``fashion-mnist/
 import argparse
 import copy
 import csv
+import functools
 import importlib.util
 import json
 import math
@@ -69,8 +70,10 @@ DATASETS = {
 QUICK = {"digits": ("mnist-embedded", "mnist-embedded", 1, 28, 60)}
 
 
+@functools.cache
 def _image_models():
-    """examples/image_models.py, loaded by path (this script runs from any folder)."""
+    """examples/image_models.py, loaded by path (this script runs from any folder), once: every network then
+    shares one set of its classes."""
     spec = importlib.util.spec_from_file_location("image_models", Path(__file__).with_name("image_models.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
