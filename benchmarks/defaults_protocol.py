@@ -21,6 +21,11 @@ nobody tuned on. The protocol, fixed before any run:
   mean over seeds, then the mean of those); it replaces ``before`` only if it is also not worse than it on
   any data set by more than the larger of the two spreads (half the range over seeds).
 
+``--mode`` repeats the protocol in the family's other modes, whose posterior schedule is the same default: the
+certificate with a data-independent prior (``data-independent``: no prior split, the posterior learned from a prior
+centred at MODEL's initial weights) or around MODEL (``around-model``: ``posterior_start="model"``, the same prior);
+``learned`` (the default) is the protocol above. The prior ERM schedule plays no part outside ``learned``.
+
 One thread (``torch.set_num_threads(1)``). Prints one table, candidate x data set, mean +- spread of the
 certificate (and of the test error), with the mean over data sets, each candidate's paired difference from
 ``before``, the chosen candidate and which candidate the package's defaults now are. The full protocol (five
@@ -28,6 +33,8 @@ candidates, four data sets, three seeds) takes about 20 minutes on one core.
 
     python benchmarks/defaults_protocol.py --data-dir DATA                      # every candidate, 2 seeds
     python benchmarks/defaults_protocol.py --data-dir DATA --candidates before pbb --seeds 0 --datasets mnist
+    python benchmarks/defaults_protocol.py --data-dir DATA --mode around-model --candidates before+pbb-prior+point-mc \
+        pbb+point-mc
 """
 
 import argparse
@@ -95,6 +102,14 @@ CANDIDATES = {
 package's defaults, so the table means the same whatever the defaults are now)."""
 
 
+MODES = {
+    "learned": {"prior_split": 0.5},
+    "data-independent": {"prior_split": 0.0, "posterior_start": "prior"},
+    "around-model": {"prior_split": 0.0, "posterior_start": "model"},
+}
+"""--mode -> the settings it fixes; outside ``learned`` the prior is centred at MODEL's initial weights."""
+
+
 def is_current(candidate: str) -> bool:
     """Whether ``candidate`` is the package's current default for this protocol's models (the sampling
     resolved as the family resolves it for a d-64-1 MLP)."""
@@ -131,9 +146,11 @@ def load(data_dir: str, name: str, seed: int) -> tuple:
 
 
 def train_model(x: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple:
-    """MODEL d-64-1 from torch.manual_seed(seed), SGD until zero training error; returns (net, epochs, error)."""
+    """MODEL d-64-1 from torch.manual_seed(seed), SGD until zero training error; returns (net, its initial
+    state dict, epochs, error)."""
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Linear(x.shape[1], 64), nn.ReLU(), nn.Linear(64, 1))
+    initial = {name: tensor.clone() for name, tensor in net.state_dict().items()}
     optimiser = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     order = torch.Generator().manual_seed(seed)
     error, epoch = 1.0, 0
@@ -146,21 +163,23 @@ def train_model(x: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple:
             optimiser.step()
         with torch.no_grad():
             error = float(((net(x)[:, 0] > 0).long() != labels).float().mean())
-    return net.eval(), epoch, error
+    return net.eval(), initial, epoch, error
 
 
-def run_one(data_dir: str, name: str, seed: int, candidates: list, mc_samples: int) -> list:
-    """One (data set, seed): train MODEL once, certify it with every candidate; one record per candidate."""
+def run_one(data_dir: str, name: str, seed: int, candidates: list, mc_samples: int, mode: str = "learned") -> list:
+    """One (data set, seed): train MODEL once, certify it with every candidate in ``mode``; one record per
+    candidate."""
     (x, labels), (x_test, labels_test) = load(data_dir, name, seed)
     started = time.perf_counter()
-    net, epochs, train_error = train_model(x, labels, seed)
+    net, initial, epochs, train_error = train_model(x, labels, seed)
     train_seconds = time.perf_counter() - started
     records = []
     for candidate in candidates:
         schedule, prior_schedule, mc_sampling = CANDIDATES[candidate]
         settings = DziugaiteRoySettings(
             objective="quad",
-            prior_split=0.5,
+            init_state=None if mode == "learned" else initial,
+            **MODES[mode],
             mc_samples=mc_samples,
             mc_sampling=mc_sampling,
             posterior_epochs=schedule.epochs,
@@ -173,6 +192,7 @@ def run_one(data_dir: str, name: str, seed: int, candidates: list, mc_samples: i
         seconds = time.perf_counter() - started
         details = cert.result.details
         record = {
+            "mode": mode,
             "candidate": candidate,
             "dataset": name,
             "seed": seed,
@@ -265,6 +285,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--mode", choices=list(MODES), default="learned", help="which certificate (see above)")
     parser.add_argument(
         "--mc-samples", type=int, default=DziugaiteRoySettings().mc_samples, help="posterior draws (the family's)"
     )
@@ -274,10 +295,11 @@ def main(argv=None) -> dict:
     records = []
     for name in args.datasets:
         for seed in args.seeds:
-            records += run_one(args.data_dir, name, seed, args.candidates, args.mc_samples)
+            records += run_one(args.data_dir, name, seed, args.candidates, args.mc_samples, args.mode)
     print(
         f"\n{len(records)} certifications, {time.perf_counter() - started:.0f} s on one thread; "
-        f"seeds {args.seeds}, S = {M} binary points, f_quad, prior split 0.5, {args.mc_samples} MC samples"
+        f"seeds {args.seeds}, S = {M} binary points, f_quad, mode {args.mode} ({MODES[args.mode]}), "
+        f"{args.mc_samples} MC samples"
     )
     chosen, best, why = report(records, args.candidates, args.datasets, BASELINE)
     current = [c for c in args.candidates if is_current(c)]

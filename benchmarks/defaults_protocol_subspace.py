@@ -34,7 +34,7 @@ CANDIDATES = {
 def run_one(data_dir: str, name: str, seed: int, candidates: list) -> list:
     """One (data set, seed): MODEL once, then a compressed model trained and certified per candidate."""
     (x, labels), (x_test, labels_test) = load(data_dir, name, seed)
-    net, _, _ = train_model(x, labels, seed)
+    net, _, _, _ = train_model(x, labels, seed)
     records = []
     for candidate in candidates:
         started = time.perf_counter()
