@@ -18,7 +18,8 @@ is a SHA-256 of
   settings that define its prior or the classifier its statement is about -- marginal: the kernel
   as resolved, sigma_w, sigma_b, the Monte Carlo sample count, the jitter or the declared jitter
   grid; dziugaite-roy: the mode, objective, surrogate, the prior (init kind, split, std, lambda
-  grid, dropout, epochs), posterior epochs and per-point training; subspace: d, the level grid,
+  grid, dropout, epochs), the posterior's epochs and optimiser (optimizer, learning rates, momentum),
+  per-point training and the training precision; subspace: d, the level grid,
   every training setting, the learned-origin split and --configurations (for a compressed model
   given as MODEL, its d, levels, quantisation, configurations and origin kind);
 * the model's weights where the statement depends on them: dziugaite-roy around MODEL (posterior

@@ -41,6 +41,15 @@ MC_SAMPLINGS = ("auto", "network", "point")
 DEFAULT_SIGMOID_TEMPERATURE = 0.15
 """Temperature T of :func:`pacbayes.stochastic.network.sigmoid_surrogate`: a fixed constant, chosen on the
 data-independent benchmark (binary mnist-embedded, m = 5,000, 784-600-1) among T in {0.1, 0.15, 0.3, 1}."""
+POSTERIOR_OPTIMIZERS = ("adam", "sgd")
+"""Optimisers of the posterior (:class:`pacbayes.stochastic.train.Schedule`)."""
+DEFAULT_POSTERIOR_OPTIMIZER = "adam"
+DEFAULT_POSTERIOR_LR = 1e-4
+"""The posterior's learning rate on its mean."""
+DEFAULT_POSTERIOR_LR_VAR = 1e-2
+"""The posterior's learning rate on log s (and log lambda)."""
+DEFAULT_POSTERIOR_MOMENTUM = 0.9
+"""The posterior's SGD momentum (Adam ignores it)."""
 TRAINING_PRECISIONS = ("float32", "bfloat16")
 """Precision of the forward passes that train the prior mean and the posterior: float32, or bfloat16 under
 ``torch.autocast`` (:func:`pacbayes.stochastic.train.training_precision`). The certificate (the Monte Carlo error and

@@ -738,7 +738,7 @@ def test_bfloat16_training_is_recorded_keyed_and_certified_in_float32(trained, t
     share = bounds.series_delta(1, 0.1) / 2
     empirical = bounds.sample_convergence_bound(bf16.details["sampled_error"], 40, share)
     assert bf16.value == pytest.approx(bounds.pac_bayes_kl_bound(empirical, bf16.details["kl"], 100, share))
-    with pytest.raises(InputError, match=r"schedule trains in float32 .*\(training_precision='float32'\)"):
+    with pytest.raises(InputError, match=r"schedule has precision='float32' .*\(training_precision='float32'\)"):
         stochastic_bound(net, x, labels, dr(training_precision="bfloat16", **common), schedule=FAST)
 
 
@@ -753,6 +753,51 @@ def test_the_training_precision_flag_through_the_cli(trained, tmp_path):
     assert json.loads(run.stdout)["bounds"][0]["details"]["training_precision"] == "bfloat16"
     refused = CliRunner().invoke(main, command + ["--training-precision", "half"])
     assert refused.exit_code == 2 and "half" in refused.output
+
+
+def test_the_posterior_optimiser_settings_train_record_and_key_the_posterior(trained, tmp_path):
+    net, init, x, labels = trained
+    common = {"init_state": init, "mc_samples": 40}
+    ledger = tmp_path / "attempts.jsonl"
+    pbb = {"posterior_optimizer": "sgd", "posterior_lr": 0.001, "posterior_lr_var": 0.004, "posterior_momentum": 0.95}
+    sgd = stochastic_bound(net, x, labels, dr(attempts_ledger=ledger, **pbb, **common), delta=0.1)[0]
+    adam = stochastic_bound(net, x, labels, dr(attempts_ledger=ledger, **common), delta=0.1)[0]
+    for key, value in pbb.items():
+        assert sgd.details[key] == value
+    assert (adam.details["posterior_optimizer"], adam.details["posterior_lr"]) == ("adam", Schedule().lr)
+    statements = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert [s["posterior_optimizer"] for s in statements] == ["sgd", "adam"]
+    assert statements[0]["key"] != statements[1]["key"]  # another posterior, another statement
+    assert sgd.details["kl"] != pytest.approx(adam.details["kl"], rel=1e-6)
+    # the settings train exactly what the equivalent explicit schedule trains
+    schedule = Schedule(epochs=FAST.epochs, optimizer="sgd", lr=0.001, lr_var=0.004, momentum=0.95)
+    explicit = stochastic_bound(net, x, labels, dr(**pbb, **common), delta=0.1, schedule=schedule)[0]
+    assert explicit.details["kl"] == pytest.approx(sgd.details["kl"], rel=1e-12)
+    # an explicit schedule keeps its optimiser where the settings are at their defaults ...
+    fast = stochastic_bound(net, x, labels, dr(**common), delta=0.1, schedule=FAST)[0]
+    assert fast.details["posterior_lr"] == FAST.lr
+    # ... and one that contradicts a setting the user changed is refused with the fix
+    with pytest.raises(InputError, match=r"schedule has optimizer='adam' .*\(posterior_optimizer='adam'\)"):
+        stochastic_bound(net, x, labels, dr(posterior_optimizer="sgd", **common), schedule=FAST)
+
+
+def test_the_posterior_optimiser_flags_through_the_cli(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from pacbayes.cli import main
+
+    command = _certify_command(trained, tmp_path)
+    flags = ["--posterior-optimizer", "sgd", "--posterior-lr", "0.001", "--posterior-lr-var", "0.004"]
+    run = CliRunner().invoke(main, command + flags + ["--posterior-momentum", "0.95", "--json"])
+    assert run.exit_code == 0, run.output
+    details = json.loads(run.stdout)["bounds"][0]["details"]
+    recorded = (details["posterior_optimizer"], details["posterior_lr"], details["posterior_momentum"])
+    assert recorded == ("sgd", 0.001, 0.95)
+    refused = CliRunner().invoke(main, command + ["--posterior-optimizer", "rmsprop"])
+    assert refused.exit_code == 2 and "rmsprop" in refused.output
+    refused = CliRunner().invoke(main, command + ["--posterior-lr", "0"])
+    assert refused.exit_code == 2 and "learning rates must be finite and > 0" in refused.output
+    assert "Traceback" not in refused.output
 
 
 # --- Monte Carlo draws per point -----------------------------------------------------------------

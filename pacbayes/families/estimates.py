@@ -263,7 +263,12 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
             prior_variance=PriorVariance(settings.prior_std**2, on_grid=bool(settings.lambda_grid)),
             start_variance=settings.prior_std**2,
             fixed_mean=settings.fixed_mean,
-            schedule=Schedule(epochs=1, batch_size=posterior_batch, precision=settings.training_precision),
+            schedule=Schedule(
+                epochs=1,
+                batch_size=posterior_batch,
+                precision=settings.training_precision,
+                optimizer=settings.posterior_optimizer,
+            ),
             generator=_generator(device),
             risk_of=surrogate_risk(settings.surrogate, settings.objective, settings.sigmoid_temperature),
             per_point=bool(settings.per_point_training),

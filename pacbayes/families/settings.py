@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from pacbayes import checks
 from pacbayes.bounds import MARGINAL_VARIANTS
 from pacbayes.defaults import (
+    DEFAULT_POSTERIOR_LR,
+    DEFAULT_POSTERIOR_LR_VAR,
+    DEFAULT_POSTERIOR_MOMENTUM,
+    DEFAULT_POSTERIOR_OPTIMIZER,
     DEFAULT_PRIOR_DROPOUT,
     DEFAULT_PRIOR_STD,
     DEFAULT_SIGMOID_TEMPERATURE,
@@ -23,6 +27,7 @@ from pacbayes.defaults import (
     MULTICLASS_METHODS,
     OBJECTIVES,
     POSTERIOR_EPOCHS,
+    POSTERIOR_OPTIMIZERS,
     POSTERIOR_STARTS,
     PRIOR_EPOCHS,
     SUBSPACE_EPOCHS,
@@ -194,6 +199,20 @@ class DziugaiteRoySettings:
         DEFAULT_PRIOR_DROPOUT, "--prior-dropout", "Dropout after the activation layers while learning the prior."
     )
     posterior_epochs: int = option(POSTERIOR_EPOCHS, "--posterior-epochs", "Epochs of posterior optimisation.")
+    posterior_optimizer: str = option(
+        DEFAULT_POSTERIOR_OPTIMIZER,
+        "--posterior-optimizer",
+        "Optimiser of the posterior: adam, or sgd with --posterior-momentum (PBB's: sgd, lr 0.001, lr-var 0.004, "
+        "momentum 0.95).",
+        choices=POSTERIOR_OPTIMIZERS,
+    )
+    posterior_lr: float = option(DEFAULT_POSTERIOR_LR, "--posterior-lr", "Posterior learning rate on the mean.")
+    posterior_lr_var: float = option(
+        DEFAULT_POSTERIOR_LR_VAR, "--posterior-lr-var", "Posterior learning rate on the log-variances."
+    )
+    posterior_momentum: float = option(
+        DEFAULT_POSTERIOR_MOMENTUM, "--posterior-momentum", "Posterior SGD momentum (adam ignores it)."
+    )
     mc_samples: int = option(1000, "--mc-samples", "Posterior draws for the sample-convergence bound.")
     mc_sampling: str = option(
         "auto",

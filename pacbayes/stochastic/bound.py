@@ -229,23 +229,39 @@ def _checked_settings(settings, delta) -> tuple:
     return delta, prior_split, prior_std, prior_dropout, mc_samples
 
 
-def _scheduled(schedule: Schedule | None, default: Schedule, settings, setting: str, name: str) -> Schedule:
-    """``schedule`` (None: ``default``) running the epochs that ``settings.<setting>`` fixes, in the settings'
-    training precision; a schedule with other epochs or another precision is refused (both are settings,
-    recorded in the report)."""
-    epochs, precision = getattr(settings, setting), settings.training_precision
+POSTERIOR_SETTINGS = {"epochs": "posterior_epochs", "precision": "training_precision"}
+"""Schedule field -> the settings field that fixes it, for the posterior's schedule."""
+PRIOR_SETTINGS = {"epochs": "prior_epochs", "precision": "training_precision"}
+"""The same for the prior mean's ERM (its optimiser is fixed: :data:`DEFAULT_PRIOR_SCHEDULE`)."""
+POSTERIOR_OPTIMISER_SETTINGS = (
+    ("optimizer", "posterior_optimizer"),
+    ("lr", "posterior_lr"),
+    ("lr_var", "posterior_lr_var"),
+    ("momentum", "posterior_momentum"),
+)
+"""(Schedule field, the settings field) that sets it when no schedule is passed; an explicit schedule keeps its
+own unless the setting was changed from its default too."""
+
+
+def _scheduled(
+    schedule: Schedule | None, default: Schedule, settings, name: str, fixed_by: dict, defers_to_schedule: tuple = ()
+) -> Schedule:
+    """``schedule`` (None: ``default``) with the fields that ``settings`` fix (``fixed_by``: Schedule field ->
+    settings field; ``defers_to_schedule``: (Schedule field, settings field) pairs). An explicit schedule that
+    disagrees with the settings on a ``fixed_by`` field, or on a ``defers_to_schedule`` field whose setting is
+    not at its default, is refused (they are settings, recorded in the report)."""
+    chosen = {**fixed_by, **dict(defers_to_schedule)}
     if schedule is None:
-        return replace(default, epochs=epochs, precision=precision)
-    if schedule.epochs != epochs:
-        raise InputError(
-            f"{name} runs {schedule.epochs} epochs but settings.{setting} is {epochs}: the epochs are a "
-            f"setting; pass DziugaiteRoySettings({setting}={schedule.epochs})"
-        )
-    if schedule.precision != precision:
-        raise InputError(
-            f"{name} trains in {schedule.precision} but settings.training_precision is {precision}: the precision "
-            f"is a setting; pass DziugaiteRoySettings(training_precision={schedule.precision!r})"
-        )
+        return replace(default, **{field: getattr(settings, setting) for field, setting in chosen.items()})
+    defaults = type(settings)()
+    for field, setting in chosen.items():
+        given, fixed = getattr(schedule, field), getattr(settings, setting)
+        unset = field not in fixed_by and fixed == getattr(defaults, setting)
+        if given != fixed and not unset:
+            raise InputError(
+                f"{name} has {field}={given!r} but settings.{setting} is {fixed!r}: it is a setting; pass "
+                f"DziugaiteRoySettings({setting}={given!r})"
+            )
     return schedule
 
 
@@ -307,8 +323,8 @@ def certify_stochastic_network(
     """
     started = time.perf_counter()
     delta, prior_split, prior_std, prior_dropout, mc_samples = _checked_settings(settings, delta)
-    schedule = _scheduled(schedule, Schedule(), settings, "posterior_epochs", "schedule")
-    prior_schedule = _scheduled(prior_schedule, DEFAULT_PRIOR_SCHEDULE, settings, "prior_epochs", "prior_schedule")
+    schedule = _scheduled(schedule, Schedule(), settings, "schedule", POSTERIOR_SETTINGS, POSTERIOR_OPTIMISER_SETTINGS)
+    prior_schedule = _scheduled(prior_schedule, DEFAULT_PRIOR_SCHEDULE, settings, "prior_schedule", PRIOR_SETTINGS)
     objective, surrogate = settings.objective, settings.surrogate
     mc_sampling = resolve_mc_sampling(settings.mc_sampling, model)
     init_state, init_seed, fixed_mean = settings.init_state, settings.init_seed, settings.fixed_mean
@@ -335,6 +351,10 @@ def certify_stochastic_network(
         "epochs": schedule.epochs,
         "prior_epochs": prior_schedule.epochs,
         "training_precision": schedule.precision,
+        "posterior_optimizer": schedule.optimizer,
+        "posterior_lr": schedule.lr,
+        "posterior_lr_var": schedule.lr_var,
+        "posterior_momentum": schedule.momentum,
         "init": "checkpoint" if init_state is not None else "seed" if init_seed is not None else "none",
     }
 
@@ -444,6 +464,10 @@ def certify_stochastic_network(
         "posterior_points": len(labels) if from_prior else m,
         "posterior_epochs": schedule.epochs,
         "training_precision": schedule.precision,
+        "posterior_optimizer": schedule.optimizer,
+        "posterior_lr": schedule.lr,
+        "posterior_lr_var": schedule.lr_var,
+        "posterior_momentum": schedule.momentum,
         "parameters": posterior.size(),
         "mean_mode": "fixed" if fixed_mean else "optimised",
         "posterior_std_median": float(torch.exp(0.5 * posterior.log_var.double()).median()),

@@ -24,9 +24,14 @@ import torch
 from pacbayes import bounds
 from pacbayes.bounds.stochastic import langford_seeger_complexity, maurer_complexity
 from pacbayes.defaults import (  # noqa: F401  (OBJECTIVES: imported from here too)
+    DEFAULT_POSTERIOR_LR,
+    DEFAULT_POSTERIOR_LR_VAR,
+    DEFAULT_POSTERIOR_MOMENTUM,
+    DEFAULT_POSTERIOR_OPTIMIZER,
     DEFAULT_TRAINING_PRECISION,
     OBJECTIVES,
     POSTERIOR_EPOCHS,
+    POSTERIOR_OPTIMIZERS,
     SURROGATES,
     TRAINING_PRECISIONS,
 )
@@ -43,7 +48,7 @@ from pacbayes.stochastic.network import (
     sigmoid_surrogate,
 )
 
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = POSTERIOR_OPTIMIZERS
 """Optimisers of the posterior (:class:`Schedule`)."""
 
 
@@ -57,11 +62,11 @@ class Schedule:
 
     epochs: int = POSTERIOR_EPOCHS
     batch_size: int = 250
-    lr: float = 1e-4
-    lr_var: float = 1e-2
+    lr: float = DEFAULT_POSTERIOR_LR
+    lr_var: float = DEFAULT_POSTERIOR_LR_VAR
     init_log_ratio: float = -2.0
-    optimizer: str = "adam"
-    momentum: float = 0.9
+    optimizer: str = DEFAULT_POSTERIOR_OPTIMIZER
+    momentum: float = DEFAULT_POSTERIOR_MOMENTUM
     precision: str = DEFAULT_TRAINING_PRECISION
 
     def __post_init__(self):
