@@ -27,10 +27,9 @@ import torch
 from torch import nn
 
 from pacbayes.data import MNIST_MEAN_STD, load_dataset, normalise, take
-from pacbayes.defaults import TRAINING_PRECISIONS
+from pacbayes.defaults import POSTERIOR_OPTIMIZERS, TRAINING_PRECISIONS
 from pacbayes.families.settings import DziugaiteRoySettings
-from pacbayes.stochastic import Schedule, certify_stochastic_network
-from pacbayes.stochastic.train import OPTIMIZERS
+from pacbayes.stochastic import certify_stochastic_network
 
 PUBLISHED = {"fcn": 0.028, "cnn": 0.016}
 """PBB's f_quad risk certificates on MNIST with a learned prior (their paper, m = 60,000; quoted)."""
@@ -113,24 +112,13 @@ def run(name: str, args) -> dict:
         posterior_epochs=args.posterior_epochs,
         mc_samples=MC_PASSES[name] if args.mc_samples is None else args.mc_samples,
         training_precision=args.training_precision,
+        posterior_optimizer=args.posterior_optimizer,
+        posterior_lr=args.posterior_lr,
+        posterior_lr_var=args.posterior_lr_var,
+        posterior_momentum=args.posterior_momentum,
     )
     certificate = certify_stochastic_network(
-        net,
-        x,
-        labels,
-        settings,
-        delta=args.delta,
-        seed=args.seed,
-        schedule=Schedule(
-            epochs=args.posterior_epochs,
-            batch_size=250,
-            precision=args.training_precision,
-            optimizer=args.posterior_optimizer,
-            lr=args.posterior_lr,
-            lr_var=args.posterior_lr_var,
-            momentum=args.posterior_momentum,
-        ),
-        quiet=args.quiet,
+        net, x, labels, settings, delta=args.delta, seed=args.seed, quiet=args.quiet
     )
     certify_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -168,16 +156,17 @@ def main(argv=None) -> list:
         "--mc-samples", type=int, default=None, help="Monte Carlo passes (default: 1,000 for the FCN, 20 for the CNN)"
     )
     parser.add_argument("--test-draws", type=int, default=100)
-    parser.add_argument("--posterior-optimizer", choices=OPTIMIZERS, default=Schedule.optimizer)
-    parser.add_argument("--posterior-lr", type=float, default=Schedule.lr, help="the posterior mean's learning rate")
-    parser.add_argument("--posterior-lr-var", type=float, default=Schedule.lr_var, help="log-variances' learning rate")
+    defaults = DziugaiteRoySettings()
+    parser.add_argument("--posterior-optimizer", choices=POSTERIOR_OPTIMIZERS, default=defaults.posterior_optimizer)
+    parser.add_argument("--posterior-lr", type=float, default=defaults.posterior_lr, help="the posterior mean's lr")
+    parser.add_argument("--posterior-lr-var", type=float, default=defaults.posterior_lr_var, help="log-variances' lr")
     parser.add_argument(
-        "--posterior-momentum", type=float, default=Schedule.momentum, help="with --posterior-optimizer sgd"
+        "--posterior-momentum", type=float, default=defaults.posterior_momentum, help="with --posterior-optimizer sgd"
     )
     parser.add_argument(
         "--training-precision",
         choices=TRAINING_PRECISIONS,
-        default=Schedule.precision,
+        default=defaults.training_precision,
         help="forward passes of the prior and posterior training (bfloat16: autocast; the certificate is float32)",
     )
     parser.add_argument("--seed", type=int, default=0)

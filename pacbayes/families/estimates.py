@@ -202,7 +202,7 @@ def _seconds_per_draw(sampler, net, posterior, x, labels, batch: int, draws: int
 
 
 def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
-    from pacbayes.stochastic.bound import DEFAULT_PRIOR_SCHEDULE
+    from pacbayes.stochastic.bound import posterior_schedule, prior_schedule_of
     from pacbayes.stochastic.certificate import (
         NETWORK_BATCH_SIZE,
         point_batch_size,
@@ -212,7 +212,7 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
     from pacbayes.stochastic.gaussian import Layout
     from pacbayes.stochastic.local import point_layers, resolve_mc_sampling
     from pacbayes.stochastic.prior import parameters_of
-    from pacbayes.stochastic.train import PriorVariance, Schedule, fit_posterior, fit_prior_mean, surrogate_risk
+    from pacbayes.stochastic.train import PriorVariance, fit_posterior, fit_prior_mean, surrogate_risk
 
     device = resolve_device(context.device)
     net = copy.deepcopy(model).to(device).eval()
@@ -224,12 +224,14 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
     m = len(labels)
     m_prior = checks.prior_part_size(m, settings.prior_split) if settings.prior_split else 0
     m_bound = m - m_prior
-    posterior_batch = Schedule().batch_size
+    posterior_probe = replace(posterior_schedule(settings), epochs=1)
+    posterior_batch = posterior_probe.batch_size
     from_prior = settings.posterior_start == "prior" and not settings.fixed_mean  # trained on all of S
     posterior_steps = settings.posterior_epochs * math.ceil((m if from_prior else m_bound) / posterior_batch)
     phases = []
     if m_prior:
-        batch = min(DEFAULT_PRIOR_SCHEDULE.batch_size, m_prior)  # the loop's batches are never larger than S_prior
+        prior_schedule = prior_schedule_of(settings)
+        batch = min(prior_schedule.batch_size, m_prior)  # the loop's batches are never larger than S_prior
         prior_step = seconds_per_step(
             lambda k: fit_prior_mean(
                 net,
@@ -237,9 +239,7 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
                 start,
                 _batches(x, k, batch),
                 _batches(labels, k, batch),
-                schedule=replace(
-                    DEFAULT_PRIOR_SCHEDULE, epochs=1, batch_size=batch, precision=settings.training_precision
-                ),
+                schedule=replace(prior_schedule, epochs=1, batch_size=batch),
                 generator=_generator(device),
                 dropout=settings.prior_dropout,
             ),
@@ -263,12 +263,7 @@ def _dziugaite_roy_phases(model, train, test, settings, context) -> list:
             prior_variance=PriorVariance(settings.prior_std**2, on_grid=bool(settings.lambda_grid)),
             start_variance=settings.prior_std**2,
             fixed_mean=settings.fixed_mean,
-            schedule=Schedule(
-                epochs=1,
-                batch_size=posterior_batch,
-                precision=settings.training_precision,
-                optimizer=settings.posterior_optimizer,
-            ),
+            schedule=posterior_probe,
             generator=_generator(device),
             risk_of=surrogate_risk(settings.surrogate, settings.objective, settings.sigmoid_temperature),
             per_point=bool(settings.per_point_training),

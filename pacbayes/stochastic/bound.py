@@ -265,6 +265,29 @@ def _scheduled(
     return schedule
 
 
+def posterior_schedule(settings, schedule: Schedule | None = None) -> Schedule:
+    """The posterior's training schedule: ``schedule`` (None: :class:`Schedule`'s defaults) with the epochs,
+    precision and optimiser that ``settings`` fix (see :func:`_scheduled`)."""
+    return _scheduled(schedule, Schedule(), settings, "schedule", POSTERIOR_SETTINGS, POSTERIOR_OPTIMISER_SETTINGS)
+
+
+def prior_schedule_of(settings, schedule: Schedule | None = None) -> Schedule:
+    """The learned prior mean's ERM schedule: ``schedule`` (None: :data:`DEFAULT_PRIOR_SCHEDULE`) with the
+    epochs and precision that ``settings`` fix."""
+    return _scheduled(schedule, DEFAULT_PRIOR_SCHEDULE, settings, "prior_schedule", PRIOR_SETTINGS)
+
+
+def _training_record(schedule: Schedule) -> dict:
+    """How the posterior was trained, as the ledger's statement and the report's details record it."""
+    return {
+        "training_precision": schedule.precision,
+        "posterior_optimizer": schedule.optimizer,
+        "posterior_lr": schedule.lr,
+        "posterior_lr_var": schedule.lr_var,
+        "posterior_momentum": schedule.momentum,
+    }
+
+
 def certify_stochastic_network(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -323,8 +346,8 @@ def certify_stochastic_network(
     """
     started = time.perf_counter()
     delta, prior_split, prior_std, prior_dropout, mc_samples = _checked_settings(settings, delta)
-    schedule = _scheduled(schedule, Schedule(), settings, "schedule", POSTERIOR_SETTINGS, POSTERIOR_OPTIMISER_SETTINGS)
-    prior_schedule = _scheduled(prior_schedule, DEFAULT_PRIOR_SCHEDULE, settings, "prior_schedule", PRIOR_SETTINGS)
+    schedule = posterior_schedule(settings, schedule)
+    prior_schedule = prior_schedule_of(settings, prior_schedule)
     objective, surrogate = settings.objective, settings.surrogate
     mc_sampling = resolve_mc_sampling(settings.mc_sampling, model)
     init_state, init_seed, fixed_mean = settings.init_state, settings.init_seed, settings.fixed_mean
@@ -350,11 +373,7 @@ def certify_stochastic_network(
         "prior_dropout": prior_dropout,
         "epochs": schedule.epochs,
         "prior_epochs": prior_schedule.epochs,
-        "training_precision": schedule.precision,
-        "posterior_optimizer": schedule.optimizer,
-        "posterior_lr": schedule.lr,
-        "posterior_lr_var": schedule.lr_var,
-        "posterior_momentum": schedule.momentum,
+        **_training_record(schedule),
         "init": "checkpoint" if init_state is not None else "seed" if init_seed is not None else "none",
     }
 
@@ -463,11 +482,7 @@ def certify_stochastic_network(
         "m_prior": len(labels) - m,
         "posterior_points": len(labels) if from_prior else m,
         "posterior_epochs": schedule.epochs,
-        "training_precision": schedule.precision,
-        "posterior_optimizer": schedule.optimizer,
-        "posterior_lr": schedule.lr,
-        "posterior_lr_var": schedule.lr_var,
-        "posterior_momentum": schedule.momentum,
+        **_training_record(schedule),
         "parameters": posterior.size(),
         "mean_mode": "fixed" if fixed_mean else "optimised",
         "posterior_std_median": float(torch.exp(0.5 * posterior.log_var.double()).median()),

@@ -48,9 +48,6 @@ from pacbayes.stochastic.network import (
     sigmoid_surrogate,
 )
 
-OPTIMIZERS = POSTERIOR_OPTIMIZERS
-"""Optimisers of the posterior (:class:`Schedule`)."""
-
 
 @dataclass(frozen=True)
 class Schedule:
@@ -81,8 +78,8 @@ class Schedule:
             raise InputError(f"learning rates must be finite and > 0, got lr={self.lr}, lr_var={self.lr_var}")
         if not math.isfinite(self.init_log_ratio):
             raise InputError(f"init_log_ratio must be finite, got {self.init_log_ratio}")
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer not in POSTERIOR_OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(POSTERIOR_OPTIMIZERS)}")
         if not 0.0 <= self.momentum < 1.0:
             raise InputError(f"momentum must lie in [0, 1), got {self.momentum}; e.g. 0.9")
         if self.precision not in TRAINING_PRECISIONS:
