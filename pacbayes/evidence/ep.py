@@ -383,6 +383,8 @@ def run_sweeps(
     then float64 until it is <= tol; the change is only measured between two sweeps of the same
     precision).
     ``damping`` "adaptive": start at 0.8, halve when |change of ln Z| grows, else grow by 1.25 to 0.8.
+    A non-finite or positive ln Z (P(S) <= 1, so ln Z_EP > 0 means the sites ran away) raises ConvergenceError:
+    the relative change of a diverging ln Z shrinks as it grows, which would otherwise pass for convergence.
     """
     step = _ADAPTIVE_START if damping == "adaptive" else float(damping)
     dtype = torch.float64 if precision == "double" else torch.float32
@@ -401,6 +403,11 @@ def run_sweeps(
             raise ConvergenceError(
                 f"{what}: ln Z became {log_z} at sweep {sweep}; the kernel may be too ill-conditioned; "
                 "declare a fixed jitter"
+            )
+        if log_z > 0.0:  # ln P(S) <= 0: the sites have run away (a relative change would still shrink)
+            raise ConvergenceError(
+                f"{what} diverged: ln Z became {log_z:.4g} > 0 at sweep {sweep}, impossible for the log of a "
+                "probability; the kernel is too close to singular for these labels; declare a fixed jitter"
             )
         grew = False
         if history and not fresh:
