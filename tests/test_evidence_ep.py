@@ -82,6 +82,23 @@ def test_a_diverging_ep_is_an_error_not_a_converged_positive_ln_z():
         ep_log_evidence(K, y, jitter=1e-12, start="prior")
 
 
+def _common_mode_problem(m=600, common=0.9995):
+    """An RBF kernel under a common mode: K = common + (1 - common) K_rbf, labels from a smooth direction."""
+    x = np.random.default_rng(0).normal(size=(m, 5))
+    K = common + (1 - common) * np.exp(-0.1 * ((x[:, None] - x[None]) ** 2).sum(-1))
+    return torch.tensor(K), torch.tensor(np.sign(x[:, 0] + 0.3 * x[:, 1] + 0.05))
+
+
+@pytest.mark.xfail(strict=True, reason="known: float64 parallel EP on a 0.9995 common mode lands near -86.0")
+def test_parallel_float64_ep_on_a_strong_common_mode_matches_the_sequential_schedule():
+    """The importance-sampling estimate with the sequential sites is -74.02; with the parallel float64 sites
+    (-86.02) it has 21 effective draws of 20,000. The certified lower bound stays valid with any sites."""
+    K, y = _common_mode_problem()
+    parallel = ep_log_evidence(K, y, start="prior", precision="double")
+    sequential = ep_log_evidence(K, y, schedule="sequential")
+    assert abs(parallel.log_evidence - sequential.log_evidence) < 0.5
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -208,7 +225,13 @@ def test_auto_start_and_precision_by_size():
     assert resolved_start_and_precision(MIXED_AUTO, "sequential", "auto", "auto") == ("nested", "double")
 
 
-def test_a_float32_sweep_that_fails_hands_over_to_float64():
+@pytest.mark.parametrize("fault", ["factorisation", "impossible ln Z"])
+def test_a_float32_sweep_that_fails_hands_over_to_float64(fault):
+    """The third float32 posterior fails: its factorisation (SinglePrecisionLoss), or it returns a mean that
+    passes the variance and cavity checks but gives ln Z > 0 (seen on the 4-layer CNN's NNGP at m = 5,000
+    under sigma_w^2 = sigma_b^2 = 1, common mode 0.998: float32's mean K alpha amplified its rounding; float64
+    from the same sites reached -1018.52, an importance-sampling estimate -1017.30). Either way the sweep is
+    redone in float64, not reported as EP's divergence."""
     from pacbayes.evidence.ep import SinglePrecisionLoss, _prior_sites, _Workspace, parallel_update, run_sweeps
 
     K, y = (torch.as_tensor(a) for a in _rbf_problem(80))
@@ -217,7 +240,11 @@ def test_a_float32_sweep_that_fails_hands_over_to_float64():
     def posterior(tau, nu, dtype):
         dtypes.append(dtype)
         if dtype == torch.float32 and len(dtypes) == 3:
-            raise SinglePrecisionLoss("test")
+            if fault == "factorisation":
+                raise SinglePrecisionLoss("test")
+            lost = workspace.posterior(tau, nu, dtype)
+            lost.mean = 1e6 * y
+            return lost
         return workspace.posterior(tau, nu, dtype)
 
     run = run_sweeps(

@@ -30,7 +30,8 @@ judged between two float64 sweeps):
 * mixed precision: sweeps run in float32 (half the flops' time; B = I + S^1/2 K S^1/2 has every
   eigenvalue >= 1, so its float32 factorisation is well conditioned) until the relative change of
   ln Z is below SINGLE_TOL, then in float64 to ``tol``. A float32 sweep that loses positive
-  definiteness or gives a non-positive cavity hands over to float64 at once.
+  definiteness, gives a non-positive cavity or a ln Z not <= 0 hands over to float64 at once (the mean
+  K alpha amplifies float32's rounding by K's largest eigenvalue, m times a strong common mode).
 """
 
 import math
@@ -393,12 +394,13 @@ def run_sweeps(
     for sweep in range(1, max_sweeps + 1):
         try:
             post = posterior(tau, nu, dtype)
-            if dtype == torch.float32 and not _usable_in_single(post, tau, nu):
-                raise SinglePrecisionLoss("non-positive variance or cavity")
+            log_z = _log_z(y, post.half_log_det, post.mean, post.variance, tau, nu)
+            if dtype == torch.float32 and not (_usable_in_single(post, tau, nu) and log_z <= 0.0):  # NaN too
+                raise SinglePrecisionLoss("non-positive variance or cavity, or ln Z not <= 0")
         except SinglePrecisionLoss:
             dtype, fresh = torch.float64, bool(history)
             post = posterior(tau, nu, dtype)
-        log_z = _log_z(y, post.half_log_det, post.mean, post.variance, tau, nu)
+            log_z = _log_z(y, post.half_log_det, post.mean, post.variance, tau, nu)
         if not math.isfinite(log_z):
             raise ConvergenceError(
                 f"{what}: ln Z became {log_z} at sweep {sweep}; the kernel may be too ill-conditioned; "
