@@ -62,7 +62,7 @@ NESTED_TOL, NESTED_SWEEPS = 1e-4, 50  # a nested level is only a start: coarse, 
 # Below this value of 1 - (B^-1)_ii = tau_i Sigma_ii the Woodbury division loses digits and
 # Sigma_ii is recomputed as K_ii - |L^-1 S^1/2 K e_i|^2 instead (no cancellation there).
 _CANCELLATION_GUARD = {torch.float64: 1e-6, torch.float32: 1e-3}
-_ADAPTIVE_START, _ADAPTIVE_MAX, _ADAPTIVE_GROWTH = 0.8, 0.8, 1.25
+_ADAPTIVE_START, _ADAPTIVE_MAX, _ADAPTIVE_GROWTH, _ADAPTIVE_MIN = 0.8, 0.8, 1.25, 0.05
 _INVERSE_BASE, _INVERSE_ALIGN = 1024, 64  # invert_lower_in_place: base-case size, split aligned to this
 TRTRI_FROM = 2048  # CPU matrices from this size are inverted by LAPACK's trtri (inverse_factor_of)
 
@@ -383,7 +383,8 @@ def run_sweeps(
     start only) or "mixed" (float32 until the relative change is <= SINGLE_TOL or stops shrinking,
     then float64 until it is <= tol; the change is only measured between two sweeps of the same
     precision).
-    ``damping`` "adaptive": start at 0.8, halve when |change of ln Z| grows, else grow by 1.25 to 0.8.
+    ``damping`` "adaptive": start at 0.8, halve when |change of ln Z| grows (never below 0.05: a collapsed
+    step stops ln Z moving, which would pass for convergence), else grow by 1.25 to 0.8.
     A non-finite or positive ln Z (P(S) <= 1, so ln Z_EP > 0 means the sites ran away) raises ConvergenceError:
     the relative change of a diverging ln Z shrinks as it grows, which would otherwise pass for convergence.
     """
@@ -416,7 +417,7 @@ def run_sweeps(
             previous_change, change = change, abs(log_z - history[-1])
             grew = change >= previous_change
             if damping == "adaptive":
-                step = 0.5 * step if grew else min(_ADAPTIVE_MAX, _ADAPTIVE_GROWTH * step)
+                step = max(_ADAPTIVE_MIN, 0.5 * step) if grew else min(_ADAPTIVE_MAX, _ADAPTIVE_GROWTH * step)
         fresh = False
         history.append(log_z)
         single_sweeps += dtype == torch.float32
@@ -513,7 +514,7 @@ def ep_log_evidence(
     ``jitter``: fixed absolute epsilon added to the prior covariance (part of the prior).
     ``tol``: stop when |ln Z_k - ln Z_k-1| <= tol * max(1, |ln Z_k|) (two float64 sweeps).
     ``damping``: fraction of each parallel site update taken (1 = undamped), or "adaptive": start
-    at 0.8, halve when |change of ln Z| grows, else grow by 1.25 up to 0.8.
+    at 0.8, halve when |change of ln Z| grows (not below 0.05), else grow by 1.25 up to 0.8.
     ``schedule``: "parallel" (BLAS-3, GPU-friendly) or "sequential" (R&W Alg. 3.5, O(m^3) per
     sweep in rank-1 updates; fewer sweeps, only sensible for small m).
     ``start``: "nested", "prior" or "auto" (nested from m = NESTED_AUTO); ``precision``: "mixed",
