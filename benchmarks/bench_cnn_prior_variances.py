@@ -126,40 +126,24 @@ def main(argv=None) -> list:
         diagonal = K.diagonal().mean()
         off_diagonal = float((K.sum() - K.trace()) / (args.m**2 - args.m) / diagonal)
         for nugget in nuggets:
+            row = {"architecture": architecture, "inputs": preprocessing, "prior": name, "nugget": nugget}
             try:
                 log_evidence = ep_log_evidence(K + nugget * diagonal * torch.eye(args.m, dtype=K.dtype), y).log_evidence
             except ConvergenceError as error:  # reported as the row's result: the other settings still run
-                rows.append(
-                    {
-                        "architecture": architecture,
-                        "inputs": preprocessing,
-                        "prior": name,
-                        "nugget": nugget,
-                        "error": str(error),
-                        "off_diagonal_over_diagonal": off_diagonal,
-                    }
+                row["error"] = str(error)
+                result = f"{error};"
+            else:
+                row["log_evidence_ep"] = log_evidence
+                row["bound"] = marginal_likelihood_bound(log_evidence, args.m, 0.05)
+                row["authors_form"] = marginal_likelihood_bound(log_evidence, args.m, 2.0**-10, "mcallester")
+                result = (
+                    f"ln P(S) {log_evidence:9.2f}, bound {row['bound']:.4f}, authors' form {row['authors_form']:.4f},"
                 )
-                print(
-                    f"{architecture:>12}, {preprocessing:>13}, {name:>26}, nugget {nugget:g}: {error}; K "
-                    f"off-diagonal / diagonal {off_diagonal:.3f}; kernel {seconds:.0f} s",
-                    flush=True,
-                )
-                continue
-            row = {
-                "architecture": architecture,
-                "inputs": preprocessing,
-                "prior": name,
-                "nugget": nugget,
-                "log_evidence_ep": log_evidence,
-                "bound": marginal_likelihood_bound(log_evidence, args.m, 0.05),
-                "authors_form": marginal_likelihood_bound(log_evidence, args.m, 2.0**-10, "mcallester"),
-                "off_diagonal_over_diagonal": off_diagonal,
-            }
+            row["off_diagonal_over_diagonal"] = off_diagonal
             rows.append(row)
             print(
-                f"{architecture:>12}, {preprocessing:>13}, {name:>26}, nugget {nugget:g}: ln P(S) {log_evidence:9.2f}, "
-                f"bound {row['bound']:.4f}, authors' form {row['authors_form']:.4f}, K off-diagonal / diagonal "
-                f"{off_diagonal:.3f}; kernel {seconds:.0f} s",
+                f"{architecture:>12}, {preprocessing:>13}, {name:>26}, nugget {nugget:g}: {result} K off-diagonal / "
+                f"diagonal {off_diagonal:.3f}; kernel {seconds:.0f} s",
                 flush=True,
             )
     return rows
